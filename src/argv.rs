@@ -1,0 +1,124 @@
+//! Argument normalisation for the three ways the plugin is invoked.
+//!
+//! - `docker microscale status` runs the plugin with argv `microscale status`;
+//! - `docker -H unix:///x.sock microscale status` passes the docker CLI's global flags
+//!   first: `-H unix:///x.sock microscale status`;
+//! - `docker help microscale [COMMAND]` runs the plugin with `help microscale [COMMAND]`;
+//! - `docker-microscale status` runs it directly.
+//!
+//! [`normalize`] removes the plugin name (the first positional word, when it is
+//! `microscale`) so that clap sees `[GLOBAL FLAGS] COMMAND ...` in every case.
+
+use std::ffi::OsString;
+
+/// The plugin name the docker CLI puts in argv (`docker-<name>` is the binary).
+pub const PLUGIN_NAME: &str = "microscale";
+
+/// Global docker flags that take a value in the next word when written without `=`.
+const VALUE_FLAGS_LONG: &[&str] = &[
+    "--host",
+    "--context",
+    "--config",
+    "--log-level",
+    "--tlscacert",
+    "--tlscert",
+    "--tlskey",
+];
+const VALUE_FLAGS_SHORT: &[&str] = &["-H", "-c", "-l"];
+
+/// Returns `args` (without argv\[0\]) with the plugin name removed.
+///
+/// Only the first positional word is looked at: global flags and their values are
+/// skipped, and `help microscale ...` becomes `help ...`.
+pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].to_string_lossy().into_owned();
+        if word == "--" {
+            break;
+        }
+        if word.starts_with("--") {
+            let takes_value = !word.contains('=') && VALUE_FLAGS_LONG.contains(&word.as_str());
+            i += if takes_value { 2 } else { 1 };
+            continue;
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            i += if VALUE_FLAGS_SHORT.contains(&word.as_str()) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        // The first positional word.
+        let mut out = args;
+        if word == PLUGIN_NAME {
+            out.remove(i);
+        } else if word == "help"
+            && out
+                .get(i + 1)
+                .is_some_and(|next| next.to_string_lossy() == PLUGIN_NAME)
+        {
+            out.remove(i + 1);
+        }
+        return out;
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(words: &[&str]) -> Vec<String> {
+        normalize(words.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn plugin_name_is_removed() {
+        assert_eq!(norm(&["microscale", "status"]), ["status"]);
+        assert_eq!(norm(&["status"]), ["status"]);
+        assert_eq!(norm(&["microscale"]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn global_flags_before_the_plugin_name_are_kept() {
+        assert_eq!(
+            norm(&["-H", "unix:///x.sock", "microscale", "status", "-q"]),
+            ["-H", "unix:///x.sock", "status", "-q"]
+        );
+        assert_eq!(
+            norm(&["--context=prod", "-D", "--tlsverify", "microscale", "status"]),
+            ["--context=prod", "-D", "--tlsverify", "status"]
+        );
+        assert_eq!(
+            norm(&["--config", "/tmp/cfg", "-l", "debug", "microscale", "version"]),
+            ["--config", "/tmp/cfg", "-l", "debug", "version"]
+        );
+    }
+
+    #[test]
+    fn a_flag_value_named_microscale_is_not_the_plugin_name() {
+        assert_eq!(
+            norm(&["--context", "microscale", "microscale", "status"]),
+            ["--context", "microscale", "status"]
+        );
+    }
+
+    #[test]
+    fn docker_help_microscale() {
+        assert_eq!(norm(&["help", "microscale"]), ["help"]);
+        assert_eq!(norm(&["help", "microscale", "status"]), ["help", "status"]);
+    }
+
+    #[test]
+    fn a_service_named_microscale_after_the_command_stays() {
+        assert_eq!(
+            norm(&["microscale", "status", "microscale"]),
+            ["status", "microscale"]
+        );
+    }
+}

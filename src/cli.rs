@@ -1,0 +1,161 @@
+//! Command-line definitions (clap types only).
+//!
+//! The plugin is invoked as `docker-microscale [GLOBAL FLAGS] [microscale] COMMAND ...`:
+//! the docker CLI passes its own global flags (`-H`, `--context`, `--config`, `--tls*`,
+//! `-l`, `-D`) in argv before the plugin name. [`crate::argv::normalize`] removes the
+//! plugin name; the flags below then parse as root-level options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Help layout modelled on the docker CLI's cobra usage template.
+const ROOT_TEMPLATE: &str = "\
+Usage:  {usage}
+
+{about}
+
+Commands:
+{subcommands}
+
+Run 'docker microscale COMMAND --help' for more information on a command.
+";
+
+const COMMAND_TEMPLATE: &str = "\
+Usage:  {usage}
+
+{about}
+
+Options:
+{options}
+
+{after-help}
+";
+
+/// The whole command line of the plugin.
+#[derive(Debug, Parser)]
+#[command(
+    name = "docker microscale",
+    bin_name = "docker microscale",
+    about = "Swarm status, provenance and rule-based scaling",
+    override_usage = "docker microscale COMMAND",
+    help_template = ROOT_TEMPLATE,
+    subcommand_help_heading = "Commands",
+    disable_help_subcommand = false,
+    disable_version_flag = true,
+    propagate_version = false,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The docker CLI's global options, as they arrive before the plugin name.
+///
+/// Semantics follow docker/cli `cli/flags/options.go`; they are hidden from help
+/// because they belong to `docker`, not to the plugin.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOptions {
+    /// Daemon socket to connect to (unix://PATH, tcp://HOST:PORT, ssh://...)
+    #[arg(short = 'H', long = "host", value_name = "list", hide = true)]
+    pub host: Vec<String>,
+
+    /// Name of the context to use to connect to the daemon
+    #[arg(short = 'c', long = "context", value_name = "string", hide = true)]
+    pub context: Option<String>,
+
+    /// Location of client config files (default ~/.docker)
+    #[arg(long = "config", value_name = "string", hide = true)]
+    pub config: Option<PathBuf>,
+
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        value_name = "string",
+        hide = true,
+        value_parser = ["debug", "info", "warn", "error", "fatal"]
+    )]
+    pub log_level: Option<String>,
+
+    /// Enable debug mode
+    #[arg(short = 'D', long = "debug", hide = true)]
+    pub debug: bool,
+
+    /// Use TLS; implied by --tlsverify
+    #[arg(long = "tls", hide = true)]
+    pub tls: bool,
+
+    /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY)
+    #[arg(long = "tlsverify", hide = true)]
+    pub tlsverify: bool,
+
+    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long = "tlscacert", value_name = "string", hide = true)]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long = "tlscert", value_name = "string", hide = true)]
+    pub tlscert: Option<PathBuf>,
+
+    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long = "tlskey", value_name = "string", hide = true)]
+    pub tlskey: Option<PathBuf>,
+}
+
+/// Plugin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every service of the swarm: mode, replicas, image and digest, update, rule, nodes
+    #[command(
+        visible_alias = "ls",
+        override_usage = "docker microscale status [OPTIONS] [SERVICE...]",
+        help_template = COMMAND_TEMPLATE,
+        after_help = STATUS_EXAMPLES
+    )]
+    Status(StatusArgs),
+
+    /// Show the plugin version
+    #[command(
+        override_usage = "docker microscale version",
+        help_template = COMMAND_TEMPLATE,
+        after_help = "Examples:\n  docker microscale version"
+    )]
+    Version,
+}
+
+const STATUS_EXAMPLES: &str = "Examples:
+  docker microscale status
+  docker microscale status web queue-worker
+  docker microscale status --filter label=microscale.enable=true
+  docker microscale status --filter mode=global -q
+  docker microscale status --format json | jq -r .Name
+  docker --context prod microscale status";
+
+/// Options of `docker microscale status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Services to show, by name or ID (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Filter output based on conditions provided (name=, label=, mode=, id=)
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+
+    /// Only display IDs
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}

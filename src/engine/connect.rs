@@ -1,0 +1,561 @@
+//! Which engine to talk to, resolved exactly as the docker CLI resolves it.
+//!
+//! Precedence (docker/cli `cli/command/cli.go`, `resolveContextName`):
+//! 1. `--context NAME`
+//! 2. `-H/--host`
+//! 3. `DOCKER_HOST`
+//! 4. `DOCKER_CONTEXT`
+//! 5. `currentContext` in `config.json` (config dir: `--config`, else `DOCKER_CONFIG`,
+//!    else `~/.docker`)
+//! 6. the default socket, `unix:///var/run/docker.sock`
+//!
+//! Contexts are read from the on-disk store: `contexts/meta/<sha256 of name>/meta.json`
+//! and the TLS material in `contexts/tls/<sha256 of name>/docker/{ca,cert,key}.pem`.
+//! bollard has no context support, so this module is ours.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::GlobalOptions;
+
+/// The default engine address on Linux.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The environment variables the docker CLI reads for the connection.
+///
+/// Taken from the process once ([`EnvVars::from_process`]); tests build it by hand.
+/// Empty values count as unset, as in the docker CLI.
+#[derive(Debug, Clone, Default)]
+pub struct EnvVars {
+    /// `DOCKER_HOST`
+    pub docker_host: Option<String>,
+    /// `DOCKER_CONTEXT`
+    pub docker_context: Option<String>,
+    /// `DOCKER_CONFIG`: the config directory.
+    pub docker_config: Option<String>,
+    /// `DOCKER_TLS_VERIFY`: any non-empty value turns verification on.
+    pub docker_tls_verify: Option<String>,
+    /// `DOCKER_TLS`: any non-empty value turns TLS on.
+    pub docker_tls: Option<String>,
+    /// `DOCKER_CERT_PATH`: where `ca.pem`, `cert.pem` and `key.pem` are looked for.
+    pub docker_cert_path: Option<String>,
+    /// `HOME`
+    pub home: Option<String>,
+}
+
+impl EnvVars {
+    /// Reads the variables from the process environment.
+    pub fn from_process() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        EnvVars {
+            docker_host: get("DOCKER_HOST"),
+            docker_context: get("DOCKER_CONTEXT"),
+            docker_config: get("DOCKER_CONFIG"),
+            docker_tls_verify: get("DOCKER_TLS_VERIFY"),
+            docker_tls: get("DOCKER_TLS"),
+            docker_cert_path: get("DOCKER_CERT_PATH"),
+            home: get("HOME"),
+        }
+    }
+}
+
+/// Where the chosen context name came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextOrigin {
+    /// `--context NAME`
+    Flag,
+    /// `DOCKER_CONTEXT`
+    Env,
+    /// `currentContext` in this `config.json`.
+    ConfigFile(PathBuf),
+}
+
+/// Where the engine address came from; printed in connection errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSource {
+    /// `-H/--host`
+    Flag,
+    /// `DOCKER_HOST`
+    Env,
+    /// A context from the store.
+    Context { name: String, origin: ContextOrigin },
+    /// Nothing was set: the default socket.
+    Default,
+}
+
+impl fmt::Display for HostSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostSource::Flag => write!(f, "from -H/--host"),
+            HostSource::Env => write!(f, "from DOCKER_HOST"),
+            HostSource::Default => write!(f, "the default socket"),
+            HostSource::Context { name, origin } => {
+                write!(f, "from context \"{name}\"")?;
+                match origin {
+                    ContextOrigin::Flag => write!(f, ", set by --context"),
+                    ContextOrigin::Env => write!(f, ", set by DOCKER_CONTEXT"),
+                    ContextOrigin::ConfigFile(path) => {
+                        write!(f, ", the current context in {}", path.display())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// TLS settings for a `tcp://` engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// CA bundle that signs the engine's certificate (PEM); `None`: system roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key: Option<PathBuf>,
+    /// Whether the engine's certificate is verified (`--tlsverify`; a context's
+    /// `SkipTLSVerify` turns it off).
+    pub verify: bool,
+}
+
+/// The resolved engine endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The engine address as given: `unix:///path`, `tcp://host:port`, `ssh://...`.
+    pub host: String,
+    /// TLS settings, when TLS is on.
+    pub tls: Option<TlsSettings>,
+    /// Where the address came from.
+    pub source: HostSource,
+}
+
+/// A connection setting that cannot be used. Each message says what and how to fix it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// Same text as the docker CLI.
+    #[error("conflicting options: cannot specify both --host and --context")]
+    HostAndContext,
+    /// Same text as the docker CLI.
+    #[error("specify only one -H")]
+    SeveralHosts,
+    #[error(
+        "context \"{name}\" does not exist ({origin}): looked for {path}\nList the contexts with `docker context ls`, or create it with `docker context create`."
+    )]
+    ContextNotFound {
+        name: String,
+        origin: String,
+        path: PathBuf,
+    },
+    #[error("context \"{name}\": cannot read {path}: {reason}")]
+    ContextUnreadable {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("context \"{name}\" has no docker endpoint in {path}")]
+    ContextNoDockerEndpoint { name: String, path: PathBuf },
+    #[error("cannot determine the config directory: set HOME, DOCKER_CONFIG or --config")]
+    NoConfigDir,
+}
+
+impl ContextOrigin {
+    fn describe(&self) -> String {
+        match self {
+            ContextOrigin::Flag => "set by --context".into(),
+            ContextOrigin::Env => "set by DOCKER_CONTEXT".into(),
+            ContextOrigin::ConfigFile(p) => format!("the current context in {}", p.display()),
+        }
+    }
+}
+
+/// The docker config directory: `--config`, else `DOCKER_CONFIG`, else `~/.docker`.
+pub fn config_dir(opts: &GlobalOptions, env: &EnvVars) -> Result<PathBuf, ResolveError> {
+    if let Some(dir) = &opts.config {
+        return Ok(dir.clone());
+    }
+    if let Some(dir) = &env.docker_config {
+        return Ok(PathBuf::from(dir));
+    }
+    env.home
+        .as_ref()
+        .map(|h| Path::new(h).join(".docker"))
+        .ok_or(ResolveError::NoConfigDir)
+}
+
+#[derive(Deserialize)]
+struct ConfigFile {
+    #[serde(rename = "currentContext", default)]
+    current_context: Option<String>,
+}
+
+/// Reads `currentContext` from `config.json`. A missing file is no context; an
+/// unreadable one is reported as a warning and ignored, as the docker CLI does.
+fn current_context(config_dir: &Path, warn: &mut Vec<String>) -> Option<(String, PathBuf)> {
+    let path = config_dir.join("config.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str::<ConfigFile>(&text) {
+        Ok(cfg) => cfg
+            .current_context
+            .filter(|c| !c.is_empty())
+            .map(|c| (c, path)),
+        Err(e) => {
+            warn.push(format!(
+                "WARNING: Error loading config file: {}: {e}",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// The directory name of a context in the store: the hex SHA-256 of its name.
+pub fn context_dir_name(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
+#[derive(Deserialize)]
+struct ContextMeta {
+    #[serde(rename = "Endpoints", default)]
+    endpoints: std::collections::HashMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct DockerEndpointMeta {
+    #[serde(rename = "Host", default)]
+    host: String,
+    #[serde(rename = "SkipTLSVerify", default)]
+    skip_tls_verify: bool,
+}
+
+fn load_context(
+    config_dir: &Path,
+    name: &str,
+    origin: ContextOrigin,
+) -> Result<Endpoint, ResolveError> {
+    let hash = context_dir_name(name);
+    let meta_path = config_dir
+        .join("contexts")
+        .join("meta")
+        .join(&hash)
+        .join("meta.json");
+    let text = match std::fs::read_to_string(&meta_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ResolveError::ContextNotFound {
+                name: name.into(),
+                origin: origin.describe(),
+                path: meta_path,
+            });
+        }
+        Err(e) => {
+            return Err(ResolveError::ContextUnreadable {
+                name: name.into(),
+                path: meta_path,
+                reason: e.to_string(),
+            });
+        }
+    };
+    let meta: ContextMeta =
+        serde_json::from_str(&text).map_err(|e| ResolveError::ContextUnreadable {
+            name: name.into(),
+            path: meta_path.clone(),
+            reason: e.to_string(),
+        })?;
+    let docker = meta
+        .endpoints
+        .get("docker")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<DockerEndpointMeta>(v).ok())
+        .filter(|d| !d.host.is_empty())
+        .ok_or_else(|| ResolveError::ContextNoDockerEndpoint {
+            name: name.into(),
+            path: meta_path.clone(),
+        })?;
+    let tls_dir = config_dir
+        .join("contexts")
+        .join("tls")
+        .join(&hash)
+        .join("docker");
+    let file = |f: &str| Some(tls_dir.join(f)).filter(|p| p.is_file());
+    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let has_tls_data = ca.is_some() || cert.is_some() || key.is_some();
+    let tls = (has_tls_data || docker.skip_tls_verify).then(|| TlsSettings {
+        ca,
+        cert,
+        key,
+        verify: !docker.skip_tls_verify,
+    });
+    Ok(Endpoint {
+        host: docker.host,
+        tls,
+        source: HostSource::Context {
+            name: name.into(),
+            origin,
+        },
+    })
+}
+
+/// TLS from the global flags and the environment, for the default context
+/// (docker/cli `cli/flags/options.go`, `SetDefaultOptions`).
+fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
+    let verify = opts.tlsverify || env.docker_tls_verify.is_some();
+    let tls = opts.tls || verify || env.docker_tls.is_some();
+    if !tls {
+        return None;
+    }
+    // As in the docker CLI, `--config` does not move the default certificate
+    // directory: it is DOCKER_CERT_PATH, else DOCKER_CONFIG, else ~/.docker.
+    let cert_dir = env
+        .docker_cert_path
+        .as_ref()
+        .or(env.docker_config.as_ref())
+        .map(PathBuf::from)
+        .or_else(|| env.home.as_ref().map(|h| Path::new(h).join(".docker")))
+        .unwrap_or_default();
+    // A flag names a file that must exist; a default is used only when present.
+    let pick = |flag: &Option<PathBuf>, default: &str| match flag {
+        Some(p) => Some(p.clone()),
+        None => Some(cert_dir.join(default)).filter(|p| p.is_file()),
+    };
+    Some(TlsSettings {
+        // The docker CLI always reads ca.pem when TLS is on, verified or not.
+        ca: Some(
+            opts.tlscacert
+                .clone()
+                .unwrap_or_else(|| cert_dir.join("ca.pem")),
+        ),
+        cert: pick(&opts.tlscert, "cert.pem"),
+        key: pick(&opts.tlskey, "key.pem"),
+        verify,
+    })
+}
+
+/// Resolves the engine endpoint from the global flags and the environment.
+///
+/// `warnings` receives non-fatal notes (an unreadable `config.json`), to print on
+/// stderr. Errors: `--host` with `--context`, several `-H`, and a context that is
+/// missing or unreadable in the store.
+pub fn resolve(
+    opts: &GlobalOptions,
+    env: &EnvVars,
+    warnings: &mut Vec<String>,
+) -> Result<Endpoint, ResolveError> {
+    if opts.context.is_some() && !opts.host.is_empty() {
+        return Err(ResolveError::HostAndContext);
+    }
+    if opts.host.len() > 1 {
+        return Err(ResolveError::SeveralHosts);
+    }
+    let cfg_dir = config_dir(opts, env);
+
+    let context = if let Some(name) = &opts.context {
+        Some((name.clone(), ContextOrigin::Flag))
+    } else if !opts.host.is_empty() || env.docker_host.is_some() {
+        None
+    } else if let Some(name) = &env.docker_context {
+        Some((name.clone(), ContextOrigin::Env))
+    } else if let Ok(dir) = &cfg_dir {
+        current_context(dir, warnings).map(|(n, p)| (n, ContextOrigin::ConfigFile(p)))
+    } else {
+        None
+    };
+
+    if let Some((name, origin)) = context.filter(|(n, _)| n != "default") {
+        return load_context(&cfg_dir?, &name, origin);
+    }
+
+    let (host, source) = if let Some(h) = opts.host.first() {
+        (h.clone(), HostSource::Flag)
+    } else if let Some(h) = &env.docker_host {
+        (h.clone(), HostSource::Env)
+    } else {
+        (DEFAULT_HOST.to_string(), HostSource::Default)
+    };
+    Ok(Endpoint {
+        host,
+        tls: flag_tls(opts, env),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> GlobalOptions {
+        GlobalOptions::default()
+    }
+
+    fn env_in(dir: &Path) -> EnvVars {
+        EnvVars {
+            docker_config: Some(dir.to_string_lossy().into()),
+            ..Default::default()
+        }
+    }
+
+    fn write_context(dir: &Path, name: &str, host: &str, skip_verify: bool) {
+        let meta = dir.join("contexts/meta").join(context_dir_name(name));
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            meta.join("meta.json"),
+            format!(
+                r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":{skip_verify}}}}}}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn context_dir_is_sha256_of_name() {
+        // echo -n default | sha256sum
+        assert_eq!(
+            context_dir_name("default"),
+            "37a8eec1ce19687d132fe29051dca629d164e2c4958ba141d5f4133a33f0688f"
+        );
+    }
+
+    #[test]
+    fn default_socket_when_nothing_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = resolve(&opts(), &env_in(dir.path()), &mut vec![]).unwrap();
+        assert_eq!(ep.host, DEFAULT_HOST);
+        assert_eq!(ep.source, HostSource::Default);
+        assert_eq!(ep.tls, None);
+    }
+
+    #[test]
+    fn precedence_follows_the_docker_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        write_context(dir.path(), "flagctx", "unix:///flag.sock", false);
+        write_context(dir.path(), "envctx", "unix:///env.sock", false);
+        write_context(dir.path(), "cfgctx", "unix:///cfg.sock", false);
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"currentContext":"cfgctx"}"#,
+        )
+        .unwrap();
+        let mut env = env_in(dir.path());
+
+        // 5. currentContext in config.json
+        let ep = resolve(&opts(), &env, &mut vec![]).unwrap();
+        assert_eq!(ep.host, "unix:///cfg.sock");
+        assert!(matches!(
+            ep.source,
+            HostSource::Context {
+                origin: ContextOrigin::ConfigFile(_),
+                ..
+            }
+        ));
+
+        // 4. DOCKER_CONTEXT beats config.json
+        env.docker_context = Some("envctx".into());
+        let ep = resolve(&opts(), &env, &mut vec![]).unwrap();
+        assert_eq!(ep.host, "unix:///env.sock");
+
+        // 3. DOCKER_HOST beats DOCKER_CONTEXT
+        env.docker_host = Some("unix:///dockerhost.sock".into());
+        let ep = resolve(&opts(), &env, &mut vec![]).unwrap();
+        assert_eq!(ep.host, "unix:///dockerhost.sock");
+        assert_eq!(ep.source, HostSource::Env);
+
+        // 2. -H beats DOCKER_HOST
+        let mut o = opts();
+        o.host = vec!["unix:///h.sock".into()];
+        let ep = resolve(&o, &env, &mut vec![]).unwrap();
+        assert_eq!(ep.host, "unix:///h.sock");
+        assert_eq!(ep.source, HostSource::Flag);
+
+        // 1. --context beats everything (but not together with -H)
+        let mut o = opts();
+        o.context = Some("flagctx".into());
+        let ep = resolve(&o, &env, &mut vec![]).unwrap();
+        assert_eq!(ep.host, "unix:///flag.sock");
+        o.host = vec!["unix:///h.sock".into()];
+        assert_eq!(
+            resolve(&o, &env, &mut vec![]),
+            Err(ResolveError::HostAndContext)
+        );
+    }
+
+    #[test]
+    fn the_default_context_name_means_flags_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.context = Some("default".into());
+        let ep = resolve(&o, &env_in(dir.path()), &mut vec![]).unwrap();
+        assert_eq!(ep.host, DEFAULT_HOST);
+    }
+
+    #[test]
+    fn missing_context_names_the_path_and_how_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.context = Some("nope".into());
+        let err = resolve(&o, &env_in(dir.path()), &mut vec![]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("context \"nope\" does not exist"), "{msg}");
+        assert!(msg.contains("docker context ls"), "{msg}");
+    }
+
+    #[test]
+    fn broken_config_json_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let mut warnings = vec![];
+        let ep = resolve(&opts(), &env_in(dir.path()), &mut warnings).unwrap();
+        assert_eq!(ep.host, DEFAULT_HOST);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("config.json"));
+    }
+
+    #[test]
+    fn context_tls_material_and_skip_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        write_context(dir.path(), "remote", "tcp://10.0.0.1:2376", true);
+        let tls = dir
+            .path()
+            .join("contexts/tls")
+            .join(context_dir_name("remote"))
+            .join("docker");
+        std::fs::create_dir_all(&tls).unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(tls.join(f), "x").unwrap();
+        }
+        let mut o = opts();
+        o.context = Some("remote".into());
+        let ep = resolve(&o, &env_in(dir.path()), &mut vec![]).unwrap();
+        let t = ep.tls.unwrap();
+        assert!(!t.verify);
+        assert_eq!(t.ca, Some(tls.join("ca.pem")));
+        assert_eq!(t.key, Some(tls.join("key.pem")));
+    }
+
+    #[test]
+    fn tls_from_env_uses_cert_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvVars {
+            docker_host: Some("tcp://127.0.0.1:2376".into()),
+            docker_tls_verify: Some("1".into()),
+            docker_cert_path: Some("/certs".into()),
+            ..env_in(dir.path())
+        };
+        let ep = resolve(&opts(), &env, &mut vec![]).unwrap();
+        let t = ep.tls.unwrap();
+        assert!(t.verify);
+        assert_eq!(t.ca, Some(PathBuf::from("/certs/ca.pem")));
+        // Defaults for cert and key are used only when the files exist.
+        assert_eq!(t.cert, None);
+    }
+
+    #[test]
+    fn several_hosts_are_refused() {
+        let mut o = opts();
+        o.host = vec!["unix:///a".into(), "unix:///b".into()];
+        assert_eq!(
+            resolve(&o, &EnvVars::default(), &mut vec![]),
+            Err(ResolveError::SeveralHosts)
+        );
+    }
+}

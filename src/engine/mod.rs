@@ -1,0 +1,258 @@
+//! The Docker Engine: connection, swarm snapshot reads, and errors that say what to do.
+
+pub mod connect;
+pub mod snapshot;
+
+use bollard::{API_DEFAULT_VERSION, Docker};
+
+pub use connect::Endpoint;
+#[cfg(test)]
+use connect::HostSource;
+
+/// Seconds a single Engine API request may take before it is abandoned.
+pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// An engine problem, phrased for the operator: what went wrong, where, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached at all (no socket, refused, timeout, TLS).
+    #[error(
+        "Cannot connect to the Docker daemon at {host} ({source_desc}): {reason}\nIs the docker daemon running? Choose another engine with -H, --context or DOCKER_HOST."
+    )]
+    Unreachable {
+        host: String,
+        source_desc: String,
+        reason: String,
+    },
+    /// The address uses a transport this build cannot use.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The engine answered but is not part of a swarm.
+    #[error(
+        "The Docker engine at {host} ({source_desc}) is not part of a swarm.\nRun `docker swarm init` to create a swarm on it, or `docker swarm join` to join an existing one, or point at a swarm manager with --context or -H."
+    )]
+    NotInSwarm { host: String, source_desc: String },
+    /// The engine is a swarm worker: only managers can list services.
+    #[error(
+        "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager, for example `docker --context <manager> microscale ...` or `docker -H ssh-tunnelled-or-tcp://<manager> microscale ...`."
+    )]
+    Worker { host: String, source_desc: String },
+    /// The engine's API is older than 1.41 (Docker 20.10).
+    #[error(
+        "The Docker engine at {host} is too old: docker microscale needs Engine API 1.41 (Docker 20.10) or newer, for service status and jobs."
+    )]
+    TooOld { host: String },
+    /// Any other error response from the engine.
+    #[error("Error response from daemon: {message}")]
+    Daemon { status: u16, message: String },
+}
+
+/// A connected client, with the endpoint it was made from (for error messages).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// The bollard client.
+    pub docker: Docker,
+    /// The resolved endpoint.
+    pub endpoint: Endpoint,
+}
+
+impl Engine {
+    /// Makes a client for `endpoint`. No request is sent yet.
+    ///
+    /// Supports `unix://PATH`, `tcp://HOST:PORT` (plain, or TLS with a CA, client
+    /// certificate and key, verified), a bare `/path` (unix) or `HOST:PORT` (tcp).
+    /// `ssh://` and TLS without verification are refused with a message that says
+    /// what to use instead.
+    pub fn connect(endpoint: Endpoint) -> Result<Engine, EngineError> {
+        let host = endpoint.host.clone();
+        let unreachable = |reason: String| EngineError::Unreachable {
+            host: host.clone(),
+            source_desc: endpoint.source.to_string(),
+            reason,
+        };
+        let (scheme, rest) = match host.split_once("://") {
+            Some((s, r)) => (s.to_ascii_lowercase(), r.to_string()),
+            None if host.starts_with('/') => ("unix".into(), host.clone()),
+            None => ("tcp".into(), host.clone()),
+        };
+        let docker = match scheme.as_str() {
+            "unix" => Docker::connect_with_unix(&rest, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+                .map_err(|e| match e {
+                    bollard::errors::Error::SocketNotFoundError(p) => {
+                        unreachable(format!("no socket at {p}"))
+                    }
+                    other => unreachable(other.to_string()),
+                })?,
+            "tcp" | "http" | "https" => {
+                let addr = with_default_port(&rest);
+                match &endpoint.tls {
+                    None if scheme != "https" => Docker::connect_with_http(
+                        &addr,
+                        REQUEST_TIMEOUT_SECS,
+                        API_DEFAULT_VERSION,
+                    )
+                    .map_err(|e| unreachable(e.to_string()))?,
+                    tls => {
+                        let (Some(tls), true) = (tls, tls.as_ref().is_some_and(|t| t.verify))
+                        else {
+                            return Err(EngineError::Unsupported(format!(
+                                "TLS without certificate verification (--tls without --tlsverify, or a context with SkipTLSVerify) is not supported for {host} ({}).\nUse --tlsverify with the engine's CA certificate.",
+                                endpoint.source
+                            )));
+                        };
+                        let (Some(ca), Some(cert), Some(key)) = (&tls.ca, &tls.cert, &tls.key)
+                        else {
+                            return Err(EngineError::Unsupported(format!(
+                                "TLS to {host} ({}) needs a CA certificate, a client certificate and a key (ca.pem, cert.pem, key.pem); some are missing.\nSet DOCKER_CERT_PATH, or pass --tlscacert, --tlscert and --tlskey.",
+                                endpoint.source
+                            )));
+                        };
+                        for path in [ca, cert, key] {
+                            if !path.is_file() {
+                                return Err(unreachable(format!(
+                                    "TLS file {} does not exist",
+                                    path.display()
+                                )));
+                            }
+                        }
+                        Docker::connect_with_ssl(
+                            &addr,
+                            key,
+                            cert,
+                            ca,
+                            REQUEST_TIMEOUT_SECS,
+                            API_DEFAULT_VERSION,
+                        )
+                        .map_err(|e| unreachable(e.to_string()))?
+                    }
+                }
+            }
+            "ssh" => {
+                return Err(EngineError::Unsupported(format!(
+                    "ssh:// engines are not supported yet ({host}, {}).\nForward the engine socket and use it over unix:\n  ssh -nNT -L /tmp/docker-remote.sock:/var/run/docker.sock {rest} &\n  docker -H unix:///tmp/docker-remote.sock microscale ...\nor use a context with a tcp:// endpoint and TLS.",
+                    endpoint.source
+                )));
+            }
+            other => {
+                return Err(EngineError::Unsupported(format!(
+                    "unsupported engine address {host} ({}): the scheme {other}:// is not supported; use unix://, tcp:// or a context",
+                    endpoint.source
+                )));
+            }
+        };
+        Ok(Engine { docker, endpoint })
+    }
+
+    /// Turns a bollard error into an [`EngineError`] that names this engine.
+    pub fn classify(&self, err: bollard::errors::Error) -> EngineError {
+        use bollard::errors::Error as B;
+        match err {
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Daemon {
+                status: status_code,
+                message,
+            },
+            other => EngineError::Unreachable {
+                host: self.endpoint.host.clone(),
+                source_desc: self.endpoint.source.to_string(),
+                reason: error_chain(&other),
+            },
+        }
+    }
+
+    /// After a 503 from a swarm endpoint, asks `GET /info` whether this engine is
+    /// outside any swarm or a worker, and returns the matching error. Called only on
+    /// the error path, so the happy path keeps its constant number of calls.
+    pub async fn explain_unavailable(&self, original: EngineError) -> EngineError {
+        let Ok(info) = self.docker.info().await else {
+            return original;
+        };
+        let swarm = info.swarm.unwrap_or_default();
+        let state = swarm
+            .local_node_state
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let host = self.endpoint.host.clone();
+        let source_desc = self.endpoint.source.to_string();
+        if state == "active" && swarm.control_available != Some(true) {
+            EngineError::Worker { host, source_desc }
+        } else if state != "active" {
+            EngineError::NotInSwarm { host, source_desc }
+        } else {
+            original
+        }
+    }
+}
+
+/// Appends the docker CLI's default TCP port, 2375, when `addr` has none (the CLI uses
+/// 2375 with TLS too: `opts.ParseTCPAddr(host, "tcp://localhost:2375")`).
+fn with_default_port(addr: &str) -> String {
+    let addr = addr.trim_end_matches('/');
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && !addr.ends_with(']');
+    if has_port {
+        addr.to_string()
+    } else {
+        format!("{addr}:2375")
+    }
+}
+
+/// The error and its sources, joined with ": ".
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(with_default_port("10.0.0.1"), "10.0.0.1:2375");
+        assert_eq!(with_default_port("host:1234"), "host:1234");
+        assert_eq!(with_default_port("[::1]"), "[::1]:2375");
+        assert_eq!(with_default_port("[::1]:99"), "[::1]:99");
+    }
+
+    #[test]
+    fn ssh_is_refused_with_advice() {
+        let ep = Endpoint {
+            host: "ssh://admin@manager1".into(),
+            tls: None,
+            source: HostSource::Flag,
+        };
+        let err = Engine::connect(ep).unwrap_err().to_string();
+        assert!(err.contains("ssh:// engines are not supported"), "{err}");
+        assert!(err.contains("ssh -nNT -L"), "{err}");
+        assert!(err.contains("admin@manager1"), "{err}");
+    }
+
+    #[test]
+    fn missing_socket_names_host_and_source() {
+        let ep = Endpoint {
+            host: "unix:///nonexistent/docker.sock".into(),
+            tls: None,
+            source: HostSource::Env,
+        };
+        let err = Engine::connect(ep).unwrap_err().to_string();
+        assert!(
+            err.contains("Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock"),
+            "{err}"
+        );
+        assert!(err.contains("from DOCKER_HOST"), "{err}");
+    }
+}

@@ -1,0 +1,73 @@
+//! One consistent read of the swarm: services, their running tasks, and nodes.
+//!
+//! Three Engine API calls made concurrently, whatever the number of services:
+//! - `GET /services?status=true[&filters=...]` (API 1.41+: `ServiceStatus`)
+//! - `GET /tasks?filters={"desired-state":["running"]}`
+//! - `GET /nodes`
+
+use std::collections::HashMap;
+
+use bollard::models::{Node, Service, Task};
+use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
+
+use super::{Engine, EngineError};
+
+/// The swarm as read at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Services matching the filters, with `ServiceStatus` filled in.
+    pub services: Vec<Service>,
+    /// Tasks whose desired state is running (all services).
+    pub tasks: Vec<Task>,
+    /// Every node of the swarm.
+    pub nodes: Vec<Node>,
+}
+
+/// Service list filters in the Engine API's shape: key → values
+/// (`name`, `label`, `mode`, `id`; see `GET /services`).
+pub type Filters = HashMap<String, Vec<String>>;
+
+impl Engine {
+    /// Reads a [`Snapshot`] with three concurrent API calls.
+    ///
+    /// Errors: the engine is unreachable, not in a swarm, a worker, older than API 1.41,
+    /// or rejects a filter (the daemon's message is passed on).
+    pub async fn snapshot(&self, filters: &Filters) -> Result<Snapshot, EngineError> {
+        let services = self.docker.list_services(Some(ListServicesOptions {
+            filters: (!filters.is_empty()).then(|| filters.clone()),
+            status: Some(true),
+        }));
+        let tasks = self.docker.list_tasks(Some(ListTasksOptions {
+            filters: Some(HashMap::from([(
+                "desired-state".to_string(),
+                vec!["running".to_string()],
+            )])),
+        }));
+        let nodes = self.docker.list_nodes(None::<ListNodesOptions>);
+        let (services, tasks, nodes) = tokio::join!(services, tasks, nodes);
+        let services = match services {
+            Ok(s) => s,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let tasks = tasks.map_err(|e| self.classify(e))?;
+        let nodes = nodes.map_err(|e| self.classify(e))?;
+        if services.iter().any(|s| s.service_status.is_none()) {
+            return Err(EngineError::TooOld {
+                host: self.endpoint.host.clone(),
+            });
+        }
+        Ok(Snapshot {
+            services,
+            tasks,
+            nodes,
+        })
+    }
+
+    async fn explain(&self, err: bollard::errors::Error) -> EngineError {
+        let e = self.classify(err);
+        match e {
+            EngineError::Daemon { status: 503, .. } => self.explain_unavailable(e).await,
+            other => other,
+        }
+    }
+}

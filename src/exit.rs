@@ -1,0 +1,175 @@
+//! Exit codes, error output and cancellation, following the docker CLI.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | ok |
+//! | 1 | error |
+//! | 125 | usage error (bad flag or argument), as the docker CLI uses it |
+//! | 130 | interrupted (Ctrl-C, or cancelled by the docker CLI) |
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Write};
+
+use clap::CommandFactory;
+use clap::error::ErrorKind as ClapKind;
+
+use crate::cli::Cli;
+
+/// The process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// A failure: engine, service, or output error.
+    Error = 1,
+    /// Bad flags or arguments.
+    Usage = 125,
+    /// Interrupted by Ctrl-C or cancelled by the docker CLI.
+    Interrupted = 130,
+}
+
+/// Why a command stopped early.
+#[derive(Debug)]
+pub enum Failure {
+    /// A usage error: printed with the command's usage line, exit 125.
+    Usage(String),
+    /// Any other error: printed as is, exit 1.
+    Error(String),
+    /// Ctrl-C or cancellation, exit 130.
+    Interrupted,
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) ends the command quietly with
+/// success; other write errors are failures.
+pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(Exit::Ok),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Exit::Ok),
+        Err(e) => Err(Failure::Error(format!("cannot write to standard output: {e}"))),
+    }
+}
+
+/// The subcommand named in `args`, if any (for usage lines in error messages).
+fn subcommand_in(args: &[OsString]) -> Option<clap::Command> {
+    let root = Cli::command();
+    args.iter()
+        .filter_map(|a| a.to_str())
+        .find_map(|a| root.find_subcommand(a).cloned())
+}
+
+/// Prints a usage error as the docker CLI does, and returns [`Exit::Usage`]:
+///
+/// ```text
+/// <message>
+///
+/// Usage:  docker microscale status [OPTIONS] [SERVICE...]
+///
+/// Run 'docker microscale status --help' for more information
+/// ```
+pub fn usage_error(message: &str, args: &[OsString]) -> Exit {
+    let (usage, path) = match subcommand_in(args) {
+        Some(mut sub) => (
+            sub.render_usage().to_string(),
+            format!("docker microscale {}", sub.get_name()),
+        ),
+        None => (
+            "docker microscale COMMAND".to_string(),
+            "docker microscale".to_string(),
+        ),
+    };
+    let usage = usage.trim_start_matches("Usage:").trim();
+    eprintln!("{message}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information");
+    Exit::Usage
+}
+
+/// Handles a clap parse result that is not a command to run: help goes to stdout
+/// with exit 0; everything else is a usage error (exit 125).
+pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
+    match err.kind() {
+        ClapKind::DisplayHelp
+        | ClapKind::DisplayVersion
+        | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            match print_stdout(&err.render().to_string()) {
+                Ok(code) => code,
+                Err(_) => Exit::Error,
+            }
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_string();
+            usage_error(&first, args)
+        }
+    }
+}
+
+/// A future that completes when the command should stop: Ctrl-C (SIGINT), SIGTERM,
+/// or EOF on the docker CLI's `DOCKER_CLI_PLUGIN_SOCKET`.
+///
+/// The docker CLI listens on an abstract unix socket (`@docker_cli_<hex>`) and closes
+/// it when it receives a signal while its stdout is not a terminal; the plugin sees
+/// EOF. Without the variable, or if the socket cannot be reached, only signals count.
+pub async fn cancellation() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET") {
+        std::thread::spawn(move || {
+            if watch_plugin_socket(&addr) {
+                let _ = tx.send(());
+            }
+        });
+    } else {
+        drop(tx);
+    }
+    let socket_closed = async {
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = socket_closed => {},
+        _ = terminated => {},
+    }
+}
+
+/// Connects to the docker CLI's plugin socket and blocks until it closes. Returns
+/// `true` on EOF (cancel), `false` when it could not connect.
+fn watch_plugin_socket(addr: &std::ffi::OsStr) -> bool {
+    use std::io::Read;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let addr = addr.to_string_lossy();
+    let stream = if let Some(name) = addr.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| UnixStream::connect_addr(&a))
+    } else {
+        UnixStream::connect(addr.as_ref())
+    };
+    let Ok(mut stream) = stream else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `docker-microscale`: a Docker CLI plugin for Swarm status, provenance and
+//! rule-based scaling.
+//!
+//! `main` answers `docker-cli-plugin-metadata` before anything else (no runtime, no
+//! engine: the docker CLI calls it before every plugin run), then parses argv and runs
+//! one command on a single-threaded tokio runtime.
+
+mod argv;
+mod cli;
+mod engine;
+mod exit;
+mod labels;
+mod render;
+mod status;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command};
+use crate::exit::{Exit, Failure};
+
+/// The plugin metadata, from `plugin-metadata/metadata.json` (the single source).
+const METADATA: &str = include_str!("../plugin-metadata/metadata.json");
+
+fn main() {
+    let mut args = std::env::args_os();
+    args.next();
+    let args: Vec<OsString> = args.collect();
+    if args.first().is_some_and(|a| a == "docker-cli-plugin-metadata") {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(METADATA.as_bytes());
+        let _ = out.flush();
+        return;
+    }
+    let code = run(args);
+    std::process::exit(code as i32);
+}
+
+fn run(args: Vec<OsString>) -> Exit {
+    let args = argv::normalize(args);
+    let matches = Cli::command().try_get_matches_from(
+        std::iter::once(OsString::from("docker microscale")).chain(args.iter().cloned()),
+    );
+    let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(err) => return exit::clap_error(err, &args),
+    };
+    let result = match cli.command {
+        Command::Version => exit::print_stdout(&format!(
+            "docker-microscale {}{}\n",
+            env!("CARGO_PKG_VERSION"),
+            match env!("MICROSCALE_GIT_COMMIT") {
+                "" => String::new(),
+                c => format!(" (commit {c})"),
+            }
+        )),
+        Command::Status(args) => with_runtime(&cli.global, |engine| async move {
+            status::run(&engine, &args).await
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => exit::usage_error(&msg, &args),
+        Err(Failure::Error(msg)) => {
+            eprintln!("{msg}");
+            Exit::Error
+        }
+        Err(Failure::Interrupted) => Exit::Interrupted,
+    }
+}
+
+/// Resolves the engine, starts a single-threaded runtime and runs `body`, stopping
+/// early with [`Exit::Interrupted`] on Ctrl-C or when the docker CLI closes
+/// `DOCKER_CLI_PLUGIN_SOCKET` (its way of cancelling a plugin whose output is not a
+/// terminal).
+fn with_runtime<F, Fut>(global: &cli::GlobalOptions, body: F) -> Result<Exit, Failure>
+where
+    F: FnOnce(engine::Engine) -> Fut,
+    Fut: std::future::Future<Output = Result<Exit, Failure>>,
+{
+    let env = engine::connect::EnvVars::from_process();
+    let mut warnings = vec![];
+    let endpoint = engine::connect::resolve(global, &env, &mut warnings)
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    if global.debug || global.log_level.as_deref() == Some("debug") {
+        eprintln!(
+            "DEBU engine {} ({}), TLS {}",
+            endpoint.host,
+            endpoint.source,
+            if endpoint.tls.is_some() { "on" } else { "off" }
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let engine = engine::Engine::connect(endpoint).map_err(|e| Failure::Error(e.to_string()))?;
+        let cancelled = exit::cancellation();
+        tokio::select! {
+            r = body(engine) => r,
+            _ = cancelled => Err(Failure::Interrupted),
+        }
+    })
+}

@@ -1,0 +1,205 @@
+//! Output: Docker-style tables for people, one JSON object per line for scripts.
+
+use std::cmp::Ordering;
+
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use serde::Serialize;
+
+use crate::status::ServiceRow;
+
+/// Output format chosen with `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns with a header (the default).
+    Table,
+    /// One JSON object per line, as `docker ... --format json` prints.
+    Json,
+}
+
+impl Format {
+    /// Parses `--format`: `table` or `json`. Errors name the value and the choices.
+    pub fn parse(value: Option<&str>) -> Result<Format, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("table") => Ok(Format::Table),
+            Some("json") | Some("{{json .}}") => Ok(Format::Json),
+            Some(other) => Err(format!(
+                "invalid --format \"{other}\": use 'table' or 'json' (Go templates are not supported yet)"
+            )),
+        }
+    }
+}
+
+/// A Docker-like table: no borders, columns separated by three spaces, header in
+/// capitals. The last column has no trailing padding.
+pub fn docker_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    let n = header.len();
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, if i + 1 == n { 0 } else { 3 }));
+        column.set_cell_alignment(CellAlignment::Left);
+    }
+    let mut out = String::new();
+    for line in table.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Shortens `s` to `max` characters, ending with `…` when cut.
+pub fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Widest RULE shown before it is cut (unless `--no-trunc`).
+const RULE_WIDTH: usize = 48;
+
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE RULE NODES.
+pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
+    let body = rows
+        .iter()
+        .map(|r| {
+            let image = if r.digest.is_empty() {
+                r.image.clone()
+            } else if no_trunc {
+                format!("{}@{}", r.image, r.digest)
+            } else {
+                let short: String = r
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                format!("{}@sha256:{short}", r.image)
+            };
+            let rule = if no_trunc {
+                r.rule.clone()
+            } else {
+                ellipsize(&r.rule, RULE_WIDTH)
+            };
+            let nodes = match r.tasks_on_down_nodes {
+                0 => r.nodes.to_string(),
+                1 => format!("{} (1 task on down node)", r.nodes),
+                n => format!("{} ({n} tasks on down nodes)", r.nodes),
+            };
+            vec![
+                r.name.clone(),
+                r.mode.as_str().to_string(),
+                r.replicas.clone(),
+                image,
+                r.update.clone(),
+                rule,
+                nodes,
+            ]
+        })
+        .collect();
+    docker_table(
+        &[
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "RULE", "NODES",
+        ],
+        body,
+    )
+}
+
+/// One compact JSON object per line.
+pub fn json_lines<T: Serialize>(items: &[T]) -> String {
+    let mut out = String::new();
+    for item in items {
+        // Serialising plain data structures cannot fail.
+        out.push_str(&serde_json::to_string(item).expect("serialise row"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Natural order, as the docker CLI sorts names (`sortorder.NaturalLess`):
+/// runs of digits compare by value, so `svc-2` sorts before `svc-10`.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                let ta = trim_zeros(na);
+                let tb = trim_zeros(nb);
+                let ord = ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                // Equal value: fewer leading zeros first.
+                if da != db {
+                    return da.cmp(&db);
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let n = digits.iter().take_while(|c| **c == b'0').count();
+    &digits[n..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_like_docker() {
+        let mut v = vec!["service-10-foo", "service-2-foo", "service-1-foo", "a", "B"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            ["B", "a", "service-1-foo", "service-2-foo", "service-10-foo"]
+        );
+    }
+
+    #[test]
+    fn table_has_docker_spacing_and_no_trailing_blanks() {
+        let t = docker_table(
+            &["NAME", "MODE"],
+            vec![vec!["web".into(), "replicated".into()]],
+        );
+        assert_eq!(t, "NAME   MODE\nweb    replicated\n");
+    }
+
+    #[test]
+    fn format_choices() {
+        assert_eq!(Format::parse(None), Ok(Format::Table));
+        assert_eq!(Format::parse(Some("json")), Ok(Format::Json));
+        assert!(Format::parse(Some("{{.Name}}")).unwrap_err().contains("table"));
+    }
+
+    #[test]
+    fn ellipsize_counts_chars() {
+        assert_eq!(ellipsize("abcdef", 4), "abc…");
+        assert_eq!(ellipsize("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,522 @@
+//! `docker microscale status`: one row per service, built from a [`Snapshot`].
+//!
+//! Everything here is pure (no I/O), so the row logic is unit-tested directly and the
+//! integration tests check it against a real swarm.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bollard::models::{
+    EndpointPortConfigPublishModeEnum, Node, NodeState, Service, ServiceUpdateStatusStateEnum,
+    TaskState,
+};
+use serde::Serialize;
+
+use crate::engine::snapshot::{Filters, Snapshot};
+use crate::labels;
+
+/// The service mode, as `docker service ls` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    #[serde(rename = "replicated")]
+    Replicated,
+    #[serde(rename = "global")]
+    Global,
+    #[serde(rename = "replicated job")]
+    ReplicatedJob,
+    #[serde(rename = "global job")]
+    GlobalJob,
+}
+
+impl Mode {
+    /// The mode of a service spec (`Spec.Mode`); a spec without a mode is replicated,
+    /// as the engine defaults it.
+    pub fn of(service: &Service) -> Mode {
+        let mode = service.spec.as_ref().and_then(|s| s.mode.as_ref());
+        match mode {
+            Some(m) if m.global.is_some() => Mode::Global,
+            Some(m) if m.replicated_job.is_some() => Mode::ReplicatedJob,
+            Some(m) if m.global_job.is_some() => Mode::GlobalJob,
+            _ => Mode::Replicated,
+        }
+    }
+
+    /// The text shown in the MODE column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Replicated => "replicated",
+            Mode::Global => "global",
+            Mode::ReplicatedJob => "replicated job",
+            Mode::GlobalJob => "global job",
+        }
+    }
+
+    /// Parses a `--filter mode=` value: `replicated`, `global`, `replicated-job`,
+    /// `global-job` (the engine's names; a space may stand for the dash).
+    pub fn parse_filter(value: &str) -> Option<Mode> {
+        match value.replace(' ', "-").as_str() {
+            "replicated" => Some(Mode::Replicated),
+            "global" => Some(Mode::Global),
+            "replicated-job" => Some(Mode::ReplicatedJob),
+            "global-job" => Some(Mode::GlobalJob),
+            _ => None,
+        }
+    }
+}
+
+/// One line of `status`; also the JSON object printed by `--format json`.
+///
+/// The keys `ID`, `Name`, `Mode`, `Replicas`, `Image` and `Ports` carry the same values
+/// as `docker service ls --format json`; the others are documented in
+/// `docs/status-json.md`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceRow {
+    /// Service ID (12 characters unless `--no-trunc`).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub name: String,
+    /// Service mode.
+    pub mode: Mode,
+    /// `running/desired`, with `(max N per node)` or `(completed/total completed)` for
+    /// jobs, exactly as `docker service ls` shows it.
+    pub replicas: String,
+    /// Running tasks (`ServiceStatus.RunningTasks`).
+    pub running: u64,
+    /// Desired tasks (`ServiceStatus.DesiredTasks`).
+    pub desired: u64,
+    /// Completed tasks of a job (`ServiceStatus.CompletedTasks`); `null` for services.
+    pub completed: Option<u64>,
+    /// `Placement.MaxReplicas` (per node); `null` when unlimited.
+    pub max_per_node: Option<u64>,
+    /// Image reference without its digest.
+    pub image: String,
+    /// The pinned image digest (`sha256:...`); empty when the spec is unpinned.
+    pub digest: String,
+    /// Rolling update state: `updating`, `paused`, `rolling back`, `rollback paused`,
+    /// `rolled back`; empty otherwise.
+    pub update: String,
+    /// One-line summary of the scaling labels; `-` when there are none.
+    pub rule: String,
+    /// The `microscale.*` and `com.microscaling.*` service labels.
+    pub rule_labels: BTreeMap<String, String>,
+    /// Number of distinct nodes with a running task of this service.
+    pub nodes: usize,
+    /// Tasks (desired running) on nodes that are not `ready`.
+    pub tasks_on_down_nodes: usize,
+    /// Hostnames of those nodes.
+    pub down_nodes: Vec<String>,
+    /// Published ingress ports, as `docker service ls` shows them.
+    pub ports: String,
+}
+
+/// Length of a truncated ID, as the docker CLI prints it.
+pub const SHORT_ID: usize = 12;
+
+/// Parses `--filter key=value` flags into the Engine API filter map.
+///
+/// Keys: `name` (prefix), `id` (prefix), `label` (`key` or `key=value`), `mode`
+/// (`replicated`, `global`, `replicated-job`, `global-job`). `mode` is applied by
+/// [`build_rows`] so that job modes work on every engine; the rest go to the engine.
+/// Errors: a flag without `=`, an unknown key, or an unknown mode, each named.
+pub fn parse_filters(flags: &[String]) -> Result<(Filters, Vec<Mode>), String> {
+    let mut filters = Filters::new();
+    let mut modes = vec![];
+    for flag in flags {
+        let Some((key, value)) = flag.split_once('=') else {
+            return Err(format!(
+                "bad format of filter \"{flag}\" (expected name=value)"
+            ));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        match key.as_str() {
+            "name" | "id" | "label" => filters
+                .entry(key)
+                .or_default()
+                .push(value.trim().to_string()),
+            "mode" => modes.push(Mode::parse_filter(value.trim()).ok_or_else(|| {
+                format!(
+                    "invalid filter 'mode={value}': expected replicated, global, replicated-job or global-job"
+                )
+            })?),
+            _ => {
+                return Err(format!(
+                    "invalid filter '{key}': the keys are name, label, mode and id"
+                ));
+            }
+        }
+    }
+    Ok((filters, modes))
+}
+
+/// Splits an image reference into the reference without digest and the digest.
+///
+/// `nginx:1.25@sha256:ab..` → (`nginx:1.25`, `sha256:ab..`). The name is made familiar
+/// as the docker CLI prints it (`docker.io/library/` removed).
+pub fn split_image(image: &str) -> (String, String) {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, d.to_string()),
+        None => (image, String::new()),
+    };
+    let name = name
+        .strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("index.docker.io/library/"))
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name);
+    (name.to_string(), digest)
+}
+
+/// The REPLICAS text, as docker/cli `service/formatter.go` builds it.
+fn replicas_text(
+    mode: Mode,
+    running: u64,
+    desired: u64,
+    completed: u64,
+    total: Option<u64>,
+    max: Option<u64>,
+) -> String {
+    match mode {
+        Mode::ReplicatedJob => format!(
+            "{running}/{desired} ({completed}/{} completed)",
+            total.unwrap_or(0)
+        ),
+        Mode::GlobalJob => format!(
+            "{running}/{desired} ({completed}/{} completed)",
+            desired + completed
+        ),
+        _ => match max {
+            Some(m) => format!("{running}/{desired} (max {m} per node)"),
+            None => format!("{running}/{desired}"),
+        },
+    }
+}
+
+fn update_text(service: &Service) -> String {
+    use ServiceUpdateStatusStateEnum as S;
+    match service.update_status.as_ref().and_then(|u| u.state) {
+        Some(S::UPDATING) => "updating",
+        Some(S::PAUSED) => "paused",
+        Some(S::ROLLBACK_STARTED) => "rolling back",
+        Some(S::ROLLBACK_PAUSED) => "rollback paused",
+        Some(S::ROLLBACK_COMPLETED) => "rolled back",
+        _ => "",
+    }
+    .to_string()
+}
+
+fn ports_text(service: &Service) -> String {
+    let ports = service
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.ports.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut out: Vec<(i64, i64, String)> = ports
+        .iter()
+        .filter(|p| p.publish_mode == Some(EndpointPortConfigPublishModeEnum::INGRESS))
+        .map(|p| {
+            (
+                p.published_port.unwrap_or(0),
+                p.target_port.unwrap_or(0),
+                p.protocol.map(|x| x.to_string()).unwrap_or("tcp".into()),
+            )
+        })
+        .collect();
+    out.sort();
+    out.iter()
+        .map(|(p, t, proto)| format!("*:{p}->{t}/{proto}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the rows for the services in `snap`, sorted by name.
+///
+/// `modes` restricts to those modes (empty: all). `full_ids` keeps IDs untruncated.
+pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<ServiceRow> {
+    let nodes: HashMap<&str, &Node> = snap
+        .nodes
+        .iter()
+        .filter_map(|n| n.id.as_deref().map(|id| (id, n)))
+        .collect();
+    let node_ready = |id: &str| {
+        nodes
+            .get(id)
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.state)
+            == Some(NodeState::READY)
+    };
+    let hostname = |id: &str| {
+        nodes
+            .get(id)
+            .and_then(|n| n.description.as_ref())
+            .and_then(|d| d.hostname.clone())
+            .unwrap_or_else(|| id.chars().take(SHORT_ID).collect())
+    };
+
+    // Tasks grouped by service ID.
+    let mut tasks_by_service: HashMap<&str, Vec<&bollard::models::Task>> = HashMap::new();
+    for t in &snap.tasks {
+        if let Some(sid) = t.service_id.as_deref() {
+            tasks_by_service.entry(sid).or_default().push(t);
+        }
+    }
+
+    let mut rows: Vec<ServiceRow> = snap
+        .services
+        .iter()
+        .filter(|s| modes.is_empty() || modes.contains(&Mode::of(s)))
+        .map(|s| {
+            let id = s.id.clone().unwrap_or_default();
+            let spec = s.spec.clone().unwrap_or_default();
+            let mode = Mode::of(s);
+            let status = s.service_status.clone().unwrap_or_default();
+            let running = status.running_tasks.unwrap_or(0);
+            let desired = status.desired_tasks.unwrap_or(0);
+            let completed = status.completed_tasks.unwrap_or(0);
+            let task_template = spec.task_template.clone().unwrap_or_default();
+            let max_per_node = task_template
+                .placement
+                .as_ref()
+                .and_then(|p| p.max_replicas)
+                .filter(|m| *m > 0)
+                .map(|m| m as u64);
+            let total = spec
+                .mode
+                .as_ref()
+                .and_then(|m| m.replicated_job.as_ref())
+                .and_then(|j| j.total_completions)
+                .map(|t| t.max(0) as u64);
+            let is_job = matches!(mode, Mode::ReplicatedJob | Mode::GlobalJob);
+            let image_ref = task_template
+                .container_spec
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let (image, digest) = split_image(&image_ref);
+            let svc_labels = spec.labels.clone().unwrap_or_default();
+
+            let tasks = tasks_by_service
+                .get(id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let running_nodes: BTreeSet<&str> = tasks
+                .iter()
+                .filter(|t| t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING))
+                .filter_map(|t| t.node_id.as_deref())
+                .collect();
+            let mut on_down = 0;
+            let mut down_nodes = BTreeSet::new();
+            for t in tasks {
+                if let Some(n) = t.node_id.as_deref().filter(|n| !n.is_empty())
+                    && !node_ready(n)
+                {
+                    on_down += 1;
+                    down_nodes.insert(hostname(n));
+                }
+            }
+
+            ServiceRow {
+                id: if full_ids {
+                    id.clone()
+                } else {
+                    id.chars().take(SHORT_ID).collect()
+                },
+                name: spec.name.clone().unwrap_or_default(),
+                mode,
+                replicas: replicas_text(
+                    mode,
+                    running,
+                    desired,
+                    completed,
+                    total,
+                    if is_job { None } else { max_per_node },
+                ),
+                running,
+                desired,
+                completed: is_job.then_some(completed),
+                max_per_node,
+                image,
+                digest,
+                update: update_text(s),
+                rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
+                rule_labels: labels::rule_labels(&svc_labels),
+                nodes: running_nodes.len(),
+                tasks_on_down_nodes: on_down,
+                down_nodes: down_nodes.into_iter().collect(),
+                ports: ports_text(s),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| crate::render::natural_cmp(&a.name, &b.name).then(a.id.cmp(&b.id)));
+    rows
+}
+
+/// Keeps the services named on the command line, by exact name, full ID or unique
+/// ID prefix (the order the docker CLI tries them in).
+///
+/// Returns the kept services and one error line per argument that matched nothing
+/// (`no such service: X`) or an ambiguous prefix.
+pub fn select_services(services: Vec<Service>, wanted: &[String]) -> (Vec<Service>, Vec<String>) {
+    if wanted.is_empty() {
+        return (services, vec![]);
+    }
+    let mut keep = BTreeSet::new();
+    let mut errors = vec![];
+    for w in wanted {
+        let name_of = |s: &Service| s.spec.as_ref().and_then(|sp| sp.name.clone());
+        let id_of = |s: &Service| s.id.clone().unwrap_or_default();
+        let exact: Vec<usize> = services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| id_of(s) == *w || name_of(s).as_deref() == Some(w))
+            .map(|(i, _)| i)
+            .collect();
+        let found = if !exact.is_empty() {
+            exact
+        } else {
+            services
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !w.is_empty() && id_of(s).starts_with(w.as_str()))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        match found.len() {
+            0 => errors.push(format!("no such service: {w}")),
+            1 => {
+                keep.insert(found[0]);
+            }
+            n => errors.push(format!(
+                "service ID prefix {w} is ambiguous ({n} services match): give more characters or the name"
+            )),
+        }
+    }
+    let kept = services
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, s)| s)
+        .collect();
+    (kept, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_split_and_familiar_names() {
+        assert_eq!(
+            split_image("docker.io/library/nginx:1.25@sha256:abc"),
+            ("nginx:1.25".into(), "sha256:abc".into())
+        );
+        assert_eq!(
+            split_image("localhost:5000/app:1"),
+            ("localhost:5000/app:1".into(), String::new())
+        );
+        assert_eq!(
+            split_image("docker.io/me/app@sha256:ff"),
+            ("me/app".into(), "sha256:ff".into())
+        );
+    }
+
+    #[test]
+    fn replicas_like_docker_service_ls() {
+        assert_eq!(
+            replicas_text(Mode::Replicated, 2, 3, 0, None, None),
+            "2/3"
+        );
+        assert_eq!(
+            replicas_text(Mode::Replicated, 2, 3, 0, None, Some(2)),
+            "2/3 (max 2 per node)"
+        );
+        assert_eq!(
+            replicas_text(Mode::ReplicatedJob, 1, 1, 4, Some(5), None),
+            "1/1 (4/5 completed)"
+        );
+        assert_eq!(
+            replicas_text(Mode::GlobalJob, 0, 1, 2, None, None),
+            "0/1 (2/3 completed)"
+        );
+    }
+
+    #[test]
+    fn filters_parse_and_reject() {
+        let (f, m) = parse_filters(&[
+            "name=web".into(),
+            "label=a=b".into(),
+            "mode=replicated-job".into(),
+        ])
+        .unwrap();
+        assert_eq!(f["name"], ["web"]);
+        assert_eq!(f["label"], ["a=b"]);
+        assert_eq!(m, [Mode::ReplicatedJob]);
+        assert!(parse_filters(&["name".into()]).unwrap_err().contains("expected name=value"));
+        assert!(parse_filters(&["colour=red".into()]).unwrap_err().contains("'colour'"));
+        assert!(parse_filters(&["mode=daemon".into()]).unwrap_err().contains("mode=daemon"));
+    }
+
+    fn svc(id: &str, name: &str) -> Service {
+        Service {
+            id: Some(id.into()),
+            spec: Some(bollard::models::ServiceSpec {
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn select_by_name_id_and_prefix() {
+        let all = vec![svc("abc123", "web"), svc("abd456", "db"), svc("xyz", "abc")];
+        let (kept, errs) = select_services(all.clone(), &["web".into(), "abd".into()]);
+        assert_eq!(kept.len(), 2);
+        assert!(errs.is_empty());
+        // An exact name wins over an ID prefix.
+        let (kept, _) = select_services(all.clone(), &["abc".into()]);
+        assert_eq!(kept[0].id.as_deref(), Some("xyz"));
+        let (_, errs) = select_services(all.clone(), &["ab".into(), "nope".into()]);
+        assert_eq!(errs.len(), 2);
+        assert!(errs[0].contains("ambiguous"));
+        assert_eq!(errs[1], "no such service: nope");
+    }
+}
+
+/// Runs `docker microscale status`: reads a snapshot, selects and prints the rows.
+///
+/// Exit 1 when a named service does not exist (the others are still printed).
+pub async fn run(
+    engine: &crate::engine::Engine,
+    args: &crate::cli::StatusArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::{Exit, Failure, print_stdout};
+    use crate::render::{Format, json_lines, status_table};
+
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
+    let mut snap = engine
+        .snapshot(&filters)
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let (kept, missing) = select_services(std::mem::take(&mut snap.services), &args.services);
+    snap.services = kept;
+    let rows = build_rows(&snap, &modes, args.no_trunc);
+    let text = if args.quiet {
+        rows.iter().map(|r| format!("{}\n", r.id)).collect()
+    } else {
+        match format {
+            Format::Table => status_table(&rows, args.no_trunc),
+            Format::Json => json_lines(&rows),
+        }
+    };
+    let code = print_stdout(&text)?;
+    if missing.is_empty() {
+        Ok(code)
+    } else {
+        for m in &missing {
+            eprintln!("{m}");
+        }
+        Ok(Exit::Error)
+    }
+}
