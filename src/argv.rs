@@ -91,11 +91,24 @@ mod tests {
             ["-H", "unix:///x.sock", "status", "-q"]
         );
         assert_eq!(
-            norm(&["--context=prod", "-D", "--tlsverify", "microscale", "status"]),
+            norm(&[
+                "--context=prod",
+                "-D",
+                "--tlsverify",
+                "microscale",
+                "status"
+            ]),
             ["--context=prod", "-D", "--tlsverify", "status"]
         );
         assert_eq!(
-            norm(&["--config", "/tmp/cfg", "-l", "debug", "microscale", "version"]),
+            norm(&[
+                "--config",
+                "/tmp/cfg",
+                "-l",
+                "debug",
+                "microscale",
+                "version"
+            ]),
             ["--config", "/tmp/cfg", "-l", "debug", "version"]
         );
     }

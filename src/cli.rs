@@ -27,9 +27,7 @@ Usage:  {usage}
 {about}
 
 Options:
-{options}
-
-{after-help}
+{options}{after-help}
 ";
 
 /// The whole command line of the plugin.

@@ -47,7 +47,9 @@ pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(Exit::Ok),
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Exit::Ok),
-        Err(e) => Err(Failure::Error(format!("cannot write to standard output: {e}"))),
+        Err(e) => Err(Failure::Error(format!(
+            "cannot write to standard output: {e}"
+        ))),
     }
 }
 
@@ -155,8 +157,7 @@ fn watch_plugin_socket(addr: &std::ffi::OsStr) -> bool {
     let addr = addr.to_string_lossy();
     let stream = if let Some(name) = addr.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(name.as_bytes())
-            .and_then(|a| UnixStream::connect_addr(&a))
+        SocketAddr::from_abstract_name(name.as_bytes()).and_then(|a| UnixStream::connect_addr(&a))
     } else {
         UnixStream::connect(addr.as_ref())
     };

@@ -74,7 +74,11 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
         .filter(|(k, _)| **k != "is-scalable")
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    Some(format!("microscaling {}", parts.join(" ")).trim_end().to_string())
+    Some(
+        format!("microscaling {}", parts.join(" "))
+            .trim_end()
+            .to_string(),
+    )
 }
 
 /// Removes the password from a URL's user info: `redis://:pw@host` → `redis://:xxxxx@host`.
@@ -128,8 +132,11 @@ mod tests {
     fn summary_for_none_disabled_and_legacy() {
         assert_eq!(rule_summary(&map(&[("a", "b")])), None);
         assert_eq!(
-            rule_summary(&map(&[("microscale.enable", "false"), ("microscale.min", "1")]))
-                .unwrap(),
+            rule_summary(&map(&[
+                ("microscale.enable", "false"),
+                ("microscale.min", "1")
+            ]))
+            .unwrap(),
             "disabled"
         );
         assert_eq!(
@@ -145,7 +152,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_the_summary() {
-        let l = map(&[("microscale.metric", "redis://user:s3cret@queue:6379/0?list=jobs")]);
+        let l = map(&[(
+            "microscale.metric",
+            "redis://user:s3cret@queue:6379/0?list=jobs",
+        )]);
         let s = rule_summary(&l).unwrap();
         assert!(!s.contains("s3cret"), "{s}");
         assert_eq!(s, "redis://user:xxxxx@queue:6379/0?list=jobs");

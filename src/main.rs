@@ -28,7 +28,10 @@ fn main() {
     let mut args = std::env::args_os();
     args.next();
     let args: Vec<OsString> = args.collect();
-    if args.first().is_some_and(|a| a == "docker-cli-plugin-metadata") {
+    if args
+        .first()
+        .is_some_and(|a| a == "docker-cli-plugin-metadata")
+    {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(METADATA.as_bytes());
         let _ = out.flush();
@@ -100,7 +103,8 @@ where
         .build()
         .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
-        let engine = engine::Engine::connect(endpoint).map_err(|e| Failure::Error(e.to_string()))?;
+        let engine =
+            engine::Engine::connect(endpoint).map_err(|e| Failure::Error(e.to_string()))?;
         let cancelled = exit::cancellation();
         tokio::select! {
             r = body(engine) => r,

@@ -194,7 +194,11 @@ mod tests {
     fn format_choices() {
         assert_eq!(Format::parse(None), Ok(Format::Table));
         assert_eq!(Format::parse(Some("json")), Ok(Format::Json));
-        assert!(Format::parse(Some("{{.Name}}")).unwrap_err().contains("table"));
+        assert!(
+            Format::parse(Some("{{.Name}}"))
+                .unwrap_err()
+                .contains("table")
+        );
     }
 
     #[test]

@@ -400,89 +400,6 @@ pub fn select_services(services: Vec<Service>, wanted: &[String]) -> (Vec<Servic
     (kept, errors)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_split_and_familiar_names() {
-        assert_eq!(
-            split_image("docker.io/library/nginx:1.25@sha256:abc"),
-            ("nginx:1.25".into(), "sha256:abc".into())
-        );
-        assert_eq!(
-            split_image("localhost:5000/app:1"),
-            ("localhost:5000/app:1".into(), String::new())
-        );
-        assert_eq!(
-            split_image("docker.io/me/app@sha256:ff"),
-            ("me/app".into(), "sha256:ff".into())
-        );
-    }
-
-    #[test]
-    fn replicas_like_docker_service_ls() {
-        assert_eq!(
-            replicas_text(Mode::Replicated, 2, 3, 0, None, None),
-            "2/3"
-        );
-        assert_eq!(
-            replicas_text(Mode::Replicated, 2, 3, 0, None, Some(2)),
-            "2/3 (max 2 per node)"
-        );
-        assert_eq!(
-            replicas_text(Mode::ReplicatedJob, 1, 1, 4, Some(5), None),
-            "1/1 (4/5 completed)"
-        );
-        assert_eq!(
-            replicas_text(Mode::GlobalJob, 0, 1, 2, None, None),
-            "0/1 (2/3 completed)"
-        );
-    }
-
-    #[test]
-    fn filters_parse_and_reject() {
-        let (f, m) = parse_filters(&[
-            "name=web".into(),
-            "label=a=b".into(),
-            "mode=replicated-job".into(),
-        ])
-        .unwrap();
-        assert_eq!(f["name"], ["web"]);
-        assert_eq!(f["label"], ["a=b"]);
-        assert_eq!(m, [Mode::ReplicatedJob]);
-        assert!(parse_filters(&["name".into()]).unwrap_err().contains("expected name=value"));
-        assert!(parse_filters(&["colour=red".into()]).unwrap_err().contains("'colour'"));
-        assert!(parse_filters(&["mode=daemon".into()]).unwrap_err().contains("mode=daemon"));
-    }
-
-    fn svc(id: &str, name: &str) -> Service {
-        Service {
-            id: Some(id.into()),
-            spec: Some(bollard::models::ServiceSpec {
-                name: Some(name.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn select_by_name_id_and_prefix() {
-        let all = vec![svc("abc123", "web"), svc("abd456", "db"), svc("xyz", "abc")];
-        let (kept, errs) = select_services(all.clone(), &["web".into(), "abd".into()]);
-        assert_eq!(kept.len(), 2);
-        assert!(errs.is_empty());
-        // An exact name wins over an ID prefix.
-        let (kept, _) = select_services(all.clone(), &["abc".into()]);
-        assert_eq!(kept[0].id.as_deref(), Some("xyz"));
-        let (_, errs) = select_services(all.clone(), &["ab".into(), "nope".into()]);
-        assert_eq!(errs.len(), 2);
-        assert!(errs[0].contains("ambiguous"));
-        assert_eq!(errs[1], "no such service: nope");
-    }
-}
-
 /// Runs `docker microscale status`: reads a snapshot, selects and prints the rows.
 ///
 /// Exit 1 when a named service does not exist (the others are still printed).
@@ -518,5 +435,146 @@ pub async fn run(
             eprintln!("{m}");
         }
         Ok(Exit::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_split_and_familiar_names() {
+        assert_eq!(
+            split_image("docker.io/library/nginx:1.25@sha256:abc"),
+            ("nginx:1.25".into(), "sha256:abc".into())
+        );
+        assert_eq!(
+            split_image("localhost:5000/app:1"),
+            ("localhost:5000/app:1".into(), String::new())
+        );
+        assert_eq!(
+            split_image("docker.io/me/app@sha256:ff"),
+            ("me/app".into(), "sha256:ff".into())
+        );
+    }
+
+    #[test]
+    fn replicas_like_docker_service_ls() {
+        assert_eq!(replicas_text(Mode::Replicated, 2, 3, 0, None, None), "2/3");
+        assert_eq!(
+            replicas_text(Mode::Replicated, 2, 3, 0, None, Some(2)),
+            "2/3 (max 2 per node)"
+        );
+        assert_eq!(
+            replicas_text(Mode::ReplicatedJob, 1, 1, 4, Some(5), None),
+            "1/1 (4/5 completed)"
+        );
+        assert_eq!(
+            replicas_text(Mode::GlobalJob, 0, 1, 2, None, None),
+            "0/1 (2/3 completed)"
+        );
+    }
+
+    #[test]
+    fn filters_parse_and_reject() {
+        let (f, m) = parse_filters(&[
+            "name=web".into(),
+            "label=a=b".into(),
+            "mode=replicated-job".into(),
+        ])
+        .unwrap();
+        assert_eq!(f["name"], ["web"]);
+        assert_eq!(f["label"], ["a=b"]);
+        assert_eq!(m, [Mode::ReplicatedJob]);
+        assert!(
+            parse_filters(&["name".into()])
+                .unwrap_err()
+                .contains("expected name=value")
+        );
+        assert!(
+            parse_filters(&["colour=red".into()])
+                .unwrap_err()
+                .contains("'colour'")
+        );
+        assert!(
+            parse_filters(&["mode=daemon".into()])
+                .unwrap_err()
+                .contains("mode=daemon")
+        );
+    }
+
+    fn svc(id: &str, name: &str) -> Service {
+        Service {
+            id: Some(id.into()),
+            spec: Some(bollard::models::ServiceSpec {
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nodes_and_tasks_on_down_nodes() {
+        use bollard::models::{NodeDescription, NodeStatus, Task, TaskStatus};
+        let node = |id: &str, host: &str, state: NodeState| Node {
+            id: Some(id.into()),
+            description: Some(NodeDescription {
+                hostname: Some(host.into()),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let task = |node: &str, state: TaskState| Task {
+            service_id: Some("s1".into()),
+            node_id: Some(node.into()),
+            status: Some(TaskStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut s = svc("s1", "web");
+        s.service_status = Some(Default::default());
+        let snap = Snapshot {
+            services: vec![s],
+            tasks: vec![
+                task("n1", TaskState::RUNNING),
+                task("n1", TaskState::RUNNING),
+                task("n2", TaskState::RUNNING),
+                task("n3", TaskState::RUNNING),
+                task("n3", TaskState::PENDING),
+            ],
+            nodes: vec![
+                node("n1", "a", NodeState::READY),
+                node("n2", "b", NodeState::READY),
+                node("n3", "c", NodeState::DOWN),
+            ],
+        };
+        let rows = build_rows(&snap, &[], false);
+        assert_eq!(rows[0].nodes, 3);
+        assert_eq!(rows[0].tasks_on_down_nodes, 2);
+        assert_eq!(rows[0].down_nodes, ["c"]);
+        let table = crate::render::status_table(&rows, false);
+        assert!(table.contains("3 (2 tasks on down nodes)"), "{table}");
+    }
+
+    #[test]
+    fn select_by_name_id_and_prefix() {
+        let all = vec![svc("abc123", "web"), svc("abd456", "db"), svc("xyz", "abc")];
+        let (kept, errs) = select_services(all.clone(), &["web".into(), "abd".into()]);
+        assert_eq!(kept.len(), 2);
+        assert!(errs.is_empty());
+        // An exact name wins over an ID prefix.
+        let (kept, _) = select_services(all.clone(), &["abc".into()]);
+        assert_eq!(kept[0].id.as_deref(), Some("xyz"));
+        let (_, errs) = select_services(all.clone(), &["ab".into(), "nope".into()]);
+        assert_eq!(errs.len(), 2);
+        assert!(errs[0].contains("ambiguous"));
+        assert_eq!(errs[1], "no such service: nope");
     }
 }

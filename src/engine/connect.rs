@@ -281,7 +281,7 @@ fn load_context(
     let file = |f: &str| Some(tls_dir.join(f)).filter(|p| p.is_file());
     let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
     let has_tls_data = ca.is_some() || cert.is_some() || key.is_some();
-    let tls = (has_tls_data || docker.skip_tls_verify).then(|| TlsSettings {
+    let tls = (has_tls_data || docker.skip_tls_verify).then_some(TlsSettings {
         ca,
         cert,
         key,

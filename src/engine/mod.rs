@@ -78,20 +78,18 @@ impl Engine {
         let docker = match scheme.as_str() {
             "unix" => Docker::connect_with_unix(&rest, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
                 .map_err(|e| match e {
-                    bollard::errors::Error::SocketNotFoundError(p) => {
-                        unreachable(format!("no socket at {p}"))
-                    }
-                    other => unreachable(other.to_string()),
-                })?,
+                bollard::errors::Error::SocketNotFoundError(p) => {
+                    unreachable(format!("no socket at {p}"))
+                }
+                other => unreachable(other.to_string()),
+            })?,
             "tcp" | "http" | "https" => {
                 let addr = with_default_port(&rest);
                 match &endpoint.tls {
-                    None if scheme != "https" => Docker::connect_with_http(
-                        &addr,
-                        REQUEST_TIMEOUT_SECS,
-                        API_DEFAULT_VERSION,
-                    )
-                    .map_err(|e| unreachable(e.to_string()))?,
+                    None if scheme != "https" => {
+                        Docker::connect_with_http(&addr, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+                            .map_err(|e| unreachable(e.to_string()))?
+                    }
                     tls => {
                         let (Some(tls), true) = (tls, tls.as_ref().is_some_and(|t| t.verify))
                         else {

@@ -1,0 +1,211 @@
+//! The test harness: the private engines started by `scripts/test` (through
+//! `scripts/sandbox`), a private docker config with the plugin installed, and
+//! services that clean up after themselves.
+//!
+//! Engine tests read only `MICROSCALE_TEST_HOST` (never `DOCKER_HOST`), so running
+//! `cargo test` against a real swarm by mistake creates nothing there. Without it the
+//! tests fail with a message saying to run `scripts/test`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The plugin binary built by cargo for this test run.
+pub fn plugin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_docker-microscale"))
+}
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: the engine tests need the private swarm that scripts/test starts.\n\
+             Run the tests with `scripts/test` (it starts a private dockerd, never your own engine)."
+        ),
+    }
+}
+
+/// `unix://` address of the private swarm manager.
+pub fn manager_host() -> String {
+    required_env("MICROSCALE_TEST_HOST")
+}
+
+/// `unix://` address of a private engine joined to the swarm as a worker.
+pub fn worker_host() -> String {
+    required_env("MICROSCALE_TEST_WORKER_HOST")
+}
+
+/// `unix://` address of a private engine that is not in any swarm.
+pub fn plain_host() -> String {
+    required_env("MICROSCALE_TEST_PLAIN_HOST")
+}
+
+/// The test image (`FROM scratch` with a static busybox), present on manager and worker.
+pub fn image() -> String {
+    std::env::var("MICROSCALE_TEST_IMAGE").unwrap_or_else(|_| "microscale-test/busybox:1".into())
+}
+
+/// A private docker config directory with `cli-plugins/docker-microscale` installed
+/// (a copy of the binary under test), shared by the tests of this process.
+pub fn plugin_config() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("ms-cfg")
+            .tempdir()
+            .expect("tempdir");
+        let plugins = dir.path().join("cli-plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// A command with the environment cleared to what the docker CLI needs, pointing at
+/// nothing: callers add `DOCKER_HOST`, `-H` or `--context` themselves.
+pub fn clean(program: impl AsRef<std::ffi::OsStr>, config: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", config)
+        .env("DOCKER_CONFIG", config)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The plugin run directly, against the manager via `DOCKER_HOST`.
+pub fn plugin(args: &[&str]) -> Output {
+    clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(args)
+        .output()
+        .expect("run docker-microscale")
+}
+
+/// The real docker CLI against the manager via `DOCKER_HOST`, with the private config.
+pub fn docker(args: &[&str]) -> Output {
+    clean("docker", plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Panics with both streams unless the command exited 0.
+#[track_caller]
+pub fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "command failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// A name unique to this test run: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A swarm service created for one test; removed when dropped.
+pub struct TestService {
+    pub name: String,
+    pub id: String,
+}
+
+impl TestService {
+    /// `docker service create -d --name NAME --network host ... IMAGE sleep`, with
+    /// `extra` flags before the image. A quick stop keeps teardown fast.
+    pub fn create(name: &str, extra: &[&str]) -> TestService {
+        Self::create_with_command(name, extra, &["/bin/busybox", "sleep", "1000000"])
+    }
+
+    /// Like [`TestService::create`] with a command of the caller's.
+    pub fn create_with_command(name: &str, extra: &[&str], command: &[&str]) -> TestService {
+        let image = image();
+        let mut args = vec![
+            "service",
+            "create",
+            "-d",
+            "-q",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--stop-grace-period",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&image);
+        args.extend_from_slice(command);
+        let out = ok(docker(&args));
+        TestService {
+            name: name.to_string(),
+            id: stdout(&out).trim().to_string(),
+        }
+    }
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        let _ = docker(&["service", "rm", &self.id]);
+    }
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// `docker service ls --format json` rows for names starting with `prefix`.
+pub fn docker_service_ls(prefix: &str) -> Vec<serde_json::Value> {
+    let filter = format!("name={prefix}");
+    let out = ok(docker(&[
+        "service", "ls", "--filter", &filter, "--format", "json",
+    ]));
+    json_lines(&stdout(&out))
+}
+
+/// Parses one JSON object per line.
+#[track_caller]
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The plugin's JSON rows for names starting with `prefix`.
+pub fn status_json(prefix: &str) -> Vec<serde_json::Value> {
+    let filter = format!("name={prefix}");
+    let out = ok(plugin(&["status", "--filter", &filter, "--format", "json"]));
+    json_lines(&stdout(&out))
+}

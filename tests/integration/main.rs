@@ -1,0 +1,568 @@
+//! Integration tests against real, private Docker engines in swarm mode (started by
+//! `scripts/test`), through the real docker CLI where the plugin protocol matters.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+// ---------------------------------------------------------------------------------
+// Plugin protocol
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn metadata_is_the_plugin_metadata_file_with_the_crate_version() {
+    // No engine: the address points nowhere, and the call must still answer.
+    let out = ok(clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .arg("docker-cli-plugin-metadata")
+        .output()
+        .unwrap());
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../../plugin-metadata/metadata.json")).unwrap();
+    assert_eq!(meta, file);
+    assert_eq!(meta["SchemaVersion"], "0.1.0");
+    assert_eq!(meta["Version"], env!("CARGO_PKG_VERSION"));
+    for key in ["Vendor", "ShortDescription", "URL"] {
+        assert!(
+            meta[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key} missing"
+        );
+    }
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn docker_cli_dispatches_to_the_installed_plugin() {
+    let svc = TestService::create(&unique("dispatch"), &["--replicas", "0"]);
+    let out = ok(docker(&["microscale", "status", &svc.name]));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    for col in [
+        "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "RULE", "NODES",
+    ] {
+        assert!(header.contains(col), "header {header:?} lacks {col}");
+    }
+    let row = lines.next().expect("one row");
+    assert!(row.starts_with(&svc.name), "{row}");
+    assert!(row.contains("replicated") && row.contains("0/0"), "{row}");
+    assert_eq!(lines.next(), None);
+
+    // The plugin is listed by the CLI, and its help comes through `docker help`.
+    let help = ok(docker(&["help", "microscale"]));
+    assert!(stdout(&help).starts_with("Usage:  docker microscale COMMAND"));
+    assert!(stdout(&help).contains("status"));
+    let help = ok(docker(&["microscale", "status", "--help"]));
+    assert!(stdout(&help).starts_with("Usage:  docker microscale status [OPTIONS] [SERVICE...]"));
+    assert!(stdout(&help).contains("Examples:"));
+    let help = ok(docker(&["help", "microscale", "status"]));
+    assert!(stdout(&help).starts_with("Usage:  docker microscale status"));
+    let version = ok(docker(&["microscale", "version"]));
+    assert!(stdout(&version).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn global_flags_before_the_plugin_name() {
+    let svc = TestService::create(&unique("globals"), &["--replicas", "0"]);
+    let host = manager_host();
+    let cfg = plugin_config().to_string_lossy().into_owned();
+    // -H, with DOCKER_HOST unset.
+    for flags in [
+        vec!["-H", host.as_str()],
+        vec!["--host", host.as_str(), "-D"],
+        vec!["-l", "debug", "-H", host.as_str()],
+        vec![
+            "--log-level=info",
+            "--config",
+            cfg.as_str(),
+            "-H",
+            host.as_str(),
+        ],
+    ] {
+        let mut args = flags.clone();
+        args.extend(["microscale", "status", "-q", svc.name.as_str()]);
+        let out = ok(clean("docker", plugin_config())
+            .env_remove("DOCKER_HOST")
+            .args(&args)
+            .output()
+            .unwrap());
+        assert_eq!(stdout(&out).trim(), &svc.id[..12], "flags {flags:?}");
+    }
+    // -D shows where the engine address came from.
+    let out = ok(clean("docker", plugin_config())
+        .args(["-D", "-H", &host, "microscale", "status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert!(stderr(&out).contains("from -H/--host"), "{}", stderr(&out));
+
+    // --config locates the plugin itself: a config dir with no plugin has none.
+    let empty = tempfile::tempdir().unwrap();
+    let out = clean("docker", plugin_config())
+        .args(["--config", &empty.path().to_string_lossy(), "-H", &host])
+        .args(["microscale", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn contexts_made_by_docker_context_create() {
+    let svc = TestService::create(&unique("ctx"), &["--replicas", "0"]);
+    let cfg = tempfile::tempdir().unwrap();
+    let plugins = cfg.path().join("cli-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
+    let ctx = unique("mgr");
+    let endpoint = format!("host={}", manager_host());
+    ok(clean("docker", cfg.path())
+        .args(["context", "create", &ctx, "--docker", &endpoint])
+        .output()
+        .unwrap());
+    let run = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut c = clean("docker", cfg.path());
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c.args(args).output().unwrap()
+    };
+    let want = &svc.id[..12];
+    // --context
+    let out = ok(run(
+        &[],
+        &["--context", &ctx, "microscale", "status", "-q", &svc.name],
+    ));
+    assert_eq!(stdout(&out).trim(), want);
+    // DOCKER_CONTEXT
+    let out = ok(run(
+        &[("DOCKER_CONTEXT", &ctx)],
+        &["microscale", "status", "-q", &svc.name],
+    ));
+    assert_eq!(stdout(&out).trim(), want);
+    // currentContext from `docker context use`
+    ok(run(&[], &["context", "use", &ctx]));
+    let out = ok(run(&[], &["microscale", "status", "-q", &svc.name]));
+    assert_eq!(stdout(&out).trim(), want);
+    // The plugin run directly reads the same store.
+    let out = ok(clean(plugin_bin(), cfg.path())
+        .args(["status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out).trim(), want);
+    // DOCKER_HOST beats currentContext: a dead socket proves it was used.
+    let out = run(
+        &[("DOCKER_HOST", "unix:///nonexistent/dead.sock")],
+        &["microscale", "status"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unix:///nonexistent/dead.sock (from DOCKER_HOST)"));
+
+    // --host with --context: the same error as the docker CLI's own.
+    let theirs = run(
+        &[],
+        &["--context", &ctx, "-H", "unix:///x.sock", "service", "ls"],
+    );
+    let ours = run(
+        &[],
+        &[
+            "--context",
+            &ctx,
+            "-H",
+            "unix:///x.sock",
+            "microscale",
+            "status",
+        ],
+    );
+    assert!(!theirs.status.success() && !ours.status.success());
+    assert!(
+        stderr(&ours).contains("conflicting options: cannot specify both --host and --context")
+    );
+    assert!(
+        stderr(&theirs).contains("conflicting options: cannot specify both --host and --context"),
+        "docker said: {}",
+        stderr(&theirs)
+    );
+
+    // A context that does not exist.
+    let out = run(&[], &["--context", "no-such-ctx", "microscale", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("context \"no-such-ctx\" does not exist"));
+}
+
+// ---------------------------------------------------------------------------------
+// status: modes, replicas and JSON against `docker service ls`
+// ---------------------------------------------------------------------------------
+
+/// Compares the plugin's JSON with `docker service ls --format json` for the keys
+/// they share.
+#[track_caller]
+fn assert_matches_docker(prefix: &str, expected_rows: usize) {
+    let ours = status_json(prefix);
+    let theirs = docker_service_ls(prefix);
+    assert_eq!(ours.len(), expected_rows, "{ours:#?}");
+    assert_eq!(theirs.len(), expected_rows, "{theirs:#?}");
+    for (o, t) in ours.iter().zip(&theirs) {
+        for key in ["ID", "Name", "Mode", "Replicas", "Image", "Ports"] {
+            assert_eq!(o[key], t[key], "key {key}: ours {o} docker {t}");
+        }
+    }
+}
+
+fn node_count() -> usize {
+    stdout(&ok(docker(&["node", "ls", "-q"]))).lines().count()
+}
+
+#[test]
+fn every_service_mode_matches_docker_service_ls() {
+    let p = unique("modes");
+    let nodes = node_count();
+    let _rep = TestService::create(&format!("{p}-rep"), &["--replicas", "2"]);
+    let _zero = TestService::create(&format!("{p}-zero"), &["--replicas", "0"]);
+    let _glob = TestService::create(&format!("{p}-glob"), &["--mode", "global"]);
+    let _job = TestService::create_with_command(
+        &format!("{p}-job"),
+        &[
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "2",
+            "--max-concurrent",
+            "1",
+        ],
+        &["/bin/busybox", "true"],
+    );
+    // Max 1 per node and one more replica than nodes: one task stays pending.
+    let want = (nodes + 1).to_string();
+    let _max = TestService::create(
+        &format!("{p}-max"),
+        &["--replicas", &want, "--replicas-max-per-node", "1"],
+    );
+
+    wait_until("services to settle", Duration::from_secs(60), || {
+        let rows = status_json(&p);
+        let get = |suffix: &str| {
+            rows.iter()
+                .find(|r| r["Name"] == format!("{p}-{suffix}"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        rows.len() == 5
+            && get("rep")["Running"] == 2
+            && get("glob")["Running"] == nodes as u64
+            && get("max")["Running"] == nodes as u64
+            && get("job")["Completed"] == 2
+    });
+
+    let rows = status_json(&p);
+    let names: Vec<&str> = rows.iter().map(|r| r["Name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "rows are sorted by name");
+    let get = |suffix: &str| {
+        rows.iter()
+            .find(|r| r["Name"] == format!("{p}-{suffix}"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("rep")["Mode"], "replicated");
+    assert_eq!(get("rep")["Replicas"], "2/2");
+    let rep_nodes = get("rep")["Nodes"].as_u64().unwrap() as usize;
+    assert!((1..=nodes.min(2)).contains(&rep_nodes), "{rep_nodes}");
+    assert_eq!(get("zero")["Replicas"], "0/0");
+    assert_eq!(get("zero")["Nodes"], 0);
+    assert_eq!(get("glob")["Mode"], "global");
+    assert_eq!(get("glob")["Nodes"], nodes as u64);
+    assert_eq!(get("job")["Mode"], "replicated job");
+    assert_eq!(get("job")["Replicas"], "0/0 (2/2 completed)");
+    assert_eq!(
+        get("max")["Replicas"],
+        format!("{nodes}/{} (max 1 per node)", nodes + 1)
+    );
+    assert_eq!(get("max")["MaxPerNode"], 1);
+    assert_eq!(get("max")["Nodes"], nodes as u64);
+
+    assert_matches_docker(&p, 5);
+
+    // The table shows the same, one row per service after the header.
+    let out = ok(plugin(&["status", "--filter", &format!("name={p}")]));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(text.contains("(max 1 per node)"));
+    assert!(text.contains("replicated job"));
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes when not a terminal"
+    );
+}
+
+#[test]
+fn image_digest_and_rule_columns() {
+    let p = unique("cols");
+    // Pin the image by its local ID as a digest-shaped reference is not possible
+    // without a registry; labels drive the RULE column.
+    let svc = TestService::create(
+        &format!("{p}-ruled"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=1",
+            "--label",
+            "microscale.max=10",
+            "--label",
+            "microscale.metric=redis://user:hunter2@queue:6379/0?list=jobs",
+            "--label",
+            "microscale.target=50",
+        ],
+    );
+    let _plain = TestService::create(&format!("{p}-plain"), &["--replicas", "0"]);
+    let rows = status_json(&p);
+    let ruled = rows.iter().find(|r| r["Name"] == svc.name).unwrap();
+    assert_eq!(
+        ruled["Rule"],
+        "min=1 max=10 target=50 redis://user:xxxxx@queue:6379/0?list=jobs"
+    );
+    assert_eq!(ruled["RuleLabels"]["microscale.max"], "10");
+    assert_eq!(ruled["Image"], image());
+    assert_eq!(ruled["Digest"], "", "an image with no registry is unpinned");
+    let plain = rows.iter().find(|r| r["Name"] != svc.name).unwrap();
+    assert_eq!(plain["Rule"], "-");
+
+    let out = ok(plugin(&["status", &svc.name]));
+    assert!(!stdout(&out).contains("hunter2"), "password leaked");
+    let full = ok(plugin(&["status", "--no-trunc", &svc.name]));
+    assert!(
+        stdout(&full).contains("min=1 max=10 target=50 redis://user:xxxxx@queue:6379/0?list=jobs")
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// status: selection, filters and output options
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn filters_names_ids_quiet_and_no_trunc() {
+    let p = unique("filt");
+    let a = TestService::create(
+        &format!("{p}-a"),
+        &["--replicas", "0", "--label", "team=blue"],
+    );
+    let b = TestService::create(&format!("{p}-b"), &["--replicas", "0"]);
+    let g = TestService::create(
+        &format!("{p}-g"),
+        &["--mode", "global", "--label", "team=blue"],
+    );
+
+    let q = |args: &[&str]| -> Vec<String> {
+        let out = ok(plugin(args));
+        stdout(&out).lines().map(str::to_string).collect()
+    };
+    let short = |s: &TestService| s.id[..12].to_string();
+    let name_f = format!("name={p}");
+
+    assert_eq!(
+        q(&["status", "-q", "--filter", &name_f]),
+        [short(&a), short(&b), short(&g)]
+    );
+    assert_eq!(
+        q(&[
+            "status",
+            "-q",
+            "--filter",
+            &name_f,
+            "--filter",
+            "label=team=blue"
+        ]),
+        [short(&a), short(&g)]
+    );
+    assert_eq!(
+        q(&[
+            "status",
+            "-q",
+            "--filter",
+            &name_f,
+            "--filter",
+            "mode=global"
+        ]),
+        [short(&g)]
+    );
+    assert_eq!(
+        q(&[
+            "status",
+            "-q",
+            "--filter",
+            &name_f,
+            "--filter",
+            "mode=replicated"
+        ]),
+        [short(&a), short(&b)]
+    );
+    assert_eq!(
+        q(&["status", "-q", "-f", &format!("id={}", &b.id[..8])]),
+        [short(&b)]
+    );
+    // Positional names and IDs (full or prefix), in name order.
+    assert_eq!(
+        q(&["status", "-q", &b.name, &a.id[..10]]),
+        [short(&a), short(&b)]
+    );
+    assert_eq!(
+        q(&["status", "-q", "--no-trunc", &a.name]),
+        std::slice::from_ref(&a.id)
+    );
+    assert_eq!(a.id.len(), 25);
+
+    // Nothing matches: the header only, exit 0.
+    let out = ok(plugin(&["status", "--filter", "name=no-such-prefix-xyz"]));
+    assert_eq!(stdout(&out).lines().count(), 1);
+    assert!(stdout(&out).starts_with("NAME"));
+    let out = ok(plugin(&[
+        "status",
+        "--format",
+        "json",
+        "--filter",
+        "name=no-such-prefix-xyz",
+    ]));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn unknown_service_is_an_error_but_the_others_print() {
+    let svc = TestService::create(&unique("known"), &["--replicas", "0"]);
+    let out = plugin(&["status", "-q", &svc.name, "no-such-service-xyz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out).trim(), &svc.id[..12]);
+    assert!(stderr(&out).contains("no such service: no-such-service-xyz"));
+}
+
+#[test]
+fn usage_errors_exit_125_and_change_nothing() {
+    for args in [
+        vec!["status", "--bogus"],
+        vec!["status", "--filter", "nonsense"],
+        vec!["status", "--filter", "colour=red"],
+        vec!["status", "--filter", "mode=daemon"],
+        vec!["status", "--format", "{{.Name}}"],
+        vec!["no-such-command"],
+    ] {
+        let out = plugin(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("Usage:  docker microscale"), "{args:?}: {err}");
+        assert!(
+            err.contains("--help' for more information"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_closed_pipe_exits_quietly() {
+    let _svc = TestService::create(&unique("pipe"), &["--replicas", "0"]);
+    let script = format!(
+        "set -o pipefail; DOCKER_HOST={} {} status --format json | head -c 0",
+        manager_host(),
+        plugin_bin().display()
+    );
+    let out = clean("bash", plugin_config())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+// ---------------------------------------------------------------------------------
+// Errors that tell the operator what to do
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn unreachable_engine_names_the_host_and_where_it_came_from() {
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![],
+            vec![("DOCKER_HOST", "unix:///nonexistent/x.sock")],
+            "from DOCKER_HOST",
+        ),
+        (
+            vec!["-H", "unix:///nonexistent/y.sock"],
+            vec![],
+            "from -H/--host",
+        ),
+        (vec!["-H", "tcp://127.0.0.1:1"], vec![], "from -H/--host"),
+    ];
+    for (flags, env, origin) in cases {
+        let mut c = clean(plugin_bin(), plugin_config());
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let out = c.args(&flags).arg("status").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("Cannot connect to the Docker daemon at"),
+            "{err}"
+        );
+        assert!(err.contains(origin), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn engine_not_in_swarm_says_swarm_init_or_join() {
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", plain_host())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is not part of a swarm"), "{err}");
+    assert!(
+        err.contains("docker swarm init") && err.contains("docker swarm join"),
+        "{err}"
+    );
+    assert!(err.contains(&plain_host()), "{err}");
+}
+
+#[test]
+fn worker_node_says_to_use_a_manager() {
+    let out = clean(plugin_bin(), plugin_config())
+        .args(["-H", &worker_host(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("worker node"), "{err}");
+    assert!(
+        err.contains("manager") && err.contains("--context"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nodes_counts_the_nodes_running_tasks() {
+    // A global service runs a task on every node (manager and worker), and NODES counts
+    // them. Tasks on down nodes are covered by the unit tests of the row logic.
+    let svc = TestService::create(&unique("spread"), &["--mode", "global"]);
+    let nodes = node_count();
+    assert!(nodes >= 2, "the harness joins a worker: {nodes} node(s)");
+    wait_until(
+        "global tasks on every node",
+        Duration::from_secs(60),
+        || {
+            let rows = status_json(&svc.name);
+            rows.len() == 1 && rows[0]["Nodes"] == nodes as u64
+        },
+    );
+    let rows = status_json(&svc.name);
+    assert_eq!(rows[0]["TasksOnDownNodes"], 0);
+    assert_eq!(rows[0]["DownNodes"], serde_json::json!([]));
+    let out = ok(plugin(&["status", &svc.name]));
+    let row = stdout(&out).lines().nth(1).unwrap().to_string();
+    assert!(row.trim_end().ends_with(&nodes.to_string()), "{row}");
+}
