@@ -48,20 +48,18 @@ pub fn image() -> String {
 }
 
 /// A private docker config directory with `cli-plugins/docker-microscale` installed
-/// (a copy of the binary under test), shared by the tests of this process.
+/// (a copy of the binary under test), shared by the tests of this process. It lives
+/// in the sandbox directory, so `scripts/sandbox down` removes it.
 pub fn plugin_config() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("ms-cfg")
-            .tempdir()
-            .expect("tempdir");
-        let plugins = dir.path().join("cli-plugins");
+        let base = PathBuf::from(required_env("MICROSCALE_SANDBOX_DIR"));
+        let dir = base.join(format!("cfg-{}", std::process::id()));
+        let plugins = dir.join("cli-plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
         dir
     })
-    .path()
 }
 
 /// A command with the environment cleared to what the docker CLI needs, pointing at
@@ -135,7 +133,8 @@ pub struct TestService {
 
 impl TestService {
     /// `docker service create -d --name NAME --network host ... IMAGE sleep`, with
-    /// `extra` flags before the image. A quick stop keeps teardown fast.
+    /// `extra` flags before the image. SIGKILL as stop signal keeps teardown fast
+    /// (busybox `sleep` as PID 1 ignores SIGTERM).
     pub fn create(name: &str, extra: &[&str]) -> TestService {
         Self::create_with_command(name, extra, &["/bin/busybox", "sleep", "1000000"])
     }
@@ -152,8 +151,9 @@ impl TestService {
             name,
             "--network",
             "host",
-            "--stop-grace-period",
-            "1s",
+            "--stop-signal",
+            "KILL",
+            "--no-resolve-image",
         ];
         args.extend_from_slice(extra);
         args.push(&image);

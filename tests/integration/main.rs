@@ -253,6 +253,7 @@ fn every_service_mode_matches_docker_service_ls() {
             && get("glob")["Running"] == nodes as u64
             && get("max")["Running"] == nodes as u64
             && get("job")["Completed"] == 2
+            && get("job")["Running"] == 0
     });
 
     let rows = status_json(&p);
@@ -275,7 +276,8 @@ fn every_service_mode_matches_docker_service_ls() {
     assert_eq!(get("glob")["Mode"], "global");
     assert_eq!(get("glob")["Nodes"], nodes as u64);
     assert_eq!(get("job")["Mode"], "replicated job");
-    assert_eq!(get("job")["Replicas"], "0/0 (2/2 completed)");
+    // A finished job keeps its desired count at --max-concurrent, as the engine reports it.
+    assert_eq!(get("job")["Replicas"], "0/1 (2/2 completed)");
     assert_eq!(
         get("max")["Replicas"],
         format!("{nodes}/{} (max 1 per node)", nodes + 1)
