@@ -314,20 +314,16 @@ fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
         .map(PathBuf::from)
         .or_else(|| env.home.as_ref().map(|h| Path::new(h).join(".docker")))
         .unwrap_or_default();
-    // A flag names a file that must exist; a default is used only when present.
-    let pick = |flag: &Option<PathBuf>, default: &str| match flag {
-        Some(p) => Some(p.clone()),
-        None => Some(cert_dir.join(default)).filter(|p| p.is_file()),
+    // Unlike the docker CLI, which drops a missing default cert.pem/key.pem, the
+    // paths are always kept: the connection needs all three files and reports
+    // each missing one by its path.
+    let path = |flag: &Option<PathBuf>, default: &str| {
+        Some(flag.clone().unwrap_or_else(|| cert_dir.join(default)))
     };
     Some(TlsSettings {
-        // The docker CLI always reads ca.pem when TLS is on, verified or not.
-        ca: Some(
-            opts.tlscacert
-                .clone()
-                .unwrap_or_else(|| cert_dir.join("ca.pem")),
-        ),
-        cert: pick(&opts.tlscert, "cert.pem"),
-        key: pick(&opts.tlskey, "key.pem"),
+        ca: path(&opts.tlscacert, "ca.pem"),
+        cert: path(&opts.tlscert, "cert.pem"),
+        key: path(&opts.tlskey, "key.pem"),
         verify,
     })
 }
@@ -545,8 +541,8 @@ mod tests {
         let t = ep.tls.unwrap();
         assert!(t.verify);
         assert_eq!(t.ca, Some(PathBuf::from("/certs/ca.pem")));
-        // Defaults for cert and key are used only when the files exist.
-        assert_eq!(t.cert, None);
+        assert_eq!(t.cert, Some(PathBuf::from("/certs/cert.pem")));
+        assert_eq!(t.key, Some(PathBuf::from("/certs/key.pem")));
     }
 
     #[test]

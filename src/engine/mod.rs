@@ -24,6 +24,11 @@ pub enum EngineError {
         source_desc: String,
         reason: String,
     },
+    /// Plain HTTP was sent to an engine that only speaks TLS.
+    #[error(
+        "The Docker engine at {host} ({source_desc}) expects TLS.\nConnect with --tlsverify and its certificates (--tlscacert, --tlscert, --tlskey, or DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or use a context that has them."
+    )]
+    TlsRequired { host: String, source_desc: String },
     /// The address uses a transport this build cannot use.
     #[error("{0}")]
     Unsupported(String),
@@ -98,21 +103,28 @@ impl Engine {
                                 endpoint.source
                             )));
                         };
-                        let (Some(ca), Some(cert), Some(key)) = (&tls.ca, &tls.cert, &tls.key)
+                        let files = [
+                            ("ca.pem", &tls.ca),
+                            ("cert.pem", &tls.cert),
+                            ("key.pem", &tls.key),
+                        ];
+                        let missing: Vec<String> = files
+                            .iter()
+                            .filter(|(_, p)| !p.as_ref().is_some_and(|p| p.is_file()))
+                            .map(|(name, p)| match p {
+                                Some(p) => p.display().to_string(),
+                                None => format!("{name} (not in the context)"),
+                            })
+                            .collect();
+                        let (Some(ca), Some(cert), Some(key), true) =
+                            (&tls.ca, &tls.cert, &tls.key, missing.is_empty())
                         else {
                             return Err(EngineError::Unsupported(format!(
-                                "TLS to {host} ({}) needs a CA certificate, a client certificate and a key (ca.pem, cert.pem, key.pem); some are missing.\nSet DOCKER_CERT_PATH, or pass --tlscacert, --tlscert and --tlskey.",
-                                endpoint.source
+                                "TLS to {host} ({}) needs a CA certificate, a client certificate and a key; missing: {}.\nSet DOCKER_CERT_PATH to the directory holding ca.pem, cert.pem and key.pem, or pass --tlscacert, --tlscert and --tlskey.",
+                                endpoint.source,
+                                missing.join(", ")
                             )));
                         };
-                        for path in [ca, cert, key] {
-                            if !path.is_file() {
-                                return Err(unreachable(format!(
-                                    "TLS file {} does not exist",
-                                    path.display()
-                                )));
-                            }
-                        }
                         Docker::connect_with_ssl(
                             &addr,
                             key,
@@ -145,6 +157,13 @@ impl Engine {
     pub fn classify(&self, err: bollard::errors::Error) -> EngineError {
         use bollard::errors::Error as B;
         match err {
+            B::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } if message.contains("HTTP request to an HTTPS server") => EngineError::TlsRequired {
+                host: self.endpoint.host.clone(),
+                source_desc: self.endpoint.source.to_string(),
+            },
             B::DockerResponseServerError {
                 status_code,
                 message,

@@ -568,3 +568,89 @@ fn nodes_counts_the_nodes_running_tasks() {
     let row = stdout(&out).lines().nth(1).unwrap().to_string();
     assert!(row.trim_end().ends_with(&nodes.to_string()), "{row}");
 }
+
+// ---------------------------------------------------------------------------------
+// TCP with TLS: the manager also listens on tcp://127.0.0.1:PORT with --tlsverify
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn tcp_with_tls_from_env_flags_and_context() {
+    let svc = TestService::create(&unique("tls"), &["--replicas", "0"]);
+    let host = required_tls_host();
+    let certs = std::env::var("MICROSCALE_TEST_CERT_PATH").expect("MICROSCALE_TEST_CERT_PATH");
+    let want = svc.id[..12].to_string();
+    let ca = format!("{certs}/ca.pem");
+    let cert = format!("{certs}/cert.pem");
+    let key = format!("{certs}/key.pem");
+
+    // DOCKER_TLS_VERIFY + DOCKER_CERT_PATH, plugin run directly and through the CLI.
+    for program in [plugin_bin(), "docker".into()] {
+        let mut c = clean(&program, plugin_config());
+        c.env("DOCKER_HOST", &host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", &certs);
+        if program.ends_with("docker") {
+            c.arg("microscale");
+        }
+        let out = ok(c.args(["status", "-q", &svc.name]).output().unwrap());
+        assert_eq!(stdout(&out).trim(), want, "{program:?}");
+    }
+
+    // Global TLS flags before the plugin name.
+    let out = ok(clean("docker", plugin_config())
+        .args([
+            "--tlsverify",
+            "--tlscacert",
+            &ca,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+        ])
+        .args(["-H", &host, "microscale", "status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out).trim(), want);
+
+    // A context with TLS material, made by `docker context create`.
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
+    std::fs::copy(
+        plugin_bin(),
+        cfg.path().join("cli-plugins/docker-microscale"),
+    )
+    .unwrap();
+    let spec = format!("host={host},ca={ca},cert={cert},key={key}");
+    ok(clean("docker", cfg.path())
+        .args(["context", "create", "tls", "--docker", &spec])
+        .output()
+        .unwrap());
+    let out = ok(clean("docker", cfg.path())
+        .args(["--context", "tls", "microscale", "status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out).trim(), want);
+
+    // Plain HTTP to the TLS port, and TLS without client certificates, fail clearly.
+    let out = clean(plugin_bin(), plugin_config())
+        .args(["-H", &host, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("expects TLS"), "{}", stderr(&out));
+    let empty = tempfile::tempdir().unwrap();
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", empty.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ca.pem"), "{}", stderr(&out));
+}
+
+fn required_tls_host() -> String {
+    std::env::var("MICROSCALE_TEST_TLS_HOST")
+        .expect("MICROSCALE_TEST_TLS_HOST is not set: run the tests with scripts/test")
+}
