@@ -654,3 +654,72 @@ fn required_tls_host() -> String {
     std::env::var("MICROSCALE_TEST_TLS_HOST")
         .expect("MICROSCALE_TEST_TLS_HOST is not set: run the tests with scripts/test")
 }
+
+// ---------------------------------------------------------------------------------
+// Cancellation: Ctrl-C through the docker CLI (DOCKER_CLI_PLUGIN_SOCKET) and signals
+// ---------------------------------------------------------------------------------
+
+/// A TCP listener that accepts connections and never answers: an engine that hangs.
+fn black_hole() -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let start = std::time::Instant::now();
+        let mut held = vec![];
+        // Bounded: the listener goes away after 60 s whatever happens.
+        while start.elapsed() < Duration::from_secs(60) {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (addr, handle)
+}
+
+fn signal(pid: u32, sig: &str) {
+    ok(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn interrupt_through_the_docker_cli_cancels_the_plugin() {
+    let (addr, _listener) = black_hole();
+    let mut child = clean("docker", plugin_config())
+        .args(["-H", &addr, "microscale", "status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "should hang on the black hole"
+    );
+    let start = std::time::Instant::now();
+    signal(child.id(), "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_stops_the_plugin_with_130() {
+    let (addr, _listener) = black_hole();
+    let mut child = clean(plugin_bin(), plugin_config())
+        .args(["-H", &addr, "status"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(child.id(), "-TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
