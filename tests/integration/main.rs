@@ -723,3 +723,120 @@ fn sigterm_stops_the_plugin_with_130() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
 }
+
+// ---------------------------------------------------------------------------------
+// A constant number of Engine API calls, whatever the number of services
+// ---------------------------------------------------------------------------------
+
+/// A unix-socket proxy in front of the real manager that counts HTTP requests.
+struct CountingProxy {
+    host: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl CountingProxy {
+    fn start() -> CountingProxy {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::Builder::new()
+            .prefix("msp")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = dir.path().join("p.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let upstream = manager_host().trim_start_matches("unix://").to_string();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let Ok(mut server) = UnixStream::connect(&upstream) else {
+                    break;
+                };
+                let mut client_w = client.try_clone().unwrap();
+                let mut server_r = server.try_clone().unwrap();
+                let seen = seen.clone();
+                // client -> server, recording request lines
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    let mut pending = Vec::new();
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 || server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(pos) = pending.windows(2).position(|w| w == b"\r\n") {
+                            let line = String::from_utf8_lossy(&pending[..pos]).into_owned();
+                            if line.ends_with(" HTTP/1.1") {
+                                seen.lock().unwrap().push(line);
+                            }
+                            pending.drain(..pos + 2);
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                // server -> client
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy {
+            host: format!("unix://{}", path.display()),
+            requests,
+            _dir: dir,
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+#[test]
+fn status_makes_three_api_calls_however_many_services() {
+    let proxy = CountingProxy::start();
+    let p = unique("calls");
+    let mut services = vec![TestService::create(&format!("{p}-0"), &["--replicas", "0"])];
+    let run = || {
+        ok(clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", &proxy.host)
+            .args(["status", "--filter", &format!("name={p}")])
+            .output()
+            .unwrap())
+    };
+    let out = run();
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let first = proxy.take();
+    for i in 1..=8 {
+        services.push(TestService::create(
+            &format!("{p}-{i}"),
+            &["--replicas", "0"],
+        ));
+    }
+    let out = run();
+    assert_eq!(stdout(&out).lines().count(), 10);
+    let second = proxy.take();
+    assert_eq!(first.len(), 3, "{first:#?}");
+    assert_eq!(second.len(), 3, "{second:#?}");
+    let mut paths: Vec<String> = second
+        .iter()
+        .map(|l| {
+            l.split(' ')
+                .nth(1)
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["/nodes", "/services", "/tasks"]);
+    assert!(
+        second.iter().any(|l| l.contains("status=true")),
+        "{second:#?}"
+    );
+}
