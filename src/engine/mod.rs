@@ -39,7 +39,7 @@ pub enum EngineError {
     NotInSwarm { host: String, source_desc: String },
     /// The engine is a swarm worker: only managers can list services.
     #[error(
-        "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager, for example `docker --context <manager> microscale ...` or `docker -H ssh-tunnelled-or-tcp://<manager> microscale ...`."
+        "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager node, for example `docker --context <manager-context> microscale status` or `docker -H tcp://<manager>:2376 --tlsverify microscale status`."
     )]
     Worker { host: String, source_desc: String },
     /// The engine's API is older than 1.41 (Docker 20.10).
