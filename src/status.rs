@@ -102,7 +102,8 @@ pub struct ServiceRow {
     pub rule_labels: BTreeMap<String, String>,
     /// Number of distinct nodes with a running task of this service.
     pub nodes: usize,
-    /// Tasks (desired running) on nodes that are not `ready`.
+    /// Tasks on nodes that are not `ready`, whose desired state is running or whose last
+    /// reported state is running.
     pub tasks_on_down_nodes: usize,
     /// Hostnames of those nodes.
     pub down_nodes: Vec<String>,
@@ -304,11 +305,18 @@ pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<Servic
                 .filter(|t| t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING))
                 .filter_map(|t| t.node_id.as_deref())
                 .collect();
+            // Tasks on a node that is not ready count when they are still meant to run,
+            // or when their last reported state is running (the engine counts those in
+            // ServiceStatus.RunningTasks).
             let mut on_down = 0;
             let mut down_nodes = BTreeSet::new();
             for t in tasks {
+                let last_running =
+                    t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING);
+                let meant_to_run = t.desired_state == Some(TaskState::RUNNING);
                 if let Some(n) = t.node_id.as_deref().filter(|n| !n.is_empty())
                     && !node_ready(n)
+                    && (last_running || meant_to_run)
                 {
                     on_down += 1;
                     down_nodes.insert(hostname(n));
@@ -529,9 +537,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        let task = |node: &str, state: TaskState| Task {
+        let task = |node: &str, state: TaskState, desired: TaskState| Task {
             service_id: Some("s1".into()),
             node_id: Some(node.into()),
+            desired_state: Some(desired),
             status: Some(TaskStatus {
                 state: Some(state),
                 ..Default::default()
@@ -543,11 +552,14 @@ mod tests {
         let snap = Snapshot {
             services: vec![s],
             tasks: vec![
-                task("n1", TaskState::RUNNING),
-                task("n1", TaskState::RUNNING),
-                task("n2", TaskState::RUNNING),
-                task("n3", TaskState::RUNNING),
-                task("n3", TaskState::PENDING),
+                task("n1", TaskState::RUNNING, TaskState::RUNNING),
+                task("n1", TaskState::RUNNING, TaskState::RUNNING),
+                task("n2", TaskState::RUNNING, TaskState::RUNNING),
+                // On the down node: still meant to run, and orphaned (desired
+                // shutdown, last seen running) both count; history does not.
+                task("n3", TaskState::PENDING, TaskState::RUNNING),
+                task("n3", TaskState::RUNNING, TaskState::SHUTDOWN),
+                task("n3", TaskState::SHUTDOWN, TaskState::SHUTDOWN),
             ],
             nodes: vec![
                 node("n1", "a", NodeState::READY),

@@ -16,13 +16,12 @@ pub const REQUEST_TIMEOUT_SECS: u64 = 30;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The engine could not be reached at all (no socket, refused, timeout, TLS).
-    #[error(
-        "Cannot connect to the Docker daemon at {host} ({source_desc}): {reason}\nIs the docker daemon running? Choose another engine with -H, --context or DOCKER_HOST."
-    )]
+    #[error("Cannot connect to the Docker daemon at {host} ({source_desc}): {reason}\n{hint}")]
     Unreachable {
         host: String,
         source_desc: String,
         reason: String,
+        hint: String,
     },
     /// Plain HTTP was sent to an engine that only speaks TLS.
     #[error(
@@ -74,6 +73,7 @@ impl Engine {
             host: host.clone(),
             source_desc: endpoint.source.to_string(),
             reason,
+            hint: HINT_NOT_RUNNING.into(),
         };
         let (scheme, rest) = match host.split_once("://") {
             Some((s, r)) => (s.to_ascii_lowercase(), r.to_string()),
@@ -171,11 +171,15 @@ impl Engine {
                 status: status_code,
                 message,
             },
-            other => EngineError::Unreachable {
-                host: self.endpoint.host.clone(),
-                source_desc: self.endpoint.source.to_string(),
-                reason: error_chain(&other),
-            },
+            other => {
+                let (reason, hint) = describe_connect_error(&other);
+                EngineError::Unreachable {
+                    host: self.endpoint.host.clone(),
+                    source_desc: self.endpoint.source.to_string(),
+                    reason,
+                    hint,
+                }
+            }
         }
     }
 
@@ -216,6 +220,46 @@ fn with_default_port(addr: &str) -> String {
     } else {
         format!("{addr}:2375")
     }
+}
+
+const HINT_NOT_RUNNING: &str =
+    "Is the docker daemon running? Choose another engine with -H, --context or DOCKER_HOST.";
+
+/// Says why a connection failed, in operator terms, with what to do about it.
+///
+/// Looks through the error's sources for the underlying I/O error (refused, denied,
+/// timed out, no such socket) instead of printing the HTTP client's wrappers.
+pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (String, String) {
+    use std::io::ErrorKind as K;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                K::PermissionDenied => (
+                    "permission denied".into(),
+                    "Run as root, or as a user in the docker group (sudo usermod -aG docker $USER, then log in again).".into(),
+                ),
+                K::ConnectionRefused => ("connection refused".into(), HINT_NOT_RUNNING.into()),
+                K::NotFound => ("no such socket".into(), HINT_NOT_RUNNING.into()),
+                K::TimedOut => (
+                    "timed out".into(),
+                    "Check the address and any firewall between here and the engine.".into(),
+                ),
+                _ => (io.to_string(), HINT_NOT_RUNNING.into()),
+            };
+        }
+        cur = e.source();
+    }
+    if matches!(
+        err.downcast_ref::<bollard::errors::Error>(),
+        Some(bollard::errors::Error::RequestTimeoutError)
+    ) {
+        return (
+            format!("no answer within {REQUEST_TIMEOUT_SECS} seconds"),
+            "The engine accepted the connection but did not answer; check that the address is a Docker engine.".into(),
+        );
+    }
+    (error_chain(err), HINT_NOT_RUNNING.into())
 }
 
 /// The error and its sources, joined with ": ".

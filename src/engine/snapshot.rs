@@ -4,6 +4,12 @@
 //! - `GET /services?status=true[&filters=...]` (API 1.41+: `ServiceStatus`)
 //! - `GET /tasks?filters={"desired-state":["running"]}`
 //! - `GET /nodes`
+//!
+//! When some node is not `ready`, one more call follows:
+//! `GET /tasks?filters={"node":[<those nodes>]}`. When a node goes down, the
+//! orchestrator sets the desired state of its tasks to shutdown at once, but the
+//! engine keeps counting their last reported `running` state in `ServiceStatus`;
+//! this call finds them so that `status` can say where the extra replicas are.
 
 use std::collections::HashMap;
 
@@ -17,7 +23,8 @@ use super::{Engine, EngineError};
 pub struct Snapshot {
     /// Services matching the filters, with `ServiceStatus` filled in.
     pub services: Vec<Service>,
-    /// Tasks whose desired state is running (all services).
+    /// Tasks whose desired state is running (all services), plus every task on a node
+    /// that is not `ready`.
     pub tasks: Vec<Task>,
     /// Every node of the swarm.
     pub nodes: Vec<Node>,
@@ -49,8 +56,31 @@ impl Engine {
             Ok(s) => s,
             Err(e) => return Err(self.explain(e).await),
         };
-        let tasks = tasks.map_err(|e| self.classify(e))?;
+        let mut tasks = tasks.map_err(|e| self.classify(e))?;
         let nodes = nodes.map_err(|e| self.classify(e))?;
+        let not_ready: Vec<String> = nodes
+            .iter()
+            .filter(|n| {
+                n.status.as_ref().and_then(|s| s.state) != Some(bollard::models::NodeState::READY)
+            })
+            .filter_map(|n| n.id.clone())
+            .collect();
+        if !not_ready.is_empty() {
+            let on_down = self
+                .docker
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(HashMap::from([("node".to_string(), not_ready)])),
+                }))
+                .await
+                .map_err(|e| self.classify(e))?;
+            let known: std::collections::HashSet<String> =
+                tasks.iter().filter_map(|t| t.id.clone()).collect();
+            tasks.extend(
+                on_down
+                    .into_iter()
+                    .filter(|t| t.id.as_ref().is_none_or(|id| !known.contains(id))),
+            );
+        }
         if services.iter().any(|s| s.service_status.is_none()) {
             return Err(EngineError::TooOld {
                 host: self.endpoint.host.clone(),
