@@ -54,14 +54,21 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
         let mut out = args;
         if word == PLUGIN_NAME {
             out.remove(i);
-        } else if word == "help"
-            && out
-                .get(i + 1)
-                .is_some_and(|next| next.to_string_lossy() == PLUGIN_NAME)
-        {
-            out.remove(i + 1);
+            return help_to_flag(out, i);
         }
-        return out;
+        return help_to_flag(out, i);
+    }
+    args
+}
+
+/// `help [microscale] [COMMAND...]` at position `i` becomes `[COMMAND...] --help`.
+fn help_to_flag(mut args: Vec<OsString>, i: usize) -> Vec<OsString> {
+    if args.get(i).is_some_and(|w| w == "help") {
+        args.remove(i);
+        if args.get(i).is_some_and(|w| w == PLUGIN_NAME) {
+            args.remove(i);
+        }
+        args.push(OsString::from("--help"));
     }
     args
 }
@@ -123,8 +130,16 @@ mod tests {
 
     #[test]
     fn docker_help_microscale() {
-        assert_eq!(norm(&["help", "microscale"]), ["help"]);
-        assert_eq!(norm(&["help", "microscale", "status"]), ["help", "status"]);
+        assert_eq!(norm(&["help", "microscale"]), ["--help"]);
+        assert_eq!(
+            norm(&["help", "microscale", "status"]),
+            ["status", "--help"]
+        );
+        assert_eq!(
+            norm(&["microscale", "help", "status"]),
+            ["status", "--help"]
+        );
+        assert_eq!(norm(&["-D", "help", "status"]), ["-D", "status", "--help"]);
     }
 
     #[test]

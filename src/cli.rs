@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, Args, CommandFactory, Parser, Subcommand};
 
 /// Help layout modelled on the docker CLI's cobra usage template.
 const ROOT_TEMPLATE: &str = "\
@@ -21,14 +21,36 @@ Commands:
 Run 'docker microscale COMMAND --help' for more information on a command.
 ";
 
-const COMMAND_TEMPLATE: &str = "\
+const NO_OPTIONS_TEMPLATE: &str = "\
+Usage:  {usage}
+
+{about}{after-help}
+";
+
+const STATUS_TEMPLATE: &str = "\
 Usage:  {usage}
 
 {about}
 
+Aliases:
+  docker microscale status, docker microscale ls
+
 Options:
 {options}{after-help}
 ";
+
+/// The clap command with Docker's help conventions: no `help` subcommand (argv
+/// normalisation turns `help COMMAND` into `COMMAND --help`) and `-h/--help`
+/// accepted everywhere but not listed.
+pub fn command() -> clap::Command {
+    let help = Arg::new("help")
+        .short('h')
+        .long("help")
+        .action(ArgAction::Help)
+        .hide(true)
+        .global(true);
+    Cli::command().disable_help_flag(true).arg(help)
+}
 
 /// The whole command line of the plugin.
 #[derive(Debug, Parser)]
@@ -39,7 +61,7 @@ Options:
     override_usage = "docker microscale COMMAND",
     help_template = ROOT_TEMPLATE,
     subcommand_help_heading = "Commands",
-    disable_help_subcommand = false,
+    disable_help_subcommand = true,
     disable_version_flag = true,
     propagate_version = false,
     arg_required_else_help = true
@@ -110,9 +132,9 @@ pub struct GlobalOptions {
 pub enum Command {
     /// List every service of the swarm: mode, replicas, image and digest, update, rule, nodes
     #[command(
-        visible_alias = "ls",
+        alias = "ls",
         override_usage = "docker microscale status [OPTIONS] [SERVICE...]",
-        help_template = COMMAND_TEMPLATE,
+        help_template = STATUS_TEMPLATE,
         after_help = STATUS_EXAMPLES
     )]
     Status(StatusArgs),
@@ -120,7 +142,7 @@ pub enum Command {
     /// Show the plugin version
     #[command(
         override_usage = "docker microscale version",
-        help_template = COMMAND_TEMPLATE,
+        help_template = NO_OPTIONS_TEMPLATE,
         after_help = "Examples:\n  docker microscale version"
     )]
     Version,

@@ -10,10 +10,7 @@
 use std::ffi::OsString;
 use std::io::{ErrorKind, Write};
 
-use clap::CommandFactory;
-use clap::error::ErrorKind as ClapKind;
-
-use crate::cli::Cli;
+use clap::error::{ContextKind, ContextValue, ErrorKind as ClapKind};
 
 /// The process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +52,7 @@ pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
 
 /// The subcommand named in `args`, if any (for usage lines in error messages).
 fn subcommand_in(args: &[OsString]) -> Option<clap::Command> {
-    let root = Cli::command();
+    let root = crate::cli::command();
     args.iter()
         .filter_map(|a| a.to_str())
         .find_map(|a| root.find_subcommand(a).cloned())
@@ -98,6 +95,17 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
                 Err(_) => Exit::Error,
             }
         }
+        ClapKind::UnknownArgument => {
+            let arg = context_string(&err, ContextKind::InvalidArg);
+            usage_error(&format!("unknown flag: {arg}"), args)
+        }
+        ClapKind::InvalidSubcommand => {
+            let cmd = context_string(&err, ContextKind::InvalidSubcommand);
+            usage_error(
+                &format!("unknown command \"{cmd}\" for \"docker microscale\""),
+                args,
+            )
+        }
         _ => {
             let rendered = err.render().to_string();
             let first = rendered
@@ -108,6 +116,14 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
                 .to_string();
             usage_error(&first, args)
         }
+    }
+}
+
+fn context_string(err: &clap::Error, kind: ContextKind) -> String {
+    match err.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }
 

@@ -16,7 +16,7 @@ mod status;
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Exit, Failure};
@@ -43,7 +43,7 @@ fn main() {
 
 fn run(args: Vec<OsString>) -> Exit {
     let args = argv::normalize(args);
-    let matches = Cli::command().try_get_matches_from(
+    let matches = cli::command().try_get_matches_from(
         std::iter::once(OsString::from("docker microscale")).chain(args.iter().cloned()),
     );
     let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {

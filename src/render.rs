@@ -73,9 +73,9 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
         .iter()
         .map(|r| {
             let image = if r.digest.is_empty() {
-                r.image.clone()
+                r.image_name.clone()
             } else if no_trunc {
-                format!("{}@{}", r.image, r.digest)
+                format!("{}@{}", r.image_name, r.digest)
             } else {
                 let short: String = r
                     .digest
@@ -83,7 +83,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                     .chars()
                     .take(12)
                     .collect();
-                format!("{}@sha256:{short}", r.image)
+                format!("{}@sha256:{short}", r.image_name)
             };
             let rule = if no_trunc {
                 r.rule.clone()

@@ -89,8 +89,12 @@ pub struct ServiceRow {
     pub completed: Option<u64>,
     /// `Placement.MaxReplicas` (per node); `null` when unlimited.
     pub max_per_node: Option<u64>,
-    /// Image reference without its digest.
+    /// The image as `docker service ls` shows it: a tagged reference without its
+    /// digest, any other reference as written in the spec.
     pub image: String,
+    /// The image reference without its digest (the table shows it with a short digest).
+    #[serde(skip)]
+    pub image_name: String,
     /// The pinned image digest (`sha256:...`); empty when the spec is unpinned.
     pub digest: String,
     /// Rolling update state: `updating`, `paused`, `rolling back`, `rollback paused`,
@@ -165,6 +169,20 @@ pub fn split_image(image: &str) -> (String, String) {
         .or_else(|| name.strip_prefix("docker.io/"))
         .unwrap_or(name);
     (name.to_string(), digest)
+}
+
+/// The IMAGE of `docker service ls` (docker/cli `service/formatter.go`): a tagged
+/// reference loses its digest and is made familiar; anything else is shown as written.
+fn docker_image_display(spec_image: &str, familiar_without_digest: &str) -> String {
+    let tagged = familiar_without_digest
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    if tagged {
+        familiar_without_digest.to_string()
+    } else {
+        spec_image.to_string()
+    }
 }
 
 /// The REPLICAS text, as docker/cli `service/formatter.go` builds it.
@@ -293,7 +311,8 @@ pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<Servic
                 .as_ref()
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default();
-            let (image, digest) = split_image(&image_ref);
+            let (image_name, digest) = split_image(&image_ref);
+            let image = docker_image_display(&image_ref, &image_name);
             let svc_labels = spec.labels.clone().unwrap_or_default();
 
             let tasks = tasks_by_service
@@ -344,6 +363,7 @@ pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<Servic
                 completed: is_job.then_some(completed),
                 max_per_node,
                 image,
+                image_name,
                 digest,
                 update: update_text(s),
                 rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
@@ -435,7 +455,12 @@ pub async fn run(
             Format::Json => json_lines(&rows),
         }
     };
-    let code = print_stdout(&text)?;
+    // When every name was unknown, print only the errors (as `docker service ps` does).
+    let code = if rows.is_empty() && !missing.is_empty() {
+        Exit::Ok
+    } else {
+        print_stdout(&text)?
+    };
     if missing.is_empty() {
         Ok(code)
     } else {
@@ -463,6 +488,18 @@ mod tests {
         assert_eq!(
             split_image("docker.io/me/app@sha256:ff"),
             ("me/app".into(), "sha256:ff".into())
+        );
+    }
+
+    #[test]
+    fn image_shown_like_docker_service_ls() {
+        let show = |spec: &str| docker_image_display(spec, &split_image(spec).0);
+        assert_eq!(show("docker.io/library/nginx:1.25@sha256:ab"), "nginx:1.25");
+        assert_eq!(show("busybox@sha256:ab"), "busybox@sha256:ab");
+        assert_eq!(show("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(
+            show("localhost:5000/app:2@sha256:cd"),
+            "localhost:5000/app:2"
         );
     }
 

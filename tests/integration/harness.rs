@@ -141,7 +141,11 @@ impl TestService {
 
     /// Like [`TestService::create`] with a command of the caller's.
     pub fn create_with_command(name: &str, extra: &[&str], command: &[&str]) -> TestService {
-        let image = image();
+        Self::create_full(name, extra, &image(), command)
+    }
+
+    /// Like [`TestService::create`] with an image and command of the caller's.
+    pub fn create_full(name: &str, extra: &[&str], image: &str, command: &[&str]) -> TestService {
         let mut args = vec![
             "service",
             "create",
@@ -156,7 +160,7 @@ impl TestService {
             "--no-resolve-image",
         ];
         args.extend_from_slice(extra);
-        args.push(&image);
+        args.push(image);
         args.extend_from_slice(command);
         let out = ok(docker(&args));
         TestService {

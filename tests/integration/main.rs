@@ -437,6 +437,48 @@ fn unknown_service_is_an_error_but_the_others_print() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out).trim(), &svc.id[..12]);
     assert!(stderr(&out).contains("no such service: no-such-service-xyz"));
+
+    // Only unknown names: only the errors, no empty table.
+    let out = plugin(&["status", "no-such-service-xyz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("no such service: no-such-service-xyz"));
+}
+
+#[test]
+fn pinned_images_show_their_digest() {
+    let p = unique("pinned");
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let base = image();
+    let repo = base.split(':').next().unwrap().to_string();
+    let tagged = format!("{base}@{digest}");
+    let untagged = format!("{repo}@{digest}");
+    // 0 replicas: the digest is made up, no task ever needs the image.
+    let a = TestService::create_full(&format!("{p}-a"), &["--replicas", "0"], &tagged, &["true"]);
+    let b = TestService::create_full(
+        &format!("{p}-b"),
+        &["--replicas", "0"],
+        &untagged,
+        &["true"],
+    );
+    let rows = status_json(&p);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["Digest"], digest);
+    assert_eq!(rows[0]["Image"], base);
+    assert_eq!(rows[1]["Digest"], digest);
+    assert_eq!(rows[1]["Image"], untagged);
+    assert_matches_docker(&p, 2);
+    let table = stdout(&ok(plugin(&["status", &a.name, &b.name])));
+    assert!(
+        table.contains(&format!("{base}@sha256:0123456789ab ")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{repo}@sha256:0123456789ab ")),
+        "{table}"
+    );
+    let full = stdout(&ok(plugin(&["status", "--no-trunc", &a.name])));
+    assert!(full.contains(&tagged), "{full}");
 }
 
 #[test]
