@@ -24,7 +24,23 @@ const VALUE_FLAGS_LONG: &[&str] = &[
     "--tlscert",
     "--tlskey",
 ];
-const VALUE_FLAGS_SHORT: &[&str] = &["-H", "-c", "-l"];
+const VALUE_FLAGS_SHORT: &[char] = &['H', 'c', 'l'];
+
+/// How many words a group of short flags takes: `-D` 1, `-H x` 2, `-DH x` 2,
+/// `-Hunix:///x` 1 (value attached), `-D=true` 1.
+fn short_flags_width(word: &str) -> usize {
+    let flags = &word[1..];
+    for (pos, c) in flags.char_indices() {
+        if VALUE_FLAGS_SHORT.contains(&c) {
+            let attached = &flags[pos + c.len_utf8()..];
+            return if attached.is_empty() { 2 } else { 1 };
+        }
+        if c == '=' {
+            return 1;
+        }
+    }
+    1
+}
 
 /// Returns `args` (without argv\[0\]) with the plugin name removed.
 ///
@@ -43,11 +59,7 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
             continue;
         }
         if word.starts_with('-') && word.len() > 1 {
-            i += if VALUE_FLAGS_SHORT.contains(&word.as_str()) {
-                2
-            } else {
-                1
-            };
+            i += short_flags_width(&word);
             continue;
         }
         // The first positional word.
@@ -117,6 +129,22 @@ mod tests {
                 "version"
             ]),
             ["--config", "/tmp/cfg", "-l", "debug", "version"]
+        );
+    }
+
+    #[test]
+    fn combined_and_attached_short_flags() {
+        assert_eq!(
+            norm(&["-DH", "unix:///x", "microscale", "status"]),
+            ["-DH", "unix:///x", "status"]
+        );
+        assert_eq!(
+            norm(&["-Hunix:///x", "microscale", "status"]),
+            ["-Hunix:///x", "status"]
+        );
+        assert_eq!(
+            norm(&["-D=true", "--debug=false", "microscale", "status"]),
+            ["-D=true", "--debug=false", "status"]
         );
     }
 

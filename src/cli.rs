@@ -92,27 +92,32 @@ pub struct GlobalOptions {
     #[arg(long = "config", value_name = "string", hide = true)]
     pub config: Option<PathBuf>,
 
-    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    /// Set the logging level ("trace", "debug", "info", "warn", "error", "fatal", "panic")
     #[arg(
         short = 'l',
         long = "log-level",
         value_name = "string",
         hide = true,
-        value_parser = ["debug", "info", "warn", "error", "fatal"]
+        ignore_case = true,
+        value_parser = ["trace", "debug", "info", "warn", "error", "fatal", "panic"]
     )]
     pub log_level: Option<String>,
 
-    /// Enable debug mode
-    #[arg(short = 'D', long = "debug", hide = true)]
-    pub debug: bool,
+    /// Enable debug mode (`-D`, `--debug`, `--debug=false`)
+    #[arg(short = 'D', long = "debug", hide = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub debug: Option<bool>,
 
-    /// Use TLS; implied by --tlsverify
-    #[arg(long = "tls", hide = true)]
-    pub tls: bool,
+    /// Use TLS; implied by --tlsverify (`--tls=false` allowed)
+    #[arg(long = "tls", hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub tls: Option<bool>,
 
-    /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY)
-    #[arg(long = "tlsverify", hide = true)]
-    pub tlsverify: bool,
+    /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY); given at all,
+    /// even as `--tlsverify=false`, it turns TLS on
+    #[arg(long = "tlsverify", hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
 
     /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
     #[arg(long = "tlscacert", value_name = "string", hide = true)]

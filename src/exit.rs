@@ -50,6 +50,36 @@ pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
     }
 }
 
+/// Writes `text` and a newline to stderr. Errors are ignored: when stderr itself is
+/// closed or full there is nowhere left to report them, and the exit code still says
+/// what happened.
+pub fn say(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// Installs a panic hook that prints one line (no backtrace) and exits 1, so that a
+/// bug never shows up as exit code 101 with a Rust backtrace.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        say(&format!(
+            "internal error in docker-microscale{location}: {payload}\nPlease report it with the command you ran."
+        ));
+        std::process::exit(Exit::Error as i32);
+    }));
+}
+
 /// The subcommand named in `args`, if any (for usage lines in error messages).
 fn subcommand_in(args: &[OsString]) -> Option<clap::Command> {
     let root = crate::cli::command();
@@ -79,7 +109,9 @@ pub fn usage_error(message: &str, args: &[OsString]) -> Exit {
         ),
     };
     let usage = usage.trim_start_matches("Usage:").trim();
-    eprintln!("{message}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information");
+    say(&format!(
+        "{message}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information"
+    ));
     Exit::Usage
 }
 
@@ -92,6 +124,10 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
         | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             match print_stdout(&err.render().to_string()) {
                 Ok(code) => code,
+                Err(Failure::Error(msg)) => {
+                    say(&msg);
+                    Exit::Error
+                }
                 Err(_) => Exit::Error,
             }
         }

@@ -5,17 +5,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::redact::redact_label;
+
 /// Prefix of this project's rule labels.
 pub const PREFIX: &str = "microscale.";
 /// Prefix of the Microscaling agent's labels.
 pub const LEGACY_PREFIX: &str = "com.microscaling.";
 
-/// The rule labels of a service (both prefixes), values with URL passwords removed.
+/// The rule labels of a service (both prefixes), with secrets masked
+/// ([`crate::redact::redact_label`]).
 pub fn rule_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels
         .iter()
         .filter(|(k, _)| k.starts_with(PREFIX) || k.starts_with(LEGACY_PREFIX))
-        .map(|(k, v)| (k.clone(), redact_url(v)))
+        .map(|(k, v)| (k.clone(), redact_label(k, v)))
         .collect()
 }
 
@@ -28,7 +31,10 @@ pub fn rule_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String>
 pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
     let ours: BTreeMap<&str, String> = labels
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k, redact_url(v))))
+        .filter_map(|(full, v)| {
+            full.strip_prefix(PREFIX)
+                .map(|k| (k, redact_label(full, v)))
+        })
         .collect();
     if !ours.is_empty() {
         if ours.get("enable").map(String::as_str) == Some("false") {
@@ -62,9 +68,12 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
             parts.join(" ")
         });
     }
-    let legacy: BTreeMap<&str, &String> = labels
+    let legacy: BTreeMap<&str, String> = labels
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix(LEGACY_PREFIX).map(|k| (k, v)))
+        .filter_map(|(full, v)| {
+            full.strip_prefix(LEGACY_PREFIX)
+                .map(|k| (k, redact_label(full, v)))
+        })
         .collect();
     if legacy.is_empty() {
         return None;
@@ -78,26 +87,6 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
         format!("microscaling {}", parts.join(" "))
             .trim_end()
             .to_string(),
-    )
-}
-
-/// Removes the password from a URL's user info: `redis://:pw@host` → `redis://:xxxxx@host`.
-/// Text that is not a URL with a password is returned unchanged.
-pub fn redact_url(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some((userinfo, hostport)) = authority.rsplit_once('@') else {
-        return value.to_string();
-    };
-    let Some((user, _password)) = userinfo.split_once(':') else {
-        return value.to_string();
-    };
-    format!(
-        "{scheme}://{user}:xxxxx@{hostport}{}",
-        &rest[authority_end..]
     )
 }
 
@@ -160,8 +149,11 @@ mod tests {
         assert!(!s.contains("s3cret"), "{s}");
         assert_eq!(s, "redis://user:xxxxx@queue:6379/0?list=jobs");
         assert!(!rule_labels(&l)["microscale.metric"].contains("s3cret"));
-        assert_eq!(redact_url("amqp://:pw@h/"), "amqp://:xxxxx@h/");
-        assert_eq!(redact_url("http://h/?a=b@c"), "http://h/?a=b@c");
-        assert_eq!(redact_url("plain"), "plain");
+        // The Microscaling agent's labels too, in the summary and the map.
+        let l = map(&[("com.microscaling.metric", "redis://u:S3CRET7@q/0")]);
+        assert!(!rule_summary(&l).unwrap().contains("S3CRET7"));
+        assert!(!rule_labels(&l)["com.microscaling.metric"].contains("S3CRET7"));
+        let l = map(&[("microscale.password", "S3CRET15")]);
+        assert!(!rule_summary(&l).unwrap().contains("S3CRET15"));
     }
 }

@@ -10,6 +10,7 @@ mod cli;
 mod engine;
 mod exit;
 mod labels;
+mod redact;
 mod render;
 mod status;
 
@@ -37,6 +38,7 @@ fn main() {
         let _ = out.flush();
         return;
     }
+    exit::install_panic_hook();
     let code = run(args);
     std::process::exit(code as i32);
 }
@@ -67,7 +69,7 @@ fn run(args: Vec<OsString>) -> Exit {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => exit::usage_error(&msg, &args),
         Err(Failure::Error(msg)) => {
-            eprintln!("{msg}");
+            exit::say(&msg);
             Exit::Error
         }
         Err(Failure::Interrupted) => Exit::Interrupted,
@@ -88,15 +90,16 @@ where
     let endpoint = engine::connect::resolve(global, &env, &mut warnings)
         .map_err(|e| Failure::Error(e.to_string()))?;
     for w in warnings {
-        eprintln!("{w}");
+        exit::say(&w);
     }
-    if global.debug || global.log_level.as_deref() == Some("debug") {
-        eprintln!(
+    let level = global.log_level.as_deref().map(str::to_ascii_lowercase);
+    if global.debug == Some(true) || matches!(level.as_deref(), Some("debug" | "trace")) {
+        exit::say(&format!(
             "DEBU engine {} ({}), TLS {}",
-            endpoint.host,
+            redact::redact_value(&endpoint.host),
             endpoint.source,
             if endpoint.tls.is_some() { "on" } else { "off" }
-        );
+        ));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

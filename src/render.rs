@@ -38,7 +38,7 @@ pub fn docker_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     for row in rows {
-        table.add_row(row);
+        table.add_row(row.iter().map(|c| printable(c)).collect::<Vec<_>>());
     }
     let n = header.len();
     for (i, column) in table.column_iter_mut().enumerate() {
@@ -51,6 +51,24 @@ pub fn docker_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Makes text safe for a terminal table cell: control characters (escape sequences,
+/// carriage returns, newlines, tabs) are shown escaped (`\u{1b}`) instead of acting
+/// on the terminal or breaking the columns.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Shortens `s` to `max` characters, ending with `…` when cut.
@@ -199,6 +217,13 @@ mod tests {
                 .unwrap_err()
                 .contains("table")
         );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let t = docker_table(&["A"], vec![vec!["x\u{1b}[2Jy\nz\r\u{9b}".into()]]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert_eq!(t.lines().count(), 2, "{t:?}");
     }
 
     #[test]

@@ -121,8 +121,8 @@ pub const SHORT_ID: usize = 12;
 /// Parses `--filter key=value` flags into the Engine API filter map.
 ///
 /// Keys: `name` (prefix), `id` (prefix), `label` (`key` or `key=value`), `mode`
-/// (`replicated`, `global`, `replicated-job`, `global-job`). `mode` is applied by
-/// [`build_rows`] so that job modes work on every engine; the rest go to the engine.
+/// (`replicated`, `global`, `replicated-job`, `global-job`). `mode` is applied here
+/// after the read, so that job modes work on every engine; the rest go to the engine.
 /// Errors: a flag without `=`, an unknown key, or an unknown mode, each named.
 pub fn parse_filters(flags: &[String]) -> Result<(Filters, Vec<Mode>), String> {
     let mut filters = Filters::new();
@@ -201,7 +201,7 @@ fn replicas_text(
         ),
         Mode::GlobalJob => format!(
             "{running}/{desired} ({completed}/{} completed)",
-            desired + completed
+            desired.saturating_add(completed)
         ),
         _ => match max {
             Some(m) => format!("{running}/{desired} (max {m} per node)"),
@@ -250,8 +250,8 @@ fn ports_text(service: &Service) -> String {
 
 /// Builds the rows for the services in `snap`, sorted by name.
 ///
-/// `modes` restricts to those modes (empty: all). `full_ids` keeps IDs untruncated.
-pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<ServiceRow> {
+/// `full_ids` keeps IDs untruncated.
+pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
     let nodes: HashMap<&str, &Node> = snap
         .nodes
         .iter()
@@ -283,7 +283,6 @@ pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<Servic
     let mut rows: Vec<ServiceRow> = snap
         .services
         .iter()
-        .filter(|s| modes.is_empty() || modes.contains(&Mode::of(s)))
         .map(|s| {
             let id = s.id.clone().unwrap_or_default();
             let spec = s.spec.clone().unwrap_or_default();
@@ -379,43 +378,55 @@ pub fn build_rows(snap: &Snapshot, modes: &[Mode], full_ids: bool) -> Vec<Servic
     rows
 }
 
-/// Keeps the services named on the command line, by exact name, full ID or unique
-/// ID prefix (the order the docker CLI tries them in).
+/// Keeps the services named on the command line, looked up as the docker CLI does:
+/// full ID, then exact name, then unique ID prefix.
 ///
 /// Returns the kept services and one error line per argument that matched nothing
-/// (`no such service: X`) or an ambiguous prefix.
-pub fn select_services(services: Vec<Service>, wanted: &[String]) -> (Vec<Service>, Vec<String>) {
+/// (`no such service: X`) or an ambiguous prefix. `filtered` says that `services` was
+/// already narrowed by `--filter`, which the error then mentions.
+pub fn select_services(
+    services: Vec<Service>,
+    wanted: &[String],
+    filtered: bool,
+) -> (Vec<Service>, Vec<String>) {
     if wanted.is_empty() {
         return (services, vec![]);
     }
+    let id_of = |s: &Service| s.id.clone().unwrap_or_default();
+    let name_of = |s: &Service| s.spec.as_ref().and_then(|sp| sp.name.clone());
     let mut keep = BTreeSet::new();
     let mut errors = vec![];
     for w in wanted {
-        let name_of = |s: &Service| s.spec.as_ref().and_then(|sp| sp.name.clone());
-        let id_of = |s: &Service| s.id.clone().unwrap_or_default();
-        let exact: Vec<usize> = services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| id_of(s) == *w || name_of(s).as_deref() == Some(w))
-            .map(|(i, _)| i)
-            .collect();
-        let found = if !exact.is_empty() {
-            exact
-        } else {
+        let by = |pred: &dyn Fn(&Service) -> bool| -> Vec<usize> {
             services
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| !w.is_empty() && id_of(s).starts_with(w.as_str()))
+                .filter(|(_, s)| pred(s))
                 .map(|(i, _)| i)
                 .collect()
         };
+        let mut found = by(&|s| id_of(s) == *w);
+        if found.is_empty() {
+            found = by(&|s| name_of(s).as_deref() == Some(w.as_str()));
+        }
+        if found.is_empty() && !w.is_empty() {
+            found = by(&|s| id_of(s).starts_with(w.as_str()));
+        }
+        let shown = if w.trim().is_empty() {
+            format!("{w:?}")
+        } else {
+            w.clone()
+        };
         match found.len() {
-            0 => errors.push(format!("no such service: {w}")),
+            0 if filtered => errors.push(format!(
+                "no such service: {shown} (among the services that match --filter)"
+            )),
+            0 => errors.push(format!("no such service: {shown}")),
             1 => {
                 keep.insert(found[0]);
             }
             n => errors.push(format!(
-                "service ID prefix {w} is ambiguous ({n} services match): give more characters or the name"
+                "service ID prefix {shown} is ambiguous ({n} services match): give more characters of the ID, or the name"
             )),
         }
     }
@@ -444,9 +455,13 @@ pub async fn run(
         .snapshot(&filters)
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing) = select_services(std::mem::take(&mut snap.services), &args.services);
+    let filtered = !args.filter.is_empty();
+    snap.services
+        .retain(|s| modes.is_empty() || modes.contains(&Mode::of(s)));
+    let (kept, missing) =
+        select_services(std::mem::take(&mut snap.services), &args.services, filtered);
     snap.services = kept;
-    let rows = build_rows(&snap, &modes, args.no_trunc);
+    let rows = build_rows(&snap, args.no_trunc);
     let text = if args.quiet {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {
@@ -465,7 +480,7 @@ pub async fn run(
         Ok(code)
     } else {
         for m in &missing {
-            eprintln!("{m}");
+            crate::exit::say(m);
         }
         Ok(Exit::Error)
     }
@@ -604,7 +619,7 @@ mod tests {
                 node("n3", "c", NodeState::DOWN),
             ],
         };
-        let rows = build_rows(&snap, &[], false);
+        let rows = build_rows(&snap, false);
         assert_eq!(rows[0].nodes, 3);
         assert_eq!(rows[0].tasks_on_down_nodes, 2);
         assert_eq!(rows[0].down_nodes, ["c"]);
@@ -615,15 +630,22 @@ mod tests {
     #[test]
     fn select_by_name_id_and_prefix() {
         let all = vec![svc("abc123", "web"), svc("abd456", "db"), svc("xyz", "abc")];
-        let (kept, errs) = select_services(all.clone(), &["web".into(), "abd".into()]);
+        let (kept, errs) = select_services(all.clone(), &["web".into(), "abd".into()], false);
         assert_eq!(kept.len(), 2);
         assert!(errs.is_empty());
         // An exact name wins over an ID prefix.
-        let (kept, _) = select_services(all.clone(), &["abc".into()]);
+        let (kept, _) = select_services(all.clone(), &["abc".into()], false);
         assert_eq!(kept[0].id.as_deref(), Some("xyz"));
-        let (_, errs) = select_services(all.clone(), &["ab".into(), "nope".into()]);
-        assert_eq!(errs.len(), 2);
+        let (_, errs) =
+            select_services(all.clone(), &["ab".into(), "nope".into(), "".into()], true);
+        assert_eq!(errs.len(), 3);
         assert!(errs[0].contains("ambiguous"));
-        assert_eq!(errs[1], "no such service: nope");
+        assert!(errs[1].starts_with("no such service: nope (among"));
+        assert!(errs[2].starts_with("no such service: \"\""));
+        // A full ID wins over a service whose name is that ID.
+        let all = vec![svc("abc123", "web"), svc("zzz", "abc123")];
+        let (kept, errs) = select_services(all, &["abc123".into()], false);
+        assert!(errs.is_empty());
+        assert_eq!(kept[0].id.as_deref(), Some("abc123"));
     }
 }

@@ -148,16 +148,26 @@ pub enum ResolveError {
         origin: String,
         path: PathBuf,
     },
-    #[error("context \"{name}\": cannot read {path}: {reason}")]
+    #[error(
+        "context \"{name}\": cannot read {path}: {reason}\nRecreate it with `docker context rm {name}` and `docker context create {name} ...`."
+    )]
     ContextUnreadable {
         name: String,
         path: PathBuf,
         reason: String,
     },
-    #[error("context \"{name}\" has no docker endpoint in {path}")]
+    #[error(
+        "context \"{name}\" has no docker endpoint in {path}\nSet one with `docker context update {name} --docker host=...`, or remove the context with `docker context rm {name}`."
+    )]
     ContextNoDockerEndpoint { name: String, path: PathBuf },
     #[error("cannot determine the config directory: set HOME, DOCKER_CONFIG or --config")]
     NoConfigDir,
+    #[error("invalid engine address \"{host}\" ({origin}): {reason}")]
+    BadHost {
+        host: String,
+        origin: String,
+        reason: String,
+    },
 }
 
 impl ContextOrigin {
@@ -167,6 +177,73 @@ impl ContextOrigin {
             ContextOrigin::Env => "set by DOCKER_CONTEXT".into(),
             ContextOrigin::ConfigFile(p) => format!("the current context in {}", p.display()),
         }
+    }
+}
+
+/// Normalises an engine address the way the docker CLI does (`opts.ParseHost`):
+/// surrounding blanks are ignored; empty means the default socket; no scheme means
+/// `tcp://`; `tcp://` gets `localhost` and port 2375 when they are missing; `unix://`
+/// alone is the default socket; `ssh://`, `fd://` and `npipe://` are kept as given.
+/// User info in a `tcp://` address is dropped.
+///
+/// Errors (the docker CLI's "invalid bind address format"): another scheme, a bad
+/// port, a nested `://`, and a base path after `tcp://host:port`, which bollard
+/// cannot prefix to requests.
+pub fn parse_host(raw: &str) -> Result<String, String> {
+    let h = raw.trim();
+    if h.is_empty() {
+        return Ok(DEFAULT_HOST.to_string());
+    }
+    let (proto, addr) = h.split_once("://").unwrap_or(("tcp", h));
+    if addr.contains("://") {
+        return Err(format!("expected one {proto}:// scheme"));
+    }
+    match proto {
+        "unix" if addr.is_empty() => Ok(DEFAULT_HOST.to_string()),
+        "unix" => Ok(format!("unix://{addr}")),
+        "ssh" | "fd" | "npipe" => Ok(h.to_string()),
+        "tcp" => {
+            let addr = addr.rsplit_once('@').map_or(addr, |(_, a)| a);
+            let (hostport, path) = addr.split_once('/').unwrap_or((addr, ""));
+            if !path.trim_matches('/').is_empty() {
+                return Err("a path after tcp://HOST:PORT is not supported".into());
+            }
+            let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+                let (ip, after) = v6
+                    .split_once(']')
+                    .ok_or("an IPv6 address needs a closing ]")?;
+                let port = match after {
+                    "" => "",
+                    p => p
+                        .strip_prefix(':')
+                        .ok_or("expected :PORT after the IPv6 address")?,
+                };
+                (format!("[{ip}]"), port)
+            } else {
+                match hostport.rsplit_once(':') {
+                    Some((h, p)) => (h.to_string(), p),
+                    None => (hostport.to_string(), ""),
+                }
+            };
+            if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("the host name has blanks or control characters".into());
+            }
+            let host = if host.is_empty() {
+                "localhost".to_string()
+            } else {
+                host
+            };
+            let port = if port.is_empty() { "2375" } else { port };
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or(format!("bad port \"{port}\" (expected 1-65535)"))?;
+            Ok(format!("tcp://{host}:{port}"))
+        }
+        other => Err(format!(
+            "unsupported scheme \"{other}://\"; use unix://, tcp:// or ssh://"
+        )),
     }
 }
 
@@ -194,7 +271,17 @@ struct ConfigFile {
 /// unreadable one is reported as a warning and ignored, as the docker CLI does.
 fn current_context(config_dir: &Path, warn: &mut Vec<String>) -> Option<(String, PathBuf)> {
     let path = config_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).ok()?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn.push(format!(
+                "WARNING: Error loading config file: {}: {e}",
+                path.display()
+            ));
+            return None;
+        }
+    };
     match serde_json::from_str::<ConfigFile>(&text) {
         Ok(cfg) => cfg
             .current_context
@@ -287,21 +374,24 @@ fn load_context(
         key,
         verify: !docker.skip_tls_verify,
     });
-    Ok(Endpoint {
-        host: docker.host,
-        tls,
-        source: HostSource::Context {
-            name: name.into(),
-            origin,
-        },
-    })
+    let source = HostSource::Context {
+        name: name.into(),
+        origin,
+    };
+    let host = parse_host(&docker.host).map_err(|reason| ResolveError::BadHost {
+        host: crate::redact::redact_value(&docker.host),
+        origin: source.to_string(),
+        reason,
+    })?;
+    Ok(Endpoint { host, tls, source })
 }
 
 /// TLS from the global flags and the environment, for the default context
 /// (docker/cli `cli/flags/options.go`, `SetDefaultOptions`).
 fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
-    let verify = opts.tlsverify || env.docker_tls_verify.is_some();
-    let tls = opts.tls || verify || env.docker_tls.is_some();
+    // Giving --tlsverify at all, even =false, turns TLS on (docker/cli SetDefaultOptions).
+    let verify = opts.tlsverify.unwrap_or(env.docker_tls_verify.is_some());
+    let tls = opts.tls.unwrap_or(env.docker_tls.is_some()) || verify || opts.tlsverify.is_some();
     if !tls {
         return None;
     }
@@ -338,7 +428,9 @@ pub fn resolve(
     env: &EnvVars,
     warnings: &mut Vec<String>,
 ) -> Result<Endpoint, ResolveError> {
-    if opts.context.is_some() && !opts.host.is_empty() {
+    // An empty --context counts as unset, as in the docker CLI.
+    let flag_context = opts.context.as_deref().filter(|c| !c.is_empty());
+    if flag_context.is_some() && !opts.host.is_empty() {
         return Err(ResolveError::HostAndContext);
     }
     if opts.host.len() > 1 {
@@ -346,8 +438,8 @@ pub fn resolve(
     }
     let cfg_dir = config_dir(opts, env);
 
-    let context = if let Some(name) = &opts.context {
-        Some((name.clone(), ContextOrigin::Flag))
+    let context = if let Some(name) = flag_context {
+        Some((name.to_string(), ContextOrigin::Flag))
     } else if !opts.host.is_empty() || env.docker_host.is_some() {
         None
     } else if let Some(name) = &env.docker_context {
@@ -362,13 +454,18 @@ pub fn resolve(
         return load_context(&cfg_dir?, &name, origin);
     }
 
-    let (host, source) = if let Some(h) = opts.host.first() {
+    let (raw, source) = if let Some(h) = opts.host.first() {
         (h.clone(), HostSource::Flag)
     } else if let Some(h) = &env.docker_host {
         (h.clone(), HostSource::Env)
     } else {
         (DEFAULT_HOST.to_string(), HostSource::Default)
     };
+    let host = parse_host(&raw).map_err(|reason| ResolveError::BadHost {
+        host: crate::redact::redact_value(&raw),
+        origin: source.to_string(),
+        reason,
+    })?;
     Ok(Endpoint {
         host,
         tls: flag_tls(opts, env),
@@ -543,6 +640,69 @@ mod tests {
         assert_eq!(t.ca, Some(PathBuf::from("/certs/ca.pem")));
         assert_eq!(t.cert, Some(PathBuf::from("/certs/cert.pem")));
         assert_eq!(t.key, Some(PathBuf::from("/certs/key.pem")));
+    }
+
+    #[test]
+    fn hosts_are_parsed_like_the_docker_cli() {
+        let ok = |raw: &str| parse_host(raw).unwrap();
+        assert_eq!(ok(""), DEFAULT_HOST);
+        assert_eq!(ok("  unix:///x.sock "), "unix:///x.sock");
+        assert_eq!(ok("unix://"), DEFAULT_HOST);
+        assert_eq!(ok("tcp://"), "tcp://localhost:2375");
+        assert_eq!(ok(":47200"), "tcp://localhost:47200");
+        assert_eq!(ok("10.0.0.1"), "tcp://10.0.0.1:2375");
+        assert_eq!(ok("tcp://h:2376/"), "tcp://h:2376");
+        assert_eq!(ok("tcp://user:pw@h:2376"), "tcp://h:2376");
+        assert_eq!(ok("tcp://[::1]"), "tcp://[::1]:2375");
+        assert_eq!(ok("tcp://[::1]:99"), "tcp://[::1]:99");
+        assert_eq!(ok("ssh://me@h"), "ssh://me@h");
+        for bad in [
+            "http://h:1",
+            "UNIX:///x",
+            "tcp://[::1",
+            "tcp://h:99999",
+            "tcp://h:0",
+            "tcp://a b:1",
+            "tcp://h:1/v1.41",
+            "tcp://tcp://h",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_context_flag_is_unset_and_bad_hosts_are_errors() {
+        let mut o = opts();
+        o.context = Some(String::new());
+        let env = EnvVars {
+            docker_host: Some("unix:///e.sock".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&o, &env, &mut vec![]).unwrap().host,
+            "unix:///e.sock"
+        );
+        let env = EnvVars {
+            docker_host: Some("http://h:1".into()),
+            ..Default::default()
+        };
+        let err = resolve(&opts(), &env, &mut vec![]).unwrap_err().to_string();
+        assert!(
+            err.contains("invalid engine address \"http://h:1\" (from DOCKER_HOST)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tlsverify_false_still_turns_tls_on() {
+        let mut o = opts();
+        o.tlsverify = Some(false);
+        o.host = vec!["tcp://h:2376".into()];
+        let t = resolve(&o, &EnvVars::default(), &mut vec![])
+            .unwrap()
+            .tls
+            .unwrap();
+        assert!(!t.verify);
     }
 
     #[test]

@@ -9,8 +9,18 @@ pub use connect::Endpoint;
 #[cfg(test)]
 use connect::HostSource;
 
-/// Seconds a single Engine API request may take before it is abandoned.
-pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default seconds an Engine API read may take, body included, before it is abandoned.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// Seconds an Engine API read may take: `MICROSCALE_TIMEOUT` (whole seconds, 1 or
+/// more) when set and valid, else [`DEFAULT_TIMEOUT_SECS`].
+pub fn request_timeout_secs() -> u64 {
+    std::env::var("MICROSCALE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s >= 1)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS)
+}
 
 /// An engine problem, phrased for the operator: what went wrong, where, and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -68,33 +78,35 @@ impl Engine {
     /// `ssh://` and TLS without verification are refused with a message that says
     /// what to use instead.
     pub fn connect(endpoint: Endpoint) -> Result<Engine, EngineError> {
-        let host = endpoint.host.clone();
+        let host = crate::redact::redact_value(&endpoint.host);
         let unreachable = |reason: String| EngineError::Unreachable {
             host: host.clone(),
             source_desc: endpoint.source.to_string(),
             reason,
             hint: HINT_NOT_RUNNING.into(),
         };
-        let (scheme, rest) = match host.split_once("://") {
-            Some((s, r)) => (s.to_ascii_lowercase(), r.to_string()),
-            None if host.starts_with('/') => ("unix".into(), host.clone()),
-            None => ("tcp".into(), host.clone()),
-        };
+        // `connect::resolve` has normalised the address (`connect::parse_host`).
+        let (scheme, rest) = host
+            .split_once("://")
+            .map(|(s, r)| (s.to_string(), r.to_string()))
+            .unwrap_or_else(|| ("tcp".into(), host.clone()));
         let docker = match scheme.as_str() {
-            "unix" => Docker::connect_with_unix(&rest, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+            "unix" => Docker::connect_with_unix(&rest, request_timeout_secs(), API_DEFAULT_VERSION)
                 .map_err(|e| match e {
-                bollard::errors::Error::SocketNotFoundError(p) => {
-                    unreachable(format!("no socket at {p}"))
-                }
-                other => unreachable(other.to_string()),
-            })?,
-            "tcp" | "http" | "https" => {
-                let addr = with_default_port(&rest);
-                match &endpoint.tls {
-                    None if scheme != "https" => {
-                        Docker::connect_with_http(&addr, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
-                            .map_err(|e| unreachable(e.to_string()))?
+                    bollard::errors::Error::SocketNotFoundError(p) => {
+                        unreachable(format!("no socket at {p}"))
                     }
+                    other => unreachable(other.to_string()),
+                })?,
+            "tcp" => {
+                let addr = format!("tcp://{rest}");
+                match &endpoint.tls {
+                    None => Docker::connect_with_http(
+                        &addr,
+                        request_timeout_secs(),
+                        API_DEFAULT_VERSION,
+                    )
+                    .map_err(|e| unreachable(e.to_string()))?,
                     tls => {
                         let (Some(tls), true) = (tls, tls.as_ref().is_some_and(|t| t.verify))
                         else {
@@ -125,12 +137,27 @@ impl Engine {
                                 missing.join(", ")
                             )));
                         };
+                        for (path, marker, what) in [
+                            (ca, "CERTIFICATE", "a CA certificate"),
+                            (cert, "CERTIFICATE", "a certificate"),
+                            (key, "PRIVATE KEY", "a private key"),
+                        ] {
+                            let text = std::fs::read(path).unwrap_or_default();
+                            let text = String::from_utf8_lossy(&text);
+                            if !(text.contains("-----BEGIN") && text.contains(marker)) {
+                                return Err(EngineError::Unsupported(format!(
+                                    "{} is not {what} in PEM format (needed for TLS to {host}, {}).\nCheck --tlscacert, --tlscert, --tlskey or the files in DOCKER_CERT_PATH.",
+                                    path.display(),
+                                    endpoint.source
+                                )));
+                            }
+                        }
                         Docker::connect_with_ssl(
                             &addr,
                             key,
                             cert,
                             ca,
-                            REQUEST_TIMEOUT_SECS,
+                            request_timeout_secs(),
                             API_DEFAULT_VERSION,
                         )
                         .map_err(|e| unreachable(e.to_string()))?
@@ -174,7 +201,7 @@ impl Engine {
             other => {
                 let (reason, hint) = describe_connect_error(&other);
                 EngineError::Unreachable {
-                    host: self.endpoint.host.clone(),
+                    host: crate::redact::redact_value(&self.endpoint.host),
                     source_desc: self.endpoint.source.to_string(),
                     reason,
                     hint,
@@ -183,11 +210,29 @@ impl Engine {
         }
     }
 
+    /// Runs `fut` with a bound on its whole duration, body included
+    /// ([`request_timeout_secs`]): bollard's own timeout only covers the response
+    /// headers, so a server that trickles its body would otherwise hang the command.
+    pub async fn within_deadline<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, EngineError> {
+        let secs = request_timeout_secs();
+        tokio::time::timeout(std::time::Duration::from_secs(secs), fut)
+            .await
+            .map_err(|_| EngineError::Unreachable {
+                host: crate::redact::redact_value(&self.endpoint.host),
+                source_desc: self.endpoint.source.to_string(),
+                reason: format!("no complete answer within {secs} seconds (MICROSCALE_TIMEOUT)"),
+                hint: "The engine accepted the connection but did not finish answering; check that the address is a Docker engine and that it is not overloaded.".into(),
+            })
+    }
+
     /// After a 503 from a swarm endpoint, asks `GET /info` whether this engine is
     /// outside any swarm or a worker, and returns the matching error. Called only on
     /// the error path, so the happy path keeps its constant number of calls.
     pub async fn explain_unavailable(&self, original: EngineError) -> EngineError {
-        let Ok(info) = self.docker.info().await else {
+        let Ok(Ok(info)) = self.within_deadline(self.docker.info()).await else {
             return original;
         };
         let swarm = info.swarm.unwrap_or_default();
@@ -207,21 +252,6 @@ impl Engine {
     }
 }
 
-/// Appends the docker CLI's default TCP port, 2375, when `addr` has none (the CLI uses
-/// 2375 with TLS too: `opts.ParseTCPAddr(host, "tcp://localhost:2375")`).
-fn with_default_port(addr: &str) -> String {
-    let addr = addr.trim_end_matches('/');
-    let has_port = addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-        && !addr.ends_with(']');
-    if has_port {
-        addr.to_string()
-    } else {
-        format!("{addr}:2375")
-    }
-}
-
 const HINT_NOT_RUNNING: &str =
     "Is the docker daemon running? Choose another engine with -H, --context or DOCKER_HOST.";
 
@@ -230,7 +260,45 @@ const HINT_NOT_RUNNING: &str =
 /// Looks through the error's sources for the underlying I/O error (refused, denied,
 /// timed out, no such socket) instead of printing the HTTP client's wrappers.
 pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (String, String) {
+    use bollard::errors::Error as B;
     use std::io::ErrorKind as K;
+    match err.downcast_ref::<B>() {
+        Some(B::JsonDataError { .. } | B::JsonSerdeError { .. }) => {
+            return (
+                format!(
+                    "the answer is not the Docker Engine API ({})",
+                    error_chain(err)
+                ),
+                "Check that the address is a Docker engine, version 20.10 or newer.".into(),
+            );
+        }
+        Some(
+            B::URLEncodedError { .. }
+            | B::URLParseError { .. }
+            | B::InvalidURIError { .. }
+            | B::InvalidURIPartsError { .. },
+        ) => {
+            return (
+                format!("the request could not be built ({})", error_chain(err)),
+                "Shorten very long --filter values.".into(),
+            );
+        }
+        _ => {}
+    }
+    let text = error_chain(err);
+    if text.contains("invalid HTTP") || text.contains("parse") && text.contains("HTTP") {
+        return (
+            format!("the answer is not HTTP from a Docker engine ({text})"),
+            "Check that the address is a Docker engine (and whether it expects TLS).".into(),
+        );
+    }
+    if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
+        return (
+            format!("TLS handshake failed ({text})"),
+            "Check the CA certificate, client certificate and key, and the engine's host name."
+                .into(),
+        );
+    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -255,7 +323,10 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
         Some(bollard::errors::Error::RequestTimeoutError)
     ) {
         return (
-            format!("no answer within {REQUEST_TIMEOUT_SECS} seconds"),
+            format!(
+                "no answer within {} seconds (MICROSCALE_TIMEOUT)",
+                request_timeout_secs()
+            ),
             "The engine accepted the connection but did not answer; check that the address is a Docker engine.".into(),
         );
     }
@@ -280,14 +351,6 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_ports() {
-        assert_eq!(with_default_port("10.0.0.1"), "10.0.0.1:2375");
-        assert_eq!(with_default_port("host:1234"), "host:1234");
-        assert_eq!(with_default_port("[::1]"), "[::1]:2375");
-        assert_eq!(with_default_port("[::1]:99"), "[::1]:99");
-    }
 
     #[test]
     fn ssh_is_refused_with_advice() {

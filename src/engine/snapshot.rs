@@ -51,7 +51,9 @@ impl Engine {
             )])),
         }));
         let nodes = self.docker.list_nodes(None::<ListNodesOptions>);
-        let (services, tasks, nodes) = tokio::join!(services, tasks, nodes);
+        let (services, tasks, nodes) = self
+            .within_deadline(async { tokio::join!(services, tasks, nodes) })
+            .await?;
         let services = match services {
             Ok(s) => s,
             Err(e) => return Err(self.explain(e).await),
@@ -67,11 +69,10 @@ impl Engine {
             .collect();
         if !not_ready.is_empty() {
             let on_down = self
-                .docker
-                .list_tasks(Some(ListTasksOptions {
+                .within_deadline(self.docker.list_tasks(Some(ListTasksOptions {
                     filters: Some(HashMap::from([("node".to_string(), not_ready)])),
-                }))
-                .await
+                })))
+                .await?
                 .map_err(|e| self.classify(e))?;
             let known: std::collections::HashSet<String> =
                 tasks.iter().filter_map(|t| t.id.clone()).collect();

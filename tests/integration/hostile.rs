@@ -1,0 +1,323 @@
+//! Bad input from every side, kept as tests: misbehaving endpoints, secrets in labels,
+//! control characters, unwritable stderr, odd global flags and addresses.
+//! Each case once broke the plugin (hang, unbounded memory, leaked secret, exit 101,
+//! misleading error) and must now fail clearly with 0, 1, 125 or 130.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A loopback HTTP server that reads each request's head and then runs `respond` on
+/// the connection. Bounded: it stops accepting after 60 seconds.
+fn scripted_server<F>(respond: F) -> String
+where
+    F: Fn(&mut std::net::TcpStream) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let respond = std::sync::Arc::new(respond);
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                respond(&mut conn);
+            });
+        }
+    });
+    addr
+}
+
+/// Runs the plugin's `status` against `host` with a short timeout.
+fn status_against(host: &str) -> (std::process::Output, Duration) {
+    let start = Instant::now();
+    let out = clean(plugin_bin(), plugin_config())
+        .env("MICROSCALE_TIMEOUT", "2")
+        .args(["-H", host, "status"])
+        .output()
+        .unwrap();
+    (out, start.elapsed())
+}
+
+#[test]
+fn a_body_that_trickles_forever_is_cut_off() {
+    let host = scripted_server(|conn| {
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for _ in 0..30 {
+            if conn.write_all(b"1\r\n \r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let (out, took) = status_against(&host);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        stderr(&out).contains("no complete answer within 2 seconds"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_endless_body_is_cut_off_by_the_deadline() {
+    let host = scripted_server(|conn| {
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n",
+        );
+        let chunk = format!("{:x}\r\n{}\r\n", 65536, " ".repeat(65536));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if conn.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let (out, took) = status_against(&host);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn endpoints_that_are_not_docker_say_so() {
+    let garbage = scripted_server(|conn| {
+        let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\nnot http at all\r\n");
+    });
+    let (out, _) = status_against(&garbage);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not HTTP from a Docker engine"),
+        "{}",
+        stderr(&out)
+    );
+
+    let wrong_json = scripted_server(|conn| {
+        let body = r#"{"hello":"world"}"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let (out, _) = status_against(&wrong_json);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not the Docker Engine API"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+#[test]
+fn secrets_in_labels_are_never_printed() {
+    let p = unique("secrets");
+    let secrets = [
+        ("microscale.metric", "redis://user:S3C/RET1@queue:6379/0"),
+        (
+            "microscale.metric.b",
+            "https://S3CRET2TOKEN@api.example.com/metrics",
+        ),
+        (
+            "microscale.metric.c",
+            "redis://u:a@h/0 fallback redis://u:S3CRET3@h2/0",
+        ),
+        (
+            "microscale.metric.d",
+            "prometheus://h:9090?query=up&password=S3CRET4",
+        ),
+        ("microscale.password", "S3CRET5"),
+        ("com.microscaling.metric", "redis://user:S3CRET6@q/0"),
+    ];
+    let mut flags = vec!["--replicas".to_string(), "0".to_string()];
+    for (k, v) in secrets {
+        flags.push("--label".into());
+        flags.push(format!("{k}={v}"));
+    }
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let svc = TestService::create(&p, &flag_refs);
+    for args in [
+        vec!["status", svc.name.as_str()],
+        vec!["status", "--no-trunc", svc.name.as_str()],
+        vec!["status", "--format", "json", svc.name.as_str()],
+    ] {
+        let out = ok(plugin(&args));
+        let text = stdout(&out);
+        assert!(!text.contains("S3C"), "{args:?} leaked a secret:\n{text}");
+        assert!(text.contains("xxxxx"), "{text}");
+    }
+}
+
+#[test]
+fn control_characters_in_labels_do_not_reach_the_terminal() {
+    let svc = TestService::create(
+        &unique("ctrl"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.target=\u{1b}[2J\u{1b}]0;owned\u{7}\nevil",
+        ],
+    );
+    let out = ok(plugin(&["status", "--no-trunc", &svc.name]));
+    let text = stdout(&out);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text:?}");
+    // JSON keeps the exact value, escaped.
+    let rows = status_json(&svc.name);
+    assert!(
+        rows[0]["RuleLabels"]["microscale.target"]
+            .as_str()
+            .unwrap()
+            .contains('\u{1b}')
+    );
+}
+
+#[test]
+fn unwritable_stderr_is_not_a_crash() {
+    for args in [
+        vec!["-H", "unix:///nonexistent.sock", "status"],
+        vec!["status", "--bogus"],
+    ] {
+        let out = clean("sh", plugin_config())
+            .args([
+                "-c",
+                &format!(
+                    "'{}' {} 2>/dev/full",
+                    plugin_bin().display(),
+                    args.join(" ")
+                ),
+            ])
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(code == Some(1) || code == Some(125), "{args:?}: {code:?}");
+    }
+}
+
+#[test]
+fn global_flags_in_every_form_the_docker_cli_accepts() {
+    let svc = TestService::create(&unique("gflags"), &["--replicas", "0"]);
+    let host = manager_host();
+    let want = &svc.id[..12];
+    let attached = format!("-H{host}");
+    for flags in [
+        vec!["-DH", host.as_str()],
+        vec![attached.as_str()],
+        vec!["--debug=false", "-H", host.as_str()],
+        vec!["-l", "DEBUG", "-H", host.as_str()],
+        vec!["--log-level=trace", "-H", host.as_str()],
+        vec!["--context=", "-H", host.as_str()],
+    ] {
+        let mut args = flags.clone();
+        args.extend(["microscale", "status", "-q", svc.name.as_str()]);
+        let out = ok(clean("docker", plugin_config())
+            .args(&args)
+            .output()
+            .unwrap());
+        assert_eq!(stdout(&out).trim(), want, "{flags:?}");
+    }
+    // An empty --context with DOCKER_HOST set uses DOCKER_HOST.
+    let out = ok(clean("docker", plugin_config())
+        .env("DOCKER_HOST", &host)
+        .args(["--context=", "microscale", "status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out).trim(), want);
+}
+
+#[test]
+fn bad_addresses_are_named_not_blamed_on_the_daemon() {
+    for (host, expect) in [
+        ("http://127.0.0.1:1", "unsupported scheme"),
+        ("tcp://[::1", "closing ]"),
+        ("tcp://127.0.0.1:99999", "bad port"),
+        ("tcp://127.0.0.1:1/v1.41", "path after"),
+    ] {
+        let out = clean(plugin_bin(), plugin_config())
+            .args(["-H", host, "status"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{host}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("invalid engine address") && err.contains(expect),
+            "{host}: {err}"
+        );
+        assert!(!err.contains("Is the docker daemon running"), "{err}");
+    }
+}
+
+#[test]
+fn tls_files_that_are_not_pem_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(dir.path().join(f), "garbage").unwrap();
+    }
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ca.pem is not a CA certificate in PEM format"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_full_id_wins_over_a_service_named_like_it() {
+    let a = TestService::create(&unique("idwin"), &["--replicas", "0"]);
+    let b = TestService::create(&a.id, &["--replicas", "0"]);
+    let out = ok(plugin(&["status", "-q", "--no-trunc", &a.id]));
+    assert_eq!(stdout(&out).trim(), a.id);
+    let out = ok(plugin(&["status", "-q", "--no-trunc", &b.name]));
+    assert_eq!(
+        stdout(&out).trim(),
+        a.id,
+        "the full ID is looked up first, as in docker"
+    );
+}
+
+#[test]
+fn an_unreadable_config_file_is_a_warning() {
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cfg.path().join("config.json")).unwrap();
+    // No host given, so config.json is read for currentContext (then the default
+    // socket is tried, which may or may not exist here).
+    let out = clean(plugin_bin(), cfg.path())
+        .args(["status", "-q", "--filter", "name=nothing-matches-this"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("WARNING: Error loading config file"),
+        "{}",
+        stderr(&out)
+    );
+}
