@@ -596,7 +596,7 @@ fn worker_node_says_to_use_a_manager() {
 #[test]
 fn nodes_counts_the_nodes_running_tasks() {
     // A global service runs a task on every node (manager and worker), and NODES counts
-    // them. Tasks on down nodes are covered by the unit tests of the row logic.
+    // them. Tasks on down nodes: tests/node_down.rs freezes the worker for real.
     let svc = TestService::create(&unique("spread"), &["--mode", "global"]);
     let nodes = node_count();
     assert!(nodes >= 2, "the harness joins a worker: {nodes} node(s)");
