@@ -404,16 +404,21 @@ fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
         .map(PathBuf::from)
         .or_else(|| env.home.as_ref().map(|h| Path::new(h).join(".docker")))
         .unwrap_or_default();
-    // Unlike the docker CLI, which drops a missing default cert.pem/key.pem, the
-    // paths are always kept: the connection needs all three files and reports
-    // each missing one by its path.
-    let path = |flag: &Option<PathBuf>, default: &str| {
-        Some(flag.clone().unwrap_or_else(|| cert_dir.join(default)))
+    // As in the docker CLI: a path given by flag is used as is (and must exist); the
+    // default cert.pem and key.pem are used only when present, so that an engine that
+    // does not ask for client certificates works without them.
+    let pick = |flag: &Option<PathBuf>, default: &str| match flag {
+        Some(p) => Some(p.clone()),
+        None => Some(cert_dir.join(default)).filter(|p| p.exists()),
     };
     Some(TlsSettings {
-        ca: path(&opts.tlscacert, "ca.pem"),
-        cert: path(&opts.tlscert, "cert.pem"),
-        key: path(&opts.tlskey, "key.pem"),
+        ca: Some(
+            opts.tlscacert
+                .clone()
+                .unwrap_or_else(|| cert_dir.join("ca.pem")),
+        ),
+        cert: pick(&opts.tlscert, "cert.pem"),
+        key: pick(&opts.tlskey, "key.pem"),
         verify,
     })
 }
@@ -638,8 +643,9 @@ mod tests {
         let t = ep.tls.unwrap();
         assert!(t.verify);
         assert_eq!(t.ca, Some(PathBuf::from("/certs/ca.pem")));
-        assert_eq!(t.cert, Some(PathBuf::from("/certs/cert.pem")));
-        assert_eq!(t.key, Some(PathBuf::from("/certs/key.pem")));
+        // Default cert and key are used only when the files exist.
+        assert_eq!(t.cert, None);
+        assert_eq!(t.key, None);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 pub mod connect;
 pub mod snapshot;
+pub mod transport;
 
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::Docker;
 
 pub use connect::Endpoint;
 #[cfg(test)]
@@ -73,110 +74,65 @@ pub struct Engine {
 impl Engine {
     /// Makes a client for `endpoint`. No request is sent yet.
     ///
-    /// Supports `unix://PATH`, `tcp://HOST:PORT` (plain, or TLS with a CA, client
-    /// certificate and key, verified), a bare `/path` (unix) or `HOST:PORT` (tcp).
-    /// `ssh://` and TLS without verification are refused with a message that says
-    /// what to use instead.
+    /// Supports `unix://PATH`, `tcp://HOST:PORT` plain or with TLS (verified or not,
+    /// with or without a client certificate), and `ssh://[USER@]HOST[:PORT][/SOCKET]`
+    /// through `ssh ... docker system dial-stdio` on the remote host, as the docker CLI
+    /// does. Errors: an unusable TLS file or ssh address, or another scheme.
     pub fn connect(endpoint: Endpoint) -> Result<Engine, EngineError> {
+        use transport::Target;
         let host = crate::redact::redact_value(&endpoint.host);
-        let unreachable = |reason: String| EngineError::Unreachable {
-            host: host.clone(),
-            source_desc: endpoint.source.to_string(),
-            reason,
-            hint: HINT_NOT_RUNNING.into(),
-        };
-        // `connect::resolve` has normalised the address (`connect::parse_host`).
-        let (scheme, rest) = host
+        let source = endpoint.source.to_string();
+        let (scheme, rest) = endpoint
+            .host
             .split_once("://")
             .map(|(s, r)| (s.to_string(), r.to_string()))
-            .unwrap_or_else(|| ("tcp".into(), host.clone()));
-        let docker = match scheme.as_str() {
-            "unix" => Docker::connect_with_unix(&rest, request_timeout_secs(), API_DEFAULT_VERSION)
-                .map_err(|e| match e {
-                    bollard::errors::Error::SocketNotFoundError(p) => {
-                        unreachable(format!("no socket at {p}"))
-                    }
-                    other => unreachable(other.to_string()),
-                })?,
-            "tcp" => {
-                let addr = format!("tcp://{rest}");
-                match &endpoint.tls {
-                    None => Docker::connect_with_http(
-                        &addr,
-                        request_timeout_secs(),
-                        API_DEFAULT_VERSION,
-                    )
-                    .map_err(|e| unreachable(e.to_string()))?,
-                    tls => {
-                        let (Some(tls), true) = (tls, tls.as_ref().is_some_and(|t| t.verify))
-                        else {
-                            return Err(EngineError::Unsupported(format!(
-                                "TLS without certificate verification (--tls without --tlsverify, or a context with SkipTLSVerify) is not supported for {host} ({}).\nUse --tlsverify with the engine's CA certificate.",
-                                endpoint.source
-                            )));
-                        };
-                        let files = [
-                            ("ca.pem", &tls.ca),
-                            ("cert.pem", &tls.cert),
-                            ("key.pem", &tls.key),
-                        ];
-                        let missing: Vec<String> = files
-                            .iter()
-                            .filter(|(_, p)| !p.as_ref().is_some_and(|p| p.is_file()))
-                            .map(|(name, p)| match p {
-                                Some(p) => p.display().to_string(),
-                                None => format!("{name} (not in the context)"),
-                            })
-                            .collect();
-                        let (Some(ca), Some(cert), Some(key), true) =
-                            (&tls.ca, &tls.cert, &tls.key, missing.is_empty())
-                        else {
-                            return Err(EngineError::Unsupported(format!(
-                                "TLS to {host} ({}) needs a CA certificate, a client certificate and a key; missing: {}.\nSet DOCKER_CERT_PATH to the directory holding ca.pem, cert.pem and key.pem, or pass --tlscacert, --tlscert and --tlskey.",
-                                endpoint.source,
-                                missing.join(", ")
-                            )));
-                        };
-                        for (path, marker, what) in [
-                            (ca, "CERTIFICATE", "a CA certificate"),
-                            (cert, "CERTIFICATE", "a certificate"),
-                            (key, "PRIVATE KEY", "a private key"),
-                        ] {
-                            let text = std::fs::read(path).unwrap_or_default();
-                            let text = String::from_utf8_lossy(&text);
-                            if !(text.contains("-----BEGIN") && text.contains(marker)) {
-                                return Err(EngineError::Unsupported(format!(
-                                    "{} is not {what} in PEM format (needed for TLS to {host}, {}).\nCheck --tlscacert, --tlscert, --tlskey or the files in DOCKER_CERT_PATH.",
-                                    path.display(),
-                                    endpoint.source
-                                )));
-                            }
-                        }
-                        Docker::connect_with_ssl(
-                            &addr,
-                            key,
-                            cert,
-                            ca,
-                            request_timeout_secs(),
-                            API_DEFAULT_VERSION,
-                        )
-                        .map_err(|e| unreachable(e.to_string()))?
+            .unwrap_or_else(|| ("tcp".into(), endpoint.host.clone()));
+        let target = match scheme.as_str() {
+            "unix" => Target::Unix(rest.into()),
+            "tcp" => match &endpoint.tls {
+                None => Target::Tcp(rest),
+                Some(tls) => {
+                    let config = transport::tls_config(tls).map_err(|e| {
+                        EngineError::Unsupported(format!(
+                            "TLS to {host} ({source}): {e}.\nCheck --tlscacert, --tlscert and --tlskey, the files in DOCKER_CERT_PATH, or the context's TLS material."
+                        ))
+                    })?;
+                    let name = rest
+                        .rsplit_once(':')
+                        .map_or(rest.as_str(), |(h, _)| h)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string();
+                    let server_name =
+                        rustls::pki_types::ServerName::try_from(name).map_err(|e| {
+                            EngineError::Unsupported(format!(
+                                "TLS to {host} ({source}): the host is not a valid TLS server name: {e}"
+                            ))
+                        })?;
+                    Target::Tls {
+                        addr: rest,
+                        server_name,
+                        config: std::sync::Arc::new(config),
                     }
                 }
-            }
-            "ssh" => {
-                return Err(EngineError::Unsupported(format!(
-                    "ssh:// engines are not supported yet ({host}, {}).\nForward the engine socket and use it over unix:\n  ssh -nNT -L /tmp/docker-remote.sock:/var/run/docker.sock {rest} &\n  docker -H unix:///tmp/docker-remote.sock microscale ...\nor use a context with a tcp:// endpoint and TLS.",
-                    endpoint.source
-                )));
-            }
+            },
+            "ssh" => Target::Ssh(transport::ssh_command(&endpoint.host).map_err(|e| {
+                EngineError::Unsupported(format!("invalid ssh address {host} ({source}): {e}"))
+            })?),
             other => {
                 return Err(EngineError::Unsupported(format!(
-                    "unsupported engine address {host} ({}): the scheme {other}:// is not supported; use unix://, tcp:// or a context",
-                    endpoint.source
+                    "unsupported engine address {host} ({source}): the scheme {other}:// is not supported; use unix://, tcp://, ssh:// or a context"
                 )));
             }
         };
+        let docker = transport::docker_client(target, request_timeout_secs()).map_err(|e| {
+            EngineError::Unreachable {
+                host: host.clone(),
+                source_desc: source.clone(),
+                reason: e.to_string(),
+                hint: HINT_NOT_RUNNING.into(),
+            }
+        })?;
         Ok(Engine { docker, endpoint })
     }
 
@@ -299,9 +255,15 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
                 .into(),
         );
     }
+    // bollard's IOError is `#[error(transparent)]`, which hides the I/O error itself
+    // from the source chain: look at it first.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let direct_io = match err.downcast_ref::<B>() {
+        Some(B::IOError { err }) => Some(err),
+        _ => None,
+    };
     while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(io) = direct_io.or_else(|| e.downcast_ref::<std::io::Error>()) {
             return match io.kind() {
                 K::PermissionDenied => (
                     "permission denied".into(),
@@ -313,7 +275,10 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
                     "timed out".into(),
                     "Check the address and any firewall between here and the engine.".into(),
                 ),
-                _ => (io.to_string(), HINT_NOT_RUNNING.into()),
+                _ => (
+                    io.to_string(),
+                    "Check the engine address and that the engine is running.".into(),
+                ),
             };
         }
         cur = e.source();
@@ -353,30 +318,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssh_is_refused_with_advice() {
+    fn bad_ssh_addresses_are_refused_with_the_reason() {
         let ep = Endpoint {
-            host: "ssh://admin@manager1".into(),
+            host: "ssh://admin:pw@manager1".into(),
             tls: None,
             source: HostSource::Flag,
         };
         let err = Engine::connect(ep).unwrap_err().to_string();
-        assert!(err.contains("ssh:// engines are not supported"), "{err}");
-        assert!(err.contains("ssh -nNT -L"), "{err}");
-        assert!(err.contains("admin@manager1"), "{err}");
+        assert!(err.contains("password in an ssh:// address"), "{err}");
+        assert!(!err.contains("pw@"), "{err}");
     }
 
     #[test]
-    fn missing_socket_names_host_and_source() {
-        let ep = Endpoint {
-            host: "unix:///nonexistent/docker.sock".into(),
-            tls: None,
-            source: HostSource::Env,
-        };
-        let err = Engine::connect(ep).unwrap_err().to_string();
-        assert!(
-            err.contains("Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock"),
-            "{err}"
-        );
-        assert!(err.contains("from DOCKER_HOST"), "{err}");
+    fn connection_errors_are_described_by_their_cause() {
+        let io = |kind| bollard::errors::Error::from(std::io::Error::from(kind));
+        let (reason, hint) = describe_connect_error(&io(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(reason, "permission denied");
+        assert!(hint.contains("docker group"), "{hint}");
+        let (reason, _) = describe_connect_error(&io(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(reason, "connection refused");
     }
 }
