@@ -154,6 +154,15 @@ impl Engine {
                 status: status_code,
                 message,
             },
+            other if self.endpoint.host.starts_with("ssh://") => EngineError::Unreachable {
+                host: crate::redact::redact_value(&self.endpoint.host),
+                source_desc: self.endpoint.source.to_string(),
+                reason: format!(
+                    "the ssh connection failed, or `docker system dial-stdio` did not answer on the remote host ({})",
+                    error_chain(&other)
+                ),
+                hint: "Check that `ssh HOST docker version` works: a key-based login (or ssh-agent), and the docker CLI installed on the remote host.".into(),
+            },
             other => {
                 let (reason, hint) = describe_connect_error(&other);
                 EngineError::Unreachable {
@@ -248,7 +257,14 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
             "Check that the address is a Docker engine (and whether it expects TLS).".into(),
         );
     }
-    if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
+    let lower = text.to_lowercase();
+    if lower.contains("badcertificate") || lower.contains("certificaterequired") {
+        return (
+            format!("the engine refused the TLS connection ({text})"),
+            "The engine wants a client certificate it trusts: pass --tlscert and --tlskey (or put cert.pem and key.pem in DOCKER_CERT_PATH).".into(),
+        );
+    }
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("alert") {
         return (
             format!("TLS handshake failed ({text})"),
             "Check the CA certificate, client certificate and key, and the engine's host name."

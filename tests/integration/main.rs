@@ -3,6 +3,7 @@
 
 mod harness;
 mod hostile;
+mod ssh;
 
 use std::time::Duration;
 
