@@ -660,6 +660,48 @@ fn tcp_with_tls_from_env_flags_and_context() {
         .unwrap());
     assert_eq!(stdout(&out).trim(), want);
 
+    // --tls without verification: any server certificate, the client certificate is
+    // still sent (the engine asks for it).
+    let out = ok(clean(plugin_bin(), plugin_config())
+        .args(["--tls", "--tlscert", &cert, "--tlskey", &key, "-H", &host])
+        .args(["status", "-q", &svc.name])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out).trim(), want);
+    // Without a client certificate this engine refuses the connection, and we say why.
+    let nocert = tempfile::tempdir().unwrap();
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_CERT_PATH", nocert.path())
+        .args(["--tls", "-H", &host, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("wants a client certificate"),
+        "{}",
+        stderr(&out)
+    );
+    // A CA that did not sign the engine's certificate.
+    let out = clean(plugin_bin(), plugin_config())
+        .args([
+            "--tlsverify",
+            "--tlscacert",
+            &cert,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+        ])
+        .args(["-H", &host, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("TLS handshake failed"),
+        "{}",
+        stderr(&out)
+    );
+
     // A context with TLS material, made by `docker context create`.
     let cfg = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
