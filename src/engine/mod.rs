@@ -39,9 +39,9 @@ pub enum EngineError {
         "The Docker engine at {host} ({source_desc}) expects TLS.\nConnect with --tlsverify and its certificates (--tlscacert, --tlscert, --tlskey, or DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or use a context that has them."
     )]
     TlsRequired { host: String, source_desc: String },
-    /// The address uses a transport this build cannot use.
+    /// A connection setting that cannot be used: TLS files, an ssh address, a scheme.
     #[error("{0}")]
-    Unsupported(String),
+    BadSetting(String),
     /// The engine answered but is not part of a swarm.
     #[error(
         "The Docker engine at {host} ({source_desc}) is not part of a swarm.\nRun `docker swarm init` to create a swarm on it, or `docker swarm join` to join an existing one, or point at a swarm manager with --context or -H."
@@ -72,6 +72,24 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The engine address as printed (secrets masked) and where it came from.
+    fn place(&self) -> (String, String) {
+        (
+            crate::redact::redact_value(&self.endpoint.host),
+            self.endpoint.source.to_string(),
+        )
+    }
+
+    fn unreachable(&self, reason: String, hint: String) -> EngineError {
+        let (host, source_desc) = self.place();
+        EngineError::Unreachable {
+            host,
+            source_desc,
+            reason,
+            hint,
+        }
+    }
+
     /// Makes a client for `endpoint`. No request is sent yet.
     ///
     /// Supports `unix://PATH`, `tcp://HOST:PORT` plain or with TLS (verified or not,
@@ -93,7 +111,7 @@ impl Engine {
                 None => Target::Tcp(rest),
                 Some(tls) => {
                     let config = transport::tls_config(tls).map_err(|e| {
-                        EngineError::Unsupported(format!(
+                        EngineError::BadSetting(format!(
                             "TLS to {host} ({source}): {e}.\nCheck --tlscacert, --tlscert and --tlskey, the files in DOCKER_CERT_PATH, or the context's TLS material."
                         ))
                     })?;
@@ -105,7 +123,7 @@ impl Engine {
                         .to_string();
                     let server_name =
                         rustls::pki_types::ServerName::try_from(name).map_err(|e| {
-                            EngineError::Unsupported(format!(
+                            EngineError::BadSetting(format!(
                                 "TLS to {host} ({source}): the host is not a valid TLS server name: {e}"
                             ))
                         })?;
@@ -117,10 +135,10 @@ impl Engine {
                 }
             },
             "ssh" => Target::Ssh(transport::ssh_command(&endpoint.host).map_err(|e| {
-                EngineError::Unsupported(format!("invalid ssh address {host} ({source}): {e}"))
+                EngineError::BadSetting(format!("invalid ssh address {host} ({source}): {e}"))
             })?),
             other => {
-                return Err(EngineError::Unsupported(format!(
+                return Err(EngineError::BadSetting(format!(
                     "unsupported engine address {host} ({source}): the scheme {other}:// is not supported; use unix://, tcp://, ssh:// or a context"
                 )));
             }
@@ -143,9 +161,19 @@ impl Engine {
             B::DockerResponseServerError {
                 status_code: 400,
                 message,
-            } if message.contains("HTTP request to an HTTPS server") => EngineError::TlsRequired {
-                host: self.endpoint.host.clone(),
-                source_desc: self.endpoint.source.to_string(),
+            } if message.contains("HTTP request to an HTTPS server") => {
+                let (host, source_desc) = self.place();
+                EngineError::TlsRequired { host, source_desc }
+            }
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } if message.trim().is_empty() => EngineError::Daemon {
+                status: status_code,
+                message: format!(
+                    "request returned HTTP {status_code} with no message; check that {} is a Docker engine with API 1.41 (Docker 20.10) or newer",
+                    self.place().0
+                ),
             },
             B::DockerResponseServerError {
                 status_code,
@@ -154,23 +182,16 @@ impl Engine {
                 status: status_code,
                 message,
             },
-            other if self.endpoint.host.starts_with("ssh://") => EngineError::Unreachable {
-                host: crate::redact::redact_value(&self.endpoint.host),
-                source_desc: self.endpoint.source.to_string(),
-                reason: format!(
+            other if self.endpoint.host.starts_with("ssh://") => self.unreachable(
+                format!(
                     "the ssh connection failed, or `docker system dial-stdio` did not answer on the remote host ({})",
                     error_chain(&other)
                 ),
-                hint: "Check that `ssh HOST docker version` works: a key-based login (or ssh-agent), and the docker CLI installed on the remote host.".into(),
-            },
+                "Check that `ssh HOST docker version` works: a key-based login (or ssh-agent), and the docker CLI installed on the remote host.".into(),
+            ),
             other => {
                 let (reason, hint) = describe_connect_error(&other);
-                EngineError::Unreachable {
-                    host: crate::redact::redact_value(&self.endpoint.host),
-                    source_desc: self.endpoint.source.to_string(),
-                    reason,
-                    hint,
-                }
+                self.unreachable(reason, hint)
             }
         }
     }
@@ -185,11 +206,11 @@ impl Engine {
         let secs = request_timeout_secs();
         tokio::time::timeout(std::time::Duration::from_secs(secs), fut)
             .await
-            .map_err(|_| EngineError::Unreachable {
-                host: crate::redact::redact_value(&self.endpoint.host),
-                source_desc: self.endpoint.source.to_string(),
-                reason: format!("no complete answer within {secs} seconds (MICROSCALE_TIMEOUT)"),
-                hint: "The engine accepted the connection but did not finish answering; check that the address is a Docker engine and that it is not overloaded.".into(),
+            .map_err(|_| {
+                self.unreachable(
+                    format!("no complete answer within {secs} seconds (MICROSCALE_TIMEOUT)"),
+                    "The engine accepted the connection but did not finish answering; check that the address is a Docker engine and that it is not overloaded.".into(),
+                )
             })
     }
 
@@ -205,8 +226,7 @@ impl Engine {
             .local_node_state
             .map(|s| s.to_string())
             .unwrap_or_default();
-        let host = self.endpoint.host.clone();
-        let source_desc = self.endpoint.source.to_string();
+        let (host, source_desc) = self.place();
         if state == "active" && swarm.control_available != Some(true) {
             EngineError::Worker { host, source_desc }
         } else if state != "active" {

@@ -84,7 +84,7 @@ impl Engine {
         }
         if services.iter().any(|s| s.service_status.is_none()) {
             return Err(EngineError::TooOld {
-                host: self.endpoint.host.clone(),
+                host: crate::redact::redact_value(&self.endpoint.host),
             });
         }
         Ok(Snapshot {
