@@ -51,7 +51,12 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     while i < args.len() {
         let word = args[i].to_string_lossy().into_owned();
         if word == "--" {
-            break;
+            // `docker -- microscale status`: the plugin name follows the `--`.
+            let mut out = args;
+            if out.get(i + 1).is_some_and(|w| w == PLUGIN_NAME) {
+                out.drain(i..i + 2);
+            }
+            return out;
         }
         if word.starts_with("--") {
             let takes_value = !word.contains('=') && VALUE_FLAGS_LONG.contains(&word.as_str());
@@ -129,6 +134,15 @@ mod tests {
                 "version"
             ]),
             ["--config", "/tmp/cfg", "-l", "debug", "version"]
+        );
+    }
+
+    #[test]
+    fn double_dash_before_the_plugin_name() {
+        assert_eq!(norm(&["--", "microscale", "status"]), ["status"]);
+        assert_eq!(
+            norm(&["-H", "x", "--", "microscale", "status"]),
+            ["-H", "x", "status"]
         );
     }
 

@@ -89,7 +89,7 @@ pub struct GlobalOptions {
     pub context: Option<String>,
 
     /// Location of client config files (default ~/.docker)
-    #[arg(long = "config", value_name = "string", hide = true)]
+    #[arg(long = "config", value_name = "string", hide = true, value_parser = any_path)]
     pub config: Option<PathBuf>,
 
     /// Set the logging level ("trace", "debug", "info", "warn", "error", "fatal", "panic")
@@ -105,18 +105,18 @@ pub struct GlobalOptions {
 
     /// Enable debug mode (`-D`, `--debug`, `--debug=false`)
     #[arg(short = 'D', long = "debug", hide = true, num_args = 0..=1,
-          require_equals = true, default_missing_value = "true")]
+          require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub debug: Option<bool>,
 
     /// Use TLS; implied by --tlsverify (`--tls=false` allowed)
     #[arg(long = "tls", hide = true, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true")]
+          default_missing_value = "true", value_parser = go_bool)]
     pub tls: Option<bool>,
 
     /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY); given at all,
     /// even as `--tlsverify=false`, it turns TLS on
     #[arg(long = "tlsverify", hide = true, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true")]
+          default_missing_value = "true", value_parser = go_bool)]
     pub tlsverify: Option<bool>,
 
     /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
@@ -130,6 +130,21 @@ pub struct GlobalOptions {
     /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
     #[arg(long = "tlskey", value_name = "string", hide = true)]
     pub tlskey: Option<PathBuf>,
+}
+
+/// A path, empty allowed (`--config=` means "not set", as in the docker CLI).
+fn any_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// A boolean flag value as Go's `strconv.ParseBool` reads it (the docker CLI's flags):
+/// 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False.
+fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("invalid boolean \"{other}\" (use true or false)")),
+    }
 }
 
 /// Plugin subcommands.

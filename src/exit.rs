@@ -50,12 +50,25 @@ pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
     }
 }
 
-/// Writes `text` and a newline to stderr. Errors are ignored: when stderr itself is
-/// closed or full there is nowhere left to report them, and the exit code still says
-/// what happened.
+/// Longest message printed on stderr, in characters; the rest is cut.
+const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Writes `text` and a newline to stderr, made safe first: secrets are masked
+/// ([`crate::redact::redact_value`]), control and bidi characters escaped (line
+/// breaks kept), and very long messages cut. Errors are ignored: when stderr itself
+/// is closed or full there is nowhere left to report them, and the exit code still
+/// says what happened.
 pub fn say(text: &str) {
+    let mut safe: String = text
+        .split('\n')
+        .map(|line| crate::render::printable(&crate::redact::redact_value(line)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if safe.chars().count() > MAX_MESSAGE_CHARS {
+        safe = crate::render::ellipsize(&safe, MAX_MESSAGE_CHARS);
+    }
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    let _ = writeln!(err, "{safe}");
     let _ = err.flush();
 }
 
@@ -78,6 +91,18 @@ pub fn install_panic_hook() {
         ));
         std::process::exit(Exit::Error as i32);
     }));
+}
+
+/// Like [`print_stdout`], but the write runs on a blocking thread so that the command
+/// stays cancellable (Ctrl-C, SIGTERM) while a slow reader keeps the pipe full.
+pub async fn print_stdout_async(text: String) -> Result<Exit, Failure> {
+    tokio::task::spawn_blocking(move || print_stdout(&text))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Failure::Error(format!(
+                "cannot write to standard output: {e}"
+            )))
+        })
 }
 
 /// The subcommand named in `args`, if any (for usage lines in error messages).

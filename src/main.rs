@@ -85,12 +85,16 @@ where
     F: FnOnce(engine::Engine) -> Fut,
     Fut: std::future::Future<Output = Result<Exit, Failure>>,
 {
-    let env = engine::connect::EnvVars::from_process();
+    let env = engine::connect::EnvVars::from_process().map_err(Failure::Error)?;
+    engine::check_timeout_setting().map_err(Failure::Error)?;
     let mut warnings = vec![];
     let endpoint = engine::connect::resolve(global, &env, &mut warnings)
         .map_err(|e| Failure::Error(e.to_string()))?;
-    for w in warnings {
-        exit::say(&w);
+    // Through the docker CLI, a broken config.json was already reported by docker.
+    if std::env::var_os("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND").is_none() {
+        for w in warnings {
+            exit::say(&w);
+        }
     }
     let level = global.log_level.as_deref().map(str::to_ascii_lowercase);
     if global.debug == Some(true) || matches!(level.as_deref(), Some("debug" | "trace")) {
@@ -105,7 +109,7 @@ where
         .enable_all()
         .build()
         .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let engine =
             engine::Engine::connect(endpoint).map_err(|e| Failure::Error(e.to_string()))?;
         let cancelled = exit::cancellation();
@@ -113,5 +117,8 @@ where
             r = body(engine) => r,
             _ = cancelled => Err(Failure::Interrupted),
         }
-    })
+    });
+    // Do not wait for a write still blocked on a full pipe after a cancel.
+    runtime.shutdown_background();
+    result
 }

@@ -53,22 +53,29 @@ pub fn docker_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// Makes text safe for a terminal table cell: control characters (escape sequences,
-/// carriage returns, newlines, tabs) are shown escaped (`\u{1b}`) instead of acting
-/// on the terminal or breaking the columns.
+/// Makes text safe for a terminal: control characters (escape sequences, carriage
+/// returns, newlines, tabs) and bidirectional overrides are shown escaped (`\u{1b}`)
+/// instead of acting on the terminal or breaking table columns.
 pub fn printable(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_unsafe) {
         return s.to_string();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
+            if is_unsafe(c) {
+                c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Control characters, and the bidirectional formatting characters that reorder what
+/// a terminal shows (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069).
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Shortens `s` to `max` characters, ending with `…` when cut.
@@ -152,6 +159,14 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
             (None, None) => return Ordering::Equal,
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
+            // Digits before other characters.
+            (Some(x), Some(y)) if x.is_ascii_digit() != y.is_ascii_digit() => {
+                return if x.is_ascii_digit() {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+            }
             (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
                 let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
                 let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -197,6 +212,13 @@ mod tests {
             v,
             ["B", "a", "service-1-foo", "service-2-foo", "service-10-foo"]
         );
+        // sortorder.NaturalLess puts digits before other characters.
+        let mut v = vec!["x_a", "x-a", "x10", "x1", "x1a", "x1-b", "app-db", "app1"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            ["app1", "app-db", "x1", "x1-b", "x1a", "x10", "x-a", "x_a"]
+        );
     }
 
     #[test]
@@ -221,7 +243,8 @@ mod tests {
 
     #[test]
     fn control_characters_never_reach_the_terminal() {
-        let t = docker_table(&["A"], vec![vec!["x\u{1b}[2Jy\nz\r\u{9b}".into()]]);
+        let t = docker_table(&["A"], vec![vec!["x\u{1b}[2Jy\nz\r\u{9b}\u{202e}".into()]]);
+        assert!(!t.contains('\u{202e}'), "{t:?}");
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
         assert_eq!(t.lines().count(), 2, "{t:?}");
     }

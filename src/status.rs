@@ -223,6 +223,9 @@ fn update_text(service: &Service) -> String {
     .to_string()
 }
 
+/// The PORTS of `docker service ls` (docker/cli `service/formatter.go`): ingress
+/// ports sorted by protocol then published port, consecutive ports merged into
+/// ranges (`*:8100-8103->100-103/tcp`).
 fn ports_text(service: &Service) -> String {
     let ports = service
         .endpoint
@@ -230,20 +233,50 @@ fn ports_text(service: &Service) -> String {
         .and_then(|e| e.ports.as_ref())
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let mut out: Vec<(i64, i64, String)> = ports
+    let mut list: Vec<(String, i64, i64, bool)> = ports
         .iter()
-        .filter(|p| p.publish_mode == Some(EndpointPortConfigPublishModeEnum::INGRESS))
         .map(|p| {
             (
+                p.protocol.map(|x| x.to_string()).unwrap_or_default(),
                 p.published_port.unwrap_or(0),
                 p.target_port.unwrap_or(0),
-                p.protocol.map(|x| x.to_string()).unwrap_or("tcp".into()),
+                p.publish_mode == Some(EndpointPortConfigPublishModeEnum::INGRESS),
             )
         })
         .collect();
-    out.sort();
-    out.iter()
-        .map(|(p, t, proto)| format!("*:{p}->{t}/{proto}"))
+    list.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    // (protocol, published start, published end, target start, target end)
+    let mut ranges: Vec<(String, i64, i64, i64, i64)> = vec![];
+    for (proto, published, target, ingress) in list {
+        if !ingress {
+            continue;
+        }
+        // Go compares unsigned ports: a step back wraps around and starts a new range.
+        let next = |step: i64| step == 0 || step == 1;
+        match ranges.last_mut() {
+            Some(r)
+                if r.0 == proto
+                    && next(published - r.2)
+                    && next(target - r.4)
+                    && !(r.4 != r.3 && target <= r.4) =>
+            {
+                r.2 = published;
+                r.4 = target;
+            }
+            _ => ranges.push((proto, published, published, target, target)),
+        }
+    }
+    let span = |a: i64, b: i64| {
+        if b > a {
+            format!("{a}-{b}")
+        } else {
+            a.to_string()
+        }
+    };
+    ranges
+        .iter()
+        .filter(|r| r.1 > 0)
+        .map(|(proto, ps, pe, ts, te)| format!("*:{}->{}/{proto}", span(*ps, *pe), span(*ts, *te)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -446,7 +479,7 @@ pub async fn run(
     engine: &crate::engine::Engine,
     args: &crate::cli::StatusArgs,
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Exit, Failure, print_stdout};
+    use crate::exit::{Exit, Failure, print_stdout_async};
     use crate::render::{Format, json_lines, status_table};
 
     let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
@@ -474,7 +507,7 @@ pub async fn run(
     let code = if rows.is_empty() && !missing.is_empty() {
         Exit::Ok
     } else {
-        print_stdout(&text)?
+        print_stdout_async(text).await?
     };
     if missing.is_empty() {
         Ok(code)

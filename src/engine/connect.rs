@@ -48,17 +48,26 @@ pub struct EnvVars {
 
 impl EnvVars {
     /// Reads the variables from the process environment.
-    pub fn from_process() -> Self {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        EnvVars {
-            docker_host: get("DOCKER_HOST"),
-            docker_context: get("DOCKER_CONTEXT"),
-            docker_config: get("DOCKER_CONFIG"),
-            docker_tls_verify: get("DOCKER_TLS_VERIFY"),
-            docker_tls: get("DOCKER_TLS"),
-            docker_cert_path: get("DOCKER_CERT_PATH"),
-            home: get("HOME"),
-        }
+    ///
+    /// Errors: a variable that is set but not valid UTF-8 (it is named); ignoring it
+    /// would silently pick another engine.
+    pub fn from_process() -> Result<Self, String> {
+        let get = |name: &str| match std::env::var(name) {
+            Ok(v) => Ok(Some(v).filter(|v| !v.is_empty())),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "the environment variable {name} is not valid UTF-8; fix or unset it"
+            )),
+        };
+        Ok(EnvVars {
+            docker_host: get("DOCKER_HOST")?,
+            docker_context: get("DOCKER_CONTEXT")?,
+            docker_config: get("DOCKER_CONFIG")?,
+            docker_tls_verify: get("DOCKER_TLS_VERIFY")?,
+            docker_tls: get("DOCKER_TLS")?,
+            docker_cert_path: get("DOCKER_CERT_PATH")?,
+            home: get("HOME")?,
+        })
     }
 }
 
@@ -194,6 +203,11 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
     if h.is_empty() {
         return Ok(DEFAULT_HOST.to_string());
     }
+    if h.starts_with('/') {
+        return Err(format!(
+            "a bare path is not an address; did you mean unix://{h}?"
+        ));
+    }
     let (proto, addr) = h.split_once("://").unwrap_or(("tcp", h));
     if addr.contains("://") {
         return Err(format!("expected one {proto}:// scheme"));
@@ -203,6 +217,8 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
         "unix" => Ok(format!("unix://{addr}")),
         "ssh" | "fd" | "npipe" => Ok(h.to_string()),
         "tcp" => {
+            // The docker CLI drops user info, a query and a fragment.
+            let addr = addr.split(['?', '#']).next().unwrap_or_default();
             let addr = addr.rsplit_once('@').map_or(addr, |(_, a)| a);
             let (hostport, path) = addr.split_once('/').unwrap_or((addr, ""));
             if !path.trim_matches('/').is_empty() {
@@ -212,6 +228,9 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
                 let (ip, after) = v6
                     .split_once(']')
                     .ok_or("an IPv6 address needs a closing ]")?;
+                if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(format!("\"[{ip}]\" is not an IPv6 address"));
+                }
                 let port = match after {
                     "" => "",
                     p => p
@@ -227,6 +246,9 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
             };
             if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err("the host name has blanks or control characters".into());
+            }
+            if !host.starts_with('[') && host.contains(':') {
+                return Err("an IPv6 address needs brackets, e.g. tcp://[::1]:2375".into());
             }
             let host = if host.is_empty() {
                 "localhost".to_string()
@@ -249,7 +271,7 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
 
 /// The docker config directory: `--config`, else `DOCKER_CONFIG`, else `~/.docker`.
 pub fn config_dir(opts: &GlobalOptions, env: &EnvVars) -> Result<PathBuf, ResolveError> {
-    if let Some(dir) = &opts.config {
+    if let Some(dir) = opts.config.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         return Ok(dir.clone());
     }
     if let Some(dir) = &env.docker_config {
@@ -282,6 +304,9 @@ fn current_context(config_dir: &Path, warn: &mut Vec<String>) -> Option<(String,
             return None;
         }
     };
+    if text.trim().is_empty() {
+        return None;
+    }
     match serde_json::from_str::<ConfigFile>(&text) {
         Ok(cfg) => cfg
             .current_context
@@ -350,15 +375,17 @@ fn load_context(
             path: meta_path.clone(),
             reason: e.to_string(),
         })?;
-    let docker = meta
-        .endpoints
-        .get("docker")
-        .cloned()
-        .and_then(|v| serde_json::from_value::<DockerEndpointMeta>(v).ok())
-        .filter(|d| !d.host.is_empty())
-        .ok_or_else(|| ResolveError::ContextNoDockerEndpoint {
+    let docker = meta.endpoints.get("docker").cloned().ok_or_else(|| {
+        ResolveError::ContextNoDockerEndpoint {
             name: name.into(),
             path: meta_path.clone(),
+        }
+    })?;
+    let docker: DockerEndpointMeta =
+        serde_json::from_value(docker).map_err(|e| ResolveError::ContextUnreadable {
+            name: name.into(),
+            path: meta_path.clone(),
+            reason: format!("Endpoints.docker: {e}"),
         })?;
     let tls_dir = config_dir
         .join("contexts")
@@ -662,6 +689,7 @@ mod tests {
         assert_eq!(ok("tcp://[::1]"), "tcp://[::1]:2375");
         assert_eq!(ok("tcp://[::1]:99"), "tcp://[::1]:99");
         assert_eq!(ok("ssh://me@h"), "ssh://me@h");
+        assert_eq!(ok("tcp://h:2376?token=S3#x"), "tcp://h:2376");
         for bad in [
             "http://h:1",
             "UNIX:///x",
@@ -671,6 +699,9 @@ mod tests {
             "tcp://a b:1",
             "tcp://h:1/v1.41",
             "tcp://tcp://h",
+            "/var/run/docker.sock",
+            "tcp://::1:2375",
+            "tcp://[]:1",
         ] {
             assert!(parse_host(bad).is_err(), "{bad}");
         }

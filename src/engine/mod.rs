@@ -13,13 +13,35 @@ use connect::HostSource;
 /// Default seconds an Engine API read may take, body included, before it is abandoned.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
-/// Seconds an Engine API read may take: `MICROSCALE_TIMEOUT` (whole seconds, 1 or
-/// more) when set and valid, else [`DEFAULT_TIMEOUT_SECS`].
+/// Largest accepted `MICROSCALE_TIMEOUT`, in seconds (one day).
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+fn parse_timeout(value: Option<&str>) -> Result<u64, String> {
+    match value {
+        None => Ok(DEFAULT_TIMEOUT_SECS),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
+            .ok_or_else(|| {
+                format!(
+                    "MICROSCALE_TIMEOUT={v:?} is not a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}; fix or unset it"
+                )
+            }),
+    }
+}
+
+/// Checks `MICROSCALE_TIMEOUT` before anything runs, so that a bad value is an error
+/// instead of a silent default.
+pub fn check_timeout_setting() -> Result<(), String> {
+    parse_timeout(std::env::var("MICROSCALE_TIMEOUT").ok().as_deref()).map(|_| ())
+}
+
+/// Seconds the engine reads of one command may take, in all: `MICROSCALE_TIMEOUT`
+/// (whole seconds, 1 to one day), else [`DEFAULT_TIMEOUT_SECS`].
 pub fn request_timeout_secs() -> u64 {
-    std::env::var("MICROSCALE_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|s| *s >= 1)
+    parse_timeout(std::env::var("MICROSCALE_TIMEOUT").ok().as_deref())
         .unwrap_or(DEFAULT_TIMEOUT_SECS)
 }
 
@@ -47,6 +69,16 @@ pub enum EngineError {
         "The Docker engine at {host} ({source_desc}) is not part of a swarm.\nRun `docker swarm init` to create a swarm on it, or `docker swarm join` to join an existing one, or point at a swarm manager with --context or -H."
     )]
     NotInSwarm { host: String, source_desc: String },
+    /// The node is in a swarm, but not in a usable state (locked, joining, error).
+    #[error(
+        "The Docker engine at {host} ({source_desc}) cannot serve swarm requests: {what}.\n{fix}"
+    )]
+    SwarmState {
+        host: String,
+        source_desc: String,
+        what: String,
+        fix: String,
+    },
     /// The engine is a swarm worker: only managers can list services.
     #[error(
         "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager node, for example `docker --context <manager-context> microscale status` or `docker -H tcp://<manager>:2376 --tlsverify microscale status`."
@@ -69,6 +101,9 @@ pub struct Engine {
     pub docker: Docker,
     /// The resolved endpoint.
     pub endpoint: Endpoint,
+    /// When all reads of this command must be done ([`request_timeout_secs`] after
+    /// the client was made).
+    pub deadline: tokio::time::Instant,
 }
 
 impl Engine {
@@ -151,7 +186,13 @@ impl Engine {
                 hint: HINT_NOT_RUNNING.into(),
             }
         })?;
-        Ok(Engine { docker, endpoint })
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_secs(request_timeout_secs());
+        Ok(Engine {
+            docker,
+            endpoint,
+            deadline,
+        })
     }
 
     /// Turns a bollard error into an [`EngineError`] that names this engine.
@@ -196,15 +237,16 @@ impl Engine {
         }
     }
 
-    /// Runs `fut` with a bound on its whole duration, body included
-    /// ([`request_timeout_secs`]): bollard's own timeout only covers the response
-    /// headers, so a server that trickles its body would otherwise hang the command.
+    /// Runs `fut` under the command's deadline ([`Engine::deadline`]), body included:
+    /// bollard's own timeout only covers the response headers, so a server that
+    /// trickles its body would otherwise hang the command, and several reads in a row
+    /// share one bound.
     pub async fn within_deadline<T>(
         &self,
         fut: impl std::future::Future<Output = T>,
     ) -> Result<T, EngineError> {
         let secs = request_timeout_secs();
-        tokio::time::timeout(std::time::Duration::from_secs(secs), fut)
+        tokio::time::timeout_at(self.deadline, fut)
             .await
             .map_err(|_| {
                 self.unreachable(
@@ -227,12 +269,37 @@ impl Engine {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let (host, source_desc) = self.place();
-        if state == "active" && swarm.control_available != Some(true) {
-            EngineError::Worker { host, source_desc }
-        } else if state != "active" {
-            EngineError::NotInSwarm { host, source_desc }
-        } else {
-            original
+        match state.as_str() {
+            "active" if swarm.control_available != Some(true) => {
+                EngineError::Worker { host, source_desc }
+            }
+            "active" => original,
+            "locked" => EngineError::SwarmState {
+                host,
+                source_desc,
+                what: "its swarm is locked (autolock)".into(),
+                fix: "Unlock it with `docker swarm unlock` on that node, using the unlock key."
+                    .into(),
+            },
+            "pending" => EngineError::SwarmState {
+                host,
+                source_desc,
+                what: "it is still joining the swarm".into(),
+                fix: "Wait a moment and try again; `docker info` there shows the swarm state."
+                    .into(),
+            },
+            "error" => EngineError::SwarmState {
+                host,
+                source_desc,
+                what: format!(
+                    "its swarm is in an error state: {}",
+                    swarm.error.unwrap_or_default()
+                ),
+                fix:
+                    "See `docker info` on that node; it may need to leave and join the swarm again."
+                        .into(),
+            },
+            _ => EngineError::NotInSwarm { host, source_desc },
         }
     }
 }
@@ -363,6 +430,23 @@ mod tests {
         let err = Engine::connect(ep).unwrap_err().to_string();
         assert!(err.contains("password in an ssh:// address"), "{err}");
         assert!(!err.contains("pw@"), "{err}");
+    }
+
+    #[test]
+    fn timeout_setting_is_checked() {
+        assert_eq!(parse_timeout(None), Ok(DEFAULT_TIMEOUT_SECS));
+        assert_eq!(parse_timeout(Some(" 5 ")), Ok(5));
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "1.5",
+            "99999999999999999999",
+            "18446744073709551615",
+        ] {
+            let err = parse_timeout(Some(bad)).unwrap_err();
+            assert!(err.contains("MICROSCALE_TIMEOUT"), "{err}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Three Engine API calls made concurrently, whatever the number of services:
 //! - `GET /services?status=true[&filters=...]` (API 1.41+: `ServiceStatus`)
-//! - `GET /tasks?filters={"desired-state":["running"]}`
+//! - `GET /tasks?filters={"desired-state":["running","complete"]}` (a job's tasks
+//!   are meant to complete, so their desired state is `complete`)
 //! - `GET /nodes`
 //!
 //! When some node is not `ready`, one more call follows:
@@ -23,8 +24,8 @@ use super::{Engine, EngineError};
 pub struct Snapshot {
     /// Services matching the filters, with `ServiceStatus` filled in.
     pub services: Vec<Service>,
-    /// Tasks whose desired state is running (all services), plus every task on a node
-    /// that is not `ready`.
+    /// Tasks whose desired state is running or complete (all services), plus every
+    /// task on a node that is not `ready`.
     pub tasks: Vec<Task>,
     /// Every node of the swarm.
     pub nodes: Vec<Node>,
@@ -47,7 +48,8 @@ impl Engine {
         let tasks = self.docker.list_tasks(Some(ListTasksOptions {
             filters: Some(HashMap::from([(
                 "desired-state".to_string(),
-                vec!["running".to_string()],
+                // Running job tasks have the desired state "complete".
+                vec!["running".to_string(), "complete".to_string()],
             )])),
         }));
         let nodes = self.docker.list_nodes(None::<ListNodesOptions>);

@@ -321,3 +321,145 @@ fn an_unreadable_config_file_is_a_warning() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_socket_path_with_at_signs_is_used_as_is() {
+    let dir = tempfile::Builder::new()
+        .prefix("msat")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let link = dir.path().join("admin@manager1.sock");
+    std::os::unix::fs::symlink(manager_host().trim_start_matches("unix://"), &link).unwrap();
+    let out = ok(clean(plugin_bin(), plugin_config())
+        .args(["-H", &format!("unix://{}", link.display()), "status", "-q"])
+        .args(["--filter", "name=nothing-matches-this"])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn non_utf8_environment_is_an_error_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = clean(plugin_bin(), plugin_config())
+        .env(
+            "DOCKER_HOST",
+            std::ffi::OsStr::from_bytes(b"unix:///tmp/\xe9.sock"),
+        )
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("DOCKER_HOST is not valid UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn more_global_flag_forms() {
+    let svc = TestService::create(&unique("gforms"), &["--replicas", "0"]);
+    let host = manager_host();
+    for flags in [
+        vec!["--debug=1", "-H", host.as_str()],
+        vec!["-D=True", "-H", host.as_str()],
+        vec!["--tls=0", "-H", host.as_str()],
+        vec!["-H", host.as_str(), "--"],
+        vec!["--config=", "-H", host.as_str()],
+    ] {
+        let mut args = flags.clone();
+        args.extend(["microscale", "status", "-q", svc.name.as_str()]);
+        let out = ok(clean("docker", plugin_config())
+            .args(&args)
+            .output()
+            .unwrap());
+        assert_eq!(stdout(&out).trim(), &svc.id[..12], "{flags:?}");
+    }
+}
+
+#[test]
+fn secrets_and_control_characters_never_reach_stderr() {
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", "tcp://u:S3CRETa@127.0.0.1:1?token=S3CRETb")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("S3CRET"), "{}", stderr(&out));
+    let out = plugin(&["status", "web\u{1b}[2J", "--filter", "mode=\u{1b}]0;x\u{7}"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+    let out = plugin(&["status", "no-such\u{1b}[31m-service"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+}
+
+#[test]
+fn a_bad_timeout_setting_is_named() {
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .env("MICROSCALE_TIMEOUT", "abc")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("MICROSCALE_TIMEOUT"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigterm_while_the_output_pipe_is_full_exits_130() {
+    // A label big enough that the JSON row overflows the pipe buffer.
+    let big = format!("microscale.note={}", "x".repeat(100_000));
+    let svc = TestService::create(&unique("bigout"), &["--replicas", "0", "--label", &big]);
+    let mut child = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["status", "--format", "json", &svc.name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "should block on the full pipe"
+    );
+    ok(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .output()
+        .unwrap());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still blocked");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn running_job_tasks_count_in_nodes() {
+    let svc = TestService::create_with_command(
+        &unique("jobnodes"),
+        &[
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "2",
+            "--max-concurrent",
+            "2",
+        ],
+        &["/bin/busybox", "sleep", "120"],
+    );
+    wait_until("two job tasks running", Duration::from_secs(60), || {
+        let rows = status_json(&svc.name);
+        rows.len() == 1 && rows[0]["Running"] == 2
+    });
+    let rows = status_json(&svc.name);
+    assert!(rows[0]["Nodes"].as_u64().unwrap() >= 1, "{:#}", rows[0]);
+}

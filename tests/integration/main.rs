@@ -452,6 +452,23 @@ fn unknown_service_is_an_error_but_the_others_print() {
 }
 
 #[test]
+fn published_port_ranges_like_docker_service_ls() {
+    let p = unique("ports");
+    let _a = TestService::create(
+        &format!("{p}-a"),
+        &["--replicas", "0", "-p", "28100-28103:100-103"],
+    );
+    let _b = TestService::create(
+        &format!("{p}-b"),
+        &["--replicas", "0", "-p", "29001:1/tcp", "-p", "28001:2/udp"],
+    );
+    let rows = status_json(&p);
+    assert_eq!(rows[0]["Ports"], "*:28100-28103->100-103/tcp");
+    assert_eq!(rows[1]["Ports"], "*:29001->1/tcp, *:28001->2/udp");
+    assert_matches_docker(&p, 2);
+}
+
+#[test]
 fn pinned_images_show_their_digest() {
     let p = unique("pinned");
     let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
