@@ -36,12 +36,12 @@ Aliases:
   docker microscale status, docker microscale ls
 
 Options:
-{options}{after-help}
+%OPTIONS%{after-help}
 ";
 
 /// The clap command with Docker's help conventions: no `help` subcommand (argv
-/// normalisation turns `help COMMAND` into `COMMAND --help`) and `-h/--help`
-/// accepted everywhere but not listed.
+/// normalisation turns `help COMMAND` into `COMMAND --help`), `-h/--help`
+/// accepted everywhere but not listed, and options laid out as docker lays them out.
 pub fn command() -> clap::Command {
     let help = Arg::new("help")
         .short('h')
@@ -49,7 +49,50 @@ pub fn command() -> clap::Command {
         .action(ArgAction::Help)
         .hide(true)
         .global(true);
-    Cli::command().disable_help_flag(true).arg(help)
+    let mut cmd = Cli::command().disable_help_flag(true).arg(help);
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        let template = match name.as_str() {
+            "status" => STATUS_TEMPLATE,
+            _ => NO_OPTIONS_TEMPLATE,
+        };
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let options = docker_options(&sub);
+            sub.help_template(template.replace("%OPTIONS%", &options))
+        });
+    }
+    cmd
+}
+
+/// The options of `cmd` laid out as the docker CLI's help lists them:
+/// `  -f, --filter filter   Help` (value names without brackets, three spaces before
+/// the help). Hidden options and positionals are left out.
+fn docker_options(cmd: &clap::Command) -> String {
+    let rows: Vec<(String, String)> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+        .map(|a| {
+            let short = a
+                .get_short()
+                .map_or("    ".to_string(), |c| format!("-{c}, "));
+            let long = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            let takes_value = a.get_action().takes_values();
+            let value = match (takes_value, a.get_value_names()) {
+                (true, Some(names)) => format!(" {}", names[0]),
+                _ => String::new(),
+            };
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            (format!("  {short}{long}{value}"), help)
+        })
+        .collect();
+    let width = rows.iter().map(|(f, _)| f.len()).max().unwrap_or(0) + 3;
+    rows.iter()
+        .map(|(f, h)| format!("{f:width$}{h}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The whole command line of the plugin.
@@ -132,6 +175,29 @@ pub struct GlobalOptions {
     pub tlskey: Option<PathBuf>,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_help_lists_options_like_docker() {
+        let mut cmd = command();
+        cmd.build();
+        let status = cmd.find_subcommand_mut("status").unwrap();
+        let help = status.render_help().to_string();
+        assert!(
+            help.contains("  -f, --filter filter   Filter output"),
+            "{help}"
+        );
+        assert!(
+            help.contains("      --no-trunc        Don't truncate output"),
+            "{help}"
+        );
+        assert!(!help.contains('<'), "{help}");
+        assert!(!help.contains("%OPTIONS%"), "{help}");
+    }
+}
+
 /// A path, empty allowed (`--config=` means "not set", as in the docker CLI).
 fn any_path(value: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(value))
@@ -154,7 +220,6 @@ pub enum Command {
     #[command(
         alias = "ls",
         override_usage = "docker microscale status [OPTIONS] [SERVICE...]",
-        help_template = STATUS_TEMPLATE,
         after_help = STATUS_EXAMPLES
     )]
     Status(StatusArgs),
@@ -162,7 +227,6 @@ pub enum Command {
     /// Show the plugin version
     #[command(
         override_usage = "docker microscale version",
-        help_template = NO_OPTIONS_TEMPLATE,
         after_help = "Examples:\n  docker microscale version"
     )]
     Version,
