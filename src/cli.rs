@@ -33,7 +33,7 @@ Usage:  {usage}
 {about}
 
 Aliases:
-  docker microscale status, docker microscale ls
+  docker microscale status, docker microscale ls, docker microscale list
 
 Options:
 %OPTIONS%{after-help}
@@ -218,7 +218,7 @@ fn go_bool(value: &str) -> Result<bool, String> {
 pub enum Command {
     /// List every service of the swarm: mode, replicas, image and digest, update, rule, nodes
     #[command(
-        alias = "ls",
+        aliases = ["ls", "list"],
         override_usage = "docker microscale status [OPTIONS] [SERVICE...]",
         after_help = STATUS_EXAMPLES
     )]

@@ -32,17 +32,24 @@ fn parse_timeout(value: Option<&str>) -> Result<u64, String> {
     }
 }
 
+/// `MICROSCALE_TIMEOUT` from the environment; empty counts as unset, as docker's
+/// variables do.
+fn timeout_var() -> Option<String> {
+    std::env::var("MICROSCALE_TIMEOUT")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// Checks `MICROSCALE_TIMEOUT` before anything runs, so that a bad value is an error
 /// instead of a silent default.
 pub fn check_timeout_setting() -> Result<(), String> {
-    parse_timeout(std::env::var("MICROSCALE_TIMEOUT").ok().as_deref()).map(|_| ())
+    parse_timeout(timeout_var().as_deref()).map(|_| ())
 }
 
 /// Seconds the engine reads of one command may take, in all: `MICROSCALE_TIMEOUT`
 /// (whole seconds, 1 to one day), else [`DEFAULT_TIMEOUT_SECS`].
 pub fn request_timeout_secs() -> u64 {
-    parse_timeout(std::env::var("MICROSCALE_TIMEOUT").ok().as_deref())
-        .unwrap_or(DEFAULT_TIMEOUT_SECS)
+    parse_timeout(timeout_var().as_deref()).unwrap_or(DEFAULT_TIMEOUT_SECS)
 }
 
 /// An engine problem, phrased for the operator: what went wrong, where, and how to fix it.
@@ -226,7 +233,7 @@ impl Engine {
             other if self.endpoint.host.starts_with("ssh://") => self.unreachable(
                 format!(
                     "the ssh connection failed, or `docker system dial-stdio` did not answer on the remote host ({})",
-                    error_chain(&other)
+                    root_cause(&other)
                 ),
                 "Check that `ssh HOST docker version` works: a key-based login (or ssh-agent), and the docker CLI installed on the remote host.".into(),
             ),
@@ -345,15 +352,16 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
         );
     }
     let lower = text.to_lowercase();
+    let cause = root_cause(err);
     if lower.contains("badcertificate") || lower.contains("certificaterequired") {
         return (
-            format!("the engine refused the TLS connection ({text})"),
+            format!("the engine refused the TLS connection ({cause})"),
             "The engine wants a client certificate it trusts: pass --tlscert and --tlskey (or put cert.pem and key.pem in DOCKER_CERT_PATH).".into(),
         );
     }
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("alert") {
         return (
-            format!("TLS handshake failed ({text})"),
+            format!("TLS handshake failed ({cause})"),
             "Check the CA certificate, client certificate and key, and the engine's host name."
                 .into(),
         );
@@ -399,6 +407,15 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
         );
     }
     (error_chain(err), HINT_NOT_RUNNING.into())
+}
+
+/// The innermost error of the chain: the cause, without the HTTP client's wrappers.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// The error and its sources, joined with ": ".

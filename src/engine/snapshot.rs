@@ -1,6 +1,7 @@
 //! One consistent read of the swarm: services, their running tasks, and nodes.
 //!
-//! Three Engine API calls made concurrently, whatever the number of services:
+//! Three Engine API calls made concurrently (one after another over ssh, on one
+//! connection), whatever the number of services:
 //! - `GET /services?status=true[&filters=...]` (API 1.41+: `ServiceStatus`)
 //! - `GET /tasks?filters={"desired-state":["running","complete"]}` (a job's tasks
 //!   are meant to complete, so their desired state is `complete`)
@@ -53,8 +54,23 @@ impl Engine {
             )])),
         }));
         let nodes = self.docker.list_nodes(None::<ListNodesOptions>);
+        // Concurrent, except over ssh, where the three reads share one ssh connection
+        // instead of opening three logins.
+        let over_ssh = self.endpoint.host.starts_with("ssh://");
         let (services, tasks, nodes) = self
-            .within_deadline(async { tokio::join!(services, tasks, nodes) })
+            .within_deadline(async {
+                if over_ssh {
+                    let s = services.await;
+                    if s.is_err() {
+                        // One failed login is enough to report.
+                        return (s, Ok(vec![]), Ok(vec![]));
+                    }
+                    let t = tasks.await;
+                    (s, t, nodes.await)
+                } else {
+                    tokio::join!(services, tasks, nodes)
+                }
+            })
             .await?;
         let services = match services {
             Ok(s) => s,

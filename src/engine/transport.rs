@@ -213,9 +213,16 @@ pub fn docker_client(
     target: Target,
     timeout: u64,
 ) -> Result<bollard::Docker, bollard::errors::Error> {
+    // Over ssh each connection is an ssh login: keep one open and reuse it (the
+    // snapshot's reads then go one after another). Elsewhere connections are cheap.
+    let idle = if matches!(target, Target::Ssh(_)) {
+        1
+    } else {
+        0
+    };
     let client: hyper_util::client::legacy::Client<Connector, BollardBody> =
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
+            .pool_max_idle_per_host(idle)
             .build(Connector(Arc::new(target)));
     bollard::Docker::connect_with_custom_transport(
         move |req: bollard::BollardRequest| {
