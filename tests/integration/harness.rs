@@ -55,11 +55,22 @@ pub fn plugin_config() -> &'static Path {
     DIR.get_or_init(|| {
         let base = PathBuf::from(required_env("MICROSCALE_SANDBOX_DIR"));
         let dir = base.join(format!("cfg-{}", std::process::id()));
-        let plugins = dir.join("cli-plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
+        install_plugin(&dir);
         dir
     })
+}
+
+/// A new, empty docker config directory with only the plugin installed, for tests
+/// that change contexts or `currentContext`.
+pub fn fresh_config() -> tempfile::TempDir {
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
+    std::fs::copy(
+        plugin_bin(),
+        cfg.path().join("cli-plugins/docker-microscale"),
+    )
+    .unwrap();
+    cfg
 }
 
 /// A command with the environment cleared to what the docker CLI needs, pointing at

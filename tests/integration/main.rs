@@ -113,10 +113,7 @@ fn global_flags_before_the_plugin_name() {
 #[test]
 fn contexts_made_by_docker_context_create() {
     let svc = TestService::create(&unique("ctx"), &["--replicas", "0"]);
-    let cfg = tempfile::tempdir().unwrap();
-    let plugins = cfg.path().join("cli-plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
+    let cfg = fresh_config();
     let ctx = unique("mgr");
     let endpoint = format!("host={}", manager_host());
     ok(clean("docker", cfg.path())
@@ -720,13 +717,7 @@ fn tcp_with_tls_from_env_flags_and_context() {
     );
 
     // A context with TLS material, made by `docker context create`.
-    let cfg = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
-    std::fs::copy(
-        plugin_bin(),
-        cfg.path().join("cli-plugins/docker-microscale"),
-    )
-    .unwrap();
+    let cfg = fresh_config();
     let spec = format!("host={host},ca={ca},cert={cert},key={key}");
     ok(clean("docker", cfg.path())
         .args(["context", "create", "tls", "--docker", &spec])

@@ -137,13 +137,7 @@ fn ssh_engines_work_like_in_the_docker_cli() {
     assert_eq!(stdout(&out).trim(), &svc.id[..12]);
 
     // A context with an ssh endpoint, through the docker CLI.
-    let cfg = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
-    std::fs::copy(
-        plugin_bin(),
-        cfg.path().join("cli-plugins/docker-microscale"),
-    )
-    .unwrap();
+    let cfg = fresh_config();
     let host = format!("host={url}");
     ok(clean("docker", cfg.path())
         .args(["context", "create", "viassh", "--docker", &host])
