@@ -64,13 +64,15 @@ pub fn plugin_config() -> &'static Path {
 /// that change contexts or `currentContext`.
 pub fn fresh_config() -> tempfile::TempDir {
     let cfg = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(cfg.path().join("cli-plugins")).unwrap();
-    std::fs::copy(
-        plugin_bin(),
-        cfg.path().join("cli-plugins/docker-microscale"),
-    )
-    .unwrap();
+    install_plugin(cfg.path());
     cfg
+}
+
+/// Copies the binary under test to `CONFIG_DIR/cli-plugins/docker-microscale`.
+fn install_plugin(config_dir: &Path) {
+    let plugins = config_dir.join("cli-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(plugin_bin(), plugins.join("docker-microscale")).unwrap();
 }
 
 /// A command with the environment cleared to what the docker CLI needs, pointing at
