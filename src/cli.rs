@@ -21,24 +21,6 @@ Commands:
 Run 'docker microscale COMMAND --help' for more information on a command.
 ";
 
-const NO_OPTIONS_TEMPLATE: &str = "\
-Usage:  {usage}
-
-{about}{after-help}
-";
-
-const STATUS_TEMPLATE: &str = "\
-Usage:  {usage}
-
-{about}
-
-Aliases:
-  docker microscale status, docker microscale ls, docker microscale list
-
-Options:
-%OPTIONS%{after-help}
-";
-
 /// The clap command with Docker's help conventions: no `help` subcommand (argv
 /// normalisation turns `help COMMAND` into `COMMAND --help`), `-h/--help`
 /// accepted everywhere but not listed, and options laid out as docker lays them out.
@@ -55,13 +37,25 @@ pub fn command() -> clap::Command {
         .map(|c| c.get_name().to_string())
         .collect();
     for name in names {
-        let template = match name.as_str() {
-            "status" => STATUS_TEMPLATE,
-            _ => NO_OPTIONS_TEMPLATE,
+        let (aliases, examples) = match name.as_str() {
+            "status" => (
+                Some("docker microscale status, docker microscale ls, docker microscale list"),
+                STATUS_EXAMPLES,
+            ),
+            _ => (None, VERSION_EXAMPLES),
         };
         cmd = cmd.mut_subcommand(name, |sub| {
+            // docker/cli's usage template: Usage, description, Aliases, Examples, Options.
+            let mut template = String::from("Usage:  {usage}\n\n{about}\n");
+            if let Some(aliases) = aliases {
+                template.push_str(&format!("\nAliases:\n  {aliases}\n"));
+            }
+            template.push_str(&format!("\nExamples:\n{examples}\n"));
             let options = docker_options(&sub);
-            sub.help_template(template.replace("%OPTIONS%", &options))
+            if !options.is_empty() {
+                template.push_str(&format!("\nOptions:\n{options}\n"));
+            }
+            sub.help_template(template)
         });
     }
     cmd
@@ -219,21 +213,18 @@ pub enum Command {
     /// List every service of the swarm: mode, replicas, image and digest, update, rule, nodes
     #[command(
         aliases = ["ls", "list"],
-        override_usage = "docker microscale status [OPTIONS] [SERVICE...]",
-        after_help = STATUS_EXAMPLES
+        override_usage = "docker microscale status [OPTIONS] [SERVICE...]"
     )]
     Status(StatusArgs),
 
     /// Show the plugin version
-    #[command(
-        override_usage = "docker microscale version",
-        after_help = "Examples:\n  docker microscale version"
-    )]
+    #[command(override_usage = "docker microscale version")]
     Version,
 }
 
-const STATUS_EXAMPLES: &str = "Examples:
-  docker microscale status
+const VERSION_EXAMPLES: &str = "  docker microscale version";
+
+const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status web queue-worker
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
@@ -256,10 +247,12 @@ pub struct StatusArgs {
     pub format: Option<String>,
 
     /// Don't truncate output
-    #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
 
     /// Only display IDs
-    #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
+    #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub quiet: Option<bool>,
 }

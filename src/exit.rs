@@ -158,7 +158,32 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
         }
         ClapKind::UnknownArgument => {
             let arg = context_string(&err, ContextKind::InvalidArg);
-            usage_error(&format!("unknown flag: {arg}"), args)
+            if arg.starts_with('-') {
+                usage_error(&format!("unknown flag: {arg}"), args)
+            } else {
+                let cmd = subcommand_in(args)
+                    .map(|c| format!("docker microscale {}", c.get_name()))
+                    .unwrap_or_else(|| "docker microscale".into());
+                usage_error(&format!("\"{cmd}\" accepts no arguments"), args)
+            }
+        }
+        ClapKind::InvalidValue | ClapKind::NoEquals | ClapKind::ValueValidation => {
+            // clap names the flag as `--filter <filter>`; docker as `--filter`.
+            let arg = context_string(&err, ContextKind::InvalidArg);
+            let flag = arg
+                .split([' ', '[', '='])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let value = context_string(&err, ContextKind::InvalidValue);
+            if value.is_empty() {
+                usage_error(&format!("flag needs an argument: {flag}"), args)
+            } else {
+                usage_error(
+                    &format!("invalid argument \"{value}\" for \"{flag}\" flag"),
+                    args,
+                )
+            }
         }
         ClapKind::InvalidSubcommand => {
             let cmd = context_string(&err, ContextKind::InvalidSubcommand);

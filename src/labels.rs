@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::redact::redact_label;
+use crate::redact::{redact_label, redact_value};
 
 /// Prefix of this project's rule labels.
 pub const PREFIX: &str = "microscale.";
@@ -18,7 +18,7 @@ pub fn rule_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String>
     labels
         .iter()
         .filter(|(k, _)| k.starts_with(PREFIX) || k.starts_with(LEGACY_PREFIX))
-        .map(|(k, v)| (k.clone(), redact_label(k, v)))
+        .map(|(k, v)| (redact_value(k), redact_label(k, v)))
         .collect()
 }
 
@@ -29,11 +29,11 @@ pub fn rule_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String>
 /// without the prefix. Only `com.microscaling.*` labels: `microscaling key=value ...`.
 /// `microscale.enable=false` gives `disabled`.
 pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
-    let ours: BTreeMap<&str, String> = labels
+    let ours: BTreeMap<String, String> = labels
         .iter()
         .filter_map(|(full, v)| {
             full.strip_prefix(PREFIX)
-                .map(|k| (k, redact_label(full, v)))
+                .map(|k| (redact_value(k), redact_label(full, v)))
         })
         .collect();
     if !ours.is_empty() {
@@ -50,15 +50,19 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
                 (1, 0, k.to_string())
             }
         };
-        let mut keys: Vec<&str> = ours.keys().copied().filter(|k| *k != "enable").collect();
+        let mut keys: Vec<&str> = ours
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "enable")
+            .collect();
         keys.sort_by_key(|k| rank(k));
         let parts: Vec<String> = keys
             .iter()
             .map(|k| {
                 if *k == "metric" {
-                    ours[k].clone()
+                    ours[*k].clone()
                 } else {
-                    format!("{k}={}", ours[k])
+                    format!("{k}={}", ours[*k])
                 }
             })
             .collect();
@@ -68,11 +72,11 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
             parts.join(" ")
         });
     }
-    let legacy: BTreeMap<&str, String> = labels
+    let legacy: BTreeMap<String, String> = labels
         .iter()
         .filter_map(|(full, v)| {
             full.strip_prefix(LEGACY_PREFIX)
-                .map(|k| (k, redact_label(full, v)))
+                .map(|k| (redact_value(k), redact_label(full, v)))
         })
         .collect();
     if legacy.is_empty() {

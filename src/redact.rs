@@ -9,14 +9,15 @@
 /// What replaces a secret.
 pub const MASK: &str = "xxxxx";
 
-/// Words that make a label key or a query parameter a secret, compared
-/// case-insensitively with the words of the name (split at `.`, `-`, `_`, blanks,
-/// brackets and lower-to-upper case changes: `accessKey` is `access` + `key`).
+/// Words that make a label key or a query parameter a secret, when they are a whole
+/// word of the name (split at `.`, `-`, `_`, blanks, brackets and lower-to-upper case
+/// changes: `accessKey` is `access` + `key`).
 const SECRET_WORDS: &[&str] = &[
     "password",
     "passwd",
     "pass",
     "pwd",
+    "pw",
     "secret",
     "token",
     "auth",
@@ -31,11 +32,36 @@ const SECRET_WORDS: &[&str] = &[
     "sig",
     "private",
     "session",
+    "jwt",
+    "passphrase",
 ];
+
+/// Parts that make a name a secret wherever they appear in it (`dbpassword`,
+/// `apitoken`, `secretkey`).
+const SECRET_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "credential",
+    "jwt",
+];
+
+/// Words after which the next word is a credential (`Authorization: Bearer X`).
+const CREDENTIAL_PREFIXES: &[&str] = &["bearer", "basic", "token"];
 
 /// Whether a name (label key, query parameter) names a secret.
 pub fn is_secret_name(name: &str) -> bool {
     let decoded = percent_decode(name);
+    let lower = decoded.to_lowercase();
+    if SECRET_PARTS.iter().any(|p| lower.contains(p))
+        || lower.ends_with("pass")
+        || lower.ends_with("pwd")
+    {
+        return true;
+    }
     let mut words: Vec<String> = vec![];
     let mut cur = String::new();
     let mut prev_lower = false;
@@ -68,54 +94,112 @@ pub fn redact_label(key: &str, value: &str) -> String {
     }
 }
 
-/// Redacts every credential-looking part of `value`:
-/// - each `scheme://` URL: its user info, up to the last `@` before the next URL
-///   (`user:pw@` keeps the user, a lone `token@` is masked whole; `unix://` paths and
-///   `ssh://user@` logins are kept), and secret-named query or fragment parameters;
-/// - `name:secret@host` without a scheme.
+/// Redacts every credential-looking part of `value`, word by word (whitespace ends a
+/// word; a password with a raw blank is not a valid URL):
+/// - in each `scheme://` URL, the user info (`user:pw@` keeps the user, a lone
+///   `token@` is masked whole; `unix://` paths and `ssh://user@` logins are kept)
+///   and secret-named query or fragment parameters;
+/// - `name:secret@host` without a scheme, and `secretname=value`;
+/// - the word after `Bearer`, `Basic` or `Token`.
+///
+/// Text that only looks similar is kept: `host:port/path@x`, `registry/@scope`,
+/// `/path/w:k@z`, `name@sha256:...`, `user@example.com`.
 pub fn redact_value(value: &str) -> String {
-    // Split into URL segments: each starts at a scheme and runs to the next one.
-    let starts: Vec<usize> = scheme_starts(value);
-    if starts.is_empty() {
-        return redact_words_without_scheme(value);
-    }
-    let mut out = redact_words_without_scheme(&value[..starts[0]]);
-    for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).copied().unwrap_or(value.len());
-        out.push_str(&redact_url_segment(&value[start..end]));
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    let mut after_prefix = false;
+    while !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(end);
+        if after_prefix && !word.is_empty() {
+            out.push_str(MASK);
+        } else {
+            out.push_str(&redact_word(word));
+        }
+        after_prefix = CREDENTIAL_PREFIXES
+            .iter()
+            .any(|p| word.trim_end_matches(':').eq_ignore_ascii_case(p));
+        let ws = tail
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..ws]);
+        rest = &tail[ws..];
     }
     out
 }
 
-/// Byte offsets where a `scheme://` begins (the scheme's first letter).
-fn scheme_starts(value: &str) -> Vec<usize> {
-    let bytes = value.as_bytes();
-    let mut starts = vec![];
-    let mut search = 0;
-    while let Some(pos) = value[search..].find("://") {
-        let sep = search + pos;
-        let mut begin = sep;
-        while begin > 0
-            && (bytes[begin - 1].is_ascii_alphanumeric() || b"+.-".contains(&bytes[begin - 1]))
-        {
-            begin -= 1;
+fn redact_word(word: &str) -> String {
+    // `password=...` masks the whole value, URL or not.
+    if let Some((key, _)) = word.split_once('=') {
+        let name = key.trim_start_matches(|c: char| !c.is_alphanumeric());
+        if !key.contains("://") && !name.is_empty() && is_secret_name(name) {
+            return format!("{key}={MASK}");
         }
-        if begin < sep && starts.last().is_none_or(|last| *last < begin) {
-            starts.push(begin);
-        }
-        search = sep + 3;
     }
-    starts
+    match url_start(word) {
+        Some(start) => {
+            let (before, url) = word.split_at(start);
+            format!("{}{}", redact_plain(before), redact_url(url))
+        }
+        None => redact_plain(word),
+    }
 }
 
-fn redact_url_segment(segment: &str) -> String {
-    let sep = segment.find("://").expect("segment starts with a scheme");
-    let scheme = &segment[..sep];
-    let after = &segment[sep + 3..];
-    if scheme.eq_ignore_ascii_case("unix") || scheme.eq_ignore_ascii_case("npipe") {
-        return segment.to_string();
+/// Where a `scheme://` URL starts in `word`: at its beginning or after one of
+/// `=("'<,;`, so that `://` inside a password does not start a new URL.
+fn url_start(word: &str) -> Option<usize> {
+    let sep = word.find("://")?;
+    let bytes = word.as_bytes();
+    let mut begin = sep;
+    while begin > 0
+        && (bytes[begin - 1].is_ascii_alphanumeric() || b"+.-".contains(&bytes[begin - 1]))
+    {
+        begin -= 1;
     }
-    let mut rebuilt = match after.rfind('@') {
+    let boundary = begin == 0 || b"=(\"'<,;".contains(&bytes[begin - 1]);
+    (begin < sep && boundary).then_some(begin)
+}
+
+/// Whether `s` starts with a host name or IP literal (up to `:`, `/`, `?`, `#`).
+fn starts_with_host(s: &str) -> bool {
+    if s.starts_with('[') {
+        return true;
+    }
+    let host: &str = s.split([':', '/', '?', '#']).next().unwrap_or_default();
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+}
+
+/// Whether `userinfo` (between `://` and an `@`) is really user info and not
+/// `host:port/path...`.
+fn is_userinfo(userinfo: &str) -> bool {
+    let first_delim = userinfo.find(['/', '?', '#']);
+    match (userinfo.find(':'), first_delim) {
+        (_, None) => true,
+        (Some(colon), Some(d)) if colon < d => {
+            // `host:8080/path@x` is a port, not a password.
+            let after = &userinfo[colon + 1..d];
+            after.is_empty() || !after.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let sep = url.find("://").expect("a URL");
+    let scheme = &url[..sep];
+    let after = &url[sep + 3..];
+    if scheme.eq_ignore_ascii_case("unix") || scheme.eq_ignore_ascii_case("npipe") {
+        return url.to_string();
+    }
+    let at = after
+        .match_indices('@')
+        .map(|(i, _)| i)
+        .rev()
+        .find(|&i| starts_with_host(&after[i + 1..]) && is_userinfo(&after[..i]));
+    let mut rebuilt = match at {
         Some(at) => {
             let userinfo = &after[..at];
             let masked = match userinfo.split_once(':') {
@@ -128,12 +212,12 @@ fn redact_url_segment(segment: &str) -> String {
             };
             format!("{scheme}://{masked}@{}", &after[at + 1..])
         }
-        None => segment.to_string(),
+        None => url.to_string(),
     };
     for delim in ['?', '#'] {
         if let Some(q) = rebuilt.find(delim) {
             let (base, rest) = rebuilt.split_at(q + 1);
-            let (params, tail) = match rest.find(|c: char| c.is_whitespace() || c == '#') {
+            let (params, tail) = match rest.find('#') {
                 Some(e) if delim == '?' => rest.split_at(e),
                 _ => (rest, ""),
             };
@@ -154,30 +238,34 @@ fn redact_params(params: &str) -> String {
         .join("&")
 }
 
-/// `user:secret@host` and `redis:u:secret@host` without `://`.
-fn redact_words_without_scheme(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let (word, tail) = rest.split_at(end);
-        out.push_str(&match word.rfind('@') {
-            Some(at) => match word[..at].rfind(':') {
-                Some(colon) => format!("{}{MASK}{}", &word[..colon + 1], &word[at..]),
-                None => word.to_string(),
-            },
-            None => word.to_string(),
-        });
-        let ws = tail
-            .find(|c: char| !c.is_whitespace())
-            .unwrap_or(tail.len());
-        out.push_str(&tail[..ws]);
-        rest = &tail[ws..];
+/// A word (or the part before a URL) without a URL: `user:secret@host`.
+fn redact_plain(word: &str) -> String {
+    if let Some(at) = word.rfind('@') {
+        let before = &word[..at];
+        // `redis:/u:pw@h` (a mangled URL) counts; `/path/w:k@z` does not.
+        let core = match before.split_once(":/") {
+            Some((scheme, rest))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+            {
+                rest.trim_start_matches('/')
+            }
+            _ => before,
+        };
+        if !core.contains('/')
+            && starts_with_host(&word[at + 1..])
+            && let Some(colon) = before.rfind(':')
+        {
+            return format!("{}{MASK}{}", &word[..colon + 1], &word[at..]);
+        }
     }
-    out
+    word.to_string()
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; anything else is kept as it is.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -229,7 +317,6 @@ mod tests {
             "redis://user:S3C?RET@queue:6379/0",
             "redis://user:S3C#RET@queue:6379/0",
             "redis://user:S3C@RET@queue:6379/0",
-            "redis://u:S3CRET X@h/0",
             "REDIS://u:S3CRET@h/0",
             "redis://u:S3CRET@[::1]:6379/0",
         ] {
@@ -259,6 +346,43 @@ mod tests {
             "https://h/?accessKey=S3C",
         ] {
             hidden(v);
+        }
+    }
+
+    #[test]
+    fn secrets_outside_urls_and_in_run_together_names() {
+        for v in [
+            "host=db user=app password=S3CRET1",
+            "http://h/m Authorization: Bearer S3CRET16",
+            "https://h/?apitoken=S3C&accesstoken=S3C&pw=S3C&passphrase=S3C&jwt=S3C",
+            "redis://u:S3C://RET15@h/0",
+            "password=redis://u:S3CRET@h/0",
+        ] {
+            let r = redact_value(v);
+            assert!(!r.contains("S3C") && !r.contains("RET15"), "{v:?} -> {r:?}");
+        }
+        for k in [
+            "microscale.dbpassword",
+            "microscale.redispass",
+            "microscale.secretkey",
+            "microscale.apitoken",
+        ] {
+            assert_eq!(redact_label(k, "S3"), MASK, "{k}");
+        }
+    }
+
+    #[test]
+    fn lookalikes_are_left_alone() {
+        for v in [
+            "Cannot connect to the Docker daemon at tcp://127.0.0.1:1 (from context \"prod\", the current context in /home/john@corp.example/.docker/config.json): connection refused",
+            "Get https://registry.example:5000/v2/: unauthorized; contact admin@example.com",
+            "image=reg.example:5000/app@sha256:abc",
+            "https://registry.npmjs.org/@scope/pkg",
+            "prometheus://127.0.0.1:9090?query=up%20@%201609746000",
+            "/tmp/w:k@z/contexts/meta",
+            "http://127.0.0.1:9090/api?x=a@b.com",
+        ] {
+            assert_eq!(redact_value(v), v);
         }
     }
 

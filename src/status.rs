@@ -494,12 +494,13 @@ pub async fn run(
     let (kept, missing) =
         select_services(std::mem::take(&mut snap.services), &args.services, filtered);
     snap.services = kept;
-    let rows = build_rows(&snap, args.no_trunc);
-    let text = if args.quiet {
+    let no_trunc = args.no_trunc == Some(true);
+    let rows = build_rows(&snap, no_trunc);
+    let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {
         match format {
-            Format::Table => status_table(&rows, args.no_trunc),
+            Format::Table => status_table(&rows, no_trunc),
             Format::Json => json_lines(&rows),
         }
     };

@@ -338,21 +338,39 @@ pub fn describe_connect_error(err: &(dyn std::error::Error + 'static)) -> (Strin
             | B::InvalidURIPartsError { .. },
         ) => {
             return (
-                format!("the request could not be built ({})", error_chain(err)),
+                format!("the request could not be built ({})", root_cause(err)),
                 "Shorten very long --filter values.".into(),
             );
         }
         _ => {}
     }
     let text = error_chain(err);
-    if text.contains("invalid HTTP") || text.contains("parse") && text.contains("HTTP") {
+    let lower = text.to_lowercase();
+    let cause = root_cause(err);
+    if lower.contains("larger than") && lower.contains("mib") {
         return (
-            format!("the answer is not HTTP from a Docker engine ({text})"),
+            cause,
+            "Narrow the read with --filter, or check that the address is a Docker engine.".into(),
+        );
+    }
+    if lower.contains("invalidcontenttype")
+        || lower.contains("handshake eof")
+        || lower.contains("corrupt message")
+    {
+        return (
+            format!("the server does not speak TLS ({cause})"),
+            "Drop --tls/--tlsverify for a plain engine, or check the port.".into(),
+        );
+    }
+    if lower.contains("invalid http")
+        || lower.contains("message head")
+        || lower.contains("parse") && lower.contains("http")
+    {
+        return (
+            format!("the answer is not HTTP from a Docker engine ({cause})"),
             "Check that the address is a Docker engine (and whether it expects TLS).".into(),
         );
     }
-    let lower = text.to_lowercase();
-    let cause = root_cause(err);
     if lower.contains("badcertificate") || lower.contains("certificaterequired") {
         return (
             format!("the engine refused the TLS connection ({cause})"),

@@ -86,12 +86,15 @@ impl tower_service::Service<http::Uri> for Connector {
                         .args(&argv[1..])
                         .stdin(std::process::Stdio::piped())
                         .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::inherit())
+                        .stderr(std::process::Stdio::piped())
                         .kill_on_drop(true)
                         .spawn()
                         .map_err(|e| {
                             io::Error::new(e.kind(), format!("cannot run {}: {e}", argv[0]))
                         })?;
+                    if let Some(stderr) = child.stderr.take() {
+                        tokio::spawn(relay_ssh_stderr(stderr));
+                    }
                     let stdin = child.stdin.take().expect("piped stdin");
                     let stdout = child.stdout.take().expect("piped stdout");
                     Stream::Ssh(Box::new(SshStream {
@@ -106,6 +109,24 @@ impl tower_service::Service<http::Uri> for Connector {
                 read: 0,
             }))
         })
+    }
+}
+
+/// Most lines of ssh's own messages shown per connection; the rest is read and dropped.
+const MAX_SSH_STDERR_LINES: usize = 20;
+
+/// Shows what ssh prints on stderr (a refused login, an unknown host) through
+/// [`crate::exit::say`], so that it is masked, escaped and bounded like every other
+/// message.
+async fn relay_ssh_stderr(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut shown = 0;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if shown < MAX_SSH_STDERR_LINES {
+            crate::exit::say(&crate::render::ellipsize(&line, 500));
+            shown += 1;
+        }
     }
 }
 
@@ -124,7 +145,8 @@ pub struct SshStream {
     stdout: tokio::process::ChildStdout,
 }
 
-/// A [`Stream`] that fails once more than [`MAX_RESPONSE_BYTES`] were read.
+/// A [`Stream`] that fails once more than [`MAX_RESPONSE_BYTES`] were read since the
+/// last request was written.
 pub struct Capped {
     inner: Stream,
     read: u64,
@@ -169,6 +191,9 @@ impl AsyncWrite for Capped {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A new request starts a new answer: the cap is per answer, also on a kept
+        // connection.
+        self.read = 0;
         match &mut self.inner {
             Stream::Unix(s) => Pin::new(s).poll_write(cx, data),
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, data),
@@ -252,12 +277,25 @@ pub fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
     let builder = if tls.verify {
-        let ca = tls.ca.as_ref().ok_or("no CA certificate (ca.pem) is set")?;
         let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(ca, "a CA certificate")? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{} is not a usable CA certificate: {e}", ca.display()))?;
+        match &tls.ca {
+            Some(ca) => {
+                for cert in read_certs(ca, "a CA certificate")? {
+                    roots.add(cert).map_err(|e| {
+                        format!("{} is not a usable CA certificate: {e}", ca.display())
+                    })?;
+                }
+            }
+            // A context without ca.pem trusts the system's roots, as in the docker CLI.
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                let (added, _) = roots.add_parsable_certificates(native.certs);
+                if added == 0 {
+                    return Err(
+                        "no CA certificate is set and the system has no trusted roots".into(),
+                    );
+                }
+            }
         }
         builder.with_root_certificates(roots)
     } else {
@@ -268,7 +306,14 @@ pub fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let certs = read_certs(cert, "a certificate")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            let text = read_small_file(key)?;
+            if text.contains("ENCRYPTED") {
+                return Err(format!(
+                    "{} is an encrypted key; the docker CLI and this plugin need an unencrypted one (openssl pkey -in KEY -out key.pem)",
+                    key.display()
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
                 format!("{} is not a private key in PEM format: {e}", key.display())
             })?;
             builder
@@ -281,15 +326,26 @@ pub fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
     }
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    if !path.is_file() {
-        return Err(format!(
-            "{} does not exist or is not a file",
-            path.display()
-        ));
+/// Largest certificate or key file read, in bytes (1 MiB): a PEM file is a few KiB.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a PEM file: a regular file of at most [`MAX_PEM_BYTES`] (not a FIFO or a
+/// device, which could block or never end).
+fn read_small_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|_| format!("{} does not exist", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
     }
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(format!("{} is too large for a PEM file", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = read_small_file(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not {what} in PEM format: {e}", path.display()))?;
     if certs.is_empty() {
@@ -372,19 +428,28 @@ pub fn ssh_command(url: &str) -> Result<Vec<String>, String> {
             "a password in an ssh:// address is not supported; use an ssh key or ssh-agent".into(),
         );
     }
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
-        _ => (hostport, None),
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (ip, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing ]")?;
+        (ip, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
     };
     if host.is_empty() {
         return Err("an ssh:// address needs a host".into());
     }
+    let user = user.map(crate::redact::percent_decode);
     let mut argv = vec!["ssh".to_string()];
     if let Some(u) = user.filter(|u| !u.is_empty()) {
-        argv.extend(["-l".into(), u.to_string()]);
+        argv.extend(["-l".into(), u]);
     }
-    if let Some(p) = port {
-        if p.parse::<u16>().is_err() {
+    // An empty port means ssh's default, as in the docker CLI.
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        if !p.chars().all(|c| c.is_ascii_digit()) || p.parse::<u16>().is_err() {
             return Err(format!("bad ssh port \"{p}\""));
         }
         argv.extend(["-p".into(), p.to_string()]);
@@ -395,23 +460,74 @@ pub fn ssh_command(url: &str) -> Result<Vec<String>, String> {
         "-T".into(),
         "--".into(),
     ]);
-    argv.push(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-    );
+    argv.push(host.to_string());
+    // The remote command goes through the remote user's shell: quote the socket path
+    // in single quotes so that no `$(...)`, backquote or quote in it can run anything.
+    let path = crate::redact::percent_decode(path);
     let remote = if path.is_empty() || path == "/" {
         "docker system dial-stdio".to_string()
     } else {
-        format!("docker \"--host=unix://{path}\" system dial-stdio")
+        format!(
+            "docker {} system dial-stdio",
+            shell_quote(&format!("--host=unix://{path}"))
+        )
     };
     argv.push(remote);
     Ok(argv)
 }
 
+/// Quotes `s` for a POSIX shell: `'...'`, with each `'` written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_socket_paths_cannot_inject_commands() {
+        for path in [
+            "/tmp/x$(id>/tmp/pwned).sock",
+            "/tmp/x\";id>/tmp/p;\".sock",
+            "/tmp/x'; id; '.sock",
+            "/tmp/x`id`.sock",
+        ] {
+            let argv = ssh_command(&format!("ssh://m{path}")).unwrap();
+            let remote = argv.last().unwrap();
+            // What a POSIX shell makes of the remote command: exactly three words,
+            // the middle one the literal option.
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf '%s\\n' {remote}")])
+                .output()
+                .unwrap();
+            let words = String::from_utf8(out.stdout).unwrap();
+            let words: Vec<&str> = words.lines().collect();
+            assert_eq!(
+                words,
+                [
+                    "docker",
+                    &format!("--host=unix://{path}"),
+                    "system",
+                    "dial-stdio"
+                ],
+                "{remote}"
+            );
+        }
+    }
+
+    #[test]
+    fn ssh_addresses_like_the_docker_cli() {
+        let argv = ssh_command("ssh://root@[::1]/run/d.sock").unwrap();
+        assert!(argv.contains(&"::1".to_string()), "{argv:?}");
+        let argv = ssh_command("ssh://root@[::1]:2222").unwrap();
+        assert!(argv.windows(2).any(|w| w == ["-p", "2222"]), "{argv:?}");
+        assert!(!ssh_command("ssh://h:").unwrap().contains(&"-p".to_string()));
+        assert!(ssh_command("ssh://h:+22").is_err());
+        let argv = ssh_command("ssh://root%40x@h/a%20b.sock").unwrap();
+        assert_eq!(argv[2], "root@x");
+        assert!(argv.last().unwrap().contains("a b.sock"), "{argv:?}");
+    }
 
     #[test]
     fn ssh_command_like_the_docker_cli() {
@@ -467,7 +583,7 @@ mod tests {
             ca: Some(dir.path().to_path_buf()),
             ..t
         };
-        assert!(tls_config(&t).unwrap_err().contains("not a file"));
+        assert!(tls_config(&t).unwrap_err().contains("not a regular file"));
         // Without verification no CA is needed.
         let t = TlsSettings {
             ca: None,

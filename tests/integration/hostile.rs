@@ -463,3 +463,91 @@ fn running_job_tasks_count_in_nodes() {
     let rows = status_json(&svc.name);
     assert!(rows[0]["Nodes"].as_u64().unwrap() >= 1, "{:#}", rows[0]);
 }
+
+#[test]
+fn docker_style_flag_errors_and_bool_forms() {
+    for (args, expect) in [
+        (
+            vec!["version", "x"],
+            "\"docker microscale version\" accepts no arguments",
+        ),
+        (
+            vec!["status", "--filter"],
+            "flag needs an argument: --filter",
+        ),
+        (
+            vec!["--debug=maybe", "status"],
+            "invalid argument \"maybe\" for \"--debug\" flag",
+        ),
+    ] {
+        let out = plugin(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&out).contains(expect), "{args:?}: {}", stderr(&out));
+    }
+    let svc = TestService::create(&unique("qbool"), &["--replicas", "0"]);
+    let out = ok(plugin(&["status", "-q=1", "--no-trunc=true", &svc.name]));
+    assert_eq!(stdout(&out).trim(), svc.id);
+}
+
+#[test]
+fn a_tls_key_that_is_not_a_regular_file_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = std::env::var("MICROSCALE_TEST_CERT_PATH").expect("MICROSCALE_TEST_CERT_PATH");
+    let fifo = dir.path().join("key.pem");
+    ok(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .output()
+        .unwrap());
+    let start = Instant::now();
+    let out = clean(plugin_bin(), plugin_config())
+        .args(["--tlsverify", "--tlscacert", &format!("{certs}/ca.pem")])
+        .args(["--tlscert", &format!("{certs}/cert.pem"), "--tlskey"])
+        .arg(&fifo)
+        .args(["-H", "tcp://127.0.0.1:1", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        stderr(&out).contains("is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn what_ssh_prints_is_masked_and_escaped() {
+    // An `ssh` that prints hostile text on stderr and exits: its messages reach the
+    // terminal only through the plugin's own masking and escaping.
+    let dir = tempfile::Builder::new()
+        .prefix("msfake")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("ssh"),
+        "#!/bin/sh\nprintf '\\033]0;title\\007\\033[2J password=S3CRETa redis://u:S3CRETb@h\\n' >&2\nexit 255\n",
+    )
+    .unwrap();
+    ok(std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(dir.path().join("ssh"))
+        .output()
+        .unwrap());
+    let out = clean(plugin_bin(), plugin_config())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                dir.path().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .args(["-H", "ssh://me@host.invalid", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("S3CRET"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("ssh HOST docker version"), "{err}");
+}
