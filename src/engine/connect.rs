@@ -224,6 +224,14 @@ pub fn parse_host(raw: &str) -> Result<String, String> {
             if !path.trim_matches('/').is_empty() {
                 return Err("a path after tcp://HOST:PORT is not supported".into());
             }
+            // A bare IPv6 address (`tcp://::1`) gets brackets and the default port.
+            let bracketed;
+            let hostport = if hostport.parse::<std::net::Ipv6Addr>().is_ok() {
+                bracketed = format!("[{hostport}]");
+                bracketed.as_str()
+            } else {
+                hostport
+            };
             let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
                 let (ip, after) = v6
                     .split_once(']')
@@ -688,6 +696,7 @@ mod tests {
         assert_eq!(ok("tcp://user:pw@h:2376"), "tcp://h:2376");
         assert_eq!(ok("tcp://[::1]"), "tcp://[::1]:2375");
         assert_eq!(ok("tcp://[::1]:99"), "tcp://[::1]:99");
+        assert_eq!(ok("tcp://::1"), "tcp://[::1]:2375");
         assert_eq!(ok("ssh://me@h"), "ssh://me@h");
         assert_eq!(ok("tcp://h:2376?token=S3#x"), "tcp://h:2376");
         for bad in [
@@ -700,7 +709,7 @@ mod tests {
             "tcp://h:1/v1.41",
             "tcp://tcp://h",
             "/var/run/docker.sock",
-            "tcp://::1:2375",
+            "tcp://::1:2375:x",
             "tcp://[]:1",
         ] {
             assert!(parse_host(bad).is_err(), "{bad}");

@@ -230,6 +230,15 @@ impl Engine {
                 status: status_code,
                 message,
             },
+            other
+                if self.endpoint.host.starts_with("ssh://")
+                    && root_cause(&other).starts_with("cannot run ssh") =>
+            {
+                self.unreachable(
+                    root_cause(&other),
+                    "Install the OpenSSH client (apt-get install openssh-client), or put `ssh` on PATH.".into(),
+                )
+            }
             other if self.endpoint.host.starts_with("ssh://") => self.unreachable(
                 format!(
                     "the ssh connection failed, or `docker system dial-stdio` did not answer on the remote host ({})",
