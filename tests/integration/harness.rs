@@ -128,6 +128,14 @@ pub fn ok(o: Output) -> Output {
     o
 }
 
+/// Asserts that a command exited with `code` and said `text` on stderr.
+#[track_caller]
+pub fn fails(out: &Output, code: i32, text: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(text), "expected {text:?} in stderr: {err}");
+}
+
 /// A name unique to this test run: `<prefix>-<pid>-<n>`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);

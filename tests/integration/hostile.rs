@@ -103,12 +103,7 @@ fn endpoints_that_are_not_docker_say_so() {
         let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\nnot http at all\r\n");
     });
     let (out, _) = status_against(&garbage);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not HTTP from a Docker engine"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "not HTTP from a Docker engine");
 
     let wrong_json = scripted_server(|conn| {
         let body = r#"{"hello":"world"}"#;
@@ -119,12 +114,7 @@ fn endpoints_that_are_not_docker_say_so() {
         );
     });
     let (out, _) = status_against(&wrong_json);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not the Docker Engine API"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "not the Docker Engine API");
     assert!(!stderr(&out).contains("panicked"));
 }
 
@@ -349,12 +339,7 @@ fn non_utf8_environment_is_an_error_not_ignored() {
         .arg("status")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("DOCKER_HOST is not valid UTF-8"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "DOCKER_HOST is not valid UTF-8");
 }
 
 #[test]
@@ -403,12 +388,7 @@ fn a_bad_timeout_setting_is_named() {
         .arg("status")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("MICROSCALE_TIMEOUT"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "MICROSCALE_TIMEOUT");
 }
 
 #[test]

@@ -689,12 +689,7 @@ fn tcp_with_tls_from_env_flags_and_context() {
         .args(["--tls", "-H", &host, "status"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("wants a client certificate"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "wants a client certificate");
     // A CA that did not sign the engine's certificate.
     let out = clean(plugin_bin(), plugin_config())
         .args([
@@ -709,12 +704,7 @@ fn tcp_with_tls_from_env_flags_and_context() {
         .args(["-H", &host, "status"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("TLS handshake failed"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "TLS handshake failed");
 
     // A context with TLS material, made by `docker context create`.
     let cfg = fresh_config();
@@ -734,8 +724,7 @@ fn tcp_with_tls_from_env_flags_and_context() {
         .args(["-H", &host, "status"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("expects TLS"), "{}", stderr(&out));
+    fails(&out, 1, "expects TLS");
     let empty = tempfile::tempdir().unwrap();
     let out = clean(plugin_bin(), plugin_config())
         .env("DOCKER_HOST", &host)
@@ -744,8 +733,7 @@ fn tcp_with_tls_from_env_flags_and_context() {
         .arg("status")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("ca.pem"), "{}", stderr(&out));
+    fails(&out, 1, "ca.pem");
 }
 
 fn required_tls_host() -> String {

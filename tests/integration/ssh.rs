@@ -167,10 +167,5 @@ fn ssh_engines_work_like_in_the_docker_cli() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("ssh HOST docker version"),
-        "{}",
-        stderr(&out)
-    );
+    fails(&out, 1, "ssh HOST docker version");
 }
