@@ -78,8 +78,22 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
-/// `help [microscale] [COMMAND...]` at position `i` becomes `[COMMAND...] --help`.
-fn help_to_flag(mut args: Vec<OsString>, i: usize) -> Vec<OsString> {
+/// `help [microscale] [COMMAND...]` at position `i` becomes `[COMMAND...] --help`, and
+/// so does `--help COMMAND` (as `docker service --help ls` shows the help of `ls`).
+fn help_to_flag(mut args: Vec<OsString>, mut i: usize) -> Vec<OsString> {
+    // `-h/--help` before the command word moves after it.
+    let is_help = |w: &OsString| w == "--help" || w == "-h";
+    if let Some(pos) = args.iter().take(i + 1).position(is_help)
+        && args
+            .get(pos + 1)
+            .is_some_and(|w| !w.to_string_lossy().starts_with('-'))
+    {
+        args.remove(pos);
+        args.push(OsString::from("--help"));
+        if pos < i {
+            i -= 1;
+        }
+    }
     if args.get(i).is_some_and(|w| w == "help") {
         args.remove(i);
         if args.get(i).is_some_and(|w| w == PLUGIN_NAME) {
@@ -134,6 +148,20 @@ mod tests {
                 "version"
             ]),
             ["--config", "/tmp/cfg", "-l", "debug", "version"]
+        );
+    }
+
+    #[test]
+    fn help_flag_before_the_command() {
+        assert_eq!(
+            norm(&["microscale", "--help", "status"]),
+            ["status", "--help"]
+        );
+        assert_eq!(norm(&["--help", "status"]), ["status", "--help"]);
+        assert_eq!(norm(&["microscale", "--help"]), ["--help"]);
+        assert_eq!(
+            norm(&["microscale", "status", "--help"]),
+            ["status", "--help"]
         );
     }
 

@@ -78,15 +78,25 @@ fn is_unsafe(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Shortens `s` to `max` characters, ending with `…` when cut.
+/// Shortens `s` to `max` terminal columns (wide characters count two), ending with
+/// `…` when cut.
 pub fn ellipsize(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if s.width() <= max {
+        return s.to_string();
     }
+    let mut out = String::new();
+    let mut width = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if width + w > max.saturating_sub(1) {
+            break;
+        }
+        width += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 /// Widest RULE shown before it is cut (unless `--no-trunc`).
@@ -250,8 +260,10 @@ mod tests {
     }
 
     #[test]
-    fn ellipsize_counts_chars() {
+    fn ellipsize_counts_columns() {
         assert_eq!(ellipsize("abcdef", 4), "abc…");
         assert_eq!(ellipsize("abc", 4), "abc");
+        // Wide characters take two columns.
+        assert_eq!(ellipsize("日本語テキスト", 7), "日本語…");
     }
 }
