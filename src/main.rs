@@ -98,9 +98,10 @@ where
     }
     let level = global.log_level.as_deref().map(str::to_ascii_lowercase);
     if global.debug == Some(true) || matches!(level.as_deref(), Some("debug" | "trace")) {
+        // say() masks secrets in the address.
         exit::say(&format!(
             "DEBU engine {} ({}), TLS {}",
-            redact::redact_value(&endpoint.host),
+            endpoint.host,
             endpoint.source,
             if endpoint.tls.is_some() { "on" } else { "off" }
         ));

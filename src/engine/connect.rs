@@ -102,14 +102,7 @@ impl fmt::Display for HostSource {
             HostSource::Env => write!(f, "from DOCKER_HOST"),
             HostSource::Default => write!(f, "the default socket"),
             HostSource::Context { name, origin } => {
-                write!(f, "from context \"{name}\"")?;
-                match origin {
-                    ContextOrigin::Flag => write!(f, ", set by --context"),
-                    ContextOrigin::Env => write!(f, ", set by DOCKER_CONTEXT"),
-                    ContextOrigin::ConfigFile(path) => {
-                        write!(f, ", the current context in {}", path.display())
-                    }
-                }
+                write!(f, "from context \"{name}\", {origin}")
             }
         }
     }
@@ -179,12 +172,12 @@ pub enum ResolveError {
     },
 }
 
-impl ContextOrigin {
-    fn describe(&self) -> String {
+impl fmt::Display for ContextOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ContextOrigin::Flag => "set by --context".into(),
-            ContextOrigin::Env => "set by DOCKER_CONTEXT".into(),
-            ContextOrigin::ConfigFile(p) => format!("the current context in {}", p.display()),
+            ContextOrigin::Flag => write!(f, "set by --context"),
+            ContextOrigin::Env => write!(f, "set by DOCKER_CONTEXT"),
+            ContextOrigin::ConfigFile(p) => write!(f, "the current context in {}", p.display()),
         }
     }
 }
@@ -365,7 +358,7 @@ fn load_context(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ResolveError::ContextNotFound {
                 name: name.into(),
-                origin: origin.describe(),
+                origin: origin.to_string(),
                 path: meta_path,
             });
         }
