@@ -42,6 +42,10 @@ pub fn command() -> clap::Command {
                 Some("docker microscale status, docker microscale ls, docker microscale list"),
                 STATUS_EXAMPLES,
             ),
+            "provenance" => (
+                Some("docker microscale provenance, docker microscale labels"),
+                PROVENANCE_EXAMPLES,
+            ),
             _ => (None, VERSION_EXAMPLES),
         };
         cmd = cmd.mut_subcommand(name, |sub| {
@@ -217,6 +221,13 @@ pub enum Command {
     )]
     Status(StatusArgs),
 
+    /// Show what runs in each service: labels by origin, OCI / Label Schema provenance, source commit, tasks on another image
+    #[command(
+        alias = "labels",
+        override_usage = "docker microscale provenance [OPTIONS] [SERVICE...]"
+    )]
+    Provenance(ProvenanceArgs),
+
     /// Show the plugin version
     #[command(override_usage = "docker microscale version")]
     Version,
@@ -230,6 +241,38 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
   docker --context prod microscale status";
+
+const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
+  docker microscale labels queue-worker web
+  docker microscale provenance --format json web | jq -r .CommitURL
+  docker microscale provenance --check
+  docker microscale provenance --check --require source,revision,licenses";
+
+/// Options of `docker microscale provenance`.
+#[derive(Debug, Clone, Args)]
+pub struct ProvenanceArgs {
+    /// Services to show, by name or ID (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Exit 1 and list the services whose image lacks required provenance
+    #[arg(long = "check", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub check: Option<bool>,
+
+    /// Provenance fields --check requires (default source,revision,created)
+    #[arg(long = "require", value_name = "list")]
+    pub require: Vec<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
+}
 
 /// Options of `docker microscale status`.
 #[derive(Debug, Clone, Args)]

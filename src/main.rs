@@ -10,6 +10,7 @@ mod cli;
 mod engine;
 mod exit;
 mod labels;
+mod provenance;
 mod redact;
 mod render;
 mod status;
@@ -64,6 +65,15 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Status(args) => with_runtime(&cli.global, |engine| async move {
             status::run(&engine, &args).await
         }),
+        Command::Provenance(args) => {
+            // Registry credentials come from the same config directory as contexts.
+            let config_dir = engine::connect::EnvVars::from_process()
+                .ok()
+                .and_then(|env| engine::connect::config_dir(&cli.global, &env).ok());
+            with_runtime(&cli.global, |engine| async move {
+                provenance::run(&engine, &args, config_dir).await
+            })
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The Docker Engine: connection, swarm snapshot reads, and errors that say what to do.
 
 pub mod connect;
+pub mod images;
 pub mod snapshot;
 pub mod transport;
 

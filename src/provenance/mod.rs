@@ -1,0 +1,521 @@
+//! `docker microscale provenance`: what exactly runs in each service and which source
+//! commit it was built from.
+//!
+//! For each service: the image config's labels (from the engine's image store, else
+//! from the registry), the labels by origin ([`origins`]), the normalised OCI /
+//! Label Schema record ([`record`]), a link to the source commit ([`links`]), tasks on
+//! another image than the spec's ([`drift`]) and BuildKit provenance attestations.
+
+pub mod drift;
+pub mod links;
+pub mod origins;
+pub mod record;
+pub mod remote;
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{Node, Service};
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::engine::snapshot::Snapshot;
+use crate::redact::{redact_label, redact_value};
+use drift::{Drift, split_digest};
+use origins::LabelRow;
+use record::Record;
+
+/// Where an image config was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConfigSource {
+    /// The engine's image store (`GET /images/{name}/json`).
+    #[serde(rename = "engine")]
+    Engine,
+    /// The registry (OCI distribution API), or the on-disk cache of what it served.
+    #[serde(rename = "registry")]
+    Registry,
+}
+
+/// An image config: where it came from and its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    /// Engine image store or registry.
+    pub source: ConfigSource,
+    /// Digest of the image config (`sha256:…`; the image ID).
+    pub digest: String,
+    /// Digest of the platform's image manifest, when read from the registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// `os/architecture[/variant]` of the config, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `Config.Labels` (secrets masked).
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The base image an image declares (`org.opencontainers.image.base.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BaseImage {
+    /// `base.name`, when set.
+    pub name: Option<String>,
+    /// `base.digest`, when set.
+    pub digest: Option<String>,
+    /// Where the base image's config was read from; `None` when it could not be read.
+    pub config_source: Option<ConfigSource>,
+    /// Why the base image's labels could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One SLSA provenance attestation, and whether it agrees with the labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Attestation {
+    /// The in-toto predicate type, e.g. `https://slsa.dev/provenance/v0.2`.
+    pub predicate_type: String,
+    /// `builder.id`.
+    pub builder_id: Option<String>,
+    /// Source repository the build recorded.
+    pub source: Option<String>,
+    /// Source revision the build recorded.
+    pub revision: Option<String>,
+    /// Build start, RFC 3339.
+    pub started: Option<String>,
+    /// Build finish, RFC 3339.
+    pub finished: Option<String>,
+    /// Differences from the labels (`source`, `revision`), empty when they agree.
+    pub disagreements: Vec<String>,
+}
+
+/// Everything `provenance` says about one service; one JSON object per service with
+/// `--format json` (documented in `docs/provenance-json.md`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceProvenance {
+    /// Service ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub name: String,
+    /// The image of the service spec (`Spec.TaskTemplate.ContainerSpec.Image`).
+    pub image: String,
+    /// Whether the spec's image carries a digest.
+    pub pinned: bool,
+    /// The image config that was read, `null` when it could not be read.
+    pub config: Option<ImageConfig>,
+    /// The normalised provenance record.
+    pub provenance: Record,
+    /// The source repository's web page, credentials removed.
+    #[serde(rename = "SourceURL")]
+    pub source_url: Option<String>,
+    /// The page of the exact revision on a known code host.
+    #[serde(rename = "CommitURL")]
+    pub commit_url: Option<String>,
+    /// The declared base image, when there is one.
+    pub base: Option<BaseImage>,
+    /// Every label by origin.
+    pub labels: Vec<LabelRow>,
+    /// Tasks on another image than the spec's.
+    pub drift: Drift,
+    /// SLSA provenance attestations found in the registry.
+    pub attestations: Vec<Attestation>,
+    /// Why attestations were not looked up or could not be read, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_note: Option<String>,
+    /// Required record fields that are missing (only with `--check`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Why the image could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+/// `repository@revision` for the SOURCE column of `status`: the repository as
+/// `host/path` when it parses, and the revision cut to 7 characters when it is a
+/// commit id. Empty when the record has no source.
+pub fn source_column(record: &Record) -> String {
+    let Some(source) = &record.source else {
+        return String::new();
+    };
+    let repo = links::Repository::parse(&source.value)
+        .map(|r| r.short())
+        .unwrap_or_else(|| source.value.clone());
+    match &record.revision {
+        Some(rev) => {
+            let v = &rev.value;
+            let short = if v.len() > 7 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
+                &v[..7]
+            } else {
+                v.as_str()
+            };
+            format!("{repo}@{short}")
+        }
+        None => repo,
+    }
+}
+
+/// Masks secrets in label values (and keys that embed credentials).
+fn masked(labels: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .map(|(k, v)| (redact_value(&k), redact_label(&k, &v)))
+        .collect()
+}
+
+/// The platform of the nodes that run `service`'s tasks (the first such node), else of
+/// the first node, as `(os, architecture)` from `Description.Platform`.
+pub fn service_platform(service: &Service, snap: &Snapshot) -> Option<(String, String)> {
+    let by_id: HashMap<&str, &Node> = snap
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id.as_deref()?, n)))
+        .collect();
+    let node = snap
+        .tasks
+        .iter()
+        .filter(|t| t.service_id == service.id)
+        .filter_map(|t| by_id.get(t.node_id.as_deref()?).copied())
+        .next()
+        .or_else(|| snap.nodes.first())?;
+    let p = node.description.as_ref()?.platform.as_ref()?;
+    Some((p.os.clone()?, p.architecture.clone()?))
+}
+
+/// Reads an image config: the engine's image store first (by the full reference, then
+/// by `name@digest`), else the registry.
+async fn read_config(
+    engine: &Engine,
+    remote: &remote::Remote,
+    reference: &str,
+    platform: Option<&(String, String)>,
+) -> Result<ImageConfig, String> {
+    let (name, digest) = split_digest(reference);
+    let mut candidates = vec![reference.to_string()];
+    if let Some(d) = digest {
+        let repo = strip_tag(name);
+        candidates.push(format!("{repo}@{d}"));
+    }
+    for c in &candidates {
+        if let Some(local) = engine
+            .inspect_image(c)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(ImageConfig {
+                source: ConfigSource::Engine,
+                digest: local.id,
+                manifest_digest: None,
+                platform: local.platform,
+                labels: masked(local.labels),
+            });
+        }
+    }
+    let img = remote.image(reference, platform).await.map_err(|e| {
+        format!(
+            "not in the engine's image store on {}, and the registry could not serve it: {e}",
+            redact_value(&engine.endpoint.host)
+        )
+    })?;
+    Ok(ImageConfig {
+        source: ConfigSource::Registry,
+        digest: img.config_digest.clone(),
+        manifest_digest: Some(img.manifest_digest.clone()),
+        platform: img.platform.clone(),
+        labels: masked(img.labels.clone()),
+    })
+}
+
+/// `name[:tag]` without its tag (a `:` after the last `/`).
+pub fn strip_tag(name: &str) -> &str {
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].rfind(':') {
+        Some(i) => &name[..slash + i],
+        None => name,
+    }
+}
+
+/// Builds the provenance of one service.
+pub async fn service_provenance(
+    engine: &Engine,
+    remote: &remote::Remote,
+    snap: &Snapshot,
+    service: &Service,
+    full_ids: bool,
+) -> ServiceProvenance {
+    let id = service.id.clone().unwrap_or_default();
+    let id = if full_ids {
+        id
+    } else {
+        id.chars().take(12).collect()
+    };
+    let name = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default();
+    let image = drift::spec_image(service).unwrap_or_default().to_string();
+    let drift = drift::drift(service, &snap.tasks, &snap.nodes);
+    let platform = service_platform(service, snap);
+    let spec = service.spec.as_ref();
+    let service_labels = masked(spec.and_then(|s| s.labels.clone()).unwrap_or_default());
+    let container_labels = masked(
+        spec.and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default(),
+    );
+    let mut out = ServiceProvenance {
+        id,
+        name,
+        image: redact_value(&image),
+        pinned: drift.pinned,
+        config: None,
+        provenance: Record::default(),
+        source_url: None,
+        commit_url: None,
+        base: None,
+        labels: vec![],
+        drift,
+        attestations: vec![],
+        attestations_note: None,
+        missing: vec![],
+        error: None,
+    };
+    let config = if image.is_empty() {
+        Err("the service spec names no image".to_string())
+    } else {
+        read_config(engine, remote, &image, platform.as_ref()).await
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(format!("cannot read the image {}: {e}", redact_value(&image)));
+            out.labels = origins::label_origins(
+                &BTreeMap::new(),
+                None,
+                &container_labels,
+                &service_labels,
+            );
+            return out;
+        }
+    };
+    let record = Record::from_labels(&config.labels);
+    // The base image's labels, to tell inherited labels from the image's own.
+    let mut base_labels = None;
+    if record.has_base() {
+        let bname = record.base_name.as_ref().map(|f| f.value.clone());
+        let bdigest = record.base_digest.as_ref().map(|f| f.value.clone());
+        let reference = match (&bname, &bdigest) {
+            (Some(n), Some(d)) => format!("{}@{d}", split_digest(n).0),
+            (Some(n), None) => n.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => unreachable!(),
+        };
+        let read = read_config(engine, remote, &reference, platform.as_ref()).await;
+        let (config_source, error) = match read {
+            Ok(b) => {
+                let source = b.source;
+                base_labels = Some(b.labels);
+                (Some(source), None)
+            }
+            Err(e) => (None, Some(e)),
+        };
+        out.base = Some(BaseImage {
+            name: bname,
+            digest: bdigest,
+            config_source,
+            error,
+        });
+    }
+    out.labels = origins::label_origins(
+        &config.labels,
+        base_labels.as_ref(),
+        &container_labels,
+        &service_labels,
+    );
+    if let Some(src) = &record.source {
+        let rev = record.revision.as_ref().map(|r| r.value.as_str());
+        match links::Repository::parse(&src.value) {
+            Some(repo) => {
+                out.source_url = Some(repo.web_url());
+                out.commit_url = rev.and_then(|r| repo.revision_url(r));
+            }
+            None => out.source_url = Some(src.value.clone()),
+        }
+    }
+    // Attestations live next to the manifest in the registry: only a pinned image
+    // names the manifest it runs.
+    if out.pinned {
+        match remote.attestations(&image, platform.as_ref()).await {
+            Ok(list) => {
+                out.attestations = list
+                    .into_iter()
+                    .map(|a| compare_attestation(a, &record))
+                    .collect()
+            }
+            Err(e) => out.attestations_note = Some(format!("not read: {e}")),
+        }
+    } else {
+        out.attestations_note = Some(
+            "not looked up: the service's image is not pinned to a digest".to_string(),
+        );
+    }
+    out.config = Some(config);
+    out.provenance = record;
+    out
+}
+
+/// Compares an attestation's source and revision with the labels' record.
+fn compare_attestation(a: remote::AttestationData, record: &Record) -> Attestation {
+    let mut disagreements = vec![];
+    if let (Some(att), Some(lab)) = (&a.source, &record.source) {
+        let same = match (
+            links::Repository::parse(att),
+            links::Repository::parse(&lab.value),
+        ) {
+            (Some(x), Some(y)) => x.same_repository(&y),
+            _ => att == &lab.value,
+        };
+        if !same {
+            disagreements.push(format!(
+                "source: the attestation says {att}, the label {} says {}",
+                lab.key, lab.value
+            ));
+        }
+    }
+    if let (Some(att), Some(lab)) = (&a.revision, &record.revision) {
+        let (x, y) = (att.to_ascii_lowercase(), lab.value.to_ascii_lowercase());
+        if !(x == y || (y.len() >= 7 && x.starts_with(&y)) || (x.len() >= 7 && y.starts_with(&x))) {
+            disagreements.push(format!(
+                "revision: the attestation says {att}, the label {} says {}",
+                lab.key, lab.value
+            ));
+        }
+    }
+    Attestation {
+        predicate_type: a.predicate_type,
+        builder_id: a.builder_id.map(|s| redact_value(&s)),
+        source: a.source.map(|s| redact_value(&s)),
+        revision: a.revision,
+        started: a.started,
+        finished: a.finished,
+        disagreements,
+    }
+}
+
+/// The `--require` names as record field names, or a usage error listing the valid
+/// ones. Accepts the record names (`source`) and the OCI keys
+/// (`org.opencontainers.image.source`).
+pub fn parse_require(values: &[String]) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    for v in values.iter().flat_map(|v| v.split(',')) {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let name = v.strip_prefix(record::OCI).unwrap_or(v);
+        let name = match name {
+            "base.name" => "base",
+            "base.digest" => "base-digest",
+            n => n,
+        };
+        if !record::FIELD_NAMES.contains(&name) {
+            return Err(format!(
+                "invalid argument \"{v}\" for \"--require\" flag: unknown provenance field; use one of: {}",
+                record::FIELD_NAMES.join(", ")
+            ));
+        }
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(
+            "invalid argument \"\" for \"--require\" flag: name at least one provenance field"
+                .into(),
+        );
+    }
+    Ok(out)
+}
+
+/// The default `--require` fields.
+pub const DEFAULT_REQUIRE: &[&str] = &["source", "revision", "created"];
+
+/// Runs `docker microscale provenance`.
+///
+/// Exit 0 when every named service was found and its image read; 1 when a service is
+/// unknown, an image could not be read, or (with `--check`) a required field is
+/// missing. The other services are always shown.
+pub async fn run(
+    engine: &Engine,
+    args: &crate::cli::ProvenanceArgs,
+    config_dir: Option<std::path::PathBuf>,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::{Exit, Failure, print_stdout_async, say};
+    use crate::render::Format;
+
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let check = args.check == Some(true);
+    let require = match (&args.require, check) {
+        (r, false) if !r.is_empty() => {
+            return Err(Failure::Usage("--require needs --check".into()));
+        }
+        (r, true) if !r.is_empty() => parse_require(r).map_err(Failure::Usage)?,
+        _ => DEFAULT_REQUIRE.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut snap = engine
+        .snapshot(&Default::default())
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let (kept, missing_services) = crate::status::select_services(
+        std::mem::take(&mut snap.services),
+        &args.services,
+        false,
+    );
+    let mut services = kept;
+    services.sort_by(|a, b| {
+        let n = |s: &Service| s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        crate::render::natural_cmp(&n(a), &n(b))
+    });
+    let remote = remote::Remote::new(engine, config_dir);
+    let no_trunc = args.no_trunc == Some(true);
+    let mut results = Vec::with_capacity(services.len());
+    for s in &services {
+        let mut p = service_provenance(engine, &remote, &snap, s, no_trunc).await;
+        if check && p.error.is_none() {
+            p.missing = require
+                .iter()
+                .filter(|f| p.provenance.get(f).is_some_and(|v| v.is_none()))
+                .cloned()
+                .collect();
+        }
+        results.push(p);
+    }
+    let text = match (format, check) {
+        (Format::Json, _) => crate::render::json_lines(&results),
+        (Format::Table, true) => render::check_table(&results, &require),
+        (Format::Table, false) => render::pretty(&results, no_trunc),
+    };
+    let mut code = if results.is_empty() && !missing_services.is_empty() {
+        Exit::Ok
+    } else {
+        print_stdout_async(text).await?
+    };
+    for p in &results {
+        if let Some(e) = &p.error {
+            say(&format!("service {}: {e}", p.name));
+            code = Exit::Error;
+        }
+    }
+    if check && results.iter().any(|p| !p.missing.is_empty()) {
+        code = Exit::Error;
+    }
+    for m in &missing_services {
+        say(m);
+        code = Exit::Error;
+    }
+    Ok(code)
+}
+
+pub mod render;

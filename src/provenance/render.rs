@@ -1,0 +1,246 @@
+//! Text output of `provenance`: a block per service (like `docker service inspect
+//! --pretty`), and the `--check` table.
+
+use super::ServiceProvenance;
+use crate::render::{docker_table, ellipsize, printable};
+
+/// Width at which long values (label values, images) are cut without `--no-trunc`.
+const VALUE_WIDTH: usize = 72;
+
+fn cut(s: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        s.to_string()
+    } else {
+        ellipsize(s, VALUE_WIDTH)
+    }
+}
+
+/// Indents every line of `text` by two spaces.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}\n"))
+        .collect::<String>()
+}
+
+/// One block per service, separated by a blank line.
+pub fn pretty(results: &[ServiceProvenance], no_trunc: bool) -> String {
+    let mut out = String::new();
+    for (i, p) in results.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&service_block(p, no_trunc));
+    }
+    out
+}
+
+fn line(out: &mut String, key: &str, value: &str) {
+    out.push_str(&format!("{key:<13}{}\n", printable(value)));
+}
+
+fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
+    let mut out = String::new();
+    line(&mut out, "Service:", &format!("{} ({})", p.name, p.id));
+    let from = match &p.config {
+        Some(c) => {
+            let place = match c.source {
+                super::ConfigSource::Engine => "config from the engine's image store",
+                super::ConfigSource::Registry => "config from the registry",
+            };
+            match &c.platform {
+                Some(pf) => format!("  ({place}, {pf})"),
+                None => format!("  ({place})"),
+            }
+        }
+        None => String::new(),
+    };
+    line(&mut out, "Image:", &format!("{}{from}", cut(&p.image, no_trunc)));
+    if !p.pinned {
+        line(
+            &mut out,
+            "",
+            "not pinned to a digest (created with --no-resolve-image, or the registry was unreachable): nodes may run different images under one tag",
+        );
+    }
+    if let Some(e) = &p.error {
+        line(&mut out, "Error:", e);
+    }
+    if let Some(url) = &p.source_url {
+        line(&mut out, "Source:", url);
+    }
+    if let Some(url) = &p.commit_url {
+        line(&mut out, "Commit:", url);
+    }
+    if p.config.is_some() {
+        let fields = p.provenance.fields();
+        if fields.is_empty() {
+            line(
+                &mut out,
+                "Provenance:",
+                "none: the image has no org.opencontainers.image.* or org.label-schema.* labels",
+            );
+        } else {
+            out.push_str("Provenance:\n");
+            let rows = fields
+                .iter()
+                .map(|(name, f)| {
+                    let from = match &f.conflict {
+                        Some(c) => format!(
+                            "{}  CONFLICT: {}={}",
+                            f.key,
+                            c.key,
+                            cut(&c.value, no_trunc)
+                        ),
+                        None => f.key.clone(),
+                    };
+                    vec![name.to_string(), cut(&f.value, no_trunc), from]
+                })
+                .collect();
+            out.push_str(&indent(&docker_table(&["FIELD", "VALUE", "FROM"], rows)));
+        }
+    }
+    if let Some(b) = &p.base {
+        let name = match (&b.name, &b.digest) {
+            (Some(n), Some(d)) => format!("{}@{d}", super::drift::split_digest(n).0),
+            (Some(n), None) => n.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => String::new(),
+        };
+        let how = match (&b.config_source, &b.error) {
+            (Some(_), _) => "its labels were read: inherited labels are marked",
+            (None, Some(_)) => "its labels could not be read",
+            _ => "",
+        };
+        line(
+            &mut out,
+            "Base image:",
+            &format!("{}  ({how})", cut(&name, no_trunc)),
+        );
+        if let Some(e) = &b.error {
+            line(&mut out, "", e);
+        }
+    }
+    if !p.labels.is_empty() {
+        out.push_str("Labels:\n");
+        let rows = p
+            .labels
+            .iter()
+            .map(|l| {
+                let shadowed = l
+                    .shadowed
+                    .iter()
+                    .map(|s| format!("{}: {}", s.origin.as_str(), cut(&s.value, no_trunc)))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let applies = match l.applies_to {
+                    super::origins::Target::Containers => "containers",
+                    super::origins::Target::Service => "service",
+                };
+                vec![
+                    l.key.clone(),
+                    cut(&l.value, no_trunc),
+                    l.origin.as_str().to_string(),
+                    applies.to_string(),
+                    shadowed,
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&docker_table(
+            &["KEY", "VALUE", "ORIGIN", "ON", "SHADOWED"],
+            rows,
+        )));
+    }
+    let d = &p.drift;
+    if d.tasks.is_empty() {
+        let what = match d.tasks_checked {
+            0 => "no running tasks".to_string(),
+            1 => "its 1 task runs the spec's image".to_string(),
+            n => format!("all {n} tasks run the spec's image"),
+        };
+        line(&mut out, "Tasks:", &what);
+    } else {
+        line(
+            &mut out,
+            "Tasks:",
+            &format!(
+                "{} of {} tasks run another image than the spec:",
+                d.tasks.len(),
+                d.tasks_checked
+            ),
+        );
+        let rows = d
+            .tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.node.clone(),
+                    cut(&t.image, no_trunc),
+                    t.state.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&docker_table(&["TASK", "NODE", "IMAGE", "STATE"], rows)));
+    }
+    if p.attestations.is_empty() {
+        if let Some(note) = &p.attestations_note {
+            line(&mut out, "Attestations:", note);
+        } else if p.config.is_some() {
+            line(&mut out, "Attestations:", "none in the registry");
+        }
+    } else {
+        out.push_str("Attestations:\n");
+        for a in &p.attestations {
+            let mut block = String::new();
+            line(&mut block, "type:", &a.predicate_type);
+            for (k, v) in [
+                ("builder:", &a.builder_id),
+                ("source:", &a.source),
+                ("revision:", &a.revision),
+                ("started:", &a.started),
+                ("finished:", &a.finished),
+            ] {
+                if let Some(v) = v {
+                    line(&mut block, k, v);
+                }
+            }
+            if a.disagreements.is_empty() {
+                line(&mut block, "labels:", "agree");
+            } else {
+                for d in &a.disagreements {
+                    line(&mut block, "DISAGREES:", d);
+                }
+            }
+            out.push_str(&indent(&block));
+        }
+    }
+    out
+}
+
+/// `--check`: one row per service with what is missing, `ok` when nothing is.
+pub fn check_table(results: &[ServiceProvenance], require: &[String]) -> String {
+    let rows = results
+        .iter()
+        .map(|p| {
+            let status = if p.error.is_some() {
+                "cannot read image".to_string()
+            } else if p.missing.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("missing {}", p.missing.join(", "))
+            };
+            vec![p.name.clone(), p.image.clone(), status]
+        })
+        .collect();
+    let mut out = docker_table(&["SERVICE", "IMAGE", "PROVENANCE"], rows);
+    let failing = results
+        .iter()
+        .filter(|p| p.error.is_some() || !p.missing.is_empty())
+        .count();
+    out.push_str(&format!(
+        "{failing} of {} services lack required provenance ({})\n",
+        results.len(),
+        require.join(", ")
+    ));
+    out
+}
