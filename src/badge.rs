@@ -39,6 +39,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in display order.
+    #[cfg(test)]
     pub const ALL: [Kind; 4] = [Kind::Commit, Kind::Version, Kind::License, Kind::Source];
 
     /// The text of the badge's left side: `"commit"`, `"version"`, `"license"` or

@@ -46,6 +46,7 @@ pub fn command() -> clap::Command {
                 Some("docker microscale provenance, docker microscale labels"),
                 PROVENANCE_EXAMPLES,
             ),
+            "badge" => (None, BADGE_EXAMPLES),
             _ => (None, VERSION_EXAMPLES),
         };
         cmd = cmd.mut_subcommand(name, |sub| {
@@ -228,6 +229,10 @@ pub enum Command {
     )]
     Provenance(ProvenanceArgs),
 
+    /// Write a MicroBadger-style SVG badge of a service's commit, version, license or source
+    #[command(override_usage = "docker microscale badge [OPTIONS] SERVICE")]
+    Badge(BadgeArgs),
+
     /// Show the plugin version
     #[command(override_usage = "docker microscale version")]
     Version,
@@ -247,6 +252,39 @@ const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
   docker microscale provenance --format json web | jq -r .CommitURL
   docker microscale provenance --check
   docker microscale provenance --check --require source,revision,licenses";
+
+const BADGE_EXAMPLES: &str = "  docker microscale badge web --kind commit -o commit.svg
+  docker microscale badge web --kind version -o version.svg
+  docker microscale badge web --kind license > license.svg";
+
+/// What a badge shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadgeKind {
+    /// The short source revision (org.opencontainers.image.revision)
+    Commit,
+    /// The version (org.opencontainers.image.version)
+    Version,
+    /// The licenses (org.opencontainers.image.licenses)
+    License,
+    /// The source repository (org.opencontainers.image.source)
+    Source,
+}
+
+/// Options of `docker microscale badge`.
+#[derive(Debug, Clone, Args)]
+pub struct BadgeArgs {
+    /// The service, by name or ID
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// What the badge shows: commit, version, license or source
+    #[arg(long = "kind", value_name = "string", default_value = "commit", hide_default_value = true)]
+    pub kind: BadgeKind,
+
+    /// Write to a file instead of STDOUT
+    #[arg(short = 'o', long = "output", value_name = "string", value_parser = any_path)]
+    pub output: Option<PathBuf>,
+}
 
 /// Options of `docker microscale provenance`.
 #[derive(Debug, Clone, Args)]

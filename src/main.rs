@@ -6,9 +6,7 @@
 //! one command on a single-threaded tokio runtime.
 
 mod argv;
-// Not wired to a command yet: the `badge` command that uses it lands separately.
-#[allow(dead_code)]
-pub mod badge;
+mod badge;
 mod cli;
 mod engine;
 mod exit;
@@ -68,6 +66,14 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Status(args) => with_runtime(&cli.global, |engine| async move {
             status::run(&engine, &args).await
         }),
+        Command::Badge(args) => {
+            let config_dir = engine::connect::EnvVars::from_process()
+                .ok()
+                .and_then(|env| engine::connect::config_dir(&cli.global, &env).ok());
+            with_runtime(&cli.global, |engine| async move {
+                provenance::run_badge(&engine, &args, config_dir).await
+            })
+        }
         Command::Provenance(args) => {
             // Registry credentials come from the same config directory as contexts.
             let config_dir = engine::connect::EnvVars::from_process()

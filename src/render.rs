@@ -101,8 +101,10 @@ pub fn ellipsize(s: &str, max: usize) -> String {
 
 /// Widest RULE shown before it is cut (unless `--no-trunc`).
 const RULE_WIDTH: usize = 48;
+/// Width at which SOURCE is cut without `--no-trunc`.
+const SOURCE_WIDTH: usize = 48;
 
-/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE RULE NODES.
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE NODES.
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
     let body = rows
         .iter()
@@ -125,6 +127,11 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
             } else {
                 ellipsize(&r.rule, RULE_WIDTH)
             };
+            let source = match (r.source.is_empty(), no_trunc) {
+                (true, _) => "-".to_string(),
+                (false, true) => r.source.clone(),
+                (false, false) => ellipsize(&r.source, SOURCE_WIDTH),
+            };
             let nodes = match r.tasks_on_down_nodes {
                 0 => r.nodes.to_string(),
                 1 => format!("{} (1 task on down node)", r.nodes),
@@ -136,6 +143,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 r.replicas.clone(),
                 image,
                 r.update.clone(),
+                source,
                 rule,
                 nodes,
             ]
@@ -143,7 +151,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
         .collect();
     docker_table(
         &[
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "RULE", "NODES",
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES",
         ],
         body,
     )

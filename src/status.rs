@@ -100,6 +100,10 @@ pub struct ServiceRow {
     /// Rolling update state: `updating`, `paused`, `rolling back`, `rollback paused`,
     /// `rolled back`; empty otherwise.
     pub update: String,
+    /// Source repository and short revision from the image's provenance labels
+    /// (`github.com/org/repo@0123456`), read from the engine's image store; empty when
+    /// the image is not there or has no source label.
+    pub source: String,
     /// One-line summary of the scaling labels; `-` when there are none.
     pub rule: String,
     /// The `microscale.*` and `com.microscaling.*` service labels.
@@ -398,6 +402,7 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 image_name,
                 digest,
                 update: update_text(s),
+                source: String::new(),
                 rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
                 rule_labels: labels::rule_labels(&svc_labels),
                 nodes: running_nodes.len(),
@@ -409,6 +414,46 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
         .collect();
     rows.sort_by(|a, b| crate::render::natural_cmp(&a.name, &b.name).then(a.id.cmp(&b.id)));
     rows
+}
+
+/// Fills the SOURCE of each row from the engine's image store (`GET /images/json`):
+/// the image is found by `repository@digest` in `RepoDigests` when the spec is pinned,
+/// else by `name:tag` in `RepoTags`. The record is built by the same code as
+/// `provenance` ([`crate::provenance::source_column`]).
+pub fn fill_sources(rows: &mut [ServiceRow], images: &[crate::engine::images::LocalImage]) {
+    use crate::provenance::{record::Record, source_column, strip_tag};
+    let familiar = |r: &str| {
+        r.strip_prefix("docker.io/library/")
+            .or_else(|| r.strip_prefix("docker.io/"))
+            .unwrap_or(r)
+            .to_string()
+    };
+    for row in rows.iter_mut() {
+        let name = familiar(&row.image_name);
+        let found = if row.digest.is_empty() {
+            let tagged = if strip_tag(&name) == name {
+                format!("{name}:latest")
+            } else {
+                name.clone()
+            };
+            images
+                .iter()
+                .find(|i| i.repo_tags.iter().any(|t| *t == tagged))
+        } else {
+            let want = format!("{}@{}", strip_tag(&name), row.digest);
+            images
+                .iter()
+                .find(|i| i.repo_digests.iter().any(|d| familiar(d) == want))
+        };
+        if let Some(img) = found {
+            let labels = img
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), crate::redact::redact_label(k, v)))
+                .collect();
+            row.source = source_column(&Record::from_labels(&labels));
+        }
+    }
 }
 
 /// Keeps the services named on the command line, looked up as the docker CLI does:
@@ -484,10 +529,19 @@ pub async fn run(
 
     let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
     let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
-    let mut snap = engine
-        .snapshot(&filters)
-        .await
-        .map_err(|e| Failure::Error(e.to_string()))?;
+    // The image store is read beside the snapshot (one more call) for SOURCE.
+    let over_ssh = engine.endpoint.host.starts_with("ssh://");
+    let (snap, images) = if over_ssh {
+        let snap = engine.snapshot(&filters).await;
+        match snap {
+            Ok(s) => (Ok(s), engine.list_images().await),
+            Err(e) => (Err(e), Ok(vec![])),
+        }
+    } else {
+        tokio::join!(engine.snapshot(&filters), engine.list_images())
+    };
+    let mut snap = snap.map_err(|e| Failure::Error(e.to_string()))?;
+    let images = images.map_err(|e| Failure::Error(e.to_string()))?;
     let filtered = !args.filter.is_empty();
     snap.services
         .retain(|s| modes.is_empty() || modes.contains(&Mode::of(s)));
@@ -495,7 +549,8 @@ pub async fn run(
         select_services(std::mem::take(&mut snap.services), &args.services, filtered);
     snap.services = kept;
     let no_trunc = args.no_trunc == Some(true);
-    let rows = build_rows(&snap, no_trunc);
+    let mut rows = build_rows(&snap, no_trunc);
+    fill_sources(&mut rows, &images);
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

@@ -215,21 +215,19 @@ fn looks_like_tag(rev: &str) -> bool {
     r.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// The link `provenance` prints for a source and revision: the commit (or tree) page
-/// on a known forge; otherwise the source's web URL (credentials removed) when the
-/// source parses; otherwise `None`.
-pub fn source_link(source: &str, revision: Option<&str>) -> Option<String> {
-    let repo = Repository::parse(source)?;
-    revision
-        .and_then(|r| repo.revision_url(r))
-        .or_else(|| Some(repo.web_url()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// The commit page on a known forge, else the plain web URL.
+    fn source_link(source: &str, revision: Option<&str>) -> Option<String> {
+        let repo = Repository::parse(source)?;
+        revision
+            .and_then(|r| repo.revision_url(r))
+            .or_else(|| Some(repo.web_url()))
+    }
 
     fn link(src: &str, rev: &str) -> Option<String> {
         Repository::parse(src).and_then(|r| r.revision_url(rev))

@@ -207,6 +207,7 @@ impl Record {
     }
 
     /// The fields with a conflict between the two conventions.
+    #[cfg(test)]
     pub fn conflicts(&self) -> Vec<(&'static str, &Field)> {
         self.fields()
             .into_iter()

@@ -44,7 +44,7 @@ fn docker_cli_dispatches_to_the_installed_plugin() {
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     for col in [
-        "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "RULE", "NODES",
+        "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES",
     ] {
         assert!(header.contains(col), "header {header:?} lacks {col}");
     }
