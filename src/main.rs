@@ -11,6 +11,7 @@ mod engine;
 mod exit;
 mod labels;
 mod redact;
+mod registry;
 mod render;
 mod status;
 
