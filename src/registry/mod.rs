@@ -603,7 +603,7 @@ impl Client {
                 Err(RegistryError::AuthRefused {
                     registry: r.registry.clone(),
                     repository: r.repository.clone(),
-                    reason: redact_value(&reason),
+                    reason,
                 })
             }
             404 => {
@@ -865,7 +865,10 @@ impl Client {
             };
             let resp = req.send().await.map_err(|e| RegistryError::Unreachable {
                 registry: r.registry.clone(),
-                reason: self.describe(&e, &format!("token service {}", redact_value(url.as_str()))),
+                reason: self.describe(
+                    &e,
+                    &format!("authorization service {}", redact_value(url.as_str())),
+                ),
             })?;
             let status = resp.status();
             let body = self
@@ -874,10 +877,10 @@ impl Client {
             if status.as_u16() == 401 || status.as_u16() == 403 {
                 let (_, message) = registry_errors(&body);
                 return Err(refused(if cred.is_some() {
-                    redact_value(&format!(
-                        "the token service refused the credentials stored for {key_name} ({status}{message}); run `docker login {}` again",
-                        r.registry
-                    ))
+                    format!(
+                        "the authorization service refused the credentials stored for {key_name} ({status}{}); run `docker login {}` again",
+                        message, r.registry
+                    )
                 } else {
                     login_hint("credentials")
                 }));
@@ -885,11 +888,14 @@ impl Client {
             if !status.is_success() {
                 return Err(self.protocol(
                     r,
-                    format!("token service {} answered {status}", url.as_str()),
+                    format!("authorization service {} answered {status}", url.as_str()),
                 ));
             }
             let token = auth::token_from_reply(&body).ok_or_else(|| {
-                self.protocol(r, "the token service answered without a token".into())
+                self.protocol(
+                    r,
+                    "the authorization service answered without a token".into(),
+                )
             })?;
             return Ok((format!("Bearer {token}"), cred.is_some()));
         }
@@ -973,7 +979,7 @@ fn is_loopback(registry: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The error codes and a `: message` suffix from a registry error body
+/// The error codes and a `: message` suffix (redacted) from a registry error body
 /// (distribution-spec "Error Codes": `{"errors":[{"code","message","detail"}]}`).
 fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -995,7 +1001,7 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
     let message = if messages.is_empty() {
         String::new()
     } else {
-        format!(": {}", messages.join("; "))
+        format!(": {}", redact_value(&messages.join("; ")))
     };
     (codes, message)
 }

@@ -454,3 +454,103 @@ async fn wrong_or_missing_credentials_are_refused() {
         "{msg}"
     );
 }
+
+/// A registry with token auth, its token service, and the fixture in `private/app`.
+async fn token_registry(dir: &Path) -> (TestRegistry, super::testserver::TokenService, Fixture) {
+    let tokens = super::testserver::TokenService::start(dir).await;
+    let reg = TestRegistry::start(&tokens.auth_yaml()).await;
+    let pusher = Pusher::new(&reg.addr, Some(tokens.push_token("private/app")));
+    let fx = push_fixture(&pusher, "private/app").await;
+    tokens.requests.lock().unwrap().clear();
+    (reg, tokens, fx)
+}
+
+#[tokio::test]
+async fn bearer_tokens_with_basic_credentials_and_identity_tokens() {
+    if !have_tools(&[REGISTRY]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, tokens, fx) = token_registry(dir.path()).await;
+    let r = reference(&format!("{}/private/app:v1", reg.addr));
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("user:pass");
+    write_config(
+        dir.path(),
+        &format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr),
+    );
+    let client = Client::new(options(dir.path())).unwrap();
+    let img = client.image(&r, &amd64()).await.unwrap();
+    assert_eq!(img.config_digest, fx.amd64_config);
+    assert_eq!(img.attestations.len(), 1);
+    let seen = tokens.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec!["GET auth=user service=microscale-test scope=repository:private/app:pull"],
+        "one token request, reused for the other fetches"
+    );
+
+    // An identity token is a refresh token for the OAuth2 POST (answer: access_token).
+    tokens.requests.lock().unwrap().clear();
+    write_config(
+        dir.path(),
+        &format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"REFRESH"}}}}}}"#,
+            reg.addr
+        ),
+    );
+    let client = Client::new(options(dir.path())).unwrap();
+    let img = client.image(&r, &arm64()).await.unwrap();
+    assert_eq!(img.config_digest, fx.arm64_config);
+    let seen = tokens.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with("POST auth=none grant_type=refresh_token refresh_token=REFRESH")
+            && seen[0].contains("scope=repository:private/app:pull")
+            && seen[0].contains("service=microscale-test"),
+        "{seen:?}"
+    );
+
+    // The helper's `<token>` user means an identity token too.
+    std::fs::create_dir_all(dir.path().join("helpers")).unwrap();
+    write_helper(
+        &dir.path().join("helpers"),
+        "mstest",
+        &reg.addr,
+        "<token>",
+        "REFRESH",
+    );
+    write_config(dir.path(), r#"{"credsStore":"mstest"}"#);
+    let client = Client::new(options(dir.path())).unwrap();
+    client.image(&r, &amd64()).await.unwrap();
+}
+
+#[tokio::test]
+async fn bearer_token_refusals() {
+    if !have_tools(&[REGISTRY]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _tokens, _) = token_registry(dir.path()).await;
+    let r = reference(&format!("{}/private/app:v1", reg.addr));
+    write_config(dir.path(), "{}");
+    let client = Client::new(options(dir.path())).unwrap();
+    let err = client.image(&r, &amd64()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::AuthRefused { .. }), "{err:?}");
+    assert!(msg.contains("none are stored"), "{msg}");
+
+    let wrong = base64::engine::general_purpose::STANDARD.encode("user:nope");
+    write_config(
+        dir.path(),
+        &format!(r#"{{"auths":{{"{}":{{"auth":"{wrong}"}}}}}}"#, reg.addr),
+    );
+    let client = Client::new(options(dir.path())).unwrap();
+    let err = client.image(&r, &amd64()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::AuthRefused { .. }), "{err:?}");
+    assert!(
+        msg.contains("authorization service refused the credentials"),
+        "{msg}"
+    );
+}

@@ -431,3 +431,232 @@ pub fn write_helper(dir: &Path, name: &str, server: &str, user: &str, secret: &s
             .expect("chmod helper");
     }
 }
+
+/// A Docker registry token service for tests (distribution `docs/spec/auth/jwt.md`):
+/// ES256 JWTs whose `x5c` header carries a self-signed certificate that the registry
+/// trusts through `rootcertbundle`. It answers `GET /token` (Basic `user:pass`, or
+/// anonymous which is refused) and `POST /token` (OAuth2 `refresh_token` grant with
+/// refresh token `REFRESH`), and records each request.
+pub struct TokenService {
+    /// `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    /// Where the certificate bundle was written.
+    pub cert_path: PathBuf,
+    /// One line per request: `METHOD auth=<basic user|none> key=value ...`.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    signer: std::sync::Arc<Signer>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The `service` and `issuer` the test registry is configured with.
+pub const TOKEN_SERVICE: &str = "microscale-test";
+pub const TOKEN_ISSUER: &str = "microscale-test-issuer";
+
+struct Signer {
+    key: ring::signature::EcdsaKeyPair,
+    cert_der: Vec<u8>,
+}
+
+impl Signer {
+    fn jwt(&self, repo: &str, actions: &[&str]) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let std64 = base64::engine::general_purpose::STANDARD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [std64.encode(&self.cert_der)]});
+        let claims = json!({
+            "iss": TOKEN_ISSUER, "sub": "user", "aud": TOKEN_SERVICE,
+            "exp": now + 300, "nbf": now - 10, "iat": now - 10, "jti": format!("t{now}"),
+            "access": [{"type": "repository", "name": repo, "actions": actions}]
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(json_bytes(&header)),
+            b64.encode(json_bytes(&claims))
+        );
+        let sig = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+            .expect("sign");
+        format!("{signing_input}.{}", b64.encode(sig.as_ref()))
+    }
+}
+
+impl TokenService {
+    /// Starts the token service on a free loopback port; the certificate goes to
+    /// `dir/token-cert.pem`.
+    pub async fn start(dir: &Path) -> TokenService {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["microscale-token".to_string()])
+            .expect("cert params")
+            .self_signed(&key)
+            .expect("self-signed cert");
+        let cert_path = dir.join("token-cert.pem");
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        let signer = std::sync::Arc::new(Signer {
+            key: ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &key.serialize_der(),
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("ring key"),
+            cert_der: cert.der().to_vec(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let (s, r) = (signer.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, r) = (s.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ = serve_token(stream, &s, &r).await;
+                });
+            }
+        });
+        TokenService {
+            realm,
+            cert_path,
+            requests,
+            signer,
+            task,
+        }
+    }
+
+    /// The registry config's `auth:` block for this service.
+    pub fn auth_yaml(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.realm,
+            self.cert_path.display()
+        )
+    }
+
+    /// A token for `repo` with pull and push, for pushing the fixture.
+    pub fn push_token(&self, repo: &str) -> String {
+        format!("Bearer {}", self.signer.jwt(repo, &["pull", "push"]))
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_token(
+    mut stream: tokio::net::TcpStream,
+    signer: &Signer,
+    requests: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![];
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut auth = "none".to_string();
+    let mut length = 0usize;
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("authorization") {
+                auth = match v.strip_prefix("Basic ") {
+                    Some(b) => String::from_utf8(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .unwrap_or_default(),
+                    )
+                    .unwrap_or_default(),
+                    None => v.to_string(),
+                };
+            } else if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse().unwrap_or(0);
+            }
+        }
+    }
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let params_text = if method == "POST" {
+        body.as_str()
+    } else {
+        query
+    };
+    let params: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{params_text}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut line = format!("{method} auth={}", auth.split(':').next().unwrap_or(""));
+    for (k, v) in &params {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    requests.lock().unwrap().push(line);
+    let repo = get("scope")
+        .strip_prefix("repository:")
+        .and_then(|s| s.rsplit_once(':'))
+        .map(|(r, _)| r.to_string())
+        .unwrap_or_default();
+    let granted = match method.as_str() {
+        "GET" => auth == "user:pass",
+        "POST" => get("grant_type") == "refresh_token" && get("refresh_token") == "REFRESH",
+        _ => false,
+    };
+    let (status, reply) = if granted && get("service") == TOKEN_SERVICE {
+        let key = if method == "POST" {
+            "access_token"
+        } else {
+            "token"
+        };
+        (
+            "200 OK",
+            json!({ key: signer.jwt(&repo, &["pull"]), "expires_in": 300 }).to_string(),
+        )
+    } else {
+        (
+            "401 Unauthorized",
+            json!({"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}).to_string(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
