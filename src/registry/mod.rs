@@ -689,9 +689,8 @@ impl Client {
         let mut last_err = String::new();
         for (i, scheme) in schemes.iter().enumerate() {
             let url = format!("{scheme}://{}{path}", r.registry);
-            if *scheme == "http"
-                && auth.is_some_and(|a| a.starts_with("Basic "))
-                && !is_loopback(&r.registry)
+            if auth.is_some_and(|a| a.starts_with("Basic "))
+                && !credentials_allowed(scheme, &r.registry)
             {
                 return Err(RegistryError::PlainHttpCredentials {
                     registry: r.registry.clone(),
@@ -833,7 +832,7 @@ impl Client {
             } else {
                 realm_host
             };
-            if cred.is_some() && url.scheme() == "http" && !is_loopback(&realm_host) {
+            if cred.is_some() && !credentials_allowed(url.scheme(), &realm_host) {
                 return Err(RegistryError::PlainHttpCredentials {
                     registry: r.registry.clone(),
                     url: redact_value(url.as_str()),
@@ -902,7 +901,7 @@ impl Client {
         if basic.is_some() {
             return match cred {
                 Some(c @ Credential::Basic { .. }) => {
-                    if scheme == "http" && !is_loopback(&r.registry) {
+                    if !credentials_allowed(scheme, &r.registry) {
                         return Err(RegistryError::PlainHttpCredentials {
                             registry: r.registry.clone(),
                             url: format!("http://{}", r.registry),
@@ -970,6 +969,12 @@ fn host_of(registry: &str) -> &str {
         return rest.split(']').next().unwrap_or(rest);
     }
     registry.split(':').next().unwrap_or(registry)
+}
+
+/// Whether credentials may be sent with `scheme` to `host[:port]`: over https
+/// always, over plain http only to loopback.
+fn credentials_allowed(scheme: &str, host: &str) -> bool {
+    scheme == "https" || is_loopback(host)
 }
 
 /// `localhost` or a loopback IP literal.

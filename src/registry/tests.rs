@@ -554,3 +554,111 @@ async fn bearer_token_refusals() {
         "{msg}"
     );
 }
+
+#[test]
+fn credentials_never_go_over_plain_http_to_other_hosts() {
+    assert!(credentials_allowed("https", "reg.example:5000"));
+    assert!(credentials_allowed("http", "127.0.0.1:5000"));
+    assert!(credentials_allowed("http", "localhost:5000"));
+    assert!(credentials_allowed("http", "[::1]:5000"));
+    assert!(!credentials_allowed("http", "reg.example:5000"));
+    assert!(!credentials_allowed("http", "10.0.0.1"));
+    assert_eq!(host_of("[::1]:5000"), "::1");
+    assert_eq!(host_of("reg:5000"), "reg");
+}
+
+#[test]
+fn schema1_and_unknown_media_types_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(options(dir.path())).unwrap();
+    let r = reference("reg.example/a/b:old");
+    let schema1 = br#"{"schemaVersion":1,"name":"a/b","tag":"old","fsLayers":[]}"#;
+    let err = client.parse_manifest(&r, "old", schema1).err().unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("schema 1")
+            && msg.contains("not supported")
+            && msg.contains("reg.example/a/b@old"),
+        "{msg}"
+    );
+    let other = br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#;
+    let msg = client
+        .parse_manifest(&r, "old", other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("application/vnd.example+json"), "{msg}");
+    let msg = client
+        .parse_manifest(&r, "old", b"<html>")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("not JSON"), "{msg}");
+}
+
+#[test]
+fn bad_insecure_entries_are_refused() {
+    let mut opts = ClientOptions {
+        insecure: vec![
+            "10.0.0.0/8".into(),
+            "reg.example:5000".into(),
+            "http://other:80/".into(),
+        ],
+        ..ClientOptions::default()
+    };
+    assert!(Client::new(opts.clone()).is_ok());
+    opts.insecure = vec!["10.0.0.0/99".into()];
+    let msg = Client::new(opts).err().unwrap().to_string();
+    assert!(msg.contains("10.0.0.0/99") && msg.contains("CIDR"), "{msg}");
+}
+
+#[tokio::test]
+async fn oversized_manifests_and_blobs_are_refused() {
+    if !have_tools(&[REGISTRY]) {
+        return;
+    }
+    let reg = TestRegistry::start("").await;
+    let pusher = Pusher::new(&reg.addr, None);
+    let big = vec![b' '; (BLOB_LIMIT + 1) as usize];
+    let big_digest = pusher.blob("test/big", &big).await;
+    // The descriptor understates the size: the answer's length is caught.
+    let lying = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": big_digest, "size": 2},
+        "layers": []
+    }))
+    .unwrap();
+    pusher
+        .manifest("test/big", "lying", OCI_MANIFEST, &lying)
+        .await;
+    let small = pusher.blob("test/big", b"{}").await;
+    // The descriptor states a size over the limit: refused before fetching.
+    let declared = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": small, "size": BLOB_LIMIT + 1},
+        "layers": []
+    }))
+    .unwrap();
+    pusher
+        .manifest("test/big", "declared", OCI_MANIFEST, &declared)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(options(dir.path())).unwrap();
+    for tag in ["lying", "declared"] {
+        let r = reference(&format!("{}/test/big:{tag}", reg.addr));
+        match client.image(&r, &amd64()).await.unwrap_err() {
+            RegistryError::TooLarge { what, limit, .. } => {
+                assert_eq!((what, limit), ("config", BLOB_LIMIT), "{tag}");
+            }
+            other => panic!("{tag}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        client.network_fetches(),
+        2,
+        "only the two manifests arrived"
+    );
+}
