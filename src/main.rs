@@ -13,6 +13,7 @@ mod exit;
 mod labels;
 mod provenance;
 mod redact;
+mod registry;
 mod render;
 mod status;
 
