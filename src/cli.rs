@@ -278,7 +278,12 @@ pub struct BadgeArgs {
     pub service: String,
 
     /// What the badge shows: commit, version, license or source
-    #[arg(long = "kind", value_name = "string", default_value = "commit", hide_default_value = true)]
+    #[arg(
+        long = "kind",
+        value_name = "string",
+        default_value = "commit",
+        hide_default_value = true
+    )]
     pub kind: BadgeKind,
 
     /// Write to a file instead of STDOUT

@@ -179,8 +179,17 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
             if value.is_empty() {
                 usage_error(&format!("flag needs an argument: {flag}"), args)
             } else {
+                // What was expected: clap's list of values, or the parser's reason.
+                let reason = match err.get(ContextKind::ValidValue) {
+                    Some(clap::error::ContextValue::Strings(valid)) if !valid.is_empty() => {
+                        format!(": use one of {}", valid.join(", "))
+                    }
+                    _ => std::error::Error::source(&err)
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default(),
+                };
                 usage_error(
-                    &format!("invalid argument \"{value}\" for \"{flag}\" flag"),
+                    &format!("invalid argument \"{value}\" for \"{flag}\" flag{reason}"),
                     args,
                 )
             }

@@ -436,9 +436,7 @@ pub fn fill_sources(rows: &mut [ServiceRow], images: &[crate::engine::images::Lo
             } else {
                 name.clone()
             };
-            images
-                .iter()
-                .find(|i| i.repo_tags.iter().any(|t| *t == tagged))
+            images.iter().find(|i| i.repo_tags.contains(&tagged))
         } else {
             let want = format!("{}@{}", strip_tag(&name), row.digest);
             images

@@ -82,9 +82,9 @@ impl Repository {
         };
         let host = host.to_ascii_lowercase();
         let host_ok = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'));
+            && host.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')
+            });
         if !host_ok {
             return None;
         }
@@ -93,17 +93,18 @@ impl Repository {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        if let Some(last) = path.last_mut() {
-            if let Some(stripped) = last.strip_suffix(".git") {
-                *last = stripped.to_string();
-            }
+        if let Some(last) = path.last_mut()
+            && let Some(stripped) = last.strip_suffix(".git")
+        {
+            *last = stripped.to_string();
         }
         path.retain(|s| !s.is_empty());
         let segment_ok = |s: &String| {
             s != ".."
                 && s != "."
                 && s.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~' | '%' | '+' | '@')
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '.' | '-' | '_' | '~' | '%' | '+' | '@')
                 })
         };
         if path.is_empty() || !path.iter().all(segment_ok) {
@@ -160,7 +161,11 @@ impl Repository {
     pub fn web_url(&self) -> String {
         let scheme = if self.insecure_http { "http" } else { "https" };
         let port = self.web_port.map(|p| format!(":{p}")).unwrap_or_default();
-        format!("{scheme}://{}{port}/{}", self.host, self.repo_path().join("/"))
+        format!(
+            "{scheme}://{}{port}/{}",
+            self.host,
+            self.repo_path().join("/")
+        )
     }
 
     /// Short display form: `host/path` (what `status` shows in SOURCE).
@@ -189,7 +194,9 @@ impl Repository {
             && rev
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '+'))
-            && !rev.split('/').any(|s| s.is_empty() || s == ".." || s == ".");
+            && !rev
+                .split('/')
+                .any(|s| s.is_empty() || s == ".." || s == ".");
         if !safe {
             return None;
         }
@@ -262,7 +269,11 @@ mod tests {
     #[test]
     fn gitlab_with_subgroups() {
         assert_eq!(
-            link("git@gitlab.com:group/sub/deeper/project.git", "89abcdef0123").unwrap(),
+            link(
+                "git@gitlab.com:group/sub/deeper/project.git",
+                "89abcdef0123"
+            )
+            .unwrap(),
             "https://gitlab.com/group/sub/deeper/project/-/commit/89abcdef0123"
         );
         assert_eq!(
@@ -337,7 +348,10 @@ mod tests {
                 "{bad:?} -> {r:?}"
             );
         }
-        assert_eq!(Repository::parse("javascript:alert(1)//x").map(|r| r.host), None);
+        assert_eq!(
+            Repository::parse("javascript:alert(1)//x").map(|r| r.host),
+            None
+        );
         assert_eq!(link("https://github.com/a/b", "../../x"), None);
         assert_eq!(link("https://github.com/a/b", "a b"), None);
         assert_eq!(link("https://github.com/a/b", "\"><script>"), None);

@@ -46,6 +46,10 @@ pub struct ImageConfig {
     /// Digest of the platform's image manifest, when read from the registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<String>,
+    /// Digest of the image index the reference resolved to, when read from the
+    /// registry and the reference names an index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     /// `os/architecture[/variant]` of the config, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -124,6 +128,9 @@ pub struct ServiceProvenance {
     /// Why attestations were not looked up or could not be read, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestations_note: Option<String>,
+    /// Attestations in the registry that could not be read, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestation_errors: Vec<String>,
     /// Required record fields that are missing (only with `--check`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
@@ -186,7 +193,7 @@ pub fn service_platform(service: &Service, snap: &Snapshot) -> Option<(String, S
 /// by `name@digest`), else the registry.
 async fn read_config(
     engine: &Engine,
-    remote: &remote::Remote,
+    remote: &remote::Remote<'_>,
     reference: &str,
     platform: Option<&(String, String)>,
 ) -> Result<ImageConfig, String> {
@@ -197,15 +204,12 @@ async fn read_config(
         candidates.push(format!("{repo}@{d}"));
     }
     for c in &candidates {
-        if let Some(local) = engine
-            .inspect_image(c)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(local) = engine.inspect_image(c).await.map_err(|e| e.to_string())? {
             return Ok(ImageConfig {
                 source: ConfigSource::Engine,
                 digest: local.id,
                 manifest_digest: None,
+                index_digest: None,
                 platform: local.platform,
                 labels: masked(local.labels),
             });
@@ -221,6 +225,7 @@ async fn read_config(
         source: ConfigSource::Registry,
         digest: img.config_digest.clone(),
         manifest_digest: Some(img.manifest_digest.clone()),
+        index_digest: img.index_digest.clone(),
         platform: img.platform.clone(),
         labels: masked(img.labels.clone()),
     })
@@ -238,7 +243,7 @@ pub fn strip_tag(name: &str) -> &str {
 /// Builds the provenance of one service.
 pub async fn service_provenance(
     engine: &Engine,
-    remote: &remote::Remote,
+    remote: &remote::Remote<'_>,
     snap: &Snapshot,
     service: &Service,
     full_ids: bool,
@@ -279,6 +284,7 @@ pub async fn service_provenance(
         drift,
         attestations: vec![],
         attestations_note: None,
+        attestation_errors: vec![],
         missing: vec![],
         error: None,
     };
@@ -290,13 +296,12 @@ pub async fn service_provenance(
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            out.error = Some(format!("cannot read the image {}: {e}", redact_value(&image)));
-            out.labels = origins::label_origins(
-                &BTreeMap::new(),
-                None,
-                &container_labels,
-                &service_labels,
-            );
+            out.error = Some(format!(
+                "cannot read the image {}: {e}",
+                redact_value(&image)
+            ));
+            out.labels =
+                origins::label_origins(&BTreeMap::new(), None, &container_labels, &service_labels);
             return out;
         }
     };
@@ -348,18 +353,18 @@ pub async fn service_provenance(
     // names the manifest it runs.
     if out.pinned {
         match remote.attestations(&image, platform.as_ref()).await {
-            Ok(list) => {
+            Ok((list, errors)) => {
                 out.attestations = list
                     .into_iter()
                     .map(|a| compare_attestation(a, &record))
-                    .collect()
+                    .collect();
+                out.attestation_errors = errors.iter().map(|e| redact_value(e)).collect();
             }
             Err(e) => out.attestations_note = Some(format!("not read: {e}")),
         }
     } else {
-        out.attestations_note = Some(
-            "not looked up: the service's image is not pinned to a digest".to_string(),
-        );
+        out.attestations_note =
+            Some("not looked up: the service's image is not pinned to a digest".to_string());
     }
     out.config = Some(config);
     out.provenance = record;
@@ -468,14 +473,16 @@ pub async fn run(
         .snapshot(&Default::default())
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing_services) = crate::status::select_services(
-        std::mem::take(&mut snap.services),
-        &args.services,
-        false,
-    );
+    let (kept, missing_services) =
+        crate::status::select_services(std::mem::take(&mut snap.services), &args.services, false);
     let mut services = kept;
     services.sort_by(|a, b| {
-        let n = |s: &Service| s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let n = |s: &Service| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default()
+        };
         crate::render::natural_cmp(&n(a), &n(b))
     });
     let remote = remote::Remote::new(engine, config_dir);
@@ -589,19 +596,24 @@ pub async fn run_badge(
             "cowardly refusing to write an SVG badge to a terminal: use -o FILE.svg or redirect the output".into(),
         ));
     }
-    if let Some(path) = &args.output {
-        if path.as_os_str().is_empty() {
-            return Err(Failure::Usage(
-                "invalid argument \"\" for \"-o, --output\" flag: give a file name".into(),
-            ));
-        }
+    if args
+        .output
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err(Failure::Usage(
+            "invalid argument \"\" for \"--output\" flag: give a file name".into(),
+        ));
     }
     let snap = engine
         .snapshot(&Default::default())
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing) =
-        crate::status::select_services(snap.services.clone(), &[args.service.clone()], false);
+    let (kept, missing) = crate::status::select_services(
+        snap.services.clone(),
+        std::slice::from_ref(&args.service),
+        false,
+    );
     if let Some(m) = missing.first() {
         return Err(Failure::Error(m.clone()));
     }

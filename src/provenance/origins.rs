@@ -203,7 +203,10 @@ mod tests {
         let a = find(&rows, "a", Target::Containers);
         assert_eq!(a.origin, Origin::Container);
         assert_eq!(a.shadowed[0].value, "1");
-        assert_eq!(find(&rows, "b", Target::Containers).origin, Origin::Container);
+        assert_eq!(
+            find(&rows, "b", Target::Containers).origin,
+            Origin::Container
+        );
         assert!(label_origins(&m(&[]), None, &m(&[]), &m(&[])).is_empty());
     }
 }

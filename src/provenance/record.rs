@@ -92,9 +92,19 @@ const TABLE: &[(&str, &str, Option<&str>, Compare)] = &[
     ("vendor", "vendor", Some("vendor"), Compare::Text),
     ("licenses", "licenses", None, Compare::Text),
     ("url", "url", Some("url"), Compare::Text),
-    ("documentation", "documentation", Some("usage"), Compare::Text),
+    (
+        "documentation",
+        "documentation",
+        Some("usage"),
+        Compare::Text,
+    ),
     ("title", "title", Some("name"), Compare::Text),
-    ("description", "description", Some("description"), Compare::Text),
+    (
+        "description",
+        "description",
+        Some("description"),
+        Compare::Text,
+    ),
     ("base", "base.name", None, Compare::Text),
     ("base-digest", "base.digest", None, Compare::Text),
 ];
@@ -249,10 +259,7 @@ fn agree(compare: Compare, a: &str, b: &str) -> bool {
             let hex = |s: &str| s.len() >= 7 && s.bytes().all(|c| c.is_ascii_hexdigit());
             hex(&a) && hex(&b) && (a.starts_with(&b) || b.starts_with(&a))
         }
-        Compare::Time => match (
-            a.parse::<jiff::Timestamp>(),
-            b.parse::<jiff::Timestamp>(),
-        ) {
+        Compare::Time => match (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
             (Ok(x), Ok(y)) => x == y,
             _ => false,
         },
@@ -378,7 +385,10 @@ mod tests {
         let r = Record::from_labels(&labels(&[
             ("org.opencontainers.image.source", "  "),
             ("org.label-schema.vcs-url", "https://github.com/a/b"),
-            ("org.opencontainers.image.base.name", "docker.io/library/alpine:3"),
+            (
+                "org.opencontainers.image.base.name",
+                "docker.io/library/alpine:3",
+            ),
         ]));
         assert!(r.has_base());
         assert_eq!(r.source.unwrap().key, "org.label-schema.vcs-url");

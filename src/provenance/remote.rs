@@ -1,50 +1,178 @@
-//! Image configs and attestations from the registry (placeholder until the registry
-//! client lands).
+//! Image configs and attestations from the registry, for one command.
+//!
+//! Wraps [`crate::registry::Client`] with what the engine knows: its insecure
+//! registries (`GET /info`: `RegistryConfig.InsecureRegistryCIDRs` and the
+//! `IndexConfigs` whose `Secure` is false) and the nodes' platform. Each reference is
+//! read at most once per command; by-digest content is cached on disk by the client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::engine::Engine;
+use crate::registry::{Client, ClientOptions, Platform, Reference, RemoteImage};
 
 /// An image config read from the registry.
 #[derive(Debug, Clone)]
 pub struct RemoteImageData {
+    /// Digest of the image config blob, `sha256:…`.
     pub config_digest: String,
+    /// Digest of the platform's image manifest.
     pub manifest_digest: String,
+    /// Digest of the image index (manifest list) the reference resolved to, if any.
+    pub index_digest: Option<String>,
+    /// `os/architecture[/variant]` of the image.
     pub platform: Option<String>,
+    /// `config.Labels` of the image config (unmasked).
     pub labels: BTreeMap<String, String>,
 }
 
-/// A SLSA provenance attestation as read.
+/// A SLSA provenance attestation as read from the registry.
 #[derive(Debug, Clone)]
 pub struct AttestationData {
+    /// In-toto predicate type, e.g. `https://slsa.dev/provenance/v0.2`.
     pub predicate_type: String,
+    /// `builder.id`.
     pub builder_id: Option<String>,
+    /// Source repository the build recorded.
     pub source: Option<String>,
+    /// Source revision the build recorded.
     pub revision: Option<String>,
+    /// Build start, RFC 3339.
     pub started: Option<String>,
+    /// Build finish, RFC 3339.
     pub finished: Option<String>,
 }
 
 /// Registry access for one command.
-pub struct Remote {}
+pub struct Remote<'a> {
+    engine: &'a Engine,
+    config_dir: Option<PathBuf>,
+    client: OnceCell<Result<Client, String>>,
+    /// `reference|platform` → what the registry said.
+    seen: Mutex<HashMap<String, Result<RemoteImage, String>>>,
+}
 
-impl Remote {
-    pub fn new(_engine: &Engine, _config_dir: Option<PathBuf>) -> Remote {
-        Remote {}
+impl<'a> Remote<'a> {
+    /// No request is made until an image is asked for.
+    pub fn new(engine: &'a Engine, config_dir: Option<PathBuf>) -> Remote<'a> {
+        Remote {
+            engine,
+            config_dir,
+            client: OnceCell::new(),
+            seen: Mutex::new(HashMap::new()),
+        }
     }
+
+    async fn client(&self) -> Result<&Client, String> {
+        self.client
+            .get_or_init(|| async {
+                // The engine's insecure registries; a failure here only means
+                // "loopback only", which the client always allows.
+                let mut insecure = vec![];
+                if let Ok(Ok(info)) = self.engine.within_deadline(self.engine.docker.info()).await
+                    && let Some(rc) = info.registry_config
+                {
+                    insecure.extend(rc.insecure_registry_cidrs.unwrap_or_default());
+                    for (name, index) in rc.index_configs.unwrap_or_default() {
+                        if index.secure == Some(false) {
+                            insecure.push(name);
+                        }
+                    }
+                }
+                Client::new(ClientOptions {
+                    docker_config_dir: self.config_dir.clone(),
+                    cache_dir: None,
+                    insecure,
+                    timeout: Duration::from_secs(crate::engine::request_timeout_secs()),
+                    credential_helper_dir: None,
+                })
+                .map_err(|e| e.to_string())
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    async fn read(
+        &self,
+        reference: &str,
+        platform: Option<&(String, String)>,
+    ) -> Result<RemoteImage, String> {
+        let platform = platform
+            .map(|(os, arch)| Platform::from_node(os, arch))
+            .unwrap_or_else(|| Platform::new("linux", "amd64", None));
+        let key = format!("{reference}|{platform}");
+        let mut seen = self.seen.lock().await;
+        if let Some(r) = seen.get(&key) {
+            return r.clone();
+        }
+        let result = async {
+            let r: Reference = reference
+                .parse()
+                .map_err(|e: crate::registry::RegistryError| e.to_string())?;
+            let client = self.client().await?;
+            client.image(&r, &platform).await.map_err(|e| e.to_string())
+        }
+        .await;
+        seen.insert(key, result.clone());
+        result
+    }
+
+    /// The image config of `reference` for the nodes' `platform` (`(os, arch)` as
+    /// the Engine API's `Description.Platform` gives it; linux/amd64 when unknown).
+    ///
+    /// Errors: the registry's, as text (unreachable, auth refused, not found, no
+    /// image for the platform, a bad reference).
     pub async fn image(
         &self,
-        _reference: &str,
-        _platform: Option<&(String, String)>,
+        reference: &str,
+        platform: Option<&(String, String)>,
     ) -> Result<RemoteImageData, String> {
-        Err("registry support is not built yet".into())
+        let img = self.read(reference, platform).await?;
+        let labels = img
+            .config
+            .pointer("/config/Labels")
+            .and_then(|l| l.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RemoteImageData {
+            config_digest: img.config_digest,
+            manifest_digest: img.manifest_digest,
+            index_digest: img.index_digest,
+            platform: img.platform.map(|p| p.to_string()),
+            labels,
+        })
     }
+
+    /// The SLSA provenance attestations stored next to `reference`'s manifest, and
+    /// one line for each attestation that could not be read.
     pub async fn attestations(
         &self,
-        _reference: &str,
-        _platform: Option<&(String, String)>,
-    ) -> Result<Vec<AttestationData>, String> {
-        Err("registry support is not built yet".into())
+        reference: &str,
+        platform: Option<&(String, String)>,
+    ) -> Result<(Vec<AttestationData>, Vec<String>), String> {
+        let img = self.read(reference, platform).await?;
+        let errors = img.attestation_errors.clone();
+        Ok((
+            img.attestations
+                .into_iter()
+                .map(|a| AttestationData {
+                    predicate_type: a.predicate_type,
+                    builder_id: a.builder_id,
+                    source: a.source,
+                    revision: a.revision,
+                    started: a.started,
+                    finished: a.finished,
+                })
+                .collect(),
+            errors,
+        ))
     }
 }

@@ -17,9 +17,7 @@ fn cut(s: &str, no_trunc: bool) -> String {
 
 /// Indents every line of `text` by two spaces.
 fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("  {l}\n"))
-        .collect::<String>()
+    text.lines().map(|l| format!("  {l}\n")).collect::<String>()
 }
 
 /// One block per service, separated by a blank line.
@@ -35,7 +33,7 @@ pub fn pretty(results: &[ServiceProvenance], no_trunc: bool) -> String {
 }
 
 fn line(out: &mut String, key: &str, value: &str) {
-    out.push_str(&format!("{key:<13}{}\n", printable(value)));
+    out.push_str(&format!("{key:<15}{}\n", printable(value)));
 }
 
 fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
@@ -54,7 +52,11 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
         }
         None => String::new(),
     };
-    line(&mut out, "Image:", &format!("{}{from}", cut(&p.image, no_trunc)));
+    line(
+        &mut out,
+        "Image:",
+        &format!("{}{from}", cut(&p.image, no_trunc)),
+    );
     if !p.pinned {
         line(
             &mut out,
@@ -85,12 +87,9 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
                 .iter()
                 .map(|(name, f)| {
                     let from = match &f.conflict {
-                        Some(c) => format!(
-                            "{}  CONFLICT: {}={}",
-                            f.key,
-                            c.key,
-                            cut(&c.value, no_trunc)
-                        ),
+                        Some(c) => {
+                            format!("{}  CONFLICT: {}={}", f.key, c.key, cut(&c.value, no_trunc))
+                        }
                         None => f.key.clone(),
                     };
                     vec![name.to_string(), cut(&f.value, no_trunc), from]
@@ -180,7 +179,13 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
                 ]
             })
             .collect();
-        out.push_str(&indent(&docker_table(&["TASK", "NODE", "IMAGE", "STATE"], rows)));
+        out.push_str(&indent(&docker_table(
+            &["TASK", "NODE", "IMAGE", "STATE"],
+            rows,
+        )));
+    }
+    for e in &p.attestation_errors {
+        line(&mut out, "Attestation:", &format!("unreadable: {e}"));
     }
     if p.attestations.is_empty() {
         if let Some(note) = &p.attestations_note {

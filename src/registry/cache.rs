@@ -27,11 +27,6 @@ impl Cache {
         Cache { root }
     }
 
-    /// The cache's root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The file for `digest` (`sha256:<hex>`), or `None` for another algorithm or a
     /// malformed digest.
     pub fn path(&self, digest: &str) -> Option<PathBuf> {

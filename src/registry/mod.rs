@@ -12,9 +12,6 @@
 //! stored next to it. Everything fetched by digest is verified and kept in an
 //! on-disk content-addressed cache, so a digest is never fetched twice.
 
-// Wired into the `provenance` command separately; until then only tests use it.
-#![allow(dead_code, unused_imports)]
-
 mod auth;
 mod cache;
 mod error;
@@ -28,7 +25,7 @@ mod testserver;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,7 +36,7 @@ pub use auth::{Challenge, Credential, parse_challenges, token_url};
 pub use error::RegistryError;
 pub use platform::Platform;
 pub use provenance::Provenance;
-pub use reference::{DOCKER_HUB_AUTH_KEY, DOCKER_HUB_REGISTRY, Reference};
+pub use reference::Reference;
 
 use crate::redact::redact_value;
 use auth::CredentialSource;
@@ -218,7 +215,8 @@ impl Client {
     }
 
     /// How many manifests and blobs were fetched over the network so far (cache
-    /// hits and token requests do not count).
+    /// hits and token requests do not count). For tests.
+    #[cfg(test)]
     pub fn network_fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
@@ -920,11 +918,6 @@ impl Client {
             r,
             "the registry answered 401 without a Basic or Bearer challenge".into(),
         ))
-    }
-
-    /// The cache directory in use, if any.
-    pub fn cache_dir(&self) -> Option<&Path> {
-        self.cache.as_ref().map(|c| c.root())
     }
 }
 

@@ -75,11 +75,6 @@ impl Reference {
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
-
-    /// Whether this reference names its manifest by tag only (no digest).
-    pub fn is_tag_only(&self) -> bool {
-        self.digest.is_none()
-    }
 }
 
 impl fmt::Display for Reference {

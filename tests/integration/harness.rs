@@ -47,6 +47,12 @@ pub fn image() -> String {
     std::env::var("MICROSCALE_TEST_IMAGE").unwrap_or_else(|_| "microscale-test/busybox:1".into())
 }
 
+/// `127.0.0.1:PORT` of the sandbox's private registry, which holds the provenance
+/// test images under `microscale-test/` (see `scripts/sandbox --help`).
+pub fn registry() -> String {
+    required_env("MICROSCALE_TEST_REGISTRY")
+}
+
 /// A private docker config directory with `cli-plugins/docker-microscale` installed
 /// (a copy of the binary under test), shared by the tests of this process. It lives
 /// in the sandbox directory, so `scripts/sandbox down` removes it.
@@ -167,6 +173,19 @@ impl TestService {
 
     /// Like [`TestService::create`] with an image and command of the caller's.
     pub fn create_full(name: &str, extra: &[&str], image: &str, command: &[&str]) -> TestService {
+        let mut with = vec!["--no-resolve-image"];
+        with.extend_from_slice(extra);
+        Self::create_resolved(name, &with, image, command)
+    }
+
+    /// Like [`TestService::create_full`], but the docker CLI resolves the image in its
+    /// registry and pins the spec to the digest (no `--no-resolve-image`).
+    pub fn create_resolved(
+        name: &str,
+        extra: &[&str],
+        image: &str,
+        command: &[&str],
+    ) -> TestService {
         let mut args = vec![
             "service",
             "create",
@@ -178,7 +197,6 @@ impl TestService {
             "host",
             "--stop-signal",
             "KILL",
-            "--no-resolve-image",
         ];
         args.extend_from_slice(extra);
         args.push(image);

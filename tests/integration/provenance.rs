@@ -1,0 +1,715 @@
+//! `provenance`, `badge` and the SOURCE column of `status`, against the private swarm
+//! and the sandbox's private registry (see `scripts/sandbox --help` for the images).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// `127.0.0.1:PORT/microscale-test/NAME`.
+fn reg(name: &str) -> String {
+    format!("{}/microscale-test/{name}", registry())
+}
+
+/// `provenance --format json` for the given services, one object per service, by name.
+fn provenance_json(args: &[&str]) -> (Option<i32>, HashMap<String, Value>, String) {
+    let mut all = vec!["provenance", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = plugin(&all);
+    let map = json_lines(&stdout(&out))
+        .into_iter()
+        .map(|v| (v["Name"].as_str().unwrap().to_string(), v))
+        .collect();
+    (out.status.code(), map, stderr(&out))
+}
+
+fn sleep_cmd() -> [&'static str; 3] {
+    ["/bin/busybox", "sleep", "1000000"]
+}
+
+#[test]
+fn oci_labels_give_the_record_and_the_commit_link() {
+    let svc = TestService::create_resolved(
+        &unique("prov-oci"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    assert_eq!(p["Pinned"], true);
+    assert!(p["Image"].as_str().unwrap().contains("@sha256:"), "{p}");
+    // The manager built this image: its store has it.
+    assert_eq!(p["Config"]["Source"], "engine");
+    assert!(
+        p["Config"]["Digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let rec = &p["Provenance"];
+    assert_eq!(
+        rec["Source"]["Value"],
+        "https://github.com/example/queue-worker"
+    );
+    assert_eq!(rec["Source"]["Key"], "org.opencontainers.image.source");
+    assert_eq!(rec["Revision"]["Key"], "org.opencontainers.image.revision");
+    assert_eq!(rec["Licenses"]["Value"], "Apache-2.0");
+    assert_eq!(rec["Created"]["Value"], "2026-01-02T03:04:05Z");
+    assert!(rec.get("Vendor").unwrap().is_null());
+    assert_eq!(
+        p["CommitURL"],
+        "https://github.com/example/queue-worker/commit/0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(p["SourceURL"], "https://github.com/example/queue-worker");
+    assert!(p["Error"].is_null());
+
+    // The table says the same, through the docker CLI and the alias.
+    let out = ok(docker(&["microscale", "labels", &svc.name]));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Commit:        https://github.com/example/queue-worker/commit/0123456789abcdef0123456789abcdef01234567"),
+        "{text}"
+    );
+    assert!(
+        text.contains("config from the engine's image store"),
+        "{text}"
+    );
+}
+
+#[test]
+fn label_schema_only_with_a_git_at_url() {
+    let svc = TestService::create_resolved(
+        &unique("prov-schema"),
+        &["--replicas", "0"],
+        &reg("schema:1"),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    let rec = &p["Provenance"];
+    assert_eq!(rec["Source"]["Key"], "org.label-schema.vcs-url");
+    assert_eq!(
+        rec["Source"]["Value"],
+        "git@gitlab.com:example/group/sub/legacy-app.git"
+    );
+    assert_eq!(rec["Revision"]["Key"], "org.label-schema.vcs-ref");
+    assert_eq!(rec["Created"]["Key"], "org.label-schema.build-date");
+    assert_eq!(rec["Title"]["Value"], "legacy-app");
+    // usage is a path, not a URL: not documentation
+    assert!(rec["Documentation"].is_null(), "{rec}");
+    assert_eq!(
+        p["CommitURL"],
+        "https://gitlab.com/example/group/sub/legacy-app/-/commit/89abcdef0123"
+    );
+    assert_eq!(
+        p["SourceURL"],
+        "https://gitlab.com/example/group/sub/legacy-app"
+    );
+}
+
+#[test]
+fn conflicting_conventions_are_shown() {
+    let svc = TestService::create_resolved(
+        &unique("prov-both"),
+        &["--replicas", "0"],
+        &reg("both:1"),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let rec = &map[&svc.name]["Provenance"];
+    // OCI wins, the Label Schema value is shown as a conflict
+    assert_eq!(
+        rec["Source"]["Value"],
+        "https://github.com/example/new-home"
+    );
+    assert_eq!(rec["Source"]["Conflict"]["Key"], "org.label-schema.vcs-url");
+    assert_eq!(
+        rec["Source"]["Conflict"]["Value"],
+        "https://bitbucket.org/example/old-home.git"
+    );
+    assert_eq!(rec["Title"]["Conflict"]["Value"], "both-legacy-name");
+    // an abbreviated commit is the same revision
+    assert!(rec["Revision"].get("Conflict").is_none(), "{rec}");
+    // a field only one convention sets has no conflict
+    assert_eq!(rec["Created"]["Key"], "org.label-schema.build-date");
+
+    let text = stdout(&ok(plugin(&["provenance", &svc.name])));
+    assert!(
+        text.contains(
+            "CONFLICT: org.label-schema.vcs-url=https://bitbucket.org/example/old-home.git"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn base_image_labels_container_labels_and_service_labels_by_origin() {
+    let svc = TestService::create_resolved(
+        &unique("prov-child"),
+        &[
+            "--replicas",
+            "0",
+            "--container-label",
+            "org.opencontainers.image.version=override",
+            "--label",
+            "org.opencontainers.image.version=on-the-service",
+        ],
+        &reg("child:1"),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    assert_eq!(p["Base"]["Name"], format!("{}:1", reg("base")));
+    assert!(p["Base"]["Digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(p["Base"]["ConfigSource"], "engine");
+    let labels = p["Labels"].as_array().unwrap();
+    let row = |key: &str, on: &str| {
+        labels
+            .iter()
+            .find(|l| l["Key"] == key && l["AppliesTo"] == on)
+            .unwrap_or_else(|| panic!("no {key} on {on}: {labels:#?}"))
+            .clone()
+    };
+    // inherited unchanged from the base
+    let lic = row("org.opencontainers.image.licenses", "containers");
+    assert_eq!(
+        (lic["Value"].as_str(), lic["Origin"].as_str()),
+        (Some("MIT"), Some("base image"))
+    );
+    // overridden by the image's build
+    let title = row("org.opencontainers.image.title", "containers");
+    assert_eq!(title["Origin"], "image");
+    assert_eq!(title["Value"], "example-child");
+    assert_eq!(
+        title["Shadowed"],
+        json!([{"Origin": "base image", "Value": "example-base"}])
+    );
+    // the container spec wins over both; the containers get "override"
+    let version = row("org.opencontainers.image.version", "containers");
+    assert_eq!(version["Origin"], "container spec");
+    assert_eq!(version["Value"], "override");
+    assert_eq!(
+        version["Shadowed"],
+        json!([{"Origin": "base image", "Value": "0.9"}, {"Origin": "image", "Value": "2.0"}])
+    );
+    // the service label is on the service object only
+    let on_service = row("org.opencontainers.image.version", "service");
+    assert_eq!(on_service["Origin"], "service spec");
+    assert_eq!(on_service["Value"], "on-the-service");
+    // the record is the image's: the build said 2.0
+    assert_eq!(p["Provenance"]["Version"]["Value"], "2.0");
+    assert_eq!(
+        p["CommitURL"],
+        "https://codeberg.org/example/child/commit/abcdef0123456789abcdef0123456789abcdef01"
+    );
+}
+
+#[test]
+fn an_image_only_in_the_registry_is_read_from_the_registry_and_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    // Not in the manager's store (the sandbox removed it after the push), and no task
+    // pulls it (0 replicas).
+    let svc = TestService::create_resolved(
+        &unique("prov-remote"),
+        &["--replicas", "0"],
+        &reg("remote:1"),
+        &sleep_cmd(),
+    );
+    let inspect = docker(&["image", "inspect", &format!("{}:1", reg("remote"))]);
+    assert!(
+        !inspect.status.success(),
+        "remote:1 must not be in the manager's store"
+    );
+    let run = || {
+        clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", manager_host())
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["provenance", "--format", "json", &svc.name])
+            .output()
+            .unwrap()
+    };
+    let out = ok(run());
+    let p = &json_lines(&stdout(&out))[0];
+    assert_eq!(p["Config"]["Source"], "registry", "{p}");
+    assert_eq!(p["Config"]["Platform"], "linux/amd64");
+    let spec_digest = p["Image"]
+        .as_str()
+        .unwrap()
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(p["Config"]["ManifestDigest"], spec_digest.as_str());
+    assert_eq!(
+        p["Provenance"]["Source"]["Value"],
+        "https://github.com/example/remote-only"
+    );
+    assert_eq!(p["Attestations"], json!([]));
+    // manifest and config are cached by digest, and verified
+    let config = p["Config"]["Digest"].as_str().unwrap();
+    let blobs = cache.path().join("docker-microscale/blobs/sha256");
+    for d in [config, spec_digest.as_str()] {
+        let file = blobs.join(d.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        use sha2::Digest;
+        assert_eq!(
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+            d
+        );
+    }
+    // a second run says the same
+    let again = &json_lines(&stdout(&ok(run())))[0];
+    assert_eq!(again["Provenance"], p["Provenance"]);
+}
+
+#[test]
+fn tasks_on_an_older_digest_are_listed_with_their_nodes() {
+    let svc = TestService::create_resolved(
+        &unique("prov-drift"),
+        &[
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.role==manager",
+            "--update-parallelism",
+            "1",
+            "--update-delay",
+            "1h",
+        ],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    wait_until("2 tasks running", Duration::from_secs(60), || {
+        status_json(&svc.name)
+            .first()
+            .is_some_and(|r| r["Running"] == 2)
+    });
+    // One task is replaced, then the update waits an hour: one task stays on oci:1.
+    ok(docker(&[
+        "service",
+        "update",
+        "-d",
+        "--image",
+        &format!("{}:2", reg("oci")),
+        &svc.name,
+    ]));
+    wait_until("one task on oci:2", Duration::from_secs(60), || {
+        let (_, map, _) = provenance_json(&[&svc.name]);
+        map.get(&svc.name).is_some_and(|p| {
+            p["Drift"]["Tasks"].as_array().map(Vec::len) == Some(1)
+                && p["Drift"]["TasksChecked"] == 2
+        })
+    });
+    let (_, map, _) = provenance_json(&[&svc.name]);
+    let p = &map[&svc.name];
+    assert_eq!(
+        p["Provenance"]["Version"]["Value"], "1.1.0",
+        "the spec names oci:2"
+    );
+    let t = &p["Drift"]["Tasks"][0];
+    assert!(
+        t["Image"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}:1@sha256:", reg("oci"))),
+        "{t}"
+    );
+    assert_eq!(t["Node"], "sandbox-manager");
+    assert!(
+        t["Name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}.", svc.name))
+    );
+    let text = stdout(&ok(plugin(&["provenance", &svc.name])));
+    assert!(
+        text.contains("1 of 2 tasks run another image than the spec:"),
+        "{text}"
+    );
+    assert!(text.contains("sandbox-manager"), "{text}");
+}
+
+#[test]
+fn an_unpinned_image_is_called_out() {
+    let svc = TestService::create(&unique("prov-unpinned"), &["--replicas", "0"]);
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    assert_eq!(p["Pinned"], false);
+    assert!(
+        p["AttestationsNote"]
+            .as_str()
+            .unwrap()
+            .contains("not pinned")
+    );
+    let text = stdout(&ok(plugin(&["provenance", &svc.name])));
+    assert!(
+        text.contains("nodes may run different images under one tag"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_image_is_reported_per_service_and_the_others_shown() {
+    let good = TestService::create_resolved(
+        &unique("prov-good"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let closed = TestService::create_full(
+        &unique("prov-closed"),
+        &["--replicas", "0"],
+        "127.0.0.1:1/nothing/here:1",
+        &sleep_cmd(),
+    );
+    let unknown = TestService::create_full(
+        &unique("prov-unknown"),
+        &["--replicas", "0"],
+        &format!("{}:no-such-tag", reg("oci")),
+        &sleep_cmd(),
+    );
+    let out = plugin(&[
+        "provenance",
+        "--format",
+        "json",
+        &good.name,
+        &closed.name,
+        &unknown.name,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let map: HashMap<String, Value> = json_lines(&stdout(&out))
+        .into_iter()
+        .map(|v| (v["Name"].as_str().unwrap().to_string(), v))
+        .collect();
+    assert!(map[&good.name]["Error"].is_null());
+    let e = map[&closed.name]["Error"].as_str().unwrap();
+    assert!(e.contains("cannot reach registry 127.0.0.1:1"), "{e}");
+    let e = map[&unknown.name]["Error"].as_str().unwrap();
+    assert!(e.contains("not found") && e.contains("no-such-tag"), "{e}");
+    let err = stderr(&out);
+    assert!(err.contains(&format!("service {}:", closed.name)), "{err}");
+    assert!(err.contains(&format!("service {}:", unknown.name)), "{err}");
+    assert!(!err.contains(&format!("service {}:", good.name)), "{err}");
+}
+
+#[test]
+fn check_gates_on_required_provenance() {
+    let good = TestService::create_resolved(
+        &unique("prov-ok"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let bare = TestService::create_resolved(
+        &unique("prov-none"),
+        &["--replicas", "0"],
+        &reg("none:1"),
+        &sleep_cmd(),
+    );
+    let out = plugin(&["provenance", "--check", &good.name, &bare.name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+            .to_string()
+    };
+    assert!(line(&good.name).ends_with("ok"), "{text}");
+    assert!(
+        line(&bare.name).ends_with("missing source, revision, created"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 of 2 services lack required provenance (source, revision, created)"),
+        "{text}"
+    );
+
+    ok(plugin(&["provenance", "--check", &good.name]));
+    ok(plugin(&[
+        "provenance",
+        "--check",
+        "--require",
+        "licenses,org.opencontainers.image.title",
+        &good.name,
+    ]));
+    let out = plugin(&["provenance", "--check", "--require", "vendor", &good.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("missing vendor"));
+    let json = plugin(&["provenance", "--check", "--format", "json", &bare.name]);
+    assert_eq!(json.status.code(), Some(1));
+    assert_eq!(
+        json_lines(&stdout(&json))[0]["Missing"],
+        json!(["source", "revision", "created"])
+    );
+
+    fails(
+        &plugin(&["provenance", "--require", "source", &good.name]),
+        125,
+        "--require needs --check",
+    );
+    fails(
+        &plugin(&["provenance", "--check", "--require", "sauce", &good.name]),
+        125,
+        "invalid argument \"sauce\" for \"--require\" flag: unknown provenance field; use one of: source, revision",
+    );
+    fails(
+        &plugin(&["provenance", "no-such-service-xyz"]),
+        1,
+        "no such service: no-such-service-xyz",
+    );
+}
+
+#[test]
+fn status_shows_the_source_column() {
+    let svc = TestService::create_resolved(
+        &unique("prov-status"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let bare = TestService::create_resolved(
+        &unique("prov-status-none"),
+        &["--replicas", "0"],
+        &reg("none:1"),
+        &sleep_cmd(),
+    );
+    let rows = status_json(&svc.name);
+    assert_eq!(rows[0]["Source"], "github.com/example/queue-worker@0123456");
+    assert_eq!(status_json(&bare.name)[0]["Source"], "");
+    let text = stdout(&ok(plugin(&["status", &svc.name, &bare.name])));
+    assert!(text.lines().next().unwrap().contains("SOURCE"));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", svc.name)))
+        .unwrap();
+    assert!(
+        row.contains("github.com/example/queue-worker@0123456"),
+        "{text}"
+    );
+}
+
+#[test]
+fn badge_writes_an_svg_of_the_commit_and_refuses_what_is_missing() {
+    let svc = TestService::create_resolved(
+        &unique("prov-badge"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let bare = TestService::create_resolved(
+        &unique("prov-badge-none"),
+        &["--replicas", "0"],
+        &reg("none:1"),
+        &sleep_cmd(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("commit.svg");
+    ok(plugin(&[
+        "badge",
+        &svc.name,
+        "--kind",
+        "commit",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    let svg = std::fs::read_to_string(&file).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(svg.contains(">0123456<"), "{svg}");
+    assert!(svg.contains(">commit<"), "{svg}");
+    // to stdout when it is not a terminal
+    let out = ok(plugin(&["badge", &svc.name, "--kind", "license"]));
+    assert!(stdout(&out).contains(">Apache-2.0<"));
+
+    let missing = dir.path().join("none.svg");
+    let out = plugin(&[
+        "badge",
+        &bare.name,
+        "--kind",
+        "version",
+        "-o",
+        missing.to_str().unwrap(),
+    ]);
+    fails(
+        &out,
+        1,
+        "cannot make a version badge: the image has no org.opencontainers.image.version",
+    );
+    assert!(!missing.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    fails(
+        &plugin(&["badge", &svc.name, "--kind", "colour"]),
+        125,
+        "invalid argument \"colour\" for \"--kind\" flag: use one of commit, version, license, source",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// BuildKit attestations, pushed to the real registry as BuildKit stores them
+// ---------------------------------------------------------------------------------
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Pushes, to `microscale-test/oci:TAG`, an OCI index holding oci:1's manifest and a
+/// BuildKit attestation manifest whose SLSA v0.2 statement records `revision`.
+fn push_attested(tag: &str, revision: &str) {
+    let base = format!("http://{}", registry());
+    let repo = "microscale-test/oci";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let resp = http
+            .get(format!("{base}/v2/{repo}/manifests/1"))
+            .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        let media = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let image_manifest = resp.bytes().await.unwrap().to_vec();
+        let image_digest = sha256(&image_manifest);
+        let blob = |bytes: Vec<u8>| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let digest = sha256(&bytes);
+                let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+                let loc = r.headers()["location"].to_str().unwrap().to_string();
+                let url = if loc.starts_with('/') { format!("{base}{loc}") } else { loc };
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let r = http.put(format!("{url}{sep}digest={digest}")).body(bytes.clone()).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+                (digest, bytes.len())
+            }
+        };
+        let statement = serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": "pkg:docker/microscale-test/oci@1", "digest": {"sha256": image_digest.trim_start_matches("sha256:")}}],
+            "predicate": {
+                "builder": {"id": "https://github.com/example/queue-worker/actions/runs/42"},
+                "buildType": "https://mobyproject.org/buildkit@v1",
+                "invocation": {"configSource": {"uri": "https://github.com/example/queue-worker.git#refs/heads/main", "digest": {"sha1": revision}}},
+                "metadata": {
+                    "buildStartedOn": "2026-01-02T03:00:00Z",
+                    "buildFinishedOn": "2026-01-02T03:04:05Z",
+                    "https://mobyproject.org/buildkit@v1#metadata": {"vcs": {"source": "https://github.com/example/queue-worker", "revision": revision}}
+                }
+            }
+        }))
+        .unwrap();
+        let (st_digest, st_size) = blob(statement).await;
+        let (cfg_digest, cfg_size) = blob(br#"{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec()).await;
+        let att_manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": cfg_size},
+            "layers": [{
+                "mediaType": "application/vnd.in-toto+json",
+                "digest": st_digest, "size": st_size,
+                "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}
+            }]
+        }))
+        .unwrap();
+        let put = |reference: String, media: String, bytes: Vec<u8>| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let r = http
+                    .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+                    .header("Content-Type", media)
+                    .body(bytes)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+            }
+        };
+        let att_digest = sha256(&att_manifest);
+        put(att_digest.clone(), "application/vnd.oci.image.manifest.v1+json".into(), att_manifest.clone()).await;
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": media, "digest": image_digest, "size": image_manifest.len(),
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": att_digest, "size": att_manifest.len(),
+                 "platform": {"architecture": "unknown", "os": "unknown"},
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": image_digest}}
+            ]
+        }))
+        .unwrap();
+        put(tag.to_string(), "application/vnd.oci.image.index.v1+json".into(), index).await;
+    });
+}
+
+#[test]
+fn buildkit_attestations_are_shown_and_compared_with_the_labels() {
+    let tag = unique("attested");
+    let bad = unique("attested-other");
+    push_attested(&tag, "0123456789abcdef0123456789abcdef01234567");
+    push_attested(&bad, "9999999999999999999999999999999999999999");
+    let svc = TestService::create_resolved(
+        &unique("prov-att"),
+        &["--replicas", "0"],
+        &format!("{}:{tag}", reg("oci")),
+        &sleep_cmd(),
+    );
+    let other = TestService::create_resolved(
+        &unique("prov-att-bad"),
+        &["--replicas", "0"],
+        &format!("{}:{bad}", reg("oci")),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name, &other.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    let a = &p["Attestations"][0];
+    assert_eq!(
+        a["PredicateType"], "https://slsa.dev/provenance/v0.2",
+        "{p}"
+    );
+    assert_eq!(
+        a["BuilderId"],
+        "https://github.com/example/queue-worker/actions/runs/42"
+    );
+    assert_eq!(a["Revision"], "0123456789abcdef0123456789abcdef01234567");
+    assert_eq!(a["Started"], "2026-01-02T03:00:00Z");
+    assert_eq!(a["Finished"], "2026-01-02T03:04:05Z");
+    assert_eq!(a["Disagreements"], json!([]));
+    let d = map[&other.name]["Attestations"][0]["Disagreements"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].as_str()
+            .unwrap()
+            .starts_with("revision: the attestation says 9999999"),
+        "{d:?}"
+    );
+    let text = stdout(&ok(plugin(&["provenance", &svc.name, &other.name])));
+    assert!(text.contains("builder:"), "{text}");
+    assert!(text.contains("labels:        agree"), "{text}");
+    assert!(text.contains("DISAGREES:"), "{text}");
+}
