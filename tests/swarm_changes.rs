@@ -177,7 +177,7 @@ fn an_empty_swarm_prints_the_header_only() {
     assert_eq!(
         table.split_whitespace().collect::<Vec<_>>(),
         [
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "RULE", "NODES"
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES"
         ]
     );
     assert_eq!(table.lines().count(), 1);

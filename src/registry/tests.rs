@@ -124,12 +124,16 @@ async fn provenance_attestations_are_read_and_broken_ones_reported() {
     if !have_tools(&[REGISTRY]) {
         return;
     }
-    let (reg, _) = open_registry().await;
+    let (reg, fixture) = open_registry().await;
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(options(dir.path())).unwrap();
     let r = reference(&format!("{}/test/app:v1", reg.addr));
     let img = client.image(&r, &amd64()).await.unwrap();
     assert_eq!(img.attestation_errors, Vec::<String>::new());
+    // the statement blob is content-addressed in the cache like the others
+    let cached = walk_files(dir.path());
+    let hex = fixture.statement.trim_start_matches("sha256:");
+    assert!(cached.iter().any(|p| p.ends_with(hex)), "{cached:?}");
     assert_eq!(
         img.attestations,
         vec![Provenance {
@@ -661,4 +665,18 @@ async fn oversized_manifests_and_blobs_are_refused() {
         2,
         "only the two manifests arrived"
     );
+}
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
