@@ -444,6 +444,9 @@ pub fn parse_require(values: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// How many services `provenance` reads at a time.
+const CONCURRENT_READS: usize = 8;
+
 /// The default `--require` fields.
 pub const DEFAULT_REQUIRE: &[&str] = &["source", "revision", "created"];
 
@@ -487,21 +490,25 @@ pub async fn run(
     });
     let remote = remote::Remote::new(engine, config_dir);
     let no_trunc = args.no_trunc == Some(true);
-    let mut results = Vec::with_capacity(services.len());
-    for s in &services {
-        let mut p = service_provenance(engine, &remote, &snap, s, no_trunc).await;
-        if check && p.error.is_none() {
+    // A few services at a time: engine reads are quick, registry reads may not be.
+    use futures_util::StreamExt;
+    let mut results: Vec<ServiceProvenance> = futures_util::stream::iter(&services)
+        .map(|s| service_provenance(engine, &remote, &snap, s, no_trunc))
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await;
+    if check {
+        for p in results.iter_mut().filter(|p| p.error.is_none()) {
             p.missing = require
                 .iter()
                 .filter(|f| p.provenance.get(f).is_some_and(|v| v.is_none()))
                 .cloned()
                 .collect();
         }
-        results.push(p);
     }
     let text = match (format, check) {
         (Format::Json, _) => crate::render::json_lines(&results),
-        (Format::Table, true) => render::check_table(&results, &require),
+        (Format::Table, true) => render::check_table(&results, &require, no_trunc),
         (Format::Table, false) => render::pretty(&results, no_trunc),
     };
     let mut code = if results.is_empty() && !missing_services.is_empty() {

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, OnceCell};
@@ -46,13 +47,17 @@ pub struct AttestationData {
     pub finished: Option<String>,
 }
 
+/// What the registry said about one reference and platform.
+type Answer = Result<RemoteImage, String>;
+
 /// Registry access for one command.
 pub struct Remote<'a> {
     engine: &'a Engine,
     config_dir: Option<PathBuf>,
     client: OnceCell<Result<Client, String>>,
-    /// `reference|platform` → what the registry said.
-    seen: Mutex<HashMap<String, Result<RemoteImage, String>>>,
+    /// `reference|platform` → what the registry said (read once, by the first asker;
+    /// the others wait for that answer).
+    seen: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
 }
 
 impl<'a> Remote<'a> {
@@ -105,20 +110,16 @@ impl<'a> Remote<'a> {
             .map(|(os, arch)| Platform::from_node(os, arch))
             .unwrap_or_else(|| Platform::new("linux", "amd64", None));
         let key = format!("{reference}|{platform}");
-        let mut seen = self.seen.lock().await;
-        if let Some(r) = seen.get(&key) {
-            return r.clone();
-        }
-        let result = async {
+        let cell = self.seen.lock().await.entry(key).or_default().clone();
+        cell.get_or_init(|| async {
             let r: Reference = reference
                 .parse()
                 .map_err(|e: crate::registry::RegistryError| e.to_string())?;
             let client = self.client().await?;
             client.image(&r, &platform).await.map_err(|e| e.to_string())
-        }
-        .await;
-        seen.insert(key, result.clone());
-        result
+        })
+        .await
+        .clone()
     }
 
     /// The image config of `reference` for the nodes' `platform` (`(os, arch)` as

@@ -15,6 +15,17 @@ fn cut(s: &str, no_trunc: bool) -> String {
     }
 }
 
+/// An image reference with its digest cut to 12 hex digits, as `status` shows it,
+/// unless `no_trunc`.
+pub fn short_image(image: &str, no_trunc: bool) -> String {
+    match image.split_once("@sha256:") {
+        Some((name, hex)) if !no_trunc && hex.len() > 12 => {
+            format!("{name}@sha256:{}", &hex[..12])
+        }
+        _ => image.to_string(),
+    }
+}
+
 /// Indents every line of `text` by two spaces.
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect::<String>()
@@ -55,7 +66,7 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
     line(
         &mut out,
         "Image:",
-        &format!("{}{from}", cut(&p.image, no_trunc)),
+        &format!("{}{from}", short_image(&p.image, no_trunc)),
     );
     if !p.pinned {
         line(
@@ -174,7 +185,7 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
                 vec![
                     t.name.clone(),
                     t.node.clone(),
-                    cut(&t.image, no_trunc),
+                    short_image(&t.image, no_trunc),
                     t.state.clone(),
                 ]
             })
@@ -223,7 +234,7 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
 }
 
 /// `--check`: one row per service with what is missing, `ok` when nothing is.
-pub fn check_table(results: &[ServiceProvenance], require: &[String]) -> String {
+pub fn check_table(results: &[ServiceProvenance], require: &[String], no_trunc: bool) -> String {
     let rows = results
         .iter()
         .map(|p| {
@@ -234,7 +245,7 @@ pub fn check_table(results: &[ServiceProvenance], require: &[String]) -> String 
             } else {
                 format!("missing {}", p.missing.join(", "))
             };
-            vec![p.name.clone(), p.image.clone(), status]
+            vec![p.name.clone(), short_image(&p.image, no_trunc), status]
         })
         .collect();
     let mut out = docker_table(&["SERVICE", "IMAGE", "PROVENANCE"], rows);
