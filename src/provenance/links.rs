@@ -377,3 +377,49 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the input: no panic, and a link never carries the userinfo,
+        /// whitespace, quotes or angle brackets.
+        #[test]
+        fn links_are_safe_for_any_input(
+            scheme in prop::sample::select(vec!["https://", "http://", "ssh://", "git@", "", "git+https://", "ftp://"]),
+            user in "[a-zA-Z0-9._%-]{0,12}",
+            host in "[a-zA-Z0-9.:\\[\\]-]{0,30}",
+            path in "[ -~]{0,60}",
+            rev in "[ -~]{0,70}",
+        ) {
+            let url = if user.is_empty() {
+                format!("{scheme}{host}/{path}")
+            } else {
+                format!("{scheme}{user}SECRETX@{host}/{path}")
+            };
+            if let Some(repo) = Repository::parse(&url) {
+                for out in [repo.web_url(), repo.short(), repo.revision_url(&rev).unwrap_or_default()] {
+                    prop_assert!(!out.contains("SECRETX@"), "{url} -> {out}");
+                    prop_assert!(!out.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')), "{url} -> {out}");
+                }
+            }
+        }
+
+        /// A commit id on a known forge always links to that commit.
+        #[test]
+        fn commits_link_to_themselves(
+            owner in "[a-z][a-z0-9-]{0,15}",
+            repo in "[a-z][a-z0-9_.-]{0,15}",
+            sha in "[0-9a-f]{40}",
+            host in prop::sample::select(vec!["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"]),
+        ) {
+            prop_assume!(!repo.ends_with(".git") && repo != "." && !repo.ends_with('.'));
+            let r = Repository::parse(&format!("git@{host}:{owner}/{repo}.git")).unwrap();
+            let link = r.revision_url(&sha).unwrap();
+            prop_assert!(link.starts_with(&format!("https://{host}/{owner}/")), "{link}");
+            prop_assert!(link.ends_with(&sha), "{link}");
+        }
+    }
+}

@@ -260,3 +260,30 @@ pub fn check_table(results: &[ServiceProvenance], require: &[String], no_trunc: 
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_cut_like_status_unless_no_trunc() {
+        let full = format!("reg:5000/app:1@sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            short_image(&full, false),
+            "reg:5000/app:1@sha256:abababababab"
+        );
+        assert_eq!(short_image(&full, true), full);
+        assert_eq!(short_image("app:1", false), "app:1");
+    }
+
+    #[test]
+    fn hostile_values_cannot_drive_the_terminal() {
+        let mut out = String::new();
+        line(&mut out, "Source:", "x\u{1b}[2J\nfake: line\u{202e}");
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}'),
+            "{out:?}"
+        );
+    }
+}
