@@ -215,7 +215,7 @@ fn go_bool(value: &str) -> Result<bool, String> {
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every service of the swarm: mode, replicas, image and digest, update, rule, nodes
+    /// List every service of the swarm: mode, replicas, image and digest, update, source, rule, nodes
     #[command(
         aliases = ["ls", "list"],
         override_usage = "docker microscale status [OPTIONS] [SERVICE...]"
@@ -277,7 +277,7 @@ pub struct BadgeArgs {
     #[arg(value_name = "SERVICE")]
     pub service: String,
 
-    /// What the badge shows: commit, version, license or source
+    /// What the badge shows: commit (default), version, license or source
     #[arg(
         long = "kind",
         value_name = "string",
@@ -298,16 +298,16 @@ pub struct ProvenanceArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default: a block per service; a table with --check) or 'json' (one object per line)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
-    /// Exit 1 and list the services whose image lacks required provenance
+    /// Print whether each service's image has the required provenance; exit 1 if one lacks it
     #[arg(long = "check", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub check: Option<bool>,
 
-    /// Provenance fields --check requires (default source,revision,created)
+    /// Fields --check requires (default source,revision,created): source, revision, version, created, authors, vendor, licenses, url, documentation, title, description, base, base-digest
     #[arg(long = "require", value_name = "list")]
     pub require: Vec<String>,
 

@@ -161,11 +161,25 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
             if arg.starts_with('-') {
                 usage_error(&format!("unknown flag: {arg}"), args)
             } else {
-                let cmd = subcommand_in(args)
+                let sub = subcommand_in(args);
+                let cmd = sub
+                    .as_ref()
                     .map(|c| format!("docker microscale {}", c.get_name()))
                     .unwrap_or_else(|| "docker microscale".into());
-                usage_error(&format!("\"{cmd}\" accepts no arguments"), args)
+                let positionals = sub.map(|c| c.get_positionals().count()).unwrap_or(0);
+                if positionals == 0 {
+                    usage_error(&format!("\"{cmd}\" accepts no arguments"), args)
+                } else {
+                    usage_error(&format!("\"{cmd}\" requires exactly 1 argument."), args)
+                }
             }
+        }
+        ClapKind::MissingRequiredArgument => {
+            // Only a required positional (the SERVICE of `badge`) can be missing.
+            let cmd = subcommand_in(args)
+                .map(|c| format!("docker microscale {}", c.get_name()))
+                .unwrap_or_else(|| "docker microscale".into());
+            usage_error(&format!("\"{cmd}\" requires exactly 1 argument."), args)
         }
         ClapKind::InvalidValue | ClapKind::NoEquals | ClapKind::ValueValidation => {
             // clap names the flag as `--filter <filter>`; docker as `--filter`.

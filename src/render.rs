@@ -62,7 +62,9 @@ pub fn printable(s: &str) -> String {
     }
     s.chars()
         .map(|c| {
-            if is_unsafe(c) {
+            if matches!(c, '\n' | '\r' | '\t') {
+                c.escape_default().to_string()
+            } else if is_unsafe(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()

@@ -101,8 +101,9 @@ pub struct ServiceRow {
     /// `rolled back`; empty otherwise.
     pub update: String,
     /// Source repository and short revision from the image's provenance labels
-    /// (`github.com/org/repo@0123456`), read from the engine's image store; empty when
-    /// the image is not there or has no source label.
+    /// (`github.com/org/repo@0123456`; the whole revision with `--no-trunc`), read
+    /// from the engine's image store; empty when the image has no source label, `?`
+    /// when the image is not in that store.
     pub source: String,
     /// One-line summary of the scaling labels; `-` when there are none.
     pub rule: String,
@@ -416,11 +417,18 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
     rows
 }
 
+/// SOURCE of an image that is not in the engine's image store.
+pub const NOT_IN_STORE: &str = "?";
+
 /// Fills the SOURCE of each row from the engine's image store (`GET /images/json`):
 /// the image is found by `repository@digest` in `RepoDigests` when the spec is pinned,
 /// else by `name:tag` in `RepoTags`. The record is built by the same code as
 /// `provenance` ([`crate::provenance::source_column`]).
-pub fn fill_sources(rows: &mut [ServiceRow], images: &[crate::engine::images::LocalImage]) {
+pub fn fill_sources(
+    rows: &mut [ServiceRow],
+    images: &[crate::engine::images::LocalImage],
+    full: bool,
+) {
     use crate::provenance::{record::Record, source_column, strip_tag};
     let familiar = |r: &str| {
         r.strip_prefix("docker.io/library/")
@@ -449,7 +457,9 @@ pub fn fill_sources(rows: &mut [ServiceRow], images: &[crate::engine::images::Lo
                 .iter()
                 .map(|(k, v)| (k.clone(), crate::redact::redact_label(k, v)))
                 .collect();
-            row.source = source_column(&Record::from_labels(&labels));
+            row.source = source_column(&Record::from_labels(&labels), full);
+        } else if !row.image_name.is_empty() {
+            row.source = NOT_IN_STORE.into();
         }
     }
 }
@@ -548,7 +558,7 @@ pub async fn run(
     snap.services = kept;
     let no_trunc = args.no_trunc == Some(true);
     let mut rows = build_rows(&snap, no_trunc);
-    fill_sources(&mut rows, &images);
+    fill_sources(&mut rows, &images, no_trunc);
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

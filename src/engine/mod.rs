@@ -89,7 +89,7 @@ pub enum EngineError {
     },
     /// The engine is a swarm worker: only managers can list services.
     #[error(
-        "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager node, for example `docker --context <manager-context> microscale status` or `docker -H tcp://<manager>:2376 --tlsverify microscale status`."
+        "The Docker engine at {host} ({source_desc}) is a swarm worker node; services, tasks and nodes can only be read from a manager.\nRun against a manager node, for example with `docker --context <manager-context> microscale ...` or `docker -H tcp://<manager>:2376 --tlsverify microscale ...`."
     )]
     Worker { host: String, source_desc: String },
     /// The engine's API is older than 1.41 (Docker 20.10).

@@ -134,14 +134,19 @@ pub struct ServiceProvenance {
     /// Required record fields that are missing (only with `--check`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Provenance labels of the image that the container spec overrides, so that the
+    /// running containers carry another value than the record (which describes the
+    /// image): one line each, `KEY: containers carry X, the image says Y`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub container_overrides: Vec<String>,
     /// Why the image could not be read, when it could not.
     pub error: Option<String>,
 }
 
 /// `repository@revision` for the SOURCE column of `status`: the repository as
 /// `host/path` when it parses, and the revision cut to 7 characters when it is a
-/// commit id. Empty when the record has no source.
-pub fn source_column(record: &Record) -> String {
+/// commit id (unless `full`). Empty when the record has no source.
+pub fn source_column(record: &Record, full: bool) -> String {
     let Some(source) = &record.source else {
         return String::new();
     };
@@ -151,7 +156,7 @@ pub fn source_column(record: &Record) -> String {
     match &record.revision {
         Some(rev) => {
             let v = &rev.value;
-            let short = if v.len() > 7 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
+            let short = if !full && v.len() > 7 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
                 &v[..7]
             } else {
                 v.as_str()
@@ -260,7 +265,15 @@ pub async fn service_provenance(
         .and_then(|s| s.name.clone())
         .unwrap_or_default();
     let image = drift::spec_image(service).unwrap_or_default().to_string();
-    let drift = drift::drift(service, &snap.tasks, &snap.nodes);
+    let mut drift = drift::drift(service, &snap.tasks, &snap.nodes);
+    if !full_ids {
+        for t in &mut drift.tasks {
+            t.id.truncate(12);
+            if let Some(c) = &mut t.container {
+                c.truncate(12);
+            }
+        }
+    }
     let platform = service_platform(service, snap);
     let spec = service.spec.as_ref();
     let service_labels = masked(spec.and_then(|s| s.labels.clone()).unwrap_or_default());
@@ -286,6 +299,7 @@ pub async fn service_provenance(
         attestations_note: None,
         attestation_errors: vec![],
         missing: vec![],
+        container_overrides: vec![],
         error: None,
     };
     let config = if image.is_empty() {
@@ -300,6 +314,7 @@ pub async fn service_provenance(
                 "cannot read the image {}: {e}",
                 redact_value(&image)
             ));
+            out.attestations_note = Some("not looked up: the image could not be read".into());
             out.labels =
                 origins::label_origins(&BTreeMap::new(), None, &container_labels, &service_labels);
             return out;
@@ -339,6 +354,23 @@ pub async fn service_provenance(
         &container_labels,
         &service_labels,
     );
+    out.container_overrides = out
+        .labels
+        .iter()
+        .filter(|l| {
+            l.origin == origins::Origin::Container
+                && (l.key.starts_with(record::OCI) || l.key.starts_with(record::LABEL_SCHEMA))
+        })
+        .filter_map(|l| {
+            let image = l.shadowed.last()?;
+            (image.value != l.value).then(|| {
+                format!(
+                    "{}: the containers carry {}, the image says {}",
+                    l.key, l.value, image.value
+                )
+            })
+        })
+        .collect();
     if let Some(src) = &record.source {
         let rev = record.revision.as_ref().map(|r| r.value.as_str());
         match links::Repository::parse(&src.value) {
@@ -419,7 +451,8 @@ pub fn parse_require(values: &[String]) -> Result<Vec<String>, String> {
         if v.is_empty() {
             continue;
         }
-        let name = v.strip_prefix(record::OCI).unwrap_or(v);
+        let lower = v.to_ascii_lowercase();
+        let name = lower.strip_prefix(record::OCI).unwrap_or(&lower);
         let name = match name {
             "base.name" => "base",
             "base.digest" => "base-digest",
@@ -479,14 +512,29 @@ pub async fn run(
     let (kept, missing_services) =
         crate::status::select_services(std::mem::take(&mut snap.services), &args.services, false);
     let mut services = kept;
+    let name = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default()
+    };
+    // Named services in the order given (as `docker service inspect`), else by name.
+    let rank = |s: &Service| {
+        let id = s.id.clone().unwrap_or_default();
+        args.services
+            .iter()
+            .position(|w| *w == id || *w == name(s))
+            .or_else(|| {
+                args.services
+                    .iter()
+                    .position(|w| !w.is_empty() && id.starts_with(w.as_str()))
+            })
+            .unwrap_or(usize::MAX)
+    };
     services.sort_by(|a, b| {
-        let n = |s: &Service| {
-            s.spec
-                .as_ref()
-                .and_then(|s| s.name.clone())
-                .unwrap_or_default()
-        };
-        crate::render::natural_cmp(&n(a), &n(b))
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| crate::render::natural_cmp(&name(a), &name(b)))
     });
     let remote = remote::Remote::new(engine, config_dir);
     let no_trunc = args.no_trunc == Some(true);

@@ -75,8 +75,15 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
             "not pinned to a digest (created with --no-resolve-image, or the registry was unreachable): nodes may run different images under one tag",
         );
     }
-    if let Some(e) = &p.error {
-        line(&mut out, "Error:", e);
+    if p.error.is_some() {
+        line(
+            &mut out,
+            "Error:",
+            "the image could not be read (the reason is on standard error)",
+        );
+    }
+    for o in &p.container_overrides {
+        line(&mut out, "Overridden:", o);
     }
     if let Some(url) = &p.source_url {
         line(&mut out, "Source:", url);
@@ -156,7 +163,7 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
             })
             .collect();
         out.push_str(&indent(&docker_table(
-            &["KEY", "VALUE", "ORIGIN", "ON", "SHADOWED"],
+            &["KEY", "VALUE", "ORIGIN", "APPLIES TO", "SHADOWED"],
             rows,
         )));
     }
@@ -173,7 +180,7 @@ fn service_block(p: &ServiceProvenance, no_trunc: bool) -> String {
             &mut out,
             "Tasks:",
             &format!(
-                "{} of {} tasks run another image than the spec:",
+                "{} of {} tasks run an image other than the spec's:",
                 d.tasks.len(),
                 d.tasks_checked
             ),
@@ -249,15 +256,22 @@ pub fn check_table(results: &[ServiceProvenance], require: &[String], no_trunc: 
         })
         .collect();
     let mut out = docker_table(&["SERVICE", "IMAGE", "PROVENANCE"], rows);
-    let failing = results
-        .iter()
-        .filter(|p| p.error.is_some() || !p.missing.is_empty())
-        .count();
+    let lacking = results.iter().filter(|p| !p.missing.is_empty()).count();
+    let unreadable = results.iter().filter(|p| p.error.is_some()).count();
+    let services = |n: usize| if n == 1 { "service" } else { "services" };
     out.push_str(&format!(
-        "{failing} of {} services lack required provenance ({})\n",
+        "{lacking} of {} {} lack required provenance ({})",
         results.len(),
+        services(results.len()),
         require.join(", ")
     ));
+    if unreadable > 0 {
+        out.push_str(&format!(
+            "; the image of {unreadable} {} could not be read",
+            services(unreadable)
+        ));
+    }
+    out.push('\n');
     out
 }
 

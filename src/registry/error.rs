@@ -8,9 +8,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry could not be reached (DNS, connect, TLS handshake, timeout).
-    #[error(
-        "cannot reach registry {registry}: {reason} (check the name and port, the network, and for a registry without TLS add it to the insecure registries)"
-    )]
+    #[error("cannot reach registry {registry}: {reason}")]
     Unreachable {
         /// `host[:port]` as in [`super::Reference::registry`].
         registry: String,

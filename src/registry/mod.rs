@@ -745,21 +745,31 @@ impl Client {
     /// A one-line reason for a transport error, without the URL's secrets.
     fn describe(&self, e: &reqwest::Error, what: &str) -> String {
         if e.is_timeout() {
-            return format!("{what}: timed out after {:?}", self.timeout);
+            return format!(
+                "{what}: no answer within {} seconds (MICROSCALE_TIMEOUT)",
+                self.timeout.as_secs()
+            );
         }
-        let mut parts: Vec<String> = vec![];
-        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-        while let Some(s) = src {
-            let text = s.to_string();
-            if !parts.iter().any(|p| p.contains(&text)) {
-                parts.push(text);
-            }
-            src = s.source();
-        }
-        if parts.is_empty() {
-            parts.push(e.to_string());
-        }
-        redact_value(&format!("{what}: {}", parts.join(": ")))
+        let root = crate::engine::root_cause(e);
+        let lower = root.to_ascii_lowercase();
+        let hint = if lower.contains("connection refused") {
+            "nothing listens there: is the registry running, and is the port right?"
+        } else if lower.contains("dns error")
+            || lower.contains("lookup")
+            || lower.contains("name or service not known")
+            || lower.contains("no address associated")
+        {
+            "the host name does not resolve: check the image's registry name and the DNS"
+        } else if lower.contains("certificate")
+            || lower.contains("tls")
+            || lower.contains("handshake")
+            || lower.contains("ssl")
+        {
+            "TLS failed: for a registry without a trusted certificate, add it to the engine's insecure-registries in daemon.json"
+        } else {
+            "check the registry address and the network"
+        };
+        redact_value(&format!("{what}: {root} ({hint})"))
     }
 
     /// Whether `registry` may be used without verified TLS: loopback, listed, or

@@ -330,7 +330,7 @@ fn tasks_on_an_older_digest_are_listed_with_their_nodes() {
     );
     let text = stdout(&ok(plugin(&["provenance", &svc.name])));
     assert!(
-        text.contains("1 of 2 tasks run another image than the spec:"),
+        text.contains("1 of 2 tasks run an image other than the spec's:"),
         "{text}"
     );
     assert!(text.contains("sandbox-manager"), "{text}");
@@ -712,4 +712,107 @@ fn buildkit_attestations_are_shown_and_compared_with_the_labels() {
     assert!(text.contains("builder:"), "{text}");
     assert!(text.contains("labels:        agree"), "{text}");
     assert!(text.contains("DISAGREES:"), "{text}");
+}
+
+#[test]
+fn container_spec_overrides_of_provenance_labels_are_called_out() {
+    let svc = TestService::create_resolved(
+        &unique("prov-override"),
+        &[
+            "--replicas",
+            "0",
+            "--container-label",
+            "org.opencontainers.image.source=https://bob:hunter2@github.com/acme/private.git",
+        ],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    let o = p["ContainerOverrides"].as_array().unwrap();
+    assert_eq!(o.len(), 1, "{p}");
+    let o = o[0].as_str().unwrap();
+    assert!(
+        o.starts_with("org.opencontainers.image.source: the containers carry https://bob:xxxxx@github.com/acme/private.git, the image says https://github.com/example/queue-worker"),
+        "{o}"
+    );
+    // the record stays the image's
+    assert_eq!(
+        p["Provenance"]["Source"]["Value"],
+        "https://github.com/example/queue-worker"
+    );
+    let out = ok(plugin(&["provenance", &svc.name]));
+    let text = stdout(&out);
+    assert!(text.contains("Overridden:"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !stderr(&out).contains("hunter2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn named_services_keep_their_order_and_badge_takes_one() {
+    let a = TestService::create_resolved(
+        &unique("prov-z"),
+        &["--replicas", "0"],
+        &reg("none:1"),
+        &sleep_cmd(),
+    );
+    let b = TestService::create_resolved(
+        &unique("prov-a"),
+        &["--replicas", "0"],
+        &reg("none:1"),
+        &sleep_cmd(),
+    );
+    let out = ok(plugin(&[
+        "provenance",
+        "--format",
+        "json",
+        &a.name,
+        &b.name,
+    ]));
+    let names: Vec<String> = json_lines(&stdout(&out))
+        .iter()
+        .map(|v| v["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [a.name.clone(), b.name.clone()]);
+    fails(
+        &plugin(&["badge", &a.name, &b.name]),
+        125,
+        "\"docker microscale badge\" requires exactly 1 argument.",
+    );
+    fails(
+        &plugin(&["badge"]),
+        125,
+        "\"docker microscale badge\" requires exactly 1 argument.",
+    );
+}
+
+#[test]
+fn status_source_marks_images_not_in_the_store_and_shows_full_revisions() {
+    let remote = TestService::create_resolved(
+        &unique("prov-st-remote"),
+        &["--replicas", "0"],
+        &reg("remote:1"),
+        &sleep_cmd(),
+    );
+    let local = TestService::create_resolved(
+        &unique("prov-st-local"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    assert_eq!(status_json(&remote.name)[0]["Source"], "?");
+    let out = ok(plugin(&[
+        "status",
+        "--no-trunc",
+        "--format",
+        "json",
+        &local.name,
+    ]));
+    assert_eq!(
+        json_lines(&stdout(&out))[0]["Source"],
+        "github.com/example/queue-worker@0123456789abcdef0123456789abcdef01234567"
+    );
 }
