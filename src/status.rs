@@ -464,6 +464,59 @@ pub fn fill_sources(
     }
 }
 
+/// Fills the SOURCE of rows whose pinned image is not in the engine's store from the
+/// registry cache that `provenance` keeps (content-addressed, so a digest's config
+/// never changes). No network request is made: images never read by `provenance`
+/// keep `?`. `platform` is the `(os, arch)` of the swarm's nodes.
+pub async fn fill_sources_from_cache(
+    rows: &mut [ServiceRow],
+    platform: Option<(String, String)>,
+    full: bool,
+) {
+    use crate::provenance::{record::Record, source_column, strip_tag};
+    use crate::registry::{Client, ClientOptions, Platform, Reference};
+    if !rows
+        .iter()
+        .any(|r| r.source == NOT_IN_STORE && !r.digest.is_empty())
+    {
+        return;
+    }
+    let Ok(client) = Client::new(ClientOptions {
+        offline: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let platform = platform
+        .map(|(os, arch)| Platform::from_node(&os, &arch))
+        .unwrap_or_else(|| Platform::new("linux", "amd64", None));
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.source == NOT_IN_STORE && !r.digest.is_empty())
+    {
+        let Ok(reference) =
+            format!("{}@{}", strip_tag(&row.image_name), row.digest).parse::<Reference>()
+        else {
+            continue;
+        };
+        if let Ok(img) = client.image(&reference, &platform).await {
+            let labels = img
+                .config
+                .pointer("/config/Labels")
+                .and_then(|l| l.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.clone(), crate::redact::redact_label(k, v.as_str()?)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            row.source = source_column(&Record::from_labels(&labels), full);
+        }
+    }
+}
+
 /// Keeps the services named on the command line, looked up as the docker CLI does:
 /// full ID, then exact name, then unique ID prefix.
 ///
@@ -559,6 +612,11 @@ pub async fn run(
     let no_trunc = args.no_trunc == Some(true);
     let mut rows = build_rows(&snap, no_trunc);
     fill_sources(&mut rows, &images, no_trunc);
+    let platform = snap.nodes.iter().find_map(|n| {
+        let p = n.description.as_ref()?.platform.as_ref()?;
+        Some((p.os.clone()?, p.architecture.clone()?))
+    });
+    fill_sources_from_cache(&mut rows, platform, no_trunc).await;
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

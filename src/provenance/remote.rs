@@ -93,6 +93,7 @@ impl<'a> Remote<'a> {
                     insecure,
                     timeout: Duration::from_secs(crate::engine::request_timeout_secs()),
                     credential_helper_dir: None,
+                    offline: false,
                 })
                 .map_err(|e| e.to_string())
             })

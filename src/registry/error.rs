@@ -7,6 +7,14 @@
 /// An error from the registry client ([`super::Client`]).
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// An offline client ([`super::ClientOptions::offline`]) does not have this in
+    /// its cache.
+    #[error("{what} {id} of {reference} is not in the cache (offline)")]
+    NotCached {
+        what: &'static str,
+        reference: String,
+        id: String,
+    },
     /// The registry could not be reached (DNS, connect, TLS handshake, timeout).
     #[error("cannot reach registry {registry}: {reason}")]
     Unreachable {

@@ -78,6 +78,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Where `docker-credential-*` helpers are looked up; `None`: `PATH`.
     pub credential_helper_dir: Option<PathBuf>,
+    /// Read only from the cache, never from the network: what is not cached fails
+    /// with [`RegistryError::NotCached`]. For `status`, which must not wait on
+    /// registries.
+    pub offline: bool,
 }
 
 impl Default for ClientOptions {
@@ -88,6 +92,7 @@ impl Default for ClientOptions {
             insecure: vec![],
             timeout: Duration::from_secs(30),
             credential_helper_dir: None,
+            offline: false,
         }
     }
 }
@@ -133,6 +138,7 @@ pub struct Client {
     insecure_hosts: Vec<String>,
     insecure_nets: Vec<ipnet::IpNet>,
     timeout: Duration,
+    offline: bool,
     fetches: AtomicU64,
     /// registry -> "https" or "http", once a request got an answer.
     schemes: Mutex<HashMap<String, &'static str>>,
@@ -186,9 +192,14 @@ impl Client {
             key: None,
             verify: true,
         };
-        let secure = match tls_config(&tls) {
-            Ok(cfg) => Ok(build(cfg)?),
-            Err(e) => Err(e),
+        // Offline, no request is made: skip loading the system's trusted roots.
+        let secure = if opts.offline {
+            Err("offline".to_string())
+        } else {
+            match tls_config(&tls) {
+                Ok(cfg) => Ok(build(cfg)?),
+                Err(e) => Err(e),
+            }
         };
         tls.verify = false;
         let unverified = build(tls_config(&tls).map_err(RegistryError::Setup)?)?;
@@ -208,6 +219,7 @@ impl Client {
             insecure_hosts,
             insecure_nets,
             timeout: opts.timeout,
+            offline: opts.offline,
             fetches: AtomicU64::new(0),
             schemes: Mutex::new(HashMap::new()),
             auth: Mutex::new(HashMap::new()),
@@ -545,6 +557,13 @@ impl Client {
         what: &'static str,
         id: &str,
     ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        if self.offline {
+            return Err(RegistryError::NotCached {
+                what,
+                reference: redact_value(&format!("{}/{}", r.registry, r.repository)),
+                id: id.to_string(),
+            });
+        }
         let url_path = format!("/v2/{}/{path}", r.repository);
         let key = (r.registry.clone(), r.repository.clone());
         let cached = self.auth.lock().expect("auth lock").get(&key).cloned();

@@ -18,6 +18,7 @@ fn options(dir: &Path) -> ClientOptions {
         insecure: vec![],
         timeout: Duration::from_secs(10),
         credential_helper_dir: Some(dir.join("helpers")),
+        offline: false,
     }
 }
 

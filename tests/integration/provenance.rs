@@ -2,6 +2,7 @@
 //! and the sandbox's private registry (see `scripts/sandbox --help` for the images).
 
 use std::collections::HashMap;
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -803,7 +804,26 @@ fn status_source_marks_images_not_in_the_store_and_shows_full_revisions() {
         &reg("oci:1"),
         &sleep_cmd(),
     );
-    assert_eq!(status_json(&remote.name)[0]["Source"], "?");
+    let cache = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        ok(clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", manager_host())
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(args)
+            .output()
+            .unwrap())
+    };
+    let source = |out: Output| json_lines(&stdout(&out))[0]["Source"].clone();
+    let status = ["status", "--format", "json", remote.name.as_str()];
+    // Not in the manager's store, and never read from the registry: unknown.
+    assert_eq!(source(run(&status)), "?");
+    // Once provenance has read it from the registry, status finds it in the cache
+    // (without asking the registry).
+    run(&["provenance", &remote.name]);
+    assert_eq!(
+        source(run(&status)),
+        "github.com/example/remote-only@5555555"
+    );
     let out = ok(plugin(&[
         "status",
         "--no-trunc",
