@@ -60,7 +60,8 @@ pub fn command() -> clap::Command {
             if !options.is_empty() {
                 template.push_str(&format!("\nOptions:\n{options}\n"));
             }
-            sub.help_template(template)
+            // A flag given twice: the last value wins, as with the docker CLI's flags.
+            sub.help_template(template).args_override_self(true)
         });
     }
     cmd

@@ -10,6 +10,7 @@ mod badge;
 mod cli;
 mod engine;
 mod exit;
+mod fsutil;
 mod labels;
 mod provenance;
 mod redact;

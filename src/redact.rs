@@ -160,12 +160,16 @@ fn url_start(word: &str) -> Option<usize> {
     (begin < sep && boundary).then_some(begin)
 }
 
-/// Whether `s` starts with a host name or IP literal (up to `:`, `/`, `?`, `#`).
+/// Whether `s` starts with a host name or IP literal (up to `:`, `/`, `?`, `#`, or a
+/// delimiter that may follow a URL in text: `,;"')>`).
 fn starts_with_host(s: &str) -> bool {
     if s.starts_with('[') {
         return true;
     }
-    let host: &str = s.split([':', '/', '?', '#']).next().unwrap_or_default();
+    let host: &str = s
+        .split([':', '/', '?', '#', ',', ';', '"', '\'', ')', '>'])
+        .next()
+        .unwrap_or_default();
     !host.is_empty()
         && host
             .chars()
@@ -255,6 +259,7 @@ fn redact_plain(word: &str) -> String {
             _ => before,
         };
         if !core.contains('/')
+            && !is_digest(&word[at + 1..])
             && starts_with_host(&word[at + 1..])
             && let Some(colon) = before.rfind(':')
         {
@@ -262,6 +267,17 @@ fn redact_plain(word: &str) -> String {
         }
     }
     word.to_string()
+}
+
+/// Whether `s` starts with a content digest (`sha256:` and hex): then the `@` before it
+/// belongs to an image reference (`nginx:1.25@sha256:...`), not to credentials.
+fn is_digest(s: &str) -> bool {
+    let Some((algo, rest)) = s.split_once(':') else {
+        return false;
+    };
+    matches!(algo, "sha256" | "sha384" | "sha512")
+        && rest.len() >= 32
+        && rest.bytes().take(32).all(|c| c.is_ascii_hexdigit())
 }
 
 /// Decodes `%XX` escapes; anything else is kept as it is.
@@ -381,6 +397,8 @@ mod tests {
             "prometheus://127.0.0.1:9090?query=up%20@%201609746000",
             "/tmp/w:k@z/contexts/meta",
             "http://127.0.0.1:9090/api?x=a@b.com",
+            "nginx:1.25@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "cannot read the image nginx:1.25@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef: x",
         ] {
             assert_eq!(redact_value(v), v);
         }
@@ -389,6 +407,10 @@ mod tests {
     #[test]
     fn credentials_without_a_scheme() {
         for v in [
+            "see https://u:S3CRET@host,and more",
+            "url=https://u:S3CRET@host;x",
+            "\"https://u:S3CRET@host\"",
+            "(https://u:S3CRET@host)",
             "user:S3CRET@h:6379",
             "redis:u:S3CRET@h/0",
             "redis:/u:S3CRET@h/0",

@@ -294,7 +294,7 @@ struct ConfigFile {
 /// unreadable one is reported as a warning and ignored, as the docker CLI does.
 fn current_context(config_dir: &Path, warn: &mut Vec<String>) -> Option<(String, PathBuf)> {
     let path = config_dir.join("config.json");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::fsutil::read_config_text(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -353,7 +353,7 @@ fn load_context(
         .join("meta")
         .join(&hash)
         .join("meta.json");
-    let text = match std::fs::read_to_string(&meta_path) {
+    let text = match crate::fsutil::read_config_text(&meta_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ResolveError::ContextNotFound {

@@ -332,14 +332,15 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// Reads a PEM file: a regular file of at most [`MAX_PEM_BYTES`] (not a FIFO or a
 /// device, which could block or never end).
 fn read_small_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|_| format!("{} does not exist", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.len() > MAX_PEM_BYTES {
-        return Err(format!("{} is too large for a PEM file", path.display()));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        crate::fsutil::read_regular(path, MAX_PEM_BYTES, true).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+            std::io::ErrorKind::InvalidInput if e.to_string().starts_with("larger") => {
+                format!("{} is too large for a PEM file", path.display())
+            }
+            std::io::ErrorKind::InvalidInput => format!("{} is not a regular file", path.display()),
+            _ => format!("cannot read {}: {e}", path.display()),
+        })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

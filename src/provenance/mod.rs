@@ -134,6 +134,11 @@ pub struct ServiceProvenance {
     /// Required record fields that are missing (only with `--check`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Required record fields that are set but unusable (only with `--check`): one
+    /// line each, `field: why` (a `created` that is not an RFC 3339 time, a `source`
+    /// that is not a repository or http(s) URL, a `revision` with blanks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<String>,
     /// Provenance labels of the image that the container spec overrides, so that the
     /// running containers carry another value than the record (which describes the
     /// image): one line each, `KEY: containers carry X, the image says Y`.
@@ -202,14 +207,9 @@ async fn read_config(
     reference: &str,
     platform: Option<&(String, String)>,
 ) -> Result<ImageConfig, String> {
-    let (name, digest) = split_digest(reference);
-    let mut candidates = vec![reference.to_string()];
-    if let Some(d) = digest {
-        let repo = strip_tag(name);
-        candidates.push(format!("{repo}@{d}"));
-    }
-    for c in &candidates {
-        if let Some(local) = engine.inspect_image(c).await.map_err(|e| e.to_string())? {
+    check_reference(reference)?;
+    for c in &local_candidates(reference) {
+        if let Some(local) = remote.local(c).await? {
             return Ok(ImageConfig {
                 source: ConfigSource::Engine,
                 digest: local.id,
@@ -220,12 +220,15 @@ async fn read_config(
             });
         }
     }
-    let img = remote.image(reference, platform).await.map_err(|e| {
-        format!(
-            "not in the engine's image store on {}, and the registry could not serve it: {e}",
-            redact_value(&engine.endpoint.host)
-        )
-    })?;
+    let img = tokio::time::timeout_at(engine.deadline, remote.image(reference, platform))
+        .await
+        .map_err(|_| out_of_time())?
+        .map_err(|e| {
+            format!(
+                "not in the engine's image store on {}, and the registry could not serve it: {e}",
+                redact_value(&engine.endpoint.host)
+            )
+        })?;
     Ok(ImageConfig {
         source: ConfigSource::Registry,
         digest: img.config_digest.clone(),
@@ -234,6 +237,46 @@ async fn read_config(
         platform: img.platform.clone(),
         labels: masked(img.labels.clone()),
     })
+}
+
+/// The error when the command's time (`MICROSCALE_TIMEOUT`) ran out, which only slow
+/// registries can use up: the engine reads are made first.
+fn out_of_time() -> String {
+    format!(
+        "not read: the registries were still answering when the command's {} seconds were up (MICROSCALE_TIMEOUT)",
+        crate::engine::request_timeout_secs()
+    )
+}
+
+/// Checks that `reference` is an image reference (`name[:tag][@digest]`, as the
+/// distribution reference grammar has it) or an image ID (`sha256:<64 hex>`), before
+/// it goes into an Engine API path or a registry URL. A label like
+/// `base.name=../../info?x=` is refused here.
+pub fn check_reference(reference: &str) -> Result<(), String> {
+    let id = reference.strip_prefix("sha256:").unwrap_or(reference);
+    if id.len() == 64 && id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(());
+    }
+    reference
+        .parse::<crate::registry::Reference>()
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{:?} is not an image reference: {e}",
+                redact_value(reference)
+            )
+        })
+}
+
+/// The names under which the engine's store may hold `reference`: as written, and
+/// `repository@digest` for a `name:tag@digest` reference.
+pub fn local_candidates(reference: &str) -> Vec<String> {
+    let (name, digest) = split_digest(reference);
+    let mut candidates = vec![reference.to_string()];
+    if let Some(d) = digest {
+        candidates.push(format!("{}@{d}", strip_tag(name)));
+    }
+    candidates
 }
 
 /// `name[:tag]` without its tag (a `:` after the last `/`).
@@ -299,6 +342,7 @@ pub async fn service_provenance(
         attestations_note: None,
         attestation_errors: vec![],
         missing: vec![],
+        invalid: vec![],
         container_overrides: vec![],
         error: None,
     };
@@ -378,13 +422,20 @@ pub async fn service_provenance(
                 out.source_url = Some(repo.web_url());
                 out.commit_url = rev.and_then(|r| repo.revision_url(r));
             }
-            None => out.source_url = Some(src.value.clone()),
+            None if record::is_http_url(&src.value) => out.source_url = Some(src.value.clone()),
+            None => {}
         }
     }
     // Attestations live next to the manifest in the registry: only a pinned image
     // names the manifest it runs.
     if out.pinned {
-        match remote.attestations(&image, platform.as_ref()).await {
+        let read = tokio::time::timeout_at(
+            engine.deadline,
+            remote.attestations(&image, platform.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(out_of_time()));
+        match read {
             Ok((list, errors)) => {
                 out.attestations = list
                     .into_iter()
@@ -480,6 +531,25 @@ pub fn parse_require(values: &[String]) -> Result<Vec<String>, String> {
 /// How many services `provenance` reads at a time.
 const CONCURRENT_READS: usize = 8;
 
+/// Why a required field's value is unusable, if it is: `created` must be an RFC 3339
+/// time, `source` a repository URL (any accepted form) or an http(s) URL, and the
+/// other fields one line of text (`revision` without blanks).
+pub fn invalid_reason(field: &str, value: &str) -> Option<&'static str> {
+    if value.chars().any(char::is_control) {
+        return Some("has control characters");
+    }
+    match field {
+        "created" if value.parse::<jiff::Timestamp>().is_err() => {
+            Some("not an RFC 3339 date and time (e.g. 2026-01-02T03:04:05Z)")
+        }
+        "source" if links::Repository::parse(value).is_none() && !record::is_http_url(value) => {
+            Some("not a repository URL")
+        }
+        "revision" if value.chars().any(char::is_whitespace) => Some("has blanks"),
+        _ => None,
+    }
+}
+
 /// The default `--require` fields.
 pub const DEFAULT_REQUIRE: &[&str] = &["source", "revision", "created"];
 
@@ -538,6 +608,22 @@ pub async fn run(
     });
     let remote = remote::Remote::new(engine, config_dir);
     let no_trunc = args.no_trunc == Some(true);
+    // Engine reads first, all of them: slow registries must not use up the command's
+    // time before the engine has been asked.
+    {
+        use futures_util::StreamExt;
+        let candidates: std::collections::BTreeSet<String> = services
+            .iter()
+            .filter_map(|s| drift::spec_image(s))
+            .filter(|i| check_reference(i).is_ok())
+            .flat_map(local_candidates)
+            .collect();
+        let _: Vec<_> = futures_util::stream::iter(&candidates)
+            .map(|c| remote.local(c))
+            .buffer_unordered(CONCURRENT_READS)
+            .collect()
+            .await;
+    }
     // A few services at a time: engine reads are quick, registry reads may not be.
     use futures_util::StreamExt;
     let mut results: Vec<ServiceProvenance> = futures_util::stream::iter(&services)
@@ -551,6 +637,14 @@ pub async fn run(
                 .iter()
                 .filter(|f| p.provenance.get(f).is_some_and(|v| v.is_none()))
                 .cloned()
+                .collect();
+            p.invalid = require
+                .iter()
+                .filter_map(|f| {
+                    let field = p.provenance.get(f)?.as_ref()?;
+                    let why = invalid_reason(f, &field.value)?;
+                    Some(format!("{f}: {why}"))
+                })
                 .collect();
         }
     }
@@ -570,7 +664,11 @@ pub async fn run(
             code = Exit::Error;
         }
     }
-    if check && results.iter().any(|p| !p.missing.is_empty()) {
+    if check
+        && results
+            .iter()
+            .any(|p| !p.missing.is_empty() || !p.invalid.is_empty())
+    {
         code = Exit::Error;
     }
     for m in &missing_services {
@@ -696,42 +794,10 @@ pub async fn run_badge(
     match &args.output {
         None => crate::exit::print_stdout_async(svg + "\n").await,
         Some(path) => {
-            write_atomically(path, svg.as_bytes()).map_err(|e| {
+            crate::fsutil::write_replacing(path, format!("{svg}\n").as_bytes()).map_err(|e| {
                 Failure::Error(format!("cannot write the badge to {}: {e}", path.display()))
             })?;
             Ok(Exit::Ok)
         }
     }
-}
-
-/// Writes `data` to `path` through a temporary file in the same directory, renamed
-/// into place, so that `path` is never left half-written.
-fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    if path.is_dir() {
-        return Err(std::io::Error::other("it is a directory"));
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::engine::Engine;
+use crate::engine::images::LocalImage;
 use crate::registry::{Client, ClientOptions, Platform, Reference, RemoteImage};
 
 /// An image config read from the registry.
@@ -58,7 +59,12 @@ pub struct Remote<'a> {
     /// `reference|platform` → what the registry said (read once, by the first asker;
     /// the others wait for that answer).
     seen: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    /// Image inspect answers of the engine, by the name asked for.
+    local: Mutex<HashMap<String, Arc<OnceCell<LocalAnswer>>>>,
 }
+
+/// What the engine's image store said about one name.
+type LocalAnswer = Result<Option<LocalImage>, String>;
 
 impl<'a> Remote<'a> {
     /// No request is made until an image is asked for.
@@ -68,7 +74,32 @@ impl<'a> Remote<'a> {
             config_dir,
             client: OnceCell::new(),
             seen: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The engine's image store's answer for `name` (`GET /images/{name}/json`),
+    /// asked once per command. `Ok(None)` when the engine does not have it.
+    /// `name` must have passed [`super::check_reference`].
+    pub async fn local(&self, name: &str) -> LocalAnswer {
+        let cell = self
+            .local
+            .lock()
+            .await
+            .entry(name.into())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            if tokio::time::Instant::now() >= self.engine.deadline {
+                return Err(super::out_of_time());
+            }
+            self.engine
+                .inspect_image(name)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
     }
 
     async fn client(&self) -> Result<&Client, String> {

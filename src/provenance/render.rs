@@ -247,22 +247,33 @@ pub fn check_table(results: &[ServiceProvenance], require: &[String], no_trunc: 
         .map(|p| {
             let status = if p.error.is_some() {
                 "cannot read image".to_string()
-            } else if p.missing.is_empty() {
+            } else if p.missing.is_empty() && p.invalid.is_empty() {
                 "ok".to_string()
             } else {
-                format!("missing {}", p.missing.join(", "))
+                let mut parts = vec![];
+                if !p.missing.is_empty() {
+                    parts.push(format!("missing {}", p.missing.join(", ")));
+                }
+                if !p.invalid.is_empty() {
+                    parts.push(format!("invalid {}", p.invalid.join("; ")));
+                }
+                parts.join("; ")
             };
             vec![p.name.clone(), short_image(&p.image, no_trunc), status]
         })
         .collect();
     let mut out = docker_table(&["SERVICE", "IMAGE", "PROVENANCE"], rows);
-    let lacking = results.iter().filter(|p| !p.missing.is_empty()).count();
+    let lacking = results
+        .iter()
+        .filter(|p| !p.missing.is_empty() || !p.invalid.is_empty())
+        .count();
     let unreadable = results.iter().filter(|p| p.error.is_some()).count();
     let services = |n: usize| if n == 1 { "service" } else { "services" };
     out.push_str(&format!(
-        "{lacking} of {} {} lack required provenance ({})",
+        "{lacking} of {} {} {} required provenance ({})",
         results.len(),
         services(results.len()),
+        if lacking == 1 { "lacks" } else { "lack" },
         require.join(", ")
     ));
     if unreadable > 0 {

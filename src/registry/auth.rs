@@ -211,7 +211,8 @@ impl CredentialSource {
             return Ok(None);
         };
         let path = dir.join("config.json");
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::fsutil::read_config_text(&path) {
+            Ok(t) if t.trim().is_empty() => return Ok(None), // as the docker CLI
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -340,9 +341,9 @@ impl CredentialSource {
             if said.to_lowercase().contains("credentials not found") {
                 return Ok(None);
             }
-            let said: String = redact_value(said.trim()).chars().take(300).collect();
+            // What a helper prints may hold a secret in any shape: not repeated.
             return Err(err(format!(
-                "it failed ({}): {said}; check the helper (try `echo {key} | {program} get`) or log in again",
+                "it failed ({}); check the helper (try `echo {key} | {program} get`) or log in again",
                 output.status
             )));
         }
@@ -384,14 +385,14 @@ pub fn token_url(challenge: &Challenge, repository: &str) -> Result<reqwest::Url
         .ok_or("the Bearer challenge has no realm")?;
     let mut url = reqwest::Url::parse(realm).map_err(|e| {
         format!(
-            "the Bearer realm \"{}\" is not a URL: {e}",
-            redact_value(realm)
+            "the token service address (realm) \"{}\" is not a URL: {e}",
+            crate::render::printable(&redact_value(realm))
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "the Bearer realm \"{}\" is not an http(s) URL",
-            redact_value(realm)
+            "the token service address (realm) \"{}\" is not an http(s) URL",
+            crate::render::printable(&redact_value(realm))
         ));
     }
     {

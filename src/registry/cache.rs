@@ -41,12 +41,15 @@ impl Cache {
     /// `digest`. A file that does not verify (or is too large) is deleted.
     pub fn get(&self, digest: &str, limit: u64) -> Option<Vec<u8>> {
         let path = self.path(digest)?;
-        let meta = std::fs::metadata(&path).ok()?;
-        if meta.len() > limit {
-            let _ = std::fs::remove_file(&path);
-            return None;
-        }
-        let bytes = std::fs::read(&path).ok()?;
+        // A regular file only (not a FIFO, a device or a symlink planted there).
+        let bytes = match crate::fsutil::read_regular(&path, limit, false) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                return None;
+            }
+        };
         if sha256_digest(&bytes) != digest {
             let _ = std::fs::remove_file(&path);
             return None;
@@ -66,21 +69,13 @@ impl Cache {
         };
         let dir = path.parent().expect("blobs/sha256");
         create_private_dir(dir)?;
-        let tmp = dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("blob")
-        ));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        // A new file with a random name, created exclusively: nothing planted in the
+        // directory is written through.
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
     }
 }
 

@@ -945,7 +945,7 @@ impl Client {
         }
         Err(self.protocol(
             r,
-            "the registry answered 401 without a Basic or Bearer challenge".into(),
+            "the registry answered 401 without an authentication challenge (WWW-Authenticate) this client knows".into(),
         ))
     }
 }
@@ -1028,7 +1028,9 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
     let message = if messages.is_empty() {
         String::new()
     } else {
-        format!(": {}", redact_value(&messages.join("; ")))
+        // The registry's words: one line, no terminal control, no secrets.
+        let text: String = messages.join("; ").chars().take(500).collect();
+        format!(": {}", crate::render::printable(&redact_value(&text)))
     };
     (codes, message)
 }

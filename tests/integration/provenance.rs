@@ -430,7 +430,7 @@ fn check_gates_on_required_provenance() {
         "{text}"
     );
     assert!(
-        text.contains("1 of 2 services lack required provenance (source, revision, created)"),
+        text.contains("1 of 2 services lacks required provenance (source, revision, created)"),
         "{text}"
     );
 
@@ -835,4 +835,212 @@ fn status_source_marks_images_not_in_the_store_and_shows_full_revisions() {
         json_lines(&stdout(&out))[0]["Source"],
         "github.com/example/queue-worker@0123456789abcdef0123456789abcdef01234567"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile input (cases found by a break-it round; each stands for its kind)
+// ---------------------------------------------------------------------------------
+
+/// Builds a local image `tag` (on the manager) from the test image with `labels`.
+fn build_labelled(tag: &str, labels: &[(&str, &str)]) {
+    use std::io::Write;
+    let mut dockerfile = format!("FROM {}\n", image());
+    for (k, v) in labels {
+        dockerfile.push_str(&format!(
+            "LABEL {k}={}\n",
+            serde_json::to_string(v).unwrap()
+        ));
+    }
+    let mut child = clean("docker", plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    ok(child.wait_with_output().unwrap());
+}
+
+#[test]
+fn a_base_name_that_is_not_an_image_reference_never_reaches_the_engine() {
+    let tag = format!("microscale-test/hostile-base:{}", std::process::id());
+    build_labelled(
+        &tag,
+        &[
+            ("org.opencontainers.image.base.name", "../../../info?x="),
+            (
+                "org.opencontainers.image.source",
+                "javascript:alert(1)//github.com/a/b",
+            ),
+        ],
+    );
+    let svc = TestService::create_full(
+        &unique("prov-hostile-base"),
+        &["--replicas", "0"],
+        &tag,
+        &sleep_cmd(),
+    );
+    let (code, map, err) = provenance_json(&[&svc.name]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = &map[&svc.name];
+    assert!(p["Base"]["ConfigSource"].is_null(), "{p}");
+    let e = p["Base"]["Error"].as_str().unwrap();
+    assert!(e.contains("is not an image reference"), "{e}");
+    // a source that is not a URL gives no link at all
+    assert!(p["SourceURL"].is_null() && p["CommitURL"].is_null(), "{p}");
+    // and --check says the source is unusable
+    let out = plugin(&["provenance", "--check", "--require", "source", &svc.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("invalid source: not a repository URL"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_registry_that_never_answers_costs_only_the_timeout_and_blames_the_registry() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let slow = TestService::create_full(
+        &unique("prov-slow"),
+        &["--replicas", "0"],
+        &format!("127.0.0.1:{port}/slow/app:1"),
+        &sleep_cmd(),
+    );
+    let good = TestService::create_resolved(
+        &unique("prov-fast"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let started = std::time::Instant::now();
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .env("MICROSCALE_TIMEOUT", "3")
+        .args(["provenance", "--format", "json", &slow.name, &good.name])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let map: HashMap<String, Value> = json_lines(&stdout(&out))
+        .into_iter()
+        .map(|v| (v["Name"].as_str().unwrap().to_string(), v))
+        .collect();
+    // the service on the healthy registry was read from the engine, untouched
+    assert!(map[&good.name]["Error"].is_null(), "{}", map[&good.name]);
+    let e = map[&slow.name]["Error"].as_str().unwrap();
+    assert!(!e.contains("Cannot connect to the Docker daemon"), "{e}");
+    assert!(e.contains("MICROSCALE_TIMEOUT"), "{e}");
+}
+
+#[test]
+fn a_fifo_in_the_cache_is_a_cache_miss_not_a_hang() {
+    let cache = tempfile::tempdir().unwrap();
+    let svc = TestService::create_resolved(
+        &unique("prov-fifo"),
+        &["--replicas", "0"],
+        &reg("remote:1"),
+        &sleep_cmd(),
+    );
+    let run = || {
+        let mut child = clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", manager_host())
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["provenance", "--format", "json", &svc.name])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("provenance hung on a FIFO in the cache");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok(child.wait_with_output().unwrap())
+    };
+    let first = json_lines(&stdout(&run()))[0].clone();
+    let config = first["Config"]["Digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = cache
+        .path()
+        .join("docker-microscale/blobs/sha256")
+        .join(&config);
+    std::fs::remove_file(&blob).unwrap();
+    let c = std::ffi::CString::new(blob.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let again = json_lines(&stdout(&run()))[0].clone();
+    assert_eq!(again["Provenance"], first["Provenance"]);
+    // the FIFO was replaced by the verified blob
+    assert!(std::fs::metadata(&blob).unwrap().is_file());
+}
+
+#[test]
+fn badge_output_goes_through_links_into_devices_and_never_through_planted_files() {
+    let svc = TestService::create_resolved(
+        &unique("prov-badge-out"),
+        &["--replicas", "0"],
+        &reg("oci:1"),
+        &sleep_cmd(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // a device is written into (ENOSPC here), never replaced by a file
+    let out = plugin(&["badge", &svc.name, "-o", "/dev/full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write the badge to /dev/full"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !std::fs::metadata("/dev/full").unwrap().is_file(),
+        "/dev/full was replaced"
+    );
+    // a symlink is written through
+    let real = dir.path().join("real.svg");
+    std::fs::write(&real, "old").unwrap();
+    let link = dir.path().join("link.svg");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    ok(plugin(&["badge", &svc.name, "-o", link.to_str().unwrap()]));
+    assert!(std::fs::read_to_string(&real).unwrap().contains("<svg"));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // the last -o wins, as with docker's flags
+    let a = dir.path().join("a.svg");
+    let b = dir.path().join("b.svg");
+    ok(plugin(&[
+        "badge",
+        &svc.name,
+        "-o",
+        a.to_str().unwrap(),
+        "-o",
+        b.to_str().unwrap(),
+    ]));
+    assert!(!a.exists() && b.exists());
 }
