@@ -436,7 +436,14 @@ pub fn fill_sources(
             .unwrap_or(r)
             .to_string()
     };
+    // Many services share an image: each image reference is looked up once.
+    let mut memo: HashMap<(String, String), String> = HashMap::new();
     for row in rows.iter_mut() {
+        let key = (row.image_name.clone(), row.digest.clone());
+        if let Some(source) = memo.get(&key) {
+            row.source = source.clone();
+            continue;
+        }
         let name = familiar(&row.image_name);
         let found = if row.digest.is_empty() {
             let tagged = if strip_tag(&name) == name {
@@ -461,6 +468,7 @@ pub fn fill_sources(
         } else if !row.image_name.is_empty() {
             row.source = NOT_IN_STORE.into();
         }
+        memo.insert(key, row.source.clone());
     }
 }
 
