@@ -14,6 +14,8 @@ mod fsutil;
 mod labels;
 mod provenance;
 mod redact;
+#[allow(dead_code)] // the decision core and `plan` use it next
+mod rules;
 mod registry;
 mod render;
 mod status;

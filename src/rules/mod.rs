@@ -1,0 +1,3 @@
+//! Scaling rules: labels and rules files into typed [`model::Rule`]s.
+
+pub mod model;
