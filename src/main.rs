@@ -14,10 +14,10 @@ mod fsutil;
 mod labels;
 mod provenance;
 mod redact;
-#[allow(dead_code)] // the decision core and `plan` use it next
-mod rules;
 mod registry;
 mod render;
+#[allow(dead_code)] // the decision core and `plan` use it next
+mod rules;
 mod status;
 
 use std::ffi::OsString;

@@ -1,3 +1,901 @@
-//! Scaling rules: labels and rules files into typed [`model::Rule`]s.
+//! Scaling rules: service labels (or a rules file) into typed [`model::Rule`]s, or
+//! into problems that name the service, the key, the value and what was expected.
+//!
+//! The label reference is `docs/rules.md`. Keys live under `microscale.`; the
+//! Microscaling agent's `com.microscaling.*` labels are read too.
 
 pub mod model;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::labels::{LEGACY_PREFIX, PREFIX};
+use crate::redact::{redact_label, redact_value};
+use model::{Fallback, MetricRule, Rule, Target};
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Severity {
+    /// The rule cannot be applied: `rules check` exits 1; the service is not scaled.
+    #[serde(rename = "error")]
+    Error,
+    /// The rule applies, but something is probably not what was meant.
+    #[serde(rename = "warning")]
+    Warning,
+}
+
+/// One problem of one service's rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Problem {
+    /// Service name.
+    pub service: String,
+    /// The label key (or rules-file key) at fault; `microscale.*` for the rule as a whole.
+    pub key: String,
+    /// Its value (secrets masked); empty when the key is missing.
+    pub value: String,
+    /// What was expected, and how to fix it.
+    pub expected: String,
+    /// Error or warning.
+    pub severity: Severity,
+}
+
+/// The keys under `microscale.`, with `NAME` for a metric name; for "did you mean".
+pub const KEYS: &[&str] = &[
+    "enable",
+    "min",
+    "max",
+    "metric",
+    "metric.NAME",
+    "target",
+    "target.NAME",
+    "target-utilization",
+    "target-utilization.NAME",
+    "tolerance",
+    "scale-up.window",
+    "scale-up.max-step",
+    "scale-up.period",
+    "scale-down.window",
+    "scale-down.max-step",
+    "scale-down.period",
+    "activation",
+    "fallback",
+    "fallback.after",
+    "priority",
+];
+
+/// The Microscaling agent's keys under `com.microscaling.`.
+pub const LEGACY_KEYS: &[&str] = &[
+    "is-scalable",
+    "priority",
+    "max-delta",
+    "min-containers",
+    "max-containers",
+];
+
+/// Metric source schemes (`microscale.metric`); see `docs/metrics.md`.
+pub const SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "rabbitmq",
+    "nats",
+    "nsq",
+    "prometheus",
+    "http",
+    "https",
+    "engine",
+];
+
+/// Whether these service labels declare a rule: any `microscale.*` label (unless
+/// `microscale.enable=false`), or `com.microscaling.is-scalable=true`.
+pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    let ours = labels.keys().any(|k| k.starts_with(PREFIX));
+    if ours {
+        return labels
+            .get(&format!("{PREFIX}enable"))
+            .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
+    }
+    labels
+        .get(&format!("{LEGACY_PREFIX}is-scalable"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The result of parsing one service's rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The rule, when it has no errors (warnings allowed).
+    pub rule: Option<Rule>,
+    /// Every problem found, in key order.
+    pub problems: Vec<Problem>,
+}
+
+struct Ctx<'a> {
+    service: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, key: &str, value: &str, expected: impl Into<String>, severity: Severity) {
+        self.problems.push(Problem {
+            service: self.service.to_string(),
+            key: redact_value(key),
+            value: redact_label(key, value),
+            expected: expected.into(),
+            severity,
+        });
+    }
+    fn error(&mut self, key: &str, value: &str, expected: impl Into<String>) {
+        self.push(key, value, expected, Severity::Error);
+    }
+}
+
+fn parse_u64(ctx: &mut Ctx, key: &str, value: &str, what: &str) -> Option<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            ctx.error(key, value, format!("{what}: a whole number ≥ 0"));
+            None
+        }
+    }
+}
+
+fn parse_f64(ctx: &mut Ctx, key: &str, value: &str, what: &str) -> Option<f64> {
+    match value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Some(n),
+        _ => {
+            ctx.error(key, value, format!("{what}: a number"));
+            None
+        }
+    }
+}
+
+fn parse_duration(ctx: &mut Ctx, key: &str, value: &str) -> Option<Duration> {
+    let v = value.trim();
+    // A bare number is seconds.
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    match humantime::parse_duration(v) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            ctx.error(
+                key,
+                value,
+                "a duration such as 30s, 5m, 1h30m or 500ms (a bare number is seconds)",
+            );
+            None
+        }
+    }
+}
+
+/// Checks a metric source URI's shape: `SCHEME://…` with a known scheme, and for the
+/// engine source `engine://cpu` or `engine://memory`. The sources check the rest.
+pub fn check_source(uri: &str) -> Result<(), String> {
+    let uri = uri.trim();
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(format!(
+            "a metric source URI such as redis://queue:6379/0?list=jobs (schemes: {})",
+            SCHEMES.join(", ")
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !SCHEMES.contains(&scheme.as_str()) {
+        return Err(format!(
+            "a known metric source scheme ({}), not {scheme}://",
+            SCHEMES.join(", ")
+        ));
+    }
+    if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a host (and path) after the scheme, without blanks".into());
+    }
+    if scheme == "engine" {
+        let what = rest.split(['?', '/']).next().unwrap_or_default();
+        if !matches!(what, "cpu" | "memory") {
+            return Err("engine://cpu or engine://memory".into());
+        }
+    }
+    Ok(())
+}
+
+/// The closest known key to `key` (under `prefix`), for "did you mean".
+fn suggestion(key: &str, known: &[&str]) -> Option<String> {
+    let candidates = known.iter().map(|k| {
+        // compare `metric.queue` with `metric.NAME` as `metric.queue`
+        match (k.strip_suffix(".NAME"), key.split_once('.')) {
+            (Some(base), Some((kb, name)))
+                if !name.is_empty() && base.contains('-') == kb.contains('-') =>
+            {
+                format!("{base}.{name}")
+            }
+            _ => k.to_string(),
+        }
+    });
+    candidates
+        .map(|c| (strsim::jaro_winkler(key, &c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parses the rule of service `service` (mode `mode`) from its labels.
+///
+/// `microscale.*` labels win over `com.microscaling.*` ones; when both are present the
+/// legacy labels are ignored with a warning. Returns `rule: None` when there is an
+/// error, or when the labels declare no rule.
+pub fn parse_labels(
+    service: &str,
+    mode: crate::status::Mode,
+    labels: &BTreeMap<String, String>,
+) -> Parsed {
+    let mut ctx = Ctx {
+        service,
+        problems: vec![],
+    };
+    let ours: BTreeMap<&str, &String> = labels
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|s| (s, v)))
+        .collect();
+    let legacy: BTreeMap<&str, &String> = labels
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(LEGACY_PREFIX).map(|s| (s, v)))
+        .collect();
+    if !is_managed(labels) {
+        return Parsed {
+            rule: None,
+            problems: vec![],
+        };
+    }
+    let rule = if !ours.is_empty() {
+        if !legacy.is_empty() {
+            ctx.push(
+                &format!("{LEGACY_PREFIX}*"),
+                "",
+                "the com.microscaling.* labels are ignored because microscale.* labels are set; remove one set",
+                Severity::Warning,
+            );
+        }
+        parse_ours(&mut ctx, &ours)
+    } else {
+        parse_legacy(&mut ctx, &legacy)
+    };
+    if matches!(
+        mode,
+        crate::status::Mode::Global | crate::status::Mode::GlobalJob
+    ) {
+        ctx.error(
+            &format!("{PREFIX}*"),
+            mode.as_str(),
+            "a replicated service: a global service runs one task per node and is never scaled; remove the rule or make the service replicated",
+        );
+    }
+    let has_error = ctx.problems.iter().any(|p| p.severity == Severity::Error);
+    Parsed {
+        rule: if has_error { None } else { rule },
+        problems: ctx.problems,
+    }
+}
+
+fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
+    let mut rule = Rule::default();
+    let mut min = None;
+    let mut max = None;
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut targets: BTreeMap<String, (String, Target)> = BTreeMap::new();
+    let mut after = None;
+    let mut fallback = None;
+    for (&k, &v) in labels {
+        let full = format!("{PREFIX}{k}");
+        let named = |base: &str| -> Option<String> {
+            if k == base {
+                Some(String::new())
+            } else {
+                k.strip_prefix(base)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .filter(|n| {
+                        !n.is_empty()
+                            && n.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    })
+                    .map(str::to_string)
+            }
+        };
+        match k {
+            "enable" => {
+                if !matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "false") {
+                    ctx.error(&full, v, "true or false");
+                }
+            }
+            "min" => min = parse_u64(ctx, &full, v, "replicas"),
+            "max" => max = parse_u64(ctx, &full, v, "replicas"),
+            "tolerance" => {
+                if let Some(t) = parse_f64(ctx, &full, v, "a fraction") {
+                    if (0.0..1.0).contains(&t) {
+                        rule.tolerance = t;
+                    } else {
+                        ctx.error(&full, v, "a fraction from 0 to below 1, such as 0.1");
+                    }
+                }
+            }
+            "scale-up.window" | "scale-down.window" | "scale-up.period" | "scale-down.period" => {
+                if let Some(d) = parse_duration(ctx, &full, v) {
+                    let policy = if k.starts_with("scale-up") {
+                        &mut rule.scale_up
+                    } else {
+                        &mut rule.scale_down
+                    };
+                    if k.ends_with("window") {
+                        policy.window = d;
+                    } else if d.is_zero() {
+                        ctx.error(&full, v, "a period longer than 0");
+                    } else {
+                        policy.period = d;
+                    }
+                }
+            }
+            "scale-up.max-step" | "scale-down.max-step" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "replicas per period") {
+                    if n == 0 {
+                        ctx.error(
+                            &full,
+                            v,
+                            "at least 1 replica per period (remove the label for no limit)",
+                        );
+                    } else if k.starts_with("scale-up") {
+                        rule.scale_up.max_step = Some(n);
+                    } else {
+                        rule.scale_down.max_step = Some(n);
+                    }
+                }
+            }
+            "activation" => {
+                if let Some(a) = parse_f64(ctx, &full, v, "a metric value") {
+                    if a < 0.0 {
+                        ctx.error(&full, v, "a metric value ≥ 0");
+                    } else {
+                        rule.activation = Some(a);
+                    }
+                }
+            }
+            "fallback" => fallback = parse_u64(ctx, &full, v, "replicas"),
+            "fallback.after" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "failed reads") {
+                    if n == 0 || n > u32::MAX as u64 {
+                        ctx.error(&full, v, "a number of failed reads from 1");
+                    } else {
+                        after = Some(n as u32);
+                    }
+                }
+            }
+            "priority" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "a priority") {
+                    if n == 0 || n > u32::MAX as u64 {
+                        ctx.error(&full, v, "a priority from 1 (the highest)");
+                    } else {
+                        rule.priority = n as u32;
+                    }
+                }
+            }
+            _ => {
+                if let Some(name) = named("metric") {
+                    match check_source(v) {
+                        Ok(()) => {
+                            sources.insert(name, v.trim().to_string());
+                        }
+                        Err(e) => ctx.error(&full, v, e),
+                    }
+                } else if let Some(name) = named("target-utilization") {
+                    if let Some(t) = parse_f64(ctx, &full, v, "percent") {
+                        if t <= 0.0 || t > 100.0 {
+                            ctx.error(
+                                &full,
+                                v,
+                                "a utilisation in percent, above 0 and at most 100",
+                            );
+                        } else if targets.contains_key(&name) {
+                            ctx.error(
+                                &full,
+                                v,
+                                format!(
+                                    "one target per metric: {PREFIX}{} is set too",
+                                    target_key("target", &name)
+                                ),
+                            );
+                        } else {
+                            targets.insert(name, (full.clone(), Target::Utilization(t)));
+                        }
+                    }
+                } else if let Some(name) = named("target") {
+                    if let Some(t) =
+                        parse_f64(ctx, &full, v, "the metric value one replica can carry")
+                    {
+                        if t <= 0.0 {
+                            ctx.error(
+                                &full,
+                                v,
+                                "the metric value one replica can carry: a number above 0",
+                            );
+                        } else if targets.contains_key(&name) {
+                            ctx.error(
+                                &full,
+                                v,
+                                format!(
+                                    "one target per metric: {PREFIX}{} is set too",
+                                    target_key("target-utilization", &name)
+                                ),
+                            );
+                        } else {
+                            targets.insert(name, (full.clone(), Target::PerReplica(t)));
+                        }
+                    }
+                } else {
+                    let hint = match suggestion(k, KEYS) {
+                        Some(s) => format!("a known key: did you mean {PREFIX}{s}?"),
+                        None => format!("a known key (see docs/rules.md): {}", KEYS.join(", ")),
+                    };
+                    ctx.error(&full, v, hint);
+                }
+            }
+        }
+    }
+    for (name, source) in &sources {
+        match targets.get(name) {
+            Some((_, target)) => rule.metrics.push(MetricRule {
+                name: name.clone(),
+                source: source.clone(),
+                target: *target,
+            }),
+            None => ctx.error(
+                &format!("{PREFIX}{}", target_key("metric", name)),
+                source,
+                format!(
+                    "a target for this metric: set {PREFIX}{} (per replica) or {PREFIX}{} (percent)",
+                    target_key("target", name),
+                    target_key("target-utilization", name)
+                ),
+            ),
+        }
+    }
+    for (name, (key, _)) in &targets {
+        if !sources.contains_key(name) {
+            let v = labels
+                .get(key.trim_start_matches(PREFIX))
+                .map(|s| s.as_str())
+                .unwrap_or_default();
+            ctx.error(
+                key,
+                v,
+                format!(
+                    "a metric for this target: set {PREFIX}{}",
+                    target_key("metric", name)
+                ),
+            );
+        }
+    }
+    match max {
+        None if !ctx.problems.iter().any(|p| p.key == format!("{PREFIX}max")) => ctx.error(
+            &format!("{PREFIX}max"),
+            "",
+            "the most replicas the rule may set: add microscale.max",
+        ),
+        _ => {}
+    }
+    let min_v = min.unwrap_or(1);
+    if let Some(max_v) = max {
+        if min_v > max_v {
+            ctx.error(
+                &format!("{PREFIX}min"),
+                &min_v.to_string(),
+                format!("at most microscale.max ({max_v})"),
+            );
+        }
+        rule.max = max_v;
+    }
+    rule.min = min_v;
+    if let Some(r) = fallback {
+        rule.fallback = Some(Fallback {
+            replicas: r,
+            after_failures: after.unwrap_or(3),
+        });
+        if let Some(max_v) = max
+            && (r < min_v || r > max_v)
+        {
+            ctx.push(
+                &format!("{PREFIX}fallback"),
+                &r.to_string(),
+                format!("replicas within min {min_v} and max {max_v}; it will be clamped"),
+                Severity::Warning,
+            );
+        }
+    } else if after.is_some() {
+        ctx.push(
+            &format!("{PREFIX}fallback.after"),
+            &after.unwrap_or_default().to_string(),
+            "microscale.fallback too: without it a failed read holds the replicas",
+            Severity::Warning,
+        );
+    }
+    if rule.activation.is_some() && min_v > 0 {
+        ctx.push(
+            &format!("{PREFIX}activation"),
+            &rule.activation.unwrap_or_default().to_string(),
+            "microscale.min=0: activation only matters when the service can scale to zero",
+            Severity::Warning,
+        );
+    }
+    Some(rule)
+}
+
+fn target_key(base: &str, name: &str) -> String {
+    if name.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{name}")
+    }
+}
+
+fn parse_legacy(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
+    let mut rule = Rule::default();
+    let mut max = None;
+    for (&k, &v) in labels {
+        let full = format!("{LEGACY_PREFIX}{k}");
+        match k {
+            "is-scalable" => {}
+            "min-containers" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "replicas") {
+                    rule.min = n;
+                }
+            }
+            "max-containers" => max = parse_u64(ctx, &full, v, "replicas"),
+            "max-delta" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "replicas per change") {
+                    if n == 0 {
+                        ctx.error(&full, v, "at least 1 replica per change");
+                    } else {
+                        rule.scale_up.max_step = Some(n);
+                        rule.scale_down.max_step = Some(n);
+                    }
+                }
+            }
+            "priority" => {
+                if let Some(n) = parse_u64(ctx, &full, v, "a priority") {
+                    if n == 0 || n > u32::MAX as u64 {
+                        ctx.error(&full, v, "a priority from 1 (the highest)");
+                    } else {
+                        rule.priority = n as u32;
+                    }
+                }
+            }
+            _ => {
+                let hint = match suggestion(k, LEGACY_KEYS) {
+                    Some(s) => format!("a Microscaling key: did you mean {LEGACY_PREFIX}{s}?"),
+                    None => format!("a Microscaling key: {}", LEGACY_KEYS.join(", ")),
+                };
+                ctx.error(&full, v, hint);
+            }
+        }
+    }
+    match max {
+        Some(m) => {
+            if rule.min > m {
+                ctx.error(
+                    &format!("{LEGACY_PREFIX}min-containers"),
+                    &rule.min.to_string(),
+                    format!("at most com.microscaling.max-containers ({m})"),
+                );
+            }
+            rule.max = m;
+        }
+        None => ctx.error(
+            &format!("{LEGACY_PREFIX}max-containers"),
+            "",
+            "the most replicas: add com.microscaling.max-containers",
+        ),
+    }
+    Some(rule)
+}
+
+/// Reads a rules file (TOML): one table per service name, with the `microscale.`
+/// keys without their prefix:
+///
+/// ```toml
+/// [web]
+/// min = 2
+/// max = 10
+/// metric = "prometheus://prometheus:9090?query=sum(rate(http_requests_total[1m]))"
+/// target = 100
+/// "scale-down.window" = "10m"
+/// ```
+///
+/// Returns service name → labels (`microscale.KEY` → value as text). Errors: the file
+/// cannot be read or is not TOML of that shape (the message names the place).
+pub fn read_rules_file(
+    path: &std::path::Path,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+    let text = crate::fsutil::read_config_text(path)
+        .map_err(|e| format!("cannot read the rules file {}: {e}", path.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        format!(
+            "the rules file {} is not valid TOML: {}",
+            path.display(),
+            e.to_string().trim()
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (service, table) in doc {
+        let toml::Value::Table(table) = table else {
+            return Err(format!(
+                "the rules file {}: `{service}` must be a table ([{service}]) of rule keys",
+                path.display()
+            ));
+        };
+        let mut labels = BTreeMap::new();
+        flatten(&mut labels, "", &table, path, &service)?;
+        out.insert(service, labels);
+    }
+    Ok(out)
+}
+
+fn flatten(
+    out: &mut BTreeMap<String, String>,
+    prefix: &str,
+    table: &toml::Table,
+    path: &std::path::Path,
+    service: &str,
+) -> Result<(), String> {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        let text = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Table(t) => {
+                flatten(out, &format!("{key}."), t, path, service)?;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "the rules file {}: [{service}] {key} = {other}: give a string, number or boolean",
+                    path.display()
+                ));
+            }
+        };
+        out.insert(format!("{PREFIX}{key}"), text);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Mode;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Parsed {
+        parse_labels("web", Mode::Replicated, &labels(pairs))
+    }
+
+    fn errors(p: &Parsed) -> Vec<(String, String)> {
+        p.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.key.clone(), p.expected.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_rule() {
+        let p = parse(&[
+            ("microscale.min", "2"),
+            ("microscale.max", "20"),
+            ("microscale.metric", "redis://queue:6379/0?list=jobs"),
+            ("microscale.target", "50"),
+            ("microscale.metric.cpu", "engine://cpu"),
+            ("microscale.target-utilization.cpu", "70"),
+            ("microscale.tolerance", "0.2"),
+            ("microscale.scale-down.window", "10m"),
+            ("microscale.scale-up.max-step", "4"),
+            ("microscale.scale-up.period", "30s"),
+            ("microscale.fallback", "3"),
+            ("microscale.fallback.after", "5"),
+            ("microscale.priority", "2"),
+        ]);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let r = p.rule.unwrap();
+        assert_eq!((r.min, r.max, r.priority), (2, 20, 2));
+        assert_eq!(r.metrics.len(), 2);
+        assert_eq!(r.metrics[0].name, "");
+        assert_eq!(r.metrics[0].target, Target::PerReplica(50.0));
+        assert_eq!(r.metrics[1].target, Target::Utilization(70.0));
+        assert_eq!(r.scale_down.window, Duration::from_secs(600));
+        assert_eq!(r.scale_up.window, Duration::ZERO);
+        assert_eq!(r.scale_up.max_step, Some(4));
+        assert_eq!(r.scale_up.period, Duration::from_secs(30));
+        assert_eq!(
+            r.fallback,
+            Some(Fallback {
+                replicas: 3,
+                after_failures: 5
+            })
+        );
+        assert_eq!(r.tolerance, 0.2);
+    }
+
+    #[test]
+    fn errors_name_the_key_the_value_and_what_was_expected() {
+        let p = parse(&[
+            ("microscale.min", "5"),
+            ("microscale.max", "2"),
+            ("microscale.target", "0"),
+            ("microscale.metric", "redis:/queue"),
+            ("microscale.scale-down.windw", "5m"),
+        ]);
+        assert!(p.rule.is_none());
+        let e = errors(&p);
+        assert!(
+            e.contains(&("microscale.min".into(), "at most microscale.max (2)".into())),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|(k, x)| k == "microscale.target" && x.contains("above 0")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|(k, x)| k == "microscale.metric" && x.contains("redis://")),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&(
+                "microscale.scale-down.windw".into(),
+                "a known key: did you mean microscale.scale-down.window?".into()
+            )),
+            "{e:?}"
+        );
+        let bad = p
+            .problems
+            .iter()
+            .find(|p| p.key == "microscale.min")
+            .unwrap();
+        assert_eq!((bad.service.as_str(), bad.value.as_str()), ("web", "5"));
+    }
+
+    #[test]
+    fn named_metrics_need_their_targets_and_suggestions_keep_the_name() {
+        let p = parse(&[
+            ("microscale.max", "4"),
+            ("microscale.metric.queue", "redis://q/0?list=a"),
+            ("microscale.targt.queue", "5"),
+        ]);
+        let e = errors(&p);
+        assert!(
+            e.iter()
+                .any(|(k, x)| k == "microscale.metric.queue"
+                    && x.contains("microscale.target.queue")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|(k, x)| k == "microscale.targt.queue"
+                && x.contains("did you mean microscale.target.queue?")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_max_global_services_and_bad_values() {
+        let e = errors(&parse(&[("microscale.min", "1")]));
+        assert!(e.iter().any(|(k, _)| k == "microscale.max"), "{e:?}");
+        let g = parse_labels("agent", Mode::Global, &labels(&[("microscale.max", "3")]));
+        assert!(
+            errors(&g)
+                .iter()
+                .any(|(k, x)| k == "microscale.*" && x.contains("global service"))
+        );
+        for (k, v) in [
+            ("microscale.min", "-1"),
+            ("microscale.tolerance", "1.5"),
+            ("microscale.scale-down.window", "soon"),
+            ("microscale.scale-up.max-step", "0"),
+            ("microscale.priority", "0"),
+            ("microscale.target-utilization", "150"),
+            ("microscale.metric", "engine://disk"),
+            ("microscale.metric", "ftp://x/y"),
+            ("microscale.enable", "yes"),
+        ] {
+            let p = parse(&[("microscale.max", "3"), (k, v)]);
+            assert!(
+                errors(&p).iter().any(|(key, _)| key == k),
+                "{k}={v}: {:?}",
+                p.problems
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_and_unlabelled_services_have_no_rule() {
+        assert_eq!(
+            parse(&[("microscale.enable", "false"), ("microscale.max", "x")]).problems,
+            vec![]
+        );
+        assert!(parse(&[("team", "blue")]).rule.is_none());
+    }
+
+    #[test]
+    fn microscaling_labels() {
+        let p = parse(&[
+            ("com.microscaling.is-scalable", "true"),
+            ("com.microscaling.priority", "2"),
+            ("com.microscaling.max-delta", "3"),
+            ("com.microscaling.min-containers", "1"),
+            ("com.microscaling.max-containers", "4"),
+        ]);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let r = p.rule.unwrap();
+        assert_eq!((r.min, r.max, r.priority), (1, 4, 2));
+        assert_eq!(r.scale_up.max_step, Some(3));
+        assert_eq!(r.scale_down.max_step, Some(3));
+        let p = parse(&[
+            ("com.microscaling.is-scalable", "true"),
+            ("com.microscaling.max-contaners", "4"),
+        ]);
+        assert!(
+            errors(&p)
+                .iter()
+                .any(|(_, x)| x.contains("did you mean com.microscaling.max-containers?")),
+            "{:?}",
+            p.problems
+        );
+        // both conventions: ours win, with a warning
+        let p = parse(&[
+            ("microscale.max", "3"),
+            ("com.microscaling.max-containers", "9"),
+        ]);
+        assert_eq!(p.rule.unwrap().max, 3);
+        assert_eq!(p.problems[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn secrets_in_values_are_masked() {
+        let p = parse(&[
+            ("microscale.max", "3"),
+            ("microscale.metric", "redis://:hunter2@q:6379/0?list=a"),
+        ]);
+        assert!(p.problems.iter().all(|x| !x.value.contains("hunter2")));
+        let p = parse(&[
+            ("microscale.max", "3"),
+            ("microscale.metric", "redis://:hunter2@q:6379/0 list"),
+        ]);
+        let e = &p.problems[0];
+        assert!(!e.value.contains("hunter2"), "{e:?}");
+    }
+
+    #[test]
+    fn rules_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rules.toml");
+        std::fs::write(
+            &f,
+            "[web]\nmin = 2\nmax = 10\nmetric = \"redis://q:6379/0?list=jobs\"\ntarget = 50\n\"scale-down.window\" = \"10m\"\n[web.target-utilization]\n",
+        )
+        .unwrap();
+        let m = read_rules_file(&f).unwrap();
+        let web = &m["web"];
+        assert_eq!(web["microscale.min"], "2");
+        assert_eq!(web["microscale.scale-down.window"], "10m");
+        let p = parse_labels("web", Mode::Replicated, web);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        std::fs::write(&f, "web = 3\n").unwrap();
+        assert!(read_rules_file(&f).unwrap_err().contains("must be a table"));
+        std::fs::write(&f, "[web\n").unwrap();
+        assert!(read_rules_file(&f).unwrap_err().contains("not valid TOML"));
+    }
+}
