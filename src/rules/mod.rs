@@ -393,17 +393,20 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                                 v,
                                 "a utilisation in percent, above 0 and at most 100",
                             );
-                        } else if targets.contains_key(&name) {
-                            ctx.error(
-                                &full,
-                                v,
-                                format!(
-                                    "one target per metric: {PREFIX}{} is set too",
-                                    target_key("target", &name)
-                                ),
-                            );
                         } else {
-                            targets.insert(name, (full.clone(), Target::Utilization(t)));
+                            match targets.entry(name) {
+                                std::collections::btree_map::Entry::Occupied(e) => ctx.error(
+                                    &full,
+                                    v,
+                                    format!(
+                                        "one target per metric: {PREFIX}{} is set too",
+                                        target_key("target", e.key())
+                                    ),
+                                ),
+                                std::collections::btree_map::Entry::Vacant(e) => {
+                                    e.insert((full.clone(), Target::Utilization(t)));
+                                }
+                            }
                         }
                     }
                 } else if let Some(name) = named("target") {
@@ -416,17 +419,20 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                                 v,
                                 "the metric value one replica can carry: a number above 0",
                             );
-                        } else if targets.contains_key(&name) {
-                            ctx.error(
-                                &full,
-                                v,
-                                format!(
-                                    "one target per metric: {PREFIX}{} is set too",
-                                    target_key("target-utilization", &name)
-                                ),
-                            );
                         } else {
-                            targets.insert(name, (full.clone(), Target::PerReplica(t)));
+                            match targets.entry(name) {
+                                std::collections::btree_map::Entry::Occupied(e) => ctx.error(
+                                    &full,
+                                    v,
+                                    format!(
+                                        "one target per metric: {PREFIX}{} is set too",
+                                        target_key("target-utilization", e.key())
+                                    ),
+                                ),
+                                std::collections::btree_map::Entry::Vacant(e) => {
+                                    e.insert((full.clone(), Target::PerReplica(t)));
+                                }
+                            }
                         }
                     }
                 } else {
