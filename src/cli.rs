@@ -49,22 +49,39 @@ pub fn command() -> clap::Command {
             "badge" => (None, BADGE_EXAMPLES),
             _ => (None, VERSION_EXAMPLES),
         };
-        cmd = cmd.mut_subcommand(name, |sub| {
-            // docker/cli's usage template: Usage, description, Aliases, Examples, Options.
-            let mut template = String::from("Usage:  {usage}\n\n{about}\n");
-            if let Some(aliases) = aliases {
-                template.push_str(&format!("\nAliases:\n  {aliases}\n"));
-            }
-            template.push_str(&format!("\nExamples:\n{examples}\n"));
-            let options = docker_options(&sub);
-            if !options.is_empty() {
-                template.push_str(&format!("\nOptions:\n{options}\n"));
-            }
-            // A flag given twice: the last value wins, as with the docker CLI's flags.
-            sub.help_template(template).args_override_self(true)
-        });
+        if name == "rules" {
+            cmd = cmd.mut_subcommand(name, |rules| {
+                let rules = rules
+                    .disable_help_subcommand(true)
+                    .subcommand_help_heading("Commands")
+                    .help_template(
+                        "Usage:  {usage}\n\n{about}\n\nCommands:\n{subcommands}\n\nRun 'docker microscale rules COMMAND --help' for more information on a command.\n",
+                    );
+                rules.mut_subcommand("check", |check| {
+                    docker_template(check, None, RULES_CHECK_EXAMPLES)
+                })
+            });
+            continue;
+        }
+        cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, examples));
     }
     cmd
+}
+
+/// docker/cli's usage template for one command: Usage, description, Aliases,
+/// Examples, Options; a flag given twice keeps its last value, as in the docker CLI.
+fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) -> clap::Command {
+    let mut template = String::from("Usage:  {usage}\n\n{about}\n");
+    if let Some(aliases) = aliases {
+        template.push_str(&format!("\nAliases:\n  {aliases}\n"));
+    }
+    template.push_str(&format!("\nExamples:\n{examples}\n"));
+    let options = docker_options(&sub);
+    if !options.is_empty() {
+        template.push_str(&format!("\nOptions:\n{options}\n"));
+    }
+    // A flag given twice: the last value wins, as with the docker CLI's flags.
+    sub.help_template(template).args_override_self(true)
 }
 
 /// The options of `cmd` laid out as the docker CLI's help lists them:
@@ -234,6 +251,16 @@ pub enum Command {
     #[command(override_usage = "docker microscale badge [OPTIONS] SERVICE")]
     Badge(BadgeArgs),
 
+    /// Check the scaling rules declared in service labels (or a rules file)
+    #[command(
+        override_usage = "docker microscale rules COMMAND",
+        arg_required_else_help = true
+    )]
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+
     /// Show the plugin version
     #[command(override_usage = "docker microscale version")]
     Version,
@@ -290,6 +317,35 @@ pub struct BadgeArgs {
     /// Write to a file instead of STDOUT
     #[arg(short = 'o', long = "output", value_name = "string", value_parser = any_path)]
     pub output: Option<PathBuf>,
+}
+
+/// `docker microscale rules` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate every scaling rule: each problem names the service, key, value and what was expected
+    #[command(override_usage = "docker microscale rules check [OPTIONS] [SERVICE...]")]
+    Check(RulesCheckArgs),
+}
+
+const RULES_CHECK_EXAMPLES: &str = "  docker microscale rules check
+  docker microscale rules check web queue-worker
+  docker microscale rules check --rules rules.toml
+  docker microscale rules check --format json | jq -r .Expected";
+
+/// Options of `docker microscale rules check`.
+#[derive(Debug, Clone, Args)]
+pub struct RulesCheckArgs {
+    /// Services to check, by name or ID (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// Format output: 'table' (default) or 'json' (one problem per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
 }
 
 /// Options of `docker microscale provenance`.

@@ -105,12 +105,20 @@ pub async fn print_stdout_async(text: String) -> Result<Exit, Failure> {
         })
 }
 
-/// The subcommand named in `args`, if any (for usage lines in error messages).
-fn subcommand_in(args: &[OsString]) -> Option<clap::Command> {
-    let root = crate::cli::command();
-    args.iter()
-        .filter_map(|a| a.to_str())
-        .find_map(|a| root.find_subcommand(a).cloned())
+/// The (innermost) subcommand named in `args`, if any, and its path
+/// (`docker microscale rules check`), for usage lines in error messages.
+fn subcommand_path_in(args: &[OsString]) -> Option<(clap::Command, String)> {
+    let mut cmd = crate::cli::command();
+    let mut path = String::from("docker microscale");
+    let mut found = false;
+    for a in args.iter().filter_map(|a| a.to_str()) {
+        if let Some(sub) = cmd.find_subcommand(a).cloned() {
+            path = format!("{path} {}", sub.get_name());
+            cmd = sub;
+            found = true;
+        }
+    }
+    found.then_some((cmd, path))
 }
 
 /// Prints a usage error as the docker CLI does, and returns [`Exit::Usage`]:
@@ -123,11 +131,8 @@ fn subcommand_in(args: &[OsString]) -> Option<clap::Command> {
 /// Run 'docker microscale status --help' for more information
 /// ```
 pub fn usage_error(message: &str, args: &[OsString]) -> Exit {
-    let (usage, path) = match subcommand_in(args) {
-        Some(mut sub) => (
-            sub.render_usage().to_string(),
-            format!("docker microscale {}", sub.get_name()),
-        ),
+    let (usage, path) = match subcommand_path_in(args) {
+        Some((mut sub, path)) => (sub.render_usage().to_string(), path),
         None => (
             "docker microscale COMMAND".to_string(),
             "docker microscale".to_string(),
@@ -161,12 +166,12 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
             if arg.starts_with('-') {
                 usage_error(&format!("unknown flag: {arg}"), args)
             } else {
-                let sub = subcommand_in(args);
+                let sub = subcommand_path_in(args);
                 let cmd = sub
                     .as_ref()
-                    .map(|c| format!("docker microscale {}", c.get_name()))
+                    .map(|(_, p)| p.clone())
                     .unwrap_or_else(|| "docker microscale".into());
-                let positionals = sub.map(|c| c.get_positionals().count()).unwrap_or(0);
+                let positionals = sub.map(|(c, _)| c.get_positionals().count()).unwrap_or(0);
                 if positionals == 0 {
                     usage_error(&format!("\"{cmd}\" accepts no arguments"), args)
                 } else {
@@ -176,8 +181,8 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
         }
         ClapKind::MissingRequiredArgument => {
             // Only a required positional (the SERVICE of `badge`) can be missing.
-            let cmd = subcommand_in(args)
-                .map(|c| format!("docker microscale {}", c.get_name()))
+            let cmd = subcommand_path_in(args)
+                .map(|(_, p)| p)
                 .unwrap_or_else(|| "docker microscale".into());
             usage_error(&format!("\"{cmd}\" requires exactly 1 argument."), args)
         }

@@ -16,7 +16,6 @@ mod provenance;
 mod redact;
 mod registry;
 mod render;
-#[allow(dead_code)] // the decision core and `plan` use it next
 mod rules;
 mod status;
 
@@ -78,6 +77,11 @@ fn run(args: Vec<OsString>) -> Exit {
                 provenance::run_badge(&engine, &args, config_dir).await
             })
         }
+        Command::Rules {
+            command: cli::RulesCommand::Check(args),
+        } => with_runtime(&cli.global, |engine| async move {
+            rules::check::run(&engine, &args).await
+        }),
         Command::Provenance(args) => {
             // Registry credentials come from the same config directory as contexts.
             let config_dir = engine::connect::EnvVars::from_process()

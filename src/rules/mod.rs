@@ -4,6 +4,7 @@
 //! The label reference is `docs/rules.md`. Keys live under `microscale.`; the
 //! Microscaling agent's `com.microscaling.*` labels are read too.
 
+pub mod check;
 pub mod model;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 mod harness;
 mod hostile;
 mod provenance;
+mod rules;
 mod ssh;
 
 use std::time::Duration;

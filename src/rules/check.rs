@@ -1,0 +1,202 @@
+//! `docker microscale rules check [SERVICE...] [--rules FILE]`: validates every rule.
+
+use std::collections::BTreeMap;
+
+use bollard::models::Service;
+use serde::Serialize;
+
+use super::{Problem, Severity, parse_labels, read_rules_file};
+use crate::engine::Engine;
+use crate::exit::{Exit, Failure, print_stdout_async};
+use crate::render::{Format, docker_table, json_lines};
+use crate::status::Mode;
+
+/// Where a service's rule comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Checked {
+    /// Service name.
+    pub service: String,
+    /// `labels`, or the rules file's path.
+    pub source: String,
+    /// The problems of this service's rule.
+    pub problems: Vec<Problem>,
+}
+
+/// One JSON line of `rules check --format json`: a [`Problem`] and where the rule came
+/// from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProblemLine<'a> {
+    #[serde(flatten)]
+    problem: &'a Problem,
+    source: &'a str,
+}
+
+/// The labels of a service's spec (`Spec.Labels`).
+pub fn service_labels(s: &Service) -> BTreeMap<String, String> {
+    s.spec
+        .as_ref()
+        .and_then(|sp| sp.labels.clone())
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The name of a service (`Spec.Name`).
+pub fn service_name(s: &Service) -> String {
+    s.spec
+        .as_ref()
+        .and_then(|sp| sp.name.clone())
+        .unwrap_or_default()
+}
+
+/// The rule labels of each service: from the rules file when it declares the service
+/// (the file wins, whole: labels of that service are not read), else from its labels.
+/// Returns `(service, labels, source)`, plus warnings for file entries that name no
+/// service.
+pub fn rule_inputs<'a>(
+    services: &'a [Service],
+    file: Option<(
+        &std::path::Path,
+        &BTreeMap<String, BTreeMap<String, String>>,
+    )>,
+) -> Vec<(&'a Service, BTreeMap<String, String>, String)> {
+    services
+        .iter()
+        .map(|s| {
+            let name = service_name(s);
+            match file.and_then(|(p, m)| m.get(&name).map(|l| (p, l))) {
+                Some((path, labels)) => (s, labels.clone(), path.display().to_string()),
+                None => (s, service_labels(s), "labels".to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Runs `rules check`. Exit 0 when no rule has an error (warnings allowed), 1
+/// otherwise or when a named service does not exist.
+pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<Exit, Failure> {
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    // The file first: a bad file is an error before anything is read from the engine.
+    let file = match &args.rules {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(Failure::Usage(
+                "invalid argument \"\" for \"--rules\" flag: give a file name".into(),
+            ));
+        }
+        Some(p) => Some((p.clone(), read_rules_file(p).map_err(Failure::Error)?)),
+        None => None,
+    };
+    let snap = engine
+        .snapshot(&Default::default())
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let all_names: Vec<String> = snap.services.iter().map(service_name).collect();
+    let (mut services, missing) =
+        crate::status::select_services(snap.services, &args.services, false);
+    services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
+    let mut checked = vec![];
+    let inputs = rule_inputs(&services, file.as_ref().map(|(p, m)| (p.as_path(), m)));
+    let mut managed = 0;
+    for (s, labels, source) in inputs {
+        let name = service_name(s);
+        let parsed = parse_labels(&name, Mode::of(s), &labels);
+        if parsed.rule.is_some() || !parsed.problems.is_empty() {
+            managed += 1;
+        }
+        checked.push(Checked {
+            service: name,
+            source,
+            problems: parsed.problems,
+        });
+    }
+    // Rules file entries for services that do not exist.
+    if let Some((path, map)) = &file {
+        for name in map.keys().filter(|n| !all_names.contains(n)) {
+            checked.push(Checked {
+                service: name.clone(),
+                source: path.display().to_string(),
+                problems: vec![Problem {
+                    service: name.clone(),
+                    key: format!("[{name}]"),
+                    value: String::new(),
+                    expected: "a service of this swarm: no service has this name (check the spelling, or remove the table)".into(),
+                    severity: Severity::Warning,
+                }],
+            });
+        }
+    }
+    let problems: Vec<(&Problem, &str)> = checked
+        .iter()
+        .flat_map(|c| c.problems.iter().map(move |p| (p, c.source.as_str())))
+        .collect();
+    let errors = problems
+        .iter()
+        .filter(|(p, _)| p.severity == Severity::Error)
+        .count();
+    let warnings = problems.len() - errors;
+    let text = match format {
+        Format::Json => json_lines(
+            &problems
+                .iter()
+                .map(|(p, s)| ProblemLine {
+                    problem: p,
+                    source: s,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Format::Table => {
+            let mut out = String::new();
+            if !problems.is_empty() {
+                let rows = problems
+                    .iter()
+                    .map(|(p, s)| {
+                        let sev = match p.severity {
+                            Severity::Error => "error",
+                            Severity::Warning => "warning",
+                        };
+                        let key = if *s == "labels" {
+                            p.key.clone()
+                        } else {
+                            format!("{} ({s})", p.key)
+                        };
+                        vec![
+                            p.service.clone(),
+                            sev.to_string(),
+                            key,
+                            crate::render::ellipsize(&p.value, 60),
+                            p.expected.clone(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&docker_table(
+                    &["SERVICE", "SEVERITY", "KEY", "VALUE", "EXPECTED"],
+                    rows,
+                ));
+            }
+            let plural = |n: usize, w: &str| {
+                if n == 1 {
+                    format!("{n} {w}")
+                } else {
+                    format!("{n} {w}s")
+                }
+            };
+            out.push_str(&format!(
+                "{} with a rule: {}, {}\n",
+                plural(managed, "service"),
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            ));
+            out
+        }
+    };
+    let mut code = print_stdout_async(text).await?;
+    if errors > 0 {
+        code = Exit::Error;
+    }
+    for m in &missing {
+        crate::exit::say(m);
+        code = Exit::Error;
+    }
+    Ok(code)
+}

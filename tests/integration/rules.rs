@@ -1,0 +1,195 @@
+//! `rules check` against services on the private swarm that carry good rules, bad
+//! rules and the Microscaling agent's labels.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn problems(out: &std::process::Output) -> Vec<Value> {
+    json_lines(&stdout(out))
+}
+
+#[test]
+fn good_rules_and_microscaling_labels_pass() {
+    let good = TestService::create(
+        &unique("rule-good"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=1",
+            "--label",
+            "microscale.max=10",
+            "--label",
+            "microscale.metric=redis://queue:6379/0?list=jobs",
+            "--label",
+            "microscale.target=50",
+            "--label",
+            "microscale.metric.cpu=engine://cpu",
+            "--label",
+            "microscale.target-utilization.cpu=70",
+            "--label",
+            "microscale.scale-down.window=10m",
+        ],
+    );
+    let legacy = TestService::create(
+        &unique("rule-legacy"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "com.microscaling.is-scalable=true",
+            "--label",
+            "com.microscaling.priority=2",
+            "--label",
+            "com.microscaling.max-delta=2",
+            "--label",
+            "com.microscaling.min-containers=1",
+            "--label",
+            "com.microscaling.max-containers=4",
+        ],
+    );
+    let plain = TestService::create(&unique("rule-none"), &["--replicas", "0"]);
+    let out = ok(plugin(&[
+        "rules",
+        "check",
+        &good.name,
+        &legacy.name,
+        &plain.name,
+    ]));
+    assert_eq!(
+        stdout(&out),
+        "2 services with a rule: 0 errors, 0 warnings\n"
+    );
+    // through the docker CLI too
+    ok(docker(&["microscale", "rules", "check", &good.name]));
+}
+
+#[test]
+fn bad_rules_name_service_key_value_and_expectation_and_never_stop_the_others() {
+    let bad = TestService::create(
+        &unique("rule-bad"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=5",
+            "--label",
+            "microscale.max=2",
+            "--label",
+            "microscale.scale-down.windw=5m",
+            "--label",
+            "microscale.metric=redis://:hunter2@queue:6379/0?list=jobs",
+            "--label",
+            "microscale.target=0",
+        ],
+    );
+    let global = TestService::create(
+        &unique("rule-global"),
+        &["--mode", "global", "--label", "microscale.max=3"],
+    );
+    let fine = TestService::create(
+        &unique("rule-fine"),
+        &["--replicas", "0", "--label", "microscale.max=3"],
+    );
+    let out = plugin(&[
+        "rules",
+        "check",
+        "--format",
+        "json",
+        &bad.name,
+        &global.name,
+        &fine.name,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let p = problems(&out);
+    let find = |svc: &str, key: &str| {
+        p.iter()
+            .find(|x| x["Service"] == svc && x["Key"] == key)
+            .unwrap_or_else(|| panic!("no {svc} {key}: {p:#?}"))
+            .clone()
+    };
+    let min = find(&bad.name, "microscale.min");
+    assert_eq!(min["Value"], "5");
+    assert_eq!(min["Expected"], "at most microscale.max (2)");
+    assert_eq!(min["Severity"], "error");
+    assert_eq!(min["Source"], "labels");
+    assert_eq!(
+        find(&bad.name, "microscale.scale-down.windw")["Expected"],
+        "a known key: did you mean microscale.scale-down.window?"
+    );
+    assert!(
+        find(&bad.name, "microscale.target")["Expected"]
+            .as_str()
+            .unwrap()
+            .contains("above 0")
+    );
+    assert!(
+        find(&global.name, "microscale.*")["Expected"]
+            .as_str()
+            .unwrap()
+            .contains("global service")
+    );
+    assert!(
+        p.iter().all(|x| x["Service"] != fine.name.as_str()),
+        "{p:#?}"
+    );
+    assert!(!stdout(&out).contains("hunter2"));
+
+    let table = stdout(&plugin(&["rules", "check", &bad.name, &fine.name]));
+    assert!(table.starts_with("SERVICE"), "{table}");
+    assert!(
+        table.contains("2 services with a rule: 4 errors, 0 warnings"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_rules_file_wins_over_labels_and_is_checked() {
+    let svc = TestService::create(
+        &unique("rule-file"),
+        &["--replicas", "0", "--label", "microscale.max=oops"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.toml");
+    std::fs::write(
+        &file,
+        format!("[{}]\nmin = 1\nmax = 4\nmetric = \"redis://q:6379/0?list=a\"\ntarget = 10\n[ghost-service]\nmax = 2\n", svc.name),
+    )
+    .unwrap();
+    let out = ok(plugin(&[
+        "rules",
+        "check",
+        "--rules",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        &svc.name,
+    ]));
+    let p = problems(&out);
+    // the label's error is not read: the file's rule is used
+    assert!(
+        p.iter().all(|x| x["Service"] != svc.name.as_str()),
+        "{p:#?}"
+    );
+    let ghost = p.iter().find(|x| x["Service"] == "ghost-service").unwrap();
+    assert_eq!(ghost["Severity"], "warning");
+    // a broken file is an error before anything else
+    std::fs::write(&file, "[x\n").unwrap();
+    fails(
+        &plugin(&["rules", "check", "--rules", file.to_str().unwrap()]),
+        1,
+        "is not valid TOML",
+    );
+    fails(
+        &plugin(&["rules", "check", "--rules", "/nonexistent/rules.toml"]),
+        1,
+        "cannot read the rules file /nonexistent/rules.toml",
+    );
+    fails(&plugin(&["rules", "check", "--format", "xml"]), 125, "xml");
+    fails(
+        &plugin(&["rules", "check", "--bogus"]),
+        125,
+        "Usage:  docker microscale rules check [OPTIONS] [SERVICE...]",
+    );
+}
