@@ -11,6 +11,9 @@ use crate::exit::{Exit, Failure, print_stdout_async};
 use crate::render::{Format, docker_table, json_lines};
 use crate::status::Mode;
 
+/// A parsed rules file: service name → its rule labels (`microscale.KEY` → value).
+pub type RulesFile = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Where a service's rule comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -56,10 +59,7 @@ pub fn service_name(s: &Service) -> String {
 /// service.
 pub fn rule_inputs<'a>(
     services: &'a [Service],
-    file: Option<(
-        &std::path::Path,
-        &BTreeMap<String, BTreeMap<String, String>>,
-    )>,
+    file: Option<(&std::path::Path, &RulesFile)>,
 ) -> Vec<(&'a Service, BTreeMap<String, String>, String)> {
     services
         .iter()
