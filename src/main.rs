@@ -8,16 +8,18 @@
 mod argv;
 mod badge;
 mod cli;
+#[allow(dead_code)] // pure decision core; `plan` wires it next
+mod decide;
 mod engine;
 mod exit;
 mod fsutil;
 mod labels;
 mod provenance;
 mod redact;
-#[allow(dead_code)] // the decision core and `plan` use it next
-mod rules;
 mod registry;
 mod render;
+#[allow(dead_code)] // the decision core and `plan` use it next
+mod rules;
 mod status;
 
 use std::ffi::OsString;

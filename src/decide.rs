@@ -1,0 +1,779 @@
+//! The pure decision core: one service's [`Rule`], what was observed of it and its
+//! [`History`] in, one [`Decision`] out; and [`allocate`], which shares a replica
+//! budget between services by priority (Microscaling).
+//!
+//! Nothing here does I/O or reads a clock. Time is `now: f64`, **seconds since an
+//! arbitrary epoch chosen by the caller** (a monotonic clock is best); every time
+//! handed to one [`History`] ([`Observation::converging_since`] included) must use
+//! the same epoch, and must be finite. Durations of the rule ([`Policy`] windows and
+//! periods) are compared with differences of these times.
+//!
+//! # API
+//!
+//! - [`decide`]`(rule, obs, history, now, grace) -> Decision`: what the service
+//!   should run now. `history` belongs to the caller (one per service) and is
+//!   updated: the recommendation (stabilisation windows), the scale event when the
+//!   decision scales (`max_step` per period; `decide` assumes the decision is
+//!   applied, so a dry run should pass a clone), and the consecutive failure count.
+//! - [`allocate`]`(capacity, wants) -> Vec<Grant>`: shares `capacity` replicas
+//!   between services: minimums first, then by priority (1 = highest).
+//!
+//! # Semantics of `decide` (Kubernetes HPA, KEDA, Microscaling)
+//!
+//! In this order; `current` is the spec's desired replicas ([`Observation::replicas`]):
+//!
+//! 1. Global and global-job services: [`Action::NotScaled`]. Replicated jobs:
+//!    [`Action::NotScaled`], but the metric proposal is computed and reported in the
+//!    reasons. History is not touched for any of them.
+//! 2. The consecutive-failure count is updated: +1 when any metric of the rule failed
+//!    (or was not read), reset to 0 when all were read.
+//! 3. [`Action::Hold`] (no decision, `desired = current`) while an update is in
+//!    progress or paused (`updating`, `paused`, `rolling back`, `rollback paused`;
+//!    any state other than those, `rolled back`, `completed` or empty also holds),
+//!    and while the service has not converged (`running != replicas`), whether
+//!    within `grace` (`converging …`) or beyond it (`not converged …`: the reason
+//!    says the grace has run out, the operator has to look). One exception: when
+//!    the placement cannot take more than `running` tasks (`replicas > cap` and
+//!    `running ≥ cap`), the service has converged as far as it can, and the decision
+//!    goes on (and brings `desired` down to the cap).
+//! 4. Proposal per metric: per-replica target `ceil(value / target)`; utilisation
+//!    target `ceil(n × value / target)` with `n` = running tasks, or the spec's
+//!    replicas when none run (the value is the average utilisation, in percent, of
+//!    the running tasks). `ceil` forgives a relative float error of 1e-9 (so
+//!    `1.1 / 0.1` is 11, not 12). A value that is not finite or is negative is a
+//!    failed read; so is a metric of the rule without a reading. The largest
+//!    proposal wins (the first one on a tie).
+//! 5. Activation: when `current` is 0, scale from zero only when some value is
+//!    above `activation` (above 0 without one), to at least 1. When no value is
+//!    above it and all were read, the proposal is 0 (KEDA's inactive: scale to
+//!    zero, when `min` is 0, after the scale-down window).
+//! 6. No readable metric: hold, unless a fallback is declared and the consecutive
+//!    failures reached `after_failures`: the proposal is then the fallback's
+//!    replicas (no tolerance; bounds, windows, steps and placement still apply).
+//!    A rule without metrics proposes `current` (only the bounds apply).
+//! 7. Tolerance (not for 0 replicas, nor for the fallback): when
+//!    `|proposal / current − 1| ≤ tolerance`, the proposal is `current`.
+//! 8. Partial data: when some metric failed and the proposal is below `current`,
+//!    hold. Scaling up on the readable metrics is allowed.
+//! 9. Stabilisation (HPA): the proposal is recorded; the result is `current`
+//!    clamped to `[lowest recommendation in the scale-up window, highest in the
+//!    scale-down window]` (the new one included), so it never moves past `current`
+//!    in the wrong direction.
+//! 10. Bounds: clamped to `[min, max]`.
+//! 11. `max_step` per `period`, per direction: the sum of the changes in that
+//!     direction made in the last `period` (this one included) stays ≤ `max_step`;
+//!     the bounds win over the step (a service below `min` goes to `min`).
+//! 12. Placement: never more than [`Placement::cap`], which wins over everything,
+//!     `min` included (tasks that cannot be placed never run, and the service
+//!     would never converge).
+//! 13. A last guard: with any failed read (and no fallback in force), `desired` is
+//!     never below `current` (bounds and placement do not shrink a service on
+//!     partial data either).
+//!
+//! So `min ≤ desired ≤ max` whenever the action is [`Action::ScaleUp`],
+//! [`Action::ScaleDown`] or [`Action::None`], except when the placement cap is
+//! below `min`; [`Action::Hold`] and [`Action::NotScaled`] keep `current`, which
+//! may be out of bounds.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::rules::model::{Rule, Target};
+use crate::status::Mode;
+
+/// Most recommendations and most scale events a [`History`] keeps (each); beyond
+/// that, the oldest are forgotten even inside their window. Deciding every 15 s, a
+/// 5-minute window needs 20.
+pub const HISTORY_LIMIT: usize = 1024;
+
+/// One metric read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// The metric's name: `""` for the default metric (`microscale.metric`), `NAME`
+    /// for `microscale.metric.NAME`; matched against [`crate::rules::model::MetricRule::name`].
+    pub name: String,
+    /// The value, in the metric's unit (percent for a utilisation target); 0 is a
+    /// real zero. `Err` carries why the read failed, in operator terms.
+    pub value: Result<f64, String>,
+}
+
+/// How many tasks the placement constraints allow (`Placement.MaxReplicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// `Placement.MaxReplicas`: most tasks per node.
+    pub max_per_node: u64,
+    /// Nodes eligible for the service's tasks.
+    pub nodes: u64,
+}
+
+impl Placement {
+    /// Most tasks that can be placed: `max_per_node × nodes` (replicas; saturating).
+    pub fn cap(&self) -> u64 {
+        self.max_per_node.saturating_mul(self.nodes)
+    }
+}
+
+/// What was observed of one service at `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The service mode.
+    pub mode: Mode,
+    /// The spec's desired replicas (`Spec.Mode.Replicated.Replicas`): the decision's
+    /// `current`.
+    pub replicas: u64,
+    /// Running tasks.
+    pub running: u64,
+    /// The update state as `status` names it: `updating`, `paused`, `rolling back`,
+    /// `rollback paused` block decisions; `rolled back`, `completed` or `None` do not.
+    pub update: Option<String>,
+    /// When `running != replicas` was first seen (seconds, the caller's epoch); `None`
+    /// is taken as `now`.
+    pub converging_since: Option<f64>,
+    /// `Placement.MaxReplicas` and the eligible nodes; `None`: unlimited.
+    pub placement: Option<Placement>,
+    /// The metric reads; readings for names the rule does not have are ignored, the
+    /// first reading of a name counts.
+    pub readings: Vec<Reading>,
+}
+
+/// One scale event remembered for `max_step`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ScaleEvent {
+    at: f64,
+    from: u64,
+    to: u64,
+}
+
+/// What [`decide`] remembers of one service between calls; owned by the caller,
+/// updated by [`decide`]. Bounded: entries older than the rule's longest window or
+/// period are dropped, and at most [`HISTORY_LIMIT`] of each kind are kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// `(time in seconds, recommendation in replicas)`, oldest first.
+    recommendations: VecDeque<(f64, u64)>,
+    /// Scale events, oldest first.
+    events: VecDeque<ScaleEvent>,
+    /// Consecutive decisions in which some metric read failed.
+    failures: u32,
+}
+
+impl History {
+    /// An empty history (a service seen for the first time).
+    pub fn new() -> History {
+        History::default()
+    }
+
+    /// Consecutive decisions in which some metric read failed.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// What the decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Action {
+    /// Decided: no change (`desired == current`).
+    #[serde(rename = "none")]
+    None,
+    /// Decided: more replicas (`desired > current`).
+    #[serde(rename = "scale up")]
+    ScaleUp,
+    /// Decided: fewer replicas (`desired < current`).
+    #[serde(rename = "scale down")]
+    ScaleDown,
+    /// No decision (update in progress, not converged, unreadable metrics):
+    /// `desired == current`.
+    #[serde(rename = "hold")]
+    Hold,
+    /// The mode is not scaled (global, jobs): `desired == current`.
+    #[serde(rename = "not scaled")]
+    NotScaled,
+}
+
+/// The metric whose proposal won, for display.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WinningMetric {
+    /// `""` for the default metric.
+    pub name: String,
+    /// The value read (percent for a utilisation target).
+    pub value: f64,
+    /// The rule's target for it.
+    pub target: Target,
+}
+
+/// One service's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The spec's replicas when observed.
+    pub current: u64,
+    /// Replicas to run (equal to `current` unless scaling).
+    pub desired: u64,
+    /// What to do.
+    pub action: Action,
+    /// The winning metric, when one was readable.
+    pub metric: Option<WinningMetric>,
+    /// Why, in order, in operator terms (`metric 130 / target 10 → 13`,
+    /// `capped by max 12`, …).
+    pub reasons: Vec<String>,
+}
+
+/// The rule's metrics against the readings.
+struct Evaluation {
+    /// The largest proposal (replicas) of the readable metrics; `None` when none was.
+    proposal: Option<u64>,
+    /// Some readable value is above the activation threshold.
+    active: bool,
+    /// How many metrics failed.
+    failed: usize,
+    winner: Option<WinningMetric>,
+    /// One line per metric, in rule order.
+    reasons: Vec<String>,
+    /// Index in `reasons` of the last failed metric's line.
+    last_failed: Option<usize>,
+}
+
+/// `metric` or `metric "NAME"`.
+fn label(name: &str) -> String {
+    if name.is_empty() {
+        "metric".to_string()
+    } else {
+        format!("metric {name:?}")
+    }
+}
+
+/// Control characters of a read error become spaces (one line per reason).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A number for people: integers without a fraction, others with at most 3 decimals.
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return format!("{x:.0}");
+    }
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "0" || s == "-0" {
+        format!("{x}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `5m`, `1m30s`, `1h`, `0s`; under a second, `250ms`.
+fn span(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 && d.subsec_millis() > 0 {
+        return format!("{}ms", d.subsec_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 || out.is_empty() {
+        out += &format!("{s}s");
+    }
+    out
+}
+
+/// `ceil(x)` forgiving a relative float error of 1e-9; saturating, `x ≥ 0`.
+fn ceil(x: f64) -> u64 {
+    (x - x.abs() * 1e-9).ceil().max(0.0) as u64
+}
+
+/// The proposal (replicas) of one metric value, `None` for an unusable target.
+fn proposal(target: Target, value: f64, base: u64) -> Option<u64> {
+    match target {
+        Target::PerReplica(t) if t > 0.0 && t.is_finite() => Some(ceil(value / t)),
+        Target::Utilization(t) if t > 0.0 && t.is_finite() => Some(ceil(base as f64 * value / t)),
+        _ => None,
+    }
+}
+
+fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
+    let threshold = rule.activation.unwrap_or(0.0);
+    // Utilisation is the average over the running tasks.
+    let (base, base_name) = if obs.running > 0 {
+        (obs.running, "running")
+    } else {
+        (obs.replicas, "replicas")
+    };
+    let mut ev = Evaluation {
+        proposal: None,
+        active: false,
+        failed: 0,
+        winner: None,
+        reasons: vec![],
+        last_failed: None,
+    };
+    for metric in &rule.metrics {
+        let who = label(&metric.name);
+        let read = obs.readings.iter().find(|r| r.name == metric.name);
+        let value = match read.map(|r| &r.value) {
+            None => Err("not read".to_string()),
+            Some(Err(e)) => Err(one_line(e)),
+            Some(Ok(v)) if !v.is_finite() => Err(format!("value {v} is not a number")),
+            Some(Ok(v)) if *v < 0.0 => Err(format!("value {} is negative", num(*v))),
+            Some(Ok(v)) => Ok(*v),
+        };
+        let result = value.and_then(|v| {
+            proposal(metric.target, v, base)
+                .map(|p| (v, p))
+                .ok_or_else(|| "its target is not above 0".to_string())
+        });
+        match result {
+            Err(e) => {
+                ev.failed += 1;
+                ev.last_failed = Some(ev.reasons.len());
+                ev.reasons.push(format!("{who} unreadable: {e}"));
+            }
+            Ok((v, p)) => {
+                ev.reasons.push(match metric.target {
+                    Target::PerReplica(t) => format!("{who} {} / target {} → {p}", num(v), num(t)),
+                    Target::Utilization(t) => format!(
+                        "{who} {}% / target {}% × {base} {base_name} → {p}",
+                        num(v),
+                        num(t)
+                    ),
+                });
+                if v > threshold {
+                    ev.active = true;
+                }
+                if ev.proposal.is_none_or(|best| p > best) {
+                    ev.proposal = Some(p);
+                    ev.winner = Some(WinningMetric {
+                        name: metric.name.clone(),
+                        value: v,
+                        target: metric.target,
+                    });
+                }
+            }
+        }
+    }
+    ev
+}
+
+/// Why an update state blocks decisions; `None` when it does not.
+fn update_block(state: Option<&str>) -> Option<String> {
+    match state? {
+        "" | "completed" | "rolled back" => None,
+        "updating" => Some("rolling update in progress: no decision".into()),
+        "paused" => Some("rolling update paused: no decision".into()),
+        "rolling back" => Some("rollback in progress: no decision".into()),
+        "rollback paused" => Some("rollback paused: no decision".into()),
+        other => Some(format!("update state {:?}: no decision", one_line(other))),
+    }
+}
+
+/// Decides what one service should run at `now`.
+///
+/// - `rule`: the service's rule; `obs`: what was observed at `now`;
+/// - `history`: the service's history, updated (see [`History`]);
+/// - `now`: seconds since the caller's epoch (see the module docs);
+/// - `grace`: seconds a service may take to converge before the hold says so
+///   (`converging …` within it, `not converged …` beyond it; both hold).
+///
+/// The steps, in order, are in the module documentation.
+pub fn decide(
+    rule: &Rule,
+    obs: &Observation,
+    history: &mut History,
+    now: f64,
+    grace: f64,
+) -> Decision {
+    let current = obs.replicas;
+    let mut d = Decision {
+        current,
+        desired: current,
+        action: Action::Hold,
+        metric: None,
+        reasons: vec![],
+    };
+    match obs.mode {
+        Mode::Global | Mode::GlobalJob => {
+            d.action = Action::NotScaled;
+            d.reasons.push(match obs.mode {
+                Mode::Global => "global service: not scaled".into(),
+                _ => "global job: not scaled".into(),
+            });
+            return d;
+        }
+        Mode::ReplicatedJob => {
+            let ev = evaluate(rule, obs);
+            d.reasons = ev.reasons;
+            d.metric = ev.winner;
+            if let Some(p) = ev.proposal {
+                let bounded = p.clamp(rule.min, rule.max.max(rule.min));
+                if bounded != p {
+                    d.reasons.push(format!(
+                        "within bounds {}..{}: {bounded}",
+                        rule.min, rule.max
+                    ));
+                }
+            }
+            d.action = Action::NotScaled;
+            d.reasons
+                .push("replicated job: reported, not scaled".into());
+            return d;
+        }
+        Mode::Replicated => {}
+    }
+
+    let ev = evaluate(rule, obs);
+    history.failures = if ev.failed > 0 {
+        history.failures.saturating_add(1)
+    } else {
+        0
+    };
+    d.metric = ev.winner.clone();
+    d.reasons = ev.reasons.clone();
+
+    if let Some(why) = update_block(obs.update.as_deref()) {
+        d.reasons.push(why);
+        return d;
+    }
+
+    let cap = obs.placement.map(|p| p.cap());
+    let placed_all = cap.is_some_and(|c| obs.replicas > c && obs.running >= c);
+    if obs.running != obs.replicas && !placed_all {
+        let since = obs.converging_since.unwrap_or(now);
+        let elapsed = (now - since).max(0.0);
+        let took = span(Duration::from_secs_f64(elapsed.min(1e12).floor()));
+        d.reasons.push(if elapsed <= grace {
+            format!(
+                "converging ({}/{} running for {took}): no decision",
+                obs.running, obs.replicas
+            )
+        } else {
+            format!(
+                "not converged ({}/{} running for {took}, grace {}): no decision",
+                obs.running,
+                obs.replicas,
+                span(Duration::from_secs_f64(grace.max(0.0).min(1e12).floor()))
+            )
+        });
+        return d;
+    }
+
+    // Holds because of failed reads: the last failed metric says so.
+    let hold_on_failure = |d: &mut Decision, note: &str| {
+        let line = format!(": holding {current}{note}");
+        match ev.last_failed {
+            Some(i) => d.reasons[i] += &line,
+            None => d.reasons.push(line[2..].to_string()),
+        }
+        d.desired = current;
+        d.action = Action::Hold;
+    };
+
+    // The proposal, and whether the tolerance applies to it.
+    let mut fallback_in_force = false;
+    let (raw, tolerant) = if rule.metrics.is_empty() {
+        d.reasons.push("no metric: bounds only".into());
+        (current, false)
+    } else if let Some(p) = ev.proposal {
+        if current == 0 {
+            if ev.active {
+                (p.max(1), false)
+            } else {
+                d.reasons.push(format!(
+                    "no metric above activation {}: staying at 0",
+                    num(rule.activation.unwrap_or(0.0))
+                ));
+                (0, false)
+            }
+        } else if !ev.active && ev.failed == 0 && p > 0 {
+            d.reasons.push(format!(
+                "no metric above activation {} → 0",
+                num(rule.activation.unwrap_or(0.0))
+            ));
+            (0, true)
+        } else {
+            (p, true)
+        }
+    } else {
+        match rule.fallback {
+            Some(fb) if history.failures >= fb.after_failures => {
+                fallback_in_force = true;
+                d.reasons.push(format!(
+                    "{} failed reads: fallback {} replicas",
+                    history.failures, fb.replicas
+                ));
+                (fb.replicas, false)
+            }
+            fallback => {
+                hold_on_failure(&mut d, "");
+                if let Some(fb) = fallback {
+                    d.reasons.push(format!(
+                        "fallback {} replicas after {} failed reads ({} so far)",
+                        fb.replicas, fb.after_failures, history.failures
+                    ));
+                }
+                return d;
+            }
+        }
+    };
+
+    let mut p = raw;
+    if tolerant && current > 0 && p != current {
+        let ratio = p as f64 / current as f64;
+        if (ratio - 1.0).abs() <= rule.tolerance {
+            d.reasons.push(format!(
+                "within tolerance {} of {current}",
+                num(rule.tolerance)
+            ));
+            p = current;
+        }
+    }
+    let partial = ev.failed > 0 && !fallback_in_force;
+    if partial && p < current {
+        hold_on_failure(&mut d, " (no scale-down on partial data)");
+        return d;
+    }
+
+    // Stabilisation, over the recommendations before this one and this one.
+    let (up_w, down_w) = (
+        rule.scale_up.window.as_secs_f64(),
+        rule.scale_down.window.as_secs_f64(),
+    );
+    let mut up_rec = p;
+    let mut down_rec = p;
+    for &(at, rec) in &history.recommendations {
+        if at > now - up_w {
+            up_rec = up_rec.min(rec);
+        }
+        if at > now - down_w {
+            down_rec = down_rec.max(rec);
+        }
+    }
+    history.recommendations.push_back((now, p));
+    let keep = up_w.max(down_w);
+    while history
+        .recommendations
+        .front()
+        .is_some_and(|&(at, _)| !(at > now - keep) || history.recommendations.len() > HISTORY_LIMIT)
+    {
+        history.recommendations.pop_front();
+    }
+    let mut desired = if current < up_rec {
+        up_rec
+    } else if current > down_rec {
+        down_rec
+    } else {
+        current
+    };
+    if desired > p {
+        d.reasons.push(format!(
+            "scale-down window ({}) holds {desired}",
+            span(rule.scale_down.window)
+        ));
+    } else if desired < p {
+        d.reasons.push(format!(
+            "scale-up window ({}) holds {desired}",
+            span(rule.scale_up.window)
+        ));
+    }
+
+    // Bounds.
+    if desired > rule.max {
+        desired = rule.max;
+        d.reasons.push(format!("capped by max {}", rule.max));
+    }
+    if desired < rule.min {
+        desired = rule.min;
+        d.reasons.push(format!("raised to min {}", rule.min));
+    }
+
+    // Steps per period; the bounds win.
+    let moved = |up: bool, period: f64| -> u64 {
+        history
+            .events
+            .iter()
+            .filter(|e| e.at > now - period && (e.to > e.from) == up)
+            .map(|e| e.to.abs_diff(e.from))
+            .fold(0, u64::saturating_add)
+    };
+    if desired > current
+        && let Some(step) = rule.scale_up.max_step
+    {
+        let used = moved(true, rule.scale_up.period.as_secs_f64());
+        let limit = current
+            .saturating_add(step.saturating_sub(used))
+            .max(rule.min);
+        if desired > limit {
+            desired = limit;
+            d.reasons
+                .push(step_reason("up", step, rule.scale_up.period, used, limit));
+        }
+    }
+    if desired < current
+        && let Some(step) = rule.scale_down.max_step
+    {
+        let used = moved(false, rule.scale_down.period.as_secs_f64());
+        let limit = current
+            .saturating_sub(step.saturating_sub(used))
+            .min(rule.max);
+        if desired < limit {
+            desired = limit;
+            d.reasons.push(step_reason(
+                "down",
+                step,
+                rule.scale_down.period,
+                used,
+                limit,
+            ));
+        }
+    }
+
+    // Placement.
+    if let (Some(pl), Some(cap)) = (obs.placement, cap)
+        && desired > cap
+    {
+        desired = cap;
+        let mut line = format!(
+            "placement allows {cap} (max {} per node × {} node{})",
+            pl.max_per_node,
+            pl.nodes,
+            if pl.nodes == 1 { "" } else { "s" }
+        );
+        if cap < rule.min {
+            line += &format!(", less than min {}", rule.min);
+        }
+        d.reasons.push(line);
+    }
+
+    if partial && desired < current {
+        hold_on_failure(&mut d, " (no scale-down on partial data)");
+        return d;
+    }
+
+    d.desired = desired;
+    d.action = match desired.cmp(&current) {
+        std::cmp::Ordering::Greater => Action::ScaleUp,
+        std::cmp::Ordering::Less => Action::ScaleDown,
+        std::cmp::Ordering::Equal => Action::None,
+    };
+    if desired != current {
+        history.events.push_back(ScaleEvent {
+            at: now,
+            from: current,
+            to: desired,
+        });
+    }
+    let keep = rule
+        .scale_up
+        .period
+        .max(rule.scale_down.period)
+        .as_secs_f64();
+    while history
+        .events
+        .front()
+        .is_some_and(|e| !(e.at > now - keep) || history.events.len() > HISTORY_LIMIT)
+    {
+        history.events.pop_front();
+    }
+    d
+}
+
+/// `scale-up limited to 2 per 1m (1 used) → 5`.
+fn step_reason(dir: &str, step: u64, period: Duration, used: u64, limit: u64) -> String {
+    let used = if used > 0 {
+        format!(" ({used} used)")
+    } else {
+        String::new()
+    };
+    format!(
+        "scale-{dir} limited to {step} per {}{used} → {limit}",
+        span(period)
+    )
+}
+
+/// What one service wants of a shared budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The service name (breaks priority ties, in byte order).
+    pub service: String,
+    /// 1 is the highest.
+    pub priority: u32,
+    /// Fewest replicas; always granted.
+    pub min: u64,
+    /// Replicas wanted (its [`Decision::desired`]); never exceeded, except that a
+    /// `desired` below `min` counts as `min`.
+    pub desired: u64,
+}
+
+/// What one service gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The service name.
+    pub service: String,
+    /// Replicas granted.
+    pub replicas: u64,
+    /// Why less than wanted (empty when the service got what it wanted).
+    pub reasons: Vec<String>,
+}
+
+/// Shares `capacity` replicas between services (Microscaling priorities).
+///
+/// Every service first gets its `min`, even when the minimums alone exceed
+/// `capacity` (then nobody gets more, and each reason says `capacity N is less than
+/// the minimums (M)`). What is left goes to the highest priority first (lowest
+/// number), ties by service name then by position, each service up to its
+/// `desired`. So the total granted is ≤ `capacity` unless the minimums exceed it,
+/// and a service above its `min` means every higher-priority one got its `desired`.
+/// The grants are in the order of `wants`.
+pub fn allocate(capacity: u64, wants: &[Want]) -> Vec<Grant> {
+    let mins: u128 = wants.iter().map(|w| w.min as u128).sum();
+    let mut grants: Vec<Grant> = wants
+        .iter()
+        .map(|w| {
+            let mut reasons = vec![];
+            if w.desired < w.min {
+                reasons.push(format!("desired {} is below min {}: min", w.desired, w.min));
+            }
+            Grant {
+                service: w.service.clone(),
+                replicas: w.min,
+                reasons,
+            }
+        })
+        .collect();
+    if mins > capacity as u128 {
+        for (g, w) in grants.iter_mut().zip(wants) {
+            g.reasons.push(format!(
+                "capacity {capacity} is less than the minimums ({mins}): min {}",
+                w.min
+            ));
+        }
+        return grants;
+    }
+    let mut left = capacity - mins as u64;
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by(|&a, &b| {
+        (wants[a].priority, &wants[a].service, a).cmp(&(wants[b].priority, &wants[b].service, b))
+    });
+    for i in order {
+        let w = &wants[i];
+        let extra = w.desired.saturating_sub(w.min);
+        let given = extra.min(left);
+        left -= given;
+        grants[i].replicas = w.min + given;
+        if given < extra {
+            grants[i].reasons.push(format!(
+                "capacity {capacity} shared by priority (this one {}): {} of {}",
+                w.priority,
+                w.min + given,
+                w.desired
+            ));
+        }
+    }
+    grants
+}
