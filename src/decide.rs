@@ -284,6 +284,21 @@ fn span(d: Duration) -> String {
     out
 }
 
+/// Whole seconds (not below 0, NaN as 0) as a [`Duration`], for display.
+fn secs(x: f64) -> Duration {
+    if x.is_finite() && x > 0.0 {
+        Duration::from_secs(x.min(1e12) as u64)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Whether time `at` is inside the `span` seconds that end at `now` (`now − span`
+/// excluded, later times included).
+fn recent(at: f64, now: f64, span: f64) -> bool {
+    at > now - span
+}
+
 /// `ceil(x)` forgiving a relative float error of 1e-9; saturating, `x ≥ 0`.
 fn ceil(x: f64) -> u64 {
     (x - x.abs() * 1e-9).ceil().max(0.0) as u64
@@ -446,7 +461,7 @@ pub fn decide(
     if obs.running != obs.replicas && !placed_all {
         let since = obs.converging_since.unwrap_or(now);
         let elapsed = (now - since).max(0.0);
-        let took = span(Duration::from_secs_f64(elapsed.min(1e12).floor()));
+        let took = span(secs(elapsed));
         d.reasons.push(if elapsed <= grace {
             format!(
                 "converging ({}/{} running for {took}): no decision",
@@ -457,7 +472,7 @@ pub fn decide(
                 "not converged ({}/{} running for {took}, grace {}): no decision",
                 obs.running,
                 obs.replicas,
-                span(Duration::from_secs_f64(grace.max(0.0).min(1e12).floor()))
+                span(secs(grace))
             )
         });
         return d;
@@ -525,7 +540,8 @@ pub fn decide(
     let mut p = raw;
     if tolerant && current > 0 && p != current {
         let ratio = p as f64 / current as f64;
-        if (ratio - 1.0).abs() <= rule.tolerance {
+        // 1e-9: `11 / 10 − 1` is a hair above 0.1 in floating point.
+        if (ratio - 1.0).abs() <= rule.tolerance + 1e-9 {
             d.reasons.push(format!(
                 "within tolerance {} of {current}",
                 num(rule.tolerance)
@@ -547,20 +563,18 @@ pub fn decide(
     let mut up_rec = p;
     let mut down_rec = p;
     for &(at, rec) in &history.recommendations {
-        if at > now - up_w {
+        if recent(at, now, up_w) {
             up_rec = up_rec.min(rec);
         }
-        if at > now - down_w {
+        if recent(at, now, down_w) {
             down_rec = down_rec.max(rec);
         }
     }
     history.recommendations.push_back((now, p));
     let keep = up_w.max(down_w);
-    while history
-        .recommendations
-        .front()
-        .is_some_and(|&(at, _)| !(at > now - keep) || history.recommendations.len() > HISTORY_LIMIT)
-    {
+    while history.recommendations.front().is_some_and(|&(at, _)| {
+        !recent(at, now, keep) || history.recommendations.len() > HISTORY_LIMIT
+    }) {
         history.recommendations.pop_front();
     }
     let mut desired = if current < up_rec {
@@ -597,7 +611,7 @@ pub fn decide(
         history
             .events
             .iter()
-            .filter(|e| e.at > now - period && (e.to > e.from) == up)
+            .filter(|e| recent(e.at, now, period) && (e.to > e.from) == up)
             .map(|e| e.to.abs_diff(e.from))
             .fold(0, u64::saturating_add)
     };
@@ -676,7 +690,7 @@ pub fn decide(
     while history
         .events
         .front()
-        .is_some_and(|e| !(e.at > now - keep) || history.events.len() > HISTORY_LIMIT)
+        .is_some_and(|e| !recent(e.at, now, keep) || history.events.len() > HISTORY_LIMIT)
     {
         history.events.pop_front();
     }
