@@ -791,3 +791,621 @@ pub fn allocate(capacity: u64, wants: &[Want]) -> Vec<Grant> {
     }
     grants
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::model::{Fallback, MetricRule};
+
+    fn metric(name: &str, target: Target) -> MetricRule {
+        MetricRule {
+            name: name.to_string(),
+            source: format!("redis://cache/{name}"),
+            target,
+        }
+    }
+
+    /// min..max, one default per-replica metric of target 10, no windows.
+    fn rule(min: u64, max: u64) -> Rule {
+        let mut r = Rule {
+            min,
+            max,
+            metrics: vec![metric("", Target::PerReplica(10.0))],
+            ..Rule::default()
+        };
+        r.scale_down.window = Duration::ZERO;
+        r
+    }
+
+    fn ok(name: &str, v: f64) -> Reading {
+        Reading {
+            name: name.to_string(),
+            value: Ok(v),
+        }
+    }
+
+    fn err(name: &str, e: &str) -> Reading {
+        Reading {
+            name: name.to_string(),
+            value: Err(e.to_string()),
+        }
+    }
+
+    fn obs(replicas: u64, readings: Vec<Reading>) -> Observation {
+        Observation {
+            mode: Mode::Replicated,
+            replicas,
+            running: replicas,
+            update: None,
+            converging_since: None,
+            placement: None,
+            readings,
+        }
+    }
+
+    fn once(rule: &Rule, obs: &Observation) -> Decision {
+        decide(rule, obs, &mut History::new(), 1000.0, 60.0)
+    }
+
+    #[test]
+    fn per_replica_target_divides_and_rounds_up() {
+        let d = once(&rule(1, 20), &obs(4, vec![ok("", 130.0)]));
+        assert_eq!(d.reasons, ["metric 130 / target 10 → 13"]);
+        assert_eq!((d.current, d.desired, d.action), (4, 13, Action::ScaleUp));
+        assert_eq!(
+            d.metric,
+            Some(WinningMetric {
+                name: String::new(),
+                value: 130.0,
+                target: Target::PerReplica(10.0)
+            })
+        );
+        // 1.1 / 0.1 is 11.000000000000002 in floating point: still 11.
+        let mut r = rule(1, 20);
+        r.metrics[0].target = Target::PerReplica(0.1);
+        assert_eq!(once(&r, &obs(11, vec![ok("", 1.1)])).desired, 11);
+    }
+
+    #[test]
+    fn utilisation_target_scales_the_running_tasks() {
+        let mut r = rule(1, 20);
+        r.metrics = vec![metric("cpu", Target::Utilization(50.0))];
+        let d = once(&r, &obs(4, vec![ok("cpu", 75.0)]));
+        assert_eq!(
+            d.reasons,
+            [r#"metric "cpu" 75% / target 50% × 4 running → 6"#]
+        );
+        assert_eq!(d.desired, 6);
+        // None running: the spec's replicas (shown even when the decision holds).
+        let mut o = obs(3, vec![ok("cpu", 100.0)]);
+        o.running = 0;
+        let d = once(&r, &o);
+        assert_eq!(
+            d.reasons[0],
+            r#"metric "cpu" 100% / target 50% × 3 replicas → 6"#
+        );
+    }
+
+    #[test]
+    fn bounds_cap_and_raise() {
+        let d = once(&rule(1, 12), &obs(4, vec![ok("", 130.0)]));
+        assert_eq!(
+            d.reasons,
+            ["metric 130 / target 10 → 13", "capped by max 12"]
+        );
+        assert_eq!((d.desired, d.action), (12, Action::ScaleUp));
+        let d = once(&rule(3, 12), &obs(4, vec![ok("", 5.0)]));
+        assert_eq!(d.reasons, ["metric 5 / target 10 → 1", "raised to min 3"]);
+        assert_eq!((d.desired, d.action), (3, Action::ScaleDown));
+    }
+
+    #[test]
+    fn tolerance_keeps_the_current_count() {
+        let d = once(&rule(1, 20), &obs(10, vec![ok("", 105.0)]));
+        assert_eq!(
+            d.reasons,
+            ["metric 105 / target 10 → 11", "within tolerance 0.1 of 10"]
+        );
+        assert_eq!((d.desired, d.action), (10, Action::None));
+        let d = once(&rule(1, 20), &obs(10, vec![ok("", 85.0)]));
+        assert_eq!((d.desired, d.action), (10, Action::None));
+        let d = once(&rule(1, 20), &obs(10, vec![ok("", 75.0)]));
+        assert_eq!((d.desired, d.action), (8, Action::ScaleDown));
+        let d = once(&rule(1, 20), &obs(10, vec![ok("", 115.0)]));
+        assert_eq!((d.desired, d.action), (12, Action::ScaleUp));
+    }
+
+    #[test]
+    fn the_largest_proposal_wins() {
+        let mut r = rule(1, 20);
+        r.metrics = vec![
+            metric("queue", Target::PerReplica(10.0)),
+            metric("rps", Target::PerReplica(100.0)),
+        ];
+        let d = once(&r, &obs(4, vec![ok("queue", 30.0), ok("rps", 750.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                r#"metric "queue" 30 / target 10 → 3"#,
+                r#"metric "rps" 750 / target 100 → 8"#
+            ]
+        );
+        assert_eq!(d.desired, 8);
+        assert_eq!(d.metric.unwrap().name, "rps");
+    }
+
+    fn two_metrics() -> Rule {
+        let mut r = rule(1, 20);
+        r.metrics = vec![
+            metric("a", Target::PerReplica(10.0)),
+            metric("queue", Target::PerReplica(10.0)),
+        ];
+        r
+    }
+
+    #[test]
+    fn no_scale_down_on_partial_data() {
+        let r = two_metrics();
+        let d = once(
+            &r,
+            &obs(4, vec![ok("a", 15.0), err("queue", "connection refused")]),
+        );
+        assert_eq!(
+            d.reasons,
+            [
+                r#"metric "a" 15 / target 10 → 2"#,
+                r#"metric "queue" unreadable: connection refused: holding 4 (no scale-down on partial data)"#
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::Hold));
+        // A metric without a reading failed too.
+        let d = once(&r, &obs(4, vec![ok("a", 15.0)]));
+        assert_eq!(
+            d.reasons[1],
+            r#"metric "queue" unreadable: not read: holding 4 (no scale-down on partial data)"#
+        );
+        // Nor through the placement cap.
+        let mut o = obs(4, vec![ok("a", 45.0), err("queue", "refused")]);
+        o.placement = Some(Placement {
+            max_per_node: 1,
+            nodes: 3,
+        });
+        o.running = 3;
+        let d = once(&r, &o);
+        assert_eq!((d.desired, d.action), (4, Action::Hold));
+    }
+
+    #[test]
+    fn scale_up_on_partial_data() {
+        let d = once(
+            &two_metrics(),
+            &obs(4, vec![ok("a", 90.0), err("queue", "connection\nrefused")]),
+        );
+        assert_eq!(
+            d.reasons,
+            [
+                r#"metric "a" 90 / target 10 → 9"#,
+                r#"metric "queue" unreadable: connection refused"#
+            ]
+        );
+        assert_eq!((d.desired, d.action), (9, Action::ScaleUp));
+    }
+
+    #[test]
+    fn bad_values_are_failed_reads() {
+        for (v, why) in [
+            (f64::NAN, "value NaN is not a number"),
+            (f64::INFINITY, "value inf is not a number"),
+            (-2.0, "value -2 is negative"),
+        ] {
+            let d = once(&rule(1, 20), &obs(4, vec![ok("", v)]));
+            assert_eq!(d.reasons, [format!("metric unreadable: {why}: holding 4")]);
+            assert_eq!(d.action, Action::Hold);
+        }
+    }
+
+    #[test]
+    fn all_metrics_failed_holds() {
+        let mut r = rule(1, 20);
+        r.metrics = vec![metric("queue", Target::PerReplica(10.0))];
+        let d = once(&r, &obs(4, vec![err("queue", "connection refused")]));
+        assert_eq!(
+            d.reasons,
+            [r#"metric "queue" unreadable: connection refused: holding 4"#]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::Hold));
+        // Even out of bounds: nothing changes.
+        let d = once(&r, &obs(40, vec![err("queue", "connection refused")]));
+        assert_eq!((d.desired, d.action), (40, Action::Hold));
+    }
+
+    #[test]
+    fn fallback_after_consecutive_failures() {
+        let mut r = rule(1, 20);
+        r.fallback = Some(Fallback {
+            replicas: 2,
+            after_failures: 3,
+        });
+        r.scale_down.window = Duration::from_secs(300);
+        let failing = obs(4, vec![err("", "timeout")]);
+        let mut h = History::new();
+        for (t, so_far) in [(0.0, 1), (15.0, 2)] {
+            let d = decide(&r, &failing, &mut h, t, 60.0);
+            assert_eq!(
+                d.reasons,
+                [
+                    "metric unreadable: timeout: holding 4".to_string(),
+                    format!("fallback 2 replicas after 3 failed reads ({so_far} so far)")
+                ]
+            );
+            assert_eq!(d.action, Action::Hold);
+        }
+        let d = decide(&r, &failing, &mut h, 30.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric unreadable: timeout",
+                "3 failed reads: fallback 2 replicas"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (2, Action::ScaleDown));
+        assert_eq!(h.failures(), 3);
+        // A good read resets the count.
+        decide(&r, &obs(2, vec![ok("", 20.0)]), &mut h, 45.0, 60.0);
+        assert_eq!(h.failures(), 0);
+        // The fallback is still clamped.
+        let mut r = rule(3, 20);
+        r.fallback = Some(Fallback {
+            replicas: 1,
+            after_failures: 1,
+        });
+        let d = once(&r, &obs(4, vec![err("", "timeout")]));
+        assert_eq!(
+            d.reasons[1..],
+            ["1 failed reads: fallback 1 replicas", "raised to min 3"]
+        );
+        assert_eq!(d.desired, 3);
+    }
+
+    #[test]
+    fn scale_from_zero_needs_activation() {
+        let mut r = rule(0, 20);
+        r.activation = Some(5.0);
+        let d = once(&r, &obs(0, vec![ok("", 3.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 3 / target 10 → 1",
+                "no metric above activation 5: staying at 0"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (0, Action::None));
+        let d = once(&r, &obs(0, vec![ok("", 6.0)]));
+        assert_eq!((d.desired, d.action), (1, Action::ScaleUp));
+        // Without an activation: any value above 0.
+        let r = rule(0, 20);
+        let d = once(&r, &obs(0, vec![ok("", 0.0)]));
+        assert_eq!((d.desired, d.action), (0, Action::None));
+        let d = once(&r, &obs(0, vec![ok("", 0.5)]));
+        assert_eq!((d.desired, d.action), (1, Action::ScaleUp));
+        // A utilisation metric with nothing running still wakes the service.
+        let mut r = rule(0, 20);
+        r.metrics[0].target = Target::Utilization(50.0);
+        let d = once(&r, &obs(0, vec![ok("", 10.0)]));
+        assert_eq!(d.desired, 1);
+    }
+
+    #[test]
+    fn scale_to_zero_only_when_min_is_zero() {
+        let d = once(&rule(0, 20), &obs(2, vec![ok("", 0.0)]));
+        assert_eq!((d.desired, d.action), (0, Action::ScaleDown));
+        let d = once(&rule(1, 20), &obs(2, vec![ok("", 0.0)]));
+        assert_eq!(d.reasons, ["metric 0 / target 10 → 0", "raised to min 1"]);
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        // Below the activation, the service is inactive: zero.
+        let mut r = rule(0, 20);
+        r.activation = Some(5.0);
+        r.metrics[0].target = Target::PerReplica(1.0);
+        let d = once(&r, &obs(3, vec![ok("", 3.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 3 / target 1 → 3",
+                "no metric above activation 5 → 0"
+            ]
+        );
+        assert_eq!(d.desired, 0);
+    }
+
+    #[test]
+    fn scale_down_window_holds_the_highest_recommendation() {
+        let mut r = rule(1, 20);
+        r.scale_down.window = Duration::from_secs(300);
+        let mut h = History::new();
+        let d = decide(&r, &obs(12, vec![ok("", 120.0)]), &mut h, 0.0, 60.0);
+        assert_eq!(d.action, Action::None);
+        let d = decide(&r, &obs(12, vec![ok("", 40.0)]), &mut h, 60.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 40 / target 10 → 4",
+                "scale-down window (5m) holds 12"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (12, Action::None));
+        let d = decide(&r, &obs(12, vec![ok("", 40.0)]), &mut h, 301.0, 60.0);
+        assert_eq!((d.desired, d.action), (4, Action::ScaleDown));
+    }
+
+    #[test]
+    fn scale_up_window_holds_the_lowest_recommendation() {
+        let mut r = rule(1, 20);
+        r.scale_up.window = Duration::from_secs(60);
+        let mut h = History::new();
+        decide(&r, &obs(4, vec![ok("", 40.0)]), &mut h, 0.0, 60.0);
+        let d = decide(&r, &obs(4, vec![ok("", 130.0)]), &mut h, 10.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 130 / target 10 → 13",
+                "scale-up window (1m) holds 4"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::None));
+        let d = decide(&r, &obs(4, vec![ok("", 130.0)]), &mut h, 30.0, 60.0);
+        assert_eq!(d.desired, 4);
+        // The 4 at 0 s is out of the window: the lowest left is 13.
+        let d = decide(&r, &obs(4, vec![ok("", 130.0)]), &mut h, 61.0, 60.0);
+        assert_eq!((d.desired, d.action), (13, Action::ScaleUp));
+    }
+
+    #[test]
+    fn max_step_per_period() {
+        let mut r = rule(1, 20);
+        r.scale_up.max_step = Some(2);
+        let mut h = History::new();
+        let d = decide(&r, &obs(4, vec![ok("", 130.0)]), &mut h, 0.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 130 / target 10 → 13",
+                "scale-up limited to 2 per 1m → 6"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (6, Action::ScaleUp));
+        let d = decide(&r, &obs(6, vec![ok("", 130.0)]), &mut h, 30.0, 60.0);
+        assert_eq!(d.reasons[1], "scale-up limited to 2 per 1m (2 used) → 6");
+        assert_eq!((d.desired, d.action), (6, Action::None));
+        let d = decide(&r, &obs(6, vec![ok("", 130.0)]), &mut h, 60.5, 60.0);
+        assert_eq!(d.desired, 8);
+        // Down, likewise.
+        let mut r = rule(1, 20);
+        r.scale_down.max_step = Some(1);
+        r.scale_down.period = Duration::from_secs(90);
+        let d = once(&r, &obs(10, vec![ok("", 20.0)]));
+        assert_eq!(d.reasons[1], "scale-down limited to 1 per 1m30s → 9");
+        assert_eq!(d.desired, 9);
+        // The bounds win over the step.
+        let mut r = rule(5, 20);
+        r.scale_up.max_step = Some(1);
+        let d = once(&r, &obs(1, vec![ok("", 10.0)]));
+        assert_eq!(d.desired, 5);
+    }
+
+    #[test]
+    fn converging_services_hold() {
+        let mut o = obs(5, vec![ok("", 130.0)]);
+        o.running = 3;
+        o.converging_since = Some(88.0);
+        let d = decide(&rule(1, 20), &o, &mut History::new(), 100.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 130 / target 10 → 13",
+                "converging (3/5 running for 12s): no decision"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (5, Action::Hold));
+        o.converging_since = Some(5.0);
+        let d = decide(&rule(1, 20), &o, &mut History::new(), 100.0, 60.0);
+        assert_eq!(
+            d.reasons[1],
+            "not converged (3/5 running for 1m35s, grace 1m): no decision"
+        );
+        assert_eq!((d.desired, d.action), (5, Action::Hold));
+        // Unknown start: just seen.
+        o.converging_since = None;
+        let d = decide(&rule(1, 20), &o, &mut History::new(), 100.0, 60.0);
+        assert_eq!(d.reasons[1], "converging (3/5 running for 0s): no decision");
+    }
+
+    #[test]
+    fn updates_in_progress_hold() {
+        for (state, why) in [
+            ("updating", "rolling update in progress: no decision"),
+            ("paused", "rolling update paused: no decision"),
+            ("rolling back", "rollback in progress: no decision"),
+            ("rollback paused", "rollback paused: no decision"),
+            ("exploded", r#"update state "exploded": no decision"#),
+        ] {
+            let mut o = obs(4, vec![ok("", 130.0)]);
+            o.update = Some(state.to_string());
+            let d = once(&rule(1, 20), &o);
+            assert_eq!(d.reasons[1], why);
+            assert_eq!((d.desired, d.action), (4, Action::Hold));
+        }
+        for state in ["rolled back", "completed", ""] {
+            let mut o = obs(4, vec![ok("", 130.0)]);
+            o.update = Some(state.to_string());
+            assert_eq!(once(&rule(1, 20), &o).action, Action::ScaleUp);
+        }
+    }
+
+    #[test]
+    fn modes_not_scaled() {
+        let mut o = obs(4, vec![ok("", 130.0)]);
+        o.mode = Mode::Global;
+        let mut h = History::new();
+        let d = decide(&rule(1, 20), &o, &mut h, 0.0, 60.0);
+        assert_eq!(d.reasons, ["global service: not scaled"]);
+        assert_eq!((d.desired, d.action), (4, Action::NotScaled));
+        o.mode = Mode::GlobalJob;
+        assert_eq!(
+            decide(&rule(1, 20), &o, &mut h, 0.0, 60.0).reasons,
+            ["global job: not scaled"]
+        );
+        o.mode = Mode::ReplicatedJob;
+        o.running = 1;
+        let d = decide(&rule(1, 12), &o, &mut h, 0.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 130 / target 10 → 13",
+                "within bounds 1..12: 12",
+                "replicated job: reported, not scaled"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::NotScaled));
+        assert_eq!(h, History::new());
+    }
+
+    #[test]
+    fn placement_caps_the_proposal() {
+        let mut o = obs(4, vec![ok("", 130.0)]);
+        o.placement = Some(Placement {
+            max_per_node: 2,
+            nodes: 3,
+        });
+        let d = once(&rule(1, 20), &o);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 130 / target 10 → 13",
+                "placement allows 6 (max 2 per node × 3 nodes)"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (6, Action::ScaleUp));
+        // More replicas than can be placed, all placeable running: decided, and capped.
+        let mut o = obs(10, vec![ok("", 100.0)]);
+        o.running = 6;
+        o.placement = Some(Placement {
+            max_per_node: 2,
+            nodes: 3,
+        });
+        let d = once(&rule(1, 20), &o);
+        assert_eq!((d.desired, d.action), (6, Action::ScaleDown));
+        // Below min: the cap wins, and says so.
+        o.placement = Some(Placement {
+            max_per_node: 1,
+            nodes: 1,
+        });
+        o.running = 1;
+        let d = once(&rule(2, 20), &o);
+        assert_eq!(
+            d.reasons.last().unwrap(),
+            "placement allows 1 (max 1 per node × 1 node), less than min 2"
+        );
+        assert_eq!(d.desired, 1);
+    }
+
+    #[test]
+    fn a_rule_without_metrics_keeps_the_bounds() {
+        let mut r = rule(2, 5);
+        r.metrics.clear();
+        let d = once(&r, &obs(3, vec![]));
+        assert_eq!(d.reasons, ["no metric: bounds only"]);
+        assert_eq!((d.desired, d.action), (3, Action::None));
+        let d = once(&r, &obs(9, vec![]));
+        assert_eq!(d.reasons, ["no metric: bounds only", "capped by max 5"]);
+        assert_eq!((d.desired, d.action), (5, Action::ScaleDown));
+    }
+
+    #[test]
+    fn history_stays_bounded() {
+        let mut r = rule(1, 1000);
+        r.scale_down.window = Duration::from_secs(1_000_000);
+        r.scale_up.period = Duration::from_secs(1_000_000);
+        let mut h = History::new();
+        let mut current = 1;
+        for i in 0..3000u64 {
+            let d = decide(
+                &r,
+                &obs(current, vec![ok("", ((i % 7) * 100) as f64)]),
+                &mut h,
+                i as f64,
+                60.0,
+            );
+            current = d.desired;
+        }
+        assert!(h.recommendations.len() <= HISTORY_LIMIT);
+        assert!(h.events.len() <= HISTORY_LIMIT);
+        // Old entries go once out of every window.
+        let r = rule(1, 1000);
+        decide(&r, &obs(current, vec![ok("", 10.0)]), &mut h, 1e7, 60.0);
+        assert!(h.recommendations.is_empty());
+        assert!(h.events.len() <= 1);
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(num(130.0), "130");
+        assert_eq!(num(0.1), "0.1");
+        assert_eq!(num(2.0 / 3.0), "0.667");
+        assert_eq!(num(0.0001), "0.0001");
+        assert_eq!(span(Duration::from_secs(300)), "5m");
+        assert_eq!(span(Duration::from_secs(95)), "1m35s");
+        assert_eq!(span(Duration::from_secs(3600)), "1h");
+        assert_eq!(span(Duration::ZERO), "0s");
+        assert_eq!(span(Duration::from_millis(250)), "250ms");
+    }
+
+    fn want(service: &str, priority: u32, min: u64, desired: u64) -> Want {
+        Want {
+            service: service.to_string(),
+            priority,
+            min,
+            desired,
+        }
+    }
+
+    #[test]
+    fn allocate_by_priority() {
+        let wants = [
+            want("web", 2, 1, 6),
+            want("batch", 5, 0, 10),
+            want("api", 1, 2, 4),
+        ];
+        // Minimums 3, then 6 left: api (priority 1) +2, web +4 of its 5, batch nothing.
+        let g = allocate(9, &wants);
+        let got: Vec<_> = g.iter().map(|g| (g.service.as_str(), g.replicas)).collect();
+        assert_eq!(got, [("web", 5), ("batch", 0), ("api", 4)]);
+        assert_eq!(
+            g[0].reasons,
+            ["capacity 9 shared by priority (this one 2): 5 of 6"]
+        );
+        assert_eq!(
+            g[1].reasons,
+            ["capacity 9 shared by priority (this one 5): 0 of 10"]
+        );
+        assert!(g[2].reasons.is_empty());
+    }
+
+    #[test]
+    fn allocate_ties_by_name() {
+        let g = allocate(3, &[want("b", 1, 0, 2), want("a", 1, 0, 2)]);
+        assert_eq!((g[0].replicas, g[1].replicas), (1, 2));
+    }
+
+    #[test]
+    fn allocate_never_below_min() {
+        let g = allocate(3, &[want("a", 1, 2, 5), want("b", 9, 2, 2)]);
+        assert_eq!((g[0].replicas, g[1].replicas), (2, 2));
+        assert_eq!(
+            g[0].reasons,
+            ["capacity 3 is less than the minimums (4): min 2"]
+        );
+        let g = allocate(10, &[want("a", 1, 3, 1)]);
+        assert_eq!(g[0].replicas, 3);
+        assert_eq!(g[0].reasons, ["desired 1 is below min 3: min"]);
+    }
+}
