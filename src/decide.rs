@@ -1409,3 +1409,346 @@ mod tests {
         assert_eq!(g[0].reasons, ["desired 1 is below min 3: min"]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::rules::model::{Fallback, MetricRule, Policy};
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 3] = ["", "a", "b"];
+
+    fn arb_target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            (0.5f64..50.0).prop_map(Target::PerReplica),
+            (10.0f64..100.0).prop_map(Target::Utilization),
+        ]
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        (
+            prop_oneof![Just(0u64), 1u64..400],
+            prop::option::of(1u64..6),
+            1u64..200,
+        )
+            .prop_map(|(window, max_step, period)| Policy {
+                window: Duration::from_secs(window),
+                max_step,
+                period: Duration::from_secs(period),
+            })
+    }
+
+    fn arb_rule() -> impl Strategy<Value = Rule> {
+        (
+            0u64..6,
+            0u64..25,
+            0.0f64..0.5,
+            arb_policy(),
+            arb_policy(),
+            prop::option::of(0.0f64..50.0),
+            prop::option::of((0u64..30, 0u32..5)),
+            prop::collection::vec(arb_target(), 1..=3),
+        )
+            .prop_map(
+                |(min, span, tolerance, up, down, activation, fb, targets)| Rule {
+                    min,
+                    max: min + span,
+                    metrics: targets
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, target)| MetricRule {
+                            name: NAMES[i].to_string(),
+                            source: String::new(),
+                            target,
+                        })
+                        .collect(),
+                    tolerance,
+                    scale_up: up,
+                    scale_down: down,
+                    activation,
+                    fallback: fb.map(|(replicas, after_failures)| Fallback {
+                        replicas,
+                        after_failures,
+                    }),
+                    priority: 1,
+                },
+            )
+    }
+
+    /// A reading for each of the three names: mostly values (some exact zeros), some
+    /// failed, some missing.
+    fn arb_readings() -> impl Strategy<Value = Vec<Reading>> {
+        let one = prop_oneof![
+            6 => (0.0f64..500.0).prop_map(|v| Some(Ok(v))),
+            1 => Just(Some(Ok(0.0))),
+            1 => Just(Some(Err("connection refused".to_string()))),
+            1 => Just(None),
+        ];
+        prop::collection::vec(one, 3).prop_map(|values| {
+            values
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    v.map(|value| Reading {
+                        name: NAMES[i].to_string(),
+                        value,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn arb_steps() -> impl Strategy<Value = Vec<(f64, Vec<Reading>)>> {
+        prop::collection::vec((0.0f64..120.0, arb_readings()), 0..12)
+    }
+
+    fn observe(replicas: u64, readings: Vec<Reading>) -> Observation {
+        Observation {
+            mode: Mode::Replicated,
+            replicas,
+            running: replicas,
+            update: None,
+            converging_since: None,
+            placement: None,
+            readings,
+        }
+    }
+
+    /// Decisions at increasing times, the service following each one. Returns the
+    /// history, the replicas, the last time and each decision `(time, from, to)`.
+    fn replay(
+        rule: &Rule,
+        start: u64,
+        steps: &[(f64, Vec<Reading>)],
+    ) -> (History, u64, f64, Vec<(f64, u64, u64)>) {
+        let mut h = History::new();
+        let (mut current, mut now, mut moves) = (start, 0.0, vec![]);
+        for (dt, readings) in steps {
+            now += dt;
+            let d = decide(rule, &observe(current, readings.clone()), &mut h, now, 60.0);
+            moves.push((now, current, d.desired));
+            current = d.desired;
+        }
+        (h, current, now + 1.0, moves)
+    }
+
+    fn in_bounds(rule: &Rule, x: u64) -> u64 {
+        rule.min + x % (rule.max - rule.min + 1)
+    }
+
+    proptest! {
+        /// A decision (scale up, scale down or none) stays within `[min, max]`
+        /// (the placement cap not below `min`); hold and not-scaled keep `current`.
+        #[test]
+        fn desired_within_bounds(
+            rule in arb_rule(),
+            steps in arb_steps(),
+            current in 0u64..40,
+            readings in arb_readings(),
+            placement in prop::option::of((1u64..5, 1u64..5)),
+        ) {
+            let (mut h, _, now, _) = replay(&rule, in_bounds(&rule, current), &steps);
+            let mut o = observe(current, readings);
+            o.placement = placement.map(|(max_per_node, nodes)| Placement { max_per_node, nodes });
+            if let Some(p) = o.placement {
+                prop_assume!(p.cap() >= rule.min);
+                o.running = current.min(p.cap());
+            }
+            let d = decide(&rule, &o, &mut h, now, 60.0);
+            match d.action {
+                Action::ScaleUp | Action::ScaleDown | Action::None => {
+                    prop_assert!(rule.min <= d.desired && d.desired <= rule.max, "{d:?}");
+                }
+                Action::Hold | Action::NotScaled => prop_assert_eq!(d.desired, current),
+            }
+            let expected = match d.desired.cmp(&current) {
+                std::cmp::Ordering::Greater => Action::ScaleUp,
+                std::cmp::Ordering::Less => Action::ScaleDown,
+                std::cmp::Ordering::Equal => d.action,
+            };
+            prop_assert_eq!(d.action, expected);
+        }
+
+        /// A proposal within the tolerance of `current` changes nothing, whatever
+        /// the history.
+        #[test]
+        fn no_change_inside_the_tolerance(
+            current in 1u64..50,
+            tolerance in 0.0f64..0.5,
+            target in 0.5f64..50.0,
+            pick in 0.0f64..1.0,
+            frac in 0.0f64..1.0,
+            below in 0u64..5,
+            above in 0u64..5,
+            up in arb_policy(),
+            down in arb_policy(),
+            steps in arb_steps(),
+        ) {
+            let lo = (current as f64 * (1.0 - tolerance)).ceil() as u64;
+            let hi = (current as f64 * (1.0 + tolerance)).floor() as u64;
+            let k = lo + ((hi - lo) as f64 * pick).round() as u64;
+            let value = (k as f64 - frac) * target;
+            prop_assume!(proposal(Target::PerReplica(target), value, current) == Some(k));
+            prop_assume!((k as f64 / current as f64 - 1.0).abs() <= tolerance);
+            let rule = Rule {
+                min: current.saturating_sub(below),
+                max: current + above,
+                metrics: vec![MetricRule {
+                    name: String::new(),
+                    source: String::new(),
+                    target: Target::PerReplica(target),
+                }],
+                tolerance,
+                scale_up: up,
+                scale_down: down,
+                activation: None,
+                fallback: None,
+                priority: 1,
+            };
+            let (mut h, _, now, _) = replay(&rule, current, &steps);
+            let d = decide(&rule, &observe(current, vec![Reading { name: String::new(), value: Ok(value) }]), &mut h, now, 60.0);
+            prop_assert_eq!((d.desired, d.action), (current, Action::None), "{:?}", d);
+        }
+
+        /// Over a run of decisions, the changes in each direction within any
+        /// `period` add up to at most that direction's `max_step`.
+        #[test]
+        fn steps_stay_within_policy(
+            rule in arb_rule(),
+            step_up in 1u64..6,
+            step_down in 1u64..6,
+            start in 0u64..40,
+            steps in prop::collection::vec((0.0f64..60.0, arb_readings()), 1..40),
+        ) {
+            let mut rule = rule;
+            rule.scale_up.max_step = Some(step_up);
+            rule.scale_down.max_step = Some(step_down);
+            let (_, _, _, moves) = replay(&rule, in_bounds(&rule, start), &steps);
+            for &(now, _, _) in &moves {
+                for (up, policy) in [(true, rule.scale_up), (false, rule.scale_down)] {
+                    let period = policy.period.as_secs_f64();
+                    let total: u64 = moves
+                        .iter()
+                        .filter(|&&(at, from, to)| at <= now && at > now - period && to != from && (to > from) == up)
+                        .map(|&(_, from, to)| from.abs_diff(to))
+                        .sum();
+                    prop_assert!(total <= policy.max_step.unwrap(), "up {up} at {now}: {total} in {moves:?}");
+                }
+            }
+        }
+
+        /// Same state and history, larger metric values: `desired` is not smaller.
+        #[test]
+        fn desired_is_monotone_in_the_metric(
+            rule in arb_rule(),
+            steps in arb_steps(),
+            current in 0u64..40,
+            readings in arb_readings(),
+            factor in 1.0f64..3.0,
+            add in prop_oneof![Just(0.0f64), 0.0f64..50.0],
+            placement in prop::option::of((1u64..10, 1u64..10)),
+        ) {
+            let current = in_bounds(&rule, current);
+            let (h, _, now, _) = replay(&rule, current, &steps);
+            let larger: Vec<Reading> = readings
+                .iter()
+                .map(|r| Reading { name: r.name.clone(), value: r.value.clone().map(|v| v * factor + add) })
+                .collect();
+            let mut small = observe(current, readings);
+            let mut large = observe(current, larger);
+            small.placement = placement.map(|(max_per_node, nodes)| Placement { max_per_node, nodes });
+            large.placement = small.placement;
+            prop_assume!(small.placement.is_none_or(|p| p.cap() >= current));
+            let d1 = decide(&rule, &small, &mut h.clone(), now, 60.0);
+            let d2 = decide(&rule, &large, &mut h.clone(), now, 60.0);
+            prop_assert!(d1.desired <= d2.desired, "{d1:?} then {d2:?}");
+        }
+
+        /// With a failed read, `desired` is never below `current`, unless all
+        /// failed and the fallback is in force; all failed without a fallback: hold.
+        #[test]
+        fn no_scale_down_on_a_failed_read(
+            rule in arb_rule(),
+            steps in arb_steps(),
+            current in 0u64..40,
+            readings in arb_readings(),
+            missing in any::<bool>(),
+            placement in prop::option::of((1u64..5, 1u64..5)),
+            running_capped in any::<bool>(),
+        ) {
+            let (mut h, _, now, _) = replay(&rule, in_bounds(&rule, current), &steps);
+            let mut readings: Vec<Reading> = readings.into_iter().filter(|r| !r.name.is_empty()).collect();
+            if !missing {
+                readings.push(Reading { name: String::new(), value: Err("timeout".into()) });
+            }
+            let mut o = observe(current, readings.clone());
+            o.placement = placement.map(|(max_per_node, nodes)| Placement { max_per_node, nodes });
+            if let (Some(p), true) = (o.placement, running_capped) {
+                o.running = current.min(p.cap());
+            }
+            let d = decide(&rule, &o, &mut h, now, 60.0);
+            let readable = rule.metrics.iter().any(|m| {
+                readings.iter().find(|r| r.name == m.name).is_some_and(|r| r.value.is_ok())
+            });
+            if readable || rule.fallback.is_none() {
+                prop_assert!(d.desired >= current, "{d:?}");
+            }
+            if !readable && rule.fallback.is_none() {
+                prop_assert_eq!((d.desired, d.action), (current, Action::Hold));
+            }
+        }
+
+        /// When the minimums fit, the grants never exceed the capacity; each grant
+        /// is at least its `min` and at most its `desired` (or `min`); when the
+        /// minimums do not fit, everyone gets exactly `min`. Nothing is left unused
+        /// while someone wants more.
+        #[test]
+        fn the_budget_is_never_exceeded(
+            capacity in 0u64..100,
+            wants in prop::collection::vec((0usize..4, 1u32..5, 0u64..10, 0u64..25), 0..8),
+        ) {
+            let wants: Vec<Want> = wants
+                .into_iter()
+                .map(|(n, priority, min, desired)| Want { service: ["a", "b", "c", "d"][n].into(), priority, min, desired })
+                .collect();
+            let grants = allocate(capacity, &wants);
+            prop_assert_eq!(grants.len(), wants.len());
+            let mins: u64 = wants.iter().map(|w| w.min).sum();
+            let total: u64 = grants.iter().map(|g| g.replicas).sum();
+            for (g, w) in grants.iter().zip(&wants) {
+                prop_assert_eq!(&g.service, &w.service);
+                prop_assert!(w.min <= g.replicas && g.replicas <= w.desired.max(w.min));
+                if mins > capacity {
+                    prop_assert_eq!(g.replicas, w.min);
+                }
+            }
+            if mins <= capacity {
+                prop_assert!(total <= capacity);
+                if grants.iter().zip(&wants).any(|(g, w)| g.replicas < w.desired) {
+                    prop_assert_eq!(total, capacity);
+                }
+            }
+        }
+
+        /// A lower-priority service never gets more than its `min` while a
+        /// higher-priority one gets less than its `desired`.
+        #[test]
+        fn priorities_are_respected(
+            capacity in 0u64..100,
+            wants in prop::collection::vec((0usize..4, 1u32..5, 0u64..10, 0u64..25), 0..8),
+        ) {
+            let wants: Vec<Want> = wants
+                .into_iter()
+                .map(|(n, priority, min, desired)| Want { service: ["a", "b", "c", "d"][n].into(), priority, min, desired })
+                .collect();
+            let grants = allocate(capacity, &wants);
+            for (hi, ghi) in wants.iter().zip(&grants) {
+                for (lo, glo) in wants.iter().zip(&grants) {
+                    if hi.priority < lo.priority && ghi.replicas < hi.desired {
+                        prop_assert_eq!(glo.replicas, lo.min, "{:?} {:?}", wants, grants);
+                    }
+                }
+            }
+        }
+    }
+}
