@@ -264,6 +264,15 @@ fn num(x: f64) -> String {
     }
 }
 
+/// `1 replica`, `2 replicas`.
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("{n} {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `5m`, `1m30s`, `1h`, `0s`; under a second, `250ms`.
 fn span(d: Duration) -> String {
     let secs = d.as_secs();
@@ -519,8 +528,9 @@ pub fn decide(
             Some(fb) if history.failures >= fb.after_failures => {
                 fallback_in_force = true;
                 d.reasons.push(format!(
-                    "{} failed reads: fallback {} replicas",
-                    history.failures, fb.replicas
+                    "{}: fallback {}",
+                    plural(history.failures.into(), "failed read"),
+                    plural(fb.replicas, "replica")
                 ));
                 (fb.replicas, false)
             }
@@ -528,8 +538,10 @@ pub fn decide(
                 hold_on_failure(&mut d, "");
                 if let Some(fb) = fallback {
                     d.reasons.push(format!(
-                        "fallback {} replicas after {} failed reads ({} so far)",
-                        fb.replicas, fb.after_failures, history.failures
+                        "fallback {} after {} ({} so far)",
+                        plural(fb.replicas, "replica"),
+                        plural(fb.after_failures.into(), "failed read"),
+                        history.failures
                     ));
                 }
                 return d;
@@ -1062,7 +1074,7 @@ mod tests {
         let d = once(&r, &obs(4, vec![err("", "timeout")]));
         assert_eq!(
             d.reasons[1..],
-            ["1 failed reads: fallback 1 replicas", "raised to min 3"]
+            ["1 failed read: fallback 1 replica", "raised to min 3"]
         );
         assert_eq!(d.desired, 3);
     }
