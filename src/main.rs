@@ -8,6 +8,8 @@
 mod argv;
 mod badge;
 mod cli;
+#[allow(dead_code)] // pure decision core; `plan` wires it next
+mod decide;
 mod engine;
 mod exit;
 mod fsutil;
