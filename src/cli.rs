@@ -47,6 +47,7 @@ pub fn command() -> clap::Command {
                 PROVENANCE_EXAMPLES,
             ),
             "badge" => (None, BADGE_EXAMPLES),
+            "plan" => (None, PLAN_EXAMPLES),
             _ => (None, VERSION_EXAMPLES),
         };
         if name == "rules" {
@@ -251,6 +252,10 @@ pub enum Command {
     #[command(override_usage = "docker microscale badge [OPTIONS] SERVICE")]
     Badge(BadgeArgs),
 
+    /// Show what each rule-managed service should run, and why, before anything changes
+    #[command(override_usage = "docker microscale plan [OPTIONS] [SERVICE...]")]
+    Plan(PlanArgs),
+
     /// Check the scaling rules declared in service labels (or a rules file)
     #[command(
         override_usage = "docker microscale rules COMMAND",
@@ -317,6 +322,42 @@ pub struct BadgeArgs {
     /// Write to a file instead of STDOUT
     #[arg(short = 'o', long = "output", value_name = "string", value_parser = any_path)]
     pub output: Option<PathBuf>,
+}
+
+const PLAN_EXAMPLES: &str = "  docker microscale plan
+  docker microscale plan queue-worker web
+  docker microscale plan --capacity 20
+  docker microscale plan --detailed-exitcode || [ $? -eq 2 ] && echo changes pending
+  docker microscale plan --format json | jq -r '.Service + \" \" + (.Desired|tostring)'";
+
+/// Options of `docker microscale plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Services to plan, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// Share this many replicas between the planned services by priority
+    #[arg(long = "capacity", value_name = "replicas")]
+    pub capacity: Option<u64>,
+
+    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
+    #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub detailed_exitcode: Option<bool>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
 }
 
 /// `docker microscale rules` subcommands.

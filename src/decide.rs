@@ -165,7 +165,8 @@ impl History {
         History::default()
     }
 
-    /// Consecutive decisions in which some metric read failed.
+    /// Consecutive decisions in which some metric read failed (`run` reports it).
+    #[cfg(test)]
     pub fn failures(&self) -> u32 {
         self.failures
     }

@@ -20,6 +20,8 @@ pub enum Exit {
     Ok = 0,
     /// A failure: engine, service, or output error.
     Error = 1,
+    /// `plan --detailed-exitcode`: changes are pending.
+    ChangesPending = 2,
     /// Bad flags or arguments.
     Usage = 125,
     /// Interrupted by Ctrl-C or cancelled by the docker CLI.

@@ -8,12 +8,12 @@
 mod argv;
 mod badge;
 mod cli;
-#[allow(dead_code)] // pure decision core; `plan` wires it next
 mod decide;
 mod engine;
 mod exit;
 mod fsutil;
 mod labels;
+mod plan;
 mod provenance;
 mod redact;
 mod registry;
@@ -83,6 +83,9 @@ fn run(args: Vec<OsString>) -> Exit {
             command: cli::RulesCommand::Check(args),
         } => with_runtime(&cli.global, |engine| async move {
             rules::check::run(&engine, &args).await
+        }),
+        Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
+            plan::run(&engine, &args).await
         }),
         Command::Provenance(args) => {
             // Registry credentials come from the same config directory as contexts.

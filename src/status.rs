@@ -215,7 +215,9 @@ fn replicas_text(
     }
 }
 
-fn update_text(service: &Service) -> String {
+/// The UPDATE column: `updating`, `paused`, `rolling back`, `rollback paused`, `rolled back`, or empty
+/// (`UpdateStatus.State`).
+pub fn update_text(service: &Service) -> String {
     use ServiceUpdateStatusStateEnum as S;
     match service.update_status.as_ref().and_then(|u| u.state) {
         Some(S::UPDATING) => "updating",

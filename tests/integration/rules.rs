@@ -193,3 +193,108 @@ fn a_rules_file_wins_over_labels_and_is_checked() {
         "Usage:  docker microscale rules check [OPTIONS] [SERVICE...]",
     );
 }
+
+#[test]
+fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
+    // Below its minimum: the bounds alone say scale up (Microscaling labels).
+    let low = TestService::create(
+        &unique("plan-low"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            "com.microscaling.is-scalable=true",
+            "--label",
+            "com.microscaling.min-containers=2",
+            "--label",
+            "com.microscaling.max-containers=4",
+        ],
+    );
+    let metric = TestService::create(
+        &unique("plan-metric"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=0",
+            "--label",
+            "microscale.max=5",
+            "--label",
+            "microscale.metric=redis://127.0.0.1:1/0?list=jobs",
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let bad = TestService::create(
+        &unique("plan-bad"),
+        &["--replicas", "0", "--label", "microscale.max=many"],
+    );
+    wait_until(
+        "plan-low running",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&low.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 1)
+        },
+    );
+
+    let out = plugin(&[
+        "plan",
+        "--format",
+        "json",
+        "--detailed-exitcode",
+        &low.name,
+        &metric.name,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "changes pending: {}",
+        stderr(&out)
+    );
+    let rows = problems(&out);
+    let row = |name: &str| rows.iter().find(|r| r["Service"] == name).unwrap().clone();
+    let l = row(&low.name);
+    assert_eq!(
+        (l["Current"].as_u64(), l["Desired"].as_u64()),
+        (Some(1), Some(2)),
+        "{l}"
+    );
+    assert_eq!(l["Action"], "scale up");
+    let m = row(&metric.name);
+    assert_eq!(m["Action"], "hold", "{m}");
+    assert_eq!(m["Desired"], 0);
+    assert!(
+        m["Reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot read redis://127.0.0.1:1/0?list=jobs"),
+        "{m}"
+    );
+
+    // nothing pending: exit 0 with --detailed-exitcode
+    ok(plugin(&["plan", "--detailed-exitcode", &metric.name]));
+    // a bad rule: reported in the plan, exit 1, and the others still planned
+    let out = plugin(&["plan", &bad.name, &metric.name]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("SERVICE   ") || text.starts_with("SERVICE"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("run `docker microscale rules check {}`", bad.name)),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with(&metric.name)), "{text}");
+    // capacity: the budget is never exceeded
+    let out = plugin(&["plan", "--format", "json", "--capacity", "1", &low.name]);
+    let l = &problems(&out)[0];
+    assert!(l["Desired"].as_u64().unwrap() <= 2, "{l}");
+    fails(
+        &plugin(&["plan", "--capacity", "lots"]),
+        125,
+        "invalid argument \"lots\" for \"--capacity\" flag",
+    );
+}

@@ -1,0 +1,488 @@
+//! `docker microscale plan [SERVICE...]`: what each rule-managed service should run
+//! and why, before anything changes. Also the METRIC and DESIRED columns of `status`.
+//!
+//! Each service's rule (labels or `--rules FILE`) and what the snapshot says of it
+//! become a [`decide::Observation`]; the pure [`decide::decide`] makes the decision;
+//! with `--capacity N`, [`decide::allocate`] then shares N replicas by priority.
+//! One-shot: there is no history, so stabilisation windows and step limits only see
+//! this decision (`run` keeps the history).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{Node, NodeSpecAvailabilityEnum, NodeState, Service};
+use serde::Serialize;
+
+use crate::decide::{self, Action, History, Observation, Placement, Reading};
+use crate::engine::snapshot::Snapshot;
+use crate::rules::check::{RulesFile, rule_inputs, service_name};
+use crate::rules::model::{Rule, Target};
+use crate::rules::{Severity, parse_labels};
+use crate::status::Mode;
+
+/// Seconds a service may take to converge (running = desired) before the plan says
+/// it has not.
+pub const GRACE_SECS: f64 = 60.0;
+
+/// One line of `plan`; the JSON object of `plan --format json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlanRow {
+    /// Service ID (12 characters unless `--no-trunc`).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// Replicas of the spec now.
+    pub current: u64,
+    /// Running tasks now (`ServiceStatus.RunningTasks`).
+    pub running: u64,
+    /// The winning metric as `value / target` (`85% / 70%` for utilisation), when a
+    /// metric was read.
+    pub metric: Option<String>,
+    /// The proposed replica count.
+    pub desired: u64,
+    /// `none`, `scale up`, `scale down`, `hold`, `not scaled`, or `error` (the rule
+    /// has errors: see `rules check`).
+    pub action: String,
+    /// Why, in order.
+    pub reasons: Vec<String>,
+    /// `labels` or the rules file's path.
+    pub source: String,
+}
+
+/// Reads one metric source. Metric sources are not part of this version yet (issue
+/// 5): every read fails with a reason that says so, and the decision core holds.
+pub fn read_metric(source: &str) -> Result<f64, String> {
+    Err(format!(
+        "cannot read {}: metric sources are not available in this version yet",
+        crate::redact::redact_value(source)
+    ))
+}
+
+/// `value / target`, with `%` for utilisation targets.
+fn metric_text(value: f64, target: Target) -> String {
+    let num = |x: f64| {
+        if x.fract() == 0.0 && x.abs() < 1e15 {
+            format!("{}", x as i64)
+        } else {
+            format!("{x:.2}")
+        }
+    };
+    match target {
+        Target::PerReplica(t) => format!("{} / {}", num(value), num(t)),
+        Target::Utilization(t) => format!("{}% / {}%", num(value), num(t)),
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time.
+fn epoch(ts: &str) -> Option<f64> {
+    ts.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() as f64 / 1000.0)
+}
+
+/// Nodes where the service's tasks may run: ready and active, and matching the
+/// `node.role` and `node.hostname` constraints (other constraints are not evaluated:
+/// every such node counts).
+pub fn eligible_nodes(service: &Service, nodes: &[Node]) -> u64 {
+    let constraints: Vec<String> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.placement.as_ref())
+        .and_then(|p| p.constraints.clone())
+        .unwrap_or_default();
+    nodes
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
+        .filter(|n| {
+            n.spec.as_ref().and_then(|s| s.availability) == Some(NodeSpecAvailabilityEnum::ACTIVE)
+        })
+        .filter(|n| {
+            constraints.iter().all(|c| {
+                let (key, want, eq) = if let Some((k, v)) = c.split_once("!=") {
+                    (k.trim(), v.trim(), false)
+                } else if let Some((k, v)) = c.split_once("==") {
+                    (k.trim(), v.trim(), true)
+                } else {
+                    return true;
+                };
+                let have = match key {
+                    "node.role" => n.spec.as_ref().and_then(|s| s.role).map(|r| r.to_string()),
+                    "node.hostname" => n.description.as_ref().and_then(|d| d.hostname.clone()),
+                    _ => return true,
+                };
+                (have.as_deref() == Some(want)) == eq
+            })
+        })
+        .count() as u64
+}
+
+/// What the snapshot says of `service`, with `readings` for its rule.
+pub fn observe(
+    service: &Service,
+    snap: &Snapshot,
+    readings: Vec<Reading>,
+    now: f64,
+) -> Observation {
+    let spec = service.spec.as_ref();
+    let mode = Mode::of(service);
+    let replicas = match mode {
+        Mode::ReplicatedJob => spec
+            .and_then(|s| s.mode.as_ref())
+            .and_then(|m| m.replicated_job.as_ref())
+            .and_then(|j| j.total_completions)
+            .unwrap_or(0)
+            .max(0) as u64,
+        Mode::Global | Mode::GlobalJob => service
+            .service_status
+            .as_ref()
+            .and_then(|s| s.desired_tasks)
+            .unwrap_or(0),
+        Mode::Replicated => spec
+            .and_then(|s| s.mode.as_ref())
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .unwrap_or(1)
+            .max(0) as u64,
+    };
+    let running = service
+        .service_status
+        .as_ref()
+        .and_then(|s| s.running_tasks)
+        .unwrap_or(0);
+    let update = crate::status::update_text(service);
+    // One-shot: converging since the spec last changed.
+    let converging_since = (running != replicas).then(|| {
+        service
+            .updated_at
+            .as_deref()
+            .and_then(epoch)
+            .unwrap_or(now)
+            .min(now)
+    });
+    let max_per_node = spec
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.placement.as_ref())
+        .and_then(|p| p.max_replicas)
+        .filter(|m| *m > 0);
+    Observation {
+        mode,
+        replicas,
+        running,
+        update: (!update.is_empty()).then_some(update),
+        converging_since,
+        placement: max_per_node.map(|m| Placement {
+            max_per_node: m as u64,
+            nodes: eligible_nodes(service, &snap.nodes),
+        }),
+        readings,
+    }
+}
+
+/// Plans every rule-managed service among `services`.
+///
+/// `capacity`: share this many replicas between them by priority. `read`: reads one
+/// metric source. Rows come in the order of `services`; services without a rule are
+/// left out.
+pub fn plan(
+    services: &[Service],
+    snap: &Snapshot,
+    file: Option<(&std::path::Path, &RulesFile)>,
+    capacity: Option<u64>,
+    now: f64,
+    full_ids: bool,
+    read: &dyn Fn(&str) -> Result<f64, String>,
+) -> Vec<PlanRow> {
+    let mut rows = vec![];
+    let mut rules: HashMap<usize, Rule> = HashMap::new();
+    for (s, labels, source) in rule_inputs(services, file) {
+        let name = service_name(s);
+        let parsed = parse_labels(&name, Mode::of(s), &labels);
+        let id = s.id.clone().unwrap_or_default();
+        let id = if full_ids {
+            id
+        } else {
+            id.chars().take(12).collect()
+        };
+        let errors: Vec<_> = parsed
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .collect();
+        let Some(rule) = parsed.rule else {
+            if errors.is_empty() {
+                continue; // no rule
+            }
+            let obs = observe(s, snap, vec![], now);
+            rows.push(PlanRow {
+                id,
+                service: name.clone(),
+                current: obs.replicas,
+                running: obs.running,
+                metric: None,
+                desired: obs.replicas,
+                action: "error".into(),
+                reasons: vec![format!(
+                    "the rule has {} error{}: run `docker microscale rules check {name}`",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                )],
+                source,
+            });
+            continue;
+        };
+        let readings = rule
+            .metrics
+            .iter()
+            .map(|m| Reading {
+                name: m.name.clone(),
+                value: read(&m.source),
+            })
+            .collect();
+        let obs = observe(s, snap, readings, now);
+        let d = decide::decide(&rule, &obs, &mut History::new(), now, GRACE_SECS);
+        rules.insert(rows.len(), rule);
+        rows.push(PlanRow {
+            id,
+            service: name,
+            current: d.current,
+            running: obs.running,
+            metric: d.metric.as_ref().map(|m| metric_text(m.value, m.target)),
+            desired: d.desired,
+            action: action_text(d.action).into(),
+            reasons: d.reasons,
+            source,
+        });
+    }
+    if let Some(capacity) = capacity {
+        share(&mut rows, &rules, capacity);
+    }
+    rows
+}
+
+fn action_text(a: Action) -> &'static str {
+    match a {
+        Action::None => "none",
+        Action::ScaleUp => "scale up",
+        Action::ScaleDown => "scale down",
+        Action::Hold => "hold",
+        Action::NotScaled => "not scaled",
+    }
+}
+
+/// Shares `capacity` replicas between the rows that decided (none, scale up, scale
+/// down) by priority; held rows keep what they run and count against the budget.
+fn share(rows: &mut [PlanRow], rules: &HashMap<usize, Rule>, capacity: u64) {
+    let deciding: Vec<usize> = rules
+        .keys()
+        .copied()
+        .filter(|i| matches!(rows[*i].action.as_str(), "none" | "scale up" | "scale down"))
+        .collect();
+    let held: u64 = rules
+        .keys()
+        .filter(|i| !deciding.contains(i))
+        .map(|i| rows[*i].current)
+        .sum();
+    let wants: Vec<decide::Want> = deciding
+        .iter()
+        .map(|i| decide::Want {
+            service: rows[*i].service.clone(),
+            priority: rules[i].priority,
+            min: rules[i].min,
+            desired: rows[*i].desired,
+        })
+        .collect();
+    let grants = decide::allocate(capacity.saturating_sub(held), &wants);
+    let by_service: BTreeMap<&str, &decide::Grant> =
+        grants.iter().map(|g| (g.service.as_str(), g)).collect();
+    for i in deciding {
+        let row = &mut rows[i];
+        if let Some(g) = by_service.get(row.service.as_str()) {
+            row.reasons.extend(g.reasons.iter().cloned());
+            row.desired = g.replicas;
+            row.action = match row.desired.cmp(&row.current) {
+                std::cmp::Ordering::Greater => "scale up",
+                std::cmp::Ordering::Less => "scale down",
+                std::cmp::Ordering::Equal => "none",
+            }
+            .into();
+        }
+    }
+}
+
+/// Runs `docker microscale plan`.
+///
+/// Exit codes: 0, or with `--detailed-exitcode` 0 when nothing would change and 2
+/// when changes are pending; 1 when a rule has errors or a named service does not
+/// exist.
+pub async fn run(
+    engine: &crate::engine::Engine,
+    args: &crate::cli::PlanArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::{Exit, Failure, print_stdout_async, say};
+    use crate::render::{Format, docker_table, ellipsize, json_lines};
+
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let file = match &args.rules {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(Failure::Usage(
+                "invalid argument \"\" for \"--rules\" flag: give a file name".into(),
+            ));
+        }
+        Some(p) => Some((
+            p.clone(),
+            crate::rules::read_rules_file(p).map_err(Failure::Error)?,
+        )),
+        None => None,
+    };
+    let snap = engine
+        .snapshot(&Default::default())
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let (mut services, missing) =
+        crate::status::select_services(snap.services.clone(), &args.services, false);
+    services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let no_trunc = args.no_trunc == Some(true);
+    let rows = plan(
+        &services,
+        &snap,
+        file.as_ref().map(|(p, m)| (p.as_path(), m)),
+        args.capacity,
+        now,
+        no_trunc,
+        &read_metric,
+    );
+    let text = match format {
+        Format::Json => json_lines(&rows),
+        Format::Table => docker_table(
+            &[
+                "SERVICE", "CURRENT", "METRIC", "DESIRED", "ACTION", "REASON",
+            ],
+            rows.iter()
+                .map(|r| {
+                    let reason = r.reasons.join("; ");
+                    vec![
+                        r.service.clone(),
+                        r.current.to_string(),
+                        r.metric.clone().unwrap_or_else(|| "-".into()),
+                        r.desired.to_string(),
+                        r.action.clone(),
+                        if no_trunc {
+                            reason
+                        } else {
+                            ellipsize(&reason, 100)
+                        },
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    let code = print_stdout_async(text).await?;
+    let errors = rows.iter().any(|r| r.action == "error") || !missing.is_empty();
+    for m in &missing {
+        say(m);
+    }
+    if errors {
+        return Ok(Exit::Error);
+    }
+    if code != Exit::Ok {
+        return Ok(code);
+    }
+    let pending = rows.iter().any(|r| r.desired != r.current);
+    Ok(if args.detailed_exitcode == Some(true) && pending {
+        Exit::ChangesPending
+    } else {
+        Exit::Ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(name: &str, labels: serde_json::Value, replicas: i64, running: u64) -> Service {
+        serde_json::from_value(json!({
+            "ID": format!("id-{name}"),
+            "UpdatedAt": "2020-01-01T00:00:00Z",
+            "Spec": {"Name": name, "Labels": labels, "Mode": {"Replicated": {"Replicas": replicas}},
+                     "TaskTemplate": {"ContainerSpec": {"Image": "x"}}},
+            "ServiceStatus": {"RunningTasks": running, "DesiredTasks": replicas}
+        }))
+        .unwrap()
+    }
+
+    fn snap(services: Vec<Service>) -> Snapshot {
+        Snapshot {
+            services,
+            tasks: vec![],
+            nodes: vec![],
+        }
+    }
+
+    #[test]
+    fn metrics_decide_and_unreadable_metrics_hold() {
+        let s = vec![
+            service(
+                "queue",
+                json!({"microscale.max": "12", "microscale.metric": "redis://q/0?list=a", "microscale.target": "10"}),
+                4,
+                4,
+            ),
+            service("plain", json!({}), 1, 1),
+            service("broken", json!({"microscale.max": "x"}), 2, 2),
+        ];
+        let sn = snap(s.clone());
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(130.0));
+        assert_eq!(rows.len(), 2, "services without a rule are left out");
+        let q = &rows[0];
+        assert_eq!(
+            (q.current, q.desired, q.action.as_str()),
+            (4, 12, "scale up")
+        );
+        assert_eq!(q.metric.as_deref(), Some("130 / 10"));
+        assert!(
+            q.reasons.join("; ").contains("capped by max 12"),
+            "{:?}",
+            q.reasons
+        );
+        assert_eq!(rows[1].action, "error");
+        assert!(rows[1].reasons[0].contains("rules check broken"));
+        let rows = plan(&s, &sn, None, None, 2e9, false, &read_metric);
+        assert_eq!((rows[0].desired, rows[0].action.as_str()), (4, "hold"));
+        assert!(
+            rows[0].reasons.join(" ").contains("not available"),
+            "{:?}",
+            rows[0].reasons
+        );
+    }
+
+    #[test]
+    fn capacity_is_shared_by_priority() {
+        let s = vec![
+            service(
+                "high",
+                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=a", "microscale.target": "1", "microscale.priority": "1"}),
+                2,
+                2,
+            ),
+            service(
+                "low",
+                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=b", "microscale.target": "1", "microscale.priority": "2"}),
+                2,
+                2,
+            ),
+        ];
+        let sn = snap(s.clone());
+        let rows = plan(&s, &sn, None, Some(10), 2e9, false, &|_| Ok(8.0));
+        let total: u64 = rows.iter().map(|r| r.desired).sum();
+        assert!(total <= 10, "{rows:?}");
+        assert_eq!(rows[0].desired, 8);
+        assert_eq!(rows[1].desired, 2);
+    }
+}
