@@ -106,7 +106,7 @@ const RULE_WIDTH: usize = 48;
 /// Width at which SOURCE is cut without `--no-trunc`.
 const SOURCE_WIDTH: usize = 48;
 
-/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE NODES.
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
     let body = rows
         .iter()
@@ -147,13 +147,18 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 r.update.clone(),
                 source,
                 rule,
+                r.metric.clone().unwrap_or_else(|| "-".into()),
+                r.rule_desired
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 nodes,
             ]
         })
         .collect();
     docker_table(
         &[
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES",
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
+            "NODES",
         ],
         body,
     )

@@ -109,6 +109,12 @@ pub struct ServiceRow {
     pub rule: String,
     /// The `microscale.*` and `com.microscaling.*` service labels.
     pub rule_labels: BTreeMap<String, String>,
+    /// The rule's winning metric as `value / target` (`-` in the table when none was
+    /// read); `null` for services without a rule. From the same code as `plan`.
+    pub metric: Option<String>,
+    /// The replicas the rule would set now (the DESIRED column; `plan`'s `Desired`);
+    /// `null` for services without a rule or with a rule that has errors.
+    pub rule_desired: Option<u64>,
     /// Number of distinct nodes with a running task of this service.
     pub nodes: usize,
     /// Tasks on nodes that are not `ready`, whose desired state is running or whose last
@@ -408,6 +414,8 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 source: String::new(),
                 rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
                 rule_labels: labels::rule_labels(&svc_labels),
+                metric: None,
+                rule_desired: None,
                 nodes: running_nodes.len(),
                 tasks_on_down_nodes: on_down,
                 down_nodes: down_nodes.into_iter().collect(),
@@ -417,6 +425,30 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
         .collect();
     rows.sort_by(|a, b| crate::render::natural_cmp(&a.name, &b.name).then(a.id.cmp(&b.id)));
     rows
+}
+
+/// Fills METRIC and DESIRED from the plan of each rule-managed service
+/// ([`crate::plan::plan`], the code of `docker microscale plan`).
+pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let planned = crate::plan::plan(
+        &snap.services,
+        snap,
+        None,
+        None,
+        now,
+        true,
+        &crate::plan::read_metric,
+    );
+    for p in planned {
+        if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {
+            row.metric = Some(p.metric.unwrap_or_else(|| "-".into()));
+            row.rule_desired = (p.action != "error").then_some(p.desired);
+        }
+    }
 }
 
 /// SOURCE of an image that is not in the engine's image store.
@@ -627,6 +659,7 @@ pub async fn run(
         Some((p.os.clone()?, p.architecture.clone()?))
     });
     fill_sources_from_cache(&mut rows, platform, no_trunc).await;
+    fill_plan(&mut rows, &snap);
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

@@ -177,7 +177,8 @@ fn an_empty_swarm_prints_the_header_only() {
     assert_eq!(
         table.split_whitespace().collect::<Vec<_>>(),
         [
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES"
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
+            "NODES"
         ]
     );
     assert_eq!(table.lines().count(), 1);

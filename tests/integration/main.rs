@@ -46,7 +46,8 @@ fn docker_cli_dispatches_to_the_installed_plugin() {
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     for col in [
-        "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "NODES",
+        "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
+        "NODES",
     ] {
         assert!(header.contains(col), "header {header:?} lacks {col}");
     }
