@@ -327,7 +327,7 @@ pub struct BadgeArgs {
 const PLAN_EXAMPLES: &str = "  docker microscale plan
   docker microscale plan queue-worker web
   docker microscale plan --capacity 20
-  docker microscale plan --detailed-exitcode || [ $? -eq 2 ] && echo changes pending
+  docker microscale plan --detailed-exitcode; [ $? -eq 2 ] && echo changes pending
   docker microscale plan --format json | jq -r '.Service + \" \" + (.Desired|tostring)'";
 
 /// Options of `docker microscale plan`.
