@@ -63,16 +63,16 @@
 //! 11. `max_step` per `period`, per direction: the sum of the changes in that
 //!     direction made in the last `period` (this one included) stays ≤ `max_step`;
 //!     the bounds win over the step (a service below `min` goes to `min`).
-//! 12. Placement: never more than [`Placement::cap`], which wins over everything,
-//!     `min` included (tasks that cannot be placed never run, and the service
-//!     would never converge).
+//! 12. Placement: never more than [`Placement::cap`] (tasks that cannot be placed
+//!     never run, and the service would never converge). When the cap is below
+//!     `min`, hold instead: placement never takes a service below its minimum (a
+//!     constraint typo with 0 eligible nodes must not propose removing every task).
 //! 13. A last guard: with any failed read (and no fallback in force), `desired` is
 //!     never below `current` (bounds and placement do not shrink a service on
 //!     partial data either).
 //!
 //! So `min ≤ desired ≤ max` whenever the action is [`Action::ScaleUp`],
-//! [`Action::ScaleDown`] or [`Action::None`], except when the placement cap is
-//! below `min`; [`Action::Hold`] and [`Action::NotScaled`] keep `current`, which
+//! [`Action::ScaleDown`] or [`Action::None`]; [`Action::Hold`] and [`Action::NotScaled`] keep `current`, which
 //! may be out of bounds.
 
 use std::collections::VecDeque;
@@ -672,7 +672,16 @@ pub fn decide(
             if pl.nodes == 1 { "" } else { "s" }
         );
         if cap < rule.min {
-            line += &format!(", less than min {}", rule.min);
+            // Never below min because of placement: a constraint typo (0 eligible
+            // nodes) must not propose removing every replica.
+            line += &format!(
+                ", less than min {}: no decision (check the placement constraints and max replicas per node)",
+                rule.min
+            );
+            d.reasons.push(line);
+            d.desired = current;
+            d.action = Action::Hold;
+            return d;
         }
         d.reasons.push(line);
     }
@@ -1316,9 +1325,9 @@ mod tests {
         let d = once(&rule(2, 20), &o);
         assert_eq!(
             d.reasons.last().unwrap(),
-            "placement allows 1 (max 1 per node × 1 node), less than min 2"
+            "placement allows 1 (max 1 per node × 1 node), less than min 2: no decision (check the placement constraints and max replicas per node)"
         );
-        assert_eq!(d.desired, 1);
+        assert_eq!((d.desired, d.action), (10, Action::Hold));
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub fn rule_summary(labels: &HashMap<String, String>) -> Option<String> {
         })
         .collect();
     if !ours.is_empty() {
-        if ours.get("enable").map(String::as_str) == Some("false") {
+        if ours
+            .get("enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+        {
             return Some("disabled".into());
         }
         const ORDER: [&str; 4] = ["min", "max", "target", "target-utilization"];

@@ -112,7 +112,8 @@ pub fn eligible_nodes(service: &Service, nodes: &[Node]) -> u64 {
                     "node.hostname" => n.description.as_ref().and_then(|d| d.hostname.clone()),
                     _ => return true,
                 };
-                (have.as_deref() == Some(want)) == eq
+                // Swarm compares constraint values without case.
+                have.is_some_and(|h| h.eq_ignore_ascii_case(want)) == eq
             })
         })
         .count() as u64
@@ -224,9 +225,14 @@ pub fn plan(
                 desired: obs.replicas,
                 action: "error".into(),
                 reasons: vec![format!(
-                    "the rule has {} error{}: run `docker microscale rules check {name}`",
+                    "the rule has {} error{}: run `docker microscale rules check{} {name}`",
                     errors.len(),
-                    if errors.len() == 1 { "" } else { "s" }
+                    if errors.len() == 1 { "" } else { "s" },
+                    if source == "labels" {
+                        String::new()
+                    } else {
+                        format!(" --rules {source}")
+                    }
                 )],
                 source,
             });
@@ -279,11 +285,12 @@ fn share(rows: &mut [PlanRow], rules: &HashMap<usize, Rule>, capacity: u64) {
         .copied()
         .filter(|i| matches!(rows[*i].action.as_str(), "none" | "scale up" | "scale down"))
         .collect();
+    // Services on hold keep what they run and count against the budget; services
+    // that are not scaled (jobs) do not take part.
     let held: u64 = rules
         .keys()
-        .filter(|i| !deciding.contains(i))
-        .map(|i| rows[*i].current)
-        .sum();
+        .filter(|i| rows[**i].action == "hold")
+        .fold(0u64, |sum, i| sum.saturating_add(rows[*i].current));
     let wants: Vec<decide::Want> = deciding
         .iter()
         .map(|i| decide::Want {
@@ -299,6 +306,12 @@ fn share(rows: &mut [PlanRow], rules: &HashMap<usize, Rule>, capacity: u64) {
     for i in deciding {
         let row = &mut rows[i];
         if let Some(g) = by_service.get(row.service.as_str()) {
+            if held > 0 && !g.reasons.is_empty() {
+                row.reasons.push(format!(
+                    "capacity {capacity}, of which {held} kept by services on hold: {} to share",
+                    capacity.saturating_sub(held)
+                ));
+            }
             row.reasons.extend(g.reasons.iter().cloned());
             row.desired = g.replicas;
             row.action = match row.desired.cmp(&row.current) {

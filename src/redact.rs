@@ -52,6 +52,17 @@ const SECRET_PARTS: &[&str] = &[
 /// Words after which the next word is a credential (`Authorization: Bearer X`).
 const CREDENTIAL_PREFIXES: &[&str] = &["bearer", "basic", "token"];
 
+/// Whether the word after `Bearer`, `Basic` or `Token` looks like a credential rather
+/// than prose (`a Basic string, expected ...`): token characters only, and either a
+/// digit, an `=` pad, a `.` (JWT), or at least 20 characters.
+fn looks_like_credential(word: &str) -> bool {
+    let w = word.trim_end_matches([',', ';', ')', '"', '\'']);
+    !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=._~-:".contains(c))
+        && (w.chars().any(|c| c.is_ascii_digit()) || w.contains(['=', '.']) || w.len() >= 20)
+}
+
 /// Whether a name (label key, query parameter) names a secret.
 pub fn is_secret_name(name: &str) -> bool {
     let decoded = percent_decode(name);
@@ -111,7 +122,7 @@ pub fn redact_value(value: &str) -> String {
     while !rest.is_empty() {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let (word, tail) = rest.split_at(end);
-        if after_prefix && !word.is_empty() {
+        if after_prefix && looks_like_credential(word) {
             out.push_str(MASK);
         } else {
             out.push_str(&redact_word(word));
@@ -370,12 +381,18 @@ mod tests {
         for v in [
             "host=db user=app password=S3CRET1",
             "http://h/m Authorization: Bearer S3CRET16",
+            "Authorization: Basic dXNlcjpTM0NSRVQ=",
+            "Bearer eyJhbGciOiJSUzI1NiJ9.S3CRET.sig",
+            "Token abcdefghijklmnopqrstuS3C",
             "https://h/?apitoken=S3C&accesstoken=S3C&pw=S3C&passphrase=S3C&jwt=S3C",
             "redis://u:S3C://RET15@h/0",
             "password=redis://u:S3CRET@h/0",
         ] {
             let r = redact_value(v);
-            assert!(!r.contains("S3C") && !r.contains("RET15"), "{v:?} -> {r:?}");
+            assert!(
+                !r.contains("S3C") && !r.contains("RET15") && !r.contains("dXNlcjpTM0NSRVQ"),
+                "{v:?} -> {r:?}"
+            );
         }
         for k in [
             "microscale.dbpassword",
@@ -398,6 +415,8 @@ mod tests {
             "/tmp/w:k@z/contexts/meta",
             "http://127.0.0.1:9090/api?x=a@b.com",
             "nginx:1.25@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "TOML parse error: invalid basic string, expected non-double-quote visible characters",
+            "the token service answered",
             "cannot read the image nginx:1.25@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef: x",
         ] {
             assert_eq!(redact_value(v), v);

@@ -73,11 +73,21 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Control characters, and the bidirectional formatting characters that reorder what
-/// a terminal shows (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069).
+/// Control characters, the bidirectional formatting characters that reorder what a
+/// terminal shows (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), invisible ones
+/// that make two texts look alike (U+200B..U+200D, U+2060..U+2064, U+FEFF), and the
+/// line and paragraph separators (U+2028, U+2029).
 fn is_unsafe(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// Shortens `s` to `max` terminal columns (wide characters count two), ending with
@@ -280,5 +290,22 @@ mod tests {
         assert_eq!(ellipsize("abc", 4), "abc");
         // Wide characters take two columns.
         assert_eq!(ellipsize("日本語テキスト", 7), "日本語…");
+    }
+}
+
+#[cfg(test)]
+mod invisible_tests {
+    use super::printable;
+
+    #[test]
+    fn invisible_and_separator_characters_are_shown_escaped() {
+        for c in [
+            '\u{200b}', '\u{200d}', '\u{2028}', '\u{2029}', '\u{2060}', '\u{feff}',
+        ] {
+            let s = format!("3{c}");
+            assert_eq!(printable(&s), format!("3{}", c.escape_unicode()));
+        }
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable("plain é ✓"), "plain é ✓");
     }
 }

@@ -100,9 +100,23 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
     let mut managed = 0;
     for (s, labels, source) in inputs {
         let name = service_name(s);
-        let parsed = parse_labels(&name, Mode::of(s), &labels);
-        if parsed.rule.is_some() || !parsed.problems.is_empty() {
+        let mut parsed = parse_labels(&name, Mode::of(s), &labels);
+        if parsed.rule.is_some()
+            || parsed
+                .problems
+                .iter()
+                .any(|p| p.severity == Severity::Error)
+        {
             managed += 1;
+        }
+        if source != "labels" && labels.is_empty() {
+            parsed.problems.push(Problem {
+                service: name.clone(),
+                key: format!("[{name}]"),
+                value: String::new(),
+                expected: "rule keys: an empty table gives the service no rule (and its labels are not read)".into(),
+                severity: Severity::Warning,
+            });
         }
         checked.push(Checked {
             service: name,

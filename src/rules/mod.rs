@@ -243,9 +243,23 @@ pub fn parse_labels(
         .filter_map(|(k, v)| k.strip_prefix(LEGACY_PREFIX).map(|s| (s, v)))
         .collect();
     if !is_managed(labels) {
+        // Microscaling labels that do nothing without is-scalable=true.
+        if ours.is_empty() && !legacy.is_empty() && !legacy.contains_key("is-scalable")
+            || legacy
+                .get("is-scalable")
+                .is_some_and(|v| !v.trim().eq_ignore_ascii_case("true"))
+        {
+            let v = legacy.get("is-scalable").map(|s| s.as_str()).unwrap_or("");
+            ctx.push(
+                &format!("{LEGACY_PREFIX}is-scalable"),
+                v,
+                "true: without com.microscaling.is-scalable=true the com.microscaling.* labels are ignored",
+                Severity::Warning,
+            );
+        }
         return Parsed {
             rule: None,
-            problems: vec![],
+            problems: ctx.problems,
         };
     }
     let rule = if !ours.is_empty() {
@@ -269,6 +283,14 @@ pub fn parse_labels(
             &format!("{PREFIX}*"),
             mode.as_str(),
             "a replicated service: a global service runs one task per node and is never scaled; remove the rule or make the service replicated",
+        );
+    }
+    if mode == crate::status::Mode::ReplicatedJob {
+        ctx.push(
+            &format!("{PREFIX}*"),
+            mode.as_str(),
+            "a replicated service to apply it: plan reports a job's rule, nothing applies it",
+            Severity::Warning,
         );
     }
     let has_error = ctx.problems.iter().any(|p| p.severity == Severity::Error);
@@ -436,6 +458,17 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                             }
                         }
                     }
+                } else if let Some(base) = ["metric.", "target.", "target-utilization."]
+                    .iter()
+                    .find(|b| k.starts_with(**b))
+                {
+                    ctx.error(
+                        &full,
+                        v,
+                        format!(
+                            "a metric name after {PREFIX}{base} of letters, digits, - and _ only"
+                        ),
+                    );
                 } else {
                     let hint = match suggestion(k, KEYS) {
                         Some(s) => format!("a known key: did you mean {PREFIX}{s}?"),
@@ -669,7 +702,12 @@ fn flatten(
                 ));
             }
         };
-        out.insert(format!("{PREFIX}{key}"), text);
+        if out.insert(format!("{PREFIX}{key}"), text).is_some() {
+            return Err(format!(
+                "the rules file {}: [{service}] sets {key} twice (as a dotted key and as a quoted or nested one): keep one",
+                path.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -886,6 +924,36 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_would_silently_do_nothing_are_reported() {
+        let e = errors(&parse(&[
+            ("microscale.max", "3"),
+            ("microscale.metric.a.b", "redis://q/0?list=a"),
+        ]));
+        assert!(
+            e.iter().any(
+                |(k, x)| k == "microscale.metric.a.b" && x.contains("letters, digits, - and _")
+            ),
+            "{e:?}"
+        );
+        let p = parse(&[("com.microscaling.max-containers", "4")]);
+        assert!(p.rule.is_none());
+        assert_eq!(p.problems[0].severity, Severity::Warning);
+        assert!(p.problems[0].expected.contains("is-scalable=true"));
+        let p = parse(&[
+            ("com.microscaling.is-scalable", "yes"),
+            ("com.microscaling.max-containers", "4"),
+        ]);
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        let job = parse_labels(
+            "j",
+            Mode::ReplicatedJob,
+            &labels(&[("microscale.max", "3")]),
+        );
+        assert!(job.rule.is_some());
+        assert!(job.problems[0].expected.contains("nothing applies it"));
+    }
+
+    #[test]
     fn rules_files() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("rules.toml");
@@ -900,6 +968,16 @@ mod tests {
         assert_eq!(web["microscale.scale-down.window"], "10m");
         let p = parse_labels("web", Mode::Replicated, web);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
+        std::fs::write(
+            &f,
+            "[web]\n\"metric.cpu\" = \"engine://cpu\"\nmetric.cpu = \"engine://memory\"\n",
+        )
+        .unwrap();
+        assert!(
+            read_rules_file(&f)
+                .unwrap_err()
+                .contains("sets metric.cpu twice")
+        );
         std::fs::write(&f, "web = 3\n").unwrap();
         assert!(read_rules_file(&f).unwrap_err().contains("must be a table"));
         std::fs::write(&f, "[web\n").unwrap();

@@ -298,3 +298,117 @@ fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
         "invalid argument \"lots\" for \"--capacity\" flag",
     );
 }
+
+#[test]
+fn placement_never_takes_a_service_below_its_minimum_and_jobs_take_no_capacity() {
+    // Swarm matches constraint values without case: the task runs on the manager.
+    let cased = TestService::create(
+        &unique("plan-case"),
+        &[
+            "--replicas",
+            "1",
+            "--replicas-max-per-node",
+            "1",
+            "--constraint",
+            "node.role==Manager",
+            "--label",
+            "microscale.max=3",
+        ],
+    );
+    // A constraint typo: nothing can be placed. Never "scale down to 0".
+    let typo = TestService::create(
+        &unique("plan-typo"),
+        &[
+            "--replicas",
+            "1",
+            "--replicas-max-per-node",
+            "1",
+            "--constraint",
+            "node.hostname==no-such-node",
+            "--label",
+            "microscale.max=3",
+        ],
+    );
+    let job = TestService::create_with_command(
+        &unique("plan-job"),
+        &[
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "50",
+            "--max-concurrent",
+            "1",
+            "--constraint",
+            "node.hostname==no-such-node",
+            "--label",
+            "microscale.max=60",
+        ],
+        &["/bin/busybox", "true"],
+    );
+    let other = TestService::create(
+        &unique("plan-other"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=2",
+            "--label",
+            "microscale.max=4",
+        ],
+    );
+    wait_until(
+        "plan-case running",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&cased.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 1)
+        },
+    );
+    let out = plugin(&[
+        "plan",
+        "--format",
+        "json",
+        "--detailed-exitcode",
+        &cased.name,
+        &typo.name,
+    ]);
+    let rows = problems(&out);
+    let row = |name: &str| rows.iter().find(|r| r["Service"] == name).unwrap().clone();
+    let c = row(&cased.name);
+    assert_eq!(
+        (c["Action"].as_str(), c["Desired"].as_u64()),
+        (Some("none"), Some(1)),
+        "{c}"
+    );
+    let t = row(&typo.name);
+    assert_eq!(t["Desired"], 1, "{t}");
+    assert_eq!(t["Action"], "hold", "{t}");
+    assert_eq!(out.status.code(), Some(0), "nothing pending");
+
+    // The job's 50 completions take no capacity: the other service gets its minimum.
+    let out = plugin(&[
+        "plan",
+        "--format",
+        "json",
+        "--capacity",
+        "2",
+        &job.name,
+        &other.name,
+    ]);
+    let rows = problems(&out);
+    let o = rows
+        .iter()
+        .find(|r| r["Service"] == other.name.as_str())
+        .unwrap();
+    assert_eq!(
+        (o["Desired"].as_u64(), o["Action"].as_str()),
+        (Some(2), Some("scale up")),
+        "{o}"
+    );
+    let j = rows
+        .iter()
+        .find(|r| r["Service"] == job.name.as_str())
+        .unwrap();
+    assert_eq!(j["Action"], "not scaled", "{j}");
+}
