@@ -342,7 +342,11 @@ pub struct PlanArgs {
     pub rules: Option<PathBuf>,
 
     /// Share this many replicas between the planned services by priority
-    #[arg(long = "capacity", value_name = "replicas")]
+    #[arg(
+        long = "capacity",
+        value_name = "replicas",
+        allow_negative_numbers = true
+    )]
     pub capacity: Option<u64>,
 
     /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors

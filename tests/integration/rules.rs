@@ -297,6 +297,11 @@ fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
         125,
         "invalid argument \"lots\" for \"--capacity\" flag",
     );
+    fails(
+        &plugin(&["plan", "--capacity", "-1"]),
+        125,
+        "invalid argument \"-1\" for \"--capacity\" flag",
+    );
 }
 
 #[test]
