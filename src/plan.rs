@@ -59,6 +59,15 @@ pub fn read_metric(source: &str) -> Result<f64, String> {
     ))
 }
 
+/// Now, in seconds since the Unix epoch: the clock `plan` and `status` hand to the
+/// decision core (service `UpdatedAt` times are on the same epoch).
+pub fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// `value / target`, with `%` for utilisation targets.
 fn metric_text(value: f64, target: Target) -> String {
     let num = |x: f64| {
@@ -337,18 +346,7 @@ pub async fn run(
     use crate::render::{Format, docker_table, ellipsize, json_lines};
 
     let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
-    let file = match &args.rules {
-        Some(p) if p.as_os_str().is_empty() => {
-            return Err(Failure::Usage(
-                "invalid argument \"\" for \"--rules\" flag: give a file name".into(),
-            ));
-        }
-        Some(p) => Some((
-            p.clone(),
-            crate::rules::read_rules_file(p).map_err(Failure::Error)?,
-        )),
-        None => None,
-    };
+    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
     let snap = engine
         .snapshot(&Default::default())
         .await
@@ -356,10 +354,7 @@ pub async fn run(
     let (mut services, missing) =
         crate::status::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now = wall_clock();
     let no_trunc = args.no_trunc == Some(true);
     let rows = plan(
         &services,

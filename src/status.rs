@@ -430,16 +430,12 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
 /// Fills METRIC and DESIRED from the plan of each rule-managed service
 /// ([`crate::plan::plan`], the code of `docker microscale plan`).
 pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
     let planned = crate::plan::plan(
         &snap.services,
         snap,
         None,
         None,
-        now,
+        crate::plan::wall_clock(),
         true,
         &crate::plan::read_metric,
     );

@@ -455,7 +455,7 @@ pub async fn service_provenance(
 }
 
 /// Compares an attestation's source and revision with the labels' record.
-fn compare_attestation(a: remote::AttestationData, record: &Record) -> Attestation {
+fn compare_attestation(a: crate::registry::Provenance, record: &Record) -> Attestation {
     let mut disagreements = vec![];
     if let (Some(att), Some(lab)) = (&a.source, &record.source) {
         let same = match (

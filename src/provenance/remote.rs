@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::engine::Engine;
 use crate::engine::images::LocalImage;
-use crate::registry::{Client, ClientOptions, Platform, Reference, RemoteImage};
+use crate::registry::{Client, ClientOptions, Platform, Provenance, Reference, RemoteImage};
 
 /// An image config read from the registry.
 #[derive(Debug, Clone)]
@@ -29,23 +29,6 @@ pub struct RemoteImageData {
     pub platform: Option<String>,
     /// `config.Labels` of the image config (unmasked).
     pub labels: BTreeMap<String, String>,
-}
-
-/// A SLSA provenance attestation as read from the registry.
-#[derive(Debug, Clone)]
-pub struct AttestationData {
-    /// In-toto predicate type, e.g. `https://slsa.dev/provenance/v0.2`.
-    pub predicate_type: String,
-    /// `builder.id`.
-    pub builder_id: Option<String>,
-    /// Source repository the build recorded.
-    pub source: Option<String>,
-    /// Source revision the build recorded.
-    pub revision: Option<String>,
-    /// Build start, RFC 3339.
-    pub started: Option<String>,
-    /// Build finish, RFC 3339.
-    pub finished: Option<String>,
 }
 
 /// What the registry said about one reference and platform.
@@ -190,22 +173,8 @@ impl<'a> Remote<'a> {
         &self,
         reference: &str,
         platform: Option<&(String, String)>,
-    ) -> Result<(Vec<AttestationData>, Vec<String>), String> {
+    ) -> Result<(Vec<Provenance>, Vec<String>), String> {
         let img = self.read(reference, platform).await?;
-        let errors = img.attestation_errors.clone();
-        Ok((
-            img.attestations
-                .into_iter()
-                .map(|a| AttestationData {
-                    predicate_type: a.predicate_type,
-                    builder_id: a.builder_id,
-                    source: a.source,
-                    revision: a.revision,
-                    started: a.started,
-                    finished: a.finished,
-                })
-                .collect(),
-            errors,
-        ))
+        Ok((img.attestations, img.attestation_errors))
     }
 }

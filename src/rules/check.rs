@@ -73,20 +73,30 @@ pub fn rule_inputs<'a>(
         .collect()
 }
 
+/// The `--rules FILE` flag of `rules check` and `plan`: `None` without it, else the
+/// path and the parsed file. Errors: an empty name (usage), a file that cannot be
+/// read or parsed.
+pub fn load_rules_flag(
+    path: Option<&std::path::Path>,
+) -> Result<Option<(std::path::PathBuf, RulesFile)>, Failure> {
+    match path {
+        Some(p) if p.as_os_str().is_empty() => Err(Failure::Usage(
+            "invalid argument \"\" for \"--rules\" flag: give a file name".into(),
+        )),
+        Some(p) => Ok(Some((
+            p.to_path_buf(),
+            read_rules_file(p).map_err(Failure::Error)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// Runs `rules check`. Exit 0 when no rule has an error (warnings allowed), 1
 /// otherwise or when a named service does not exist.
 pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<Exit, Failure> {
     let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
     // The file first: a bad file is an error before anything is read from the engine.
-    let file = match &args.rules {
-        Some(p) if p.as_os_str().is_empty() => {
-            return Err(Failure::Usage(
-                "invalid argument \"\" for \"--rules\" flag: give a file name".into(),
-            ));
-        }
-        Some(p) => Some((p.clone(), read_rules_file(p).map_err(Failure::Error)?)),
-        None => None,
-    };
+    let file = load_rules_flag(args.rules.as_deref())?;
     let snap = engine
         .snapshot(&Default::default())
         .await

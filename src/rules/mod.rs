@@ -409,55 +409,33 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                         Err(e) => ctx.error(&full, v, e),
                     }
                 } else if let Some(name) = named("target-utilization") {
-                    if let Some(t) = parse_f64(ctx, &full, v, "percent") {
-                        if t <= 0.0 || t > 100.0 {
-                            ctx.error(
-                                &full,
-                                v,
-                                "a utilisation in percent, above 0 and at most 100",
-                            );
-                        } else {
-                            match targets.entry(name) {
-                                std::collections::btree_map::Entry::Occupied(e) => ctx.error(
-                                    &full,
-                                    v,
-                                    format!(
-                                        "one target per metric: {PREFIX}{} is set too",
-                                        target_key("target", e.key())
-                                    ),
-                                ),
-                                std::collections::btree_map::Entry::Vacant(e) => {
-                                    e.insert((full.clone(), Target::Utilization(t)));
-                                }
-                            }
-                        }
-                    }
+                    let t = parse_f64(ctx, &full, v, "percent")
+                        .filter(|t| *t > 0.0 && *t <= 100.0)
+                        .map(Target::Utilization);
+                    set_target(
+                        ctx,
+                        &mut targets,
+                        name,
+                        &full,
+                        v,
+                        t,
+                        "target",
+                        "a utilisation in percent, above 0 and at most 100",
+                    );
                 } else if let Some(name) = named("target") {
-                    if let Some(t) =
-                        parse_f64(ctx, &full, v, "the metric value one replica can carry")
-                    {
-                        if t <= 0.0 {
-                            ctx.error(
-                                &full,
-                                v,
-                                "the metric value one replica can carry: a number above 0",
-                            );
-                        } else {
-                            match targets.entry(name) {
-                                std::collections::btree_map::Entry::Occupied(e) => ctx.error(
-                                    &full,
-                                    v,
-                                    format!(
-                                        "one target per metric: {PREFIX}{} is set too",
-                                        target_key("target-utilization", e.key())
-                                    ),
-                                ),
-                                std::collections::btree_map::Entry::Vacant(e) => {
-                                    e.insert((full.clone(), Target::PerReplica(t)));
-                                }
-                            }
-                        }
-                    }
+                    let t = parse_f64(ctx, &full, v, "the metric value one replica can carry")
+                        .filter(|t| *t > 0.0)
+                        .map(Target::PerReplica);
+                    set_target(
+                        ctx,
+                        &mut targets,
+                        name,
+                        &full,
+                        v,
+                        t,
+                        "target-utilization",
+                        "the metric value one replica can carry: a number above 0",
+                    );
                 } else if let Some(base) = ["metric.", "target.", "target-utilization."]
                     .iter()
                     .find(|b| k.starts_with(**b))
@@ -565,6 +543,42 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
         );
     }
     Some(rule)
+}
+
+/// Records the target of metric `name` from label `full` (value `v`): `target` is
+/// `None` when the value was out of range (reported as `range`; a value that is not a
+/// number was reported already). A second target for the same metric (under `other`)
+/// is an error.
+#[allow(clippy::too_many_arguments)]
+fn set_target(
+    ctx: &mut Ctx,
+    targets: &mut BTreeMap<String, (String, Target)>,
+    name: String,
+    full: &str,
+    v: &str,
+    target: Option<Target>,
+    other: &str,
+    range: &str,
+) {
+    let Some(target) = target else {
+        if v.trim().parse::<f64>().is_ok_and(f64::is_finite) {
+            ctx.error(full, v, range);
+        }
+        return;
+    };
+    match targets.entry(name) {
+        std::collections::btree_map::Entry::Occupied(e) => ctx.error(
+            full,
+            v,
+            format!(
+                "one target per metric: {PREFIX}{} is set too",
+                target_key(other, e.key())
+            ),
+        ),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            e.insert((full.to_string(), target));
+        }
+    }
 }
 
 fn target_key(base: &str, name: &str) -> String {
