@@ -13,6 +13,8 @@ mod engine;
 mod exit;
 mod fsutil;
 mod labels;
+#[allow(dead_code)] // metric sources are being added (issue 5)
+mod metrics;
 mod plan;
 mod provenance;
 mod redact;
