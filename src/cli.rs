@@ -48,6 +48,7 @@ pub fn command() -> clap::Command {
             ),
             "badge" => (None, BADGE_EXAMPLES),
             "plan" => (None, PLAN_EXAMPLES),
+            "metric" => (None, METRIC_EXAMPLES),
             _ => (None, VERSION_EXAMPLES),
         };
         if name == "rules" {
@@ -256,6 +257,10 @@ pub enum Command {
     #[command(override_usage = "docker microscale plan [OPTIONS] [SERVICE...]")]
     Plan(PlanArgs),
 
+    /// Read one metric source once and print its value, to debug a rule
+    #[command(override_usage = "docker microscale metric [OPTIONS] SOURCE")]
+    Metric(MetricArgs),
+
     /// Check the scaling rules declared in service labels (or a rules file)
     #[command(
         override_usage = "docker microscale rules COMMAND",
@@ -330,6 +335,31 @@ const PLAN_EXAMPLES: &str = "  docker microscale plan
   docker microscale plan --detailed-exitcode; [ $? -eq 2 ] && echo changes pending
   docker microscale plan --format json | jq -r '.Service + \" \" + (.Desired|tostring)'";
 
+const METRIC_EXAMPLES: &str = "  docker microscale metric 'redis://queue:6379/0?list=jobs&secret-file=/run/secrets/redis'
+  docker microscale metric 'prometheus://prometheus:9090?query=sum(rate(http_requests_total[1m]))'
+  docker microscale metric --metric-allow stats.example:8080 'http://stats.example:8080/stats#/queue/depth'
+  docker microscale metric --format json --timeout 2s 'nats://nats:8222/ORDERS/worker'";
+
+/// Options of `docker microscale metric`.
+#[derive(Debug, Clone, Args)]
+pub struct MetricArgs {
+    /// The metric source URI, as in a microscale.metric label (docs/metrics.md)
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
+
+    /// Give up after this long (default 10s)
+    #[arg(long = "timeout", value_name = "duration")]
+    pub timeout: Option<String>,
+
+    /// Format output: 'table' (default: the value and its unit) or 'json'
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+}
+
 /// Options of `docker microscale plan`.
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
@@ -340,6 +370,10 @@ pub struct PlanArgs {
     /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
+
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
 
     /// Share this many replicas between the planned services by priority
     #[arg(

@@ -13,7 +13,6 @@ mod engine;
 mod exit;
 mod fsutil;
 mod labels;
-#[allow(dead_code)] // metric sources are being added (issue 5)
 mod metrics;
 mod plan;
 mod provenance;
@@ -85,6 +84,9 @@ fn run(args: Vec<OsString>) -> Exit {
             command: cli::RulesCommand::Check(args),
         } => with_runtime(&cli.global, |engine| async move {
             rules::check::run(&engine, &args).await
+        }),
+        Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
+            metrics::run(&engine, &args).await
         }),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await

@@ -50,13 +50,41 @@ pub struct PlanRow {
     pub source: String,
 }
 
-/// Reads one metric source. Metric sources are not part of this version yet (issue
-/// 5): every read fails with a reason that says so, and the decision core holds.
-pub fn read_metric(source: &str) -> Result<f64, String> {
+/// What `status` uses for metrics: it never reads them (a status must not wait on
+/// metric sources); `plan` reads them.
+pub fn unread_metric(source: &str) -> Result<f64, String> {
     Err(format!(
-        "cannot read {}: metric sources are not available in this version yet",
+        "{} not read by status (run docker microscale plan)",
         crate::redact::redact_value(source)
     ))
+}
+
+/// Reads every metric source of the rules of `services` once, concurrently (a few at
+/// a time), within `timeout` each: source URI → value or the reason it could not be
+/// read.
+pub async fn read_metrics(
+    services: &[Service],
+    file: Option<(&std::path::Path, &RulesFile)>,
+    allow: &crate::metrics::Allow,
+    timeout: std::time::Duration,
+) -> HashMap<String, Result<f64, String>> {
+    use futures_util::StreamExt;
+    let sources: std::collections::BTreeSet<String> = rule_inputs(services, file)
+        .into_iter()
+        .filter_map(|(s, labels, _)| parse_labels(&service_name(s), Mode::of(s), &labels).rule)
+        .flat_map(|r| r.metrics.into_iter().map(|m| m.source))
+        .collect();
+    futures_util::stream::iter(sources)
+        .map(|src| async move {
+            let value = crate::metrics::read(&src, allow, timeout)
+                .await
+                .map(|s| s.value)
+                .map_err(|e| format!("cannot read {}: {e}", crate::redact::redact_value(&src)));
+            (src, value)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
 }
 
 /// Now, in seconds since the Unix epoch: the clock `plan` and `status` hand to the
@@ -356,14 +384,24 @@ pub async fn run(
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
     let now = wall_clock();
     let no_trunc = args.no_trunc == Some(true);
+    let names = snap.services.iter().map(service_name).collect();
+    let allow = crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
+    let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
+    let values = read_metrics(&services, file_ref, &allow, crate::metrics::DEFAULT_TIMEOUT).await;
+    let read = |src: &str| {
+        values
+            .get(src)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{src} was not read")))
+    };
     let rows = plan(
         &services,
         &snap,
-        file.as_ref().map(|(p, m)| (p.as_path(), m)),
+        file_ref,
         args.capacity,
         now,
         no_trunc,
-        &read_metric,
+        &read,
     );
     let text = match format {
         Format::Json => json_lines(&rows),
@@ -461,10 +499,10 @@ mod tests {
         );
         assert_eq!(rows[1].action, "error");
         assert!(rows[1].reasons[0].contains("rules check broken"));
-        let rows = plan(&s, &sn, None, None, 2e9, false, &read_metric);
+        let rows = plan(&s, &sn, None, None, 2e9, false, &unread_metric);
         assert_eq!((rows[0].desired, rows[0].action.as_str()), (4, "hold"));
         assert!(
-            rows[0].reasons.join(" ").contains("not available"),
+            rows[0].reasons.join(" ").contains("not read by status"),
             "{:?}",
             rows[0].reasons
         );

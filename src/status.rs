@@ -437,7 +437,7 @@ pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
         None,
         crate::plan::wall_clock(),
         true,
-        &crate::plan::read_metric,
+        &crate::plan::unread_metric,
     );
     for p in planned {
         if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {

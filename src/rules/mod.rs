@@ -191,6 +191,7 @@ pub fn check_source(uri: &str) -> Result<(), String> {
     if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a host (and path) after the scheme, without blanks".into());
     }
+    crate::metrics::parse_target(uri)?;
     if scheme == "engine" {
         let what = rest.split(['?', '/']).next().unwrap_or_default();
         if !matches!(what, "cpu" | "memory") {

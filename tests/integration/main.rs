@@ -3,6 +3,7 @@
 
 mod harness;
 mod hostile;
+mod metrics;
 mod provenance;
 mod rules;
 mod ssh;
