@@ -489,7 +489,7 @@ fn describe(e: &redis::RedisError, t: &Target, had_secret: bool) -> String {
         );
     }
     if e.is_io_error() {
-        return format!("cannot talk to redis at {at}: {text}");
+        return format!("cannot reach redis at {at}: {text}");
     }
     format!("redis at {at}: {text}")
 }
@@ -786,6 +786,95 @@ mod tests {
             format!(
                 "no consumer group named worker on the stream events in redis db 0 at 127.0.0.1:{p}: its groups are idle, workers"
             )
+        );
+    }
+
+    /// Adds `n` entries to `stream` in one pipeline.
+    async fn xadd_many(port: u16, stream: &str, n: usize) {
+        let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
+            .into_connection_info()
+            .unwrap();
+        let client = redis::Client::open(info).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("n")
+                .arg(i)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_lag_is_counted_then_capped() {
+        let Some(s) = server(None) else { return };
+        let p = s.port;
+        // A group created at `$` on a non-empty stream: Redis 7 reports its lag as
+        // nil until it reads; the source counts the entries past its position.
+        setup(
+            p,
+            None,
+            &[
+                &["XADD", "events", "*", "n", "0"],
+                &["XADD", "events", "*", "n", "1"],
+                &["XGROUP", "CREATE", "events", "late", "$"],
+                &["XADD", "big", "*", "n", "0"],
+                &["XADD", "big", "*", "n", "1"],
+                &["XGROUP", "CREATE", "big", "late", "$"],
+            ],
+        )
+        .await;
+        xadd_many(p, "events", 2_500).await; // more than two XRANGE pages
+        xadd_many(p, "big", COUNT_CAP as usize + 1).await;
+        // Redis itself does not know these lags: the count below is ours.
+        for stream in ["events", "big"] {
+            let info = ConnectionAddr::Tcp("127.0.0.1".into(), p)
+                .into_connection_info()
+                .unwrap();
+            let client = redis::Client::open(info).unwrap();
+            let mut con = client.get_multiplexed_async_connection().await.unwrap();
+            let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(stream)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(groups[0].get("lag"), Some(&redis::Value::Nil), "{stream}");
+        }
+        let uri = format!("redis://127.0.0.1:{p}?stream=events&group=late");
+        assert_eq!(read(&uri, None, T).await, Ok(entries(2_500.0)));
+        let uri = format!("redis://127.0.0.1:{p}?stream=big&group=late");
+        let e = read(&uri, None, T).await.unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "redis at 127.0.0.1:{p} cannot say the lag of the group late on the stream big, and more than 10000 entries follow its last-delivered ID: use measure=pending"
+            )
+        );
+        let pending = format!("{uri}&measure=pending");
+        assert_eq!(read(&pending, None, T).await, Ok(entries(0.0)));
+    }
+
+    #[tokio::test]
+    async fn db_out_of_range_and_unknown_host() {
+        let Some(s) = server(None) else { return };
+        let p = s.port;
+        let e = read(&format!("redis://127.0.0.1:{p}/99?list=jobs"), None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!("redis at 127.0.0.1:{p} has no db 99: check the /DB part of the URI")
+        );
+        let e = read("redis://no-such-host.invalid?list=jobs", None, T)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("cannot reach redis at no-such-host.invalid:6379: "),
+            "{e}"
         );
     }
 
