@@ -19,6 +19,11 @@
 //!   an error that names it. But Redis deletes a list when its last entry is popped,
 //!   so an empty list queue does not exist either: give `missing=zero` when an empty
 //!   queue is normal, and a missing key then reads as 0.
+//! - Redis 7 reports no lag (nil) for a group created at `$` on a non-empty stream
+//!   until the group first reads, and after `XDEL`s; the source then counts the
+//!   entries past the group's last-delivered ID itself (`XRANGE`, in pages), up to
+//!   10 000 entries; past that it is an error that suggests `measure=pending`.
+//!   A Redis older than 7 has no lag at all: use `measure=pending` there.
 //! - A key of another type (a string where a list was named, a list where a stream
 //!   was named) is an error that names the type it has; an unknown group is an error.
 //! - A user name may be given (`redis://USER@HOST`, for Redis ACL users); a password
