@@ -7,6 +7,8 @@
 //! text), and `timeout` bounds the whole read. Errors are one line that says what
 //! failed, where, and how to fix it, with no secret in it.
 
+pub mod redis;
+
 use serde::Serialize;
 
 /// One reading of a metric.

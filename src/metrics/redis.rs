@@ -1,0 +1,1021 @@
+//! Redis metric source: the length of a list, the length of a stream, or the lag or
+//! pending count of a stream's consumer group.
+//!
+//! URI forms (`DB` defaults to 0, `PORT` to 6379; every reading has the unit `entries`):
+//!
+//! | URI | reads |
+//! | --- | --- |
+//! | `redis://HOST[:PORT][/DB]?list=KEY` | `LLEN KEY` |
+//! | `redis://HOST[:PORT][/DB]?stream=KEY` | `XLEN KEY` |
+//! | `redis://HOST[:PORT][/DB]?stream=KEY&group=GROUP` | the group's `lag` (entries not yet delivered to it; `XINFO GROUPS`, Redis 7 or later) |
+//! | `redis://HOST[:PORT][/DB]?stream=KEY&group=GROUP&measure=pending` | the group's pending count (delivered, not yet acknowledged; what `XPENDING` counts) |
+//!
+//! Further parameters and rules:
+//!
+//! - `measure=lag|pending` (only with `group`; default `lag`).
+//! - `missing=error|zero` (default `error`). Redis answers 0 for the length of a key
+//!   that does not exist, so a misspelt queue name would read as an idle queue. This
+//!   source therefore checks the key's type first and, by default, a missing key is
+//!   an error that names it. But Redis deletes a list when its last entry is popped,
+//!   so an empty list queue does not exist either: give `missing=zero` when an empty
+//!   queue is normal, and a missing key then reads as 0.
+//! - Redis 7 reports no lag (nil) for a group created at `$` on a non-empty stream
+//!   until the group first reads, and after `XDEL`s; the source then counts the
+//!   entries past the group's last-delivered ID itself (`XRANGE`, in pages), up to
+//!   10 000 entries; past that it is an error that suggests `measure=pending`.
+//!   A Redis older than 7 has no lag at all: use `measure=pending` there.
+//! - A key of another type (a string where a list was named, a list where a stream
+//!   was named) is an error that names the type it has; an unknown group is an error.
+//! - A user name may be given (`redis://USER@HOST`, for Redis ACL users); a password
+//!   in the URI is refused: it comes only from the secret file or environment
+//!   variable the rule names.
+//! - Key, group and user names may be percent-encoded (`%20`, `%26`, …); an IPv6
+//!   host is written in brackets (`redis://[::1]:6379`).
+//! - `rediss://` (TLS) is not supported yet.
+//! - The whole read (connect, authenticate, commands) is bounded by the timeout.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+
+use super::Sample;
+
+const UNIT: &str = "entries";
+
+/// What to read, parsed from the URI.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    host: String,
+    port: u16,
+    db: i64,
+    user: Option<String>,
+    what: What,
+    missing_is_zero: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum What {
+    List(String),
+    Stream(String),
+    Group {
+        stream: String,
+        group: String,
+        pending: bool,
+    },
+}
+
+impl Target {
+    /// `host:port`, with brackets around an IPv6 host.
+    fn at(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (and nothing else: `+` stays `+`).
+fn percent_decode(s: &str, what: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    format!("redis metric URI: bad %-escape in the {what} {s:?}: write %XX with two hex digits")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| format!("redis metric URI: the {what} {s:?} is not UTF-8 once decoded"))
+}
+
+fn parse(uri: &str) -> Result<Target, String> {
+    const SHAPE: &str = "expected redis://HOST[:PORT][/DB]?list=KEY or ?stream=KEY[&group=GROUP]";
+    let rest = if let Some(rest) = uri.strip_prefix("redis://") {
+        rest
+    } else if uri.starts_with("rediss://") {
+        return Err(
+            "redis metric URI: rediss:// (TLS) is not supported yet: use redis:// on a trusted network"
+                .to_string(),
+        );
+    } else {
+        return Err(format!("redis metric URI {uri:?}: {SHAPE}"));
+    };
+    if rest.contains('#') {
+        return Err("redis metric URI: a #fragment means nothing here: remove it".to_string());
+    }
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (rest, ""),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => (&before_query[..i], &before_query[i + 1..]),
+        None => (before_query, ""),
+    };
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    let user = match userinfo {
+        Some(u) if u.contains(':') => {
+            return Err("redis metric URI: a password in the URI is refused: put the password in a file or environment variable: see docs/metrics.md".to_string());
+        }
+        Some("") => {
+            return Err(
+                "redis metric URI: an empty user name before '@': remove the '@' or name the user"
+                    .to_string(),
+            );
+        }
+        Some(u) => Some(percent_decode(u, "user name")?),
+        None => None,
+    };
+    let (host, port) = if let Some(after) = hostport.strip_prefix('[') {
+        let (h, tail) = after
+            .split_once(']')
+            .ok_or_else(|| format!("redis metric URI: unclosed '[' in the host {hostport:?}"))?;
+        let port = match tail {
+            "" => None,
+            t => Some(t.strip_prefix(':').ok_or_else(|| {
+                format!("redis metric URI: expected :PORT after the IPv6 host, found {t:?}")
+            })?),
+        };
+        (h, port)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("redis metric URI {uri:?}: no host: {SHAPE}"));
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => {
+                return Err(format!(
+                    "redis metric URI: the port {p:?} is not a number from 1 to 65535"
+                ));
+            }
+        },
+    };
+    let db = match path {
+        "" => 0,
+        p => p.parse::<u16>().map(i64::from).map_err(|_| {
+            format!(
+                "redis metric URI: the database {p:?} is not a number (redis://HOST/0 for db 0)"
+            )
+        })?,
+    };
+
+    let mut params: HashMap<&str, String> = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            format!("redis metric URI: the parameter {pair:?} has no value: write NAME=VALUE")
+        })?;
+        if !["list", "stream", "group", "measure", "missing"].contains(&k) {
+            return Err(format!(
+                "redis metric URI: unknown parameter {k:?}: known are list, stream, group, measure, missing"
+            ));
+        }
+        let v = percent_decode(v, k)?;
+        if v.is_empty() {
+            return Err(format!("redis metric URI: {k}= is empty"));
+        }
+        if params.insert(k, v).is_some() {
+            return Err(format!("redis metric URI: {k}= is given twice"));
+        }
+    }
+    let missing_is_zero = match params.remove("missing").as_deref() {
+        None | Some("error") => false,
+        Some("zero") => true,
+        Some(other) => {
+            return Err(format!(
+                "redis metric URI: missing={other:?}: expected missing=error or missing=zero"
+            ));
+        }
+    };
+    let measure = params.remove("measure");
+    let group = params.remove("group");
+    let what = match (params.remove("list"), params.remove("stream")) {
+        (Some(_), Some(_)) => {
+            return Err("redis metric URI: give list= or stream=, not both".to_string());
+        }
+        (None, None) => return Err(format!("redis metric URI {uri:?}: {SHAPE}")),
+        (Some(list), None) => {
+            if group.is_some() || measure.is_some() {
+                return Err(
+                    "redis metric URI: group= and measure= go with stream=, not with list="
+                        .to_string(),
+                );
+            }
+            What::List(list)
+        }
+        (None, Some(stream)) => match group {
+            None => {
+                if measure.is_some() {
+                    return Err(
+                        "redis metric URI: measure= needs group=: the lag or pending count is a consumer group's"
+                            .to_string(),
+                    );
+                }
+                What::Stream(stream)
+            }
+            Some(group) => {
+                let pending = match measure.as_deref() {
+                    None | Some("lag") => false,
+                    Some("pending") => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "redis metric URI: measure={other:?}: expected measure=lag or measure=pending"
+                        ));
+                    }
+                };
+                What::Group {
+                    stream,
+                    group,
+                    pending,
+                }
+            }
+        },
+    };
+    Ok(Target {
+        host: host.to_string(),
+        port,
+        db,
+        user,
+        what,
+        missing_is_zero,
+    })
+}
+
+/// Reads the metric the URI names; see the module documentation for the URI forms.
+pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+    let target = parse(uri)?;
+    match tokio::time::timeout(timeout, read_target(&target, secret)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no answer from redis at {} within {}",
+            target.at(),
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+async fn read_target(t: &Target, secret: Option<&str>) -> Result<Sample, String> {
+    let at = t.at();
+    let mut settings = RedisConnectionInfo::default()
+        .set_db(t.db)
+        .set_skip_set_lib_name();
+    if let Some(user) = &t.user {
+        settings = settings.set_username(user);
+    }
+    if let Some(secret) = secret {
+        settings = settings.set_password(secret);
+    }
+    let info = ConnectionAddr::Tcp(t.host.clone(), t.port)
+        .into_connection_info()
+        .map_err(|e| format!("redis at {at}: {e}"))?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(info).map_err(|e| format!("redis at {at}: {e}"))?;
+    // The caller's timeout bounds the whole read; the crate's own shorter defaults
+    // would cut it early with a different message.
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(None)
+        .set_response_timeout(None);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| describe(&e, t, secret.is_some()))?;
+
+    let key = match &t.what {
+        What::List(k) | What::Stream(k) | What::Group { stream: k, .. } => k,
+    };
+    let want = match t.what {
+        What::List(_) => "list",
+        _ => "stream",
+    };
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .map_err(|e| describe(&e, t, secret.is_some()))?;
+    if kind == "none" {
+        if t.missing_is_zero {
+            return Ok(Sample {
+                value: 0.0,
+                unit: UNIT,
+            });
+        }
+        let hint = if want == "list" {
+            " (Redis deletes a list when it empties: add &missing=zero if an empty queue is normal here)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "no {want} named {key} in redis db {} at {at}: check the key name{hint}",
+            t.db
+        ));
+    }
+    if kind != want {
+        return Err(format!(
+            "the key {key} in redis db {} at {at} is a {kind}, not a {want}: check the key name",
+            t.db
+        ));
+    }
+
+    let value: u64 = match &t.what {
+        What::List(k) => redis::cmd("LLEN")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| describe(&e, t, secret.is_some()))?,
+        What::Stream(k) => redis::cmd("XLEN")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| describe(&e, t, secret.is_some()))?,
+        What::Group {
+            stream,
+            group,
+            pending,
+        } => {
+            let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(stream)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| describe(&e, t, secret.is_some()))?;
+            let info = groups
+                .iter()
+                .find(|g| matches!(g.get("name"), Some(v) if value_str(v).as_deref() == Some(group.as_str())))
+                .ok_or_else(|| {
+                    let mut names: Vec<String> =
+                        groups.iter().filter_map(|g| g.get("name").and_then(value_str)).collect();
+                    names.sort();
+                    let known = if names.is_empty() {
+                        "it has no consumer groups".to_string()
+                    } else {
+                        format!("its groups are {}", names.join(", "))
+                    };
+                    format!(
+                        "no consumer group named {group} on the stream {stream} in redis db {} at {at}: {known}",
+                        t.db
+                    )
+                })?;
+            let field = if *pending { "pending" } else { "lag" };
+            match info.get(field) {
+                Some(redis::Value::Int(n)) if *n >= 0 => *n as u64,
+                Some(redis::Value::Nil) => {
+                    // Redis 7 leaves the lag unknown for a group created at `$` on a
+                    // non-empty stream until the group reads, and after XDEL: count
+                    // the entries past the group's last-delivered ID instead.
+                    let last = info.get("last-delivered-id").and_then(value_str).ok_or_else(|| {
+                        format!("redis at {at}: the group {group} on the stream {stream} has no last-delivered-id")
+                    })?;
+                    count_after(&mut con, stream, &last)
+                        .await
+                        .map_err(|e| describe(&e, t, secret.is_some()))?
+                        .ok_or_else(|| {
+                            format!(
+                                "redis at {at} cannot say the lag of the group {group} on the stream {stream}, and more than {COUNT_CAP} entries follow its last-delivered ID: use measure=pending"
+                            )
+                        })?
+                }
+                None if !*pending => {
+                    return Err(format!(
+                        "redis at {at} reports no consumer-group lag (it needs Redis 7 or later): use measure=pending"
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "redis at {at}: unexpected {field} value {other:?} for the group {group}"
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Sample {
+        value: value as f64,
+        unit: UNIT,
+    })
+}
+
+/// The most entries [`count_after`] pages through before giving up.
+const COUNT_CAP: u64 = 10_000;
+
+/// Counts the entries of `stream` after the ID `last` with `XRANGE`, in pages;
+/// None past [`COUNT_CAP`].
+async fn count_after(
+    con: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    last: &str,
+) -> Result<Option<u64>, redis::RedisError> {
+    const PAGE: u64 = 1_000;
+    let mut start = last.to_string();
+    let mut count = 0;
+    loop {
+        let page: Vec<(String, redis::Value)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(format!("({start}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(con)
+            .await?;
+        count += page.len() as u64;
+        if count > COUNT_CAP {
+            return Ok(None);
+        }
+        match page.last() {
+            Some((id, _)) if page.len() as u64 == PAGE => start = id.clone(),
+            _ => return Ok(Some(count)),
+        }
+    }
+}
+
+fn value_str(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// One line for a failed connect or command, with no secret in it.
+fn describe(e: &redis::RedisError, t: &Target, had_secret: bool) -> String {
+    let at = t.at();
+    let code = e.code().unwrap_or("");
+    let text = e.to_string();
+    if code == "WRONGPASS"
+        || text.contains("WRONGPASS")
+        || e.kind() == redis::ErrorKind::AuthenticationFailed && had_secret
+    {
+        let who = match &t.user {
+            Some(u) => format!("the user {u} with that password"),
+            None => "the password".to_string(),
+        };
+        return format!(
+            "redis at {at} refused {who} (WRONGPASS, or no password is set there): check the secret file/variable"
+        );
+    }
+    if code == "NOAUTH" || text.contains("NOAUTH") {
+        return format!(
+            "redis at {at} asks for a password (NOAUTH) and none was given: name a secret file or variable in the rule: see docs/metrics.md"
+        );
+    }
+    if code == "NOPERM" || text.contains("NOPERM") {
+        return format!(
+            "redis at {at} does not let this user run the command ({text}): grant it TYPE, LLEN, XLEN and XINFO"
+        );
+    }
+    if text.contains("DB index is out of range") {
+        return format!(
+            "redis at {at} has no db {}: check the /DB part of the URI",
+            t.db
+        );
+    }
+    if e.is_connection_refusal() {
+        return format!(
+            "cannot connect to redis at {at}: connection refused: is redis running there?"
+        );
+    }
+    if e.is_io_error() {
+        return format!("cannot reach redis at {at}: {text}");
+    }
+    format!("redis at {at}: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn uri_forms() {
+        let t = parse("redis://q.example:6380/2?list=jobs").unwrap();
+        assert_eq!(t.host, "q.example");
+        assert_eq!(t.port, 6380);
+        assert_eq!(t.db, 2);
+        assert_eq!(t.what, What::List("jobs".into()));
+        assert!(!t.missing_is_zero);
+        let t = parse("redis://worker@[::1]?stream=ev%26x&group=g&measure=pending&missing=zero")
+            .unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("::1", 6379, 0));
+        assert_eq!(t.user.as_deref(), Some("worker"));
+        assert_eq!(t.at(), "[::1]:6379");
+        assert_eq!(
+            t.what,
+            What::Group {
+                stream: "ev&x".into(),
+                group: "g".into(),
+                pending: true
+            }
+        );
+        assert!(t.missing_is_zero);
+        for (bad, says) in [
+            (
+                "redis://u:pw@h?list=a",
+                "put the password in a file or environment variable: see docs/metrics.md",
+            ),
+            ("redis://:pw@h?list=a", "password"),
+            ("rediss://h?list=a", "not supported yet"),
+            ("http://h?list=a", "expected redis://"),
+            ("redis://h", "expected redis://"),
+            ("redis://h?list=a&stream=b", "not both"),
+            ("redis://h?list=a&group=g", "go with stream="),
+            ("redis://h?stream=a&measure=lag", "needs group="),
+            (
+                "redis://h?stream=a&group=g&measure=size",
+                "measure=lag or measure=pending",
+            ),
+            (
+                "redis://h?list=a&missing=no",
+                "missing=error or missing=zero",
+            ),
+            ("redis://h?queue=a", "unknown parameter"),
+            ("redis://h:x?list=a", "port"),
+            ("redis://h/x?list=a", "database"),
+            ("redis://h?list=", "empty"),
+            ("redis://h?list=a&list=b", "twice"),
+            ("redis://h?list=a%2", "%-escape"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("pw"), "{bad}: the secret leaks: {e}");
+        }
+    }
+
+    /// A `redis-server` of our own on a free loopback port, stopped on drop.
+    struct Server {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Starts a server, or returns None (after a skip line) when redis-server is not
+    /// installed; under CI=true a missing redis-server fails the test instead.
+    fn server(password: Option<&str>) -> Option<Server> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "redis-server is not installed: install the Debian package redis-server (apt-get install -y redis-server)"
+                );
+            }
+            eprintln!("skip: redis-server is not installed (Debian package redis-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(pw) = password {
+            cmd.args(["--requirepass", pw]);
+        }
+        let child = cmd.spawn().expect("start redis-server");
+        let server = Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen on 127.0.0.1:{port} within 10s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// Runs commands on the server to set a test up.
+    async fn setup(port: u16, password: Option<&str>, cmds: &[&[&str]]) {
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(pw) = password {
+            settings = settings.set_password(pw);
+        }
+        let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
+            .into_connection_info()
+            .unwrap()
+            .set_redis_settings(settings);
+        let client = redis::Client::open(info).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        for c in cmds {
+            let mut cmd = redis::cmd(c[0]);
+            for a in &c[1..] {
+                cmd.arg(*a);
+            }
+            let _: redis::Value = cmd.query_async(&mut con).await.unwrap();
+        }
+    }
+
+    fn entries(value: f64) -> Sample {
+        Sample { value, unit: UNIT }
+    }
+
+    #[tokio::test]
+    async fn list_length() {
+        let Some(s) = server(None) else { return };
+        setup(
+            s.port,
+            None,
+            &[&["RPUSH", "jobs", "a", "b", "c"], &["SELECT", "3"]],
+        )
+        .await;
+        let uri = format!("redis://127.0.0.1:{}?list=jobs", s.port);
+        assert_eq!(read(&uri, None, T).await, Ok(entries(3.0)));
+        // The same key in another db is another key.
+        let uri3 = format!("redis://127.0.0.1:{}/3?list=jobs", s.port);
+        let e = read(&uri3, None, T).await.unwrap_err();
+        assert!(e.contains("no list named jobs in redis db 3"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn emptied_list_is_missing_unless_missing_zero() {
+        let Some(s) = server(None) else { return };
+        setup(s.port, None, &[&["RPUSH", "jobs", "a"], &["LPOP", "jobs"]]).await;
+        let uri = format!("redis://127.0.0.1:{}?list=jobs", s.port);
+        let e = read(&uri, None, T).await.unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "no list named jobs in redis db 0 at 127.0.0.1:{}: check the key name (Redis deletes a list when it empties: add &missing=zero if an empty queue is normal here)",
+                s.port
+            )
+        );
+        let uri = format!("redis://127.0.0.1:{}?list=jobs&missing=zero", s.port);
+        assert_eq!(read(&uri, None, T).await, Ok(entries(0.0)));
+    }
+
+    #[tokio::test]
+    async fn wrong_key_name_and_wrong_type() {
+        let Some(s) = server(None) else { return };
+        setup(
+            s.port,
+            None,
+            &[&["RPUSH", "jobs", "a"], &["SET", "counter", "7"]],
+        )
+        .await;
+        let p = s.port;
+        let e = read(&format!("redis://127.0.0.1:{p}?list=job"), None, T)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "no list named job in redis db 0 at 127.0.0.1:{p}: check the key name"
+            )),
+            "{e}"
+        );
+        let e = read(&format!("redis://127.0.0.1:{p}?stream=events"), None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!("no stream named events in redis db 0 at 127.0.0.1:{p}: check the key name")
+        );
+        let e = read(&format!("redis://127.0.0.1:{p}?list=counter"), None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "the key counter in redis db 0 at 127.0.0.1:{p} is a string, not a list: check the key name"
+            )
+        );
+        let e = read(&format!("redis://127.0.0.1:{p}?stream=jobs"), None, T)
+            .await
+            .unwrap_err();
+        assert!(e.contains("is a list, not a stream"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn stream_length_group_lag_and_pending() {
+        let Some(s) = server(None) else { return };
+        setup(
+            s.port,
+            None,
+            &[
+                &["XADD", "events", "*", "n", "1"],
+                &["XADD", "events", "*", "n", "2"],
+                &["XGROUP", "CREATE", "events", "workers", "0"],
+                &["XGROUP", "CREATE", "events", "idle", "$"],
+                &["XADD", "events", "*", "n", "3"],
+                &["XADD", "events", "*", "n", "4"],
+                &["XADD", "events", "*", "n", "5"],
+                // Two delivered to a consumer and never acknowledged.
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "workers",
+                    "w1",
+                    "COUNT",
+                    "2",
+                    "STREAMS",
+                    "events",
+                    ">",
+                ],
+            ],
+        )
+        .await;
+        let p = s.port;
+        let base = format!("redis://127.0.0.1:{p}?stream=events");
+        assert_eq!(read(&base, None, T).await, Ok(entries(5.0)));
+        assert_eq!(
+            read(&format!("{base}&group=workers"), None, T).await,
+            Ok(entries(3.0))
+        );
+        assert_eq!(
+            read(&format!("{base}&group=workers&measure=lag"), None, T).await,
+            Ok(entries(3.0))
+        );
+        assert_eq!(
+            read(&format!("{base}&group=workers&measure=pending"), None, T).await,
+            Ok(entries(2.0))
+        );
+        assert_eq!(
+            read(&format!("{base}&group=idle"), None, T).await,
+            Ok(entries(3.0))
+        );
+        assert_eq!(
+            read(&format!("{base}&group=idle&measure=pending"), None, T).await,
+            Ok(entries(0.0))
+        );
+        let e = read(&format!("{base}&group=worker"), None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "no consumer group named worker on the stream events in redis db 0 at 127.0.0.1:{p}: its groups are idle, workers"
+            )
+        );
+    }
+
+    /// Adds `n` entries to `stream` in one pipeline.
+    async fn xadd_many(port: u16, stream: &str, n: usize) {
+        let info = ConnectionAddr::Tcp("127.0.0.1".into(), port)
+            .into_connection_info()
+            .unwrap();
+        let client = redis::Client::open(info).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("n")
+                .arg(i)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_lag_is_counted_then_capped() {
+        let Some(s) = server(None) else { return };
+        let p = s.port;
+        // A group created at `$` on a non-empty stream: Redis 7 reports its lag as
+        // nil until it reads; the source counts the entries past its position.
+        setup(
+            p,
+            None,
+            &[
+                &["XADD", "events", "*", "n", "0"],
+                &["XADD", "events", "*", "n", "1"],
+                &["XGROUP", "CREATE", "events", "late", "$"],
+                &["XADD", "big", "*", "n", "0"],
+                &["XADD", "big", "*", "n", "1"],
+                &["XGROUP", "CREATE", "big", "late", "$"],
+            ],
+        )
+        .await;
+        xadd_many(p, "events", 2_500).await; // more than two XRANGE pages
+        xadd_many(p, "big", COUNT_CAP as usize + 1).await;
+        // Redis itself does not know these lags: the count below is ours.
+        for stream in ["events", "big"] {
+            let info = ConnectionAddr::Tcp("127.0.0.1".into(), p)
+                .into_connection_info()
+                .unwrap();
+            let client = redis::Client::open(info).unwrap();
+            let mut con = client.get_multiplexed_async_connection().await.unwrap();
+            let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(stream)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(groups[0].get("lag"), Some(&redis::Value::Nil), "{stream}");
+        }
+        let uri = format!("redis://127.0.0.1:{p}?stream=events&group=late");
+        assert_eq!(read(&uri, None, T).await, Ok(entries(2_500.0)));
+        let uri = format!("redis://127.0.0.1:{p}?stream=big&group=late");
+        let e = read(&uri, None, T).await.unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "redis at 127.0.0.1:{p} cannot say the lag of the group late on the stream big, and more than 10000 entries follow its last-delivered ID: use measure=pending"
+            )
+        );
+        let pending = format!("{uri}&measure=pending");
+        assert_eq!(read(&pending, None, T).await, Ok(entries(0.0)));
+    }
+
+    #[tokio::test]
+    async fn db_out_of_range_and_unknown_host() {
+        let Some(s) = server(None) else { return };
+        let p = s.port;
+        let e = read(&format!("redis://127.0.0.1:{p}/99?list=jobs"), None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!("redis at 127.0.0.1:{p} has no db 99: check the /DB part of the URI")
+        );
+        let e = read("redis://no-such-host.invalid?list=jobs", None, T)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("cannot reach redis at no-such-host.invalid:6379: "),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_without_groups() {
+        let Some(s) = server(None) else { return };
+        setup(s.port, None, &[&["XADD", "events", "*", "n", "1"]]).await;
+        let p = s.port;
+        let e = read(
+            &format!("redis://127.0.0.1:{p}?stream=events&group=g"),
+            None,
+            T,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.ends_with("it has no consumer groups"), "{e}");
+        let e = read(
+            &format!("redis://127.0.0.1:{p}?stream=nope&group=g"),
+            None,
+            T,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.starts_with("no stream named nope"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn auth_good_bad_and_missing() {
+        let Some(s) = server(Some("s3cret-pw")) else {
+            return;
+        };
+        setup(s.port, Some("s3cret-pw"), &[&["RPUSH", "jobs", "a", "b"]]).await;
+        let p = s.port;
+        let uri = format!("redis://127.0.0.1:{p}?list=jobs");
+        assert_eq!(read(&uri, Some("s3cret-pw"), T).await, Ok(entries(2.0)));
+        // The default user named explicitly works too.
+        let uri_user = format!("redis://default@127.0.0.1:{p}?list=jobs");
+        assert_eq!(
+            read(&uri_user, Some("s3cret-pw"), T).await,
+            Ok(entries(2.0))
+        );
+
+        let e = read(&uri, Some("wrong-pw"), T).await.unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "redis at 127.0.0.1:{p} refused the password (WRONGPASS, or no password is set there): check the secret file/variable"
+            )
+        );
+        assert!(!e.contains("wrong-pw") && !e.contains("s3cret"), "{e}");
+        let e = read(&uri, None, T).await.unwrap_err();
+        assert!(e.contains("asks for a password (NOAUTH)"), "{e}");
+        let e = read(&uri_user, Some("wrong-pw"), T).await.unwrap_err();
+        assert!(
+            e.contains("refused the user default with that password (WRONGPASS"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn secret_given_to_a_server_without_password() {
+        let Some(s) = server(None) else { return };
+        setup(s.port, None, &[&["RPUSH", "jobs", "a"]]).await;
+        let e = read(
+            &format!("redis://127.0.0.1:{}?list=jobs", s.port),
+            Some("pw"),
+            T,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.contains("refused the password (WRONGPASS, or no password is set there)"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn password_in_uri_refused_before_connecting() {
+        // Port 1 on loopback: nothing listens; the URI is refused before any connect.
+        let e = read("redis://user:hunter2@127.0.0.1:1?list=jobs", None, T)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "redis metric URI: a password in the URI is refused: put the password in a file or environment variable: see docs/metrics.md"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_down_is_a_fast_error() {
+        let port = free_port(); // bound then released: nothing listens there now
+        let start = Instant::now();
+        let e = read(&format!("redis://127.0.0.1:{port}?list=jobs"), None, T)
+            .await
+            .unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            e,
+            format!(
+                "cannot connect to redis at 127.0.0.1:{port}: connection refused: is redis running there?"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_hits_the_timeout() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let start = Instant::now();
+        let e = read(
+            &format!("redis://127.0.0.1:{port}?list=jobs"),
+            Some("pw"),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(
+            e,
+            format!("no answer from redis at 127.0.0.1:{port} within 300ms")
+        );
+        hold.abort();
+    }
+}
