@@ -313,10 +313,11 @@ pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Sample,
 /// Dispatches to the source of `target.scheme`.
 async fn read_source(
     target: &Target,
-    _secret: Option<&str>,
-    _timeout: Duration,
+    secret: Option<&str>,
+    timeout: Duration,
 ) -> Result<Sample, String> {
     match target.scheme.as_str() {
+        "redis" | "rediss" => redis::read(&target.uri, secret, timeout).await,
         "engine" => Err("the engine CPU/memory source is not available in this version yet".into()),
         other => Err(format!(
             "the {other}:// metric source is not available in this version yet"

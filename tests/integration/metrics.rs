@@ -80,3 +80,105 @@ fn metric_flags_are_checked() {
     );
     fails(&plugin(&["metric", "not a uri"]), 1, "not a metric URI");
 }
+
+/// A private redis-server on a free loopback port, stopped when dropped.
+struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed: scripts/sandbox installs it");
+        let r = Redis { port, child };
+        wait_until(
+            "redis-server answers",
+            std::time::Duration::from_secs(20),
+            || r.cli(&["PING"]).trim() == "PONG",
+        );
+        r
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian package redis-tools)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn plan_scales_on_a_real_redis_queue() {
+    let redis = Redis::start();
+    let items: Vec<String> = (0..130).map(|i| i.to_string()).collect();
+    let mut args = vec!["RPUSH", "jobs"];
+    args.extend(items.iter().map(String::as_str));
+    redis.cli(&args);
+    let uri = format!("redis://127.0.0.1:{}/0?list=jobs", redis.port);
+    let out = ok(plugin(&["metric", &uri]));
+    assert_eq!(stdout(&out), "130 entries\n");
+    let json = json_lines(&stdout(&ok(plugin(&["metric", "--format", "json", &uri]))))[0].clone();
+    assert_eq!(json["Value"], 130.0);
+    assert_eq!(json["Unit"], "entries");
+
+    let svc = TestService::create(
+        &unique("metric-redis"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=0",
+            "--label",
+            "microscale.max=12",
+            "--label",
+            &format!("microscale.metric={uri}"),
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let out = plugin(&["plan", "--format", "json", "--detailed-exitcode", &svc.name]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let row = &json_lines(&stdout(&out))[0];
+    assert_eq!(row["Metric"], "130 / 10", "{row}");
+    assert_eq!(row["Desired"], 12, "{row}");
+    assert_eq!(row["Action"], "scale up");
+    assert!(
+        row["Reasons"].to_string().contains("capped by max 12"),
+        "{row}"
+    );
+
+    // a wrong queue name is an error, not a silent zero: the service holds
+    let wrong = format!("redis://127.0.0.1:{}/0?list=jbos", redis.port);
+    fails(
+        &plugin(&["metric", &wrong]),
+        1,
+        "no list named jbos in redis db 0",
+    );
+    // a dead server fails within its timeout
+    drop(redis);
+    let started = std::time::Instant::now();
+    fails(
+        &plugin(&["metric", "--timeout", "2s", &uri]),
+        1,
+        "cannot read redis://127.0.0.1",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
