@@ -18,3 +18,6 @@ pub struct Sample {
     /// source cannot say.
     pub unit: &'static str,
 }
+
+pub mod prometheus;
+mod web;
