@@ -19,5 +19,6 @@ pub struct Sample {
     pub unit: &'static str,
 }
 
+pub mod http_json;
 pub mod prometheus;
 mod web;
