@@ -21,4 +21,5 @@ pub struct Sample {
 
 pub mod http_json;
 pub mod prometheus;
+pub mod rabbitmq;
 mod web;
