@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::Sample;
 use super::web::{self, Auth};
 
