@@ -20,6 +20,7 @@ pub struct Sample {
 }
 
 pub mod http_json;
+pub mod nats;
 pub mod prometheus;
 pub mod rabbitmq;
 mod web;
