@@ -82,16 +82,20 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
 
 /// The consumer's details in a `/jsz?consumers=true` answer.
 fn find<'a>(doc: &'a Value, stream: &str, consumer: &str) -> Result<&'a Value, String> {
-    let Some(accounts) = doc.get("account_details").and_then(Value::as_array) else {
+    if doc.get("disabled").and_then(Value::as_bool) == Some(true) {
+        return Err("JetStream is not enabled on this server (start nats-server with -js)".into());
+    }
+    if doc.get("server_id").is_none() {
         return Err(
-            if doc.get("server_id").is_some() && doc.get("config").is_none() {
-                "JetStream is not enabled on this server (start nats-server with -js)".into()
-            } else {
-                "the answer has no account_details: is this the monitoring port (-m, usually 8222)?"
-                    .into()
-            },
+            "the answer is not a /jsz report: is this the monitoring port (-m, usually 8222)?"
+                .into(),
         );
-    };
+    }
+    let accounts = doc
+        .get("account_details")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut found: Vec<(&str, &Value)> = Vec::new();
     let mut stream_names: Vec<&str> = Vec::new();
     for acc in accounts {
@@ -374,5 +378,28 @@ mod tests {
         .await
         .unwrap_err();
         assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn jetstream_disabled_and_no_streams_are_named() {
+        let off: Value =
+            serde_json::from_str(r#"{"server_id":"X","disabled":true,"config":{}}"#).unwrap();
+        assert!(
+            find(&off, "S", "C")
+                .unwrap_err()
+                .contains("start nats-server with -js")
+        );
+        let empty: Value =
+            serde_json::from_str(r#"{"server_id":"X","config":{},"streams":0}"#).unwrap();
+        assert_eq!(
+            find(&empty, "S", "C").unwrap_err(),
+            "no stream S (there is none; names are case-sensitive)"
+        );
+        let other: Value = serde_json::from_str(r#"{"queue":1}"#).unwrap();
+        assert!(
+            find(&other, "S", "C")
+                .unwrap_err()
+                .contains("monitoring port")
+        );
     }
 }
