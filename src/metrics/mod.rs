@@ -21,6 +21,7 @@ pub struct Sample {
 
 pub mod http_json;
 pub mod nats;
+pub mod nsq;
 pub mod prometheus;
 pub mod rabbitmq;
 mod web;
