@@ -116,12 +116,17 @@ mod tests {
                     content_type: "text/html",
                     body: b"<html>\n<body>Welcome to nginx!</body></html>".to_vec(),
                     delay: Duration::ZERO,
+                    no_length: false,
                 },
                 "/slow" => Reply {
                     delay: Duration::from_secs(3),
                     ..Reply::json(200, r#"{"n":1}"#)
                 },
                 "/big" => Reply::json(200, format!("[{}0]", "0,".repeat(3 * 1024 * 1024))),
+                "/big-unknown-length" => Reply {
+                    no_length: true,
+                    ..Reply::json(200, format!("[{}0]", "0,".repeat(3 * 1024 * 1024)))
+                },
                 _ => Reply::json(404, "not found"),
             }
         });
@@ -196,6 +201,10 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
 
         let e = read(&format!("{base}/big#/0"), None, t).await.unwrap_err();
+        assert!(e.contains("more than 4 MiB"), "{e}");
+        let e = read(&format!("{base}/big-unknown-length#/0"), None, t)
+            .await
+            .unwrap_err();
         assert!(e.contains("more than 4 MiB"), "{e}");
 
         let e = read(&format!("{base}/secure#/n"), Some("bad-token"), t)

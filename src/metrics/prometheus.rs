@@ -200,6 +200,7 @@ mod tests {
             )
             .into_bytes(),
             delay: Duration::ZERO,
+            no_length: false,
         });
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");

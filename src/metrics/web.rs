@@ -190,7 +190,8 @@ pub async fn get(url: &Url, auth: &Auth<'_>, timeout: Duration) -> Result<Answer
         Auth::Bearer(token) => req = req.bearer_auth(token.trim()),
         Auth::Basic(user, pass) => {
             let user = percent_decode(user)?;
-            req = req.basic_auth(user, pass.map(str::trim));
+            // A secret file usually ends with a newline; the password does not.
+            req = req.basic_auth(user, pass.map(|p| p.trim_end_matches(['\r', '\n'])));
         }
     }
     let mut resp = req.send().await.map_err(|e| describe(&e, &what, timeout))?;
@@ -368,6 +369,8 @@ pub mod testserver {
         pub content_type: &'static str,
         pub body: Vec<u8>,
         pub delay: Duration,
+        /// Sends no Content-Length: the body runs until the connection closes.
+        pub no_length: bool,
     }
 
     impl Reply {
@@ -377,6 +380,7 @@ pub mod testserver {
                 content_type: "application/json",
                 body: body.into().into_bytes(),
                 delay: Duration::ZERO,
+                no_length: false,
             }
         }
     }
@@ -414,11 +418,14 @@ pub mod testserver {
                         authorization,
                     });
                     std::thread::sleep(reply.delay);
+                    let length = if reply.no_length {
+                        String::new()
+                    } else {
+                        format!("Content-Length: {}\r\n", reply.body.len())
+                    };
                     let head = format!(
-                        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        reply.status,
-                        reply.content_type,
-                        reply.body.len()
+                        "HTTP/1.1 {} X\r\nContent-Type: {}\r\n{length}Connection: close\r\n\r\n",
+                        reply.status, reply.content_type,
                     );
                     let _ = conn.write_all(head.as_bytes());
                     let _ = conn.write_all(&reply.body);
