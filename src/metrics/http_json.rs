@@ -1,5 +1,7 @@
 //! `http(s)://HOST[:PORT]/PATH[?QUERY]#/JSON/POINTER`: GET a JSON document and
 //! read the number at an RFC 6901 pointer (the fragment, which is never sent).
+//! The rule's secret goes as `Authorization: Bearer SECRET`, or, when the URI names
+//! a user (`http://USER@HOST/…`), as basic auth USER:SECRET.
 
 use std::time::Duration;
 

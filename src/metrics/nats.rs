@@ -377,6 +377,7 @@ mod tests {
         )
         .await
         .unwrap_err();
+        eprintln!("client port: {e}");
         assert!(!e.is_empty());
     }
 
