@@ -56,7 +56,15 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let what = format!("NATS monitoring at {host}");
     let auth = Auth::from_uri(&url, secret);
     web::bounded(&what, timeout, async {
-        let answer = web::get(&api, &auth, timeout).await?;
+        let answer = web::get(&api, &auth, timeout).await.map_err(|e| {
+            if e.contains("unexpected message") || e.contains("invalid HTTP") {
+                format!(
+                    "{what} does not speak HTTP: is this the client port (4222)? Use the monitoring port (nats-server -m, usually 8222)"
+                )
+            } else {
+                e
+            }
+        })?;
         if !answer.status.is_success() {
             return Err(answer.status_error(&what));
         }
@@ -377,8 +385,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        eprintln!("client port: {e}");
-        assert!(!e.is_empty());
+        assert!(e.contains("is this the client port (4222)?"), "{e}");
     }
 
     #[test]
