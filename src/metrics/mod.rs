@@ -7,7 +7,13 @@
 //! text), and `timeout` bounds the whole read. Errors are one line that says what
 //! failed, where, and how to fix it, with no secret in it.
 
+pub mod http_json;
+pub mod nats;
+pub mod nsq;
+pub mod prometheus;
+pub mod rabbitmq;
 pub mod redis;
+mod web;
 
 use serde::Serialize;
 
@@ -318,6 +324,11 @@ async fn read_source(
 ) -> Result<Sample, String> {
     match target.scheme.as_str() {
         "redis" | "rediss" => redis::read(&target.uri, secret, timeout).await,
+        "prometheus" => prometheus::read(&target.uri, secret, timeout).await,
+        "http" | "https" => http_json::read(&target.uri, secret, timeout).await,
+        "rabbitmq" => rabbitmq::read(&target.uri, secret, timeout).await,
+        "nats" => nats::read(&target.uri, secret, timeout).await,
+        "nsq" => nsq::read(&target.uri, secret, timeout).await,
         "engine" => Err("the engine CPU/memory source is not available in this version yet".into()),
         other => Err(format!(
             "the {other}:// metric source is not available in this version yet"

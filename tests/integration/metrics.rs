@@ -182,3 +182,60 @@ fn plan_scales_on_a_real_redis_queue() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// Serves `body` as JSON to every HTTP request on a loopback port, in a thread.
+fn serve_json(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn http_json_sources_are_read_by_metric_and_plan() {
+    let port = serve_json(r#"{"queue":{"depth":"37","name":"jobs"}}"#);
+    let uri = format!("http://127.0.0.1:{port}/stats#/queue/depth");
+    assert_eq!(stdout(&ok(plugin(&["metric", &uri]))), "37\n");
+    fails(
+        &plugin(&[
+            "metric",
+            &format!("http://127.0.0.1:{port}/stats#/queue/name"),
+        ]),
+        1,
+        "must be a number or a numeric string",
+    );
+    let svc = TestService::create(
+        &unique("metric-http"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=0",
+            "--label",
+            "microscale.max=10",
+            "--label",
+            &format!("microscale.metric={uri}"),
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let row = &json_lines(&stdout(&ok(plugin(&[
+        "plan", "--format", "json", &svc.name,
+    ]))))[0];
+    assert_eq!(
+        (row["Metric"].as_str(), row["Desired"].as_u64()),
+        (Some("37 / 10"), Some(4)),
+        "{row}"
+    );
+}
