@@ -656,22 +656,7 @@ mod tests {
     fn badge_renders_to_png_with_the_right_size_and_colours() {
         use std::process::Command;
 
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        match Command::new("rsvg-convert").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            other => {
-                let why = match other {
-                    Ok(out) => format!("`rsvg-convert --version` exited {}", out.status),
-                    Err(e) => format!("cannot run rsvg-convert: {e}"),
-                };
-                assert!(
-                    !ci,
-                    "{why}: install librsvg2-bin (apt-get install librsvg2-bin) to run the badge PNG test"
-                );
-                eprintln!("skipped: {why} (install librsvg2-bin to run this test)");
-                return;
-            }
-        }
+        crate::testutil::require_program("rsvg-convert", "librsvg2-bin");
 
         let (label, value) = ("commit", "0123abc");
         let svg = render(label, value, Kind::Commit.color());

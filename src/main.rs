@@ -21,6 +21,8 @@ mod registry;
 mod render;
 mod rules;
 mod status;
+#[cfg(test)]
+mod testutil;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -291,16 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn nats_consumer_pending_against_a_real_server() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(!ci, "nats-server is missing: apt-get install nats-server");
-            eprintln!("skipped: nats-server is missing (apt-get install nats-server)");
-            return;
-        }
+        crate::testutil::require_program("nats-server", "nats-server");
         let dir = tempfile::tempdir().unwrap();
         let (port, mon) = (free_port(), free_port());
         let _server = Kill(

@@ -178,16 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn prometheus_query_against_a_real_server() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        if Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(!ci, "prometheus is missing: apt-get install prometheus");
-            eprintln!("skipped: prometheus is missing (apt-get install prometheus)");
-            return;
-        }
+        crate::testutil::require_program("prometheus", "prometheus");
         // The exporter: a gauge the test sets, in the text exposition format.
         let gauge = Arc::new(AtomicU64::new(42));
         let g = gauge.clone();

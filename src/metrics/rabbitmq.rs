@@ -267,15 +267,7 @@ mod tests {
     async fn rabbitmq_queue_depth_against_a_real_server() {
         use std::os::unix::process::CommandExt;
 
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        if !std::path::Path::new(RABBITMQ_SERVER).exists() {
-            assert!(
-                !ci,
-                "{RABBITMQ_SERVER} is missing: apt-get install rabbitmq-server"
-            );
-            eprintln!("skipped: rabbitmq-server is missing (apt-get install rabbitmq-server)");
-            return;
-        }
+        crate::testutil::require_program(RABBITMQ_SERVER, "rabbitmq-server");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (amqp, mgmt, dist, epmd) = (free_port(), free_port(), free_port(), free_port());

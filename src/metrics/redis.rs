@@ -585,23 +585,9 @@ mod tests {
             .port()
     }
 
-    /// Starts a server, or returns None (after a skip line) when redis-server is not
-    /// installed; under CI=true a missing redis-server fails the test instead.
+    /// Starts a server; a missing redis-server fails the test, naming its package.
     fn server(password: Option<&str>) -> Option<Server> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "redis-server is not installed: install the Debian package redis-server (apt-get install -y redis-server)"
-                );
-            }
-            eprintln!("skip: redis-server is not installed (Debian package redis-server)");
-            return None;
-        }
+        crate::testutil::require_program("redis-server", "redis-server");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new("redis-server");

@@ -12,21 +12,11 @@ use serde_json::{Value, json};
 use super::cache::sha256_digest;
 use super::{OCI_INDEX, OCI_MANIFEST};
 
-/// Whether `tools` (`(program, Debian package)`) are installed. Under `CI=true` a
-/// missing tool panics, naming the package; otherwise a skip line is printed.
+/// Fails the test unless `tools` (`(program, Debian package)`) are installed; returns
+/// true (callers keep their `if !have_tools(..) { return }` shape).
 pub fn have_tools(tools: &[(&str, &str)]) -> bool {
     for (program, package) in tools {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
-        if !found {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{program} is missing: install the Debian package {package} (apt-get install {package})"
-                );
-            }
-            eprintln!("SKIP: {program} is not installed (Debian package {package})");
-            return false;
-        }
+        crate::testutil::require_program(program, package);
     }
     true
 }
