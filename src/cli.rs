@@ -477,4 +477,13 @@ pub struct StatusArgs {
     #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub quiet: Option<bool>,
+
+    /// Read the rules' metrics for METRIC and DESIRED (at most 3s per source)
+    #[arg(long = "metrics", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub metrics: Option<bool>,
+
+    /// Hosts metrics may be read from with --metrics, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
 }

@@ -54,7 +54,7 @@ pub struct PlanRow {
 /// metric sources); `plan` reads them.
 pub fn unread_metric(source: &str) -> Result<f64, String> {
     Err(format!(
-        "{} not read by status (run docker microscale plan)",
+        "{} not read (status reads metrics with --metrics; plan always does)",
         crate::redact::redact_value(source)
     ))
 }
@@ -502,7 +502,10 @@ mod tests {
         let rows = plan(&s, &sn, None, None, 2e9, false, &unread_metric);
         assert_eq!((rows[0].desired, rows[0].action.as_str()), (4, "hold"));
         assert!(
-            rows[0].reasons.join(" ").contains("not read by status"),
+            rows[0]
+                .reasons
+                .join(" ")
+                .contains("status reads metrics with --metrics"),
             "{:?}",
             rows[0].reasons
         );

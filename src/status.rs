@@ -429,7 +429,21 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
 
 /// Fills METRIC and DESIRED from the plan of each rule-managed service
 /// ([`crate::plan::plan`], the code of `docker microscale plan`).
-pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
+///
+/// `values`: the metric values read for `--metrics` (source URI → value or reason);
+/// `None`: metrics are not read, and a rule with a metric holds in DESIRED.
+pub fn fill_plan(
+    rows: &mut [ServiceRow],
+    snap: &Snapshot,
+    values: Option<&HashMap<String, Result<f64, String>>>,
+) {
+    let read = |src: &str| match values {
+        Some(v) => v
+            .get(src)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{src} was not read"))),
+        None => crate::plan::unread_metric(src),
+    };
     let planned = crate::plan::plan(
         &snap.services,
         snap,
@@ -437,7 +451,7 @@ pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
         None,
         crate::plan::wall_clock(),
         true,
-        &crate::plan::unread_metric,
+        &read,
     );
     for p in planned {
         if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {
@@ -446,6 +460,9 @@ pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot) {
         }
     }
 }
+
+/// How long `status --metrics` waits for each metric source.
+pub const STATUS_METRIC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// SOURCE of an image that is not in the engine's image store.
 pub const NOT_IN_STORE: &str = "?";
@@ -655,7 +672,20 @@ pub async fn run(
         Some((p.os.clone()?, p.architecture.clone()?))
     });
     fill_sources_from_cache(&mut rows, platform, no_trunc).await;
-    fill_plan(&mut rows, &snap);
+    // Metrics only on request: a status must not wait on metric sources.
+    let values = if args.metrics == Some(true) {
+        let names = snap
+            .services
+            .iter()
+            .filter_map(|s| s.spec.as_ref()?.name.clone())
+            .collect();
+        let allow =
+            crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
+        Some(crate::plan::read_metrics(&snap.services, None, &allow, STATUS_METRIC_TIMEOUT).await)
+    } else {
+        None
+    };
+    fill_plan(&mut rows, &snap, values.as_ref());
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

@@ -165,6 +165,27 @@ fn plan_scales_on_a_real_redis_queue() {
         "{row}"
     );
 
+    // status: METRIC and DESIRED from the same code, metrics read only with --metrics
+    let row = &status_json(&svc.name)[0];
+    assert_eq!(
+        (row["Metric"].as_str(), row["RuleDesired"].as_u64()),
+        (Some("-"), Some(0)),
+        "{row}"
+    );
+    let out = ok(plugin(&[
+        "status",
+        "--metrics",
+        "--format",
+        "json",
+        &svc.name,
+    ]));
+    let row = &json_lines(&stdout(&out))[0];
+    assert_eq!(
+        (row["Metric"].as_str(), row["RuleDesired"].as_u64()),
+        (Some("130 / 10"), Some(12)),
+        "{row}"
+    );
+
     // a wrong queue name is an error, not a silent zero: the service holds
     let wrong = format!("redis://127.0.0.1:{}/0?list=jbos", redis.port);
     fails(
