@@ -204,12 +204,26 @@ mod tests {
         cmd.build();
         let status = cmd.find_subcommand_mut("status").unwrap();
         let help = status.render_help().to_string();
+        // docker's layout: `  -f, --filter filter`, at least 3 spaces, the help, and
+        // every help text starting in the same column
+        let line = |opt: &str| {
+            help.lines()
+                .find(|l| l.starts_with(opt))
+                .unwrap_or_else(|| panic!("no {opt:?} in {help}"))
+                .to_string()
+        };
+        let filter = line("  -f, --filter filter   ");
+        let no_trunc = line("      --no-trunc   ");
+        let col = |l: &str, text: &str| l.find(text).unwrap();
         assert!(
-            help.contains("  -f, --filter filter   Filter output"),
-            "{help}"
+            filter.ends_with(
+                "Filter output based on conditions provided (name=, label=, mode=, id=)"
+            ),
+            "{filter}"
         );
-        assert!(
-            help.contains("      --no-trunc        Don't truncate output"),
+        assert_eq!(
+            col(&filter, "Filter output"),
+            col(&no_trunc, "Don't truncate output"),
             "{help}"
         );
         assert!(!help.contains('<'), "{help}");
@@ -235,7 +249,7 @@ fn go_bool(value: &str) -> Result<bool, String> {
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every service of the swarm: mode, replicas, image and digest, update, source, rule, nodes
+    /// List every service of the swarm: mode, replicas, image and digest, update, source, rule, metric, desired replicas, nodes
     #[command(
         aliases = ["ls", "list"],
         override_usage = "docker microscale status [OPTIONS] [SERVICE...]"
