@@ -52,35 +52,63 @@ pub struct PlanRow {
 
 /// What `status` uses for metrics: it never reads them (a status must not wait on
 /// metric sources); `plan` reads them.
-pub fn unread_metric(source: &str) -> Result<f64, String> {
+pub fn unread_metric(key: &str) -> Result<f64, String> {
+    // an engine key carries the service ID after '@'
+    let source = match key.split_once('@') {
+        Some((s, _)) if s.starts_with("engine://") => s,
+        _ => key,
+    };
     Err(format!(
         "{} not read (status reads metrics with --metrics; plan always does)",
         crate::redact::redact_value(source)
     ))
 }
 
+/// The key a metric reading is kept under: the source URI, and for the engine
+/// source (which measures the service itself) the URI and the service ID.
+pub fn metric_key(service: &Service, source: &str) -> String {
+    if source.trim().to_ascii_lowercase().starts_with("engine://") {
+        format!("{source}@{}", service.id.as_deref().unwrap_or_default())
+    } else {
+        source.to_string()
+    }
+}
+
 /// Reads every metric source of the rules of `services` once, concurrently (a few at
-/// a time), within `timeout` each: source URI → value or the reason it could not be
-/// read.
+/// a time), within `timeout` each: [`metric_key`] → value or the reason it could not
+/// be read. Engine sources are read through `engine` for the service's own tasks.
 pub async fn read_metrics(
+    engine: &crate::engine::Engine,
+    snap: &Snapshot,
     services: &[Service],
     file: Option<(&std::path::Path, &RulesFile)>,
     allow: &crate::metrics::Allow,
     timeout: std::time::Duration,
 ) -> HashMap<String, Result<f64, String>> {
     use futures_util::StreamExt;
-    let sources: std::collections::BTreeSet<String> = rule_inputs(services, file)
-        .into_iter()
-        .filter_map(|(s, labels, _)| parse_labels(&service_name(s), Mode::of(s), &labels).rule)
-        .flat_map(|r| r.metrics.into_iter().map(|m| m.source))
-        .collect();
-    futures_util::stream::iter(sources)
-        .map(|src| async move {
-            let value = crate::metrics::read(&src, allow, timeout)
-                .await
+    let mut wanted: BTreeMap<String, (&Service, String)> = BTreeMap::new();
+    for (s, labels, _) in rule_inputs(services, file) {
+        if let Some(rule) = parse_labels(&service_name(s), Mode::of(s), &labels).rule {
+            for m in rule.metrics {
+                wanted.insert(metric_key(s, &m.source), (s, m.source));
+            }
+        }
+    }
+    futures_util::stream::iter(wanted)
+        .map(|(key, (service, src))| async move {
+            let read = match crate::metrics::engine::Kind::parse(&src) {
+                Ok(kind) => {
+                    crate::metrics::engine::read(engine, snap, service, kind, timeout).await
+                }
+                Err(_) if src.trim().to_ascii_lowercase().starts_with("engine://") => {
+                    Err("engine://cpu or engine://memory".to_string())
+                }
+                Err(_) => crate::metrics::read(&src, allow, timeout).await,
+            };
+            let value = read
                 .map(|s| s.value)
                 .map_err(|e| format!("cannot read {}: {e}", crate::redact::redact_value(&src)));
-            (src, value)
+            (key, value)
         })
         .buffer_unordered(8)
         .collect()
@@ -280,7 +308,7 @@ pub fn plan(
             .iter()
             .map(|m| Reading {
                 name: m.name.clone(),
-                value: read(&m.source),
+                value: read(&metric_key(s, &m.source)),
             })
             .collect();
         let obs = observe(s, snap, readings, now);
@@ -387,7 +415,15 @@ pub async fn run(
     let names = snap.services.iter().map(service_name).collect();
     let allow = crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
-    let values = read_metrics(&services, file_ref, &allow, crate::metrics::DEFAULT_TIMEOUT).await;
+    let values = read_metrics(
+        engine,
+        &snap,
+        &services,
+        file_ref,
+        &allow,
+        crate::metrics::DEFAULT_TIMEOUT,
+    )
+    .await;
     let read = |src: &str| {
         values
             .get(src)

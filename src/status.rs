@@ -681,7 +681,17 @@ pub async fn run(
             .collect();
         let allow =
             crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
-        Some(crate::plan::read_metrics(&snap.services, None, &allow, STATUS_METRIC_TIMEOUT).await)
+        Some(
+            crate::plan::read_metrics(
+                engine,
+                &snap,
+                &snap.services,
+                None,
+                &allow,
+                STATUS_METRIC_TIMEOUT,
+            )
+            .await,
+        )
     } else {
         None
     };

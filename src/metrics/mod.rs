@@ -7,6 +7,7 @@
 //! text), and `timeout` bounds the whole read. Errors are one line that says what
 //! failed, where, and how to fix it, with no secret in it.
 
+pub mod engine;
 pub mod http_json;
 pub mod nats;
 pub mod nsq;
@@ -329,7 +330,7 @@ async fn read_source(
         "rabbitmq" => rabbitmq::read(&target.uri, secret, timeout).await,
         "nats" => nats::read(&target.uri, secret, timeout).await,
         "nsq" => nsq::read(&target.uri, secret, timeout).await,
-        "engine" => Err("the engine CPU/memory source is not available in this version yet".into()),
+        "engine" => Err("engine:// measures a service's own tasks: it is read for a rule (plan, status --metrics), not alone".into()),
         other => Err(format!(
             "the {other}:// metric source is not available in this version yet"
         )),

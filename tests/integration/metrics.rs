@@ -260,3 +260,117 @@ fn http_json_sources_are_read_by_metric_and_plan() {
         "{row}"
     );
 }
+
+#[test]
+fn engine_cpu_and_memory_of_a_service_s_own_tasks() {
+    // One task burning a full CPU, limited to half a CPU: about 100% of its limit.
+    let busy = TestService::create_with_command(
+        &unique("metric-cpu"),
+        &[
+            "--replicas",
+            "1",
+            "--constraint",
+            "node.role==manager",
+            "--limit-cpu",
+            "0.5",
+            "--limit-memory",
+            "64m",
+            "--label",
+            "microscale.min=1",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            "microscale.metric=engine://cpu",
+            "--label",
+            "microscale.target-utilization=50",
+            "--label",
+            "microscale.metric.mem=engine://memory",
+            "--label",
+            "microscale.target-utilization.mem=90",
+        ],
+        &["/bin/sh", "-c", "while :; do :; done"],
+    );
+    wait_until(
+        "the busy task runs",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&busy.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 1)
+        },
+    );
+    let out = ok(plugin(&["plan", "--format", "json", &busy.name]));
+    let row = &json_lines(&stdout(&out))[0];
+    let metric = row["Metric"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no metric: {row}"));
+    assert!(metric.ends_with("% / 50%"), "{row}");
+    let used: f64 = metric.split('%').next().unwrap().trim().parse().unwrap();
+    assert!(
+        used > 60.0 && used < 130.0,
+        "a busy loop under a 0.5 CPU limit: {row}"
+    );
+    // ceil(1 running × used / 50), within max 4
+    let want = ((used / 50.0).ceil() as u64).min(4);
+    assert_eq!(row["Desired"], want, "{row}");
+    assert_eq!(row["Action"], "scale up", "{row}");
+    assert!(
+        row["Reasons"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("metric \"mem\""),
+        "{row}"
+    );
+    // the same through status --metrics
+    let out = ok(plugin(&[
+        "status",
+        "--metrics",
+        "--format",
+        "json",
+        &busy.name,
+    ]));
+    let desired = json_lines(&stdout(&out))[0]["RuleDesired"]
+        .as_u64()
+        .unwrap();
+    assert!((2..=4).contains(&desired), "{desired}");
+    // on its own, the engine source needs a service
+    fails(
+        &plugin(&["metric", "engine://cpu"]),
+        1,
+        "measures a service's own tasks",
+    );
+}
+
+#[test]
+fn engine_metrics_of_tasks_on_other_nodes_say_where_they_are() {
+    let remote = TestService::create_with_command(
+        &unique("metric-worker"),
+        &[
+            "--replicas",
+            "1",
+            "--constraint",
+            "node.role==worker",
+            "--label",
+            "microscale.max=3",
+            "--label",
+            "microscale.metric=engine://cpu",
+            "--label",
+            "microscale.target-utilization=50",
+        ],
+        &["/bin/busybox", "sleep", "100000"],
+    );
+    wait_until(
+        "the worker task runs",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&remote.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 1)
+        },
+    );
+    let out = ok(plugin(&["plan", "--format", "json", &remote.name]));
+    let row = &json_lines(&stdout(&out))[0];
+    assert_eq!(row["Action"], "hold", "{row}");
+    let why = row["Reasons"][0].as_str().unwrap();
+    assert!(why.contains("the tasks run on sandbox-worker"), "{why}");
+}
