@@ -74,9 +74,17 @@ pub fn metric_key(service: &Service, source: &str) -> String {
     }
 }
 
+/// Readings of metric sources: [`metric_key`] → value or the reason it could not be
+/// read; and notes about readings that only measured part of a service (service ID →
+/// lines).
+pub type Readings = (
+    HashMap<String, Result<f64, String>>,
+    HashMap<String, Vec<String>>,
+);
+
 /// Reads every metric source of the rules of `services` once, concurrently (a few at
-/// a time), within `timeout` each: [`metric_key`] → value or the reason it could not
-/// be read. Engine sources are read through `engine` for the service's own tasks.
+/// a time), within `timeout` each. Engine sources are read through `engine` for the
+/// service's own tasks.
 pub async fn read_metrics(
     engine: &crate::engine::Engine,
     snap: &Snapshot,
@@ -84,7 +92,7 @@ pub async fn read_metrics(
     file: Option<(&std::path::Path, &RulesFile)>,
     allow: &crate::metrics::Allow,
     timeout: std::time::Duration,
-) -> HashMap<String, Result<f64, String>> {
+) -> Readings {
     use futures_util::StreamExt;
     let mut wanted: BTreeMap<String, (&Service, String)> = BTreeMap::new();
     for (s, labels, _) in rule_inputs(services, file) {
@@ -96,23 +104,51 @@ pub async fn read_metrics(
     }
     futures_util::stream::iter(wanted)
         .map(|(key, (service, src))| async move {
-            let read = match crate::metrics::engine::Kind::parse(&src) {
+            let (read, note) = match crate::metrics::engine::Kind::parse(&src) {
                 Ok(kind) => {
-                    crate::metrics::engine::read(engine, snap, service, kind, timeout).await
+                    match crate::metrics::engine::read(engine, snap, service, kind, timeout).await {
+                        Ok((s, note)) => (Ok(s.value), note),
+                        Err(e) => (Err(e), None),
+                    }
                 }
                 Err(_) if src.trim().to_ascii_lowercase().starts_with("engine://") => {
-                    Err("engine://cpu or engine://memory".to_string())
+                    (Err("engine://cpu or engine://memory".to_string()), None)
                 }
-                Err(_) => crate::metrics::read(&src, allow, timeout).await,
+                Err(_) => (
+                    crate::metrics::read(&src, allow, timeout)
+                        .await
+                        .map(|m| m.value),
+                    None,
+                ),
             };
-            let value = read
-                .map(|s| s.value)
-                .map_err(|e| format!("cannot read {}: {e}", crate::redact::redact_value(&src)));
-            (key, value)
+            let value =
+                read.map_err(|e| format!("cannot read {}: {e}", crate::redact::redact_value(&src)));
+            let id = service.id.clone().unwrap_or_default();
+            (key, value, note.map(|n| (id, n)))
         })
         .buffer_unordered(8)
-        .collect()
+        .collect::<Vec<_>>()
         .await
+        .into_iter()
+        .fold(
+            (HashMap::new(), HashMap::new()),
+            |(mut values, mut notes): Readings, (key, value, note)| {
+                values.insert(key, value);
+                if let Some((id, n)) = note {
+                    notes.entry(id).or_insert_with(Vec::new).push(n);
+                }
+                (values, notes)
+            },
+        )
+}
+
+/// Adds the notes of [`read_metrics`] to the reasons of their services' rows.
+pub fn add_notes(rows: &mut [PlanRow], notes: &HashMap<String, Vec<String>>) {
+    for row in rows {
+        if let Some((_, n)) = notes.iter().find(|(id, _)| id.starts_with(&row.id)) {
+            row.reasons.extend(n.iter().cloned());
+        }
+    }
 }
 
 /// Now, in seconds since the Unix epoch: the clock `plan` and `status` hand to the
@@ -415,7 +451,7 @@ pub async fn run(
     let names = snap.services.iter().map(service_name).collect();
     let allow = crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
-    let values = read_metrics(
+    let (values, notes) = read_metrics(
         engine,
         &snap,
         &services,
@@ -430,7 +466,7 @@ pub async fn run(
             .cloned()
             .unwrap_or_else(|| Err(format!("{src} was not read")))
     };
-    let rows = plan(
+    let mut rows = plan(
         &services,
         &snap,
         file_ref,
@@ -439,6 +475,7 @@ pub async fn run(
         no_trunc,
         &read,
     );
+    add_notes(&mut rows, &notes);
     let text = match format {
         Format::Json => json_lines(&rows),
         Format::Table => docker_table(

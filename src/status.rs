@@ -695,7 +695,7 @@ pub async fn run(
     } else {
         None
     };
-    fill_plan(&mut rows, &snap, values.as_ref());
+    fill_plan(&mut rows, &snap, values.as_ref().map(|(v, _)| v));
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {

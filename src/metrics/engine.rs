@@ -49,6 +49,13 @@ impl Kind {
     }
 }
 
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Cpu => "engine://cpu",
+        Kind::Memory => "engine://memory",
+    }
+}
+
 /// CPU percent of one stats answer, of `limit_cores` (the task's limit) or of the
 /// node's CPUs. `None` when the answer lacks the numbers (no previous sample yet).
 pub fn cpu_percent(s: &ContainerStatsResponse, limit_cores: Option<f64>) -> Option<f64> {
@@ -101,6 +108,9 @@ pub fn memory_percent(s: &ContainerStatsResponse, limit_bytes: Option<f64>) -> O
 
 /// Reads the CPU or memory utilisation of `service`'s running tasks on this engine.
 ///
+/// Returns the sample and, when some running tasks are on other nodes (which this
+/// engine cannot measure), a note naming them.
+///
 /// Errors: no running task on this engine (naming the nodes they run on), or no task
 /// could be read.
 pub async fn read(
@@ -109,7 +119,7 @@ pub async fn read(
     service: &Service,
     kind: Kind,
     timeout: std::time::Duration,
-) -> Result<Sample, String> {
+) -> Result<(Sample, Option<String>), String> {
     let local = match engine.within_deadline(engine.docker.info()).await {
         Ok(Ok(info)) => info.swarm.and_then(|s| s.node_id).unwrap_or_default(),
         _ => String::new(),
@@ -205,10 +215,26 @@ pub async fn read(
     if values.is_empty() {
         return Err("the engine gave no usable stats for the service's tasks on this node".into());
     }
-    Ok(Sample {
-        value: values.iter().sum::<f64>() / values.len() as f64,
-        unit: "percent",
-    })
+    let note = (!elsewhere.is_empty()).then(|| {
+        format!(
+            "{} measured {} of {} running tasks (those on {}); not {}",
+            kind_name(kind),
+            values.len(),
+            running.len(),
+            hostnames
+                .get(local.as_str())
+                .copied()
+                .unwrap_or("this engine"),
+            elsewhere.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    });
+    Ok((
+        Sample {
+            value: values.iter().sum::<f64>() / values.len() as f64,
+            unit: "percent",
+        },
+        note,
+    ))
 }
 
 #[cfg(test)]

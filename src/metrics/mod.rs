@@ -31,6 +31,17 @@ pub struct Sample {
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// A [`Sample`] and when it was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+    /// When the source answered.
+    pub time: jiff::Timestamp,
+}
+
 /// Largest secret file read, in bytes.
 const MAX_SECRET_BYTES: u64 = 64 << 10;
 
@@ -299,7 +310,7 @@ mod tests {
 /// Errors: one line that says what failed and how to fix it (a host that is not
 /// allowed, a secret that cannot be read, the source's own error, no answer within
 /// the timeout). Never contains a secret.
-pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Sample, String> {
+pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measured, String> {
     let target = parse_target(uri)?;
     if target.scheme != "engine" {
         allow.check(&target.host, target.port)?;
@@ -308,7 +319,11 @@ pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Sample,
     let shown = crate::redact::redact_value(&target.uri);
     let read = read_source(&target, secret.as_deref(), timeout);
     match tokio::time::timeout(timeout + Duration::from_millis(500), read).await {
-        Ok(Ok(sample)) => Ok(sample),
+        Ok(Ok(sample)) => Ok(Measured {
+            value: sample.value,
+            unit: sample.unit,
+            time: jiff::Timestamp::now(),
+        }),
         Ok(Err(e)) => Err(crate::render::printable(&crate::redact::redact_value(&e))),
         Err(_) => Err(format!(
             "no answer from {shown} within {} seconds",
@@ -403,7 +418,7 @@ pub async fn run(
             source: shown,
             value: sample.value,
             unit: sample.unit,
-            time: jiff::Timestamp::now().to_string(),
+            time: sample.time.to_string(),
         }]),
         Format::Table => match sample.unit {
             "" => format!("{}\n", sample.value),

@@ -374,3 +374,42 @@ fn engine_metrics_of_tasks_on_other_nodes_say_where_they_are() {
     let why = row["Reasons"][0].as_str().unwrap();
     assert!(why.contains("the tasks run on sandbox-worker"), "{why}");
 }
+
+#[test]
+fn engine_metrics_say_which_nodes_were_measured() {
+    let svc = TestService::create(
+        &unique("metric-spread"),
+        &[
+            "--replicas",
+            "2",
+            "--replicas-max-per-node",
+            "1",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            "microscale.metric=engine://memory",
+            "--label",
+            "microscale.target-utilization=90",
+        ],
+    );
+    wait_until(
+        "a task on each node",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&svc.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 2)
+        },
+    );
+    let out = ok(plugin(&["plan", "--format", "json", &svc.name]));
+    let row = &json_lines(&stdout(&out))[0];
+    let reasons = row["Reasons"].to_string();
+    assert!(
+        reasons.contains("engine://memory measured 1 of 2 running tasks (those on sandbox-manager); not sandbox-worker"),
+        "{row}"
+    );
+    assert!(
+        row["Metric"].as_str().unwrap().ends_with("% / 90%"),
+        "{row}"
+    );
+}
