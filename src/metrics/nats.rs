@@ -31,21 +31,8 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let (stream, consumer) = (web::percent_decode(stream)?, web::percent_decode(consumer)?);
     let ack_pending = web::flag(&params, "ack_pending")?;
     let account = web::param(&params, "account");
-    let scheme = if web::flag(&params, "tls")? {
-        "https"
-    } else {
-        "http"
-    };
-    let host = match url.port() {
-        Some(_) => web::host_port(&url),
-        None => format!("{}:8222", url.host_str().unwrap_or("")),
-    };
-    let mut api = reqwest::Url::parse(&format!("{scheme}://{host}/jsz")).map_err(|e| {
-        format!(
-            "the metric URI {} gives no usable address: {e}",
-            web::shown(&url)
-        )
-    })?;
+    let mut api = web::api_url(&url, &params, Some(8222), "/jsz")?;
+    let host = web::host_port(&api);
     {
         let mut q = api.query_pairs_mut();
         if let Some(acc) = account {

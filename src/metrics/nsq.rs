@@ -28,21 +28,8 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     if topic.is_empty() || channel.as_deref() == Some("") || parts.next().is_some() {
         return Err(usage());
     }
-    let scheme = if web::flag(&params, "tls")? {
-        "https"
-    } else {
-        "http"
-    };
-    let host = match url.port() {
-        Some(_) => web::host_port(&url),
-        None => format!("{}:4151", url.host_str().unwrap_or("")),
-    };
-    let mut api = reqwest::Url::parse(&format!("{scheme}://{host}/stats")).map_err(|e| {
-        format!(
-            "the metric URI {} gives no usable address: {e}",
-            web::shown(&url)
-        )
-    })?;
+    let mut api = web::api_url(&url, &params, Some(4151), "/stats")?;
+    let host = web::host_port(&api);
     {
         let mut q = api.query_pairs_mut();
         q.append_pair("format", "json").append_pair("topic", &topic);

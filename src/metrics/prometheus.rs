@@ -21,22 +21,8 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
                 web::shown(&url)
             )
         })?;
-    let scheme = if web::flag(&params, "tls")? {
-        "https"
-    } else {
-        "http"
-    };
     let prefix = url.path().trim_end_matches('/');
-    let mut api = reqwest::Url::parse(&format!(
-        "{scheme}://{}{prefix}/api/v1/query",
-        web::host_port(&url)
-    ))
-    .map_err(|e| {
-        format!(
-            "the metric URI {} gives no usable address: {e}",
-            web::shown(&url)
-        )
-    })?;
+    let mut api = web::api_url(&url, &params, None, &format!("{prefix}/api/v1/query"))?;
     api.query_pairs_mut().append_pair("query", query);
     let auth = Auth::from_uri(&url, secret);
     let what = format!("Prometheus at {}", web::host_port(&url));

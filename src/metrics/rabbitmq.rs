@@ -33,21 +33,8 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
         ));
     };
     let unacked = web::flag(&params, "unacked")?;
-    let scheme = if web::flag(&params, "tls")? {
-        "https"
-    } else {
-        "http"
-    };
-    let host = match url.port() {
-        Some(_) => web::host_port(&url),
-        None => format!("{}:15672", url.host_str().unwrap_or("")),
-    };
-    let mut api = reqwest::Url::parse(&format!("{scheme}://{host}/")).map_err(|e| {
-        format!(
-            "the metric URI {} gives no usable address: {e}",
-            web::shown(&url)
-        )
-    })?;
+    let mut api = web::api_url(&url, &params, Some(15672), "/")?;
+    let host = web::host_port(&api);
     api.path_segments_mut()
         .map_err(|_| "cannot build the API address".to_string())?
         .clear()

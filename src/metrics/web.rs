@@ -62,6 +62,29 @@ pub fn host_port(url: &Url) -> String {
     }
 }
 
+/// The address of a server's HTTP API from a metric URI: `http://`, or `https://`
+/// with `tls=true`; the URI's host and port, `default_port` when it names none; and
+/// `path`. Errors: a `tls` value that is not a yes/no, or an address that does not
+/// parse.
+pub fn api_url(
+    url: &Url,
+    params: &[(String, String)],
+    default_port: Option<u16>,
+    path: &str,
+) -> Result<Url, String> {
+    let scheme = if flag(params, "tls")? {
+        "https"
+    } else {
+        "http"
+    };
+    let host = match (url.port(), default_port) {
+        (None, Some(p)) => format!("{}:{p}", url.host_str().unwrap_or("")),
+        _ => host_port(url),
+    };
+    Url::parse(&format!("{scheme}://{host}{path}"))
+        .map_err(|e| format!("the metric URI {} gives no usable address: {e}", shown(url)))
+}
+
 /// The query parameters, refusing names not in `known` and repeated names.
 pub fn params(url: &Url, known: &[&str]) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
