@@ -48,6 +48,8 @@ pub fn command() -> clap::Command {
             ),
             "badge" => (None, BADGE_EXAMPLES),
             "plan" => (None, PLAN_EXAMPLES),
+            "scale" => (None, SCALE_EXAMPLES),
+            "apply" => (None, APPLY_EXAMPLES),
             "metric" => (None, METRIC_EXAMPLES),
             _ => (None, VERSION_EXAMPLES),
         };
@@ -271,6 +273,14 @@ pub enum Command {
     #[command(override_usage = "docker microscale plan [OPTIONS] [SERVICE...]")]
     Plan(PlanArgs),
 
+    /// Set the replica count of one or more services (N, +N or -N), changing nothing else in their specs
+    #[command(override_usage = "docker microscale scale [OPTIONS] SERVICE=REPLICAS [SERVICE=REPLICAS...]")]
+    Scale(ScaleArgs),
+
+    /// Carry out what `plan` shows, once: scale each rule-managed service to its desired replicas
+    #[command(override_usage = "docker microscale apply [OPTIONS] [SERVICE...]")]
+    Apply(ApplyArgs),
+
     /// Read one metric source once and print its value, to debug a rule
     #[command(override_usage = "docker microscale metric [OPTIONS] SOURCE")]
     Metric(MetricArgs),
@@ -410,6 +420,121 @@ pub struct PlanArgs {
     #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub no_trunc: Option<bool>,
+}
+
+const SCALE_EXAMPLES: &str = "  docker microscale scale web=5
+  docker microscale scale web=+2 queue-worker=-1
+  docker microscale scale --detach web=0
+  docker microscale scale --timeout 2m web=10 api=4
+  docker microscale scale --force web=50
+  docker microscale scale --format json web=+1 | jq .Convergence";
+
+/// Options of `docker microscale scale`.
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// SERVICE=N sets N replicas; SERVICE=+N and SERVICE=-N change the count by N
+    #[arg(value_name = "SERVICE=REPLICAS", required = true, allow_hyphen_values = true)]
+    pub targets: Vec<String>,
+
+    /// Exit immediately instead of waiting for the services to converge
+    #[arg(short = 'd', long = "detach", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub detach: Option<bool>,
+
+    /// Go beyond the rule's microscale.min/max and scale during a rolling update
+    #[arg(long = "force", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub force: Option<bool>,
+
+    /// Suppress progress output
+    #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub quiet: Option<bool>,
+
+    /// A TOML rules file whose min/max bounds win over the services' labels
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// Stop waiting for convergence after this long, e.g. 90s or 5m (default: no limit)
+    #[arg(long = "timeout", value_name = "duration")]
+    pub timeout: Option<String>,
+
+    /// Format output: 'table' (default: a line per service) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+}
+
+const APPLY_EXAMPLES: &str = "  docker microscale apply
+  docker microscale apply queue-worker
+  docker microscale apply --dry-run
+  docker microscale apply --capacity 20 --detach
+  docker microscale apply --rules rules.toml --timeout 5m";
+
+/// Options of `docker microscale apply`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// Services to apply, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Print the plan (as `docker microscale plan` does) and change nothing
+    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub dry_run: Option<bool>,
+
+    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
+
+    /// Share this many replicas between the planned services by priority
+    #[arg(
+        long = "capacity",
+        value_name = "replicas",
+        allow_negative_numbers = true
+    )]
+    pub capacity: Option<u64>,
+
+    /// Exit immediately instead of waiting for the services to converge
+    #[arg(short = 'd', long = "detach", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub detach: Option<bool>,
+
+    /// Suppress progress output
+    #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub quiet: Option<bool>,
+
+    /// Stop waiting for convergence after this long, e.g. 90s or 5m (default: no limit)
+    #[arg(long = "timeout", value_name = "duration")]
+    pub timeout: Option<String>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
+}
+
+impl ApplyArgs {
+    /// The `plan` options that show what this apply would do (`--dry-run`).
+    pub fn plan_args(&self) -> PlanArgs {
+        PlanArgs {
+            services: self.services.clone(),
+            rules: self.rules.clone(),
+            metric_allow: self.metric_allow.clone(),
+            capacity: self.capacity,
+            detailed_exitcode: None,
+            format: self.format.clone(),
+            no_trunc: self.no_trunc,
+        }
+    }
 }
 
 /// `docker microscale rules` subcommands.

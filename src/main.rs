@@ -90,6 +90,9 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
             metrics::run(&engine, &args).await
         }),
+        Command::Scale(_) | Command::Apply(_) => Err(Failure::Error(
+            "scale and apply are being built (issue 6)".into(),
+        )),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await
         }),
