@@ -20,6 +20,7 @@ mod redact;
 mod registry;
 mod render;
 mod rules;
+mod scale;
 mod status;
 #[cfg(test)]
 mod testutil;
@@ -90,9 +91,12 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
             metrics::run(&engine, &args).await
         }),
-        Command::Scale(_) | Command::Apply(_) => Err(Failure::Error(
-            "scale and apply are being built (issue 6)".into(),
-        )),
+        Command::Scale(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
+            scale::run(&engine, &args).await
+        }),
+        Command::Apply(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
+            scale::apply::run(&engine, &args).await
+        }),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await
         }),
@@ -126,6 +130,29 @@ where
     F: FnOnce(engine::Engine) -> Fut,
     Fut: std::future::Future<Output = Result<Exit, Failure>>,
 {
+    runtime_for(global, body, true)
+}
+
+/// Like [`with_runtime`], for commands that handle Ctrl-C and the docker CLI's
+/// cancel themselves ([`exit::cancellation`]), to say what stands before exiting
+/// with [`Exit::Interrupted`] (`scale`, `apply`).
+fn with_runtime_owning_cancel<F, Fut>(global: &cli::GlobalOptions, body: F) -> Result<Exit, Failure>
+where
+    F: FnOnce(engine::Engine) -> Fut,
+    Fut: std::future::Future<Output = Result<Exit, Failure>>,
+{
+    runtime_for(global, body, false)
+}
+
+fn runtime_for<F, Fut>(
+    global: &cli::GlobalOptions,
+    body: F,
+    cancel_here: bool,
+) -> Result<Exit, Failure>
+where
+    F: FnOnce(engine::Engine) -> Fut,
+    Fut: std::future::Future<Output = Result<Exit, Failure>>,
+{
     let env = engine::connect::EnvVars::from_process().map_err(Failure::Error)?;
     engine::check_timeout_setting().map_err(Failure::Error)?;
     let mut warnings = vec![];
@@ -154,6 +181,9 @@ where
     let result = runtime.block_on(async move {
         let engine =
             engine::Engine::connect(endpoint).map_err(|e| Failure::Error(e.to_string()))?;
+        if !cancel_here {
+            return body(engine).await;
+        }
         let cancelled = exit::cancellation();
         tokio::select! {
             r = body(engine) => r,

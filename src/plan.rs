@@ -425,19 +425,47 @@ fn share(rows: &mut [PlanRow], rules: &HashMap<usize, Rule>, capacity: u64) {
     }
 }
 
-/// Runs `docker microscale plan`.
+/// A plan as computed for `plan` and `apply`: the rows, the swarm it was computed on,
+/// and the metric readings (for `apply` to decide again after a version conflict).
+pub struct Computed {
+    /// One row per rule-managed service, in natural name order.
+    pub rows: Vec<PlanRow>,
+    /// One error line per named service that does not exist.
+    pub missing: Vec<String>,
+    /// The swarm as read.
+    pub snap: Snapshot,
+    /// Metric readings by [`metric_key`].
+    pub values: HashMap<String, Result<f64, String>>,
+    /// The `--rules` file, if given.
+    pub file: Option<(std::path::PathBuf, RulesFile)>,
+    /// When the plan was made (seconds since the epoch).
+    pub now: f64,
+}
+
+impl Computed {
+    /// Reads one metric from the readings of this plan.
+    pub fn read(&self, key: &str) -> Result<f64, String> {
+        self.values
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{key} was not read")))
+    }
+
+    /// The `--rules` file as [`plan`] takes it.
+    pub fn file_ref(&self) -> Option<(&std::path::Path, &RulesFile)> {
+        self.file.as_ref().map(|(p, m)| (p.as_path(), m))
+    }
+}
+
+/// Reads the swarm and the metrics, and plans the services named in `args` (all
+/// rule-managed services without names).
 ///
-/// Exit codes: 0, or with `--detailed-exitcode` 0 when nothing would change and 2
-/// when changes are pending; 1 when a rule has errors or a named service does not
-/// exist.
-pub async fn run(
+/// Errors: a bad `--rules` file or `--metric-allow`, an engine error.
+pub async fn compute(
     engine: &crate::engine::Engine,
     args: &crate::cli::PlanArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Exit, Failure, print_stdout_async, say};
-    use crate::render::{Format, docker_table, ellipsize, json_lines};
-
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+) -> Result<Computed, crate::exit::Failure> {
+    use crate::exit::Failure;
     let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
     let snap = engine
         .snapshot(&Default::default())
@@ -460,50 +488,78 @@ pub async fn run(
         crate::metrics::DEFAULT_TIMEOUT,
     )
     .await;
-    let read = |src: &str| {
-        values
-            .get(src)
-            .cloned()
-            .unwrap_or_else(|| Err(format!("{src} was not read")))
+    let mut computed = Computed {
+        rows: vec![],
+        missing,
+        snap,
+        values,
+        file,
+        now,
     };
     let mut rows = plan(
         &services,
-        &snap,
-        file_ref,
+        &computed.snap,
+        computed.file_ref(),
         args.capacity,
         now,
         no_trunc,
-        &read,
+        &|k| computed.read(k),
     );
     add_notes(&mut rows, &notes);
+    computed.rows = rows;
+    Ok(computed)
+}
+
+/// The plan as a table: SERVICE CURRENT METRIC DESIRED ACTION REASON (reasons cut
+/// at 100 characters unless `no_trunc`).
+pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
+    use crate::render::{docker_table, ellipsize};
+    docker_table(
+        &[
+            "SERVICE", "CURRENT", "METRIC", "DESIRED", "ACTION", "REASON",
+        ],
+        rows.iter()
+            .map(|r| {
+                let reason = r.reasons.join("; ");
+                vec![
+                    r.service.clone(),
+                    r.current.to_string(),
+                    r.metric.clone().unwrap_or_else(|| "-".into()),
+                    r.desired.to_string(),
+                    r.action.clone(),
+                    if no_trunc {
+                        reason
+                    } else {
+                        ellipsize(&reason, 100)
+                    },
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// Runs `docker microscale plan`.
+///
+/// Exit codes: 0, or with `--detailed-exitcode` 0 when nothing would change and 2
+/// when changes are pending; 1 when a rule has errors or a named service does not
+/// exist.
+pub async fn run(
+    engine: &crate::engine::Engine,
+    args: &crate::cli::PlanArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::{Exit, Failure, print_stdout_async, say};
+    use crate::render::{Format, json_lines};
+
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let computed = compute(engine, args).await?;
+    let rows = &computed.rows;
     let text = match format {
-        Format::Json => json_lines(&rows),
-        Format::Table => docker_table(
-            &[
-                "SERVICE", "CURRENT", "METRIC", "DESIRED", "ACTION", "REASON",
-            ],
-            rows.iter()
-                .map(|r| {
-                    let reason = r.reasons.join("; ");
-                    vec![
-                        r.service.clone(),
-                        r.current.to_string(),
-                        r.metric.clone().unwrap_or_else(|| "-".into()),
-                        r.desired.to_string(),
-                        r.action.clone(),
-                        if no_trunc {
-                            reason
-                        } else {
-                            ellipsize(&reason, 100)
-                        },
-                    ]
-                })
-                .collect(),
-        ),
+        Format::Json => json_lines(rows),
+        Format::Table => table(rows, args.no_trunc == Some(true)),
     };
     let code = print_stdout_async(text).await?;
-    let errors = rows.iter().any(|r| r.action == "error") || !missing.is_empty();
-    for m in &missing {
+    let errors = rows.iter().any(|r| r.action == "error") || !computed.missing.is_empty();
+    for m in &computed.missing {
         say(m);
     }
     if errors {

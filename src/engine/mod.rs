@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod images;
+pub mod service;
 pub mod snapshot;
 pub mod transport;
 
@@ -107,6 +108,8 @@ pub enum EngineError {
 pub struct Engine {
     /// The bollard client.
     pub docker: Docker,
+    /// The same connection pool, for raw JSON requests.
+    pub raw: transport::RawClient,
     /// The resolved endpoint.
     pub endpoint: Endpoint,
     /// When all reads of this command must be done ([`request_timeout_secs`] after
@@ -186,7 +189,7 @@ impl Engine {
                 )));
             }
         };
-        let docker = transport::docker_client(target, request_timeout_secs()).map_err(|e| {
+        let (docker, raw) = transport::docker_client(target, request_timeout_secs()).map_err(|e| {
             EngineError::Unreachable {
                 host: host.clone(),
                 source_desc: source.clone(),
@@ -198,6 +201,7 @@ impl Engine {
             tokio::time::Instant::now() + std::time::Duration::from_secs(request_timeout_secs());
         Ok(Engine {
             docker,
+            raw,
             endpoint,
             deadline,
         })
@@ -262,15 +266,30 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = T>,
     ) -> Result<T, EngineError> {
-        let secs = request_timeout_secs();
         tokio::time::timeout_at(self.deadline, fut)
             .await
-            .map_err(|_| {
-                self.unreachable(
-                    format!("no complete answer within {secs} seconds (MICROSCALE_TIMEOUT)"),
-                    "The engine accepted the connection but did not finish answering; check that the address is a Docker engine and that it is not overloaded.".into(),
-                )
-            })
+            .map_err(|_| self.timed_out(request_timeout_secs()))
+    }
+
+    /// Runs one request `fut` bounded by [`request_timeout_secs`] on its own (not by
+    /// the command's deadline): for commands that keep reading, such as a scale
+    /// watching its services converge.
+    pub async fn within_request_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, EngineError> {
+        let secs = request_timeout_secs();
+        tokio::time::timeout(std::time::Duration::from_secs(secs), fut)
+            .await
+            .map_err(|_| self.timed_out(secs))
+    }
+
+    /// The error for an engine that took more than `secs` seconds to answer.
+    pub fn timed_out(&self, secs: u64) -> EngineError {
+        self.unreachable(
+            format!("no complete answer within {secs} seconds (MICROSCALE_TIMEOUT)"),
+            "The engine accepted the connection but did not finish answering; check that the address is a Docker engine and that it is not overloaded.".into(),
+        )
     }
 
     /// After a 503 from a swarm endpoint, asks `GET /info` whether this engine is

@@ -237,7 +237,7 @@ pub type BollardBody = <bollard::BollardRequest as RequestBody>::Body;
 pub fn docker_client(
     target: Target,
     timeout: u64,
-) -> Result<bollard::Docker, bollard::errors::Error> {
+) -> Result<(bollard::Docker, RawClient), bollard::errors::Error> {
     // Over ssh each connection is an ssh login: keep one open and reuse it (the
     // snapshot's reads then go one after another). Elsewhere connections are cheap.
     let idle = if matches!(target, Target::Ssh(_)) {
@@ -249,6 +249,7 @@ pub fn docker_client(
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(idle)
             .build(Connector(Arc::new(target)));
+    let raw = RawClient(client.clone());
     bollard::Docker::connect_with_custom_transport(
         move |req: bollard::BollardRequest| {
             let client = client.clone();
@@ -263,6 +264,19 @@ pub fn docker_client(
         timeout,
         bollard::API_DEFAULT_VERSION,
     )
+    .map(|docker| (docker, raw))
+}
+
+/// The same HTTP client (and connection pool) as the bollard client, for requests
+/// whose bodies must pass through untouched: service specs are read and written as
+/// raw JSON (see [`super::service`]).
+#[derive(Clone)]
+pub struct RawClient(pub hyper_util::client::legacy::Client<Connector, BollardBody>);
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawClient")
+    }
 }
 
 /// Builds the rustls settings for `tls`, the way the docker CLI's TLS options work:

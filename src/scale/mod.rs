@@ -1,0 +1,640 @@
+//! `docker microscale scale` and `apply`: change the replica count and nothing else,
+//! survive concurrent writers, and show the services converge.
+//!
+//! Both go through [`execute`]: every service is updated concurrently from its raw
+//! inspected spec ([`update::update`]), the operator is told what `docker service
+//! rollback` now means, and unless `--detach` the command waits for convergence
+//! ([`watch::watch`]).
+
+pub mod apply;
+pub mod update;
+pub mod watch;
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crate::engine::service::RawService;
+use crate::engine::{Engine, EngineError};
+use crate::exit::{Exit, Failure, say};
+use crate::render::{Format, json_lines};
+use crate::rules::check::RulesFile;
+use update::{Change, Convergence, Decide, Outcome, Verdict};
+
+/// Longest `--timeout`: one day.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// One `SERVICE=REPLICAS` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The service name, ID or ID prefix as given.
+    pub service: String,
+    /// What to do with its count.
+    pub change: Change,
+}
+
+/// Checks a service name or ID as typed: Swarm names and IDs hold only ASCII
+/// letters, digits, `-` and `_` (at most 63 characters for a name, 25 for an ID).
+/// Anything else is refused before it reaches an Engine API path.
+pub fn check_service_ref(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("the service name is empty".into());
+    }
+    if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "invalid service name {}: service names and IDs hold only letters, digits, '-' and '_'",
+            crate::render::ellipsize(&format!("{s:?}"), 80)
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `SERVICE=N`, `SERVICE=+N` or `SERVICE=-N`.
+///
+/// Errors (usage errors): no `=`, a bad service name, a count that is not a whole
+/// number.
+pub fn parse_target(arg: &str) -> Result<Target, String> {
+    let shown = crate::render::ellipsize(arg, 80);
+    let Some((service, value)) = arg.split_once('=') else {
+        return Err(format!(
+            "invalid scale specifier '{shown}': use SERVICE=REPLICAS, SERVICE=+N or SERVICE=-N"
+        ));
+    };
+    if service.is_empty() {
+        return Err(format!(
+            "invalid scale specifier '{shown}': the service name is missing (SERVICE=REPLICAS)"
+        ));
+    }
+    check_service_ref(service).map_err(|e| format!("{e} (in '{shown}')"))?;
+    let bad = || {
+        format!(
+            "invalid replicas value for {service}: {:?}: give a whole number such as 3, +2 or -1",
+            crate::render::ellipsize(value, 40)
+        )
+    };
+    let digits = |s: &str| -> Result<u64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse::<u64>().map_err(|_| bad())
+    };
+    let change = if let Some(n) = value.strip_prefix('+') {
+        Change::Add(i64::try_from(digits(n)?).map_err(|_| bad())?)
+    } else if let Some(n) = value.strip_prefix('-') {
+        Change::Add(-i64::try_from(digits(n)?).map_err(|_| bad())?)
+    } else {
+        Change::Set(digits(value)?)
+    };
+    Ok(Target {
+        service: service.to_string(),
+        change,
+    })
+}
+
+/// Parses `--timeout`: a duration from 1 second to a day (`90s`, `5m`, a bare number
+/// is seconds). `None` without the flag: no limit.
+pub fn parse_timeout(value: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(v) = value else { return Ok(None) };
+    let t = v.trim();
+    let parsed = t
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .ok()
+        .or_else(|| humantime::parse_duration(t).ok());
+    match parsed {
+        Some(d) if d >= Duration::from_secs(1) && d <= MAX_TIMEOUT => Ok(Some(d)),
+        _ => Err(format!(
+            "invalid argument \"{v}\" for \"--timeout\" flag: a duration from 1s to 24h, such as 90s or 5m"
+        )),
+    }
+}
+
+/// Why a rolling update stops a scale, or `None` when there is none in progress
+/// (`UpdateStatus.State` is `updating`, `paused`, `rollback_started` or
+/// `rollback_paused`).
+pub fn rolling_update_block(svc: &RawService) -> Option<String> {
+    let (state, message) = svc.update_state()?;
+    let detail = if message.is_empty() {
+        format!("UpdateStatus {state}")
+    } else {
+        format!("UpdateStatus {state}: {message}")
+    };
+    let name = &svc.name;
+    match state.as_str() {
+        "updating" | "rollback_started" => Some(format!(
+            "a rolling update is in progress ({detail}); a spec change now is folded into it: wait until `docker service ps {name}` shows it done"
+        )),
+        "paused" | "rollback_paused" => Some(format!(
+            "its rolling update is paused ({detail}); any spec change, a scale too, resumes rolling out the paused spec: settle it first with `docker service update {name}` or `docker service rollback {name}`"
+        )),
+        _ => None,
+    }
+}
+
+/// The rule's bounds as they apply to a scale to `target`: `microscale.min` (only when
+/// declared) and `microscale.max`, from the labels or the `--rules` file.
+///
+/// Errors name the bound and where it was declared; a rule with errors is an error
+/// too (its bounds are unknown).
+pub fn check_bounds(
+    svc: &RawService,
+    target: u64,
+    file: Option<(&std::path::Path, &RulesFile)>,
+) -> Result<(), String> {
+    let typed = svc.typed();
+    let services = [typed];
+    let inputs = crate::rules::check::rule_inputs(&services, file);
+    let Some((s, labels, source)) = inputs.into_iter().next() else {
+        return Ok(());
+    };
+    if !crate::rules::is_managed(&labels) {
+        return Ok(());
+    }
+    let parsed =
+        crate::rules::parse_labels(&svc.name, crate::status::Mode::of(s), &labels);
+    let Some(rule) = parsed.rule else {
+        let flag = if source == "labels" {
+            String::new()
+        } else {
+            format!(" --rules {source}")
+        };
+        return Err(format!(
+            "its scaling rule has errors, so its bounds are unknown: run `docker microscale rules check{flag} {}`, or use --force",
+            svc.name
+        ));
+    };
+    let ours = labels.keys().any(|k| k.starts_with("microscale."));
+    let (min_key, max_key) = if ours {
+        ("microscale.min", "microscale.max")
+    } else {
+        (
+            "com.microscaling.min-containers",
+            "com.microscaling.max-containers",
+        )
+    };
+    let place = |key: &str, value: u64| {
+        if source == "labels" {
+            format!("{key}={value} (a service label)")
+        } else {
+            format!(
+                "{} = {value} in {source}",
+                key.trim_start_matches("microscale.")
+            )
+        }
+    };
+    if labels.contains_key(min_key) && target < rule.min {
+        return Err(format!(
+            "{target} is below the rule's minimum, {}; use --force to go below it",
+            place(min_key, rule.min)
+        ));
+    }
+    if target > rule.max {
+        return Err(format!(
+            "{target} is above the rule's maximum, {}; use --force to go beyond it",
+            place(max_key, rule.max)
+        ));
+    }
+    Ok(())
+}
+
+/// Decides a scale of `svc` by `change`: the new count, or why not (a global
+/// service, a count below 0, and unless `force`, a rolling update or the rule's
+/// bounds).
+pub fn decide_scale(
+    svc: &RawService,
+    change: Change,
+    force: bool,
+    file: Option<(&std::path::Path, &RulesFile)>,
+) -> Result<Verdict, String> {
+    let count = svc.count();
+    let Some(current) = count.value() else {
+        return Err(format!(
+            "{} is a {} service: it runs one task on each eligible node and has no replica count to set; limit where it runs with placement constraints instead (`docker service update --constraint-add`)",
+            svc.name,
+            count.mode_name()
+        ));
+    };
+    let target = update::apply_change(current, change)?;
+    if target != current && !force {
+        if let Some(block) = rolling_update_block(svc) {
+            return Err(format!("{block}; or use --force"));
+        }
+        check_bounds(svc, target, file)?;
+    }
+    Ok(Verdict::Scale(target))
+}
+
+/// Phrases an error reading a service by the name the user typed.
+fn read_error(service: &str, err: EngineError) -> String {
+    match err {
+        EngineError::Daemon { status: 404, .. } => format!("no such service: {service}"),
+        other => other.to_string(),
+    }
+}
+
+/// Whether `err` concerns the engine as a whole (unreachable, not a manager), not
+/// one service: it is then reported once.
+fn engine_wide(err: &EngineError) -> bool {
+    !matches!(err, EngineError::Daemon { .. })
+}
+
+/// Runs `docker microscale scale`.
+///
+/// Every target is read and checked first; if any is wrong (no such service, a
+/// global service, a bound, a rolling update), nothing changes and the command exits
+/// 1. Then all services are updated concurrently and watched. Exit 1 if any update
+/// failed or did not converge within `--timeout`; 130 when interrupted (the updates
+/// stand).
+pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
+    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let timeout = parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
+    let mut targets = vec![];
+    for arg in &args.targets {
+        let t = parse_target(arg).map_err(Failure::Usage)?;
+        if targets.iter().any(|x: &Target| x.service == t.service) {
+            return Err(Failure::Usage(format!(
+                "{} is given twice; give each service once",
+                t.service
+            )));
+        }
+        targets.push(t);
+    }
+    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
+    let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
+    let force = args.force == Some(true);
+
+    let cancelled = crate::exit::cancellation();
+    tokio::pin!(cancelled);
+    let reads = tokio::select! {
+        r = futures_util::future::join_all(
+            targets
+                .iter()
+                .map(|t| engine.inspect_service_raw(&t.service)),
+        ) => r,
+        _ = &mut cancelled => return Err(Failure::Interrupted),
+    };
+    let mut errors: Vec<String> = vec![];
+    let mut jobs: Vec<(RawService, Change)> = vec![];
+    for (t, read) in targets.iter().zip(reads) {
+        match read {
+            Ok(svc) => {
+                if let Some((other, _)) = jobs.iter().find(|(s, _)| s.id == svc.id) {
+                    errors.push(format!(
+                        "{}: {} and {} name the same service; give each service once",
+                        svc.name, other.name, t.service
+                    ));
+                    continue;
+                }
+                if let Err(e) = decide_scale(&svc, t.change, force, file_ref) {
+                    errors.push(format!("{}: {e}", svc.name));
+                }
+                jobs.push((svc, t.change));
+            }
+            Err(e) if engine_wide(&e) => return Err(Failure::Error(e.to_string())),
+            Err(e) => errors.push(read_error(&t.service, e)),
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            say(e);
+        }
+        say(if targets.len() > 1 {
+            "Nothing was changed: fix the targets above and run the command again."
+        } else {
+            "Nothing was changed."
+        });
+        return Ok(Exit::Error);
+    }
+    let deciders: Vec<Box<Decide<'_>>> = jobs
+        .iter()
+        .map(|(_, change)| {
+            let change = *change;
+            Box::new(move |svc: &RawService| decide_scale(svc, change, force, file_ref))
+                as Box<Decide<'_>>
+        })
+        .collect();
+    let work: Vec<(RawService, &Decide<'_>)> = jobs
+        .into_iter()
+        .map(|(s, _)| s)
+        .zip(deciders.iter().map(|d| d.as_ref()))
+        .collect();
+    let options = Options {
+        format,
+        detach: args.detach == Some(true),
+        quiet: args.quiet == Some(true),
+        timeout,
+    };
+    execute(engine, work, vec![], vec![], &options, cancelled).await
+}
+
+/// How [`execute`] reports and waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Table lines or JSON objects on stdout.
+    pub format: Format,
+    /// `--detach`: do not wait.
+    pub detach: bool,
+    /// `--quiet`: no progress and no notes.
+    pub quiet: bool,
+    /// `--timeout`: most time to wait for convergence.
+    pub timeout: Option<Duration>,
+}
+
+/// The stdout line for one finished update (table format).
+fn outcome_line(o: &Outcome) -> Option<String> {
+    let unit = if o.mode == "replicated job" {
+        " completions"
+    } else {
+        ""
+    };
+    let name = crate::render::printable(&o.service);
+    if let Some(reason) = &o.held {
+        return Some(format!("{name} held: {reason}"));
+    }
+    if o.error.is_some() {
+        return None;
+    }
+    Some(if o.updated {
+        format!(
+            "{name} scaled from {} to {}{unit}",
+            o.before.unwrap_or(0),
+            o.after.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "{name} already has {} {}; not updated",
+            o.after.unwrap_or(0),
+            if unit.is_empty() {
+                "replicas"
+            } else {
+                "completions"
+            }
+        )
+    })
+}
+
+/// Updates every service of `work` concurrently (each with its decider), reports,
+/// and unless detached waits for convergence. `pre` are outcomes already decided
+/// (errors from planning); they are reported with the rest. `reasons[i]` are the
+/// plan's reasons for `work[i]` (`apply`), carried into its outcome.
+///
+/// `cancelled` completes on Ctrl-C or the docker CLI's cancel
+/// ([`crate::exit::cancellation`]): it then says that the updates made stand and that
+/// Swarm converges in the background, prints the JSON so far, and returns
+/// [`Failure::Interrupted`].
+pub async fn execute(
+    engine: &Engine,
+    work: Vec<(RawService, &Decide<'_>)>,
+    pre: Vec<Outcome>,
+    reasons: Vec<Vec<String>>,
+    options: &Options,
+    mut cancelled: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Exit, Failure> {
+    let table = options.format == Format::Table;
+    let outcomes: RefCell<Vec<Outcome>> = RefCell::new(
+        work.iter()
+            .map(|(svc, _)| Outcome::new(svc))
+            .chain(pre)
+            .collect(),
+    );
+    let interrupted = {
+        let updates = futures_util::future::join_all(work.into_iter().enumerate().map(
+            |(i, (svc, decide))| {
+                let outcomes = &outcomes;
+                let reasons = reasons.get(i).cloned().unwrap_or_default();
+                async move {
+                    let mut o = update::update(engine, svc, decide).await;
+                    o.reasons = reasons;
+                    report_update(&o, table);
+                    outcomes.borrow_mut()[i] = o;
+                }
+            },
+        ));
+        tokio::pin!(updates);
+        tokio::select! {
+            _ = &mut updates => false,
+            _ = &mut cancelled => true,
+        }
+    };
+    if interrupted {
+        return interrupt(&outcomes, options, "while the updates were being sent");
+    }
+    for o in outcomes.borrow().iter().filter(|o| o.error.is_some() && !o.updated) {
+        say(&format!(
+            "{}: {}",
+            o.service,
+            o.error.as_deref().unwrap_or_default()
+        ));
+    }
+    if !options.quiet {
+        notes(&outcomes.borrow());
+    }
+    if options.detach {
+        // Updated services stay `Detached`.
+    } else {
+        let progress = if options.quiet {
+            watch::Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            watch::Progress::Bars
+        } else {
+            watch::Progress::Lines
+        };
+        let interrupted = {
+            let waiting = watch::watch(engine, &outcomes, options.timeout, progress);
+            tokio::pin!(waiting);
+            tokio::select! {
+                _ = &mut waiting => false,
+                _ = &mut cancelled => true,
+            }
+        };
+        if interrupted {
+            return interrupt(&outcomes, options, "while waiting for convergence");
+        }
+        for o in outcomes.borrow().iter().filter(|o| o.updated) {
+            match &o.error {
+                Some(e) => say(&format!("{}: {e}", o.service)),
+                None if progress == watch::Progress::Lines => {}
+                None => {}
+            }
+        }
+    }
+    let all = outcomes.into_inner();
+    if !table {
+        crate::exit::print_stdout_async(json_lines(&all)).await?;
+    }
+    Ok(if all.iter().any(Outcome::is_error) {
+        Exit::Error
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Prints what happened to one service as soon as its update is done: the stdout
+/// line (table format) and the engine's warnings.
+fn report_update(o: &Outcome, table: bool) {
+    for w in &o.warnings {
+        say(&format!("{}: warning from the engine: {w}", o.service));
+    }
+    if table && let Some(line) = outcome_line(o) {
+        let _ = crate::exit::print_stdout(&format!("{line}\n"));
+    }
+}
+
+/// The notes after the updates: what `docker service rollback` now does, and what a
+/// new completion count means for a job.
+fn notes(outcomes: &[Outcome]) {
+    let updated: Vec<&Outcome> = outcomes.iter().filter(|o| o.updated).collect();
+    if updated.is_empty() {
+        return;
+    }
+    let list: Vec<String> = updated
+        .iter()
+        .map(|o| format!("{} to {}", o.service, o.before.unwrap_or(0)))
+        .collect();
+    let first = &updated[0].service;
+    say(&format!(
+        "Note: `docker service rollback {first}` now undoes this scale ({}): each update replaces the spec a rollback returns to.",
+        list.join(", ")
+    ));
+    for o in updated.iter().filter(|o| o.mode == "replicated job") {
+        say(&format!(
+            "Note: {} is a replicated job: changing its spec starts the job again from the beginning, with {} completions to do; earlier completions do not count.",
+            o.service,
+            o.after.unwrap_or(0)
+        ));
+    }
+}
+
+/// Ends an interrupted scale: says what stands, prints JSON so far, exit 130.
+fn interrupt(
+    outcomes: &RefCell<Vec<Outcome>>,
+    options: &Options,
+    when: &str,
+) -> Result<Exit, Failure> {
+    let mut all = outcomes.borrow_mut();
+    let mut updated = vec![];
+    for o in all.iter_mut() {
+        if o.updated && o.convergence == Convergence::Detached {
+            o.convergence = Convergence::Interrupted;
+        }
+        if o.updated {
+            updated.push(o.service.clone());
+        }
+    }
+    if updated.is_empty() {
+        say(&format!(
+            "Interrupted {when}: no update was confirmed by the engine; one in flight may still take effect: check with `docker service ls`."
+        ));
+    } else {
+        say(&format!(
+            "Interrupted {when}: nothing was undone. {} updated, and Swarm goes on converging in the background: follow it with `docker service ps {}`.",
+            updated.join(", "),
+            updated[0]
+        ));
+    }
+    if options.format == Format::Json {
+        let _ = crate::exit::print_stdout(&json_lines(&all));
+    }
+    Err(Failure::Interrupted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn svc(labels: serde_json::Value, mode: serde_json::Value) -> RawService {
+        RawService::from_value(json!({
+            "ID": "id1", "Version": {"Index": 3},
+            "Spec": {"Name": "web", "Labels": labels, "Mode": mode,
+                     "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn targets_parse_like_docker_service_scale_plus_relative() {
+        assert_eq!(
+            parse_target("web=3").unwrap(),
+            Target {
+                service: "web".into(),
+                change: Change::Set(3)
+            }
+        );
+        assert_eq!(parse_target("web=+2").unwrap().change, Change::Add(2));
+        assert_eq!(parse_target("web=-1").unwrap().change, Change::Add(-1));
+        for bad in ["web", "=3", "web=", "web=x", "web=1.5", "web=+", "web=--1", "web= 3", "a/b=1", "../x=1"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+        let e = parse_target("web").unwrap_err();
+        assert!(e.contains("SERVICE=REPLICAS"), "{e}");
+        assert!(parse_target("web=+99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout(None), Ok(None));
+        assert_eq!(parse_timeout(Some("90s")), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(parse_timeout(Some("2")), Ok(Some(Duration::from_secs(2))));
+        assert!(parse_timeout(Some("0s")).is_err());
+        assert!(parse_timeout(Some("soon")).is_err());
+        assert!(parse_timeout(Some("48h")).is_err());
+    }
+
+    #[test]
+    fn declared_bounds_stop_a_scale_unless_forced() {
+        let repl = json!({"Replicated": {"Replicas": 2}});
+        let s = svc(json!({"microscale.min": "2", "microscale.max": "5"}), repl.clone());
+        let e = decide_scale(&s, Change::Set(6), false, None).unwrap_err();
+        assert!(e.contains("above the rule's maximum, microscale.max=5 (a service label)"), "{e}");
+        let e = decide_scale(&s, Change::Add(-1), false, None).unwrap_err();
+        assert!(e.contains("below the rule's minimum, microscale.min=2"), "{e}");
+        assert_eq!(decide_scale(&s, Change::Set(6), true, None), Ok(Verdict::Scale(6)));
+        assert_eq!(decide_scale(&s, Change::Add(3), false, None), Ok(Verdict::Scale(5)));
+        // min is only enforced when declared (the rule's default of 1 is not a bound)
+        let s = svc(json!({"microscale.max": "5"}), repl.clone());
+        assert_eq!(decide_scale(&s, Change::Set(0), false, None), Ok(Verdict::Scale(0)));
+        // a broken rule: bounds unknown
+        let s = svc(json!({"microscale.max": "lots"}), repl.clone());
+        let e = decide_scale(&s, Change::Set(3), false, None).unwrap_err();
+        assert!(e.contains("rules check web"), "{e}");
+        // no rule: no bounds
+        let s = svc(json!({}), repl);
+        assert_eq!(decide_scale(&s, Change::Set(300), false, None), Ok(Verdict::Scale(300)));
+    }
+
+    #[test]
+    fn a_rules_file_bound_names_the_file() {
+        let s = svc(json!({"microscale.max": "50"}), json!({"Replicated": {"Replicas": 2}}));
+        let file: RulesFile = BTreeMap::from([(
+            "web".to_string(),
+            BTreeMap::from([("microscale.max".to_string(), "4".to_string())]),
+        )]);
+        let path = std::path::Path::new("rules.toml");
+        let e = decide_scale(&s, Change::Set(5), false, Some((path, &file))).unwrap_err();
+        assert!(e.contains("max = 4 in rules.toml"), "{e}");
+    }
+
+    #[test]
+    fn global_services_and_rolling_updates_are_refused() {
+        let g = svc(json!({}), json!({"Global": {}}));
+        let e = decide_scale(&g, Change::Set(3), true, None).unwrap_err();
+        assert!(e.contains("global service") && e.contains("no replica count"), "{e}");
+        let mut s = svc(json!({}), json!({"Replicated": {"Replicas": 2}}));
+        s.value["UpdateStatus"] = json!({"State": "paused", "Message": "update paused due to failure"});
+        let e = decide_scale(&s, Change::Set(3), false, None).unwrap_err();
+        assert!(e.contains("paused") && e.contains("--force"), "{e}");
+        assert_eq!(decide_scale(&s, Change::Set(3), true, None), Ok(Verdict::Scale(3)));
+        s.value["UpdateStatus"] = json!({"State": "completed"});
+        assert_eq!(decide_scale(&s, Change::Set(3), false, None), Ok(Verdict::Scale(3)));
+    }
+
+    #[test]
+    fn relative_changes_start_from_the_spec_read() {
+        let s = svc(json!({}), json!({"ReplicatedJob": {"TotalCompletions": 4}}));
+        assert_eq!(decide_scale(&s, Change::Add(-2), false, None), Ok(Verdict::Scale(2)));
+        assert!(decide_scale(&s, Change::Add(-5), false, None).is_err());
+    }
+}

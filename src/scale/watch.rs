@@ -1,0 +1,477 @@
+//! Waiting for scaled services to converge, as `docker service scale` does: until
+//! running == desired (tasks on down nodes ignored), then `UpdateConfig.Monitor` more
+//! to see that the tasks stay up. A replicated job converges when this run's
+//! completions are all done.
+//!
+//! Each tick makes three Engine API calls for all watched services together:
+//! `GET /services?filters={"id":[...]}`, `GET /tasks?filters={"service":[...]}` and
+//! `GET /nodes`.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bollard::models::{NodeState, Service, Task, TaskState};
+use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::update::{Convergence, Outcome};
+use crate::engine::{Engine, request_timeout_secs};
+
+/// Time between two reads of the swarm while waiting.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// One indicatif bar per service on stderr (stderr is a terminal).
+    Bars,
+    /// A plain line on stderr whenever a service's count changes.
+    Lines,
+    /// Nothing (`--quiet`, or JSON output that is not on a terminal).
+    Quiet,
+}
+
+/// What one watched service looks like at one tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// Replicas (completions) the spec asks for.
+    pub desired: u64,
+    /// Running tasks that should run, on nodes that are not down (for a job: this
+    /// run's completed tasks).
+    pub done: u64,
+    /// Tasks still running that should stop (a scale-down in progress).
+    pub stopping: u64,
+    /// A replicated job: `done` counts completions.
+    pub job: bool,
+}
+
+impl Count {
+    /// Whether the service has what it asks for.
+    pub fn converged(&self) -> bool {
+        if self.job {
+            self.done >= self.desired
+        } else {
+            self.done == self.desired && self.stopping == 0
+        }
+    }
+}
+
+/// Counts `service`'s tasks among `tasks`. `down` holds the IDs of nodes whose
+/// state is `down` (their tasks are ignored, as `docker service scale` ignores them).
+/// `job_iteration`: for a replicated job, the run whose completions count.
+pub fn count(
+    service: &Service,
+    tasks: &[Task],
+    down: &HashSet<String>,
+    job_iteration: Option<u64>,
+) -> Option<Count> {
+    let id = service.id.as_deref()?;
+    let mode = service.spec.as_ref()?.mode.as_ref()?;
+    let mine = tasks.iter().filter(|t| {
+        t.service_id.as_deref() == Some(id)
+            && t.node_id.as_deref().is_none_or(|n| !down.contains(n))
+    });
+    let state = |t: &Task| t.status.as_ref().and_then(|s| s.state);
+    if let Some(job) = &mode.replicated_job {
+        let iteration = job_iteration?;
+        let done = mine
+            .filter(|t| {
+                t.job_iteration.as_ref().and_then(|v| v.index) == Some(iteration)
+                    && state(t) == Some(TaskState::COMPLETE)
+            })
+            .count() as u64;
+        return Some(Count {
+            desired: job.total_completions.unwrap_or(0).max(0) as u64,
+            done,
+            stopping: 0,
+            job: true,
+        });
+    }
+    let desired = mode.replicated.as_ref()?.replicas.unwrap_or(0).max(0) as u64;
+    let (mut done, mut stopping) = (0, 0);
+    for t in mine.filter(|t| state(t) == Some(TaskState::RUNNING)) {
+        if t.desired_state == Some(TaskState::RUNNING) {
+            done += 1;
+        } else {
+            stopping += 1;
+        }
+    }
+    Some(Count {
+        desired,
+        done,
+        stopping,
+        job: false,
+    })
+}
+
+/// Per-service state of the wait.
+struct Tracker {
+    idx: usize,
+    id: String,
+    name: String,
+    job: bool,
+    monitor: Duration,
+    stable_since: Option<Instant>,
+    since: Option<jiff::Timestamp>,
+    last: Option<(Count, bool)>,
+    seen: HashSet<String>,
+    bar: Option<ProgressBar>,
+    finished: bool,
+}
+
+/// Waits for every outcome in `outcomes` that was updated (`Detached`) to converge,
+/// and sets its [`Convergence`] and running count. Tasks that fail meanwhile are
+/// shown with their error; so is why tasks wait (`no suitable node`).
+///
+/// `timeout` bounds the wait. Writes to `outcomes` only between awaits, so a caller
+/// that stops this future (Ctrl-C) can still read where each service stood.
+pub async fn watch(
+    engine: &Engine,
+    outcomes: &RefCell<Vec<Outcome>>,
+    timeout: Option<Duration>,
+    progress: Progress,
+) {
+    let start = Instant::now();
+    let multi = (progress == Progress::Bars)
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut trackers: Vec<Tracker> = outcomes
+        .borrow()
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.convergence == Convergence::Detached)
+        .map(|(idx, o)| Tracker {
+            idx,
+            id: o.id.clone(),
+            name: o.service.clone(),
+            job: o.mode == "replicated job",
+            monitor: Duration::from_secs_f64(o.monitor_secs),
+            stable_since: None,
+            since: None,
+            last: None,
+            seen: HashSet::new(),
+            bar: None,
+            finished: false,
+        })
+        .collect();
+    if trackers.is_empty() {
+        return;
+    }
+    let width = trackers
+        .iter()
+        .map(|t| unicode_width::UnicodeWidthStr::width(t.name.as_str()))
+        .max()
+        .unwrap_or(0);
+    if let Some(multi) = &multi {
+        for t in &mut trackers {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(format!(
+                "{:width$}",
+                crate::render::printable(&t.name),
+                width = width
+            ));
+            bar.set_message("waiting");
+            t.bar = Some(bar);
+        }
+    }
+    let note = |text: &str| match &multi {
+        Some(m) => {
+            let _ = m.println(crate::render::printable(text));
+        }
+        None if progress == Progress::Lines => crate::exit::say(text),
+        None => {}
+    };
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        if trackers.iter().all(|t| t.finished) {
+            break;
+        }
+        if let Some(limit) = timeout
+            && start.elapsed() >= limit
+        {
+            for t in trackers.iter_mut().filter(|t| !t.finished) {
+                let mut all = outcomes.borrow_mut();
+                let o = &mut all[t.idx];
+                o.convergence = Convergence::Timeout;
+                let (done, desired) = t.last.as_ref().map_or((0, 0), |(c, _)| (c.done, c.desired));
+                o.error = Some(format!(
+                    "not converged within {}: {done}/{desired} {}; the update stands and Swarm keeps working on it: follow it with `docker service ps {}`",
+                    humantime::format_duration(limit),
+                    if t.job { "completed" } else { "running" },
+                    t.name
+                ));
+                if let Some(bar) = &t.bar {
+                    bar.abandon_with_message("timed out");
+                }
+                t.finished = true;
+            }
+            break;
+        }
+        let ids: Vec<String> = trackers
+            .iter()
+            .filter(|t| !t.finished)
+            .map(|t| t.id.clone())
+            .collect();
+        let read = engine
+            .within_request_timeout(async {
+                tokio::join!(
+                    engine.docker.list_services(Some(ListServicesOptions {
+                        filters: Some(HashMap::from([("id".to_string(), ids.clone())])),
+                        status: Some(false),
+                    })),
+                    engine.docker.list_tasks(Some(ListTasksOptions {
+                        filters: Some(HashMap::from([("service".to_string(), ids.clone())])),
+                    })),
+                    engine.docker.list_nodes(None::<ListNodesOptions>),
+                )
+            })
+            .await;
+        let (services, tasks, nodes) = match read {
+            Ok((Ok(s), Ok(t), Ok(n))) => {
+                failing_since = None;
+                (s, t, n)
+            }
+            other => {
+                let err = match other {
+                    Err(e) => e.to_string(),
+                    Ok((Err(e), _, _)) | Ok((_, Err(e), _)) | Ok((_, _, Err(e))) => {
+                        engine.classify(e).to_string()
+                    }
+                    Ok(_) => unreachable!("all three reads succeeded"),
+                };
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_secs(request_timeout_secs()) {
+                    for t in trackers.iter_mut().filter(|t| !t.finished) {
+                        let mut all = outcomes.borrow_mut();
+                        all[t.idx].convergence = Convergence::Lost;
+                        all[t.idx].error = Some(format!(
+                            "the update stands, but the swarm could not be read while waiting: {err}"
+                        ));
+                        if let Some(bar) = &t.bar {
+                            bar.abandon_with_message("engine lost");
+                        }
+                        t.finished = true;
+                    }
+                    break;
+                }
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
+        };
+        let down: HashSet<String> = nodes
+            .iter()
+            .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN))
+            .filter_map(|n| n.id.clone())
+            .collect();
+        let hostnames: HashMap<String, String> = nodes
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n.id.clone()?,
+                    n.description.as_ref()?.hostname.clone()?,
+                ))
+            })
+            .collect();
+        for t in trackers.iter_mut().filter(|t| !t.finished) {
+            let Some(service) = services.iter().find(|s| s.id.as_deref() == Some(&t.id)) else {
+                let mut all = outcomes.borrow_mut();
+                all[t.idx].convergence = Convergence::Removed;
+                all[t.idx].error = Some(format!("{} was removed while waiting for it", t.name));
+                if let Some(bar) = &t.bar {
+                    bar.abandon_with_message("removed");
+                }
+                t.finished = true;
+                continue;
+            };
+            if t.since.is_none() {
+                t.since = service.updated_at.as_deref().and_then(|u| u.parse().ok());
+            }
+            let iteration = service
+                .job_status
+                .as_ref()
+                .and_then(|j| j.job_iteration.as_ref())
+                .and_then(|v| v.index);
+            let Some(c) = count(service, &tasks, &down, iteration) else {
+                continue;
+            };
+            for line in task_news(t, &tasks, &hostnames) {
+                note(&line);
+            }
+            let converged = c.converged();
+            let now = Instant::now();
+            let stable = if converged {
+                let since = *t.stable_since.get_or_insert(now);
+                t.job || now.duration_since(since) >= t.monitor
+            } else {
+                t.stable_since = None;
+                false
+            };
+            let verb = if t.job { "completed" } else { "running" };
+            let phase = if stable {
+                "converged".to_string()
+            } else if converged {
+                format!(
+                    "verifying that they stay up for {}",
+                    humantime::format_duration(t.monitor)
+                )
+            } else if c.stopping > 0 {
+                format!("{verb}, {} stopping", c.stopping)
+            } else {
+                verb.to_string()
+            };
+            if t.last.as_ref() != Some(&(c.clone(), converged)) || stable {
+                match &t.bar {
+                    Some(bar) => {
+                        bar.set_length(c.desired);
+                        bar.set_position(c.done.min(c.desired));
+                        bar.set_message(phase.clone());
+                    }
+                    None => note(&format!("{}: {}/{} {phase}", t.name, c.done, c.desired)),
+                }
+            }
+            t.last = Some((c.clone(), converged));
+            {
+                let mut all = outcomes.borrow_mut();
+                all[t.idx].running = Some(c.done);
+            }
+            if stable {
+                outcomes.borrow_mut()[t.idx].convergence = Convergence::Converged;
+                if let Some(bar) = &t.bar {
+                    bar.finish_with_message("converged");
+                }
+                t.finished = true;
+            }
+        }
+        if trackers.iter().all(|t| t.finished) {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Lines about this service's tasks not seen before: tasks that failed or were
+/// rejected since the update, and why tasks wait (`no suitable node ...`).
+fn task_news(t: &mut Tracker, tasks: &[Task], hostnames: &HashMap<String, String>) -> Vec<String> {
+    let mut lines = vec![];
+    for task in tasks.iter().filter(|x| x.service_id.as_deref() == Some(&t.id)) {
+        let Some(status) = &task.status else { continue };
+        let err = status.err.clone().unwrap_or_default();
+        let when: Option<jiff::Timestamp> =
+            status.timestamp.as_deref().and_then(|s| s.parse().ok());
+        let recent = match (t.since, when) {
+            (Some(since), Some(when)) => when >= since,
+            _ => false,
+        };
+        let task_name = match task.slot {
+            Some(slot) if !t.job => format!("{}.{slot}", t.name),
+            _ => t.name.clone(),
+        };
+        let short: String = task.id.clone().unwrap_or_default().chars().take(12).collect();
+        match status.state {
+            Some(TaskState::FAILED | TaskState::REJECTED) if recent => {
+                if t.seen.insert(format!("task:{short}")) {
+                    let node = task
+                        .node_id
+                        .as_ref()
+                        .and_then(|n| hostnames.get(n))
+                        .map(|h| format!(" on {h}"))
+                        .unwrap_or_default();
+                    let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+                    lines.push(format!(
+                        "{task_name} ({short}){node} {state}: {}",
+                        if err.is_empty() {
+                            status.message.clone().unwrap_or_default()
+                        } else {
+                            err
+                        }
+                    ));
+                }
+            }
+            Some(TaskState::PENDING | TaskState::ASSIGNED)
+                if !err.is_empty() && task.desired_state == Some(TaskState::RUNNING) =>
+            {
+                if t.seen.insert(format!("pending:{err}")) {
+                    lines.push(format!("{}: a task is waiting: {err}", t.name));
+                }
+            }
+            _ => {}
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(id: &str, service: &str, node: &str, desired: &str, state: &str) -> Task {
+        serde_json::from_value(json!({
+            "ID": id, "ServiceID": service, "NodeID": node, "DesiredState": desired,
+            "Status": {"State": state}
+        }))
+        .unwrap()
+    }
+
+    fn service(replicas: u64) -> Service {
+        serde_json::from_value(json!({
+            "ID": "s1", "Spec": {"Mode": {"Replicated": {"Replicas": replicas}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn running_tasks_on_live_nodes_count() {
+        let tasks = vec![
+            task("a", "s1", "n1", "running", "running"),
+            task("b", "s1", "n2", "running", "running"),
+            task("c", "s1", "n1", "running", "starting"),
+            task("d", "other", "n1", "running", "running"),
+        ];
+        let none = HashSet::new();
+        let c = count(&service(3), &tasks, &none, None).unwrap();
+        assert_eq!((c.desired, c.done, c.stopping), (3, 2, 0));
+        assert!(!c.converged());
+        let down = HashSet::from(["n2".to_string()]);
+        let c = count(&service(1), &tasks, &down, None).unwrap();
+        assert_eq!((c.done, c.stopping), (1, 0), "the task on the down node is ignored");
+        assert!(c.converged());
+    }
+
+    #[test]
+    fn a_scale_down_converges_when_the_surplus_has_stopped() {
+        let mut tasks = vec![
+            task("a", "s1", "n1", "running", "running"),
+            task("b", "s1", "n1", "shutdown", "running"),
+        ];
+        let none = HashSet::new();
+        let c = count(&service(1), &tasks, &none, None).unwrap();
+        assert_eq!((c.done, c.stopping), (1, 1));
+        assert!(!c.converged());
+        tasks[1] = task("b", "s1", "n1", "shutdown", "shutdown");
+        assert!(count(&service(1), &tasks, &none, None).unwrap().converged());
+    }
+
+    #[test]
+    fn a_job_counts_completions_of_its_current_run() {
+        let job: Service = serde_json::from_value(json!({
+            "ID": "j", "Spec": {"Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 2}}}
+        }))
+        .unwrap();
+        let t = |id: &str, iter: u64, state: &str| -> Task {
+            serde_json::from_value(json!({
+                "ID": id, "ServiceID": "j", "DesiredState": "complete",
+                "JobIteration": {"Index": iter}, "Status": {"State": state}
+            }))
+            .unwrap()
+        };
+        let tasks = vec![t("old", 5, "complete"), t("new", 9, "complete"), t("n2", 9, "running")];
+        let c = count(&job, &tasks, &HashSet::new(), Some(9)).unwrap();
+        assert_eq!((c.desired, c.done), (2, 1));
+        assert!(!c.converged());
+    }
+}
