@@ -212,6 +212,66 @@ pub struct GlobalOptions {
 mod tests {
     use super::*;
 
+    /// Every command that runs something (leaf commands, hidden ones included) shows
+    /// an Examples section in its `--help`: command lines, at least one of them using
+    /// the command itself.
+    #[test]
+    fn every_command_help_has_examples() {
+        fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands() {
+                    let p = format!("{path} {}", sub.get_name()).trim().to_string();
+                    leaves(sub, p, out);
+                }
+            } else {
+                out.push((path, cmd.clone()));
+            }
+        }
+        let mut root = command();
+        root.build();
+        let mut all = vec![];
+        leaves(&root, String::new(), &mut all);
+        let names: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
+        for want in [
+            "status",
+            "provenance",
+            "badge",
+            "plan",
+            "scale",
+            "apply",
+            "metric",
+            "rules check",
+            "version",
+            "completion",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        for (path, mut cmd) in all {
+            let help = cmd.render_help().to_string();
+            let section = help
+                .split_once("\nExamples:\n")
+                .unwrap_or_else(|| panic!("no Examples section in `{path} --help`:\n{help}"))
+                .1;
+            let examples: Vec<&str> = section
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            assert!(!examples.is_empty(), "empty Examples in `{path} --help`");
+            for line in &examples {
+                assert!(
+                    line.starts_with("  ")
+                        && line.contains("docker")
+                        && line.contains("microscale"),
+                    "`{path} --help` example {line:?} is not a command line"
+                );
+            }
+            assert!(
+                examples.iter().any(|l| l.contains(path.as_str())),
+                "no example of `{path}` in its help: {examples:?}"
+            );
+        }
+    }
+
     #[test]
     fn status_help_lists_options_like_docker() {
         let mut cmd = command();

@@ -9,17 +9,27 @@ use clap::FromArgMatches;
 /// unreachable or not a swarm manager gives no candidates.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the docker CLI that runs this completion was asked for, read from its
+/// command line (`/proc/PPID/cmdline`, Linux).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerCliRequest {
+    /// The global flag words given before `microscale` (`-H URL`, `--context NAME`, ...).
+    pub globals: Vec<String>,
+    /// `false` when the shell asked the docker CLI for `__completeNoDesc`.
+    pub descriptions: bool,
+}
+
 /// The global flags (`-H`, `--context`, `--config`, `--tls*`) the user gave the docker
-/// CLI before `microscale`, read from the command line of the docker CLI that runs
-/// this completion (`/proc/PPID/cmdline`, Linux).
+/// CLI before `microscale`, and whether descriptions were asked for.
 ///
 /// The docker CLI asks a plugin for completions as `docker-microscale __complete
 /// microscale ARGS... WORD` and drops its own global flags on the way (docker/cli
-/// `cli-plugins/manager/cobra.go`), so `docker --context prod microscale status <TAB>`
-/// would otherwise list the services of the default engine. `None` unless this process
+/// `cli-plugins/manager/cobra.go`; also `__completeNoDesc` becomes `__complete`), so
+/// `docker --context prod microscale status <TAB>` would otherwise list the services
+/// of the default engine. `None` unless this process
 /// was started by the docker CLI (`DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND` is set) and
 /// its parent's command line is a `__complete` request for this plugin.
-pub fn docker_cli_globals() -> Option<Vec<String>> {
+pub fn docker_cli_request() -> Option<DockerCliRequest> {
     std::env::var_os("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND")?;
     let ppid = std::os::unix::process::parent_id();
     let raw = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
@@ -27,21 +37,23 @@ pub fn docker_cli_globals() -> Option<Vec<String>> {
         .split(|b| *b == 0)
         .map(|w| String::from_utf8_lossy(w).into_owned())
         .collect();
-    globals_in_docker_argv(&argv)
+    request_in_docker_argv(&argv)
 }
 
-/// The global flag words of a docker CLI command line (`argv[0]` included) that asks
-/// this plugin for completions: `docker [GLOBALS] __complete [GLOBALS] microscale ...`.
-/// `None` for any other command line.
-pub fn globals_in_docker_argv(argv: &[String]) -> Option<Vec<String>> {
+/// The request in a docker CLI command line (`argv[0]` included) that asks this
+/// plugin for completions: `docker [GLOBALS] __complete[NoDesc] [GLOBALS] microscale
+/// ...`. `None` for any other command line.
+pub fn request_in_docker_argv(argv: &[String]) -> Option<DockerCliRequest> {
     let mut words: Vec<String> = argv.get(1..)?.to_vec();
     let request = words
         .iter()
         .position(|w| w == super::REQUEST || w == super::REQUEST_NO_DESC)?;
-    words.remove(request);
+    let descriptions = words.remove(request) == super::REQUEST;
     let n = crate::argv::global_flags_len(&words);
-    (words.get(n).map(String::as_str) == Some(crate::argv::PLUGIN_NAME))
-        .then(|| words[..n].to_vec())
+    (words.get(n).map(String::as_str) == Some(crate::argv::PLUGIN_NAME)).then(|| DockerCliRequest {
+        globals: words[..n].to_vec(),
+        descriptions,
+    })
 }
 
 /// The docker CLI's global options given by `words` (`-H URL`, `--context NAME`, ...);

@@ -8,9 +8,10 @@
 //!
 //! where ARGS are the words after `microscale` and WORD is the word being completed
 //! (empty after a space). The docker CLI does not pass its own global flags
-//! (`-H`, `--context`, ...) given before `microscale`; [`lookup`] reads them from its
-//! command line. Run directly (our own shell scripts, [`scripts`]), the plugin name is
-//! absent and global flags may come first: `docker-microscale __complete -H URL status WORD`.
+//! (`-H`, `--context`, ...) given before `microscale`, and turns `__completeNoDesc`
+//! into `__complete`; [`lookup`] reads both from its command line. Run directly (our
+//! own shell scripts, [`scripts`]), the plugin name is absent and global flags may come
+//! first: `docker-microscale __complete -H URL status WORD`.
 //!
 //! The answer is cobra's format on stdout: one candidate a line, `VALUE` or
 //! `VALUE\tDESCRIPTION` (descriptions are left out for `__completeNoDesc`), then a last
@@ -529,21 +530,24 @@ fn arg_values(arg: &Arg, prefix: &str, typed: &str) -> Completion {
 }
 
 /// Answers a completion request: `args` are the arguments after `__complete` (or
-/// `__completeNoDesc`, then `with_descriptions` is false). Service names are read
-/// from the engine the global flags select (from `args`, else from the docker CLI's
-/// own command line), with a short time limit. Returns the text for stdout.
+/// `__completeNoDesc`, then `with_descriptions` is false). When the docker CLI runs
+/// the plugin, its own command line decides about descriptions and supplies the global
+/// flags ([`lookup::docker_cli_request`]). Service names are read from the engine the
+/// global flags select, with a short time limit ([`lookup::LOOKUP_TIMEOUT`]). Returns
+/// the text for stdout.
 pub fn answer(args: &[String], with_descriptions: bool) -> String {
     let mut root = crate::cli::command();
     root.build();
     let (words, current) = split_args(args);
     let request = plan(&root, &words, &current);
+    let docker_cli = lookup::docker_cli_request();
+    let with_descriptions = with_descriptions && docker_cli.as_ref().is_none_or(|r| r.descriptions);
     let completion = match &request.plan {
         Plan::Ready(c) => c.clone(),
         Plan::Services(query) => {
-            let globals = if request.globals.is_empty() {
-                lookup::docker_cli_globals().unwrap_or_default()
-            } else {
-                request.globals.clone()
+            let globals = match docker_cli {
+                Some(r) if request.globals.is_empty() => r.globals,
+                _ => request.globals.clone(),
             };
             let names = lookup::service_names(&globals, lookup::LOOKUP_TIMEOUT);
             query.finish(names.as_deref())
