@@ -99,10 +99,9 @@ fn tidy(text: &str) -> String {
     let mut out = String::new();
     let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
-        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
-            if !seen.insert(line.to_string()) {
-                continue;
-            }
+        let aq = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if aq && !seen.insert(line.to_string()) {
+            continue;
         }
         let line = line.replace("[=\\fI<>\\fR]", "");
         let line = match line.strip_prefix(".SH ") {

@@ -111,27 +111,29 @@ mod tests {
 
     #[test]
     fn global_flags_are_read_from_the_docker_cli_command_line() {
+        let req = |globals: &str, descriptions| {
+            Some(DockerCliRequest {
+                globals: w(globals),
+                descriptions,
+            })
+        };
+        let parse = |line: &str| request_in_docker_argv(&w(line));
         assert_eq!(
-            globals_in_docker_argv(&w("docker __complete microscale status w")),
-            Some(vec![])
+            parse("docker __complete microscale status w"),
+            req("", true)
         );
         assert_eq!(
-            globals_in_docker_argv(&w("docker __complete --context prod microscale status w")),
-            Some(w("--context prod"))
+            parse("docker __complete --context prod microscale status w"),
+            req("--context prod", true)
         );
         assert_eq!(
-            globals_in_docker_argv(&w(
-                "/usr/bin/docker -H unix:///x.sock __completeNoDesc -D microscale scale w"
-            )),
-            Some(w("-H unix:///x.sock -D"))
+            parse("/usr/bin/docker -H unix:///x.sock __completeNoDesc -D microscale scale w"),
+            req("-H unix:///x.sock -D", false)
         );
         // Not a completion, or for another plugin.
-        assert_eq!(globals_in_docker_argv(&w("docker microscale status")), None);
-        assert_eq!(
-            globals_in_docker_argv(&w("docker __complete compose ps")),
-            None
-        );
-        assert_eq!(globals_in_docker_argv(&[]), None);
+        assert_eq!(parse("docker microscale status"), None);
+        assert_eq!(parse("docker __complete compose ps"), None);
+        assert_eq!(request_in_docker_argv(&[]), None);
     }
 
     #[test]
