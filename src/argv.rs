@@ -42,6 +42,26 @@ fn short_flags_width(word: &str) -> usize {
     1
 }
 
+/// How many leading words of `args` are the docker CLI's global flags and their
+/// values (`-H URL`, `--context=NAME`, `-D`, ...): the index of the first positional
+/// word, or of `--`, or `args.len()`.
+pub fn global_flags_len(args: &[String]) -> usize {
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].as_str();
+        if word == "--" || !word.starts_with('-') || word.len() == 1 {
+            return i;
+        }
+        if word.starts_with("--") {
+            let takes_value = !word.contains('=') && VALUE_FLAGS_LONG.contains(&word);
+            i += if takes_value { 2 } else { 1 };
+        } else {
+            i += short_flags_width(word);
+        }
+    }
+    args.len()
+}
+
 /// Returns `args` (without argv\[0\]) with the plugin name removed.
 ///
 /// Only the first positional word is looked at: global flags and their values are
@@ -113,6 +133,19 @@ mod tests {
             .into_iter()
             .map(|w| w.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn global_flags_len_finds_the_first_positional() {
+        let n = |s: &str| {
+            let words: Vec<String> = s.split_whitespace().map(String::from).collect();
+            global_flags_len(&words)
+        };
+        assert_eq!(n("microscale status"), 0);
+        assert_eq!(n("-H unix:///x microscale"), 2);
+        assert_eq!(n("--context=prod -D --tlscacert ca.pem microscale"), 4);
+        assert_eq!(n("-DH unix:///x -- microscale"), 2);
+        assert_eq!(n("-D"), 1);
     }
 
     #[test]

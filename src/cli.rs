@@ -37,21 +37,12 @@ pub fn command() -> clap::Command {
         .map(|c| c.get_name().to_string())
         .collect();
     for name in names {
-        let (aliases, examples) = match name.as_str() {
-            "status" => (
-                Some("docker microscale status, docker microscale ls, docker microscale list"),
-                STATUS_EXAMPLES,
-            ),
-            "provenance" => (
-                Some("docker microscale provenance, docker microscale labels"),
-                PROVENANCE_EXAMPLES,
-            ),
-            "badge" => (None, BADGE_EXAMPLES),
-            "plan" => (None, PLAN_EXAMPLES),
-            "scale" => (None, SCALE_EXAMPLES),
-            "apply" => (None, APPLY_EXAMPLES),
-            "metric" => (None, METRIC_EXAMPLES),
-            _ => (None, VERSION_EXAMPLES),
+        let aliases = match name.as_str() {
+            "status" => {
+                Some("docker microscale status, docker microscale ls, docker microscale list")
+            }
+            "provenance" => Some("docker microscale provenance, docker microscale labels"),
+            _ => None,
         };
         if name == "rules" {
             cmd = cmd.mut_subcommand(name, |rules| {
@@ -62,14 +53,35 @@ pub fn command() -> clap::Command {
                         "Usage:  {usage}\n\n{about}\n\nCommands:\n{subcommands}\n\nRun 'docker microscale rules COMMAND --help' for more information on a command.\n",
                     );
                 rules.mut_subcommand("check", |check| {
-                    docker_template(check, None, RULES_CHECK_EXAMPLES)
+                    docker_template(check, None, examples("rules check"))
                 })
             });
             continue;
         }
+        let examples = examples(&name);
         cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, examples));
     }
     cmd
+}
+
+/// The Examples section of a command's help (also the EXAMPLES of its man page), by
+/// its path below `docker microscale`, e.g. `status` or `rules check`; empty for a
+/// command without examples (the `rules` group, unknown paths).
+pub fn examples(path: &str) -> &'static str {
+    match path {
+        "status" => STATUS_EXAMPLES,
+        "provenance" => PROVENANCE_EXAMPLES,
+        "badge" => BADGE_EXAMPLES,
+        "plan" => PLAN_EXAMPLES,
+        "scale" => SCALE_EXAMPLES,
+        "apply" => APPLY_EXAMPLES,
+        "metric" => METRIC_EXAMPLES,
+        "rules check" => RULES_CHECK_EXAMPLES,
+        "version" => VERSION_EXAMPLES,
+        "completion" => COMPLETION_EXAMPLES,
+        "__man" => MAN_EXAMPLES,
+        _ => "",
+    }
 }
 
 /// docker/cli's usage template for one command: Usage, description, Aliases,
@@ -200,6 +212,66 @@ pub struct GlobalOptions {
 mod tests {
     use super::*;
 
+    /// Every command that runs something (leaf commands, hidden ones included) shows
+    /// an Examples section in its `--help`: command lines, at least one of them using
+    /// the command itself.
+    #[test]
+    fn every_command_help_has_examples() {
+        fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands() {
+                    let p = format!("{path} {}", sub.get_name()).trim().to_string();
+                    leaves(sub, p, out);
+                }
+            } else {
+                out.push((path, cmd.clone()));
+            }
+        }
+        let mut root = command();
+        root.build();
+        let mut all = vec![];
+        leaves(&root, String::new(), &mut all);
+        let names: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
+        for want in [
+            "status",
+            "provenance",
+            "badge",
+            "plan",
+            "scale",
+            "apply",
+            "metric",
+            "rules check",
+            "version",
+            "completion",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        for (path, mut cmd) in all {
+            let help = cmd.render_help().to_string();
+            let section = help
+                .split_once("\nExamples:\n")
+                .unwrap_or_else(|| panic!("no Examples section in `{path} --help`:\n{help}"))
+                .1;
+            let examples: Vec<&str> = section
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            assert!(!examples.is_empty(), "empty Examples in `{path} --help`");
+            for line in &examples {
+                assert!(
+                    line.starts_with("  ")
+                        && line.contains("docker")
+                        && line.contains("microscale"),
+                    "`{path} --help` example {line:?} is not a command line"
+                );
+            }
+            assert!(
+                examples.iter().any(|l| l.contains(path.as_str())),
+                "no example of `{path}` in its help: {examples:?}"
+            );
+        }
+    }
+
     #[test]
     fn status_help_lists_options_like_docker() {
         let mut cmd = command();
@@ -274,7 +346,9 @@ pub enum Command {
     Plan(PlanArgs),
 
     /// Set the replica count of one or more services (N, +N or -N), changing nothing else in their specs
-    #[command(override_usage = "docker microscale scale [OPTIONS] SERVICE=REPLICAS [SERVICE=REPLICAS...]")]
+    #[command(
+        override_usage = "docker microscale scale [OPTIONS] SERVICE=REPLICAS [SERVICE=REPLICAS...]"
+    )]
     Scale(ScaleArgs),
 
     /// Carry out what `plan` shows, once: scale each rule-managed service to its desired replicas
@@ -298,6 +372,54 @@ pub enum Command {
     /// Show the plugin version
     #[command(override_usage = "docker microscale version")]
     Version,
+
+    /// Print a shell completion script for running docker-microscale directly (bash, zsh or fish)
+    #[command(
+        hide = true,
+        override_usage = "docker microscale completion bash|zsh|fish"
+    )]
+    Completion(CompletionArgs),
+
+    /// Write the man pages, generated from these definitions, into a directory
+    #[command(
+        name = "__man",
+        hide = true,
+        override_usage = "docker-microscale __man DIR"
+    )]
+    Man(ManArgs),
+}
+
+const COMPLETION_EXAMPLES: &str = "  source <(docker-microscale completion bash)
+  docker-microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
+  docker-microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
+
+/// A shell `completion` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// GNU bash 4.1 or newer (uses bash-completion's helpers when loaded)
+    Bash,
+    /// zsh 5
+    Zsh,
+    /// fish 3
+    Fish,
+}
+
+/// Options of `docker microscale completion`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    /// The shell to write the script for
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+const MAN_EXAMPLES: &str = "  docker-microscale __man ~/.local/share/man/man1";
+
+/// Options of the hidden `__man` command (used by install.sh).
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The directory to write docker-microscale.1 and docker-microscale-COMMAND.1 into (created if missing)
+    #[arg(value_name = "DIR", value_parser = any_path, value_hint = clap::ValueHint::DirPath)]
+    pub dir: PathBuf,
 }
 
 const VERSION_EXAMPLES: &str = "  docker microscale version";
@@ -433,7 +555,11 @@ const SCALE_EXAMPLES: &str = "  docker microscale scale web=5
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
     /// SERVICE=N sets N replicas; SERVICE=+N and SERVICE=-N change the count by N
-    #[arg(value_name = "SERVICE=REPLICAS", required = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "SERVICE=REPLICAS",
+        required = true,
+        allow_hyphen_values = true
+    )]
     pub targets: Vec<String>,
 
     /// Exit immediately instead of waiting for the services to converge

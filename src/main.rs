@@ -8,11 +8,13 @@
 mod argv;
 mod badge;
 mod cli;
+mod complete;
 mod decide;
 mod engine;
 mod exit;
 mod fsutil;
 mod labels;
+mod man;
 mod metrics;
 mod plan;
 mod provenance;
@@ -50,6 +52,19 @@ fn main() {
         return;
     }
     exit::install_panic_hook();
+    // Shell completion (cobra's protocol, as the docker CLI asks plugins): before
+    // clap, since the words being completed are usually not a valid command line.
+    if let Some(first) = args.first()
+        && (first == complete::REQUEST || first == complete::REQUEST_NO_DESC)
+    {
+        let with_descriptions = first == complete::REQUEST;
+        let words: Vec<String> = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let _ = exit::print_stdout(&complete::answer(&words, with_descriptions));
+        return;
+    }
     let code = run(args);
     std::process::exit(code as i32);
 }
@@ -72,6 +87,13 @@ fn run(args: Vec<OsString>) -> Exit {
                 c => format!(" (commit {c})"),
             }
         )),
+        Command::Completion(args) => exit::print_stdout(complete::scripts::script(args.shell)),
+        Command::Man(args) => man::write_pages(&args.dir)
+            .map_err(Failure::Error)
+            .and_then(|paths| {
+                let list: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+                exit::print_stdout(&list)
+            }),
         Command::Status(args) => with_runtime(&cli.global, |engine| async move {
             status::run(&engine, &args).await
         }),
