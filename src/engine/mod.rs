@@ -189,14 +189,15 @@ impl Engine {
                 )));
             }
         };
-        let (docker, raw) = transport::docker_client(target, request_timeout_secs()).map_err(|e| {
-            EngineError::Unreachable {
-                host: host.clone(),
-                source_desc: source.clone(),
-                reason: e.to_string(),
-                hint: HINT_NOT_RUNNING.into(),
-            }
-        })?;
+        let (docker, raw) =
+            transport::docker_client(target, request_timeout_secs()).map_err(|e| {
+                EngineError::Unreachable {
+                    host: host.clone(),
+                    source_desc: source.clone(),
+                    reason: e.to_string(),
+                    hint: HINT_NOT_RUNNING.into(),
+                }
+            })?;
         let deadline =
             tokio::time::Instant::now() + std::time::Duration::from_secs(request_timeout_secs());
         Ok(Engine {

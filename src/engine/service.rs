@@ -74,7 +74,10 @@ impl RawService {
         let version = value["Version"]["Index"]
             .as_u64()
             .ok_or("the engine's answer has no version index")?;
-        let name = value["Spec"]["Name"].as_str().unwrap_or_default().to_string();
+        let name = value["Spec"]["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok(RawService {
             id,
             name,
@@ -143,9 +146,11 @@ impl RawService {
         }
     }
 
-    /// The job iteration (`JobStatus.JobIteration.Index`) of a job service.
+    /// The job iteration (`JobStatus.JobIteration.Index`) of a job service; Go
+    /// leaves out an index of 0 (`"JobIteration": {}`).
     pub fn job_iteration(&self) -> Option<u64> {
-        self.value["JobStatus"]["JobIteration"]["Index"].as_u64()
+        let it = self.value["JobStatus"].get("JobIteration")?;
+        Some(it["Index"].as_u64().unwrap_or(0))
     }
 }
 
@@ -200,9 +205,7 @@ impl Engine {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| {
-                    self.classify(bollard::errors::Error::from(e))
-                })?
+                .map_err(|e| self.classify(bollard::errors::Error::from(e)))?
                 .to_bytes();
             Ok::<_, EngineError>((status, bytes))
         };
@@ -287,8 +290,7 @@ mod tests {
     use serde_json::json;
 
     fn raw(spec: Value) -> RawService {
-        RawService::from_value(json!({"ID": "abc", "Version": {"Index": 7}, "Spec": spec}))
-            .unwrap()
+        RawService::from_value(json!({"ID": "abc", "Version": {"Index": 7}, "Spec": spec})).unwrap()
     }
 
     #[test]
@@ -305,14 +307,21 @@ mod tests {
         let mut expected = spec.clone();
         expected["Mode"]["Replicated"]["Replicas"] = json!(5);
         assert_eq!(s.spec_with_count(5).unwrap(), expected);
-        let job = raw(json!({"Mode": {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 4}}}));
+        let job =
+            raw(json!({"Mode": {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 4}}}));
         assert_eq!(job.count(), Count::Completions(4));
         assert_eq!(
             job.spec_with_count(6).unwrap()["Mode"],
             json!({"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 6}})
         );
-        assert_eq!(raw(json!({"Mode": {"Global": {}}})).spec_with_count(1), None);
-        assert_eq!(raw(json!({"Mode": {"GlobalJob": {}}})).count(), Count::GlobalJob);
+        assert_eq!(
+            raw(json!({"Mode": {"Global": {}}})).spec_with_count(1),
+            None
+        );
+        assert_eq!(
+            raw(json!({"Mode": {"GlobalJob": {}}})).count(),
+            Count::GlobalJob
+        );
     }
 
     #[test]

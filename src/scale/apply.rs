@@ -6,8 +6,8 @@
 //! index than the plan saw), it is planned again on its fresh spec with the same
 //! metric readings, and within `--capacity` never above the share it was granted.
 
-use crate::engine::service::RawService;
 use crate::engine::Engine;
+use crate::engine::service::RawService;
 use crate::exit::{Exit, Failure, say};
 use crate::plan::{Computed, PlanRow};
 use crate::render::Format;

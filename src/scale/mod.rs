@@ -40,7 +40,10 @@ pub fn check_service_ref(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("the service name is empty".into());
     }
-    if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    if s.len() > 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(format!(
             "invalid service name {}: service names and IDs hold only letters, digits, '-' and '_'",
@@ -151,8 +154,7 @@ pub fn check_bounds(
     if !crate::rules::is_managed(&labels) {
         return Ok(());
     }
-    let parsed =
-        crate::rules::parse_labels(&svc.name, crate::status::Mode::of(s), &labels);
+    let parsed = crate::rules::parse_labels(&svc.name, crate::status::Mode::of(s), &labels);
     let Some(rule) = parsed.rule else {
         let flag = if source == "labels" {
             String::new()
@@ -242,10 +244,10 @@ fn engine_wide(err: &EngineError) -> bool {
 /// Runs `docker microscale scale`.
 ///
 /// Every target is read and checked first; if any is wrong (no such service, a
-/// global service, a bound, a rolling update), nothing changes and the command exits
-/// 1. Then all services are updated concurrently and watched. Exit 1 if any update
-/// failed or did not converge within `--timeout`; 130 when interrupted (the updates
-/// stand).
+/// global service, a bound, a rolling update), nothing changes and the command
+/// exits 1. Then all services are updated concurrently and watched. Exit 1 if any
+/// update failed or did not converge within `--timeout`; 130 when interrupted (the
+/// updates stand).
 pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
     let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
     let timeout = parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
@@ -420,7 +422,11 @@ pub async fn execute(
     if interrupted {
         return interrupt(&outcomes, options, "while the updates were being sent");
     }
-    for o in outcomes.borrow().iter().filter(|o| o.error.is_some() && !o.updated) {
+    for o in outcomes
+        .borrow()
+        .iter()
+        .filter(|o| o.error.is_some() && !o.updated)
+    {
         say(&format!(
             "{}: {}",
             o.service,
@@ -435,7 +441,11 @@ pub async fn execute(
     } else {
         let progress = if options.quiet {
             watch::Progress::Quiet
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal()
+            && !indicatif::ProgressDrawTarget::stderr().is_hidden()
+        {
+            // indicatif draws nothing on a terminal it cannot drive (TERM unset or
+            // dumb): plain lines then.
             watch::Progress::Bars
         } else {
             watch::Progress::Lines
@@ -565,7 +575,10 @@ mod tests {
         );
         assert_eq!(parse_target("web=+2").unwrap().change, Change::Add(2));
         assert_eq!(parse_target("web=-1").unwrap().change, Change::Add(-1));
-        for bad in ["web", "=3", "web=", "web=x", "web=1.5", "web=+", "web=--1", "web= 3", "a/b=1", "../x=1"] {
+        for bad in [
+            "web", "=3", "web=", "web=x", "web=1.5", "web=+", "web=--1", "web= 3", "a/b=1",
+            "../x=1",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
         let e = parse_target("web").unwrap_err();
@@ -576,7 +589,10 @@ mod tests {
     #[test]
     fn timeouts_parse() {
         assert_eq!(parse_timeout(None), Ok(None));
-        assert_eq!(parse_timeout(Some("90s")), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(
+            parse_timeout(Some("90s")),
+            Ok(Some(Duration::from_secs(90)))
+        );
         assert_eq!(parse_timeout(Some("2")), Ok(Some(Duration::from_secs(2))));
         assert!(parse_timeout(Some("0s")).is_err());
         assert!(parse_timeout(Some("soon")).is_err());
@@ -586,28 +602,52 @@ mod tests {
     #[test]
     fn declared_bounds_stop_a_scale_unless_forced() {
         let repl = json!({"Replicated": {"Replicas": 2}});
-        let s = svc(json!({"microscale.min": "2", "microscale.max": "5"}), repl.clone());
+        let s = svc(
+            json!({"microscale.min": "2", "microscale.max": "5"}),
+            repl.clone(),
+        );
         let e = decide_scale(&s, Change::Set(6), false, None).unwrap_err();
-        assert!(e.contains("above the rule's maximum, microscale.max=5 (a service label)"), "{e}");
+        assert!(
+            e.contains("above the rule's maximum, microscale.max=5 (a service label)"),
+            "{e}"
+        );
         let e = decide_scale(&s, Change::Add(-1), false, None).unwrap_err();
-        assert!(e.contains("below the rule's minimum, microscale.min=2"), "{e}");
-        assert_eq!(decide_scale(&s, Change::Set(6), true, None), Ok(Verdict::Scale(6)));
-        assert_eq!(decide_scale(&s, Change::Add(3), false, None), Ok(Verdict::Scale(5)));
+        assert!(
+            e.contains("below the rule's minimum, microscale.min=2"),
+            "{e}"
+        );
+        assert_eq!(
+            decide_scale(&s, Change::Set(6), true, None),
+            Ok(Verdict::Scale(6))
+        );
+        assert_eq!(
+            decide_scale(&s, Change::Add(3), false, None),
+            Ok(Verdict::Scale(5))
+        );
         // min is only enforced when declared (the rule's default of 1 is not a bound)
         let s = svc(json!({"microscale.max": "5"}), repl.clone());
-        assert_eq!(decide_scale(&s, Change::Set(0), false, None), Ok(Verdict::Scale(0)));
+        assert_eq!(
+            decide_scale(&s, Change::Set(0), false, None),
+            Ok(Verdict::Scale(0))
+        );
         // a broken rule: bounds unknown
         let s = svc(json!({"microscale.max": "lots"}), repl.clone());
         let e = decide_scale(&s, Change::Set(3), false, None).unwrap_err();
         assert!(e.contains("rules check web"), "{e}");
         // no rule: no bounds
         let s = svc(json!({}), repl);
-        assert_eq!(decide_scale(&s, Change::Set(300), false, None), Ok(Verdict::Scale(300)));
+        assert_eq!(
+            decide_scale(&s, Change::Set(300), false, None),
+            Ok(Verdict::Scale(300))
+        );
     }
 
     #[test]
     fn a_rules_file_bound_names_the_file() {
-        let s = svc(json!({"microscale.max": "50"}), json!({"Replicated": {"Replicas": 2}}));
+        let s = svc(
+            json!({"microscale.max": "50"}),
+            json!({"Replicated": {"Replicas": 2}}),
+        );
         let file: RulesFile = BTreeMap::from([(
             "web".to_string(),
             BTreeMap::from([("microscale.max".to_string(), "4".to_string())]),
@@ -621,20 +661,33 @@ mod tests {
     fn global_services_and_rolling_updates_are_refused() {
         let g = svc(json!({}), json!({"Global": {}}));
         let e = decide_scale(&g, Change::Set(3), true, None).unwrap_err();
-        assert!(e.contains("global service") && e.contains("no replica count"), "{e}");
+        assert!(
+            e.contains("global service") && e.contains("no replica count"),
+            "{e}"
+        );
         let mut s = svc(json!({}), json!({"Replicated": {"Replicas": 2}}));
-        s.value["UpdateStatus"] = json!({"State": "paused", "Message": "update paused due to failure"});
+        s.value["UpdateStatus"] =
+            json!({"State": "paused", "Message": "update paused due to failure"});
         let e = decide_scale(&s, Change::Set(3), false, None).unwrap_err();
         assert!(e.contains("paused") && e.contains("--force"), "{e}");
-        assert_eq!(decide_scale(&s, Change::Set(3), true, None), Ok(Verdict::Scale(3)));
+        assert_eq!(
+            decide_scale(&s, Change::Set(3), true, None),
+            Ok(Verdict::Scale(3))
+        );
         s.value["UpdateStatus"] = json!({"State": "completed"});
-        assert_eq!(decide_scale(&s, Change::Set(3), false, None), Ok(Verdict::Scale(3)));
+        assert_eq!(
+            decide_scale(&s, Change::Set(3), false, None),
+            Ok(Verdict::Scale(3))
+        );
     }
 
     #[test]
     fn relative_changes_start_from_the_spec_read() {
         let s = svc(json!({}), json!({"ReplicatedJob": {"TotalCompletions": 4}}));
-        assert_eq!(decide_scale(&s, Change::Add(-2), false, None), Ok(Verdict::Scale(2)));
+        assert_eq!(
+            decide_scale(&s, Change::Add(-2), false, None),
+            Ok(Verdict::Scale(2))
+        );
         assert!(decide_scale(&s, Change::Add(-5), false, None).is_err());
     }
 }

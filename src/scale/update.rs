@@ -158,7 +158,9 @@ impl Outcome {
 /// The wait before retry `n` (1-based) after a version conflict: 50 ms doubling up
 /// to 2 s, with up to half of it added at random so that racing writers spread out.
 pub fn backoff(n: u32) -> Duration {
-    let base = 50u64.saturating_mul(1u64 << n.saturating_sub(1).min(6)).min(2000);
+    let base = 50u64
+        .saturating_mul(1u64 << n.saturating_sub(1).min(6))
+        .min(2000);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
@@ -189,9 +191,7 @@ pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -
             }
             Err(e) => {
                 out.error = Some(if out.retries > 0 {
-                    format!(
-                        "{e} (read again after another writer changed the service meanwhile)"
-                    )
+                    format!("{e} (read again after another writer changed the service meanwhile)")
                 } else {
                     e
                 });

@@ -77,7 +77,8 @@ pub fn count(
         let iteration = job_iteration?;
         let done = mine
             .filter(|t| {
-                t.job_iteration.as_ref().and_then(|v| v.index) == Some(iteration)
+                // Go leaves out an index of 0: `"JobIteration": {}`.
+                t.job_iteration.as_ref().map(|v| v.index.unwrap_or(0)) == Some(iteration)
                     && state(t) == Some(TaskState::COMPLETE)
             })
             .count() as u64;
@@ -167,7 +168,8 @@ pub async fn watch(
         .unwrap_or(0);
     if let Some(multi) = &multi {
         for t in &mut trackers {
-            let bar = multi.add(ProgressBar::new(0));
+            let target = outcomes.borrow()[t.idx].after.unwrap_or(0);
+            let bar = multi.add(ProgressBar::new(target));
             bar.set_style(style.clone());
             bar.set_prefix(format!(
                 "{:width$}",
@@ -269,12 +271,7 @@ pub async fn watch(
             .collect();
         let hostnames: HashMap<String, String> = nodes
             .iter()
-            .filter_map(|n| {
-                Some((
-                    n.id.clone()?,
-                    n.description.as_ref()?.hostname.clone()?,
-                ))
-            })
+            .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
             .collect();
         for t in trackers.iter_mut().filter(|t| !t.finished) {
             let Some(service) = services.iter().find(|s| s.id.as_deref() == Some(&t.id)) else {
@@ -290,11 +287,12 @@ pub async fn watch(
             if t.since.is_none() {
                 t.since = service.updated_at.as_deref().and_then(|u| u.parse().ok());
             }
+            // Go leaves out an index of 0: `"JobIteration": {}`.
             let iteration = service
                 .job_status
                 .as_ref()
                 .and_then(|j| j.job_iteration.as_ref())
-                .and_then(|v| v.index);
+                .map(|v| v.index.unwrap_or(0));
             let Some(c) = count(service, &tasks, &down, iteration) else {
                 continue;
             };
@@ -357,7 +355,10 @@ pub async fn watch(
 /// rejected since the update, and why tasks wait (`no suitable node ...`).
 fn task_news(t: &mut Tracker, tasks: &[Task], hostnames: &HashMap<String, String>) -> Vec<String> {
     let mut lines = vec![];
-    for task in tasks.iter().filter(|x| x.service_id.as_deref() == Some(&t.id)) {
+    for task in tasks
+        .iter()
+        .filter(|x| x.service_id.as_deref() == Some(&t.id))
+    {
         let Some(status) = &task.status else { continue };
         let err = status.err.clone().unwrap_or_default();
         let when: Option<jiff::Timestamp> =
@@ -370,33 +371,39 @@ fn task_news(t: &mut Tracker, tasks: &[Task], hostnames: &HashMap<String, String
             Some(slot) if !t.job => format!("{}.{slot}", t.name),
             _ => t.name.clone(),
         };
-        let short: String = task.id.clone().unwrap_or_default().chars().take(12).collect();
+        let short: String = task
+            .id
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(12)
+            .collect();
         match status.state {
-            Some(TaskState::FAILED | TaskState::REJECTED) if recent => {
-                if t.seen.insert(format!("task:{short}")) {
-                    let node = task
-                        .node_id
-                        .as_ref()
-                        .and_then(|n| hostnames.get(n))
-                        .map(|h| format!(" on {h}"))
-                        .unwrap_or_default();
-                    let state = status.state.map(|s| s.to_string()).unwrap_or_default();
-                    lines.push(format!(
-                        "{task_name} ({short}){node} {state}: {}",
-                        if err.is_empty() {
-                            status.message.clone().unwrap_or_default()
-                        } else {
-                            err
-                        }
-                    ));
-                }
+            Some(TaskState::FAILED | TaskState::REJECTED)
+                if recent && t.seen.insert(format!("task:{short}")) =>
+            {
+                let node = task
+                    .node_id
+                    .as_ref()
+                    .and_then(|n| hostnames.get(n))
+                    .map(|h| format!(" on {h}"))
+                    .unwrap_or_default();
+                let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+                lines.push(format!(
+                    "{task_name} ({short}){node} {state}: {}",
+                    if err.is_empty() {
+                        status.message.clone().unwrap_or_default()
+                    } else {
+                        err
+                    }
+                ));
             }
             Some(TaskState::PENDING | TaskState::ASSIGNED)
-                if !err.is_empty() && task.desired_state == Some(TaskState::RUNNING) =>
+                if !err.is_empty()
+                    && task.desired_state == Some(TaskState::RUNNING)
+                    && t.seen.insert(format!("pending:{err}")) =>
             {
-                if t.seen.insert(format!("pending:{err}")) {
-                    lines.push(format!("{}: a task is waiting: {err}", t.name));
-                }
+                lines.push(format!("{}: a task is waiting: {err}", t.name));
             }
             _ => {}
         }
@@ -438,7 +445,11 @@ mod tests {
         assert!(!c.converged());
         let down = HashSet::from(["n2".to_string()]);
         let c = count(&service(1), &tasks, &down, None).unwrap();
-        assert_eq!((c.done, c.stopping), (1, 0), "the task on the down node is ignored");
+        assert_eq!(
+            (c.done, c.stopping),
+            (1, 0),
+            "the task on the down node is ignored"
+        );
         assert!(c.converged());
     }
 
@@ -469,7 +480,11 @@ mod tests {
             }))
             .unwrap()
         };
-        let tasks = vec![t("old", 5, "complete"), t("new", 9, "complete"), t("n2", 9, "running")];
+        let tasks = vec![
+            t("old", 5, "complete"),
+            t("new", 9, "complete"),
+            t("n2", 9, "running"),
+        ];
         let c = count(&job, &tasks, &HashSet::new(), Some(9)).unwrap();
         assert_eq!((c.desired, c.done), (2, 1));
         assert!(!c.converged());

@@ -33,18 +33,6 @@ fn complete(args: &[&str]) -> (Vec<String>, u32) {
     parse(&ok(docker(&all)))
 }
 
-/// Fails unless `program` is on PATH: tests never skip (scripts/sandbox installs it).
-fn require(program: &str, package: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: install the Debian package {package} (scripts/sandbox does)"
-    );
-}
-
 #[test]
 fn docker_complete_offers_subcommands_flags_and_values() {
     let out = ok(docker(&["__complete", "microscale", ""]));

@@ -252,3 +252,34 @@ pub fn status_json(prefix: &str) -> Vec<serde_json::Value> {
     let out = ok(plugin(&["status", "--filter", &filter, "--format", "json"]));
     json_lines(&stdout(&out))
 }
+
+/// Fails unless `program` is on PATH: tests never skip (scripts/sandbox installs it).
+pub fn require(program: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: install the Debian package {package} (scripts/sandbox does)"
+    );
+}
+
+/// Serves `body` as JSON to every HTTP request on a loopback port, in a thread.
+pub fn serve_json(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}

@@ -7,6 +7,7 @@ mod hostile;
 mod metrics;
 mod provenance;
 mod rules;
+mod scale;
 mod ssh;
 
 use std::time::Duration;

@@ -204,25 +204,6 @@ fn plan_scales_on_a_real_redis_queue() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
-/// Serves `body` as JSON to every HTTP request on a loopback port, in a thread.
-fn serve_json(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut c in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf);
-            let _ = write!(
-                c,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn http_json_sources_are_read_by_metric_and_plan() {
     let port = serve_json(r#"{"queue":{"depth":"37","name":"jobs"}}"#);
