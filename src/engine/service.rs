@@ -161,7 +161,7 @@ pub fn is_out_of_sequence(err: &EngineError) -> bool {
 }
 
 /// Percent-encodes one path segment (a service name or ID as typed by the user).
-fn segment(s: &str) -> String {
+pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
@@ -174,11 +174,15 @@ fn segment(s: &str) -> String {
 }
 
 impl Engine {
-    /// Sends one request with a raw body and returns the status and body. The whole
-    /// exchange is bounded by [`request_timeout_secs`].
+    /// Sends one request with a raw JSON body (or none) and returns the answer's body.
+    /// `path_and_query` is sent as is, without an API version prefix (the engine's
+    /// own version): callers percent-encode what they put in it. The whole exchange
+    /// is bounded by [`super::request_timeout_secs`]; the answer's size by the
+    /// transport's cap.
     ///
-    /// Errors: unreachable, timed out, or an error status (the daemon's `message`).
-    async fn raw_request(
+    /// Errors: unreachable, timed out, or an error status (the daemon's `message`;
+    /// a 503 is explained: not in a swarm, a worker, locked).
+    pub async fn raw_request(
         &self,
         method: http::Method,
         path_and_query: &str,
