@@ -75,6 +75,7 @@ pub fn examples(path: &str) -> &'static str {
         "plan" => PLAN_EXAMPLES,
         "scale" => SCALE_EXAMPLES,
         "apply" => APPLY_EXAMPLES,
+        "run" => RUN_EXAMPLES,
         "metric" => METRIC_EXAMPLES,
         "rules check" => RULES_CHECK_EXAMPLES,
         "version" => VERSION_EXAMPLES,
@@ -355,6 +356,10 @@ pub enum Command {
     #[command(override_usage = "docker microscale apply [OPTIONS] [SERVICE...]")]
     Apply(ApplyArgs),
 
+    /// Keep every rule-managed service at its target: the autoscaling agent (runs until stopped)
+    #[command(override_usage = "docker microscale run [OPTIONS]")]
+    Run(RunArgs),
+
     /// Read one metric source once and print its value, to debug a rule
     #[command(override_usage = "docker microscale metric [OPTIONS] SOURCE")]
     Metric(MetricArgs),
@@ -420,6 +425,62 @@ pub struct ManArgs {
     /// The directory to write docker-microscale.1 and docker-microscale-COMMAND.1 into (created if missing)
     #[arg(value_name = "DIR", value_parser = any_path, value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+}
+
+const RUN_EXAMPLES: &str = "  docker microscale run
+  docker microscale run --interval 5s --capacity 40
+  docker microscale run --dry-run --log-format json
+  docker microscale run --once
+  docker microscale run --listen :9090 --metric-allow prometheus:9090";
+
+/// Options of `docker microscale run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Time between passes, from 500ms (default 15s)
+    #[arg(long = "interval", value_name = "duration")]
+    pub interval: Option<String>,
+
+    /// Share this many replicas between the managed services by priority
+    #[arg(
+        long = "capacity",
+        value_name = "replicas",
+        allow_negative_numbers = true
+    )]
+    pub capacity: Option<u64>,
+
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
+
+    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// Decide and log, change nothing
+    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub dry_run: Option<bool>,
+
+    /// One pass, then exit: the cron and script form
+    #[arg(long = "once", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub once: Option<bool>,
+
+    /// Log format: 'text' (default) or 'json' (one object per line, on stderr)
+    #[arg(long = "log-format", value_name = "string")]
+    pub log_format: Option<String>,
+
+    /// Serve /metrics (Prometheus) and /healthz on this address, e.g. :9090 or 127.0.0.1:9090
+    #[arg(long = "listen", value_name = "addr")]
+    pub listen: Option<String>,
+
+    /// The Swarm config holding the agents' lease: only its holder acts
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
+    /// How long a lease outlives a holder that stopped renewing it (default 30s)
+    #[arg(long = "lease-ttl", value_name = "duration")]
+    pub lease_ttl: Option<String>,
 }
 
 const VERSION_EXAMPLES: &str = "  docker microscale version";

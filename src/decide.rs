@@ -161,6 +161,7 @@ pub struct History {
 
 impl History {
     /// An empty history (a service seen for the first time).
+    #[cfg(test)]
     pub fn new() -> History {
         History::default()
     }

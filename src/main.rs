@@ -5,6 +5,7 @@
 //! engine: the docker CLI calls it before every plugin run), then parses argv and runs
 //! one command on a single-threaded tokio runtime.
 
+mod agent;
 mod argv;
 mod badge;
 mod cli;
@@ -116,6 +117,16 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Scale(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             scale::run(&engine, &args).await
         }),
+        Command::Run(args) => {
+            let level = cli
+                .global
+                .log_level
+                .clone()
+                .or_else(|| (cli.global.debug == Some(true)).then(|| "debug".to_string()));
+            with_runtime_owning_cancel(&cli.global, |engine| async move {
+                agent::run(&engine, &args, level.as_deref()).await
+            })
+        }
         Command::Apply(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             scale::apply::run(&engine, &args).await
         }),

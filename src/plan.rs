@@ -296,6 +296,32 @@ pub fn plan(
     full_ids: bool,
     read: &dyn Fn(&str) -> Result<f64, String>,
 ) -> Vec<PlanRow> {
+    plan_with_history(
+        services,
+        snap,
+        file,
+        capacity,
+        now,
+        full_ids,
+        read,
+        &mut HashMap::new(),
+    )
+}
+
+/// Like [`plan`], with each service's decision history kept by the caller across
+/// calls (`histories`, by service ID), as the `run` agent does: stabilisation
+/// windows, step limits and fallbacks then see the earlier decisions.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_with_history(
+    services: &[Service],
+    snap: &Snapshot,
+    file: Option<(&std::path::Path, &RulesFile)>,
+    capacity: Option<u64>,
+    now: f64,
+    full_ids: bool,
+    read: &dyn Fn(&str) -> Result<f64, String>,
+    histories: &mut HashMap<String, History>,
+) -> Vec<PlanRow> {
     let mut rows = vec![];
     let mut rules: HashMap<usize, Rule> = HashMap::new();
     for (s, labels, source) in rule_inputs(services, file) {
@@ -348,7 +374,10 @@ pub fn plan(
             })
             .collect();
         let obs = observe(s, snap, readings, now);
-        let d = decide::decide(&rule, &obs, &mut History::new(), now, GRACE_SECS);
+        let history = histories
+            .entry(s.id.clone().unwrap_or_default())
+            .or_default();
+        let d = decide::decide(&rule, &obs, history, now, GRACE_SECS);
         rules.insert(rows.len(), rule);
         rows.push(PlanRow {
             id,

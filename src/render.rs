@@ -154,7 +154,11 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 r.mode.as_str().to_string(),
                 r.replicas.clone(),
                 image,
-                r.update.clone(),
+                match (&r.fight, r.update.is_empty()) {
+                    (None, _) => r.update.clone(),
+                    (Some(f), true) => format!("fight ({} resets)", f.resets),
+                    (Some(f), false) => format!("{}, fight ({} resets)", r.update, f.resets),
+                },
                 source,
                 rule,
                 r.metric.clone().unwrap_or_else(|| "-".into()),

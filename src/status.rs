@@ -124,6 +124,42 @@ pub struct ServiceRow {
     pub down_nodes: Vec<String>,
     /// Published ingress ports, as `docker service ls` shows them.
     pub ports: String,
+    /// A fight the `run` agent recorded: another writer keeps resetting the replica
+    /// count it set; `null` when none (see `docs/agent.md`).
+    pub fight: Option<FightRow>,
+}
+
+/// A fight as `status` shows it (from the agent's `microscale-agent-fights` config).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FightRow {
+    /// Resets seen by the agent.
+    pub resets: u64,
+    /// When the agent saw the last one (RFC 3339).
+    pub last: String,
+    /// The count the other writer set last.
+    pub their_replicas: u64,
+}
+
+/// Adds the agent's fight records to the rows (by full service ID).
+pub fn fill_fights(
+    rows: &mut [ServiceRow],
+    fights: &BTreeMap<String, crate::agent::fights::Fight>,
+) {
+    for row in rows.iter_mut().filter(|r| !r.id.is_empty()) {
+        // Row IDs may be truncated; 12 characters of a swarm ID are unique.
+        if let Some(f) = fights
+            .iter()
+            .find(|(id, _)| id.starts_with(&row.id))
+            .map(|(_, f)| f)
+        {
+            row.fight = Some(FightRow {
+                resets: f.resets,
+                last: f.last.clone(),
+                their_replicas: f.their_count,
+            });
+        }
+    }
 }
 
 /// Length of a truncated ID, as the docker CLI prints it.
@@ -420,6 +456,7 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 tasks_on_down_nodes: on_down,
                 down_nodes: down_nodes.into_iter().collect(),
                 ports: ports_text(s),
+                fight: None,
             }
         })
         .collect();
@@ -647,14 +684,23 @@ pub async fn run(
     let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
     // The image store is read beside the snapshot (one more call) for SOURCE.
     let over_ssh = engine.endpoint.host.starts_with("ssh://");
-    let (snap, images) = if over_ssh {
+    // And the `run` agent's fight records (one more call; no records: none).
+    let (snap, images, fights) = if over_ssh {
         let snap = engine.snapshot(&filters).await;
         match snap {
-            Ok(s) => (Ok(s), engine.list_images().await),
-            Err(e) => (Err(e), Ok(vec![])),
+            Ok(s) => (
+                Ok(s),
+                engine.list_images().await,
+                crate::agent::fights::read(engine).await,
+            ),
+            Err(e) => (Err(e), Ok(vec![]), Ok(Default::default())),
         }
     } else {
-        tokio::join!(engine.snapshot(&filters), engine.list_images())
+        tokio::join!(
+            engine.snapshot(&filters),
+            engine.list_images(),
+            crate::agent::fights::read(engine)
+        )
     };
     let mut snap = snap.map_err(|e| Failure::Error(e.to_string()))?;
     let images = images.map_err(|e| Failure::Error(e.to_string()))?;
@@ -666,6 +712,7 @@ pub async fn run(
     snap.services = kept;
     let no_trunc = args.no_trunc == Some(true);
     let mut rows = build_rows(&snap, no_trunc);
+    fill_fights(&mut rows, &fights.unwrap_or_default());
     fill_sources(&mut rows, &images, no_trunc);
     let platform = snap.nodes.iter().find_map(|n| {
         let p = n.description.as_ref()?.platform.as_ref()?;

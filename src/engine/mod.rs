@@ -208,6 +208,16 @@ impl Engine {
         })
     }
 
+    /// The same client with a fresh deadline ([`request_timeout_secs`] from now), for
+    /// one pass of a long-running command (`run`): reads of each pass share one bound.
+    pub fn renewed(&self) -> Engine {
+        Engine {
+            deadline: tokio::time::Instant::now()
+                + std::time::Duration::from_secs(request_timeout_secs()),
+            ..self.clone()
+        }
+    }
+
     /// Turns a bollard error into an [`EngineError`] that names this engine.
     pub fn classify(&self, err: bollard::errors::Error) -> EngineError {
         use bollard::errors::Error as B;

@@ -1,0 +1,640 @@
+//! `docker microscale run`: the autoscaling agent. The same rules as `plan` and
+//! `apply`, applied continuously.
+//!
+//! Each pass reads the swarm (one [`crate::engine::Engine::snapshot`]), reads the
+//! rules' metrics concurrently (bounded), decides with a per-service history (so
+//! stabilisation windows, step limits and fallbacks work), and, while this agent
+//! holds the lease ([`lease`]), scales the services whose desired count differs, each
+//! from its raw spec ([`crate::scale::update`]). A pass runs every `--interval`, and
+//! at once when the events stream (`type=service`, `type=node`) reports a change.
+//!
+//! Faults: a pass that cannot read the swarm acts on nothing (no stale data) and is
+//! retried with backoff; a metric source that is down makes the rule hold or use its
+//! fallback; a node that is no longer a manager cannot read the swarm, so it acts on
+//! nothing; a service removed or relabelled mid-pass is dropped from the next.
+//! SIGTERM and SIGINT end the agent after the pass in flight (updates already sent
+//! finish), scale nothing on the way out, release the lease and exit 0.
+
+pub mod fights;
+pub mod lease;
+pub mod serve;
+pub mod telemetry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::models::Service;
+use futures_util::StreamExt;
+use tracing::{debug, error, info, warn};
+
+use crate::decide::History;
+use crate::engine::Engine;
+use crate::engine::service::RawService;
+use crate::exit::{Exit, Failure};
+use crate::plan::PlanRow;
+use crate::rules::check::{RulesFile, service_name};
+use crate::scale::update::{Convergence, Verdict};
+use telemetry::{ActionLabel, KindLabel, MetricLabel, ServiceLabel, Telemetry};
+
+/// Default time between passes.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Shortest `--interval` (the Microscaling agent's loop).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Default lease TTL.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// Default name of the lease's Swarm config.
+pub const DEFAULT_LEASE_NAME: &str = "microscale-agent-lease";
+/// Shortest gap between two passes triggered by events.
+const EVENT_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The settings of one agent, from the flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Time between passes.
+    pub interval: Duration,
+    /// `--capacity`.
+    pub capacity: Option<u64>,
+    /// `--metric-allow`.
+    pub metric_allow: Vec<String>,
+    /// `--rules`.
+    pub file: Option<(std::path::PathBuf, RulesFile)>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--once`.
+    pub once: bool,
+}
+
+fn parse_duration_flag(
+    flag: &str,
+    value: Option<&str>,
+    default: Duration,
+    min: Duration,
+) -> Result<Duration, String> {
+    let Some(v) = value else { return Ok(default) };
+    let t = v.trim();
+    let parsed = t
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .ok()
+        .or_else(|| humantime::parse_duration(t).ok());
+    match parsed {
+        Some(d) if d >= min && d <= Duration::from_secs(86_400) => Ok(d),
+        _ => Err(format!(
+            "invalid argument \"{v}\" for \"--{flag}\" flag: a duration from {} to 24h, such as 15s or 2m",
+            humantime::format_duration(min)
+        )),
+    }
+}
+
+/// What the agent remembers of one service between passes (by service ID).
+#[derive(Debug, Default)]
+struct Memory {
+    /// The count this agent set last, while nobody else changed it.
+    set_by_us: Option<u64>,
+    /// Resets by another writer.
+    fights: u64,
+}
+
+/// The agent's state across passes.
+struct Agent {
+    settings: Settings,
+    telemetry: Arc<Telemetry>,
+    histories: HashMap<String, History>,
+    memory: HashMap<String, Memory>,
+    fights: BTreeMap<String, fights::Fight>,
+    lease: lease::Lease,
+    /// Consecutive passes that could not read the swarm.
+    failures: u32,
+}
+
+/// Runs `docker microscale run`.
+///
+/// Exit codes: 0 after SIGTERM/SIGINT or after `--once`; 1 when `--once` could not
+/// read the swarm, or `--listen` cannot be bound; 125 for bad flags.
+pub async fn run(
+    engine: &Engine,
+    args: &crate::cli::RunArgs,
+    log_level: Option<&str>,
+) -> Result<Exit, Failure> {
+    let interval = parse_duration_flag(
+        "interval",
+        args.interval.as_deref(),
+        DEFAULT_INTERVAL,
+        MIN_INTERVAL,
+    )
+    .map_err(Failure::Usage)?;
+    let lease_ttl = parse_duration_flag(
+        "lease-ttl",
+        args.lease_ttl.as_deref(),
+        DEFAULT_LEASE_TTL,
+        Duration::from_secs(2),
+    )
+    .map_err(Failure::Usage)?;
+    let json = match args.log_format.as_deref().map(str::trim) {
+        None | Some("") | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "invalid argument \"{other}\" for \"--log-format\" flag: use 'text' or 'json'"
+            )));
+        }
+    };
+    let lease_name = match args.lease_name.as_deref().map(str::trim) {
+        None => DEFAULT_LEASE_NAME.to_string(),
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') =>
+        {
+            n.to_string()
+        }
+        Some(n) => {
+            return Err(Failure::Usage(format!(
+                "invalid argument \"{n}\" for \"--lease-name\" flag: a Swarm config name: letters, digits, '-', '_' and '.'"
+            )));
+        }
+    };
+    let listen = args
+        .listen
+        .as_deref()
+        .map(serve::parse_listen)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    // Checked before anything runs; the list itself is rebuilt each pass.
+    crate::metrics::Allow::parse(&args.metric_allow, Default::default()).map_err(Failure::Usage)?;
+    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
+    init_logging(json, log_level);
+
+    let telemetry = Arc::new(Telemetry::new());
+    if let Some(addr) = listen {
+        let stale = (interval * 3).max(Duration::from_secs(30));
+        let bound = serve::start(addr, telemetry.clone(), stale)
+            .await
+            .map_err(Failure::Error)?;
+        info!(address = %bound, "serving /metrics and /healthz");
+    }
+    let holder = lease::default_holder(engine).await;
+    let settings = Settings {
+        interval,
+        capacity: args.capacity,
+        metric_allow: args.metric_allow.clone(),
+        file,
+        dry_run: args.dry_run == Some(true),
+        once: args.once == Some(true),
+    };
+    info!(
+        interval = %humantime::format_duration(interval),
+        dry_run = settings.dry_run,
+        once = settings.once,
+        lease = %lease_name,
+        holder = %holder,
+        "agent started"
+    );
+    let mut agent = Agent {
+        telemetry,
+        histories: HashMap::new(),
+        memory: HashMap::new(),
+        fights: BTreeMap::new(),
+        lease: lease::Lease::new(lease_name, lease_ttl, holder),
+        failures: 0,
+        settings,
+    };
+
+    let changed = Arc::new(tokio::sync::Notify::new());
+    if !agent.settings.once {
+        tokio::spawn(watch_events(engine.clone(), changed.clone()));
+    }
+    let cancelled = crate::exit::cancellation();
+    tokio::pin!(cancelled);
+    let mut code = Exit::Ok;
+    loop {
+        let started = Instant::now();
+        // A pass is not cut short: updates in flight finish (each is bounded by
+        // MICROSCALE_TIMEOUT), then the agent stops.
+        let ok = agent.pass(&engine.renewed()).await;
+        agent
+            .telemetry
+            .pass_seconds
+            .observe(started.elapsed().as_secs_f64());
+        agent.telemetry.passes.inc();
+        agent.telemetry.last_pass.set(crate::plan::wall_clock());
+        if agent.settings.once {
+            if !ok {
+                code = Exit::Error;
+            }
+            break;
+        }
+        let wait = if ok {
+            agent.failures = 0;
+            agent.settings.interval
+        } else {
+            agent.failures = agent.failures.saturating_add(1);
+            // Back off while the engine is away: 1 s doubling, never beyond the
+            // interval.
+            Duration::from_secs(1 << agent.failures.min(6)).min(agent.settings.interval)
+        };
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = changed.notified(), if ok => {
+                tokio::time::sleep(EVENT_DEBOUNCE).await;
+                false
+            }
+            _ = &mut cancelled => true,
+        };
+        if stop {
+            info!("stopping: signal received; nothing more is scaled");
+            break;
+        }
+    }
+    if !agent.settings.dry_run {
+        agent.lease.release(engine).await;
+    }
+    info!("agent stopped");
+    Ok(code)
+}
+
+fn init_logging(json: bool, level: Option<&str>) {
+    use std::io::IsTerminal;
+    let level = match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("trace") => "trace",
+        Some("debug") => "debug",
+        Some("warn") => "warn",
+        Some("error" | "fatal" | "panic") => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("docker_microscale={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
+}
+
+/// Follows `GET /events?filters={"type":["service","node"]}` and signals `changed`
+/// on each event; reconnects with backoff when the stream ends or fails.
+async fn watch_events(engine: Engine, changed: Arc<tokio::sync::Notify>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut stream = engine
+            .docker
+            .events(Some(bollard::query_parameters::EventsOptions {
+                filters: Some(HashMap::from([(
+                    "type".to_string(),
+                    vec!["service".to_string(), "node".to_string()],
+                )])),
+                ..Default::default()
+            }));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(e) => {
+                    backoff = Duration::from_secs(1);
+                    debug!(
+                        kind = %e.typ.map(|t| t.to_string()).unwrap_or_default(),
+                        action = %e.action.clone().unwrap_or_default(),
+                        "event"
+                    );
+                    changed.notify_one();
+                }
+                Err(e) => {
+                    debug!(error = %engine.classify(e), "events stream failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+impl Agent {
+    /// One pass. Returns whether the swarm could be read.
+    async fn pass(&mut self, engine: &Engine) -> bool {
+        let snap = match engine.snapshot(&Default::default()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let text = e.to_string();
+                error!(error = %first_line(&text), "cannot read the swarm: acting on nothing this pass");
+                self.telemetry.pass_failed(first_line(&text));
+                self.telemetry.lease_held.set(0);
+                return false;
+            }
+        };
+        self.telemetry.pass_ok();
+        let holds = if self.settings.dry_run {
+            false
+        } else {
+            match self.lease.tick(engine).await {
+                Ok(_) => self.lease.holds(),
+                Err(e) => {
+                    warn!(error = %first_line(&e.to_string()), "cannot renew or take the lease: not acting");
+                    false
+                }
+            }
+        };
+        self.telemetry.lease_held.set(holds as i64);
+
+        let mut services: Vec<Service> = snap.services.clone();
+        services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
+        let names = services.iter().map(service_name).collect();
+        let allow = match crate::metrics::Allow::parse(&self.settings.metric_allow, names) {
+            Ok(a) => a,
+            Err(e) => {
+                error!(error = %e, "bad --metric-allow");
+                return true;
+            }
+        };
+        let file = self.settings.file.as_ref().map(|(p, m)| (p.as_path(), m));
+        let (values, notes) = crate::plan::read_metrics(
+            engine,
+            &snap,
+            &services,
+            file,
+            &allow,
+            crate::metrics::DEFAULT_TIMEOUT,
+        )
+        .await;
+        let read = |k: &str| {
+            values
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("{k} was not read")))
+        };
+        let now = crate::plan::wall_clock();
+        let mut rows = crate::plan::plan_with_history(
+            &services,
+            &snap,
+            file,
+            self.settings.capacity,
+            now,
+            true,
+            &read,
+            &mut self.histories,
+        );
+        crate::plan::add_notes(&mut rows, &notes);
+        // Forget services that are gone.
+        let present: std::collections::HashSet<&str> =
+            services.iter().filter_map(|s| s.id.as_deref()).collect();
+        self.histories.retain(|id, _| present.contains(id.as_str()));
+        self.memory.retain(|id, _| present.contains(id.as_str()));
+
+        let mut fights_changed = false;
+        let mut series = vec![];
+        for row in &rows {
+            let label = ServiceLabel {
+                service: row.service.clone(),
+            };
+            self.telemetry
+                .replicas
+                .get_or_create(&label)
+                .set(row.current as i64);
+            self.telemetry
+                .desired
+                .get_or_create(&label)
+                .set(row.desired as i64);
+            self.telemetry
+                .decisions
+                .get_or_create(&ActionLabel {
+                    service: row.service.clone(),
+                    action: row.action.clone(),
+                })
+                .inc();
+            let metric_names = self.record_metrics(&services, row, file, &read);
+            series.push((row.service.clone(), metric_names));
+            if row.action == "error" {
+                self.telemetry
+                    .errors
+                    .get_or_create(&KindLabel {
+                        service: row.service.clone(),
+                        kind: "rule".into(),
+                    })
+                    .inc();
+            }
+            if row.reasons.iter().any(|r| r.contains("cannot read")) {
+                self.telemetry
+                    .errors
+                    .get_or_create(&KindLabel {
+                        service: row.service.clone(),
+                        kind: "metric".into(),
+                    })
+                    .inc();
+            }
+            let mem = self.memory.entry(row.id.clone()).or_default();
+            if let Some(ours) = mem.set_by_us
+                && row.current != ours
+            {
+                mem.fights += 1;
+                mem.set_by_us = None;
+                fights_changed = true;
+                self.telemetry.fights.get_or_create(&label).inc();
+                warn!(
+                    service = %row.service,
+                    set_by_agent = ours,
+                    set_by_other = row.current,
+                    resets = mem.fights,
+                    "fight: another writer reset the replica count this agent set (a `docker stack deploy` with a fixed `replicas:`?); remove the fixed count or the rule"
+                );
+                self.fights.insert(
+                    row.id.clone(),
+                    fights::Fight {
+                        resets: mem.fights,
+                        last: jiff::Timestamp::now()
+                            .round(jiff::Unit::Second)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default(),
+                        their_count: row.current,
+                    },
+                );
+            }
+            log_decision(row, self.settings.dry_run, holds);
+        }
+        self.telemetry.retain(series);
+
+        let wanted: Vec<&PlanRow> = rows
+            .iter()
+            .filter(|r| {
+                matches!(r.action.as_str(), "scale up" | "scale down") && r.desired != r.current
+            })
+            .collect();
+        if !wanted.is_empty() && !self.settings.dry_run && holds {
+            self.execute(engine, &snap.services, &wanted).await;
+        } else if !wanted.is_empty() && !self.settings.dry_run {
+            info!(
+                services = wanted.len(),
+                "not the lease holder: another agent acts"
+            );
+        }
+        if fights_changed
+            && holds
+            && let Err(e) = fights::publish(engine, &self.fights).await
+        {
+            warn!(error = %first_line(&e.to_string()), "cannot record the fights in the swarm");
+        }
+        true
+    }
+
+    /// Sets the metric gauges of `row`'s service; returns its metric names.
+    fn record_metrics(
+        &self,
+        services: &[Service],
+        row: &PlanRow,
+        file: Option<(&std::path::Path, &RulesFile)>,
+        read: &dyn Fn(&str) -> Result<f64, String>,
+    ) -> Vec<String> {
+        let Some(s) = services
+            .iter()
+            .find(|s| s.id.as_deref() == Some(row.id.as_str()))
+        else {
+            return vec![];
+        };
+        let inputs = crate::rules::check::rule_inputs(std::slice::from_ref(s), file);
+        let Some((_, labels, _)) = inputs.into_iter().next() else {
+            return vec![];
+        };
+        let Some(rule) =
+            crate::rules::parse_labels(&row.service, crate::status::Mode::of(s), &labels).rule
+        else {
+            return vec![];
+        };
+        let mut names = vec![];
+        for m in rule.metrics {
+            if let Ok(v) = read(&crate::plan::metric_key(s, &m.source)) {
+                self.telemetry
+                    .metric
+                    .get_or_create(&MetricLabel {
+                        service: row.service.clone(),
+                        metric: m.name.clone(),
+                    })
+                    .set(v);
+            }
+            names.push(m.name);
+        }
+        names
+    }
+
+    /// Scales the services of `wanted` concurrently, each from its raw spec, while
+    /// the lease holds. A service changed since this pass read it is left to the next
+    /// pass, which decides again on what it then is.
+    async fn execute(&mut self, engine: &Engine, read: &[Service], wanted: &[&PlanRow]) {
+        let lease = &self.lease;
+        let telemetry = &self.telemetry;
+        let results = futures_util::future::join_all(wanted.iter().map(|row| async move {
+            let version = read
+                .iter()
+                .find(|s| s.id.as_deref() == Some(row.id.as_str()))
+                .and_then(|s| s.version.as_ref())
+                .and_then(|v| v.index);
+            let decide = |svc: &RawService| -> Result<Verdict, String> {
+                if !lease.holds() {
+                    return Ok(Verdict::Hold("the lease was lost before the update".into()));
+                }
+                if Some(svc.version) != version {
+                    return Ok(Verdict::Hold(
+                        "changed since this pass read it: decided again next pass".into(),
+                    ));
+                }
+                Ok(Verdict::Scale(row.desired))
+            };
+            let started = Instant::now();
+            let outcome = match engine.inspect_service_raw(&row.id).await {
+                Ok(svc) => crate::scale::update::update(engine, svc, &decide).await,
+                Err(e) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
+            };
+            let label = ServiceLabel {
+                service: row.service.clone(),
+            };
+            if outcome.updated {
+                telemetry
+                    .update_seconds
+                    .get_or_create(&label)
+                    .observe(started.elapsed().as_secs_f64());
+                telemetry.updates.get_or_create(&label).inc();
+                info!(
+                    service = %row.service,
+                    from = outcome.before.unwrap_or(0),
+                    to = outcome.after.unwrap_or(0),
+                    version = outcome.version.unwrap_or(0),
+                    retries = outcome.retries,
+                    millis = started.elapsed().as_millis() as u64,
+                    "scaled"
+                );
+            } else if let Some(e) = &outcome.error {
+                telemetry
+                    .errors
+                    .get_or_create(&KindLabel {
+                        service: row.service.clone(),
+                        kind: "update".into(),
+                    })
+                    .inc();
+                error!(service = %row.service, error = %first_line(e), "update failed");
+            } else if let Some(h) = &outcome.held {
+                info!(service = %row.service, reason = %h, "not scaled");
+            }
+            (row.id.clone(), outcome)
+        }))
+        .await;
+        for (id, outcome) in results {
+            if outcome.updated && outcome.convergence != Convergence::Failed {
+                self.memory.entry(id).or_default().set_by_us = outcome.after;
+            }
+        }
+    }
+}
+
+/// One log line per decision, with its reasons.
+fn log_decision(row: &PlanRow, dry_run: bool, holds: bool) {
+    let reasons = crate::render::printable(&row.reasons.join("; "));
+    let metric = row.metric.clone().unwrap_or_default();
+    match row.action.as_str() {
+        "error" => warn!(service = %row.service, reasons = %reasons, "rule has errors"),
+        "scale up" | "scale down" => info!(
+            service = %row.service,
+            current = row.current,
+            desired = row.desired,
+            action = %row.action,
+            metric = %metric,
+            dry_run,
+            acting = holds && !dry_run,
+            reasons = %reasons,
+            "decision"
+        ),
+        _ => info!(
+            service = %row.service,
+            current = row.current,
+            desired = row.desired,
+            action = %row.action,
+            metric = %metric,
+            reasons = %reasons,
+            "decision"
+        ),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_checked() {
+        let d = |v: &str| parse_duration_flag("interval", Some(v), DEFAULT_INTERVAL, MIN_INTERVAL);
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("2"), Ok(Duration::from_secs(2)));
+        assert!(d("100ms").unwrap_err().contains("from 500ms"));
+        assert!(d("soon").is_err());
+        assert_eq!(
+            parse_duration_flag("interval", None, DEFAULT_INTERVAL, MIN_INTERVAL),
+            Ok(DEFAULT_INTERVAL)
+        );
+    }
+}
