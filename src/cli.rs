@@ -357,7 +357,7 @@ pub enum Command {
     Apply(ApplyArgs),
 
     /// Keep every rule-managed service at its target: the autoscaling agent (runs until stopped)
-    #[command(override_usage = "docker microscale run [OPTIONS]")]
+    #[command(override_usage = "docker microscale run [OPTIONS] [SERVICE...]")]
     Run(RunArgs),
 
     /// Read one metric source once and print its value, to debug a rule
@@ -430,12 +430,16 @@ pub struct ManArgs {
 const RUN_EXAMPLES: &str = "  docker microscale run
   docker microscale run --interval 5s --capacity 40
   docker microscale run --dry-run --log-format json
-  docker microscale run --once
+  docker microscale run --once queue-worker
   docker microscale run --listen :9090 --metric-allow prometheus:9090";
 
 /// Options of `docker microscale run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Services to manage, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
     /// Time between passes, from 500ms (default 15s)
     #[arg(long = "interval", value_name = "duration")]
     pub interval: Option<String>,

@@ -63,6 +63,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// `--once`.
     pub once: bool,
+    /// The services named on the command line (all when empty).
+    pub services: Vec<String>,
 }
 
 fn parse_duration_flag(
@@ -183,6 +185,7 @@ pub async fn run(
         file,
         dry_run: args.dry_run == Some(true),
         once: args.once == Some(true),
+        services: args.services.clone(),
     };
     info!(
         interval = %humantime::format_duration(interval),
@@ -341,9 +344,13 @@ impl Agent {
         };
         self.telemetry.lease_held.set(holds as i64);
 
-        let mut services: Vec<Service> = snap.services.clone();
+        let (mut services, missing) =
+            crate::status::select_services(snap.services.clone(), &self.settings.services, false);
+        for m in missing {
+            warn!(problem = %m, "a named service is not in the swarm (removed?): carrying on with the others");
+        }
         services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
-        let names = services.iter().map(service_name).collect();
+        let names = snap.services.iter().map(service_name).collect();
         let allow = match crate::metrics::Allow::parse(&self.settings.metric_allow, names) {
             Ok(a) => a,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Integration tests against real, private Docker engines in swarm mode (started by
 //! `scripts/test`), through the real docker CLI where the plugin protocol matters.
 
+mod agent;
 mod complete;
 mod harness;
 mod hostile;

@@ -81,50 +81,6 @@ fn metric_flags_are_checked() {
     fails(&plugin(&["metric", "not a uri"]), 1, "not a metric URI");
 }
 
-/// A private redis-server on a free loopback port, stopped when dropped.
-struct Redis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed: scripts/sandbox installs it");
-        let r = Redis { port, child };
-        wait_until(
-            "redis-server answers",
-            std::time::Duration::from_secs(20),
-            || r.cli(&["PING"]).trim() == "PONG",
-        );
-        r
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli (Debian package redis-tools)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn plan_scales_on_a_real_redis_queue() {
     let redis = Redis::start();

@@ -1,0 +1,490 @@
+//! `docker microscale run` end to end on the private swarm: a real Redis queue grows
+//! and drains, Redis stops, a real Prometheus scrapes `/metrics`, fights, `--once`,
+//! `--dry-run`, a worker node, SIGTERM.
+//!
+//! Every agent here is given the services it may manage (`run SERVICE...`) and a
+//! lease of its own, so that tests running side by side never act on each other's
+//! services.
+
+use std::io::{BufRead, Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// A running agent whose JSON log lines (stderr) are collected.
+pub struct Agent {
+    child: Child,
+    log: Arc<Mutex<Vec<Value>>>,
+    /// The `--listen` port.
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Agent {
+    /// `docker-microscale run --log-format json --listen 127.0.0.1:PORT ARGS...`
+    /// against the manager.
+    pub fn start(args: &[&str]) -> Agent {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", manager_host())
+            .args(["run", "--log-format", "json", "--listen", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(vec![]));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"message": line, "not_json": true}));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Agent { child, log, port }
+    }
+
+    /// The log lines so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line matching `pred` and returns it.
+    #[track_caller]
+    pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.lines().into_iter().find(|l| pred(l)) {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "no log line for {what} within {timeout:?}; log:\n{:#?}",
+                    self.lines()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        signal(self.child.id(), "-TERM");
+        let code = self.child.wait().unwrap().code();
+        std::thread::sleep(Duration::from_millis(100));
+        code
+    }
+
+    /// SIGKILL: no clean shutdown.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    ok(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .output()
+        .unwrap());
+}
+
+/// `GET path` on a loopback HTTP port: (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn replicas(service: &str) -> u64 {
+    let out = ok(docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        service,
+    ]));
+    stdout(&out).trim().parse().unwrap()
+}
+
+/// The `timestamp` of a JSON log line.
+pub fn at(line: &Value) -> jiff::Timestamp {
+    line["timestamp"].as_str().unwrap().parse().unwrap()
+}
+
+fn is(line: &Value, message: &str, service: &str) -> bool {
+    line["message"] == message && line["service"] == service
+}
+
+/// A real Prometheus scraping `target` every second; stopped when dropped.
+struct Prometheus {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: u16) -> Prometheus {
+        require("prometheus", "prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: agent\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Prometheus {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// The value of an instant query, when it has exactly one sample.
+    fn value(&self, query: &str) -> Option<f64> {
+        let q: String = query
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return None;
+        };
+        let _ = write!(
+            s,
+            "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+        );
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let body: Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+        let result = body["data"]["result"].as_array()?;
+        if result.len() != 1 {
+            return None;
+        }
+        result[0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_agent_follows_a_redis_queue_and_prometheus_scrapes_it() {
+    let mut redis = Redis::start();
+    let queue = unique("jobs");
+    let metric = format!(
+        "microscale.metric=redis://127.0.0.1:{}/0?list={queue}&missing=zero",
+        redis.port
+    );
+    let svc = TestService::create(
+        &unique("agent-queue"),
+        &[
+            "--replicas",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--label",
+            "microscale.max=5",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+            "--label",
+            "microscale.scale-down.window=3s",
+        ],
+    );
+    let lease = unique("lease");
+    let interval = Duration::from_secs(1);
+    let agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &svc.name,
+    ]);
+    let prometheus = Prometheus::start(agent.port);
+    agent.wait_log("a first decision", Duration::from_secs(30), |l| {
+        is(l, "decision", &svc.name)
+    });
+
+    // The queue grows: up within two intervals.
+    let items: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+    let mut push = vec!["RPUSH", queue.as_str()];
+    push.extend(items.iter().map(String::as_str));
+    let pushed = jiff::Timestamp::now();
+    redis.cli(&push);
+    let scaled = agent.wait_log("the scale up", Duration::from_secs(30), |l| {
+        is(l, "scaled", &svc.name) && l["to"] == 3
+    });
+    let reaction = at(&scaled).duration_since(pushed);
+    eprintln!("reaction: metric crossed the threshold -> update call returned in {reaction:?}");
+    assert!(
+        reaction
+            < jiff::SignedDuration::try_from(interval * 2).unwrap()
+                + jiff::SignedDuration::from_millis(1500),
+        "took {reaction:?}, more than two intervals"
+    );
+    assert_eq!(replicas(&svc.name), 3);
+
+    // A real Prometheus scrapes /metrics.
+    let query = format!("microscale_service_replicas{{service=\"{}\"}}", svc.name);
+    wait_until(
+        "Prometheus to scrape the agent",
+        Duration::from_secs(60),
+        || prometheus.value(&query) == Some(3.0),
+    );
+    let metric_query = format!("microscale_service_metric{{service=\"{}\"}}", svc.name);
+    wait_until(
+        "the metric value in Prometheus",
+        Duration::from_secs(30),
+        || prometheus.value(&metric_query) == Some(25.0),
+    );
+    let (code, body) = http_get(agent.port, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (_, text) = http_get(agent.port, "/metrics");
+    assert!(
+        text.contains(&format!(
+            "microscale_updates_total{{service=\"{}\"}} 1",
+            svc.name
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("microscale_update_duration_seconds_bucket"),
+        "{text}"
+    );
+
+    // The queue drains: down after the 3 s window, not before.
+    let drained = jiff::Timestamp::now();
+    redis.cli(&["DEL", &queue]);
+    let down = agent.wait_log("the scale down", Duration::from_secs(30), |l| {
+        is(l, "scaled", &svc.name) && l["to"] == 1
+    });
+    let waited = at(&down).duration_since(drained);
+    // The last high recommendation came at most one interval before the drain.
+    assert!(
+        waited >= jiff::SignedDuration::from_millis(3000 - 1000 - 200),
+        "scaled down after {waited:?}, inside the 3 s window"
+    );
+    assert_eq!(replicas(&svc.name), 1);
+
+    // Up again, then Redis stops: nothing is scaled down.
+    redis.cli(&push);
+    agent.wait_log("the second scale up", Duration::from_secs(30), |l| {
+        is(l, "scaled", &svc.name) && l["to"] == 3 && at(l) > at(&down)
+    });
+    redis.stop();
+    let stopped = jiff::Timestamp::now();
+    agent.wait_log("a hold on the dead source", Duration::from_secs(30), |l| {
+        is(l, "decision", &svc.name)
+            && l["action"] == "hold"
+            && l["reasons"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot read redis")
+            && at(l) > stopped
+    });
+    std::thread::sleep(interval * 5);
+    assert_eq!(
+        replicas(&svc.name),
+        3,
+        "a dead metric source must not scale down"
+    );
+    let lines = agent.lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| is(l, "scaled", &svc.name) && at(l) > stopped),
+        "scaled while Redis was down: {lines:#?}"
+    );
+
+    // SIGTERM: exit 0, nothing scaled on the way out.
+    assert_eq!(agent.stop(), Some(0));
+    assert_eq!(replicas(&svc.name), 3);
+}
+
+#[test]
+fn fights_are_logged_and_shown_in_status() {
+    let port = serve_json(r#"{"depth": 40}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-fight"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let lease = unique("lease");
+    let agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &svc.name,
+    ]);
+    agent.wait_log("the scale up", Duration::from_secs(30), |l| {
+        is(l, "scaled", &svc.name)
+    });
+    // Another writer resets the count, as `docker stack deploy` with replicas: 1 would.
+    ok(docker(&[
+        "service",
+        "scale",
+        "-d",
+        &format!("{}=1", svc.name),
+    ]));
+    let fight = agent.wait_log("the fight", Duration::from_secs(30), |l| {
+        l["message"].as_str().unwrap_or("").starts_with("fight")
+            && l["service"] == svc.name.as_str()
+    });
+    assert_eq!(fight["set_by_agent"], 4);
+    assert_eq!(fight["set_by_other"], 1);
+    wait_until("status to show the fight", Duration::from_secs(30), || {
+        let rows = status_json(&svc.name);
+        rows.first()
+            .is_some_and(|r| r["Fight"]["Resets"].as_u64() >= Some(1))
+    });
+    let out = ok(plugin(&["status", &svc.name]));
+    assert!(
+        stdout(&out).contains("fight (1 resets)") || stdout(&out).contains("fight ("),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn once_dry_run_and_a_worker() {
+    let port = serve_json(r#"{"depth": 20}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-once"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    wait_until("the service to run", Duration::from_secs(30), || {
+        docker_service_ls(&svc.name)
+            .first()
+            .is_some_and(|r| r["Replicas"] == "1/1")
+    });
+    let lease = unique("lease");
+    let out = ok(plugin(&[
+        "run",
+        "--once",
+        "--dry-run",
+        "--lease-name",
+        &lease,
+        &svc.name,
+    ]));
+    assert!(stderr(&out).contains("scale up"), "{}", stderr(&out));
+    assert_eq!(replicas(&svc.name), 1, "--dry-run changes nothing");
+    let out = ok(plugin(&[
+        "run",
+        "--once",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "2s",
+        &svc.name,
+    ]));
+    assert!(stderr(&out).contains("scaled"), "{}", stderr(&out));
+    assert_eq!(replicas(&svc.name), 2);
+
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", worker_host())
+        .args(["run", "--once", "--lease-name", &lease])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("swarm worker node"),
+        "{}",
+        stderr(&out)
+    );
+
+    for bad in [
+        vec!["run", "--interval", "100ms"],
+        vec!["run", "--log-format", "xml"],
+        vec!["run", "--listen", "nowhere"],
+        vec!["run", "--lease-ttl", "1s"],
+        vec!["run", "--lease-name", "a/b"],
+    ] {
+        let out = plugin(&bad);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}: {}", stderr(&out));
+    }
+}
