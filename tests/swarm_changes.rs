@@ -185,3 +185,69 @@ fn an_empty_swarm_prints_the_header_only() {
     assert_eq!(stdout(&run(&["status", "--format", "json"])), "");
     assert_eq!(stdout(&run(&["status", "-q"])), "");
 }
+
+/// The agent survives a restart of its engine: it backs off while the engine is
+/// away, acts on nothing stale, and acts again once the engine is back.
+#[test]
+fn the_agent_carries_on_through_an_engine_restart() {
+    let dir = std::env::var("MICROSCALE_SANDBOX_DIR")
+        .expect("MICROSCALE_SANDBOX_DIR is not set: run the tests with scripts/test");
+    let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-restart"),
+        &[
+            "--replicas",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--label",
+            "microscale.max=6",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let lease = unique("lease");
+    let mut agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &svc.name,
+    ]);
+    agent.wait_log("the first scale", Duration::from_secs(60), |l| {
+        l["message"] == "scaled" && l["to"] == 2
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox");
+    let restarted = std::process::Command::new(script)
+        .args(["restart-manager", "--dir", &dir])
+        .output()
+        .unwrap();
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let back = jiff::Timestamp::now();
+    assert!(
+        agent.running(),
+        "the agent exited during the engine restart"
+    );
+    agent.wait_log(
+        "an error while the engine was away",
+        Duration::from_secs(5),
+        |l| l["message"] == "cannot read the swarm: acting on nothing this pass",
+    );
+    *depth.lock().unwrap() = r#"{"depth": 50}"#.to_string();
+    let scaled = agent.wait_log("a scale after the restart", Duration::from_secs(120), |l| {
+        l["message"] == "scaled" && l["to"] == 5
+    });
+    assert!(at(&scaled) > back);
+    let (code, _) = http_get(agent.port, "/healthz");
+    assert_eq!(code, 200);
+    assert_eq!(agent.stop(), Some(0));
+}

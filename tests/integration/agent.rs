@@ -6,22 +6,13 @@
 //! lease of its own, so that tests running side by side never act on each other's
 //! services.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::*;
-
-/// A running agent whose JSON log lines (stderr) are collected.
-pub struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<Value>>>,
-    /// The `--listen` port.
-    pub port: u16,
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,122 +20,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-impl Agent {
-    /// `docker-microscale run --log-format json --listen 127.0.0.1:PORT ARGS...`
-    /// against the manager.
-    pub fn start(args: &[&str]) -> Agent {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = clean(plugin_bin(), plugin_config())
-            .env("DOCKER_HOST", manager_host())
-            .args(["run", "--log-format", "json", "--listen", &listen])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(vec![]));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({"message": line, "not_json": true}));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        Agent { child, log, port }
-    }
-
-    /// The log lines so far.
-    pub fn lines(&self) -> Vec<Value> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits for a log line matching `pred` and returns it.
-    #[track_caller]
-    pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = self.lines().into_iter().find(|l| pred(l)) {
-                return v;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "no log line for {what} within {timeout:?}; log:\n{:#?}",
-                    self.lines()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM, then the exit code.
-    pub fn stop(mut self) -> Option<i32> {
-        signal(self.child.id(), "-TERM");
-        let code = self.child.wait().unwrap().code();
-        std::thread::sleep(Duration::from_millis(100));
-        code
-    }
-
-    /// SIGKILL: no clean shutdown.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn signal(pid: u32, sig: &str) {
-    ok(std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .output()
-        .unwrap());
-}
-
-/// `GET path` on a loopback HTTP port: (status, body).
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-pub fn replicas(service: &str) -> u64 {
-    let out = ok(docker(&[
-        "service",
-        "inspect",
-        "--format",
-        "{{.Spec.Mode.Replicated.Replicas}}",
-        service,
-    ]));
-    stdout(&out).trim().parse().unwrap()
-}
-
-/// The `timestamp` of a JSON log line.
-pub fn at(line: &Value) -> jiff::Timestamp {
-    line["timestamp"].as_str().unwrap().parse().unwrap()
 }
 
 fn is(line: &Value, message: &str, service: &str) -> bool {
@@ -487,4 +362,68 @@ fn once_dry_run_and_a_worker() {
         let out = plugin(&bad);
         assert_eq!(out.status.code(), Some(125), "{bad:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn two_agents_one_acts_and_the_other_takes_over() {
+    let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-ha"),
+        &[
+            "--replicas",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--label",
+            "microscale.max=6",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let lease = unique("lease");
+    let args = [
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &svc.name,
+    ];
+    let a = Agent::start(&args);
+    let b = Agent::start(&args);
+    let scaled = |agent: &Agent, to: u64| {
+        agent
+            .lines()
+            .iter()
+            .any(|l| is(l, "scaled", &svc.name) && l["to"] == to)
+    };
+    wait_until("one agent to scale to 2", Duration::from_secs(60), || {
+        scaled(&a, 2) || scaled(&b, 2)
+    });
+    // Give the other one time to act too, if it (wrongly) would.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(replicas(&svc.name), 2);
+    let (holder, standby) = match (scaled(&a, 2), scaled(&b, 2)) {
+        (true, false) => (a, b),
+        (false, true) => (b, a),
+        (x, y) => panic!("exactly one agent must act: a {x}, b {y}"),
+    };
+    standby.wait_log("the standby to stand by", Duration::from_secs(10), |l| {
+        l["message"] == "not the lease holder: another agent acts"
+    });
+    // The holder dies without releasing: the standby takes over after the TTL.
+    holder.kill();
+    let killed = jiff::Timestamp::now();
+    *depth.lock().unwrap() = r#"{"depth": 40}"#.to_string();
+    let took_over = standby.wait_log("the standby to take over", Duration::from_secs(60), |l| {
+        is(l, "scaled", &svc.name) && l["to"] == 4
+    });
+    let after = at(&took_over).duration_since(killed);
+    eprintln!("takeover after SIGKILL of the holder: {after:?} (lease TTL 3s, interval 1s)");
+    assert_eq!(replicas(&svc.name), 4);
+    assert_eq!(standby.stop(), Some(0));
 }

@@ -6,9 +6,13 @@
 //! `cargo test` against a real swarm by mistake creates nothing there. Without it the
 //! tests fail with a message saying to run `scripts/test`.
 
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -332,4 +336,160 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A running agent whose JSON log lines (stderr) are collected.
+pub struct Agent {
+    child: Child,
+    log: Arc<Mutex<Vec<Value>>>,
+    /// The `--listen` port.
+    pub port: u16,
+}
+
+impl Agent {
+    /// `docker-microscale run --log-format json --listen 127.0.0.1:PORT ARGS...`
+    /// against the manager.
+    pub fn start(args: &[&str]) -> Agent {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", manager_host())
+            .args(["run", "--log-format", "json", "--listen", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(vec![]));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"message": line, "not_json": true}));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Agent { child, log, port }
+    }
+
+    /// The log lines so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line matching `pred` and returns it.
+    #[track_caller]
+    pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.lines().into_iter().find(|l| pred(l)) {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "no log line for {what} within {timeout:?}; log:\n{:#?}",
+                    self.lines()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        signal(self.child.id(), "-TERM");
+        let code = self.child.wait().unwrap().code();
+        std::thread::sleep(Duration::from_millis(100));
+        code
+    }
+
+    /// Whether the agent still runs (used by tests/swarm_changes.rs).
+    #[allow(dead_code)]
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL: no clean shutdown.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    ok(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .output()
+        .unwrap());
+}
+
+/// `GET path` on a loopback HTTP port: (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn replicas(service: &str) -> u64 {
+    let out = ok(docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        service,
+    ]));
+    stdout(&out).trim().parse().unwrap()
+}
+
+/// The `timestamp` of a JSON log line.
+pub fn at(line: &Value) -> jiff::Timestamp {
+    line["timestamp"].as_str().unwrap().parse().unwrap()
+}
+
+/// Serves the current text of the returned cell as JSON to every HTTP request on a
+/// loopback port, in a thread: a metric the test can change.
+pub fn serve_json_cell(body: &str) -> (u16, Arc<Mutex<String>>) {
+    let cell = Arc::new(Mutex::new(body.to_string()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = cell.clone();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let body = served.lock().unwrap().clone();
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, cell)
 }
