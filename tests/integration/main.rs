@@ -4,6 +4,7 @@
 mod complete;
 mod harness;
 mod hostile;
+mod lease;
 mod metrics;
 mod provenance;
 mod rules;
