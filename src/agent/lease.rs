@@ -750,21 +750,48 @@ impl Printed {
     }
 }
 
-/// Prints one [`Report`] line for `lease`.
-fn emit(lease: &Lease, event: &'static str, leader: String, error: Option<String>) {
-    let held = lease.holds();
-    let report = Report {
-        time: format!("{:.3}", jiff::Timestamp::now()),
-        event,
-        lease: lease.name().to_string(),
-        holder: lease.holder().to_string(),
-        held,
-        leader,
-        valid_until: lease.valid_until().filter(|_| held).map(wall),
-        error,
-    };
+impl Report {
+    /// A report as of now.
+    fn now(
+        event: &'static str,
+        lease: &str,
+        holder: &str,
+        held: bool,
+        leader: String,
+        valid_until: Option<Instant>,
+        error: Option<String>,
+    ) -> Report {
+        Report {
+            time: format!("{:.3}", jiff::Timestamp::now()),
+            event,
+            lease: lease.to_string(),
+            holder: holder.to_string(),
+            held,
+            leader,
+            valid_until: valid_until.map(wall),
+            error,
+        }
+    }
+}
+
+/// Prints one [`Report`] line.
+fn print_report(report: Report) {
     let line = serde_json::to_string(&report).unwrap_or_default();
     let _ = crate::exit::print_stdout(&format!("{line}\n"));
+}
+
+/// Prints one [`Report`] line for `lease` as it is now.
+fn emit(lease: &Lease, event: &'static str, leader: String, error: Option<String>) {
+    let held = lease.holds();
+    print_report(Report::now(
+        event,
+        lease.name(),
+        lease.holder(),
+        held,
+        leader,
+        lease.valid_until().filter(|_| held),
+        error,
+    ));
 }
 
 /// The hidden `__lease` command: runs the lease loop alone, printing one JSON line
@@ -811,9 +838,29 @@ pub async fn run(engine: &Engine, args: &LeaseArgs) -> Result<Exit, Failure> {
     let mut printed = Printed::default();
     let mut ticked_once = false;
     let interrupted = 'run: loop {
-        let result = tokio::select! {
-            r = lease.tick(engine) => r,
-            _ = &mut cancelled => break 'run true,
+        // While a tick waits on a slow engine, the window may end: say so then.
+        let window_end = lease
+            .valid_until()
+            .filter(|_| printed.held && lease.holds())
+            .map(tokio::time::Instant::from_std);
+        let (name, holder) = (lease.name().to_string(), lease.holder().to_string());
+        let result = {
+            let tick = lease.tick(engine);
+            tokio::pin!(tick);
+            loop {
+                let lost_at = window_end.filter(|_| printed.held);
+                tokio::select! {
+                    r = &mut tick => break r,
+                    _ = &mut cancelled => break 'run true,
+                    _ = tokio::time::sleep_until(lost_at.unwrap_or_else(tokio::time::Instant::now)),
+                        if lost_at.is_some() => {
+                        printed.held = false;
+                        printed.valid_until = None;
+                        let leader = printed.leader.clone().unwrap_or_default();
+                        print_report(Report::now("lost", &name, &holder, false, leader, None, None));
+                    }
+                }
+            }
         };
         match result {
             Ok(state) => {

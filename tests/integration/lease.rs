@@ -5,7 +5,9 @@
 //! TTL, and worker nodes and foreign configs are refused with a clear error.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,8 +100,13 @@ struct Agent {
 
 impl Agent {
     fn start(name: &str, ttl: &str, holder: &str, extra: &[&str]) -> Agent {
+        Agent::start_on(&manager_host(), name, ttl, holder, extra)
+    }
+
+    /// Like [`Agent::start`], with the engine at `host`.
+    fn start_on(host: &str, name: &str, ttl: &str, holder: &str, extra: &[&str]) -> Agent {
         let mut child = clean(plugin_bin(), plugin_config())
-            .env("DOCKER_HOST", manager_host())
+            .env("DOCKER_HOST", host)
             .args(["__lease", "--name", name, "--ttl", ttl, "--holder", holder])
             .args(extra)
             .stdout(Stdio::piped())
@@ -408,6 +415,113 @@ fn lease_held_by_a_silent_holder_is_waited_out_for_its_own_longer_ttl() {
     );
     assert_eq!(config["Spec"]["Labels"]["microscale.lease.ttl"], "1");
     assert_eq!(config["Spec"]["Data"], "bm90IGEgbGVhc2UK");
+}
+
+/// A unix-socket proxy to the manager that can stop answering, like a hung engine:
+/// bytes are forwarded until [`StallingProxy::stall`], then held until
+/// [`StallingProxy::resume`].
+struct StallingProxy {
+    host: String,
+    stalled: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl StallingProxy {
+    fn start() -> StallingProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let target = manager_host()
+            .strip_prefix("unix://")
+            .expect("a unix:// test engine")
+            .to_string();
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(engine) = UnixStream::connect(&target) else {
+                    continue;
+                };
+                let (c2, e2) = (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                Self::pipe(client, engine, flag.clone());
+                Self::pipe(e2, c2, flag.clone());
+            }
+        });
+        StallingProxy {
+            host: format!("unix://{}", path.display()),
+            stalled,
+            _dir: dir,
+        }
+    }
+
+    fn pipe(mut from: UnixStream, mut to: UnixStream, stalled: Arc<AtomicBool>) {
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                while stalled.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn lease_holder_cut_off_from_its_engine_stops_before_the_standby_takes_over() {
+    let name = unique("lease");
+    let _cleanup = Config(name.clone());
+    let proxy = StallingProxy::start();
+    let a = Agent::start_on(&proxy.host, &name, "2s", "agent-a", &[]);
+    a.wait_for("acquired", Duration::from_secs(10));
+    let b = Agent::start(&name, "2s", "agent-b", &[]);
+    assert_eq!(
+        b.wait_for("leader", Duration::from_secs(10)).leader,
+        "agent-a"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // A's engine stops answering: its renewals cannot get through.
+    proxy.stall();
+    let lost = a.wait_for("lost", Duration::from_secs(4));
+    let window_end = a.lines().iter().rev().find_map(|l| l.valid_until).unwrap();
+    // A says it lost the lease when its window ends, even with a request hanging.
+    let late = secs(window_end, lost.time);
+    assert!(
+        (0.0..0.3).contains(&late),
+        "lost {late:.3}s after the window"
+    );
+    let taken = b.wait_for("acquired", Duration::from_secs(6));
+    eprintln!(
+        "holder cut off (TTL 2s): it stopped at its window's end; the standby took over {:.3}s later",
+        secs(lost.time, taken.time)
+    );
+    assert!(taken.time > window_end, "B took over inside A's window");
+    let err = a.wait_for("error", Duration::from_secs(4));
+    assert!(!err.held);
+    // The engine answers again: A sees B as the holder, and does not take it back.
+    proxy.resume();
+    wait_until("A to see B holding", Duration::from_secs(5), || {
+        a.lines().iter().any(|l| l.leader == "agent-b")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a.events("acquired").len(), 1, "{:#?}", a.lines());
+    assert_no_overlap(&[(&a, true), (&b, true)]);
+    assert_eq!(lease_labels(&name)["microscale.lease.holder"], "agent-b");
 }
 
 #[test]
