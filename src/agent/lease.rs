@@ -336,9 +336,11 @@ fn spec_with_labels(spec: &Value, holder: &str, ttl: Duration) -> Value {
 
 /// A leader lease held by this process under the id `holder`.
 ///
-/// Call [`Lease::tick`] at [`Lease::next_tick`] (or more often), check
-/// [`Lease::holds`] right before each action, and call [`Lease::release`] on a clean
-/// shutdown.
+/// Call [`Lease::tick`] by [`Lease::next_tick`] (earlier is fine: a tick with nothing
+/// due is one GET), check [`Lease::holds`] right before each action, and call
+/// [`Lease::release`] on a clean shutdown. The holder renews every TTL/3, so ticks must
+/// not wait for a slower loop (a 15-second pass with a 15-second TTL would let the
+/// window lapse): give the lease its own timer, as `__lease` ([`run`]) does.
 #[derive(Debug, Clone)]
 pub struct Lease {
     name: String,
