@@ -5,6 +5,7 @@ mod agent;
 mod complete;
 mod harness;
 mod hostile;
+mod lease;
 mod metrics;
 mod provenance;
 mod rules;
