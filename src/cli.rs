@@ -81,6 +81,7 @@ pub fn examples(path: &str) -> &'static str {
         "version" => VERSION_EXAMPLES,
         "completion" => COMPLETION_EXAMPLES,
         "__man" => MAN_EXAMPLES,
+        "__lease" => LEASE_EXAMPLES,
         _ => "",
     }
 }
@@ -392,6 +393,44 @@ pub enum Command {
         override_usage = "docker-microscale __man DIR"
     )]
     Man(ManArgs),
+
+    /// Hold the agent's leader lease (a Swarm config) alone and print one JSON line per change, to test and debug high availability
+    #[command(
+        name = "__lease",
+        hide = true,
+        override_usage = "docker-microscale __lease [OPTIONS]"
+    )]
+    Lease(LeaseArgs),
+}
+
+const LEASE_EXAMPLES: &str = "  docker-microscale __lease
+  docker-microscale __lease --name microscale-agent-lease --ttl 15s
+  docker-microscale __lease --ttl 2s --holder test-a --for 10s
+  docker microscale __lease --for 1m | jq -c '{Time, Event, Leader}'";
+
+/// Options of the hidden `__lease` command.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseArgs {
+    /// The Swarm config that holds the lease (default microscale-agent-lease, the agent's)
+    #[arg(
+        long = "name",
+        value_name = "string",
+        default_value = crate::agent::lease::DEFAULT_NAME,
+        hide_default_value = true
+    )]
+    pub name: String,
+
+    /// Time to live, e.g. 2s or 15s (default 15s): renewed every third of it; a standby takes over after it passes unrenewed
+    #[arg(long = "ttl", value_name = "duration")]
+    pub ttl: Option<String>,
+
+    /// This process's holder id, unique per process (default HOSTNAME/NODEID/PID-NONCE)
+    #[arg(long = "holder", value_name = "string")]
+    pub holder: Option<String>,
+
+    /// Release the lease and exit 0 after this long, e.g. 30s (default: until interrupted)
+    #[arg(long = "for", value_name = "duration")]
+    pub run_for: Option<String>,
 }
 
 const COMPLETION_EXAMPLES: &str = "  source <(docker-microscale completion bash)
@@ -482,7 +521,7 @@ pub struct RunArgs {
     #[arg(long = "lease-name", value_name = "string")]
     pub lease_name: Option<String>,
 
-    /// How long a lease outlives a holder that stopped renewing it (default 30s)
+    /// How long a lease outlives a holder that stopped renewing it, from 1s (default 15s)
     #[arg(long = "lease-ttl", value_name = "duration")]
     pub lease_ttl: Option<String>,
 }

@@ -130,6 +130,9 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Apply(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             scale::apply::run(&engine, &args).await
         }),
+        Command::Lease(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
+            agent::lease::run(&engine, &args).await
+        }),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await
         }),

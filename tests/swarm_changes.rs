@@ -86,6 +86,20 @@ fn tasks_on_a_down_node_are_called_out() {
         assert_eq!(down.len(), 1, "{:#}", rows[0]);
         let out = ok(plugin(&["status", &svc.name]));
         assert!(stdout(&out).contains("on down node"), "{}", stdout(&out));
+        // scale waits for running == desired ignoring the down node's task, which
+        // still reports running: it converges.
+        let out = plugin(&[
+            "scale",
+            "--timeout",
+            "60s",
+            "--format",
+            "json",
+            &format!("{}=1", svc.name),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let row = &json_lines(&stdout(&out))[0];
+        assert_eq!(row["Convergence"], "converged", "{row}");
+        assert_eq!(row["Running"], 1, "{row}");
     }
     wait_until(
         "the worker node to be ready again",

@@ -41,10 +41,6 @@ use telemetry::{ActionLabel, KindLabel, MetricLabel, ServiceLabel, Telemetry};
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Shortest `--interval` (the Microscaling agent's loop).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
-/// Default lease TTL.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
-/// Default name of the lease's Swarm config.
-pub const DEFAULT_LEASE_NAME: &str = "microscale-agent-lease";
 /// Shortest gap between two passes triggered by events.
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -105,7 +101,7 @@ struct Agent {
     histories: HashMap<String, History>,
     memory: HashMap<String, Memory>,
     fights: BTreeMap<String, fights::Fight>,
-    lease: lease::Lease,
+    lease: LeaseView,
     /// Consecutive passes that could not read the swarm.
     failures: u32,
 }
@@ -129,8 +125,8 @@ pub async fn run(
     let lease_ttl = parse_duration_flag(
         "lease-ttl",
         args.lease_ttl.as_deref(),
-        DEFAULT_LEASE_TTL,
-        Duration::from_secs(2),
+        lease::DEFAULT_TTL,
+        lease::MIN_TTL,
     )
     .map_err(Failure::Usage)?;
     let json = match args.log_format.as_deref().map(str::trim) {
@@ -143,7 +139,7 @@ pub async fn run(
         }
     };
     let lease_name = match args.lease_name.as_deref().map(str::trim) {
-        None => DEFAULT_LEASE_NAME.to_string(),
+        None => lease::DEFAULT_NAME.to_string(),
         Some(n)
             if !n.is_empty()
                 && n.len() <= 64
@@ -177,7 +173,17 @@ pub async fn run(
             .map_err(Failure::Error)?;
         info!(address = %bound, "serving /metrics and /healthz");
     }
-    let holder = lease::default_holder(engine).await;
+    let holder = match lease::default_holder(engine).await {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %first_line(&e.to_string()), "cannot read the engine's node ID for the lease holder id");
+            format!(
+                "{}/unknown/{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "agent".into()),
+                std::process::id()
+            )
+        }
+    };
     let settings = Settings {
         interval,
         capacity: args.capacity,
@@ -200,9 +206,22 @@ pub async fn run(
         histories: HashMap::new(),
         memory: HashMap::new(),
         fights: BTreeMap::new(),
-        lease: lease::Lease::new(lease_name, lease_ttl, holder),
+        lease: LeaseView::default(),
         failures: 0,
         settings,
+    };
+    // The lease runs on its own timer (renewals every TTL/3 must not wait for a
+    // pass); the first tick happens before the first pass, so that `--once` can act.
+    let lease_task = if agent.settings.dry_run {
+        None
+    } else {
+        let mut l = lease::Lease::new(lease_name, lease_ttl, holder);
+        let view = agent.lease.clone();
+        let first = l.tick(&engine.renewed()).await;
+        view.record(&l, first);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(keep_lease(engine.clone(), l, view, stopped));
+        Some((stop, task))
     };
 
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -251,8 +270,9 @@ pub async fn run(
             break;
         }
     }
-    if !agent.settings.dry_run {
-        agent.lease.release(engine).await;
+    if let Some((stop, task)) = lease_task {
+        let _ = stop.send(());
+        let _ = task.await;
     }
     info!("agent stopped");
     Ok(code)
@@ -317,6 +337,91 @@ async fn watch_events(engine: Engine, changed: Arc<tokio::sync::Notify>) {
     }
 }
 
+/// What the agent loop knows of the lease, shared with the task that keeps it.
+#[derive(Clone, Default)]
+struct LeaseView(Arc<std::sync::Mutex<LeaseSeen>>);
+
+#[derive(Default)]
+struct LeaseSeen {
+    valid_until: Option<Instant>,
+    /// The last state or error, as logged (to log changes only).
+    said: String,
+}
+
+impl LeaseView {
+    /// Whether this agent may act now: its lease window is open. Checked right
+    /// before each update.
+    fn holds(&self) -> bool {
+        self.0
+            .lock()
+            .map(|s| s.valid_until.is_some_and(|v| Instant::now() < v))
+            .unwrap_or(false)
+    }
+
+    /// Records the result of a tick and logs what changed.
+    fn record(
+        &self,
+        l: &lease::Lease,
+        result: Result<lease::LeaseState, crate::engine::EngineError>,
+    ) {
+        let said = match &result {
+            Ok(lease::LeaseState::Held) => "held".to_string(),
+            Ok(lease::LeaseState::Other(h)) => format!("other {h}"),
+            Ok(lease::LeaseState::Free) => "free".to_string(),
+            Err(e) => format!("error {}", first_line(&e.to_string())),
+        };
+        let Ok(mut seen) = self.0.lock() else { return };
+        seen.valid_until = l.valid_until();
+        if seen.said == said {
+            return;
+        }
+        match &result {
+            Ok(lease::LeaseState::Held) => {
+                info!(lease = %l.name(), holder = %l.holder(), "lease acquired: this agent acts")
+            }
+            Ok(lease::LeaseState::Other(h)) => {
+                info!(lease = %l.name(), holder = %h, "lease held by another agent: standing by")
+            }
+            Ok(lease::LeaseState::Free) => {
+                info!(lease = %l.name(), "lease free: taking it at the next tick")
+            }
+            Err(e) => {
+                warn!(lease = %l.name(), error = %first_line(&e.to_string()), "cannot read or renew the lease: not acting until it is back")
+            }
+        }
+        seen.said = said;
+    }
+}
+
+/// Keeps the lease: ticks when [`lease::Lease::next_tick`] says, records each result
+/// in `view`; on `stop`, releases it (so a standby takes over at once).
+async fn keep_lease(
+    engine: Engine,
+    mut l: lease::Lease,
+    view: LeaseView,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let next = tokio::time::Instant::from_std(l.next_tick());
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = &mut stop => break,
+        }
+        let result = l.tick(&engine.renewed()).await;
+        view.record(&l, result);
+    }
+    match l.release(&engine.renewed()).await {
+        Ok(true) => info!(lease = %l.name(), "lease released"),
+        Ok(false) => {}
+        Err(e) => {
+            warn!(lease = %l.name(), error = %first_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
+        }
+    }
+    if let Ok(mut seen) = view.0.lock() {
+        seen.valid_until = None;
+    }
+}
+
 impl Agent {
     /// One pass. Returns whether the swarm could be read.
     async fn pass(&mut self, engine: &Engine) -> bool {
@@ -331,17 +436,7 @@ impl Agent {
             }
         };
         self.telemetry.pass_ok();
-        let holds = if self.settings.dry_run {
-            false
-        } else {
-            match self.lease.tick(engine).await {
-                Ok(_) => self.lease.holds(),
-                Err(e) => {
-                    warn!(error = %first_line(&e.to_string()), "cannot renew or take the lease: not acting");
-                    false
-                }
-            }
-        };
+        let holds = !self.settings.dry_run && self.lease.holds();
         self.telemetry.lease_held.set(holds as i64);
 
         let (mut services, missing) =

@@ -307,7 +307,15 @@ impl Engine {
     /// outside any swarm or a worker, and returns the matching error. Called only on
     /// the error path, so the happy path keeps its constant number of calls.
     pub async fn explain_unavailable(&self, original: EngineError) -> EngineError {
-        let Ok(Ok(info)) = self.within_deadline(self.docker.info()).await else {
+        // Within the command's deadline while it lasts; past it (a long-running
+        // command: scale watching, the agent), within one request timeout, so that a
+        // worker is still called a worker after the first 30 seconds.
+        let info = if tokio::time::Instant::now() < self.deadline {
+            self.within_deadline(self.docker.info()).await
+        } else {
+            self.within_request_timeout(self.docker.info()).await
+        };
+        let Ok(Ok(info)) = info else {
             return original;
         };
         let swarm = info.swarm.unwrap_or_default();

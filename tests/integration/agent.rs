@@ -356,7 +356,7 @@ fn once_dry_run_and_a_worker() {
         vec!["run", "--interval", "100ms"],
         vec!["run", "--log-format", "xml"],
         vec!["run", "--listen", "nowhere"],
-        vec!["run", "--lease-ttl", "1s"],
+        vec!["run", "--lease-ttl", "500ms"],
         vec!["run", "--lease-name", "a/b"],
     ] {
         let out = plugin(&bad);

@@ -6,6 +6,7 @@ mod complete;
 mod deploy;
 mod harness;
 mod hostile;
+mod lease;
 mod metrics;
 mod provenance;
 mod rules;
@@ -888,7 +889,7 @@ impl CountingProxy {
 }
 
 #[test]
-fn status_makes_four_api_calls_however_many_services() {
+fn status_makes_five_api_calls_however_many_services() {
     let proxy = CountingProxy::start();
     let p = unique("calls");
     let mut services = vec![TestService::create(&format!("{p}-0"), &["--replicas", "0"])];
@@ -911,8 +912,8 @@ fn status_makes_four_api_calls_however_many_services() {
     let out = run();
     assert_eq!(stdout(&out).lines().count(), 10);
     let second = proxy.take();
-    assert_eq!(first.len(), 4, "{first:#?}");
-    assert_eq!(second.len(), 4, "{second:#?}");
+    assert_eq!(first.len(), 5, "{first:#?}");
+    assert_eq!(second.len(), 5, "{second:#?}");
     let mut paths: Vec<String> = second
         .iter()
         .map(|l| {
@@ -926,7 +927,10 @@ fn status_makes_four_api_calls_however_many_services() {
         })
         .collect();
     paths.sort();
-    assert_eq!(paths, ["/images/json", "/nodes", "/services", "/tasks"]);
+    assert_eq!(
+        paths,
+        ["/configs", "/images/json", "/nodes", "/services", "/tasks"]
+    );
     assert!(
         second.iter().any(|l| l.contains("status=true")),
         "{second:#?}"
