@@ -192,6 +192,25 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
             service_log(&agent)
         );
     }
+    // The image's own health check client (no shell, no curl in FROM scratch), as
+    // the stack file's healthcheck runs it.
+    let healthz = |addr: &str| {
+        docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--entrypoint",
+            "/docker-microscale",
+            &tag,
+            "__healthz",
+            "--timeout",
+            "3s",
+            addr,
+        ])
+    };
+    let out = ok(healthz(&listen));
+    assert_eq!(stdout(&out), "ok\n");
     let decided = |l: &Value| l["message"] == "decision" && l["service"] == svc.name.as_str();
     wait_until(
         "a first decision in the service logs",
@@ -274,6 +293,12 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
         }
     }
     assert_eq!(replicas(&svc.name), 4);
+    // Nobody listens any more: the health check fails and says why.
+    fails(
+        &healthz(&listen),
+        1,
+        &format!("unhealthy: cannot reach the agent's /healthz on {listen}"),
+    );
 }
 
 /// `deploy/stack.yml` is a valid stack file (the docker CLI's own parser) and says
@@ -299,6 +324,7 @@ fn the_stack_file_parses_and_places_one_agent_per_manager() {
         "mode: host",
         "order: stop-first",
         "secret-file=/run/secrets/redis",
+        "- __healthz",
     ] {
         assert!(
             text.contains(want),
