@@ -92,8 +92,33 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
     };
     build_image(&tag);
 
-    // The image is FROM scratch: one layer with the binary, its libraries, the CA
-    // roots and passwd; `run` as entrypoint.
+    // The image is FROM scratch: the binary, the libraries of this dynamic build, the
+    // CA roots and passwd, and nothing else (no shell); `run` as entrypoint.
+    require("tar", "tar");
+    let created = ok(docker(&["create", &tag]));
+    let container = stdout(&created).trim().to_string();
+    let listing = clean("sh", plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["-c", "docker export \"$1\" | tar -t", "sh", &container])
+        .output()
+        .unwrap();
+    let _ = docker(&["rm", &container]);
+    let files = stdout(&ok(listing));
+    for want in [
+        "docker-microscale",
+        "etc/ssl/certs/ca-certificates.crt",
+        "etc/passwd",
+        "etc/group",
+        "libc.so.6",
+    ] {
+        assert!(files.contains(want), "{want} not in the image:\n{files}");
+    }
+    assert!(
+        !files
+            .lines()
+            .any(|f| f.ends_with("bin/sh") || f.contains("busybox")),
+        "a shell in the image:\n{files}"
+    );
     let out = ok(docker(&[
         "image",
         "inspect",
