@@ -659,11 +659,7 @@ const SCALE_EXAMPLES: &str = "  docker microscale scale web=5
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
     /// SERVICE=N sets N replicas; SERVICE=+N and SERVICE=-N change the count by N
-    #[arg(
-        value_name = "SERVICE=REPLICAS",
-        required = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
     pub targets: Vec<String>,
 
     /// Exit immediately instead of waiting for the services to converge

@@ -165,6 +165,9 @@ fn metric_text(value: f64, target: Target) -> String {
     let num = |x: f64| {
         if x.fract() == 0.0 && x.abs() < 1e15 {
             format!("{}", x as i64)
+        } else if x != 0.0 && (x.abs() >= 1e15 || x.abs() < 1e-2) {
+            // Keeps the table narrow: 1e308 is not printed with 309 digits.
+            format!("{x:.3e}")
         } else {
             format!("{x:.2}")
         }
