@@ -429,6 +429,7 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
+  docker microscale status --format 'table {{.Name}}\t{{.Replicas}}\t{{.RuleDesired}}'
   docker --context prod microscale status";
 
 const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
@@ -501,7 +502,7 @@ pub struct MetricArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: the value and its unit) or 'json'
+    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -534,7 +535,7 @@ pub struct PlanArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub detailed_exitcode: Option<bool>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -585,7 +586,7 @@ pub struct ScaleArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: a line per service) or 'json' (one object per line)
+    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -638,7 +639,7 @@ pub struct ApplyArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -687,7 +688,7 @@ pub struct RulesCheckArgs {
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
 
-    /// Format output: 'table' (default) or 'json' (one problem per line)
+    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -699,7 +700,7 @@ pub struct ProvenanceArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Format output: 'table' (default: a block per service; a table with --check) or 'json' (one object per line)
+    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -729,7 +730,7 @@ pub struct StatusArgs {
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 

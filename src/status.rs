@@ -641,9 +641,10 @@ pub async fn run(
     args: &crate::cli::StatusArgs,
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::{Exit, Failure, print_stdout_async};
-    use crate::render::{Format, json_lines, status_table};
+    use crate::render::{Format, status_table};
 
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::STATUS)
+        .map_err(Failure::Usage)?;
     let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
     // The image store is read beside the snapshot (one more call) for SOURCE.
     let over_ssh = engine.endpoint.host.starts_with("ssh://");
@@ -699,10 +700,7 @@ pub async fn run(
     let text = if args.quiet == Some(true) {
         rows.iter().map(|r| format!("{}\n", r.id)).collect()
     } else {
-        match format {
-            Format::Table => status_table(&rows, no_trunc),
-            Format::Json => json_lines(&rows),
-        }
+        format.render(&rows, |rows| status_table(rows, no_trunc))?
     };
     // When every name was unknown, print only the errors (as `docker service ps` does).
     let code = if rows.is_empty() && !missing.is_empty() {
