@@ -430,6 +430,7 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
   docker microscale status --format 'table {{.Name}}\t{{.Replicas}}\t{{.RuleDesired}}'
+  docker microscale status --watch --interval 5s
   docker --context prod microscale status";
 
 const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
@@ -752,4 +753,13 @@ pub struct StatusArgs {
     /// Hosts metrics may be read from with --metrics, HOST[:PORT],... (default: the swarm's services and loopback)
     #[arg(long = "metric-allow", value_name = "list")]
     pub metric_allow: Vec<String>,
+
+    /// Show the status again at each interval until interrupted: a live screen with metric and replica sparklines on a terminal (q or Ctrl-C leaves)
+    #[arg(long = "watch", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub watch: Option<bool>,
+
+    /// Time between refreshes with --watch, e.g. 5s or 1m (default 2s, at least 500ms)
+    #[arg(long = "interval", value_name = "duration")]
+    pub interval: Option<String>,
 }

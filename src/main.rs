@@ -14,6 +14,7 @@ mod engine;
 mod exit;
 mod fsutil;
 mod labels;
+mod live;
 mod man;
 mod metrics;
 mod plan;

@@ -2,12 +2,14 @@
 //! `scripts/test`), through the real docker CLI where the plugin protocol matters.
 
 mod complete;
+mod format;
 mod harness;
 mod hostile;
 mod metrics;
 mod provenance;
 mod rules;
 mod ssh;
+mod watch;
 
 use std::time::Duration;
 
@@ -513,7 +515,10 @@ fn usage_errors_exit_125_and_change_nothing() {
         vec!["status", "--filter", "nonsense"],
         vec!["status", "--filter", "colour=red"],
         vec!["status", "--filter", "mode=daemon"],
-        vec!["status", "--format", "{{.Name}}"],
+        vec!["status", "--format", "{{.Nope}}"],
+        vec!["status", "--format", "{{nofunc .Name}}"],
+        vec!["status", "--watch", "--interval", "100ms"],
+        vec!["status", "--interval", "5s"],
         vec!["no-such-command"],
     ] {
         let out = plugin(&args);

@@ -82,13 +82,13 @@ fn metric_flags_are_checked() {
 }
 
 /// A private redis-server on a free loopback port, stopped when dropped.
-struct Redis {
-    port: u16,
+pub struct Redis {
+    pub port: u16,
     child: std::process::Child,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub fn start() -> Redis {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -108,7 +108,7 @@ impl Redis {
         r
     }
 
-    fn cli(&self, args: &[&str]) -> String {
+    pub fn cli(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
