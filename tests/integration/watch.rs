@@ -213,9 +213,14 @@ fn live_view_shows_services_and_sparklines_and_q_restores_the_terminal() {
 }
 
 #[test]
-fn live_view_ctrl_c_exits_130_and_restores_the_terminal() {
+fn live_view_through_the_docker_cli_ctrl_c_exits_130_and_restores_the_terminal() {
     let svc = TestService::create(&unique("watch-ctrlc"), &["--replicas", "0"]);
-    let tmux = Tmux::start(&watch_command(&svc.name));
+    let command = watch_command(&svc.name).replace(
+        &format!("{} status --watch", plugin_bin().display()),
+        "docker microscale status --watch",
+    );
+    assert!(command.contains("docker microscale status --watch"));
+    let tmux = Tmux::start(&command);
     tmux.wait_for("the view", Duration::from_secs(60), |s| {
         s.lines().any(|l| l.starts_with(&svc.name))
     });
@@ -366,4 +371,28 @@ fn piped_watch_keeps_retrying_an_unreachable_engine() {
     );
     assert_eq!(child.try_wait().unwrap(), None, "still watching");
     assert_eq!(terminate(&mut child), Some(130));
+}
+
+#[test]
+fn live_view_shows_an_unreachable_engine_and_keeps_trying() {
+    let command = watch_command("--interval 500ms").replace(
+        &format!("DOCKER_HOST={}", manager_host()),
+        "DOCKER_HOST=unix:///nonexistent/docker.sock",
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for("the error in the view", Duration::from_secs(30), |s| {
+        s.lines()
+            .any(|l| l.starts_with("! ") && l.contains("nonexistent"))
+    });
+    assert!(screen.contains("trying again every 500ms"), "{screen}");
+    // Still running two intervals later, on the alternate screen.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!tmux.capture().contains("EXITED="), "{}", tmux.capture());
+    assert_eq!(tmux.pane("alternate_on"), "1");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the watch to end", Duration::from_secs(20), |s| {
+        s.contains("EXITED=") && s.lines().any(|l| l == "icanon" || l == "-icanon")
+    });
+    assert!(screen.contains("EXITED=0"), "{screen}");
+    assert_eq!(tmux.pane("alternate_on"), "0");
 }
