@@ -145,6 +145,12 @@ pub const SCALE: Fields = Fields {
     ],
 };
 
+/// `apply` (the same rows as `scale`; `apply --dry-run` prints [`PLAN`] rows).
+pub const APPLY: Fields = Fields {
+    command: "apply",
+    list: SCALE.list,
+};
+
 /// Every command's fields, for the documentation test.
 #[cfg(test)]
 pub const ALL: &[Fields] = &[STATUS, PROVENANCE, PLAN, RULES_CHECK, METRIC, SCALE];

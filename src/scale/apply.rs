@@ -71,7 +71,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             _ = cancelled => Err(Failure::Interrupted),
         };
     }
-    let format = Format::parse(args.format.as_deref(), crate::render::fields::SCALE)
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::APPLY)
         .map_err(Failure::Usage)?;
     let timeout = super::parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
     let cancelled = crate::exit::cancellation();
