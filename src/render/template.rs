@@ -19,6 +19,10 @@
 //! Fields of the row are checked against the command's field list when the template
 //! is parsed, so a misspelt field is reported before anything is read from the engine.
 //!
+//! The engine is our own, limited to Go's syntax: the Rust ports of Go templates
+//! (gtmpl 0.7, last released in 2021 and only passively maintained) neither check
+//! fields before execution nor point at the bad part of a template.
+//!
 //! Differences from Go, all in the direction of scripts: `null` prints as an empty
 //! string (Go prints `<nil>`); a missing map key prints `<no value>` as in Go;
 //! `truncate` and `len` count characters, not bytes.
@@ -1300,14 +1304,18 @@ impl Exec<'_> {
                 )),
             }
         };
-        // In a table header, these leave the header as it is (docker's HeaderFunctions).
+        // In a table header, these leave the header as it is (docker's
+        // HeaderFunctions, which take a string: anything else stops the header there).
         if self.header
             && matches!(
                 name,
                 "json" | "split" | "join" | "title" | "lower" | "upper" | "truncate"
             )
         {
-            return Ok(args.into_iter().next().flatten());
+            return match args.into_iter().next().flatten() {
+                Some(s @ Value::String(_)) => Ok(Some(s)),
+                _ => Err(self.error(format!("{name} in a header takes a string"), pos)),
+            };
         }
         let s = |x: String| Ok(Some(Value::String(x)));
         match name {

@@ -228,6 +228,9 @@ fn table_header_from_field_names() {
     // pad is not overridden in the header (as in the docker CLI), truncate is.
     let t = Template::parse("table {{pad .Name 1 0}}\\t{{truncate .Replicas 1}}", FIELDS).unwrap();
     assert_eq!(t.render::<Value>(&[]).unwrap(), " NAME     REPLICAS\n");
+    // `json .` in a header stops it, as docker's string-only header functions do.
+    let t = Template::parse("table {{.Name}}\\t{{json .}}", FIELDS).unwrap();
+    assert_eq!(t.render::<Value>(&[]).unwrap(), "NAME      \n");
     // Index and field chains in a header show the field's header.
     let t = Template::parse("table {{index .Labels \"a.b\"}}\\t{{.Labels.team}}", FIELDS).unwrap();
     assert_eq!(t.render::<Value>(&[]).unwrap(), "LABELS    LABELS\n");
