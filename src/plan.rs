@@ -580,15 +580,13 @@ pub async fn run(
     args: &crate::cli::PlanArgs,
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::{Exit, Failure, print_stdout_async, say};
-    use crate::render::{Format, json_lines};
+    use crate::render::Format;
 
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::PLAN)
+        .map_err(Failure::Usage)?;
     let computed = compute(engine, args).await?;
     let rows = &computed.rows;
-    let text = match format {
-        Format::Json => json_lines(rows),
-        Format::Table => table(rows, args.no_trunc == Some(true)),
-    };
+    let text = format.render(rows, |rows| table(rows, args.no_trunc == Some(true)))?;
     let code = print_stdout_async(text).await?;
     let errors = rows.iter().any(|r| r.action == "error") || !computed.missing.is_empty();
     for m in &computed.missing {

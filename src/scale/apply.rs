@@ -73,7 +73,8 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             _ = cancelled => Err(Failure::Interrupted),
         };
     }
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::APPLY)
+        .map_err(Failure::Usage)?;
     let timeout = super::parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
     super::check_detach_timeout(args.detach, &args.timeout)?;
     let cancelled = crate::exit::cancellation();
@@ -82,7 +83,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         c = crate::plan::compute(engine, &plan_args) => c?,
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
-    if format == Format::Table {
+    if format.is_table() {
         crate::exit::print_stdout_async(crate::plan::table(
             &computed.rows,
             args.no_trunc == Some(true),
@@ -204,7 +205,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         .map(|(s, _, _)| s)
         .zip(deciders.iter().map(|d| d.as_ref()))
         .collect();
-    if jobs.is_empty() && format == Format::Table {
+    if jobs.is_empty() && format.is_table() {
         say("Nothing to change.");
     }
     let options = super::Options {

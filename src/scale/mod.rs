@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use crate::engine::service::RawService;
 use crate::engine::{Engine, EngineError};
 use crate::exit::{Exit, Failure, say};
-use crate::render::{Format, json_lines};
+use crate::render::Format;
 use crate::rules::check::RulesFile;
 use update::{Change, Convergence, Decide, Outcome, Verdict};
 
@@ -287,7 +287,8 @@ fn engine_wide(err: &EngineError) -> bool {
 /// update failed or did not converge within `--timeout`; 130 when interrupted (the
 /// updates stand).
 pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::SCALE)
+        .map_err(Failure::Usage)?;
     let timeout = parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
     check_detach_timeout(args.detach, &args.timeout)?;
     let mut targets = vec![];
@@ -351,13 +352,14 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
         }
     }
     if !errors.is_empty() {
-        if format == Format::Json {
+        if !format.is_table() {
             for o in checked.iter_mut().filter(|o| o.error.is_none()) {
                 o.error =
                     Some("not updated: another target is wrong, so nothing was changed".into());
                 o.convergence = Convergence::Failed;
             }
-            crate::exit::print_stdout_async(json_lines(&checked)).await?;
+            let text = format.render(&checked, |_| String::new())?;
+            crate::exit::print_stdout_async(text).await?;
         }
         for e in &errors {
             say(e);
@@ -406,9 +408,9 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
 }
 
 /// How [`execute`] reports and waits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
-    /// Table lines or JSON objects on stdout.
+    /// Table lines, JSON objects or a template's rows on stdout.
     pub format: Format,
     /// `--detach`: do not wait.
     pub detach: bool,
@@ -468,7 +470,7 @@ pub async fn execute(
     options: &Options,
     mut cancelled: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<Exit, Failure> {
-    let table = options.format == Format::Table;
+    let table = options.format.is_table();
     let outcomes: RefCell<Vec<Outcome>> = RefCell::new(
         work.iter()
             .map(|(svc, _)| Outcome::new(svc))
@@ -566,7 +568,8 @@ pub async fn execute(
     }
     let all = outcomes.into_inner();
     if !table {
-        crate::exit::print_stdout_async(json_lines(&all)).await?;
+        let text = options.format.render(&all, |_| String::new())?;
+        crate::exit::print_stdout_async(text).await?;
     }
     if let Some(e) = write_failed.into_inner() {
         say(&e);
@@ -647,8 +650,10 @@ fn interrupt(
             updated[0]
         ));
     }
-    if options.format == Format::Json {
-        let _ = crate::exit::print_stdout(&json_lines(&all));
+    if !options.format.is_table()
+        && let Ok(text) = options.format.render(&all, |_| String::new())
+    {
+        let _ = crate::exit::print_stdout(&text);
     }
     Err(Failure::Interrupted)
 }
