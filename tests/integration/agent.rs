@@ -413,7 +413,7 @@ fn two_agents_one_acts_and_the_other_takes_over() {
         (x, y) => panic!("exactly one agent must act: a {x}, b {y}"),
     };
     standby.wait_log("the standby to stand by", Duration::from_secs(10), |l| {
-        l["message"] == "not the lease holder: another agent acts"
+        l["message"] == "lease held by another agent: standing by"
     });
     // The holder dies without releasing: the standby takes over after the TTL.
     holder.kill();
