@@ -68,7 +68,7 @@ fi
 
 echo "building docker-microscale (release)..."
 (cd "$here" && cargo build --release --locked --quiet)
-bin="$here/target/release/docker-microscale"
+bin="${CARGO_TARGET_DIR:-$here/target}/release/docker-microscale"
 
 mkdir -p "$dir"
 tmp=$(mktemp "$dir/.docker-microscale.XXXXXX")

@@ -557,6 +557,8 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
+  docker microscale status --format 'table {{.Name}}\t{{.Replicas}}\t{{.RuleDesired}}'
+  docker microscale status --watch --interval 5s
   docker --context prod microscale status";
 
 const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
@@ -629,7 +631,7 @@ pub struct MetricArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: the value and its unit) or 'json'
+    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -662,7 +664,7 @@ pub struct PlanArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub detailed_exitcode: Option<bool>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -683,11 +685,7 @@ const SCALE_EXAMPLES: &str = "  docker microscale scale web=5
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
     /// SERVICE=N sets N replicas; SERVICE=+N and SERVICE=-N change the count by N
-    #[arg(
-        value_name = "SERVICE=REPLICAS",
-        required = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
     pub targets: Vec<String>,
 
     /// Exit immediately instead of waiting for the services to converge
@@ -713,7 +711,7 @@ pub struct ScaleArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: a line per service) or 'json' (one object per line)
+    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -766,7 +764,7 @@ pub struct ApplyArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -815,7 +813,7 @@ pub struct RulesCheckArgs {
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
 
-    /// Format output: 'table' (default) or 'json' (one problem per line)
+    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -827,7 +825,7 @@ pub struct ProvenanceArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Format output: 'table' (default: a block per service; a table with --check) or 'json' (one object per line)
+    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -857,7 +855,7 @@ pub struct StatusArgs {
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
 
-    /// Format output: 'table' (default) or 'json' (one object per line)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -879,4 +877,13 @@ pub struct StatusArgs {
     /// Hosts metrics may be read from with --metrics, HOST[:PORT],... (default: the swarm's services and loopback)
     #[arg(long = "metric-allow", value_name = "list")]
     pub metric_allow: Vec<String>,
+
+    /// Show the status again at each interval until interrupted: a live screen with metric and replica sparklines on a terminal (q or Ctrl-C leaves)
+    #[arg(long = "watch", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub watch: Option<bool>,
+
+    /// Time between refreshes with --watch, e.g. 5s or 1m (default 2s, at least 500ms)
+    #[arg(long = "interval", value_name = "duration")]
+    pub interval: Option<String>,
 }

@@ -312,6 +312,15 @@ fn recent(at: f64, now: f64, span: f64) -> bool {
 
 /// `ceil(x)` forgiving a relative float error of 1e-9; saturating, `x ≥ 0`.
 fn ceil(x: f64) -> u64 {
+    // A ratio can overflow to infinity (a huge metric over a tiny target): that is
+    // "as many as allowed", never 0. NaN cannot come from finite inputs over a
+    // positive target, but is read as 0 rather than trusted.
+    if x.is_nan() {
+        return 0;
+    }
+    if x >= u64::MAX as f64 {
+        return u64::MAX;
+    }
     (x - x.abs() * 1e-9).ceil().max(0.0) as u64
 }
 
@@ -1773,5 +1782,20 @@ mod properties {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_overflowing_ratio_saturates_instead_of_dropping_to_zero() {
+        assert_eq!(ceil(f64::INFINITY), u64::MAX);
+        assert_eq!(ceil(1e308 / 1e-300), u64::MAX);
+        assert_eq!(ceil(f64::NAN), 0);
+        assert_eq!(
+            proposal(Target::PerReplica(1e-300), 1e308, 1),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            proposal(Target::Utilization(1e-300), 1e308, 3),
+            Some(u64::MAX)
+        );
     }
 }

@@ -123,6 +123,15 @@ fn subcommand_path_in(args: &[OsString]) -> Option<(clap::Command, String)> {
     found.then_some((cmd, path))
 }
 
+/// How many arguments a command takes, as docker's cobra validators say it.
+fn arity(cmd: &str) -> &'static str {
+    if cmd.ends_with(" scale") {
+        "requires at least 1 argument."
+    } else {
+        "requires exactly 1 argument."
+    }
+}
+
 /// Prints a usage error as the docker CLI does, and returns [`Exit::Usage`]:
 ///
 /// ```text
@@ -177,16 +186,17 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
                 if positionals == 0 {
                     usage_error(&format!("\"{cmd}\" accepts no arguments"), args)
                 } else {
-                    usage_error(&format!("\"{cmd}\" requires exactly 1 argument."), args)
+                    usage_error(&format!("\"{cmd}\" {}", arity(&cmd)), args)
                 }
             }
         }
         ClapKind::MissingRequiredArgument => {
-            // Only a required positional (the SERVICE of `badge`) can be missing.
+            // Only a required positional can be missing: the SERVICE of `badge`,
+            // the SOURCE of `metric`, the SERVICE=REPLICAS of `scale`.
             let cmd = subcommand_path_in(args)
                 .map(|(_, p)| p)
                 .unwrap_or_else(|| "docker microscale".into());
-            usage_error(&format!("\"{cmd}\" requires exactly 1 argument."), args)
+            usage_error(&format!("\"{cmd}\" {}", arity(&cmd)), args)
         }
         ClapKind::InvalidValue | ClapKind::NoEquals | ClapKind::ValueValidation => {
             // clap names the flag as `--filter <filter>`; docker as `--filter`.
@@ -244,7 +254,7 @@ fn context_string(err: &clap::Error, kind: ContextKind) -> String {
 }
 
 /// A future that completes when the command should stop: Ctrl-C (SIGINT), SIGTERM,
-/// or EOF on the docker CLI's `DOCKER_CLI_PLUGIN_SOCKET`.
+/// SIGHUP, or EOF on the docker CLI's `DOCKER_CLI_PLUGIN_SOCKET`.
 ///
 /// The docker CLI listens on an abstract unix socket (`@docker_cli_<hex>`) and closes
 /// it when it receives a signal while its stdout is not a terminal; the plugin sees
@@ -266,6 +276,16 @@ pub async fn cancellation() {
         }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // The terminal went away (ssh session closed): like Ctrl-C.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let hung_up = async {
+        match hangup.as_mut() {
+            Some(h) => {
+                h.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let terminated = async {
         match term.as_mut() {
             Some(t) => {
@@ -278,6 +298,7 @@ pub async fn cancellation() {
         _ = tokio::signal::ctrl_c() => {},
         _ = socket_closed => {},
         _ = terminated => {},
+        _ = hung_up => {},
     }
 }
 

@@ -15,6 +15,7 @@ mod engine;
 mod exit;
 mod fsutil;
 mod labels;
+mod live;
 mod man;
 mod metrics;
 mod plan;

@@ -165,6 +165,9 @@ fn metric_text(value: f64, target: Target) -> String {
     let num = |x: f64| {
         if x.fract() == 0.0 && x.abs() < 1e15 {
             format!("{}", x as i64)
+        } else if x != 0.0 && (x.abs() >= 1e15 || x.abs() < 1e-2) {
+            // Keeps the table narrow: 1e308 is not printed with 309 digits.
+            format!("{x:.3e}")
         } else {
             format!("{x:.2}")
         }
@@ -577,15 +580,13 @@ pub async fn run(
     args: &crate::cli::PlanArgs,
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::{Exit, Failure, print_stdout_async, say};
-    use crate::render::{Format, json_lines};
+    use crate::render::Format;
 
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::PLAN)
+        .map_err(Failure::Usage)?;
     let computed = compute(engine, args).await?;
     let rows = &computed.rows;
-    let text = match format {
-        Format::Json => json_lines(rows),
-        Format::Table => table(rows, args.no_trunc == Some(true)),
-    };
+    let text = format.render(rows, |rows| table(rows, args.no_trunc == Some(true)))?;
     let code = print_stdout_async(text).await?;
     let errors = rows.iter().any(|r| r.action == "error") || !computed.missing.is_empty();
     for m in &computed.missing {

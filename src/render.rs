@@ -7,24 +7,63 @@ use serde::Serialize;
 
 use crate::status::ServiceRow;
 
+pub mod fields;
+pub mod tabwriter;
+pub mod template;
+
+pub use template::Fields;
+
 /// Output format chosen with `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Format {
     /// Aligned columns with a header (the default).
     Table,
     /// One JSON object per line, as `docker ... --format json` prints.
     Json,
+    /// A Go template, as the docker CLI accepts it (`table {{.Name}}\t{{.Mode}}` or
+    /// `{{.Name}}`), executed on each row's JSON object.
+    Template(Box<template::Template>),
 }
 
 impl Format {
-    /// Parses `--format`: `table` or `json`. Errors name the value and the choices.
-    pub fn parse(value: Option<&str>) -> Result<Format, String> {
-        match value.map(str::trim) {
+    /// Parses `--format` for a command whose rows have `fields`: `table` (or
+    /// nothing), `json` (or exactly `{{json .}}`), or a Go template
+    /// ([`template::Template::parse`]).
+    ///
+    /// Errors (usage errors): a template that does not parse, calls an unknown
+    /// function or reads an unknown field; the message quotes the template and marks
+    /// the bad part.
+    pub fn parse(value: Option<&str>, fields: Fields) -> Result<Format, String> {
+        match value.map(|v| v.trim_matches(' ')) {
             None | Some("") | Some("table") => Ok(Format::Table),
             Some("json") | Some("{{json .}}") => Ok(Format::Json),
-            Some(other) => Err(format!(
-                "invalid --format \"{other}\": use 'table' or 'json' (Go templates are not supported yet)"
-            )),
+            Some(other) => template::Template::parse(other, fields)
+                .map(|t| Format::Template(Box::new(t)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Whether this is the command's own table (`table` or no `--format`).
+    pub fn is_table(&self) -> bool {
+        *self == Format::Table
+    }
+
+    /// Renders `rows`: with `table` through the command's own `table` function,
+    /// as JSON lines, or through the template.
+    ///
+    /// Errors: a template that fails on a row (a usage error: the template is wrong
+    /// for this data), with the position in the template.
+    pub fn render<T: Serialize>(
+        &self,
+        rows: &[T],
+        table: impl FnOnce(&[T]) -> String,
+    ) -> Result<String, crate::exit::Failure> {
+        match self {
+            Format::Table => Ok(table(rows)),
+            Format::Json => Ok(json_lines(rows)),
+            Format::Template(t) => t
+                .render(rows)
+                .map_err(|e| crate::exit::Failure::Usage(e.to_string())),
         }
     }
 }
@@ -271,13 +310,17 @@ mod tests {
 
     #[test]
     fn format_choices() {
-        assert_eq!(Format::parse(None), Ok(Format::Table));
-        assert_eq!(Format::parse(Some("json")), Ok(Format::Json));
-        assert!(
-            Format::parse(Some("{{.Name}}"))
-                .unwrap_err()
-                .contains("table")
-        );
+        let f = fields::STATUS;
+        assert_eq!(Format::parse(None, f), Ok(Format::Table));
+        assert_eq!(Format::parse(Some("table"), f), Ok(Format::Table));
+        assert_eq!(Format::parse(Some("json"), f), Ok(Format::Json));
+        assert_eq!(Format::parse(Some("{{json .}}"), f), Ok(Format::Json));
+        assert!(matches!(
+            Format::parse(Some("{{.Name}}"), f),
+            Ok(Format::Template(_))
+        ));
+        let err = Format::parse(Some("{{.Nmae}}"), f).unwrap_err();
+        assert!(err.contains("did you mean .Name?"), "{err}");
     }
 
     #[test]

@@ -670,7 +670,8 @@ pub fn select_services(
     (kept, errors)
 }
 
-/// Runs `docker microscale status`: reads a snapshot, selects and prints the rows.
+/// Runs `docker microscale status`: reads a snapshot, selects and prints the rows;
+/// with `--watch`, again at each interval ([`crate::live`]).
 ///
 /// Exit 1 when a named service does not exist (the others are still printed).
 pub async fn run(
@@ -678,15 +679,63 @@ pub async fn run(
     args: &crate::cli::StatusArgs,
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::{Exit, Failure, print_stdout_async};
-    use crate::render::{Format, json_lines, status_table};
+    use crate::render::Format;
 
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    // Every flag is checked before the engine is asked anything.
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::STATUS)
+        .map_err(Failure::Usage)?;
     let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
+    let interval = crate::live::parse_interval(args).map_err(Failure::Usage)?;
+    if let Some(interval) = interval {
+        return crate::live::run(engine, args, &format, &filters, &modes, interval).await;
+    }
+    let read = read_rows(engine, args, &filters, &modes, args.metrics == Some(true)).await?;
+    let text = rows_text(&read.rows, args, &format)?;
+    // When every name was unknown, print only the errors (as `docker service ps` does).
+    let code = if read.rows.is_empty() && !read.missing.is_empty() {
+        Exit::Ok
+    } else {
+        print_stdout_async(text).await?
+    };
+    if read.missing.is_empty() {
+        Ok(code)
+    } else {
+        for m in &read.missing {
+            crate::exit::say(m);
+        }
+        Ok(Exit::Error)
+    }
+}
+
+/// What one read of the swarm gives `status`.
+pub struct Read {
+    /// The rows, sorted by name, with SOURCE, METRIC and DESIRED filled.
+    pub rows: Vec<ServiceRow>,
+    /// One line per named service that does not exist (or is ambiguous).
+    pub missing: Vec<String>,
+}
+
+/// Reads the swarm once for `status`: the snapshot and the image store (concurrently,
+/// except over ssh), the rows for the selected services, SOURCE from the store or the
+/// provenance cache, and METRIC/DESIRED from the plan; the rules' metrics are read
+/// when `metrics` is set (at most [`STATUS_METRIC_TIMEOUT`] per source, from the
+/// hosts `--metric-allow` allows).
+///
+/// Errors: the engine cannot be read ([`crate::exit::Failure::Error`]), or a bad
+/// `--metric-allow` (usage).
+pub async fn read_rows(
+    engine: &crate::engine::Engine,
+    args: &crate::cli::StatusArgs,
+    filters: &Filters,
+    modes: &[Mode],
+    metrics: bool,
+) -> Result<Read, crate::exit::Failure> {
+    use crate::exit::Failure;
     // The image store is read beside the snapshot (one more call) for SOURCE.
     let over_ssh = engine.endpoint.host.starts_with("ssh://");
     // And the `run` agent's fight records (one more call; no records: none).
     let (snap, images, fights) = if over_ssh {
-        let snap = engine.snapshot(&filters).await;
+        let snap = engine.snapshot(filters).await;
         match snap {
             Ok(s) => (
                 Ok(s),
@@ -697,7 +746,7 @@ pub async fn run(
         }
     } else {
         tokio::join!(
-            engine.snapshot(&filters),
+            engine.snapshot(filters),
             engine.list_images(),
             crate::agent::fights::read(engine)
         )
@@ -720,7 +769,7 @@ pub async fn run(
     });
     fill_sources_from_cache(&mut rows, platform, no_trunc).await;
     // Metrics only on request: a status must not wait on metric sources.
-    let values = if args.metrics == Some(true) {
+    let values = if metrics {
         let names = snap
             .services
             .iter()
@@ -743,28 +792,23 @@ pub async fn run(
         None
     };
     fill_plan(&mut rows, &snap, values.as_ref().map(|(v, _)| v));
-    let text = if args.quiet == Some(true) {
-        rows.iter().map(|r| format!("{}\n", r.id)).collect()
-    } else {
-        match format {
-            Format::Table => status_table(&rows, no_trunc),
-            Format::Json => json_lines(&rows),
-        }
-    };
-    // When every name was unknown, print only the errors (as `docker service ps` does).
-    let code = if rows.is_empty() && !missing.is_empty() {
-        Exit::Ok
-    } else {
-        print_stdout_async(text).await?
-    };
-    if missing.is_empty() {
-        Ok(code)
-    } else {
-        for m in &missing {
-            crate::exit::say(m);
-        }
-        Ok(Exit::Error)
+    Ok(Read { rows, missing })
+}
+
+/// The text `status` prints for `rows`: IDs with `-q`, else the table, JSON lines or
+/// the template's rows.
+///
+/// Errors: a template that fails on a row (usage).
+pub fn rows_text(
+    rows: &[ServiceRow],
+    args: &crate::cli::StatusArgs,
+    format: &crate::render::Format,
+) -> Result<String, crate::exit::Failure> {
+    if args.quiet == Some(true) {
+        return Ok(rows.iter().map(|r| format!("{}\n", r.id)).collect());
     }
+    let no_trunc = args.no_trunc == Some(true);
+    format.render(rows, |rows| crate::render::status_table(rows, no_trunc))
 }
 
 #[cfg(test)]

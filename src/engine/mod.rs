@@ -239,12 +239,14 @@ impl Engine {
                     self.place().0
                 ),
             },
+            // The daemon's text is data: line breaks and control characters in it
+            // are shown escaped, so that it cannot forge lines of our own output.
             B::DockerResponseServerError {
                 status_code,
                 message,
             } => EngineError::Daemon {
                 status: status_code,
-                message,
+                message: crate::render::printable(message.trim_end()),
             },
             other
                 if self.endpoint.host.starts_with("ssh://")

@@ -78,6 +78,19 @@ impl RawService {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // A count that is there but not a whole number would read as 0 and be
+        // "changed" from there: refuse the answer instead.
+        for (mode, field) in [
+            ("Replicated", "Replicas"),
+            ("ReplicatedJob", "TotalCompletions"),
+        ] {
+            let v = &value["Spec"]["Mode"][mode][field];
+            if !v.is_null() && v.as_u64().is_none() {
+                return Err(format!(
+                    "the engine's answer for service {name} has Spec.Mode.{mode}.{field} = {v}, not a whole number"
+                ));
+            }
+        }
         Ok(RawService {
             id,
             name,

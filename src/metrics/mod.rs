@@ -376,7 +376,8 @@ pub async fn run(
 ) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::{Failure, print_stdout_async};
     use crate::render::Format;
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::METRIC)
+        .map_err(Failure::Usage)?;
     let timeout = match args.timeout.as_deref() {
         None => DEFAULT_TIMEOUT,
         Some(t) => humantime::parse_duration(t.trim())
@@ -413,17 +414,31 @@ pub async fn run(
     let sample = read(&args.source, &allow, timeout)
         .await
         .map_err(|e| Failure::Error(format!("cannot read {shown}: {e}")))?;
-    let text = match format {
-        Format::Json => crate::render::json_lines(&[MetricLine {
-            source: shown,
-            value: sample.value,
-            unit: sample.unit,
-            time: sample.time.to_string(),
-        }]),
-        Format::Table => match sample.unit {
-            "" => format!("{}\n", sample.value),
-            unit => format!("{} {unit}\n", sample.value),
-        },
+    let line = MetricLine {
+        source: shown,
+        value: sample.value,
+        unit: sample.unit,
+        time: sample.time.to_string(),
     };
+    let text = format.render(&[line], |_| match sample.unit {
+        "" => format!("{}\n", sample.value),
+        unit => format!("{} {unit}\n", sample.value),
+    })?;
     print_stdout_async(text).await
+}
+
+#[cfg(test)]
+mod format_fields_tests {
+    use super::*;
+
+    #[test]
+    fn metric_fields_are_the_json_keys() {
+        let line = MetricLine {
+            source: "redis://x".into(),
+            value: 1.0,
+            unit: "",
+            time: "2020-01-01T00:00:00Z".into(),
+        };
+        crate::render::fields::assert_fields_match(&crate::render::fields::METRIC, &line, &[]);
+    }
 }

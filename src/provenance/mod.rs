@@ -566,7 +566,8 @@ pub async fn run(
     use crate::exit::{Exit, Failure, print_stdout_async, say};
     use crate::render::Format;
 
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::PROVENANCE)
+        .map_err(Failure::Usage)?;
     let check = args.check == Some(true);
     let require = match (&args.require, check) {
         (r, false) if !r.is_empty() => {
@@ -648,11 +649,13 @@ pub async fn run(
                 .collect();
         }
     }
-    let text = match (format, check) {
-        (Format::Json, _) => crate::render::json_lines(&results),
-        (Format::Table, true) => render::check_table(&results, &require, no_trunc),
-        (Format::Table, false) => render::pretty(&results, no_trunc),
-    };
+    let text = format.render(&results, |results| {
+        if check {
+            render::check_table(results, &require, no_trunc)
+        } else {
+            render::pretty(results, no_trunc)
+        }
+    })?;
     let mut code = if results.is_empty() && !missing_services.is_empty() {
         Exit::Ok
     } else {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Problem, Severity, parse_labels, read_rules_file};
 use crate::engine::Engine;
 use crate::exit::{Exit, Failure, print_stdout_async};
-use crate::render::{Format, docker_table, json_lines};
+use crate::render::{Format, docker_table};
 use crate::status::Mode;
 
 /// A parsed rules file: service name → its rule labels (`microscale.KEY` → value).
@@ -94,7 +94,8 @@ pub fn load_rules_flag(
 /// Runs `rules check`. Exit 0 when no rule has an error (warnings allowed), 1
 /// otherwise or when a named service does not exist.
 pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<Exit, Failure> {
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::RULES_CHECK)
+        .map_err(Failure::Usage)?;
     // The file first: a bad file is an error before anything is read from the engine.
     let file = load_rules_flag(args.rules.as_deref())?;
     let snap = engine
@@ -159,61 +160,57 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
         .filter(|(p, _)| p.severity == Severity::Error)
         .count();
     let warnings = problems.len() - errors;
-    let text = match format {
-        Format::Json => json_lines(
-            &problems
+    let lines: Vec<ProblemLine> = problems
+        .iter()
+        .map(|(p, s)| ProblemLine {
+            problem: p,
+            source: s,
+        })
+        .collect();
+    let text = format.render(&lines, |_| {
+        let mut out = String::new();
+        if !problems.is_empty() {
+            let rows = problems
                 .iter()
-                .map(|(p, s)| ProblemLine {
-                    problem: p,
-                    source: s,
+                .map(|(p, s)| {
+                    let sev = match p.severity {
+                        Severity::Error => "error",
+                        Severity::Warning => "warning",
+                    };
+                    let key = if *s == "labels" {
+                        p.key.clone()
+                    } else {
+                        format!("{} ({s})", p.key)
+                    };
+                    vec![
+                        p.service.clone(),
+                        sev.to_string(),
+                        key,
+                        crate::render::ellipsize(&p.value, 60),
+                        p.expected.clone(),
+                    ]
                 })
-                .collect::<Vec<_>>(),
-        ),
-        Format::Table => {
-            let mut out = String::new();
-            if !problems.is_empty() {
-                let rows = problems
-                    .iter()
-                    .map(|(p, s)| {
-                        let sev = match p.severity {
-                            Severity::Error => "error",
-                            Severity::Warning => "warning",
-                        };
-                        let key = if *s == "labels" {
-                            p.key.clone()
-                        } else {
-                            format!("{} ({s})", p.key)
-                        };
-                        vec![
-                            p.service.clone(),
-                            sev.to_string(),
-                            key,
-                            crate::render::ellipsize(&p.value, 60),
-                            p.expected.clone(),
-                        ]
-                    })
-                    .collect();
-                out.push_str(&docker_table(
-                    &["SERVICE", "SEVERITY", "KEY", "VALUE", "EXPECTED"],
-                    rows,
-                ));
-            }
-            let plural = |n: usize, w: &str| {
-                if n == 1 {
-                    format!("{n} {w}")
-                } else {
-                    format!("{n} {w}s")
-                }
-            };
-            out.push_str(&format!(
-                "{} with a rule: {}, {}\n",
-                plural(managed, "service"),
-                plural(errors, "error"),
-                plural(warnings, "warning")
+                .collect();
+            out.push_str(&docker_table(
+                &["SERVICE", "SEVERITY", "KEY", "VALUE", "EXPECTED"],
+                rows,
             ));
-            out
         }
-    };
+        let plural = |n: usize, w: &str| {
+            if n == 1 {
+                format!("{n} {w}")
+            } else {
+                format!("{n} {w}s")
+            }
+        };
+        out.push_str(&format!(
+            "{} with a rule: {}, {}\n",
+            plural(managed, "service"),
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        ));
+        out
+    })?;
     let mut code = print_stdout_async(text).await?;
     if errors > 0 {
         code = Exit::Error;
@@ -223,4 +220,25 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
         code = Exit::Error;
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod format_fields_tests {
+    use super::*;
+
+    #[test]
+    fn rules_check_fields_are_the_json_keys() {
+        let problem = Problem {
+            service: "web".into(),
+            key: "microscale.min".into(),
+            value: "x".into(),
+            expected: "a number".into(),
+            severity: Severity::Error,
+        };
+        let line = ProblemLine {
+            problem: &problem,
+            source: "labels",
+        };
+        crate::render::fields::assert_fields_match(&crate::render::fields::RULES_CHECK, &line, &[]);
+    }
 }

@@ -12,7 +12,9 @@ use crate::exit::{Exit, Failure, say};
 use crate::plan::{Computed, PlanRow};
 use crate::render::Format;
 
-use super::update::{Decide, Outcome, Verdict};
+use futures_util::StreamExt;
+
+use super::update::{Convergence, Decide, Outcome, Verdict};
 
 /// Whether a plan row asks for an update.
 fn wants_update(row: &PlanRow) -> bool {
@@ -71,15 +73,17 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             _ = cancelled => Err(Failure::Interrupted),
         };
     }
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::APPLY)
+        .map_err(Failure::Usage)?;
     let timeout = super::parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
+    super::check_detach_timeout(args.detach, &args.timeout)?;
     let cancelled = crate::exit::cancellation();
     tokio::pin!(cancelled);
     let computed = tokio::select! {
         c = crate::plan::compute(engine, &plan_args) => c?,
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
-    if format == Format::Table {
+    if format.is_table() {
         crate::exit::print_stdout_async(crate::plan::table(
             &computed.rows,
             args.no_trunc == Some(true),
@@ -89,31 +93,94 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     for m in &computed.missing {
         say(m);
     }
-    let mut pre: Vec<Outcome> = vec![];
-    let mut work: Vec<(RawService, &PlanRow, Option<u64>)> = vec![];
-    for row in computed.rows.iter() {
-        if row.action == "error" {
-            let mut o = Outcome::failed(&row.service, row.reasons.join("; "));
-            o.reasons = row.reasons.clone();
-            pre.push(o);
-            continue;
+    // Named services that have no rule: say so (an empty plan is not an answer).
+    let mut errors = !computed.missing.is_empty();
+    let (named, _) =
+        crate::status::select_services(computed.snap.services.clone(), &args.services, false);
+    for s in named.iter().take(if args.services.is_empty() {
+        0
+    } else {
+        usize::MAX
+    }) {
+        let name = crate::rules::check::service_name(s);
+        if !computed.rows.iter().any(|r| r.service == name) {
+            say(&format!(
+                "{name}: no scaling rule (no microscale.* labels{}): nothing to apply; see docs/rules.md",
+                if computed.file.is_some() {
+                    ", and not in the --rules file"
+                } else {
+                    ""
+                }
+            ));
+            errors = true;
         }
-        if !wants_update(row) {
-            continue;
-        }
-        let planned = computed
+    }
+    let by_name = |name: &str| {
+        computed
             .snap
             .services
             .iter()
-            .find(|s| crate::rules::check::service_name(s) == row.service);
-        let Some(id) = planned.and_then(|s| s.id.clone()) else {
-            continue;
+            .find(|s| crate::rules::check::service_name(s) == name)
+    };
+    let mut pre: Vec<Outcome> = vec![];
+    let mut wanted: Vec<(&PlanRow, String, Option<u64>)> = vec![];
+    for row in computed.rows.iter() {
+        let planned = by_name(&row.service);
+        let outcome = |error: Option<String>| {
+            let mut o = match planned {
+                Some(s) => {
+                    let mut o = Outcome::failed(&row.service, String::new());
+                    o.id = s.id.clone().unwrap_or_default();
+                    o.mode = crate::status::Mode::of(s).as_str().to_string();
+                    o
+                }
+                None => Outcome::failed(&row.service, String::new()),
+            };
+            o.before = Some(row.current);
+            o.after = Some(row.current);
+            o.reasons = row.reasons.clone();
+            o.error = error;
+            o.convergence = if o.error.is_some() {
+                Convergence::Failed
+            } else {
+                Convergence::Unchanged
+            };
+            o
         };
-        let planned_version = planned
-            .and_then(|s| s.version.as_ref())
-            .and_then(|v| v.index);
-        match engine.inspect_service_raw(&id).await {
-            Ok(svc) => work.push((svc, row, planned_version)),
+        if row.action == "error" {
+            pre.push(outcome(Some(row.reasons.join("; "))));
+            continue;
+        }
+        if row.reasons.iter().any(|r| r.contains("cannot read ")) {
+            // A dead metric source is held (nothing scaled), and is an error for
+            // the script that runs apply.
+            errors = true;
+        }
+        if !wants_update(row) {
+            let mut o = outcome(None);
+            if row.action != "none" {
+                o.held = Some(row.reasons.join("; "));
+            }
+            pre.push(o);
+            continue;
+        }
+        let Some(s) = planned else { continue };
+        let version = s.version.as_ref().and_then(|v| v.index);
+        wanted.push((row, s.id.clone().unwrap_or_default(), version));
+    }
+    // The services to change, read again whole (raw), a few at a time.
+    let reads = tokio::select! {
+        r = futures_util::stream::iter(
+            wanted.iter().map(|(_, id, _)| engine.inspect_service_raw(id)),
+        )
+        .buffered(super::MAX_IN_FLIGHT)
+        .collect::<Vec<_>>() => r,
+        _ = &mut cancelled => return Err(Failure::Interrupted),
+    };
+    let mut work: Vec<(RawService, &PlanRow, Option<u64>)> = vec![];
+    for ((row, _, version), read) in wanted.into_iter().zip(reads) {
+        match read {
+            Ok(svc) => work.push((svc, row, version)),
             Err(crate::engine::EngineError::Daemon { status: 404, .. }) => {
                 pre.push(Outcome::failed(
                     &row.service,
@@ -138,7 +205,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         .map(|(s, _, _)| s)
         .zip(deciders.iter().map(|d| d.as_ref()))
         .collect();
-    if jobs.is_empty() && format == Format::Table && pre.is_empty() {
+    if jobs.is_empty() && format.is_table() {
         say("Nothing to change.");
     }
     let options = super::Options {
@@ -149,9 +216,5 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     };
     let reasons: Vec<Vec<String>> = rows.iter().map(|r| r.reasons.clone()).collect();
     let code = super::execute(engine, jobs, pre, reasons, &options, cancelled).await?;
-    Ok(if computed.missing.is_empty() {
-        code
-    } else {
-        Exit::Error
-    })
+    Ok(if errors { Exit::Error } else { code })
 }

@@ -14,12 +14,17 @@ use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use crate::engine::service::RawService;
 use crate::engine::{Engine, EngineError};
 use crate::exit::{Exit, Failure, say};
-use crate::render::{Format, json_lines};
+use crate::render::Format;
 use crate::rules::check::RulesFile;
 use update::{Change, Convergence, Decide, Outcome, Verdict};
+
+/// Most services read or updated at once (each holds a connection).
+pub(crate) const MAX_IN_FLIGHT: usize = 16;
 
 /// Longest `--timeout`: one day.
 const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
@@ -89,6 +94,14 @@ pub fn parse_target(arg: &str) -> Result<Target, String> {
     } else {
         Change::Set(digits(value)?)
     };
+    if let Change::Set(n) = change
+        && n > update::MAX_REPLICAS
+    {
+        return Err(format!(
+            "invalid replicas value for {service}: {n} is more than the engine takes ({})",
+            update::MAX_REPLICAS
+        ));
+    }
     Ok(Target {
         service: service.to_string(),
         change,
@@ -113,10 +126,25 @@ pub fn parse_timeout(value: Option<&str>) -> Result<Option<Duration>, String> {
     }
 }
 
+/// `--timeout` bounds the wait and `--detach` skips it: both at once is a mistake.
+pub fn check_detach_timeout(detach: Option<bool>, timeout: &Option<String>) -> Result<(), Failure> {
+    if detach == Some(true) && timeout.is_some() {
+        return Err(Failure::Usage(
+            "--timeout bounds the wait for convergence, and --detach does not wait: give one of them".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Why a rolling update stops a scale, or `None` when there is none in progress
 /// (`UpdateStatus.State` is `updating`, `paused`, `rollback_started` or
 /// `rollback_paused`).
 pub fn rolling_update_block(svc: &RawService) -> Option<String> {
+    // Swarm never completes the UpdateStatus of a job (a rollback of a job stays
+    // `rollback_started` for good), and a job has no rolling update to protect.
+    if matches!(svc.count(), crate::engine::service::Count::Completions(_)) {
+        return None;
+    }
     let (state, message) = svc.update_state()?;
     let detail = if message.is_empty() {
         format!("UpdateStatus {state}")
@@ -126,10 +154,10 @@ pub fn rolling_update_block(svc: &RawService) -> Option<String> {
     let name = &svc.name;
     match state.as_str() {
         "updating" | "rollback_started" => Some(format!(
-            "a rolling update is in progress ({detail}); a spec change now is folded into it: wait until `docker service ps {name}` shows it done"
+            "a rolling update is in progress ({detail}); a scale now becomes part of it, and `docker service rollback` could no longer return to the spec before it: wait until `docker microscale status {name}` shows no UPDATE"
         )),
         "paused" | "rollback_paused" => Some(format!(
-            "its rolling update is paused ({detail}); any spec change, a scale too, resumes rolling out the paused spec: settle it first with `docker service update {name}` or `docker service rollback {name}`"
+            "its rolling update is paused ({detail}); any spec change, a scale too, resumes rolling out the paused spec, and `docker service rollback` could no longer return to the spec before it: settle it first, e.g. with `docker service rollback {name}`"
         )),
         _ => None,
     }
@@ -212,17 +240,27 @@ pub fn decide_scale(
     let count = svc.count();
     let Some(current) = count.value() else {
         return Err(format!(
-            "{} is a {} service: it runs one task on each eligible node and has no replica count to set; limit where it runs with placement constraints instead (`docker service update --constraint-add`)",
-            svc.name,
+            "a {} service runs one task on each eligible node and has no replica count to set; limit where it runs with placement constraints instead (`docker service update --constraint-add`)",
             count.mode_name()
         ));
     };
-    let target = update::apply_change(current, change)?;
+    let unit = match count {
+        crate::engine::service::Count::Completions(_) => "completions",
+        _ => "replicas",
+    };
+    let target = update::apply_change(current, change, unit)?;
     if target != current && !force {
         if let Some(block) = rolling_update_block(svc) {
             return Err(format!("{block}; or use --force"));
         }
-        check_bounds(svc, target, file)?;
+        check_bounds(svc, target, file).map_err(|e| match change {
+            Change::Add(d) => format!(
+                "{current} {} {} = {e}",
+                if d < 0 { "-" } else { "+" },
+                d.unsigned_abs()
+            ),
+            Change::Set(_) => e,
+        })?;
     }
     Ok(Verdict::Scale(target))
 }
@@ -249,8 +287,10 @@ fn engine_wide(err: &EngineError) -> bool {
 /// update failed or did not converge within `--timeout`; 130 when interrupted (the
 /// updates stand).
 pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
-    let format = Format::parse(args.format.as_deref()).map_err(Failure::Usage)?;
+    let format = Format::parse(args.format.as_deref(), crate::render::fields::SCALE)
+        .map_err(Failure::Usage)?;
     let timeout = parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
+    check_detach_timeout(args.detach, &args.timeout)?;
     let mut targets = vec![];
     for arg in &args.targets {
         let t = parse_target(arg).map_err(Failure::Usage)?;
@@ -269,35 +309,58 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
     let cancelled = crate::exit::cancellation();
     tokio::pin!(cancelled);
     let reads = tokio::select! {
-        r = futures_util::future::join_all(
+        r = futures_util::stream::iter(
             targets
                 .iter()
                 .map(|t| engine.inspect_service_raw(&t.service)),
-        ) => r,
+        )
+        .buffered(MAX_IN_FLIGHT)
+        .collect::<Vec<_>>() => r,
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
     let mut errors: Vec<String> = vec![];
-    let mut jobs: Vec<(RawService, Change)> = vec![];
+    // One outcome per target, in the order given, for JSON when a target is wrong.
+    let mut checked: Vec<Outcome> = vec![];
+    let mut jobs: Vec<(RawService, Change, &str)> = vec![];
     for (t, read) in targets.iter().zip(reads) {
         match read {
             Ok(svc) => {
-                if let Some((other, _)) = jobs.iter().find(|(s, _)| s.id == svc.id) {
-                    errors.push(format!(
-                        "{}: {} and {} name the same service; give each service once",
-                        svc.name, other.name, t.service
-                    ));
+                if let Some((_, _, first)) = jobs.iter().find(|(s, _, _)| s.id == svc.id) {
+                    let e = format!(
+                        "{first} and {} name the same service ({}); give each service once",
+                        t.service, svc.name
+                    );
+                    errors.push(e.clone());
+                    checked.push(Outcome::failed(&t.service, e));
                     continue;
                 }
+                let mut o = Outcome::new(&svc);
                 if let Err(e) = decide_scale(&svc, t.change, force, file_ref) {
                     errors.push(format!("{}: {e}", svc.name));
+                    o.error = Some(e);
+                    o.convergence = Convergence::Failed;
                 }
-                jobs.push((svc, t.change));
+                checked.push(o);
+                jobs.push((svc, t.change, t.service.as_str()));
             }
             Err(e) if engine_wide(&e) => return Err(Failure::Error(e.to_string())),
-            Err(e) => errors.push(read_error(&t.service, e)),
+            Err(e) => {
+                let e = read_error(&t.service, e);
+                errors.push(e.clone());
+                checked.push(Outcome::failed(&t.service, e));
+            }
         }
     }
     if !errors.is_empty() {
+        if !format.is_table() {
+            for o in checked.iter_mut().filter(|o| o.error.is_none()) {
+                o.error =
+                    Some("not updated: another target is wrong, so nothing was changed".into());
+                o.convergence = Convergence::Failed;
+            }
+            let text = format.render(&checked, |_| String::new())?;
+            crate::exit::print_stdout_async(text).await?;
+        }
         for e in &errors {
             say(e);
         }
@@ -308,9 +371,23 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
         });
         return Ok(Exit::Error);
     }
+    if force {
+        for (svc, change, _) in &jobs {
+            if let Err(e) = decide_scale(svc, *change, false, file_ref) {
+                let e = e
+                    .trim_end_matches("; use --force to go beyond it")
+                    .trim_end_matches("; use --force to go below it")
+                    .trim_end_matches("; or use --force");
+                say(&format!(
+                    "{}: going ahead because of --force, although {e}",
+                    svc.name
+                ));
+            }
+        }
+    }
     let deciders: Vec<Box<Decide<'_>>> = jobs
         .iter()
-        .map(|(_, change)| {
+        .map(|(_, change, _)| {
             let change = *change;
             Box::new(move |svc: &RawService| decide_scale(svc, change, force, file_ref))
                 as Box<Decide<'_>>
@@ -318,7 +395,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
         .collect();
     let work: Vec<(RawService, &Decide<'_>)> = jobs
         .into_iter()
-        .map(|(s, _)| s)
+        .map(|(s, _, _)| s)
         .zip(deciders.iter().map(|d| d.as_ref()))
         .collect();
     let options = Options {
@@ -331,9 +408,9 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
 }
 
 /// How [`execute`] reports and waits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
-    /// Table lines or JSON objects on stdout.
+    /// Table lines, JSON objects or a template's rows on stdout.
     pub format: Format,
     /// `--detach`: do not wait.
     pub detach: bool,
@@ -393,26 +470,31 @@ pub async fn execute(
     options: &Options,
     mut cancelled: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<Exit, Failure> {
-    let table = options.format == Format::Table;
+    let table = options.format.is_table();
     let outcomes: RefCell<Vec<Outcome>> = RefCell::new(
         work.iter()
             .map(|(svc, _)| Outcome::new(svc))
             .chain(pre)
             .collect(),
     );
+    // Which of `work` have their final outcome (the others are in flight).
+    let done = RefCell::new(vec![false; work.len()]);
+    let write_failed: RefCell<Option<String>> = RefCell::new(None);
     let interrupted = {
-        let updates = futures_util::future::join_all(work.into_iter().enumerate().map(
-            |(i, (svc, decide))| {
+        let updates =
+            futures_util::stream::iter(work.into_iter().enumerate().map(|(i, (svc, decide))| {
                 let outcomes = &outcomes;
+                let done = &done;
                 let reasons = reasons.get(i).cloned().unwrap_or_default();
                 async move {
                     let mut o = update::update(engine, svc, decide).await;
                     o.reasons = reasons;
-                    report_update(&o, table);
                     outcomes.borrow_mut()[i] = o;
+                    done.borrow_mut()[i] = true;
                 }
-            },
-        ));
+            }))
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .collect::<Vec<()>>();
         tokio::pin!(updates);
         tokio::select! {
             _ = &mut updates => false,
@@ -420,7 +502,22 @@ pub async fn execute(
         }
     };
     if interrupted {
+        for (o, finished) in outcomes.borrow_mut().iter_mut().zip(done.borrow().iter()) {
+            if !finished {
+                o.convergence = Convergence::Unknown;
+                o.error = Some(format!(
+                    "interrupted before the engine answered: the update may or may not have been applied; check it with `docker service inspect {}`",
+                    o.service
+                ));
+            }
+        }
         return interrupt(&outcomes, options, "while the updates were being sent");
+    }
+    // Result lines in the order the services were given.
+    for o in outcomes.borrow().iter() {
+        if let Err(e) = report_update(o, table) {
+            write_failed.replace(Some(e));
+        }
     }
     for o in outcomes
         .borrow()
@@ -471,7 +568,12 @@ pub async fn execute(
     }
     let all = outcomes.into_inner();
     if !table {
-        crate::exit::print_stdout_async(json_lines(&all)).await?;
+        let text = options.format.render(&all, |_| String::new())?;
+        crate::exit::print_stdout_async(text).await?;
+    }
+    if let Some(e) = write_failed.into_inner() {
+        say(&e);
+        return Ok(Exit::Error);
     }
     Ok(if all.iter().any(Outcome::is_error) {
         Exit::Error
@@ -482,13 +584,19 @@ pub async fn execute(
 
 /// Prints what happened to one service as soon as its update is done: the stdout
 /// line (table format) and the engine's warnings.
-fn report_update(o: &Outcome, table: bool) {
+///
+/// Errors: stdout cannot be written (a closed pipe is not an error, as everywhere).
+fn report_update(o: &Outcome, table: bool) -> Result<(), String> {
     for w in &o.warnings {
-        say(&format!("{}: warning from the engine: {w}", o.service));
+        say(&format!("{}: warning: {w}", o.service));
     }
     if table && let Some(line) = outcome_line(o) {
-        let _ = crate::exit::print_stdout(&format!("{line}\n"));
+        crate::exit::print_stdout(&format!("{line}\n")).map_err(|e| match e {
+            Failure::Error(m) | Failure::Usage(m) => m,
+            Failure::Interrupted => "interrupted".into(),
+        })?;
     }
+    Ok(())
 }
 
 /// The notes after the updates: what `docker service rollback` now does, and what a
@@ -502,9 +610,8 @@ fn notes(outcomes: &[Outcome]) {
         .iter()
         .map(|o| format!("{} to {}", o.service, o.before.unwrap_or(0)))
         .collect();
-    let first = &updated[0].service;
     say(&format!(
-        "Note: `docker service rollback {first}` now undoes this scale ({}): each update replaces the spec a rollback returns to.",
+        "Note: `docker service rollback SERVICE` now undoes this scale of that service ({}), not an earlier change: each update replaces the spec a rollback returns to.",
         list.join(", ")
     ));
     for o in updated.iter().filter(|o| o.mode == "replicated job") {
@@ -543,8 +650,10 @@ fn interrupt(
             updated[0]
         ));
     }
-    if options.format == Format::Json {
-        let _ = crate::exit::print_stdout(&json_lines(&all));
+    if !options.format.is_table()
+        && let Ok(text) = options.format.render(&all, |_| String::new())
+    {
+        let _ = crate::exit::print_stdout(&text);
     }
     Err(Failure::Interrupted)
 }

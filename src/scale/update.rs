@@ -44,6 +44,9 @@ pub enum Convergence {
     Removed,
     /// The swarm could not be read while waiting; the update stands.
     Lost,
+    /// The update was sent but its answer never came (interrupted, or the
+    /// connection failed): it may or may not have been applied.
+    Unknown,
     /// Not updated because of an error.
     Failed,
 }
@@ -241,13 +244,69 @@ pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -
                 out.convergence = Convergence::Failed;
                 return out;
             }
-            Err(e) => {
-                out.error = Some(format!("the update was refused: {e}"));
+            Err(e @ EngineError::Daemon { .. }) => {
+                out.error = Some(format!("the engine refused the update: {e}"));
                 out.convergence = Convergence::Failed;
                 return out;
             }
+            Err(e) => {
+                // The request may have reached the engine before the answer was
+                // lost: read the service again to know.
+                return lost_answer(engine, &svc, target, e, out).await;
+            }
         }
     }
+}
+
+/// After an update whose answer was lost (timeout, broken connection): reads the
+/// service again and says whether the update was applied (the version index moved
+/// on and the count is the one sent), was not (same version), or is unknown.
+async fn lost_answer(
+    engine: &Engine,
+    sent: &RawService,
+    target: u64,
+    err: EngineError,
+    mut out: Outcome,
+) -> Outcome {
+    let first = err.to_string();
+    let first = first.lines().next().unwrap_or_default();
+    match engine.inspect_service_raw(&sent.id).await {
+        Ok(now) if now.version == sent.version => {
+            out.error = Some(format!(
+                "the update was not applied (the engine's answer was lost: {first}); nothing changed, run the command again"
+            ));
+            out.convergence = Convergence::Failed;
+        }
+        Ok(now) if now.count().value() == Some(target) => {
+            out.updated = true;
+            out.version = Some(sent.version);
+            out.after = Some(target);
+            out.warnings.push(format!(
+                "the engine's answer to the update was lost ({first}), but the service now has {target}: it was applied"
+            ));
+            out.convergence = Convergence::Detached;
+        }
+        Ok(now) => {
+            out.after = now.count().value();
+            out.error = Some(format!(
+                "the engine's answer to the update was lost ({first}) and the service changed meanwhile (version {} → {}, count now {}): check it with `docker service inspect {}`",
+                sent.version,
+                now.version,
+                now.count().value().unwrap_or(0),
+                sent.name
+            ));
+            out.convergence = Convergence::Unknown;
+        }
+        Err(e) => {
+            out.error = Some(format!(
+                "the engine's answer to the update was lost ({first}) and the service cannot be read again ({}): it may or may not have been applied; check it with `docker service inspect {}`",
+                e.to_string().lines().next().unwrap_or_default(),
+                sent.name
+            ));
+            out.convergence = Convergence::Unknown;
+        }
+    }
+    out
 }
 
 fn read_again_error(name: &str, e: EngineError) -> String {
@@ -259,19 +318,27 @@ fn read_again_error(name: &str, e: EngineError) -> String {
     }
 }
 
-/// The count a service would have after `Add(delta)` or `Set(n)`.
+/// The most replicas the engine takes: it stores the count as a signed 64-bit
+/// number and refuses more ("Number of replicas must be non-negative").
+pub const MAX_REPLICAS: u64 = i64::MAX as u64;
+
+/// The count a service would have after `Add(delta)` or `Set(n)`; `unit` is
+/// `replicas` or `completions` (for messages).
 ///
-/// Errors: a result below 0 or beyond `u64`.
-pub fn apply_change(current: u64, change: Change) -> Result<u64, String> {
-    match change {
-        Change::Set(n) => Ok(n),
-        Change::Add(d) => current.checked_add_signed(d).ok_or_else(|| {
-            if d < 0 {
-                format!("{d} would take it below 0 replicas (it has {current})")
-            } else {
-                format!("+{d} is too many replicas (it has {current})")
-            }
-        }),
+/// Errors: a result below 0 or above [`MAX_REPLICAS`].
+pub fn apply_change(current: u64, change: Change, unit: &str) -> Result<u64, String> {
+    let n = match change {
+        Change::Set(n) => Some(n),
+        Change::Add(d) => current.checked_add_signed(d),
+    };
+    match (n, change) {
+        (Some(n), _) if n <= MAX_REPLICAS => Ok(n),
+        (None, Change::Add(d)) if d < 0 => Err(format!(
+            "{d} would take it below 0 {unit} (it has {current})"
+        )),
+        _ => Err(format!(
+            "more than {MAX_REPLICAS} {unit}, the most the engine takes (it has {current})"
+        )),
     }
 }
 
@@ -291,12 +358,22 @@ mod tests {
 
     #[test]
     fn changes_are_applied_without_overflow() {
-        assert_eq!(apply_change(3, Change::Set(7)), Ok(7));
-        assert_eq!(apply_change(3, Change::Add(2)), Ok(5));
-        assert_eq!(apply_change(3, Change::Add(-3)), Ok(0));
-        let e = apply_change(2, Change::Add(-3)).unwrap_err();
-        assert!(e.contains("below 0") && e.contains("it has 2"), "{e}");
-        assert!(apply_change(u64::MAX, Change::Add(1)).is_err());
+        let r = "replicas";
+        assert_eq!(apply_change(3, Change::Set(7), r), Ok(7));
+        assert_eq!(apply_change(3, Change::Add(2), r), Ok(5));
+        assert_eq!(apply_change(3, Change::Add(-3), r), Ok(0));
+        let e = apply_change(2, Change::Add(-3), "completions").unwrap_err();
+        assert!(
+            e.contains("below 0 completions") && e.contains("it has 2"),
+            "{e}"
+        );
+        assert!(apply_change(u64::MAX, Change::Add(1), r).is_err());
+        assert!(apply_change(0, Change::Set(MAX_REPLICAS + 1), r).is_err());
+        assert!(
+            apply_change(MAX_REPLICAS, Change::Add(1), r)
+                .unwrap_err()
+                .contains("the most the engine takes")
+        );
     }
 
     #[test]

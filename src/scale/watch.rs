@@ -28,7 +28,7 @@ pub enum Progress {
     Bars,
     /// A plain line on stderr whenever a service's count changes.
     Lines,
-    /// Nothing (`--quiet`, or JSON output that is not on a terminal).
+    /// Nothing (`--quiet`).
     Quiet,
 }
 
@@ -199,11 +199,18 @@ pub async fn watch(
                 let mut all = outcomes.borrow_mut();
                 let o = &mut all[t.idx];
                 o.convergence = Convergence::Timeout;
-                let (done, desired) = t.last.as_ref().map_or((0, 0), |(c, _)| (c.done, c.desired));
+                let state = match &t.last {
+                    Some((c, _)) => format!(
+                        "{}/{} {}",
+                        c.done.min(c.desired),
+                        c.desired,
+                        if t.job { "completed" } else { "running" }
+                    ),
+                    None => "the swarm could not be read in time".into(),
+                };
                 o.error = Some(format!(
-                    "not converged within {}: {done}/{desired} {}; the update stands and Swarm keeps working on it: follow it with `docker service ps {}`",
+                    "not converged within {}: {state}; the update stands and Swarm keeps working on it: follow it with `docker service ps {}`",
                     humantime::format_duration(limit),
-                    if t.job { "completed" } else { "running" },
                     t.name
                 ));
                 if let Some(bar) = &t.bar {
@@ -218,33 +225,55 @@ pub async fn watch(
             .filter(|t| !t.finished)
             .map(|t| t.id.clone())
             .collect();
-        let read = engine
-            .within_request_timeout(async {
-                tokio::join!(
-                    engine.docker.list_services(Some(ListServicesOptions {
-                        filters: Some(HashMap::from([("id".to_string(), ids.clone())])),
-                        status: Some(false),
-                    })),
-                    engine.docker.list_tasks(Some(ListTasksOptions {
-                        filters: Some(HashMap::from([("service".to_string(), ids.clone())])),
-                    })),
-                    engine.docker.list_nodes(None::<ListNodesOptions>),
-                )
-            })
-            .await;
-        let (services, tasks, nodes) = match read {
-            Ok((Ok(s), Ok(t), Ok(n))) => {
-                failing_since = None;
-                (s, t, n)
+        // Services first: the tasks filter fails as a whole (404) when one of its
+        // services was removed, so only the services still there are asked for.
+        let round = async {
+            let services = engine
+                .docker
+                .list_services(Some(ListServicesOptions {
+                    filters: Some(HashMap::from([("id".to_string(), ids.clone())])),
+                    status: Some(false),
+                }))
+                .await
+                .map_err(|e| engine.classify(e))?;
+            let present: Vec<String> = ids
+                .iter()
+                .filter(|id| services.iter().any(|s| s.id.as_ref() == Some(*id)))
+                .cloned()
+                .collect();
+            if present.is_empty() {
+                return Ok((services, vec![], vec![]));
             }
-            other => {
-                let err = match other {
-                    Err(e) => e.to_string(),
-                    Ok((Err(e), _, _)) | Ok((_, Err(e), _)) | Ok((_, _, Err(e))) => {
-                        engine.classify(e).to_string()
-                    }
-                    Ok(_) => unreachable!("all three reads succeeded"),
-                };
+            let (tasks, nodes) = tokio::join!(
+                engine.docker.list_tasks(Some(ListTasksOptions {
+                    filters: Some(HashMap::from([("service".to_string(), present)])),
+                })),
+                engine.docker.list_nodes(None::<ListNodesOptions>),
+            );
+            Ok::<_, crate::engine::EngineError>((
+                services,
+                tasks.map_err(|e| engine.classify(e))?,
+                nodes.map_err(|e| engine.classify(e))?,
+            ))
+        };
+        // A round never outlasts the request timeout, nor the user's --timeout.
+        let mut round_deadline =
+            tokio::time::Instant::now() + Duration::from_secs(request_timeout_secs());
+        if let Some(limit) = timeout {
+            round_deadline = round_deadline.min(tokio::time::Instant::from_std(start + limit));
+        }
+        let read = match tokio::time::timeout_at(round_deadline, round).await {
+            Ok(r) => r,
+            Err(_) if timeout.is_some_and(|l| start.elapsed() >= l) => continue,
+            Err(_) => Err(engine.timed_out(request_timeout_secs())),
+        };
+        let (services, tasks, nodes) = match read {
+            Ok(r) => {
+                failing_since = None;
+                r
+            }
+            Err(e) => {
+                let err = e.to_string();
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= Duration::from_secs(request_timeout_secs()) {
                     for t in trackers.iter_mut().filter(|t| !t.finished) {
@@ -316,8 +345,12 @@ pub async fn watch(
                     "verifying that they stay up for {}",
                     humantime::format_duration(t.monitor)
                 )
-            } else if c.stopping > 0 {
-                format!("{verb}, {} stopping", c.stopping)
+            } else if c.stopping > 0 || c.done > c.desired {
+                // A scale-down: the surplus is stopping (or about to be told to).
+                format!(
+                    "{verb}, {} stopping",
+                    c.stopping + c.done.saturating_sub(c.desired)
+                )
             } else {
                 verb.to_string()
             };
@@ -328,7 +361,12 @@ pub async fn watch(
                         bar.set_position(c.done.min(c.desired));
                         bar.set_message(phase.clone());
                     }
-                    None => note(&format!("{}: {}/{} {phase}", t.name, c.done, c.desired)),
+                    None => note(&format!(
+                        "{}: {}/{} {phase}",
+                        t.name,
+                        c.done.min(c.desired),
+                        c.desired
+                    )),
                 }
             }
             t.last = Some((c.clone(), converged));

@@ -413,7 +413,7 @@ fn two_agents_one_acts_and_the_other_takes_over() {
         (x, y) => panic!("exactly one agent must act: a {x}, b {y}"),
     };
     standby.wait_log("the standby to stand by", Duration::from_secs(10), |l| {
-        l["message"] == "not the lease holder: another agent acts"
+        l["message"] == "lease held by another agent: standing by"
     });
     // The holder dies without releasing: the standby takes over after the TTL.
     holder.kill();
@@ -426,4 +426,118 @@ fn two_agents_one_acts_and_the_other_takes_over() {
     eprintln!("takeover after SIGKILL of the holder: {after:?} (lease TTL 3s, interval 1s)");
     assert_eq!(replicas(&svc.name), 4);
     assert_eq!(standby.stop(), Some(0));
+}
+
+#[test]
+fn removed_and_relabelled_services_do_not_stop_the_agent() {
+    let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let rule = |name: &str| {
+        TestService::create(
+            &unique(name),
+            &[
+                "--replicas",
+                "1",
+                "--label",
+                "microscale.max=6",
+                "--label",
+                &metric,
+                "--label",
+                "microscale.target=10",
+            ],
+        )
+    };
+    let gone = rule("agent-gone");
+    let relabelled = rule("agent-relabel");
+    let stays = rule("agent-stays");
+    let lease = unique("lease");
+    let agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &gone.name,
+        &relabelled.name,
+        &stays.name,
+    ]);
+    for s in [&gone, &relabelled, &stays] {
+        agent.wait_log("the first scales", Duration::from_secs(60), |l| {
+            is(l, "scaled", &s.name) && l["to"] == 2
+        });
+    }
+    ok(docker(&["service", "rm", &gone.id]));
+    ok(docker(&[
+        "service",
+        "update",
+        "-d",
+        "-q",
+        "--no-resolve-image",
+        "--label-add",
+        "microscale.max=lots",
+        &relabelled.id,
+    ]));
+    agent.wait_log(
+        "the removed service noticed",
+        Duration::from_secs(30),
+        |l| {
+            l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not in the swarm (removed?)")
+        },
+    );
+    agent.wait_log("the broken rule noticed", Duration::from_secs(30), |l| {
+        is(l, "rule has errors", &relabelled.name)
+    });
+    *depth.lock().unwrap() = r#"{"depth": 40}"#.to_string();
+    agent.wait_log("the others still scaled", Duration::from_secs(60), |l| {
+        is(l, "scaled", &stays.name) && l["to"] == 4
+    });
+    assert_eq!(
+        replicas(&relabelled.name),
+        2,
+        "a broken rule is not acted on"
+    );
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn an_agent_on_a_worker_keeps_running_and_acts_on_nothing() {
+    let port = free_port();
+    let mut child = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", worker_host())
+        .args([
+            "run",
+            "--interval",
+            "1s",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--lease-name",
+            &unique("lease"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent exited on a worker"
+    );
+    let (code, body) = http_get(port, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("swarm worker node"), "{body}");
+    signal(child.id(), "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = stderr(&out);
+    assert!(
+        log.contains("cannot read the swarm: acting on nothing this pass"),
+        "{log}"
+    );
+    assert!(!log.contains("\"scaled\""), "{log}");
 }

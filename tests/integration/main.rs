@@ -4,6 +4,7 @@
 mod agent;
 mod complete;
 mod deploy;
+mod format;
 mod harness;
 mod hostile;
 mod lease;
@@ -12,6 +13,7 @@ mod provenance;
 mod rules;
 mod scale;
 mod ssh;
+mod watch;
 
 use std::time::Duration;
 
@@ -517,7 +519,10 @@ fn usage_errors_exit_125_and_change_nothing() {
         vec!["status", "--filter", "nonsense"],
         vec!["status", "--filter", "colour=red"],
         vec!["status", "--filter", "mode=daemon"],
-        vec!["status", "--format", "{{.Name}}"],
+        vec!["status", "--format", "{{.Nope}}"],
+        vec!["status", "--format", "{{nofunc .Name}}"],
+        vec!["status", "--watch", "--interval", "100ms"],
+        vec!["status", "--interval", "5s"],
         vec!["no-such-command"],
     ] {
         let out = plugin(&args);

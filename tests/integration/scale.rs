@@ -294,7 +294,10 @@ fn only_the_replica_count_changes_and_no_running_task_restarts() {
     assert_eq!(r["Convergence"], "converged", "{r}");
     assert_eq!(r["Running"], 4);
     assert!(
-        stderr(&out).contains(&format!("docker service rollback {}", svc.name)),
+        stderr(&out).contains(&format!(
+            "`docker service rollback SERVICE` now undoes this scale of that service ({} to 2)",
+            svc.name
+        )),
         "{}",
         stderr(&out)
     );
@@ -491,7 +494,7 @@ fn bounds_modes_and_bad_targets_change_nothing() {
     fails(
         &out,
         1,
-        "is a global service: it runs one task on each eligible node",
+        "a global service runs one task on each eligible node",
     );
     fails(&out, 1, "no such service: no-such-service-here");
     fails(&out, 1, "Nothing was changed");
@@ -829,10 +832,280 @@ fn apply_carries_out_the_plan_and_dry_run_prints_it() {
     // Nothing left to do: no update is sent.
     let version = inspect(&svc.id)["Version"]["Index"].clone();
     let out = ok(plugin(&["apply", "--format", "json", &svc.name]));
-    assert_eq!(
-        stdout(&out).trim(),
-        "",
-        "no service to change: no JSON object"
-    );
+    let rows = json_lines(&stdout(&out));
+    assert_eq!(rows.len(), 1, "one object per planned service");
+    assert_eq!(rows[0]["Updated"], false);
+    assert_eq!(rows[0]["Convergence"], "unchanged");
+    assert_eq!(rows[0]["ReplicasAfter"], 3);
     assert_eq!(inspect(&svc.id)["Version"]["Index"], version);
+}
+
+/// What [`MeddlingProxy`] does with one request.
+#[derive(Clone, Copy, PartialEq)]
+enum Meddle {
+    /// Forward it and its answer.
+    Pass,
+    /// Forward it, let the engine answer, but never pass the answer on.
+    SwallowAnswer,
+    /// Never forward it, never answer.
+    Hang,
+}
+
+/// A unix-socket proxy in front of the real manager that forwards each request
+/// (one per connection: it adds `Connection: close`) unless `rule`, given the
+/// request line, says to swallow its answer or hang. The engine is real; only the
+/// wire is tampered with, as a flaky network or a slow engine would.
+struct MeddlingProxy {
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl MeddlingProxy {
+    fn start(rule: fn(&str) -> Meddle) -> MeddlingProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let engine = manager_host()
+            .strip_prefix("unix://")
+            .expect("a unix:// test engine")
+            .to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if client.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let first = text.lines().next().unwrap_or_default().to_string();
+                    let action = rule(&first);
+                    if action == Meddle::Hang {
+                        std::thread::sleep(Duration::from_secs(120));
+                        return;
+                    }
+                    let head: String = text
+                        .trim_end()
+                        .lines()
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    let mut upstream = UnixStream::connect(&engine).unwrap();
+                    upstream
+                        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+                        .unwrap();
+                    upstream.write_all(&body).unwrap();
+                    let mut answer = Vec::new();
+                    let _ = upstream.read_to_end(&mut answer);
+                    if action == Meddle::SwallowAnswer {
+                        std::thread::sleep(Duration::from_secs(120));
+                        return;
+                    }
+                    let _ = client.write_all(&answer);
+                });
+            }
+        });
+        MeddlingProxy {
+            host: format!("unix://{}", path.display()),
+            _dir: dir,
+        }
+    }
+
+    fn plugin(&self, args: &[&str], timeout_secs: &str) -> Output {
+        clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", &self.host)
+            .env("MICROSCALE_TIMEOUT", timeout_secs)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_lost_answer_to_an_update_is_checked_not_guessed() {
+    let svc = TestService::create(&unique("scale-lost"), &["--replicas", "1"]);
+    let proxy = MeddlingProxy::start(|line| {
+        if line.starts_with("POST /services/") && line.contains("/update") {
+            Meddle::SwallowAnswer
+        } else {
+            Meddle::Pass
+        }
+    });
+    let out = proxy.plugin(
+        &[
+            "scale",
+            "--detach",
+            "--format",
+            "json",
+            &format!("{}=+1", svc.name),
+        ],
+        "3",
+    );
+    let rows = json_lines(&stdout(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rows[0]["Updated"], true, "{}", rows[0]);
+    assert_eq!(rows[0]["ReplicasAfter"], 2);
+    assert!(
+        stderr(&out).contains("the engine's answer to the update was lost"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(replicas(&svc.id), 2, "applied once, not twice");
+}
+
+#[test]
+fn the_wait_keeps_its_timeout_when_the_engine_is_slow() {
+    let svc = TestService::create(&unique("scale-slow"), &["--replicas", "0"]);
+    let proxy = MeddlingProxy::start(|line| {
+        if line.starts_with("GET /tasks") {
+            Meddle::Hang
+        } else {
+            Meddle::Pass
+        }
+    });
+    let start = Instant::now();
+    let out = proxy.plugin(
+        &[
+            "scale",
+            "--timeout",
+            "2s",
+            "--format",
+            "json",
+            &format!("{}=1", svc.name),
+        ],
+        "30",
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not converged within 2s: the swarm could not be read in time"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(json_lines(&stdout(&out))[0]["Convergence"], "timeout");
+}
+
+#[test]
+fn a_service_removed_while_waiting_is_reported_and_the_others_still_converge() {
+    let stuck = TestService::create(
+        &unique("scale-gone"),
+        &[
+            "--replicas",
+            "0",
+            "--constraint",
+            "node.labels.microscale-nowhere==1",
+        ],
+    );
+    let fine = TestService::create(
+        &unique("scale-stays"),
+        &["--replicas", "0", "--update-monitor", "1s"],
+    );
+    let child = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args([
+            "scale",
+            "--timeout",
+            "60s",
+            "--format",
+            "json",
+            &format!("{}=1", stuck.name),
+            &format!("{}=1", fine.name),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the scale to be sent", Duration::from_secs(20), || {
+        replicas(&stuck.id) == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    ok(docker(&["service", "rm", &stuck.id]));
+    let out = child.wait_with_output().unwrap();
+    let rows = json_lines(&stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(rows[0]["Convergence"], "removed", "{}", rows[0]);
+    assert_eq!(rows[1]["Convergence"], "converged", "{}", rows[1]);
+    assert!(
+        stderr(&out).contains("was removed while waiting"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn every_target_has_a_json_object_and_flags_may_follow_targets() {
+    let svc = TestService::create(&unique("scale-json"), &["--replicas", "0"]);
+    let out = plugin(&[
+        "scale",
+        "--format",
+        "json",
+        &format!("{}=+1", svc.name),
+        "nonexistent-svc=1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows = json_lines(&stdout(&out));
+    assert_eq!(rows.len(), 2, "{}", stdout(&out));
+    assert_eq!(rows[1]["Service"], "nonexistent-svc");
+    assert_eq!(rows[1]["Error"], "no such service: nonexistent-svc");
+    assert_eq!(rows[0]["Updated"], false);
+    assert_eq!(replicas(&svc.id), 0);
+    // Flags after the targets, as docker service scale takes them.
+    let out = ok(plugin(&["scale", &format!("{}=+1", svc.name), "--detach"]));
+    assert!(
+        stdout(&out).contains("scaled from 0 to 1"),
+        "{}",
+        stdout(&out)
+    );
+    fails(&plugin(&["scale"]), 125, "requires at least 1 argument");
+    fails(
+        &plugin(&[
+            "scale",
+            "--detach",
+            "--timeout",
+            "5s",
+            &format!("{}=1", svc.name),
+        ]),
+        125,
+        "give one of them",
+    );
+    fails(
+        &plugin(&["scale", &format!("{}=9223372036854775808", svc.name)]),
+        125,
+        "more than the engine takes",
+    );
+    // A full disk behind stdout is an error, after the update.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["scale", "--detach", &format!("{}=2", svc.name)])
+        .stdout(full)
+        .output()
+        .unwrap();
+    fails(&out, 1, "cannot write to standard output");
+    assert_eq!(replicas(&svc.id), 2);
 }

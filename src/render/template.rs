@@ -1,0 +1,1786 @@
+//! Docker-style `--format` templates: the part of Go's `text/template` that the
+//! docker CLI's `--format` uses, with the docker CLI's functions
+//! (docker/cli `templates/templates.go`) and its `table` prefix
+//! (docker/cli `cli/command/formatter/formatter.go`).
+//!
+//! Supported: text and actions `{{ }}` with trim markers (`{{- ` and ` -}}`) and
+//! comments (`{{/* */}}`); field chains on dot, on variables and on parenthesised
+//! pipelines (`.Name`, `.RuleLabels.foo`, `$.Name`, `$x.Key`, `(index .Labels 0).Key`);
+//! pipelines with `|`; variables (`$x := ...`, `$x = ...`); `if`, `else`, `else if`,
+//! `range` (with `$i, $v :=` and `else`), `with` (and `else with`); string, raw string,
+//! number, `true`, `false` and `nil` literals. Functions: the docker CLI's `json`,
+//! `split`, `join`, `title`, `lower`, `upper`, `pad`, `truncate`, and Go's `and`, `or`,
+//! `not`, `len`, `index`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `print`, `printf`,
+//! `println`. Not supported (an error that says so): `define`, `template`, `block`,
+//! `break`, `continue`, methods.
+//!
+//! The data of a template is the JSON object that `--format json` prints for the row
+//! (a [`serde_json::Value`]), so a template and the JSON never disagree on a field.
+//! Fields of the row are checked against the command's field list when the template
+//! is parsed, so a misspelt field is reported before anything is read from the engine.
+//!
+//! The engine is our own, limited to Go's syntax: the Rust ports of Go templates
+//! (gtmpl 0.7, last released in 2021 and only passively maintained) neither check
+//! fields before execution nor point at the bad part of a template.
+//!
+//! Differences from Go, all in the direction of scripts: `null` prints as an empty
+//! string (Go prints `<nil>`); a missing map key prints `<no value>` as in Go;
+//! `truncate` and `len` count characters, not bytes.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use unicode_width::UnicodeWidthStr;
+
+/// What a row's field holds, for the checks made when a template is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string, number, boolean or null: it has no fields of its own.
+    Scalar,
+    /// An object (a map or a record): `.Field.key` reads into it.
+    Object,
+    /// An array: `range`, `index`, `join`, `len` read it.
+    List,
+}
+
+/// One top-level field of a command's rows (a key of its JSON object).
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The JSON key, e.g. `Name`.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: Kind,
+    /// The column header of `table` templates; empty to derive it from the name
+    /// (`MaxPerNode` → `MAX PER NODE`).
+    pub header: &'static str,
+}
+
+/// The fields of one command's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// The command, as in `docker microscale status`, for error messages.
+    pub command: &'static str,
+    /// Every key of the command's JSON object.
+    pub list: &'static [Field],
+}
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&Field> {
+        self.list.iter().find(|f| f.name == name)
+    }
+
+    /// The `table` header of each field: the JSON object a header line is rendered
+    /// from, as the docker CLI renders it from its `FullHeader()` map.
+    fn header_object(&self) -> Value {
+        Value::Object(
+            self.list
+                .iter()
+                .map(|f| (f.name.to_string(), Value::String(header_of(f))))
+                .collect(),
+        )
+    }
+}
+
+/// The docker-style column header of a field: its explicit header, else the name in
+/// capitals with a space between words (`SourceURL` → `SOURCE URL`).
+pub fn header_of(field: &Field) -> String {
+    if !field.header.is_empty() {
+        return field.header.to_string();
+    }
+    let chars: Vec<char> = field.name.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if i > 0 && c.is_uppercase() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+                out.push(' ');
+            }
+        }
+        out.extend(c.to_uppercase());
+    }
+    out
+}
+
+/// A bad template: what is wrong and where (a byte offset into the template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    /// What is wrong, e.g. `function "foo" not defined`.
+    pub message: String,
+    /// Byte offset of the bad part in [`TemplateError::template`], when known.
+    pub pos: Option<usize>,
+    /// The template as parsed (after the `table` prefix and `\t`, `\n` escapes).
+    pub template: String,
+}
+
+impl std::fmt::Display for TemplateError {
+    /// `template parsing error: MESSAGE`, then the template and a caret under the bad
+    /// part (control characters shown escaped, so the caret lines up).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template parsing error: {}", self.message)?;
+        if let Some(pos) = self.pos {
+            let pos = pos.min(self.template.len());
+            let before = super::printable(&self.template[..pos]);
+            let shown = super::printable(&self.template);
+            write!(f, "\n  {shown}\n  {}^", " ".repeat(before.width()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed `--format` template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The template as the user gave it (for equality and messages).
+    source: String,
+    /// The template after the `table` prefix was removed and `\t`, `\n` replaced.
+    text: String,
+    table: bool,
+    nodes: Vec<Node>,
+    fields: Fields,
+}
+
+impl PartialEq for Template {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.fields.command == other.fields.command
+    }
+}
+
+impl Template {
+    /// Parses a `--format` value that is a template (not `table` or `json`), as the
+    /// docker CLI does: a `table` prefix makes a table with a header; the rest is
+    /// trimmed of spaces, and the two-character sequences `\t` and `\n` become a tab
+    /// and a newline. Fields of the row (`.Name`, `$.Name`) are checked against
+    /// `fields`.
+    ///
+    /// Errors: syntax errors, unknown functions, undefined variables, unknown fields,
+    /// and reading a field of a field that has none; each with the position.
+    pub fn parse(format: &str, fields: Fields) -> Result<Template, TemplateError> {
+        let (table, rest) = match format.strip_prefix("table") {
+            Some(rest) => (true, rest),
+            None => (false, format),
+        };
+        let text = rest
+            .trim_matches(' ')
+            .replace("\\t", "\t")
+            .replace("\\n", "\n");
+        let mut parser = Parser {
+            src: &text,
+            items: lex(&text)?,
+            at: 0,
+            vars: vec!["$".into()],
+            dot_is_root: true,
+            fields,
+        };
+        let (nodes, end) = parser.list()?;
+        if let Some((word, pos)) = end {
+            return Err(parser.error(format!("unexpected {{{{{word}}}}}"), pos));
+        }
+        Ok(Template {
+            source: format.to_string(),
+            text,
+            table,
+            nodes,
+            fields,
+        })
+    }
+
+    /// Renders one row: the template executed on `row` (the row's JSON object).
+    pub fn execute(&self, row: &Value) -> Result<String, TemplateError> {
+        let mut exec = Exec {
+            vars: vec![("$".into(), row.clone())],
+            out: String::new(),
+            header: false,
+            fields: self.fields,
+            text: &self.text,
+        };
+        exec.list(&self.nodes, row, true)?;
+        Ok(exec.out)
+    }
+
+    /// The header line of a `table` template, rendered as the docker CLI renders it:
+    /// each field gives its column header, and `json`, `split`, `join`, `title`,
+    /// `lower`, `upper` and `truncate` leave it as it is. An error stops the header
+    /// where it happened (the docker CLI ignores it too).
+    fn header(&self) -> String {
+        let root = self.fields.header_object();
+        let mut exec = Exec {
+            vars: vec![("$".into(), root.clone())],
+            out: String::new(),
+            header: true,
+            fields: self.fields,
+            text: &self.text,
+        };
+        let _ = exec.list(&self.nodes, &root, true);
+        exec.out
+    }
+
+    /// Renders `rows` (each serialised to its JSON object, strings made terminal-safe
+    /// with [`super::printable`]): each row followed by a newline; for a `table`
+    /// template, a header line first, and columns aligned as Go's tabwriter aligns
+    /// them (minimum width 10, padding 3).
+    ///
+    /// Errors: a template that cannot be executed on a row (a field of a string, an
+    /// index out of range, a wrong argument), with the position.
+    pub fn render<T: serde::Serialize>(&self, rows: &[T]) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        if self.table {
+            out.push_str(&self.header());
+            out.push('\n');
+        }
+        for row in rows {
+            // Serialising plain data structures cannot fail.
+            let value = safe(serde_json::to_value(row).expect("serialise row"));
+            out.push_str(&self.execute(&value)?);
+            out.push('\n');
+        }
+        Ok(if self.table {
+            super::tabwriter::align(&out, 10, 3)
+        } else {
+            out
+        })
+    }
+}
+
+/// Makes every string (and object key) of `value` terminal-safe
+/// ([`super::printable`]), so that data never moves the cursor or breaks a column;
+/// the template's own text (tabs, newlines) is kept.
+fn safe(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(super::printable(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(safe).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (super::printable(&k), safe(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    /// `.Name` (the name without the dot).
+    Field(String),
+    /// `.` alone.
+    Dot,
+    /// `$` or `$name` (with the `$`).
+    Var(String),
+    Str(String),
+    Num(f64),
+    Pipe,
+    LParen,
+    RParen,
+    Declare,
+    Assign,
+    Comma,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    pos: usize,
+    /// Whether blank space comes before it (a field chain has none).
+    spaced: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Item {
+    Text(String),
+    /// The tokens of one action, and the position of its `{{`.
+    Action(Vec<Token>, usize),
+}
+
+fn err_at(src: &str, message: impl Into<String>, pos: usize) -> TemplateError {
+    TemplateError {
+        message: message.into(),
+        pos: Some(pos),
+        template: src.to_string(),
+    }
+}
+
+fn lex(src: &str) -> Result<Vec<Item>, TemplateError> {
+    let mut items = vec![];
+    let mut i = 0;
+    let mut trim_next = false;
+    while i < src.len() {
+        let Some(off) = src[i..].find("{{") else {
+            let mut text = &src[i..];
+            if trim_next {
+                text = text.trim_start();
+            }
+            if !text.is_empty() {
+                items.push(Item::Text(text.to_string()));
+            }
+            break;
+        };
+        let open = i + off;
+        let mut text = &src[i..open];
+        if trim_next {
+            text = text.trim_start();
+        }
+        let mut j = open + 2;
+        let rest = &src[j..];
+        if rest.starts_with("- ")
+            || rest.starts_with("-\t")
+            || rest.starts_with("-\n")
+            || rest.starts_with("-\r")
+        {
+            text = text.trim_end();
+            j += 2;
+        }
+        if !text.is_empty() {
+            items.push(Item::Text(text.to_string()));
+        }
+        // A comment: `{{/* ... */}}`.
+        let after_space = j + (src[j..].len() - src[j..].trim_start().len());
+        if src[j..].starts_with("/*") || (after_space > j && src[after_space..].starts_with("/*")) {
+            let start = if src[j..].starts_with("/*") {
+                j
+            } else {
+                after_space
+            };
+            let Some(end) = src[start + 2..].find("*/") else {
+                return Err(err_at(src, "unclosed comment", open));
+            };
+            let mut k = start + 2 + end + 2;
+            let tail = &src[k..];
+            let trimmed = tail.trim_start();
+            let (close, trim) = if let Some(t) = trimmed.strip_prefix("-}}") {
+                (src.len() - t.len(), tail.len() != trimmed.len())
+            } else if tail.starts_with("}}") {
+                (k + 2, false)
+            } else {
+                return Err(err_at(src, "comment ends before closing delimiter", k));
+            };
+            k = close;
+            trim_next = trim;
+            i = k;
+            continue;
+        }
+        let (tokens, end, trim) = lex_action(src, j, open)?;
+        items.push(Item::Action(tokens, open));
+        trim_next = trim;
+        i = end;
+    }
+    Ok(items)
+}
+
+/// Lexes the inside of an action from `start`; returns the tokens, the offset after
+/// the closing `}}`, and whether it was ` -}}`.
+fn lex_action(
+    src: &str,
+    start: usize,
+    open: usize,
+) -> Result<(Vec<Token>, usize, bool), TemplateError> {
+    let bytes = src.as_bytes();
+    let mut tokens = vec![];
+    let mut i = start;
+    let mut spaced = true;
+    loop {
+        let Some(c) = src[i..].chars().next() else {
+            return Err(err_at(src, "unclosed action: no }} after {{", open));
+        };
+        if c.is_whitespace() {
+            // ` -}}` closes with trimming.
+            let rest = &src[i..];
+            let trimmed = rest.trim_start();
+            if trimmed.starts_with("-}}") {
+                return Ok((tokens, src.len() - trimmed.len() + 3, true));
+            }
+            i += c.len_utf8();
+            spaced = true;
+            continue;
+        }
+        if src[i..].starts_with("}}") {
+            return Ok((tokens, i + 2, false));
+        }
+        let pos = i;
+        let tok = match c {
+            '|' => {
+                i += 1;
+                Tok::Pipe
+            }
+            '(' => {
+                i += 1;
+                Tok::LParen
+            }
+            ')' => {
+                i += 1;
+                Tok::RParen
+            }
+            ',' => {
+                i += 1;
+                Tok::Comma
+            }
+            ':' if src[i..].starts_with(":=") => {
+                i += 2;
+                Tok::Declare
+            }
+            '=' => {
+                i += 1;
+                Tok::Assign
+            }
+            '"' => {
+                let (s, end) = lex_quoted(src, i)?;
+                i = end;
+                Tok::Str(s)
+            }
+            '`' => {
+                let Some(end) = src[i + 1..].find('`') else {
+                    return Err(err_at(src, "unterminated raw string", pos));
+                };
+                let s = src[i + 1..i + 1 + end].to_string();
+                i += end + 2;
+                Tok::Str(s)
+            }
+            '\'' => {
+                // A character constant is a number in Go.
+                let (s, end) = lex_char(src, i)?;
+                i = end;
+                Tok::Num(s as u32 as f64)
+            }
+            '.' if bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) => {
+                let (n, end) = lex_number(src, i)?;
+                i = end;
+                Tok::Num(n)
+            }
+            '.' => {
+                let name_end = ident_end(src, i + 1);
+                if name_end == i + 1 {
+                    i += 1;
+                    Tok::Dot
+                } else {
+                    let name = src[i + 1..name_end].to_string();
+                    i = name_end;
+                    Tok::Field(name)
+                }
+            }
+            '$' => {
+                let end = ident_end(src, i + 1);
+                let name = src[i..end].to_string();
+                i = end;
+                Tok::Var(name)
+            }
+            '0'..='9' | '-' | '+' => {
+                let (n, end) = lex_number(src, i)?;
+                i = end;
+                Tok::Num(n)
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let end = ident_end(src, i);
+                let name = src[i..end].to_string();
+                i = end;
+                Tok::Ident(name)
+            }
+            other => {
+                return Err(err_at(src, format!("unexpected {other:?} in action"), pos));
+            }
+        };
+        tokens.push(Token { tok, pos, spaced });
+        spaced = false;
+    }
+}
+
+fn ident_end(src: &str, from: usize) -> usize {
+    src[from..]
+        .char_indices()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+        .map_or(src.len(), |(k, _)| from + k)
+}
+
+fn lex_number(src: &str, from: usize) -> Result<(f64, usize), TemplateError> {
+    let end = src[from..]
+        .char_indices()
+        .skip(1)
+        .find(|(k, c)| {
+            let prev = src.as_bytes()[from + k - 1];
+            !(c.is_ascii_alphanumeric()
+                || *c == '.'
+                || *c == '_'
+                || ((*c == '-' || *c == '+') && (prev == b'e' || prev == b'E')))
+        })
+        .map_or(src.len(), |(k, _)| from + k);
+    let text = src[from..end].replace('_', "");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(d) => (-1.0, d.to_string()),
+        None => (1.0, text.trim_start_matches('+').to_string()),
+    };
+    let value = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        i64::from_str_radix(hex, 16).ok().map(|v| v as f64)
+    } else {
+        digits.parse::<f64>().ok()
+    };
+    match value {
+        Some(v) if !digits.is_empty() => Ok((sign * v, end)),
+        _ => Err(err_at(
+            src,
+            format!("bad number syntax: {:?}", &src[from..end]),
+            from,
+        )),
+    }
+}
+
+fn lex_quoted(src: &str, from: usize) -> Result<(String, usize), TemplateError> {
+    let mut out = String::new();
+    let mut chars = src[from + 1..].char_indices();
+    while let Some((k, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, from + 1 + k + 1)),
+            '\n' => break,
+            '\\' => {
+                let Some((_, e)) = chars.next() else { break };
+                match e {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    '\\' => out.push('\\'),
+                    '"' => out.push('"'),
+                    '\'' => out.push('\''),
+                    'a' => out.push('\u{7}'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'v' => out.push('\u{b}'),
+                    'x' | 'u' | 'U' => {
+                        let n = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let hex: String = (0..n)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
+                        match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                            Some(ch) => out.push(ch),
+                            None => {
+                                return Err(err_at(src, "bad escape in string", from + 1 + k));
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(err_at(
+                            src,
+                            "unknown escape sequence in string",
+                            from + 1 + k,
+                        ));
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Err(err_at(src, "unterminated quoted string", from))
+}
+
+fn lex_char(src: &str, from: usize) -> Result<(char, usize), TemplateError> {
+    let rest = &src[from + 1..];
+    let mut it = rest.char_indices();
+    match (it.next(), it.next()) {
+        (Some((_, c)), Some((k, '\''))) if c != '\\' => Ok((c, from + 1 + k + 1)),
+        _ => Err(err_at(src, "bad character constant", from)),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Parser
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Print(Pipe),
+    If(Pipe, Vec<Node>, Vec<Node>),
+    With(Pipe, Vec<Node>, Vec<Node>),
+    Range(Pipe, Vec<Node>, Vec<Node>),
+}
+
+#[derive(Debug, Clone)]
+struct Pipe {
+    /// Variables declared (`:=`) or assigned (`=`).
+    vars: Vec<String>,
+    declare: bool,
+    cmds: Vec<Cmd>,
+    pos: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Cmd {
+    args: Vec<Arg>,
+    pos: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Arg {
+    /// `.` or `.A.B` (fields of dot).
+    Dot(Vec<String>, usize),
+    /// `$x.A.B`.
+    Var(String, Vec<String>, usize),
+    /// A function name.
+    Func(String, usize),
+    /// `(pipeline).A.B`.
+    Sub(Box<Pipe>, Vec<String>, usize),
+    Lit(Value),
+}
+
+/// Functions a template may call.
+const FUNCTIONS: &[&str] = &[
+    "json", "split", "join", "title", "lower", "upper", "pad", "truncate", "and", "or", "not",
+    "len", "index", "eq", "ne", "lt", "le", "gt", "ge", "print", "printf", "println",
+];
+
+struct Parser<'a> {
+    src: &'a str,
+    items: Vec<Item>,
+    at: usize,
+    vars: Vec<String>,
+    dot_is_root: bool,
+    fields: Fields,
+}
+
+/// The keyword that ended a list (`else`, `end`), its remaining tokens and position.
+type End = Option<(String, usize)>;
+
+impl Parser<'_> {
+    fn error(&self, message: impl Into<String>, pos: usize) -> TemplateError {
+        err_at(self.src, message, pos)
+    }
+
+    /// Parses nodes until `{{end}}`, `{{else ...}}` or the end of the template. An
+    /// `else` action is left unread, for [`Parser::control`] to read its tokens.
+    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+        let mut nodes = vec![];
+        while self.at < self.items.len() {
+            let item = self.items[self.at].clone();
+            self.at += 1;
+            match item {
+                Item::Text(t) => nodes.push(Node::Text(t)),
+                Item::Action(tokens, pos) => {
+                    let Some(first) = tokens.first() else {
+                        return Err(self.error("missing value for command", pos));
+                    };
+                    match &first.tok {
+                        Tok::Ident(k) if k == "end" => {
+                            if tokens.len() > 1 {
+                                return Err(self.error("unexpected token after end", tokens[1].pos));
+                            }
+                            return Ok((nodes, Some(("end".into(), pos))));
+                        }
+                        Tok::Ident(k) if k == "else" => {
+                            // Keep the rest (`else if ...`) for the caller.
+                            self.at -= 1;
+                            return Ok((nodes, Some(("else".into(), pos))));
+                        }
+                        Tok::Ident(k) if k == "if" || k == "with" || k == "range" => {
+                            let k = k.clone();
+                            nodes.push(self.control(&k, &tokens[1..], first.pos)?);
+                        }
+                        Tok::Ident(k)
+                            if matches!(
+                                k.as_str(),
+                                "define" | "template" | "block" | "break" | "continue"
+                            ) =>
+                        {
+                            return Err(self.error(
+                                format!("{{{{{k}}}}} is not supported in --format templates"),
+                                first.pos,
+                            ));
+                        }
+                        _ => {
+                            let pipe = self.pipeline(&tokens, pos, true)?;
+                            nodes.push(Node::Print(pipe));
+                        }
+                    }
+                }
+            }
+        }
+        Ok((nodes, None))
+    }
+
+    /// `if`, `with` or `range` whose pipeline is `tokens`; consumes up to its `end`.
+    fn control(
+        &mut self,
+        keyword: &str,
+        tokens: &[Token],
+        pos: usize,
+    ) -> Result<Node, TemplateError> {
+        let scope = self.vars.len();
+        let outer_dot = self.dot_is_root;
+        let pipe = if keyword == "range" {
+            self.range_pipeline(tokens, pos)?
+        } else {
+            self.pipeline(tokens, pos, true)?
+        };
+        if pipe.cmds.is_empty() {
+            return Err(self.error(format!("missing value for {keyword}"), pos));
+        }
+        if keyword != "if" {
+            self.dot_is_root = false;
+        }
+        let (body, end) = self.list()?;
+        self.dot_is_root = outer_dot;
+        let mut otherwise = vec![];
+        match end {
+            None => {
+                return Err(self.error(
+                    format!("unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"),
+                    pos,
+                ));
+            }
+            Some((word, _)) if word == "end" => {}
+            Some((_, else_pos)) => {
+                let Item::Action(else_tokens, _) = self.items[self.at].clone() else {
+                    unreachable!("an else action")
+                };
+                self.at += 1;
+                let rest = &else_tokens[1..];
+                match rest.first().map(|t| &t.tok) {
+                    Some(Tok::Ident(k))
+                        if (k == "if" && keyword == "if") || (k == "with" && keyword == "with") =>
+                    {
+                        // `else if` / `else with`: a nested control sharing this end.
+                        let k = k.clone();
+                        otherwise.push(self.control(&k, &rest[1..], rest[0].pos)?);
+                    }
+                    Some(t) => {
+                        return Err(self.error(format!("unexpected {t:?} after else"), rest[0].pos));
+                    }
+                    None => {
+                        let (list, end) = self.list()?;
+                        match end {
+                            Some((word, _)) if word == "end" => otherwise = list,
+                            Some((_, p)) => {
+                                return Err(
+                                    self.error("expected {{end}}, found a second {{else}}", p)
+                                );
+                            }
+                            None => {
+                                return Err(self.error(
+                                    format!("unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"),
+                                    else_pos,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.vars.truncate(scope);
+        Ok(match keyword {
+            "if" => Node::If(pipe, body, otherwise),
+            "with" => Node::With(pipe, body, otherwise),
+            _ => Node::Range(pipe, body, otherwise),
+        })
+    }
+
+    /// A `range` pipeline: `[$i, ]$v := pipeline` or a pipeline.
+    fn range_pipeline(&mut self, tokens: &[Token], pos: usize) -> Result<Pipe, TemplateError> {
+        if let [
+            Token {
+                tok: Tok::Var(a), ..
+            },
+            Token {
+                tok: Tok::Comma, ..
+            },
+            Token {
+                tok: Tok::Var(b), ..
+            },
+            Token {
+                tok: Tok::Declare, ..
+            },
+            rest @ ..,
+        ] = tokens
+        {
+            let mut pipe = self.pipeline(rest, pos, false)?;
+            pipe.vars = vec![a.clone(), b.clone()];
+            pipe.declare = true;
+            self.vars.push(a.clone());
+            self.vars.push(b.clone());
+            return Ok(pipe);
+        }
+        self.pipeline(tokens, pos, true)
+    }
+
+    /// A pipeline, with an optional `$x :=` / `$x =` in front when `decl` allows.
+    fn pipeline(
+        &mut self,
+        tokens: &[Token],
+        pos: usize,
+        decl: bool,
+    ) -> Result<Pipe, TemplateError> {
+        let mut vars = vec![];
+        let mut declare = false;
+        let mut tokens = tokens;
+        if decl
+            && let [
+                Token {
+                    tok: Tok::Var(v),
+                    pos: vpos,
+                    ..
+                },
+                Token {
+                    tok: op @ (Tok::Declare | Tok::Assign),
+                    ..
+                },
+                rest @ ..,
+            ] = tokens
+        {
+            declare = *op == Tok::Declare;
+            if !declare && !self.vars.contains(v) {
+                return Err(self.error(format!("undefined variable: {v}"), *vpos));
+            }
+            vars.push(v.clone());
+            tokens = rest;
+        }
+        let mut cmds = vec![];
+        let mut k = 0;
+        while k < tokens.len() {
+            let cmd_pos = tokens[k].pos;
+            let mut args = vec![];
+            while k < tokens.len() && tokens[k].tok != Tok::Pipe {
+                let (arg, next) = self.operand(tokens, k)?;
+                args.push(arg);
+                k = next;
+            }
+            if args.is_empty() {
+                return Err(self.error(
+                    "missing command in pipeline",
+                    tokens.get(k).map_or(cmd_pos, |t| t.pos),
+                ));
+            }
+            cmds.push(Cmd { args, pos: cmd_pos });
+            if k < tokens.len() {
+                k += 1; // the `|`
+                if k == tokens.len() {
+                    return Err(self.error("missing command after |", tokens[k - 1].pos));
+                }
+            }
+        }
+        if cmds.is_empty() && !vars.is_empty() {
+            return Err(self.error("missing value for variable", pos));
+        }
+        if cmds.is_empty() {
+            return Err(self.error("missing value for command", pos));
+        }
+        // A declared variable is visible after its action.
+        if declare {
+            self.vars.push(vars[0].clone());
+        }
+        Ok(Pipe {
+            vars,
+            declare,
+            cmds,
+            pos: tokens.first().map_or(pos, |t| t.pos),
+        })
+    }
+
+    /// One operand starting at `tokens[k]`, with the field chain that follows it
+    /// without blanks; returns it and the index after it.
+    fn operand(&mut self, tokens: &[Token], k: usize) -> Result<(Arg, usize), TemplateError> {
+        let t = &tokens[k];
+        let mut next = k + 1;
+        let chain = |next: &mut usize| {
+            let mut names = vec![];
+            while let Some(Token {
+                tok: Tok::Field(f),
+                spaced: false,
+                ..
+            }) = tokens.get(*next)
+            {
+                names.push(f.clone());
+                *next += 1;
+            }
+            names
+        };
+        let arg = match &t.tok {
+            Tok::Dot => Arg::Dot(vec![], t.pos),
+            Tok::Field(f) => {
+                let mut names = vec![f.clone()];
+                names.extend(chain(&mut next));
+                if self.dot_is_root {
+                    self.check_fields(&names, t.pos)?;
+                }
+                Arg::Dot(names, t.pos)
+            }
+            Tok::Var(v) => {
+                if !self.vars.contains(v) {
+                    return Err(self.error(format!("undefined variable: {v}"), t.pos));
+                }
+                let names = chain(&mut next);
+                if v == "$" {
+                    self.check_fields(&names, t.pos)?;
+                }
+                Arg::Var(v.clone(), names, t.pos)
+            }
+            Tok::Ident(name) => match name.as_str() {
+                "true" => Arg::Lit(Value::Bool(true)),
+                "false" => Arg::Lit(Value::Bool(false)),
+                "nil" => Arg::Lit(Value::Null),
+                n if FUNCTIONS.contains(&n) => Arg::Func(n.to_string(), t.pos),
+                "if" | "else" | "end" | "range" | "with" => {
+                    return Err(
+                        self.error(format!("unexpected keyword {name} in a pipeline"), t.pos)
+                    );
+                }
+                n => {
+                    let hint = closest(n, FUNCTIONS)
+                        .map(|c| format!(" (did you mean {c}?)"))
+                        .unwrap_or_default();
+                    return Err(self.error(
+                        format!(
+                            "function \"{n}\" not defined{hint}; the functions are {}",
+                            FUNCTIONS.join(", ")
+                        ),
+                        t.pos,
+                    ));
+                }
+            },
+            Tok::Str(s) => Arg::Lit(Value::String(s.clone())),
+            Tok::Num(n) => Arg::Lit(number(*n)),
+            Tok::LParen => {
+                let mut depth = 0;
+                let mut close = None;
+                for (j, tok) in tokens.iter().enumerate().skip(k) {
+                    match tok.tok {
+                        Tok::LParen => depth += 1,
+                        Tok::RParen => {
+                            depth -= 1;
+                            if depth == 0 {
+                                close = Some(j);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(close) = close else {
+                    return Err(self.error("unclosed left paren", t.pos));
+                };
+                let inner = self.pipeline(&tokens[k + 1..close], t.pos, false)?;
+                next = close + 1;
+                let names = chain(&mut next);
+                Arg::Sub(Box::new(inner), names, t.pos)
+            }
+            Tok::RParen => return Err(self.error("unexpected right paren", t.pos)),
+            Tok::Declare | Tok::Assign => {
+                return Err(self.error(
+                    "unexpected := or = (only a variable at the start of an action can be set)",
+                    t.pos,
+                ));
+            }
+            Tok::Comma => return Err(self.error("unexpected comma", t.pos)),
+            Tok::Pipe => return Err(self.error("unexpected |", t.pos)),
+        };
+        // A literal or function followed by a field without a blank.
+        if let Some(Token {
+            tok: Tok::Field(_),
+            spaced: false,
+            pos,
+            ..
+        }) = tokens.get(next)
+        {
+            return Err(self.error(
+                "unexpected field after a value (put it in parentheses)",
+                *pos,
+            ));
+        }
+        Ok((arg, next))
+    }
+
+    /// Checks a field chain on the row: the first name must be a field of the
+    /// command, and a scalar field has no fields.
+    fn check_fields(&self, names: &[String], pos: usize) -> Result<(), TemplateError> {
+        let Some(first) = names.first() else {
+            return Ok(());
+        };
+        let known: Vec<&str> = self.fields.list.iter().map(|f| f.name).collect();
+        let Some(field) = self.fields.get(first) else {
+            let hint = closest(first, &known)
+                .map(|c| format!(" (did you mean .{c}?)"))
+                .unwrap_or_default();
+            return Err(self.error(
+                format!(
+                    "{} has no field .{first}{hint}; its fields are {} (docs/format.md)",
+                    self.fields.command,
+                    known.join(", ")
+                ),
+                pos,
+            ));
+        };
+        if field.kind == Kind::Scalar && names.len() > 1 {
+            return Err(self.error(
+                format!(
+                    ".{first} is a value, not an object: it has no field .{}",
+                    names[1]
+                ),
+                pos,
+            ));
+        }
+        if field.kind == Kind::List && names.len() > 1 {
+            return Err(self.error(
+                format!(
+                    ".{first} is a list: read its items with range or index, not .{}",
+                    names[1]
+                ),
+                pos,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The closest of `choices` to `word` (case-insensitive Jaro-Winkler), if close.
+fn closest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    choices
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&w, &c.to_lowercase()), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Execution
+
+/// A value, or none (a missing map key, printed `<no value>` as in Go).
+type Val = Option<Value>;
+
+struct Exec<'a> {
+    vars: Vec<(String, Value)>,
+    out: String,
+    header: bool,
+    fields: Fields,
+    text: &'a str,
+}
+
+impl Exec<'_> {
+    fn error(&self, message: impl Into<String>, pos: usize) -> TemplateError {
+        err_at(self.text, message, pos)
+    }
+
+    fn list(
+        &mut self,
+        nodes: &[Node],
+        dot: &Value,
+        dot_is_root: bool,
+    ) -> Result<(), TemplateError> {
+        for node in nodes {
+            match node {
+                Node::Text(t) => self.out.push_str(t),
+                Node::Print(pipe) => {
+                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    if pipe.vars.is_empty() {
+                        let text = show(&v);
+                        self.out.push_str(&text);
+                    }
+                }
+                Node::If(pipe, then, otherwise) => {
+                    let scope = self.vars.len();
+                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    if truth(&v) {
+                        self.list(then, dot, dot_is_root)?;
+                    } else {
+                        self.list(otherwise, dot, dot_is_root)?;
+                    }
+                    self.vars.truncate(scope);
+                }
+                Node::With(pipe, body, otherwise) => {
+                    let scope = self.vars.len();
+                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    if truth(&v) {
+                        let inner = v.unwrap_or(Value::Null);
+                        self.list(body, &inner, false)?;
+                    } else {
+                        self.list(otherwise, dot, dot_is_root)?;
+                    }
+                    self.vars.truncate(scope);
+                }
+                Node::Range(pipe, body, otherwise) => {
+                    let scope = self.vars.len();
+                    let mut p = pipe.clone();
+                    let names = std::mem::take(&mut p.vars);
+                    let v = self.pipe(&p, dot, dot_is_root)?;
+                    let items: Vec<(Value, Value)> = match v {
+                        Some(Value::Array(a)) => a
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, x)| (Value::from(i), x))
+                            .collect(),
+                        Some(Value::Object(o)) => {
+                            o.into_iter().map(|(k, x)| (Value::String(k), x)).collect()
+                        }
+                        Some(Value::Null) | None => vec![],
+                        // The header of a table: one pass over the column's header.
+                        Some(s @ Value::String(_)) if self.header => vec![(Value::from(0), s)],
+                        Some(other) => {
+                            return Err(self.error(
+                                format!("range can't iterate over {}", show(&Some(other))),
+                                pipe.pos,
+                            ));
+                        }
+                    };
+                    if items.is_empty() {
+                        self.list(otherwise, dot, dot_is_root)?;
+                    }
+                    for (key, item) in items {
+                        let inner = self.vars.len();
+                        match names.as_slice() {
+                            [k, v] => {
+                                self.vars.push((k.clone(), key));
+                                self.vars.push((v.clone(), item.clone()));
+                            }
+                            [v] => self.vars.push((v.clone(), item.clone())),
+                            _ => {}
+                        }
+                        self.list(body, &item, false)?;
+                        self.vars.truncate(inner);
+                    }
+                    self.vars.truncate(scope);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pipe(&mut self, pipe: &Pipe, dot: &Value, dot_is_root: bool) -> Result<Val, TemplateError> {
+        let mut value: Option<Val> = None;
+        for cmd in &pipe.cmds {
+            value = Some(self.cmd(cmd, dot, dot_is_root, value)?);
+        }
+        let value = value.unwrap_or(None);
+        if let Some(name) = pipe.vars.first() {
+            let v = value.clone().unwrap_or(Value::Null);
+            if pipe.declare {
+                self.vars.push((name.clone(), v));
+            } else if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = v;
+            }
+        }
+        Ok(value)
+    }
+
+    fn cmd(
+        &mut self,
+        cmd: &Cmd,
+        dot: &Value,
+        dot_is_root: bool,
+        piped: Option<Val>,
+    ) -> Result<Val, TemplateError> {
+        if let Arg::Func(name, pos) = &cmd.args[0] {
+            let mut args = vec![];
+            for a in &cmd.args[1..] {
+                args.push(self.arg(a, dot, dot_is_root)?);
+            }
+            if let Some(p) = piped {
+                args.push(p);
+            }
+            return self.call(name, args, *pos);
+        }
+        if cmd.args.len() > 1 {
+            return Err(self.error(
+                "can't give arguments to a value (only to a function)",
+                arg_pos(&cmd.args[1]).unwrap_or(cmd.pos),
+            ));
+        }
+        if piped.is_some() {
+            return Err(self.error("can't pipe into a value (only into a function)", cmd.pos));
+        }
+        self.arg(&cmd.args[0], dot, dot_is_root)
+    }
+
+    fn arg(&mut self, arg: &Arg, dot: &Value, dot_is_root: bool) -> Result<Val, TemplateError> {
+        match arg {
+            Arg::Lit(v) => Ok(Some(v.clone())),
+            Arg::Dot(names, pos) => self.chain(Some(dot.clone()), names, dot_is_root, *pos),
+            Arg::Var(name, names, pos) => {
+                let v = self
+                    .vars
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| self.error(format!("undefined variable: {name}"), *pos))?;
+                self.chain(Some(v), names, name == "$", *pos)
+            }
+            Arg::Func(name, pos) => self.call(name, vec![], *pos),
+            Arg::Sub(pipe, names, pos) => {
+                let v = self.pipe(pipe, dot, dot_is_root)?;
+                self.chain(v, names, false, *pos)
+            }
+        }
+    }
+
+    /// Reads the field chain `names` from `value`. `root`: `value` is the row, whose
+    /// fields are the command's (a field missing from the row's JSON is null).
+    fn chain(
+        &self,
+        value: Val,
+        names: &[String],
+        root: bool,
+        pos: usize,
+    ) -> Result<Val, TemplateError> {
+        let mut v = value;
+        for (i, name) in names.iter().enumerate() {
+            v = match v {
+                None => None,
+                Some(Value::Object(ref o)) => match o.get(name) {
+                    Some(x) => Some(x.clone()),
+                    None if i == 0 && root && !self.header => {
+                        if self.fields.get(name).is_some() {
+                            Some(Value::Null)
+                        } else {
+                            return Err(self.error(
+                                format!("{} has no field .{name}", self.fields.command),
+                                pos,
+                            ));
+                        }
+                    }
+                    None => None,
+                },
+                Some(Value::Null) => Some(Value::Null),
+                // A header is a string: its fields are the header itself.
+                Some(s @ Value::String(_)) if self.header => Some(s),
+                Some(other) => {
+                    return Err(self.error(
+                        format!(
+                            "can't read field .{name} of {} {}",
+                            kind_name(&other),
+                            show(&Some(other.clone()))
+                        ),
+                        pos,
+                    ));
+                }
+            };
+        }
+        Ok(v)
+    }
+
+    fn call(&self, name: &str, args: Vec<Val>, pos: usize) -> Result<Val, TemplateError> {
+        let n = args.len();
+        let want = |count: usize| -> Result<(), TemplateError> {
+            if n == count {
+                Ok(())
+            } else {
+                Err(self.error(
+                    format!("wrong number of arguments for {name}: want {count}, got {n}"),
+                    pos,
+                ))
+            }
+        };
+        let string = |v: &Val, what: &str| -> Result<String, TemplateError> {
+            match v {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(Value::Null) | None => Ok(String::new()),
+                Some(Value::Number(_) | Value::Bool(_)) => Ok(show(v)),
+                Some(other) => Err(self.error(
+                    format!("{name}: {what} must be a string, not {}", kind_name(other)),
+                    pos,
+                )),
+            }
+        };
+        let int = |v: &Val, what: &str| -> Result<i64, TemplateError> {
+            match v {
+                Some(Value::Number(x)) if x.as_i64().is_some() => Ok(x.as_i64().unwrap_or(0)),
+                Some(Value::Number(x)) if x.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                    Ok(x.as_f64().unwrap_or(0.0) as i64)
+                }
+                _ => Err(self.error(
+                    format!("{name}: {what} must be a whole number, not {}", show(v)),
+                    pos,
+                )),
+            }
+        };
+        // In a table header, these leave the header as it is (docker's
+        // HeaderFunctions, which take a string: anything else stops the header there).
+        if self.header
+            && matches!(
+                name,
+                "json" | "split" | "join" | "title" | "lower" | "upper" | "truncate"
+            )
+        {
+            return match args.into_iter().next().flatten() {
+                Some(s @ Value::String(_)) => Ok(Some(s)),
+                _ => Err(self.error(format!("{name} in a header takes a string"), pos)),
+            };
+        }
+        let s = |x: String| Ok(Some(Value::String(x)));
+        match name {
+            "json" => {
+                want(1)?;
+                let v = args[0].clone().unwrap_or(Value::Null);
+                // serde_json does not escape <, > and & (SetEscapeHTML(false)).
+                s(serde_json::to_string(&v).unwrap_or_default())
+            }
+            "split" => {
+                want(2)?;
+                let text = string(&args[0], "the text")?;
+                let sep = string(&args[1], "the separator")?;
+                let parts: Vec<Value> = if sep.is_empty() {
+                    text.chars().map(|c| Value::String(c.to_string())).collect()
+                } else {
+                    text.split(sep.as_str())
+                        .map(|p| Value::String(p.to_string()))
+                        .collect()
+                };
+                Ok(Some(Value::Array(parts)))
+            }
+            "join" => {
+                want(2)?;
+                let sep = string(&args[1], "the separator")?;
+                match &args[0] {
+                    Some(Value::Array(a)) => s(a
+                        .iter()
+                        .map(|x| show(&Some(x.clone())))
+                        .collect::<Vec<_>>()
+                        .join(&sep)),
+                    Some(Value::Null) | None => s(String::new()),
+                    Some(other) => Err(self.error(
+                        format!(
+                            "join: the first argument must be a list, not {}",
+                            kind_name(other)
+                        ),
+                        pos,
+                    )),
+                }
+            }
+            "title" => {
+                want(1)?;
+                s(title(&string(&args[0], "the argument")?))
+            }
+            "lower" => {
+                want(1)?;
+                s(string(&args[0], "the argument")?.to_lowercase())
+            }
+            "upper" => {
+                want(1)?;
+                s(string(&args[0], "the argument")?.to_uppercase())
+            }
+            "pad" => {
+                want(3)?;
+                let text = string(&args[0], "the text")?;
+                let before = int(&args[1], "the space before")?.max(0) as usize;
+                let after = int(&args[2], "the space after")?.max(0) as usize;
+                if text.is_empty() {
+                    s(text)
+                } else {
+                    s(format!("{}{text}{}", " ".repeat(before), " ".repeat(after)))
+                }
+            }
+            "truncate" => {
+                want(2)?;
+                let text = string(&args[0], "the text")?;
+                let len = int(&args[1], "the length")?.max(0) as usize;
+                s(text.chars().take(len).collect())
+            }
+            "and" | "or" => {
+                if n == 0 {
+                    return Err(self.error(
+                        format!("wrong number of arguments for {name}: want at least 1, got 0"),
+                        pos,
+                    ));
+                }
+                let stop = |v: &Val| if name == "and" { !truth(v) } else { truth(v) };
+                let last = args.len() - 1;
+                for (i, a) in args.into_iter().enumerate() {
+                    if i == last || stop(&a) {
+                        return Ok(a);
+                    }
+                }
+                Ok(None)
+            }
+            "not" => {
+                want(1)?;
+                Ok(Some(Value::Bool(!truth(&args[0]))))
+            }
+            "len" => {
+                want(1)?;
+                let l = match &args[0] {
+                    Some(Value::String(x)) => x.chars().count(),
+                    Some(Value::Array(a)) => a.len(),
+                    Some(Value::Object(o)) => o.len(),
+                    other => return Err(self.error(format!("len of {}", describe(other)), pos)),
+                };
+                Ok(Some(Value::from(l)))
+            }
+            "index" => {
+                if n == 0 {
+                    return Err(self.error(
+                        "wrong number of arguments for index: want at least 1, got 0",
+                        pos,
+                    ));
+                }
+                let mut v = args[0].clone();
+                for key in &args[1..] {
+                    v = match (v, key) {
+                        (Some(Value::Object(o)), Some(Value::String(k))) => {
+                            Some(o.get(k).cloned().unwrap_or(Value::Null))
+                        }
+                        (Some(Value::Array(a)), Some(Value::Number(i))) => {
+                            let idx = i.as_i64().unwrap_or(-1);
+                            match usize::try_from(idx).ok().and_then(|i| a.get(i)) {
+                                Some(x) => Some(x.clone()),
+                                None => {
+                                    return Err(self.error(
+                                        format!(
+                                            "index out of range: {idx} (the list has {} items)",
+                                            a.len()
+                                        ),
+                                        pos,
+                                    ));
+                                }
+                            }
+                        }
+                        (Some(Value::Null), _) => Some(Value::Null),
+                        (Some(st @ Value::String(_)), _) if self.header => Some(st),
+                        (other, key) => {
+                            return Err(self.error(
+                                format!("can't index {} with {}", describe(&other), describe(key)),
+                                pos,
+                            ));
+                        }
+                    };
+                }
+                Ok(v)
+            }
+            "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
+                if name == "eq" {
+                    if n < 2 {
+                        return Err(self.error(
+                            format!("wrong number of arguments for eq: want at least 2, got {n}"),
+                            pos,
+                        ));
+                    }
+                    for other in &args[1..] {
+                        if self.compare(&args[0], other, pos)? == std::cmp::Ordering::Equal {
+                            return Ok(Some(Value::Bool(true)));
+                        }
+                    }
+                    return Ok(Some(Value::Bool(false)));
+                }
+                want(2)?;
+                let ord = self.compare(&args[0], &args[1], pos)?;
+                if matches!(name, "lt" | "le" | "gt" | "ge") {
+                    let ordered = matches!(
+                        (&args[0], &args[1]),
+                        (Some(Value::Number(_)), Some(Value::Number(_)))
+                            | (Some(Value::String(_)), Some(Value::String(_)))
+                    );
+                    if !ordered {
+                        return Err(self.error(
+                            format!(
+                                "{name}: only numbers or strings can be ordered, not {} and {}",
+                                describe(&args[0]),
+                                describe(&args[1])
+                            ),
+                            pos,
+                        ));
+                    }
+                }
+                use std::cmp::Ordering::*;
+                let r = match name {
+                    "ne" => ord != Equal,
+                    "lt" => ord == Less,
+                    "le" => ord != Greater,
+                    "gt" => ord == Greater,
+                    _ => ord != Less,
+                };
+                Ok(Some(Value::Bool(r)))
+            }
+            "print" => {
+                // fmt.Sprint: a space between operands when neither is a string.
+                let mut out = String::new();
+                for (i, a) in args.iter().enumerate() {
+                    let is_str = |v: &Val| matches!(v, Some(Value::String(_)));
+                    if i > 0 && !is_str(a) && !is_str(&args[i - 1]) {
+                        out.push(' ');
+                    }
+                    out.push_str(&show(a));
+                }
+                s(out)
+            }
+            "println" => s(format!(
+                "{}\n",
+                args.iter().map(show).collect::<Vec<_>>().join(" ")
+            )),
+            "printf" => {
+                if n == 0 {
+                    return Err(self.error(
+                        "wrong number of arguments for printf: want at least 1, got 0",
+                        pos,
+                    ));
+                }
+                let f = string(&args[0], "the format")?;
+                s(printf(&f, &args[1..]))
+            }
+            other => Err(self.error(format!("function \"{other}\" not defined"), pos)),
+        }
+    }
+
+    fn compare(&self, a: &Val, b: &Val, pos: usize) -> Result<std::cmp::Ordering, TemplateError> {
+        use std::cmp::Ordering;
+        match (a, b) {
+            (Some(Value::Number(x)), Some(Value::Number(y))) => Ok(x
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&y.as_f64().unwrap_or(0.0))),
+            (Some(Value::String(x)), Some(Value::String(y))) => Ok(x.cmp(y)),
+            (Some(Value::Bool(x)), Some(Value::Bool(y))) => Ok(x.cmp(y)),
+            (Some(Value::Null) | None, Some(Value::Null) | None) => Ok(Ordering::Equal),
+            (Some(Value::Null) | None, _) | (_, Some(Value::Null) | None) => Ok(Ordering::Less),
+            _ if self.header => Ok(Ordering::Less),
+            _ => Err(self.error(
+                format!(
+                    "incompatible types for comparison: {} and {}",
+                    describe(a),
+                    describe(b)
+                ),
+                pos,
+            )),
+        }
+    }
+}
+
+fn arg_pos(arg: &Arg) -> Option<usize> {
+    match arg {
+        Arg::Dot(_, p) | Arg::Var(_, _, p) | Arg::Func(_, p) | Arg::Sub(_, _, p) => Some(*p),
+        Arg::Lit(_) => None,
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+fn describe(v: &Val) -> String {
+    match v {
+        None => "no value".into(),
+        Some(Value::Null) => "null".into(),
+        Some(x @ (Value::Array(_) | Value::Object(_))) => kind_name(x).into(),
+        Some(x) => format!(
+            "{} {}",
+            kind_name(x),
+            serde_json::to_string(x).unwrap_or_default()
+        ),
+    }
+}
+
+/// Go's truth: false, 0, null, no value, and empty strings, lists and objects are
+/// false.
+fn truth(v: &Val) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+/// A value as Go's `fmt` prints it with `%v`: lists as `[a b]`, objects as
+/// `map[k:v]` (keys sorted), floats in Go's shortest form (`1e+06`); `null` as an
+/// empty string, no value as `<no value>`.
+fn show(v: &Val) -> String {
+    match v {
+        None => "<no value>".into(),
+        Some(v) => show_value(v),
+    }
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else {
+                go_float(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(show_value).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(o) => format!("map[{}]", map_entries(o)),
+    }
+}
+
+fn map_entries(o: &Map<String, Value>) -> String {
+    let mut keys: Vec<&String> = o.keys().collect();
+    keys.sort();
+    keys.iter()
+        .map(|k| format!("{k}:{}", show_value(&o[k.as_str()])))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A float with the shortest digits that read back the same value, as Go prints it,
+/// in exponent form (`1.5e-07`) below 1e-4 and from 1e21 on. (Go's `%v` switches to
+/// the exponent form from 1e6 on; here whole metric values such as 1500000 stay
+/// readable, as in the JSON output.)
+fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{f:e}"); // shortest digits, e.g. 1.5e-7
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..21).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// `strings.Title`: the first letter of each word in upper case (a word starts after
+/// anything but a letter, digit, underscore or mark).
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_sep = true;
+    for c in s.chars() {
+        if prev_sep {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        prev_sep = !(c.is_alphanumeric() || c == '_');
+    }
+    out
+}
+
+/// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %d %q %f %t %x %%`, with
+/// the `-` and `0` flags, a width and a precision.
+fn printf(format: &str, args: &[Val]) -> String {
+    let mut out = String::new();
+    let mut chars = format.chars().peekable();
+    let mut next = 0;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut left = false;
+        let mut zero = false;
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => left = true,
+                '0' => zero = true,
+                '+' | ' ' | '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        let mut width = String::new();
+        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            width.push(d);
+            chars.next();
+        }
+        let mut precision: Option<usize> = None;
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            let mut p = String::new();
+            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                p.push(d);
+                chars.next();
+            }
+            precision = Some(p.parse().unwrap_or(0));
+        }
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(next) else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        next += 1;
+        let mut text = match (verb, arg) {
+            ('d', Some(Value::Number(n))) => {
+                n.as_i64().map_or_else(|| show(arg), |i| i.to_string())
+            }
+            ('f' | 'F', Some(Value::Number(n))) => {
+                format!("{:.*}", precision.unwrap_or(6), n.as_f64().unwrap_or(0.0))
+            }
+            ('q', Some(Value::String(s))) => serde_json::to_string(s).unwrap_or_default(),
+            ('x', Some(Value::Number(n))) => {
+                n.as_i64().map_or_else(|| show(arg), |i| format!("{i:x}"))
+            }
+            ('x', Some(Value::String(s))) => hex::encode(s),
+            ('s' | 'v' | 't' | 'd' | 'q' | 'f' | 'x', _) => {
+                let t = show(arg);
+                match (verb, precision) {
+                    ('s' | 'v', Some(p)) => t.chars().take(p).collect(),
+                    _ => t,
+                }
+            }
+            (other, _) => format!("%!{other}({})", show(arg)),
+        };
+        if let Ok(w) = width.parse::<usize>() {
+            let len = text.width();
+            if len < w {
+                let pad = w - len;
+                if left {
+                    text.push_str(&" ".repeat(pad));
+                } else if zero && matches!(verb, 'd' | 'f' | 'x') {
+                    let (sign, digits) = match text.strip_prefix('-') {
+                        Some(d) => ("-", d.to_string()),
+                        None => ("", text.clone()),
+                    };
+                    text = format!("{sign}{}{digits}", "0".repeat(pad));
+                } else {
+                    text = format!("{}{text}", " ".repeat(pad));
+                }
+            }
+        }
+        out.push_str(&text);
+    }
+    if next < args.len() {
+        let extra: Vec<String> = args[next..].iter().map(show).collect();
+        let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "template_tests.rs"]
+mod tests;
