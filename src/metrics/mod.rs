@@ -62,10 +62,23 @@ impl Allow {
     /// a path, blanks or a bad port.
     pub fn parse(values: &[String], services: BTreeSet<String>) -> Result<Allow, String> {
         let mut listed = vec![];
+        if values
+            .iter()
+            .any(|v| v.split(',').all(|e| e.trim().is_empty()))
+        {
+            return Err(
+                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out for the default (the swarm's services and loopback)".into(),
+            );
+        }
         for v in values.iter().flat_map(|v| v.split(',')) {
             let v = v.trim().to_ascii_lowercase();
             if v.is_empty() {
                 continue;
+            }
+            if v.contains('*') {
+                return Err(format!(
+                    "invalid argument \"{v}\" for \"--metric-allow\" flag: wildcards are not supported; list each HOST or HOST:PORT"
+                ));
             }
             let (host, port) = split_host_port(&v);
             let bad = v.contains("://")
