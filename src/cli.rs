@@ -82,6 +82,7 @@ pub fn examples(path: &str) -> &'static str {
         "completion" => COMPLETION_EXAMPLES,
         "__man" => MAN_EXAMPLES,
         "__lease" => LEASE_EXAMPLES,
+        "__healthz" => HEALTHZ_EXAMPLES,
         _ => "",
     }
 }
@@ -401,6 +402,29 @@ pub enum Command {
         override_usage = "docker-microscale __lease [OPTIONS]"
     )]
     Lease(LeaseArgs),
+
+    /// Ask a running agent's /healthz and exit 0 when it answers 200: the health check of the FROM-scratch agent image, which has no shell or HTTP client
+    #[command(
+        name = "__healthz",
+        hide = true,
+        override_usage = "docker-microscale __healthz [OPTIONS] [ADDR]"
+    )]
+    Healthz(HealthzArgs),
+}
+
+const HEALTHZ_EXAMPLES: &str = "  docker-microscale __healthz
+  docker-microscale __healthz 127.0.0.1:9090 --timeout 3s";
+
+/// Options of the hidden `__healthz` command.
+#[derive(Debug, Clone, Args)]
+pub struct HealthzArgs {
+    /// The agent's --listen address (default :9090); an all-interfaces address is asked on loopback
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<String>,
+
+    /// How long to wait for the answer (default 5s)
+    #[arg(long = "timeout", value_name = "duration")]
+    pub timeout: Option<String>,
 }
 
 const LEASE_EXAMPLES: &str = "  docker-microscale __lease

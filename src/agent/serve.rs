@@ -80,6 +80,78 @@ pub async fn start(
     Ok(local)
 }
 
+/// `docker-microscale __healthz [ADDR] [--timeout D]`: `GET /healthz` on a running
+/// agent's `--listen` address (default `:9090`; an all-interfaces address is asked on
+/// loopback), for a container health check without a shell. Prints the answer and
+/// exits 0 on 200; anything else is an error that says what was asked and what came
+/// back (exit 1).
+pub fn healthcheck(
+    args: &crate::cli::HealthzArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::Failure;
+    use std::io::{Read, Write};
+    let value = args.addr.as_deref().unwrap_or(":9090");
+    let mut addr = parse_listen(value).map_err(|_| {
+        Failure::Usage(format!(
+            "invalid argument \"{value}\" for ADDR: give the agent's --listen address, such as :9090 or 127.0.0.1:9090"
+        ))
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = match args.timeout.as_deref() {
+        None => Duration::from_secs(5),
+        Some(t) => humantime::parse_duration(t.trim())
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "invalid argument \"{t}\" for \"--timeout\" flag: a duration up to 1h, such as 5s"
+                ))
+            })?,
+    };
+    let fail = |what: String| Failure::Error(format!("unhealthy: {what}"));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+        fail(format!(
+            "cannot reach the agent's /healthz on {addr}: {e} (is the agent running with --listen {value}?)"
+        ))
+    })?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut text = String::new();
+    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+        .and_then(|_| stream.take(64 * 1024).read_to_string(&mut text))
+        .map_err(|e| {
+            fail(format!(
+                "no answer from http://{addr}/healthz within {timeout:?}: {e}"
+            ))
+        })?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    if status == "200" {
+        return crate::exit::print_stdout(&format!("{body}\n"));
+    }
+    Err(fail(format!(
+        "http://{addr}/healthz answered {}: {}",
+        if status.is_empty() {
+            "nothing usable"
+        } else {
+            status.as_str()
+        },
+        crate::render::printable(body.lines().next().unwrap_or_default())
+    )))
+}
+
 fn answer<B>(req: &Request<B>, telemetry: &Telemetry, stale: Duration) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
@@ -179,6 +251,35 @@ mod tests {
             "{m}"
         );
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        // __healthz, as the container health check runs it (blocking: off the runtime).
+        let check = |addr: String| {
+            tokio::task::spawn_blocking(move || {
+                healthcheck(&crate::cli::HealthzArgs {
+                    addr: Some(addr),
+                    timeout: Some("2s".into()),
+                })
+            })
+        };
+        t.pass_failed("Cannot connect to the Docker daemon".into());
+        match check(addr.to_string()).await.unwrap() {
+            Err(crate::exit::Failure::Error(e)) => assert!(
+                e.starts_with("unhealthy:") && e.contains("503") && e.contains("Cannot connect"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        t.pass_ok();
+        assert!(matches!(
+            check(format!(":{}", addr.port())).await.unwrap(),
+            Ok(crate::exit::Exit::Ok)
+        ));
+        match check("127.0.0.1:1".into()).await.unwrap() {
+            Err(crate::exit::Failure::Error(e)) => assert!(
+                e.contains("cannot reach the agent's /healthz on 127.0.0.1:1"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
         // A port in use is an error at startup.
         let e = start(addr, t, Duration::from_secs(1)).await.unwrap_err();
         assert!(

@@ -3,6 +3,7 @@
 
 mod agent;
 mod complete;
+mod deploy;
 mod format;
 mod harness;
 mod hostile;

@@ -1,0 +1,359 @@
+//! Deployment: the agent image (`scripts/agent-image`, `deploy/Dockerfile`, FROM
+//! scratch) built from the binary under test, run as a Swarm service on the private
+//! swarm's manager with the engine's socket bind-mounted, as `deploy/stack.yml` runs
+//! it; and the stack file itself.
+//!
+//! The image is built from `plugin_bin()` (a dynamic debug build: the script copies
+//! the libraries `ldd` lists), so no release build is needed here.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An image and a service made by the test; both removed when dropped (the service
+/// first, so that no container still uses the image).
+struct Deployed {
+    image: String,
+    service: Option<String>,
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        if let Some(s) = &self.service {
+            let _ = docker(&["service", "rm", s]);
+            let filter = format!("label=com.docker.swarm.service.name={s}");
+            let _ = wait_until_quiet(Duration::from_secs(30), || {
+                docker(&["ps", "-aq", "--filter", &filter])
+                    .stdout
+                    .is_empty()
+            });
+        }
+        let _ = docker(&["image", "rm", "-f", &self.image]);
+    }
+}
+
+/// Like `wait_until`, but returns whether `check` passed instead of panicking (for
+/// cleanup).
+fn wait_until_quiet(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// `scripts/agent-image --binary BIN --tag TAG` against the private manager.
+fn build_image(tag: &str) {
+    require("bash", "bash");
+    require("ldd", "libc-bin");
+    let out = clean(repo().join("scripts/agent-image"), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .arg("--binary")
+        .arg(plugin_bin())
+        .args(["--tag", tag])
+        .output()
+        .expect("run scripts/agent-image");
+    let out = ok(out);
+    assert_eq!(stdout(&out).trim(), tag, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is dynamic: copying the"),
+        "a debug build is dynamic: {}",
+        stderr(&out)
+    );
+}
+
+/// The agent's JSON log lines, from `docker service logs --raw`.
+fn service_log(service: &str) -> Vec<Value> {
+    let out = docker(&["service", "logs", "--raw", service]);
+    // The agent logs to stderr; the CLI passes the container's stderr to its own.
+    let text = stdout(&out) + &stderr(&out);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .collect()
+}
+
+#[test]
+fn the_agent_image_runs_as_a_swarm_service_and_acts() {
+    let tag = format!("microscale-test/agent:{}", unique("t"));
+    let mut deployed = Deployed {
+        image: tag.clone(),
+        service: None,
+    };
+    build_image(&tag);
+
+    // The image is FROM scratch: the binary, the libraries of this dynamic build, the
+    // CA roots and passwd, and nothing else (no shell); `run` as entrypoint.
+    require("tar", "tar");
+    let created = ok(docker(&["create", &tag]));
+    let container = stdout(&created).trim().to_string();
+    let listing = clean("sh", plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["-c", "docker export \"$1\" | tar -t", "sh", &container])
+        .output()
+        .unwrap();
+    let _ = docker(&["rm", &container]);
+    let files = stdout(&ok(listing));
+    for want in [
+        "docker-microscale",
+        "etc/ssl/certs/ca-certificates.crt",
+        "etc/passwd",
+        "etc/group",
+        "libc.so.6",
+    ] {
+        assert!(files.contains(want), "{want} not in the image:\n{files}");
+    }
+    assert!(
+        !files
+            .lines()
+            .any(|f| f.ends_with("bin/sh") || f.contains("busybox")),
+        "a shell in the image:\n{files}"
+    );
+    let out = ok(docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{.Config.User}}",
+        &tag,
+    ]));
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"["/docker-microscale","run"] ["--listen",":9090","--log-format","json"] 0:0"#
+    );
+
+    // A service with a rule on a metric the test controls: 5 / target 10 -> 1 replica.
+    let (port, depth) = serve_json_cell(r#"{"depth": 5}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("deployed-worker"),
+        &[
+            "--replicas",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+
+    // The agent as a service on the manager, as deploy/stack.yml runs it: the
+    // engine's socket bind-mounted at /var/run/docker.sock. Host network, so that it
+    // reaches the test's loopback metric server and its --listen port is the test's.
+    let socket = manager_host()
+        .strip_prefix("unix://")
+        .expect("MICROSCALE_TEST_HOST is a unix:// socket")
+        .to_string();
+    let agent = unique("microscale-agent");
+    let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{listen_port}");
+    let lease = unique("lease");
+    let mount = format!("type=bind,source={socket},target=/var/run/docker.sock");
+    ok(docker(&[
+        "service",
+        "create",
+        "-d",
+        "-q",
+        "--no-resolve-image",
+        "--name",
+        &agent,
+        "--mode",
+        "global",
+        "--constraint",
+        "node.role==manager",
+        "--mount",
+        &mount,
+        "--network",
+        "host",
+        "--restart-condition",
+        "any",
+        "--stop-grace-period",
+        "10s",
+        "--limit-memory",
+        "256M",
+        &tag,
+        "--listen",
+        &listen,
+        "--log-format",
+        "json",
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "3s",
+        &svc.name,
+    ]));
+    deployed.service = Some(agent.clone());
+
+    // It starts and reads the swarm: /healthz says ok.
+    let healthy = wait_until_quiet(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", listen_port)).is_ok()
+            && http_get(listen_port, "/healthz") == (200, "ok\n".to_string())
+    });
+    if !healthy {
+        let ps = docker(&["service", "ps", "--no-trunc", &agent]);
+        panic!(
+            "the agent service did not become healthy within 60s\nservice ps:\n{}{}\nlogs:\n{:#?}",
+            stdout(&ps),
+            stderr(&ps),
+            service_log(&agent)
+        );
+    }
+    // The image's own health check client (no shell, no curl in FROM scratch), as
+    // the stack file's healthcheck runs it.
+    let healthz = |addr: &str| {
+        docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--entrypoint",
+            "/docker-microscale",
+            &tag,
+            "__healthz",
+            "--timeout",
+            "3s",
+            addr,
+        ])
+    };
+    let out = ok(healthz(&listen));
+    assert_eq!(stdout(&out), "ok\n");
+    let decided = |l: &Value| l["message"] == "decision" && l["service"] == svc.name.as_str();
+    wait_until(
+        "a first decision in the service logs",
+        Duration::from_secs(30),
+        || service_log(&agent).iter().any(decided),
+    );
+    assert_eq!(replicas(&svc.name), 1);
+
+    // The metric rises: 35 / 10 -> 4 replicas, set by the agent in its container.
+    *depth.lock().unwrap() = r#"{"depth": 35}"#.to_string();
+    wait_until("the agent to scale to 4", Duration::from_secs(60), || {
+        replicas(&svc.name) == 4
+    });
+
+    // Its decisions are in `docker service logs`, as JSON lines.
+    let mut lines = vec![];
+    wait_until(
+        "the scale in the service logs",
+        Duration::from_secs(30),
+        || {
+            lines = service_log(&agent);
+            lines
+                .iter()
+                .any(|l| l["message"] == "scaled" && l["service"] == svc.name.as_str())
+        },
+    );
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "agent started")
+        .unwrap_or_else(|| panic!("no 'agent started' line: {lines:#?}"));
+    assert_eq!(started["lease"], lease.as_str());
+    let scaled = lines
+        .iter()
+        .find(|l| l["message"] == "scaled" && l["service"] == svc.name.as_str())
+        .unwrap();
+    assert_eq!(
+        (scaled["from"].as_u64(), scaled["to"].as_u64()),
+        (Some(1), Some(4))
+    );
+    assert!(scaled["timestamp"].as_str().is_some(), "{scaled}");
+    let up = lines
+        .iter()
+        .find(|l| decided(l) && l["action"] == "scale up")
+        .unwrap_or_else(|| panic!("no scale-up decision: {lines:#?}"));
+    assert_eq!(up["desired"], 4);
+    assert!(
+        up["reasons"].as_str().unwrap_or("").contains("35"),
+        "the reasons name the metric value: {up}"
+    );
+    let (_, metrics) = http_get(listen_port, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "microscale_updates_total{{service=\"{}\"}} 1",
+            svc.name
+        )),
+        "{metrics}"
+    );
+
+    // `docker service rm` stops it with SIGTERM: it exits 0, scaling nothing.
+    let filter = format!("label=com.docker.swarm.service.name={agent}");
+    let container = stdout(&ok(docker(&["ps", "-q", "--filter", &filter])))
+        .trim()
+        .to_string();
+    ok(docker(&["service", "rm", &agent]));
+    deployed.service = None;
+    if !container.is_empty() {
+        let _ = wait_until_quiet(Duration::from_secs(20), || {
+            stdout(&docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &container,
+            ]))
+            .trim()
+                != "true"
+        });
+        let code = docker(&["inspect", "--format", "{{.State.ExitCode}}", &container]);
+        if code.status.success() {
+            assert_eq!(stdout(&code).trim(), "0", "exit code after SIGTERM");
+        }
+    }
+    assert_eq!(replicas(&svc.name), 4);
+    // Nobody listens any more: the health check fails and says why.
+    fails(
+        &healthz(&listen),
+        1,
+        &format!("unhealthy: cannot reach the agent's /healthz on {listen}"),
+    );
+}
+
+/// `deploy/stack.yml` is a valid stack file (the docker CLI's own parser) and says
+/// what docs/agent.md says it does.
+#[test]
+fn the_stack_file_parses_and_places_one_agent_per_manager() {
+    let file = repo().join("deploy/stack.yml");
+    let out = ok(Command::new("docker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", plugin_config())
+        .env("DOCKER_CONFIG", plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["stack", "config", "--compose-file"])
+        .arg(&file)
+        .output()
+        .expect("run docker stack config"));
+    let text = stdout(&out);
+    for want in [
+        "mode: global",
+        "node.role == manager",
+        "/var/run/docker.sock",
+        "mode: host",
+        "order: stop-first",
+        "secret-file=/run/secrets/redis",
+        "- __healthz",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want:?} not in the parsed stack:\n{text}"
+        );
+    }
+}
