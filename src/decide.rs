@@ -257,6 +257,10 @@ fn num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         return format!("{x:.0}");
     }
+    if x.is_finite() && x.abs() >= 1e15 {
+        // 1e308 is not written with 309 digits.
+        return format!("{x:.3e}");
+    }
     let s = format!("{x:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "0" || s == "-0" {

@@ -259,7 +259,10 @@ fn context_string(err: &clap::Error, kind: ContextKind) -> String {
 /// The docker CLI listens on an abstract unix socket (`@docker_cli_<hex>`) and closes
 /// it when it receives a signal while its stdout is not a terminal; the plugin sees
 /// EOF. Without the variable, or if the socket cannot be reached, only signals count.
-pub async fn cancellation() {
+pub fn cancellation() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // The handlers are installed now, not when the future is first polled: a signal
+    // that comes before that (during a first pass) is not lost or fatal.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = std::env::var_os("DOCKER_CLI_PLUGIN_SOCKET") {
         std::thread::spawn(move || {
@@ -270,35 +273,32 @@ pub async fn cancellation() {
     } else {
         drop(tx);
     }
-    let socket_closed = async {
-        if rx.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
     // The terminal went away (ssh session closed): like Ctrl-C.
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let hung_up = async {
-        match hangup.as_mut() {
-            Some(h) => {
-                h.recv().await;
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    async move {
+        let socket_closed = async {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
             }
-            None => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait_for(interrupt.as_mut()) => {},
+            _ = socket_closed => {},
+            _ = wait_for(term.as_mut()) => {},
+            _ = wait_for(hangup.as_mut()) => {},
         }
-    };
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+    }
+}
+
+/// Waits for `signal`, forever when it could not be installed.
+async fn wait_for(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = socket_closed => {},
-        _ = terminated => {},
-        _ = hung_up => {},
+        None => std::future::pending::<()>().await,
     }
 }
 

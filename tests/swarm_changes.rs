@@ -13,6 +13,14 @@ use std::time::Duration;
 
 use harness::*;
 
+/// The tests here change the swarm for everyone (a frozen worker, a restarted
+/// manager): they take turns, whatever the number of test threads.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn my_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Freezes a process until dropped.
 struct Frozen(u32);
 
@@ -50,6 +58,7 @@ fn worker_state() -> String {
 
 #[test]
 fn tasks_on_a_down_node_are_called_out() {
+    let _turn = my_turn();
     let dir = std::env::var("MICROSCALE_SANDBOX_DIR")
         .expect("MICROSCALE_SANDBOX_DIR is not set: run the tests with scripts/test");
     let pid: u32 = std::fs::read_to_string(format!("{dir}/w/dockerd.pid"))
@@ -112,6 +121,7 @@ fn tasks_on_a_down_node_are_called_out() {
 /// a one-node swarm of its own for this test, then leaves it again.
 #[test]
 fn an_empty_swarm_prints_the_header_only() {
+    let _turn = my_turn();
     let plain = plain_host();
     let dk = |args: &[&str]| {
         clean("docker", plugin_config())
@@ -204,6 +214,7 @@ fn an_empty_swarm_prints_the_header_only() {
 /// away, acts on nothing stale, and acts again once the engine is back.
 #[test]
 fn the_agent_carries_on_through_an_engine_restart() {
+    let _turn = my_turn();
     let dir = std::env::var("MICROSCALE_SANDBOX_DIR")
         .expect("MICROSCALE_SANDBOX_DIR is not set: run the tests with scripts/test");
     let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);

@@ -95,7 +95,7 @@ async fn find(engine: &Engine) -> Result<Option<Value>, EngineError> {
 }
 
 /// Writes `fights` (service ID → record) into the config, creating it when missing;
-/// records of other services stay. A version conflict is read again and retried a
+/// they replace the records there (those of removed services go). A version conflict is read again and retried a
 /// few times.
 ///
 /// Errors: the engine refuses (a worker), or keeps conflicting.
@@ -128,6 +128,10 @@ pub async fn publish(engine: &Engine, fights: &BTreeMap<String, Fight>) -> Resul
                 let mut spec = config["Spec"].clone();
                 if !spec["Labels"].is_object() {
                     spec["Labels"] = json!({});
+                }
+                // Records of services that are gone are dropped.
+                if let Some(labels) = spec["Labels"].as_object_mut() {
+                    labels.retain(|k, _| !k.starts_with(LABEL_PREFIX));
                 }
                 for (sid, f) in fights {
                     spec["Labels"][format!("{LABEL_PREFIX}{sid}")] = Value::from(f.label());

@@ -220,6 +220,14 @@ impl Window {
         self.watch.as_ref().is_some_and(|w| now >= w.since + w.ttl)
     }
 
+    /// The holder being watched, while its lease may still run at `now`.
+    pub fn watched_holder(&self, now: Instant) -> Option<String> {
+        self.watch
+            .as_ref()
+            .filter(|w| now < w.since + w.ttl)
+            .map(|w| w.holder.clone())
+    }
+
     /// Stops watching (the lease is ours, free, or gone).
     pub fn forget_watch(&mut self) {
         self.watch = None;
@@ -415,6 +423,13 @@ impl Lease {
         let Some(cur) = self.read(engine).await? else {
             // Never hold a lease that no longer exists: whoever creates it holds it.
             self.window.drop_hold();
+            // But a holder we were watching may still act until its window ends:
+            // wait that out before creating it again (someone removed the config).
+            if let Some(holder) = self.window.watched_holder(Instant::now()) {
+                return Ok(LeaseState::Other(format!(
+                    "{holder} (the lease config was removed; waiting out its TTL)"
+                )));
+            }
             self.window.forget_watch();
             return self.create(engine).await;
         };

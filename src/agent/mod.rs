@@ -42,7 +42,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Shortest `--interval` (the Microscaling agent's loop).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Shortest gap between two passes triggered by events.
-const EVENT_DEBOUNCE: Duration = Duration::from_millis(300);
+const EVENT_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// The settings of one agent, from the flags.
 #[derive(Debug, Clone)]
@@ -92,6 +92,20 @@ struct Memory {
     set_by_us: Option<u64>,
     /// Resets by another writer.
     fights: u64,
+    /// After repeated fights, the agent leaves the service alone until then.
+    quiet_until: Option<Instant>,
+    /// The last decision logged at INFO: (action, current, desired).
+    logged: Option<(String, u64, u64)>,
+}
+
+/// Fights after which the agent stops fighting for a while.
+const FIGHTS_BEFORE_BACKING_OFF: u64 = 3;
+
+/// How long the agent leaves a service alone after `fights` resets: a minute after
+/// the third, doubling, at most an hour.
+fn fight_pause(fights: u64) -> Duration {
+    let n = fights.saturating_sub(FIGHTS_BEFORE_BACKING_OFF).min(6) as u32;
+    (Duration::from_secs(60) * 2u32.pow(n)).min(Duration::from_secs(3600))
 }
 
 /// The agent's state across passes.
@@ -128,6 +142,17 @@ pub async fn run(
         lease::DEFAULT_TTL,
         lease::MIN_TTL,
     )
+    .and_then(|d| {
+        if d > lease::MAX_TTL {
+            Err(format!(
+                "invalid argument \"{}\" for \"--lease-ttl\" flag: at most {}",
+                args.lease_ttl.as_deref().unwrap_or_default(),
+                humantime::format_duration(lease::MAX_TTL)
+            ))
+        } else {
+            Ok(d)
+        }
+    })
     .map_err(Failure::Usage)?;
     let json = match args.log_format.as_deref().map(str::trim) {
         None | Some("") | Some("text") => false,
@@ -140,19 +165,7 @@ pub async fn run(
     };
     let lease_name = match args.lease_name.as_deref().map(str::trim) {
         None => lease::DEFAULT_NAME.to_string(),
-        Some(n)
-            if !n.is_empty()
-                && n.len() <= 64
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') =>
-        {
-            n.to_string()
-        }
-        Some(n) => {
-            return Err(Failure::Usage(format!(
-                "invalid argument \"{n}\" for \"--lease-name\" flag: a Swarm config name: letters, digits, '-', '_' and '.'"
-            )));
-        }
+        Some(n) => check_lease_name(n).map_err(Failure::Usage)?,
     };
     let listen = args
         .listen
@@ -164,6 +177,10 @@ pub async fn run(
     crate::metrics::Allow::parse(&args.metric_allow, Default::default()).map_err(Failure::Usage)?;
     let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
     init_logging(json, log_level);
+    // Signal handlers before anything else: a signal during startup or the first
+    // pass ends the agent cleanly too.
+    let cancelled = crate::exit::cancellation();
+    tokio::pin!(cancelled);
 
     let telemetry = Arc::new(Telemetry::new());
     if let Some(addr) = listen {
@@ -173,10 +190,14 @@ pub async fn run(
             .map_err(Failure::Error)?;
         info!(address = %bound, "serving /metrics and /healthz");
     }
-    let holder = match lease::default_holder(engine).await {
+    let holder = tokio::select! {
+        h = lease::default_holder(engine) => h,
+        _ = &mut cancelled => return Ok(Exit::Ok),
+    };
+    let holder = match holder {
         Ok(h) => h,
         Err(e) => {
-            warn!(error = %first_line(&e.to_string()), "cannot read the engine's node ID for the lease holder id");
+            warn!(error = %one_line(&e.to_string()), "cannot read the engine's node ID for the lease holder id");
             format!(
                 "{}/unknown/{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "agent".into()),
@@ -198,15 +219,15 @@ pub async fn run(
         dry_run = settings.dry_run,
         once = settings.once,
         lease = %lease_name,
-        holder = %holder,
+        holder = %one_line(&holder),
         "agent started"
     );
     let mut agent = Agent {
-        telemetry,
+        telemetry: telemetry.clone(),
         histories: HashMap::new(),
         memory: HashMap::new(),
         fights: BTreeMap::new(),
-        lease: LeaseView::default(),
+        lease: LeaseView(Default::default(), telemetry.clone()),
         failures: 0,
         settings,
     };
@@ -217,7 +238,11 @@ pub async fn run(
     } else {
         let mut l = lease::Lease::new(lease_name, lease_ttl, holder);
         let view = agent.lease.clone();
-        let first = l.tick(&engine.renewed()).await;
+        let fresh = engine.renewed();
+        let first = tokio::select! {
+            t = l.tick(&fresh) => t,
+            _ = &mut cancelled => return Ok(Exit::Ok),
+        };
         view.record(&l, first);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(keep_lease(engine.clone(), l, view, stopped));
@@ -228,14 +253,23 @@ pub async fn run(
     if !agent.settings.once {
         tokio::spawn(watch_events(engine.clone(), changed.clone()));
     }
-    let cancelled = crate::exit::cancellation();
-    tokio::pin!(cancelled);
     let mut code = Exit::Ok;
     loop {
         let started = Instant::now();
-        // A pass is not cut short: updates in flight finish (each is bounded by
-        // MICROSCALE_TIMEOUT), then the agent stops.
-        let ok = agent.pass(&engine.renewed()).await;
+        agent.telemetry.pass_started();
+        // A signal abandons the pass: its metric reads, and any update not yet
+        // answered (a scale either happened or not; the next agent reads which).
+        let fresh = engine.renewed();
+        let result = tokio::select! {
+            r = agent.pass(&fresh) => Some(r),
+            _ = &mut cancelled => None,
+        };
+        let Some((ok, problems)) = result else {
+            info!(
+                "stopping: signal received during a pass, which is abandoned; nothing more is scaled"
+            );
+            break;
+        };
         agent
             .telemetry
             .pass_seconds
@@ -243,7 +277,7 @@ pub async fn run(
         agent.telemetry.passes.inc();
         agent.telemetry.last_pass.set(crate::plan::wall_clock());
         if agent.settings.once {
-            if !ok {
+            if !ok || problems {
                 code = Exit::Error;
             }
             break;
@@ -338,8 +372,8 @@ async fn watch_events(engine: Engine, changed: Arc<tokio::sync::Notify>) {
 }
 
 /// What the agent loop knows of the lease, shared with the task that keeps it.
-#[derive(Clone, Default)]
-struct LeaseView(Arc<std::sync::Mutex<LeaseSeen>>);
+#[derive(Clone)]
+struct LeaseView(Arc<std::sync::Mutex<LeaseSeen>>, Arc<Telemetry>);
 
 #[derive(Default)]
 struct LeaseSeen {
@@ -368,8 +402,10 @@ impl LeaseView {
             Ok(lease::LeaseState::Held) => "held".to_string(),
             Ok(lease::LeaseState::Other(h)) => format!("other {h}"),
             Ok(lease::LeaseState::Free) => "free".to_string(),
-            Err(e) => format!("error {}", first_line(&e.to_string())),
+            Err(e) => format!("error {}", one_line(&e.to_string())),
         };
+        self.1
+            .lease_error(result.as_ref().err().map(|e| one_line(&e.to_string())));
         let Ok(mut seen) = self.0.lock() else { return };
         seen.valid_until = l.valid_until();
         if seen.said == said {
@@ -380,13 +416,13 @@ impl LeaseView {
                 info!(lease = %l.name(), holder = %l.holder(), "lease acquired: this agent acts")
             }
             Ok(lease::LeaseState::Other(h)) => {
-                info!(lease = %l.name(), holder = %h, "lease held by another agent: standing by")
+                info!(lease = %l.name(), holder = %one_line(h), "lease held by another agent: standing by")
             }
             Ok(lease::LeaseState::Free) => {
                 info!(lease = %l.name(), "lease free: taking it at the next tick")
             }
             Err(e) => {
-                warn!(lease = %l.name(), error = %first_line(&e.to_string()), "cannot read or renew the lease: not acting until it is back")
+                warn!(lease = %l.name(), error = %one_line(&e.to_string()), "cannot read or renew the lease: not acting until it is back")
             }
         }
         seen.said = said;
@@ -414,7 +450,7 @@ async fn keep_lease(
         Ok(true) => info!(lease = %l.name(), "lease released"),
         Ok(false) => {}
         Err(e) => {
-            warn!(lease = %l.name(), error = %first_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
+            warn!(lease = %l.name(), error = %one_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
         }
     }
     if let Ok(mut seen) = view.0.lock() {
@@ -423,16 +459,17 @@ async fn keep_lease(
 }
 
 impl Agent {
-    /// One pass. Returns whether the swarm could be read.
-    async fn pass(&mut self, engine: &Engine) -> bool {
+    /// One pass. Returns whether the swarm could be read, and whether something
+    /// needs fixing (a rule with errors, a named service that does not exist).
+    async fn pass(&mut self, engine: &Engine) -> (bool, bool) {
         let snap = match engine.snapshot(&Default::default()).await {
             Ok(s) => s,
             Err(e) => {
                 let text = e.to_string();
-                error!(error = %first_line(&text), "cannot read the swarm: acting on nothing this pass");
-                self.telemetry.pass_failed(first_line(&text));
+                error!(error = %one_line(&text), "cannot read the swarm: acting on nothing this pass");
+                self.telemetry.pass_failed(one_line(&text));
                 self.telemetry.lease_held.set(0);
-                return false;
+                return (false, false);
             }
         };
         self.telemetry.pass_ok();
@@ -441,16 +478,17 @@ impl Agent {
 
         let (mut services, missing) =
             crate::status::select_services(snap.services.clone(), &self.settings.services, false);
+        let problems = !missing.is_empty();
         for m in missing {
-            warn!(problem = %m, "a named service is not in the swarm (removed?): carrying on with the others");
+            warn!(problem = %one_line(&m), "a named service is not in the swarm (removed?): carrying on with the others");
         }
         services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
         let names = snap.services.iter().map(service_name).collect();
         let allow = match crate::metrics::Allow::parse(&self.settings.metric_allow, names) {
             Ok(a) => a,
             Err(e) => {
-                error!(error = %e, "bad --metric-allow");
-                return true;
+                error!(error = %one_line(&e), "bad --metric-allow");
+                return (true, true);
             }
         };
         let file = self.settings.file.as_ref().map(|(p, m)| (p.as_path(), m));
@@ -460,7 +498,7 @@ impl Agent {
             &services,
             file,
             &allow,
-            crate::metrics::DEFAULT_TIMEOUT,
+            metric_timeout(self.settings.interval),
         )
         .await;
         let read = |k: &str| {
@@ -485,9 +523,11 @@ impl Agent {
         let present: std::collections::HashSet<&str> =
             services.iter().filter_map(|s| s.id.as_deref()).collect();
         self.histories.retain(|id, _| present.contains(id.as_str()));
+        let fights_before = self.fights.len();
+        self.fights.retain(|id, _| present.contains(id.as_str()));
+        let mut fights_changed = self.fights.len() != fights_before;
         self.memory.retain(|id, _| present.contains(id.as_str()));
 
-        let mut fights_changed = false;
         let mut series = vec![];
         for row in &rows {
             let label = ServiceLabel {
@@ -535,6 +575,16 @@ impl Agent {
                 mem.fights += 1;
                 mem.set_by_us = None;
                 fights_changed = true;
+                if mem.fights >= FIGHTS_BEFORE_BACKING_OFF {
+                    let pause = fight_pause(mem.fights);
+                    mem.quiet_until = Some(Instant::now() + pause);
+                    warn!(
+                        service = %row.service,
+                        resets = mem.fights,
+                        pause = %humantime::format_duration(pause),
+                        "fight: leaving the service alone for a while, to stop the churn; remove the fixed replica count (or the rule) so that one writer owns it"
+                    );
+                }
                 self.telemetry.fights.get_or_create(&label).inc();
                 warn!(
                     service = %row.service,
@@ -555,14 +605,29 @@ impl Agent {
                     },
                 );
             }
-            log_decision(row, self.settings.dry_run, holds);
+            let key = (row.action.clone(), row.current, row.desired);
+            let changed = mem.logged.as_ref() != Some(&key);
+            mem.logged = Some(key);
+            log_decision(row, self.settings.dry_run, holds, changed);
         }
         self.telemetry.retain(series);
 
+        let now_i = Instant::now();
         let wanted: Vec<&PlanRow> = rows
             .iter()
             .filter(|r| {
                 matches!(r.action.as_str(), "scale up" | "scale down") && r.desired != r.current
+            })
+            .filter(|r| {
+                let quiet = self
+                    .memory
+                    .get(&r.id)
+                    .and_then(|m| m.quiet_until)
+                    .is_some_and(|q| q > now_i);
+                if quiet {
+                    debug!(service = %r.service, "not acting: backing off after fights");
+                }
+                !quiet
             })
             .collect();
         if !wanted.is_empty() && !self.settings.dry_run && holds {
@@ -570,16 +635,16 @@ impl Agent {
         } else if !wanted.is_empty() && !self.settings.dry_run {
             info!(
                 services = wanted.len(),
-                "not the lease holder: another agent acts"
+                "not acting: this agent does not hold the lease now"
             );
         }
         if fights_changed
             && holds
             && let Err(e) = fights::publish(engine, &self.fights).await
         {
-            warn!(error = %first_line(&e.to_string()), "cannot record the fights in the swarm");
+            warn!(error = %one_line(&e.to_string()), "cannot record the fights in the swarm");
         }
-        true
+        (true, problems || rows.iter().any(|r| r.action == "error"))
     }
 
     /// Sets the metric gauges of `row`'s service; returns its metric names.
@@ -607,7 +672,12 @@ impl Agent {
         };
         let mut names = vec![];
         for m in rule.metrics {
-            if let Ok(v) = read(&crate::plan::metric_key(s, &m.source)) {
+            // Only values a decision can use (a negative or infinite one is refused
+            // by the decision core as unreadable).
+            if let Ok(v) = read(&crate::plan::metric_key(s, &m.source))
+                && v.is_finite()
+                && v >= 0.0
+            {
                 self.telemetry
                     .metric
                     .get_or_create(&MetricLabel {
@@ -675,7 +745,7 @@ impl Agent {
                         kind: "update".into(),
                     })
                     .inc();
-                error!(service = %row.service, error = %first_line(e), "update failed");
+                error!(service = %row.service, error = %one_line(e), "update failed");
             } else if let Some(h) = &outcome.held {
                 info!(service = %row.service, reason = %h, "not scaled");
             }
@@ -691,9 +761,24 @@ impl Agent {
 }
 
 /// One log line per decision, with its reasons.
-fn log_decision(row: &PlanRow, dry_run: bool, holds: bool) {
+///
+/// A decision like the service's previous one (same action and counts) is logged at
+/// DEBUG, so that a steady swarm does not fill the log; a change is logged at INFO.
+fn log_decision(row: &PlanRow, dry_run: bool, holds: bool, changed: bool) {
     let reasons = crate::render::printable(&row.reasons.join("; "));
     let metric = row.metric.clone().unwrap_or_default();
+    if !changed {
+        debug!(
+            service = %row.service,
+            current = row.current,
+            desired = row.desired,
+            action = %row.action,
+            metric = %metric,
+            reasons = %reasons,
+            "decision"
+        );
+        return;
+    }
     match row.action.as_str() {
         "error" => warn!(service = %row.service, reasons = %reasons, "rule has errors"),
         "scale up" | "scale down" => info!(
@@ -719,8 +804,45 @@ fn log_decision(row: &PlanRow, dry_run: bool, holds: bool) {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
+/// Text from the engine, a metric source or a label as one safe log field: its
+/// lines joined, control and bidi characters escaped, secrets masked, and cut.
+fn one_line(s: &str) -> String {
+    let joined = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    crate::render::ellipsize(
+        &crate::render::printable(&crate::redact::redact_value(&joined)),
+        1000,
+    )
+}
+
+/// Checks `--lease-name` as Swarm checks a config name, and keeps the names the
+/// agent uses for other things.
+fn check_lease_name(n: &str) -> Result<String, String> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && n != fights::CONFIG_NAME;
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(format!(
+            "invalid argument \"{}\" for \"--lease-name\" flag: a Swarm config name (a letter or digit, then letters, digits, '-', '_' and '.'; at most 64), other than {}",
+            crate::render::ellipsize(&crate::render::printable(n), 80),
+            fights::CONFIG_NAME
+        ))
+    }
+}
+
+/// How long one metric read may take in a pass: half the interval, from 2 to 10
+/// seconds, so that one hanging source cannot stall every service for long.
+fn metric_timeout(interval: Duration) -> Duration {
+    (interval / 2).clamp(Duration::from_secs(2), crate::metrics::DEFAULT_TIMEOUT)
 }
 
 #[cfg(test)]

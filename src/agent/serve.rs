@@ -13,6 +13,9 @@ use hyper_util::rt::TokioIo;
 
 use super::telemetry::Telemetry;
 
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Parses `--listen`: `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces).
 ///
 /// Errors name the value and the expected shape.
@@ -43,14 +46,22 @@ pub async fn start(
         format!("cannot listen on {addr} (--listen): {e}; choose another address or port")
     })?;
     let local = listener.local_addr().unwrap_or(addr);
+    // At most MAX_CONNECTIONS at once, each with a few seconds to send its request:
+    // a flood of idle clients must not take the file descriptors the agent needs
+    // for the engine.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let telemetry = telemetry.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = hyper::service::service_fn(
                     move |req: Request<hyper::body::Incoming>| {
                         let telemetry = telemetry.clone();
@@ -58,9 +69,11 @@ pub async fn start(
                     },
                 );
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5))
                     .serve_connection(TokioIo::new(stream), service);
-                // A client that never finishes its request is dropped.
-                let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+                // A client that never finishes is dropped.
+                let _ = tokio::time::timeout(Duration::from_secs(15), conn).await;
             });
         }
     });
@@ -148,11 +161,16 @@ fn answer<B>(req: &Request<B>, telemetry: &Telemetry, stale: Duration) -> Respon
             .unwrap_or_default()
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
+        let mut r = reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
             "only GET\n".into(),
         );
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return r;
     }
     match req.uri().path() {
         "/metrics" => reply(

@@ -101,6 +101,10 @@ pub struct Telemetry {
 struct Health {
     last_ok: Option<Instant>,
     last_error: Option<String>,
+    /// When the pass now running started (`None` between passes).
+    running_since: Option<Instant>,
+    /// Why the lease cannot be read or renewed, if so.
+    lease_error: Option<String>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -197,11 +201,24 @@ impl Telemetry {
         out
     }
 
+    /// Records that a pass starts.
+    pub fn pass_started(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.running_since = Some(Instant::now());
+    }
+
     /// Records a pass that read the swarm.
     pub fn pass_ok(&self) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         h.last_ok = Some(Instant::now());
         h.last_error = None;
+        h.running_since = None;
+    }
+
+    /// Records whether the lease can be read and renewed (`None`: it can).
+    pub fn lease_error(&self, error: Option<String>) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.lease_error = error;
     }
 
     /// Records a pass that could not read the swarm.
@@ -209,12 +226,32 @@ impl Telemetry {
         self.engine_errors.inc();
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         h.last_error = Some(error);
+        h.running_since = None;
     }
 
-    /// `/healthz`: healthy when a pass read the swarm within `stale` and the last
-    /// pass did not fail. Returns `(healthy, text)`.
+    /// `/healthz`: healthy when a pass read the swarm within `stale`, the last pass
+    /// did not fail, no pass has been running for longer than `stale / 3` (an
+    /// engine or a metric source that does not answer), and the lease can be read.
+    /// Returns `(healthy, text)`.
     pub fn health(&self, stale: Duration) -> (bool, String) {
         let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = h.running_since
+            && since.elapsed() > stale / 3
+        {
+            return (
+                false,
+                format!(
+                    "unhealthy: the pass running now started {}s ago: the engine or a metric source is not answering\n",
+                    since.elapsed().as_secs()
+                ),
+            );
+        }
+        if let Some(e) = &h.lease_error {
+            return (
+                false,
+                format!("unhealthy: the lease cannot be read or renewed: {e}\n"),
+            );
+        }
         match (&h.last_error, h.last_ok) {
             (Some(e), _) => (false, format!("unhealthy: {e}\n")),
             (None, None) => (false, "starting: no pass has read the swarm yet\n".into()),

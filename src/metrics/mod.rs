@@ -62,10 +62,23 @@ impl Allow {
     /// a path, blanks or a bad port.
     pub fn parse(values: &[String], services: BTreeSet<String>) -> Result<Allow, String> {
         let mut listed = vec![];
+        if values
+            .iter()
+            .any(|v| v.split(',').all(|e| e.trim().is_empty()))
+        {
+            return Err(
+                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out for the default (the swarm's services and loopback)".into(),
+            );
+        }
         for v in values.iter().flat_map(|v| v.split(',')) {
             let v = v.trim().to_ascii_lowercase();
             if v.is_empty() {
                 continue;
+            }
+            if v.contains('*') {
+                return Err(format!(
+                    "invalid argument \"{v}\" for \"--metric-allow\" flag: wildcards are not supported; list each HOST or HOST:PORT"
+                ));
             }
             let (host, port) = split_host_port(&v);
             let bad = v.contains("://")
@@ -205,6 +218,12 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
             }
         }
     }
+    if let Some(path) = &secret_file {
+        check_secret_file(path)?;
+    }
+    if let Some(name) = &secret_env {
+        check_secret_env(name)?;
+    }
     let uri = if kept.is_empty() {
         format!("{before_query}{fragment}")
     } else {
@@ -218,6 +237,57 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         secret_file,
         secret_env,
     })
+}
+
+/// Where `secret-file=` may point: Docker secrets (`/run/secrets/`), plus the
+/// directories the operator lists in `MICROSCALE_SECRET_DIRS` (colon-separated). A
+/// rule comes from a service label, which anyone who deploys a service can set: it
+/// must not be able to make the reader send any file it can read to a metric host.
+pub fn secret_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![std::path::PathBuf::from("/run/secrets")];
+    if let Ok(extra) = std::env::var("MICROSCALE_SECRET_DIRS") {
+        dirs.extend(
+            extra
+                .split(':')
+                .filter(|d| d.starts_with('/'))
+                .map(std::path::PathBuf::from),
+        );
+    }
+    dirs
+}
+
+fn check_secret_file(path: &str) -> Result<(), String> {
+    use std::path::{Component, Path};
+    let p = Path::new(path);
+    let plain = p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let dirs = secret_dirs();
+    if plain && dirs.iter().any(|d| p.starts_with(d) && p != d) {
+        return Ok(());
+    }
+    Err(format!(
+        "secret-file={path} is outside the secret directories ({}): a rule may only name a Docker secret (/run/secrets/NAME), or a file in a directory the operator lists in MICROSCALE_SECRET_DIRS",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// The prefix `secret-env=` names must have, unless listed in `MICROSCALE_SECRET_ENV`.
+pub const SECRET_ENV_PREFIX: &str = "MICROSCALE_SECRET_";
+
+fn check_secret_env(name: &str) -> Result<(), String> {
+    let listed = std::env::var("MICROSCALE_SECRET_ENV")
+        .map(|l| l.split(',').any(|n| n.trim() == name))
+        .unwrap_or(false);
+    if (name.starts_with(SECRET_ENV_PREFIX) && name.len() > SECRET_ENV_PREFIX.len()) || listed {
+        return Ok(());
+    }
+    Err(format!(
+        "secret-env={name}: a rule may only name environment variables whose names start with {SECRET_ENV_PREFIX} (or that the operator lists in MICROSCALE_SECRET_ENV), so that a service label cannot read the agent's other variables"
+    ))
 }
 
 /// The secret a target names: the file's contents (trailing newline removed), or the
@@ -257,9 +327,11 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port), ("queue", Some(6379)));
         let e = parse_target("redis://:hunter2@queue:6379/0?list=jobs").unwrap_err();
         assert!(e.contains("secret-file") && !e.contains("hunter2"), "{e}");
-        let t = parse_target("http://svc:8080/stats?secret-env=TOKEN#/queue/depth").unwrap();
+        let t =
+            parse_target("http://svc:8080/stats?secret-env=MICROSCALE_SECRET_TOKEN#/queue/depth")
+                .unwrap();
         assert_eq!(t.uri, "http://svc:8080/stats#/queue/depth");
-        assert_eq!(t.secret_env.as_deref(), Some("TOKEN"));
+        assert_eq!(t.secret_env.as_deref(), Some("MICROSCALE_SECRET_TOKEN"));
         assert!(parse_target("redis://q:99999/0").is_err());
     }
 
@@ -268,16 +340,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "s3cret\n").unwrap();
-        let t = parse_target(&format!("redis://q/0?list=a&secret-file={}", f.display())).unwrap();
+        // Reading, once a target passed parse_target's checks (a temporary file
+        // stands in for /run/secrets/NAME).
+        let mut t = parse_target("redis://q/0?list=a&secret-file=/run/secrets/x").unwrap();
+        t.secret_file = Some(f.display().to_string());
         assert_eq!(secret(&t).unwrap().as_deref(), Some("s3cret"));
-        let t = parse_target("redis://q/0?list=a&secret-env=MICROSCALE_TEST_NO_SUCH_VAR").unwrap();
+        let t = parse_target("redis://q/0?list=a&secret-env=MICROSCALE_SECRET_TEST_NO_SUCH_VAR")
+            .unwrap();
         assert!(
             secret(&t)
                 .unwrap_err()
-                .contains("MICROSCALE_TEST_NO_SUCH_VAR")
+                .contains("MICROSCALE_SECRET_TEST_NO_SUCH_VAR")
         );
-        let t = parse_target("redis://q/0?list=a&secret-file=/nonexistent").unwrap();
-        assert!(secret(&t).unwrap_err().contains("/nonexistent"));
+        let t = parse_target("redis://q/0?list=a&secret-file=/run/secrets/nonexistent").unwrap();
+        assert!(secret(&t).unwrap_err().contains("/run/secrets/nonexistent"));
     }
 
     #[test]
@@ -440,5 +516,21 @@ mod format_fields_tests {
             time: "2020-01-01T00:00:00Z".into(),
         };
         crate::render::fields::assert_fields_match(&crate::render::fields::METRIC, &line, &[]);
+    }
+
+    #[test]
+    fn secrets_only_from_secret_places() {
+        for bad in [
+            "redis://q/0?list=a&secret-file=/etc/shadow",
+            "redis://q/0?list=a&secret-file=/run/secrets/../../etc/passwd",
+            "redis://q/0?list=a&secret-file=/run/secrets",
+            "redis://q/0?list=a&secret-file=run/secrets/x",
+            "http://h/x?secret-env=HOME#/a",
+            "http://h/x?secret-env=MICROSCALE_SECRET_#/a",
+        ] {
+            let e = parse_target(bad).unwrap_err();
+            assert!(e.contains("secret"), "{bad}: {e}");
+        }
+        assert!(parse_target("redis://q/0?list=a&secret-file=/run/secrets/redis").is_ok());
     }
 }

@@ -219,6 +219,17 @@ pub async fn get(url: &Url, auth: &Auth<'_>, timeout: Duration) -> Result<Answer
     }
     let mut resp = req.send().await.map_err(|e| describe(&e, &what, timeout))?;
     let status = resp.status();
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| crate::redact::redact_value(&crate::render::ellipsize(l, 200)))
+            .unwrap_or_default();
+        return Err(format!(
+            "{what} redirected ({status}) to {to:?}; redirects are not followed (each address must pass --metric-allow): put the final address in the rule"
+        ));
+    }
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(format!(
             "{what} answered more than 4 MiB: a metric endpoint should answer a small document"
@@ -263,7 +274,9 @@ fn client(https: bool, timeout: Duration) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(5))
+        // No redirects: each hop would have to pass the allow-list again, and a
+        // metric endpoint has one address. A 3xx answer is an error that names it.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("docker-microscale/", env!("CARGO_PKG_VERSION")));
     if https {
         let tls = crate::engine::connect::TlsSettings {

@@ -541,3 +541,114 @@ fn an_agent_on_a_worker_keeps_running_and_acts_on_nothing() {
     );
     assert!(!log.contains("\"scaled\""), "{log}");
 }
+
+#[test]
+fn a_signal_during_the_first_pass_stops_cleanly_and_releases_the_lease() {
+    // A metric source that accepts and never answers keeps the first pass busy.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-sig"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            "microscale.max=4",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    );
+    let lease = unique("lease");
+    let agent = Agent::start(&[
+        "--interval",
+        "20s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "30s",
+        &svc.name,
+    ]);
+    agent.wait_log("the lease", Duration::from_secs(20), |l| {
+        l["message"] == "lease acquired: this agent acts"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    assert_eq!(agent.stop(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    let out = ok(docker(&[
+        "config",
+        "inspect",
+        "--format",
+        "{{index .Spec.Labels \"microscale.lease.holder\"}}",
+        &lease,
+    ]));
+    assert_eq!(stdout(&out).trim(), "", "the lease was not released");
+    assert_eq!(replicas(&svc.name), 1);
+    let _ = docker(&["config", "rm", &lease]);
+    drop(hole);
+}
+
+#[test]
+fn labels_cannot_read_local_secrets_and_redirects_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    let svc = TestService::create(&unique("exfil"), &["--replicas", "0"]);
+    std::fs::write(
+        &rules,
+        format!(
+            "[{}]\nmax = 2\ntarget = 10\nmetric = \"http://127.0.0.1:1/x?secret-file=/etc/hostname#/v\"\n",
+            svc.name
+        ),
+    )
+    .unwrap();
+    let out = plugin(&[
+        "rules",
+        "check",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "json",
+        &svc.name,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("outside the secret directories"),
+        "{}",
+        stdout(&out)
+    );
+    // A redirect to an address outside --metric-allow is not followed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let allow = format!("127.0.0.1:{port}");
+    let out = plugin(&[
+        "metric",
+        "--metric-allow",
+        &allow,
+        &format!("http://127.0.0.1:{port}/m#/v"),
+    ]);
+    fails(&out, 1, "redirects are not followed");
+    for bad in [
+        vec!["run", "--lease-name", "."],
+        vec!["run", "--lease-name", "microscale-agent-fights"],
+        vec!["run", "--lease-ttl", "2h"],
+        vec!["run", "--metric-allow", ""],
+        vec!["run", "--metric-allow", "*"],
+    ] {
+        let out = plugin(&bad);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}: {}", stderr(&out));
+    }
+}
