@@ -582,7 +582,7 @@ impl Agent {
                         service = %row.service,
                         resets = mem.fights,
                         pause = %humantime::format_duration(pause),
-                        "fight: leaving the service alone for a while, to stop the churn; remove the fixed replica count (or the rule) so that one writer owns it"
+                        "fight: leaving the service alone for a while, to stop the churn; let one writer own the count (docs/agent.md, Fights)"
                     );
                 }
                 self.telemetry.fights.get_or_create(&label).inc();
@@ -591,7 +591,7 @@ impl Agent {
                     set_by_agent = ours,
                     set_by_other = row.current,
                     resets = mem.fights,
-                    "fight: another writer reset the replica count this agent set (a `docker stack deploy` with a fixed `replicas:`?); remove the fixed count or the rule"
+                    "fight: another writer reset the replica count this agent set (`docker stack deploy` resets it to `replicas:`, or to 1 without it; `docker service scale`); see docs/agent.md, Fights"
                 );
                 self.fights.insert(
                     row.id.clone(),
