@@ -218,22 +218,7 @@ fn the_agent_carries_on_through_an_engine_restart() {
     let dir = std::env::var("MICROSCALE_SANDBOX_DIR")
         .expect("MICROSCALE_SANDBOX_DIR is not set: run the tests with scripts/test");
     let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("agent-restart"),
-        &[
-            "--replicas",
-            "1",
-            "--update-monitor",
-            "1s",
-            "--label",
-            "microscale.max=6",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("agent-restart", port, 6);
     let lease = unique("lease");
     let mut agent = Agent::start(&[
         "--interval",

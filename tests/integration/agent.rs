@@ -241,20 +241,7 @@ fn the_agent_follows_a_redis_queue_and_prometheus_scrapes_it() {
 #[test]
 fn fights_are_logged_and_shown_in_status() {
     let port = serve_json(r#"{"depth": 40}"#);
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("agent-fight"),
-        &[
-            "--replicas",
-            "1",
-            "--label",
-            "microscale.max=4",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("agent-fight", port, 4);
     let lease = unique("lease");
     let agent = Agent::start(&[
         "--interval",
@@ -298,20 +285,7 @@ fn fights_are_logged_and_shown_in_status() {
 #[test]
 fn once_dry_run_and_a_worker() {
     let port = serve_json(r#"{"depth": 20}"#);
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("agent-once"),
-        &[
-            "--replicas",
-            "1",
-            "--label",
-            "microscale.max=4",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("agent-once", port, 4);
     wait_until("the service to run", Duration::from_secs(30), || {
         docker_service_ls(&svc.name)
             .first()
@@ -367,22 +341,7 @@ fn once_dry_run_and_a_worker() {
 #[test]
 fn two_agents_one_acts_and_the_other_takes_over() {
     let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("agent-ha"),
-        &[
-            "--replicas",
-            "1",
-            "--update-monitor",
-            "1s",
-            "--label",
-            "microscale.max=6",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("agent-ha", port, 6);
     let lease = unique("lease");
     let args = [
         "--interval",
@@ -547,20 +506,7 @@ fn a_signal_during_the_first_pass_stops_cleanly_and_releases_the_lease() {
     // A metric source that accepts and never answers keeps the first pass busy.
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = hole.local_addr().unwrap().port();
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("agent-sig"),
-        &[
-            "--replicas",
-            "1",
-            "--label",
-            "microscale.max=4",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("agent-sig", port, 4);
     let lease = unique("lease");
     let agent = Agent::start(&[
         "--interval",

@@ -133,22 +133,7 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
 
     // A service with a rule on a metric the test controls: 5 / target 10 -> 1 replica.
     let (port, depth) = serve_json_cell(r#"{"depth": 5}"#);
-    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
-    let svc = TestService::create(
-        &unique("deployed-worker"),
-        &[
-            "--replicas",
-            "1",
-            "--update-monitor",
-            "1s",
-            "--label",
-            "microscale.max=4",
-            "--label",
-            &metric,
-            "--label",
-            "microscale.target=10",
-        ],
-    );
+    let svc = queue_service("deployed-worker", port, 4);
 
     // The agent as a service on the manager, as deploy/stack.yml runs it: the
     // engine's socket bind-mounted at /var/run/docker.sock. Host network, so that it

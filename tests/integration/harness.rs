@@ -493,3 +493,26 @@ pub fn serve_json_cell(body: &str) -> (u16, Arc<Mutex<String>>) {
     });
     (port, cell)
 }
+
+/// A replicated service with 1 replica (`UpdateConfig.Monitor` 1 s) whose rule reads
+/// `depth` from the JSON metric served on loopback `port` ([`serve_json_cell`]):
+/// 10 per replica, at most `max` replicas.
+pub fn queue_service(prefix: &str, port: u16, max: u32) -> TestService {
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let max = format!("microscale.max={max}");
+    TestService::create(
+        &unique(prefix),
+        &[
+            "--replicas",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--label",
+            &max,
+            "--label",
+            &metric,
+            "--label",
+            "microscale.target=10",
+        ],
+    )
+}
