@@ -507,21 +507,8 @@ pub struct RunArgs {
     #[arg(long = "interval", value_name = "duration")]
     pub interval: Option<String>,
 
-    /// Share this many replicas between the managed services by priority
-    #[arg(
-        long = "capacity",
-        value_name = "replicas",
-        allow_negative_numbers = true
-    )]
-    pub capacity: Option<u64>,
-
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
-
-    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
-    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
-    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub decide: DecideOptions,
 
     /// Decide and log, change nothing
     #[arg(long = "dry-run", num_args = 0..=1, require_equals = true,
@@ -636,13 +623,10 @@ pub struct MetricArgs {
     pub format: Option<String>,
 }
 
-/// Options of `docker microscale plan`.
+/// The options `plan`, `apply` and `run` share: where the rules come from, which
+/// hosts metrics may be read from, and the capacity budget.
 #[derive(Debug, Clone, Args)]
-pub struct PlanArgs {
-    /// Services to plan, by name or ID (default: every service with a rule)
-    #[arg(value_name = "SERVICE")]
-    pub services: Vec<String>,
-
+pub struct DecideOptions {
     /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
@@ -651,13 +635,24 @@ pub struct PlanArgs {
     #[arg(long = "metric-allow", value_name = "list")]
     pub metric_allow: Vec<String>,
 
-    /// Share this many replicas between the planned services by priority
+    /// Share this many replicas between the services by priority
     #[arg(
         long = "capacity",
         value_name = "replicas",
         allow_negative_numbers = true
     )]
     pub capacity: Option<u64>,
+}
+
+/// Options of `docker microscale plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Services to plan, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    #[command(flatten)]
+    pub decide: DecideOptions,
 
     /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
     #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
@@ -734,21 +729,8 @@ pub struct ApplyArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub dry_run: Option<bool>,
 
-    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
-    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
-    pub rules: Option<PathBuf>,
-
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
-
-    /// Share this many replicas between the planned services by priority
-    #[arg(
-        long = "capacity",
-        value_name = "replicas",
-        allow_negative_numbers = true
-    )]
-    pub capacity: Option<u64>,
+    #[command(flatten)]
+    pub decide: DecideOptions,
 
     /// Exit immediately instead of waiting for the services to converge
     #[arg(short = 'd', long = "detach", num_args = 0..=1, require_equals = true,
@@ -779,9 +761,7 @@ impl ApplyArgs {
     pub fn plan_args(&self) -> PlanArgs {
         PlanArgs {
             services: self.services.clone(),
-            rules: self.rules.clone(),
-            metric_allow: self.metric_allow.clone(),
-            capacity: self.capacity,
+            decide: self.decide.clone(),
             detailed_exitcode: None,
             format: self.format.clone(),
             no_trunc: self.no_trunc,

@@ -498,7 +498,7 @@ pub async fn compute(
     args: &crate::cli::PlanArgs,
 ) -> Result<Computed, crate::exit::Failure> {
     use crate::exit::Failure;
-    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
+    let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     let snap = engine
         .snapshot(&Default::default())
         .await
@@ -509,7 +509,8 @@ pub async fn compute(
     let now = wall_clock();
     let no_trunc = args.no_trunc == Some(true);
     let names = snap.services.iter().map(service_name).collect();
-    let allow = crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
+    let allow =
+        crate::metrics::Allow::parse(&args.decide.metric_allow, names).map_err(Failure::Usage)?;
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
     let (values, notes) = read_metrics(
         engine,
@@ -532,7 +533,7 @@ pub async fn compute(
         &services,
         &computed.snap,
         computed.file_ref(),
-        args.capacity,
+        args.decide.capacity,
         now,
         no_trunc,
         &|k| computed.read(k),

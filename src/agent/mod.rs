@@ -174,8 +174,9 @@ pub async fn run(
         .transpose()
         .map_err(Failure::Usage)?;
     // Checked before anything runs; the list itself is rebuilt each pass.
-    crate::metrics::Allow::parse(&args.metric_allow, Default::default()).map_err(Failure::Usage)?;
-    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
+    crate::metrics::Allow::parse(&args.decide.metric_allow, Default::default())
+        .map_err(Failure::Usage)?;
+    let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     init_logging(json, log_level);
     // Signal handlers before anything else: a signal during startup or the first
     // pass ends the agent cleanly too.
@@ -207,8 +208,8 @@ pub async fn run(
     };
     let settings = Settings {
         interval,
-        capacity: args.capacity,
-        metric_allow: args.metric_allow.clone(),
+        capacity: args.decide.capacity,
+        metric_allow: args.decide.metric_allow.clone(),
         file,
         dry_run: args.dry_run == Some(true),
         once: args.once == Some(true),

@@ -190,7 +190,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             Err(e) => return Err(Failure::Error(e.to_string())),
         }
     }
-    let capacity = args.capacity;
+    let capacity = args.decide.capacity;
     let deciders: Vec<Box<Decide<'_>>> = work
         .iter()
         .map(|(_, row, version)| {
