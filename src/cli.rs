@@ -603,6 +603,33 @@ const METRIC_EXAMPLES: &str = "  docker microscale metric 'redis://queue:6379/0?
   docker microscale metric --metric-allow stats.example:8080 'http://stats.example:8080/stats#/queue/depth'
   docker microscale metric --format json --timeout 2s 'nats://nats:8222/ORDERS/worker'";
 
+/// Where metrics may be read from and where their secrets may go: the flags of every
+/// command that reads metrics (`metric`, `status --metrics`, `plan`, `apply`, `run`)
+/// and of `rules check` (docs/metrics.md, Threat model).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricAccess {
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
+
+    /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
+    #[arg(long = "metric-secret", value_name = "binding")]
+    pub metric_secret: Vec<String>,
+}
+
+impl MetricAccess {
+    /// The checked allow-list and secret bindings; `services` are the swarm's service
+    /// names (the default allow-list). Errors: a bad `--metric-allow` or
+    /// `--metric-secret` value (a usage error).
+    pub fn allow(
+        &self,
+        services: std::collections::BTreeSet<String>,
+    ) -> Result<crate::metrics::Allow, String> {
+        crate::metrics::Allow::parse(&self.metric_allow, services)?
+            .with_secrets(&self.metric_secret)
+    }
+}
+
 /// Options of `docker microscale metric`.
 #[derive(Debug, Clone, Args)]
 pub struct MetricArgs {
@@ -610,9 +637,8 @@ pub struct MetricArgs {
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
+    #[command(flatten)]
+    pub access: MetricAccess,
 
     /// Give up after this long (default 10s)
     #[arg(long = "timeout", value_name = "duration")]
@@ -631,9 +657,8 @@ pub struct DecideOptions {
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
 
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
+    #[command(flatten)]
+    pub access: MetricAccess,
 
     /// Share this many replicas between the services by priority
     #[arg(
@@ -793,6 +818,9 @@ pub struct RulesCheckArgs {
     #[arg(long = "rules", value_name = "file", value_parser = any_path)]
     pub rules: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub access: MetricAccess,
+
     /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
@@ -854,9 +882,8 @@ pub struct StatusArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub metrics: Option<bool>,
 
-    /// Hosts metrics may be read from with --metrics, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
+    #[command(flatten)]
+    pub access: MetricAccess,
 
     /// Show the status again at each interval until interrupted: a live screen with metric and replica sparklines on a terminal (q or Ctrl-C leaves)
     #[arg(long = "watch", num_args = 0..=1, require_equals = true,

@@ -563,7 +563,7 @@ mod tests {
             no_trunc: None,
             quiet: None,
             metrics: None,
-            metric_allow: vec![],
+            access: Default::default(),
             watch,
             interval: interval.map(str::to_string),
         }

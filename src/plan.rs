@@ -509,8 +509,7 @@ pub async fn compute(
     let now = wall_clock();
     let no_trunc = args.no_trunc == Some(true);
     let names = snap.services.iter().map(service_name).collect();
-    let allow =
-        crate::metrics::Allow::parse(&args.decide.metric_allow, names).map_err(Failure::Usage)?;
+    let allow = args.decide.access.allow(names).map_err(Failure::Usage)?;
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
     let (values, notes) = read_metrics(
         engine,

@@ -775,8 +775,7 @@ pub async fn read_rows(
             .iter()
             .filter_map(|s| s.spec.as_ref()?.name.clone())
             .collect();
-        let allow =
-            crate::metrics::Allow::parse(&args.metric_allow, names).map_err(Failure::Usage)?;
+        let allow = args.access.allow(names).map_err(Failure::Usage)?;
         Some(
             crate::plan::read_metrics(
                 engine,

@@ -51,8 +51,8 @@ pub struct Settings {
     pub interval: Duration,
     /// `--capacity`.
     pub capacity: Option<u64>,
-    /// `--metric-allow`.
-    pub metric_allow: Vec<String>,
+    /// `--metric-allow` and `--metric-secret`.
+    pub access: crate::cli::MetricAccess,
     /// `--rules`.
     pub file: Option<(std::path::PathBuf, RulesFile)>,
     /// `--dry-run`.
@@ -174,7 +174,9 @@ pub async fn run(
         .transpose()
         .map_err(Failure::Usage)?;
     // Checked before anything runs; the list itself is rebuilt each pass.
-    crate::metrics::Allow::parse(&args.decide.metric_allow, Default::default())
+    args.decide
+        .access
+        .allow(Default::default())
         .map_err(Failure::Usage)?;
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     init_logging(json, log_level);
@@ -209,7 +211,7 @@ pub async fn run(
     let settings = Settings {
         interval,
         capacity: args.decide.capacity,
-        metric_allow: args.decide.metric_allow.clone(),
+        access: args.decide.access.clone(),
         file,
         dry_run: args.dry_run == Some(true),
         once: args.once == Some(true),
@@ -485,10 +487,10 @@ impl Agent {
         }
         services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
         let names = snap.services.iter().map(service_name).collect();
-        let allow = match crate::metrics::Allow::parse(&self.settings.metric_allow, names) {
+        let allow = match self.settings.access.allow(names) {
             Ok(a) => a,
             Err(e) => {
-                error!(error = %one_line(&e), "bad --metric-allow");
+                error!(error = %one_line(&e), "bad --metric-allow or --metric-secret");
                 return (true, true);
             }
         };

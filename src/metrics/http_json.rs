@@ -10,7 +10,15 @@ use serde_json::Value;
 use super::Sample;
 use super::web::{self, Auth};
 
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric `uri` names from `endpoint` (the checked addresses of its host;
+/// see the module documentation for the URI), sending `secret` as the module says,
+/// within `timeout`. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let mut url = web::parse_uri(uri)?;
     let Some(fragment) = url.fragment() else {
         return Err(format!(
@@ -30,7 +38,7 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let auth = Auth::from_uri(&url, secret);
     let what = web::shown(&url);
     web::bounded(&what, timeout, async {
-        let answer = web::get(&url, &auth, timeout).await?;
+        let answer = web::get(&url, endpoint, &auth, timeout).await?;
         if !answer.status.is_success() {
             return Err(answer.status_error(&what));
         }
@@ -95,6 +103,12 @@ fn at(doc: &Value, pointer: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use crate::metrics::web::testserver::{Reply, serve};
 
     #[tokio::test]

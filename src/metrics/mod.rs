@@ -7,6 +7,8 @@
 //! text), and `timeout` bounds the whole read. Errors are one line that says what
 //! failed, where, and how to fix it, with no secret in it.
 
+mod access;
+mod address;
 pub mod engine;
 pub mod http_json;
 pub mod nats;
@@ -17,6 +19,9 @@ pub mod redis;
 mod web;
 
 use serde::Serialize;
+
+pub use access::Allow;
+pub use address::{Endpoint, Host, SecretRef, Target, parse_target};
 
 /// One reading of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -45,270 +50,98 @@ pub struct Measured {
 /// Largest secret file read, in bytes.
 const MAX_SECRET_BYTES: u64 = 64 << 10;
 
-/// Where a source may connect: the `--metric-allow` list, else the swarm's own
-/// service names and loopback.
-#[derive(Debug, Clone, Default)]
-pub struct Allow {
-    /// `--metric-allow` entries: `HOST` or `HOST:PORT`, lower case. When not empty,
-    /// only these are allowed.
-    pub listed: Vec<String>,
-    /// The swarm's service names (also allowed as `tasks.NAME`), used when `listed`
-    /// is empty.
-    pub services: BTreeSet<String>,
-}
-
-impl Allow {
-    /// Parses `--metric-allow HOST[:PORT],...` values. Errors: an entry with a scheme,
-    /// a path, blanks or a bad port.
-    pub fn parse(values: &[String], services: BTreeSet<String>) -> Result<Allow, String> {
-        let mut listed = vec![];
-        if values
-            .iter()
-            .any(|v| v.split(',').all(|e| e.trim().is_empty()))
-        {
-            return Err(
-                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out for the default (the swarm's services and loopback)".into(),
-            );
-        }
-        for v in values.iter().flat_map(|v| v.split(',')) {
-            let v = v.trim().to_ascii_lowercase();
-            if v.is_empty() {
-                continue;
-            }
-            if v.contains('*') {
-                return Err(format!(
-                    "invalid argument \"{v}\" for \"--metric-allow\" flag: wildcards are not supported; list each HOST or HOST:PORT"
-                ));
-            }
-            let (host, port) = split_host_port(&v);
-            let bad = v.contains("://")
-                || v.contains('/')
-                || v.chars().any(|c| c.is_whitespace() || c.is_control())
-                || host.is_empty()
-                || port.is_some_and(|p| p.parse::<u16>().is_err());
-            if bad {
-                return Err(format!(
-                    "invalid argument \"{v}\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated (no scheme, no path)"
-                ));
-            }
-            listed.push(v);
-        }
-        Ok(Allow { listed, services })
-    }
-
-    /// Whether a source may connect to `host` (`port` when known). Errors say why
-    /// not and how to allow it.
-    pub fn check(&self, host: &str, port: Option<u16>) -> Result<(), String> {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        if self.listed.is_empty() {
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            let service = self.services.contains(&host)
-                || host
-                    .strip_prefix("tasks.")
-                    .is_some_and(|s| self.services.contains(s));
-            if loopback || service {
-                return Ok(());
-            }
-            return Err(format!(
-                "{host} is not allowed: by default metrics are read only from the swarm's own services and loopback; allow it with --metric-allow {host}{}",
-                port.map(|p| format!(":{p}")).unwrap_or_default()
-            ));
-        }
-        let ok = self.listed.iter().any(|e| {
-            let (h, p) = split_host_port(e);
-            h == host && p.is_none_or(|p| Some(p) == port.map(|x| x.to_string()).as_deref())
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{host}{} is not in --metric-allow ({})",
-                port.map(|p| format!(":{p}")).unwrap_or_default(),
-                self.listed.join(",")
-            ))
-        }
-    }
-}
-
-/// `host[:port]` split; IPv6 in brackets keeps its colons.
-fn split_host_port(s: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((h, tail)) => (h, tail.strip_prefix(':')),
-            None => (s, None),
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, Some(p)),
-        _ => (s, None),
-    }
-}
-
-/// A metric URI taken apart: scheme, host, port, and the URI without the secret
-/// parameters (what the source reads), plus where the secret is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// Lower-case scheme, e.g. `redis`.
-    pub scheme: String,
-    /// Host (empty for `engine://`).
-    pub host: String,
-    /// Port, when written.
-    pub port: Option<u16>,
-    /// The URI without `secret-file`/`secret-env`.
-    pub uri: String,
-    /// `secret-file=` value.
-    pub secret_file: Option<String>,
-    /// `secret-env=` value.
-    pub secret_env: Option<String>,
-}
-
-/// Parses a metric URI. Errors: no `scheme://`, a password in the URI (secrets come
-/// from files or variables), bad port.
-pub fn parse_target(uri: &str) -> Result<Target, String> {
-    let uri = uri.trim();
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err("not a metric URI: expected SCHEME://HOST…".into());
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    if userinfo.is_some_and(|u| u.contains(':')) {
-        return Err(
-            "a password in the metric URI: put it in a file (a Docker secret) or an environment variable, and name that with the query parameter secret-file or secret-env (docs/metrics.md)".into(),
-        );
-    }
-    let (host, port) = split_host_port(hostport);
-    let port = match port {
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| format!("bad port {p:?} in the metric URI"))?,
-        ),
-        None => None,
-    };
-    // Take the secret parameters out of the query.
-    let (before_query, query_and_fragment) = match uri.split_once('?') {
-        Some((b, q)) => (b.to_string(), Some(q)),
-        None => (uri.to_string(), None),
-    };
-    let mut secret_file = None;
-    let mut secret_env = None;
-    let mut kept = vec![];
-    let mut fragment = String::new();
-    if let Some(qf) = query_and_fragment {
-        let (q, f) = match qf.split_once('#') {
-            Some((q, f)) => (q, format!("#{f}")),
-            None => (qf, String::new()),
-        };
-        fragment = f;
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("secret-file", v)) => secret_file = Some(crate::redact::percent_decode(v)),
-                Some(("secret-env", v)) => secret_env = Some(crate::redact::percent_decode(v)),
-                _ => kept.push(pair),
-            }
-        }
-    }
-    if let Some(path) = &secret_file {
-        check_secret_file(path)?;
-    }
-    if let Some(name) = &secret_env {
-        check_secret_env(name)?;
-    }
-    let uri = if kept.is_empty() {
-        format!("{before_query}{fragment}")
-    } else {
-        format!("{before_query}?{}{fragment}", kept.join("&"))
-    };
-    Ok(Target {
-        scheme,
-        host: host.to_string(),
-        port,
-        uri,
-        secret_file,
-        secret_env,
-    })
-}
-
-/// Where `secret-file=` may point: Docker secrets (`/run/secrets/`), plus the
-/// directories the operator lists in `MICROSCALE_SECRET_DIRS` (colon-separated). A
-/// rule comes from a service label, which anyone who deploys a service can set: it
-/// must not be able to make the reader send any file it can read to a metric host.
-pub fn secret_dirs() -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![std::path::PathBuf::from("/run/secrets")];
-    if let Ok(extra) = std::env::var("MICROSCALE_SECRET_DIRS") {
-        dirs.extend(
-            extra
-                .split(':')
-                .filter(|d| d.starts_with('/'))
-                .map(std::path::PathBuf::from),
-        );
-    }
-    dirs
-}
-
-fn check_secret_file(path: &str) -> Result<(), String> {
-    use std::path::{Component, Path};
-    let p = Path::new(path);
-    let plain = p.is_absolute()
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    let dirs = secret_dirs();
-    if plain && dirs.iter().any(|d| p.starts_with(d) && p != d) {
-        return Ok(());
-    }
-    Err(format!(
-        "secret-file={path} is outside the secret directories ({}): a rule may only name a Docker secret (/run/secrets/NAME), or a file in a directory the operator lists in MICROSCALE_SECRET_DIRS",
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
-}
-
-/// The prefix `secret-env=` names must have, unless listed in `MICROSCALE_SECRET_ENV`.
-pub const SECRET_ENV_PREFIX: &str = "MICROSCALE_SECRET_";
-
-fn check_secret_env(name: &str) -> Result<(), String> {
-    let listed = std::env::var("MICROSCALE_SECRET_ENV")
-        .map(|l| l.split(',').any(|n| n.trim() == name))
-        .unwrap_or(false);
-    if (name.starts_with(SECRET_ENV_PREFIX) && name.len() > SECRET_ENV_PREFIX.len()) || listed {
-        return Ok(());
-    }
-    Err(format!(
-        "secret-env={name}: a rule may only name environment variables whose names start with {SECRET_ENV_PREFIX} (or that the operator lists in MICROSCALE_SECRET_ENV), so that a service label cannot read the agent's other variables"
-    ))
-}
-
 /// The secret a target names: the file's contents (trailing newline removed), or the
-/// environment variable's value. Errors say which file or variable and why.
+/// environment variable's value.
+///
+/// The file is resolved first (symbolic links and all) and must still be inside a
+/// secret directory ([`secret_dirs`]); it is then opened without following links,
+/// and must be a regular file of at most 64 KiB. Errors say which file or variable
+/// and why.
 pub fn secret(target: &Target) -> Result<Option<String>, String> {
-    if let Some(path) = &target.secret_file {
-        let bytes = crate::fsutil::read_regular(std::path::Path::new(path), MAX_SECRET_BYTES, true)
-            .map_err(|e| format!("cannot read the secret file {path}: {e}"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("the secret file {path} is not UTF-8 text"))?;
-        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    if let Some(name) = &target.secret_env {
-        return match std::env::var(name) {
+    match &target.secret {
+        Some(SecretRef::File(path)) => {
+            let shown = crate::render::printable(path);
+            let real = address::resolve_secret_file(path)?;
+            let bytes = crate::fsutil::read_regular(&real, MAX_SECRET_BYTES, false)
+                .map_err(|e| format!("cannot read the secret file {shown}: {e}"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("the secret file {shown} is not UTF-8 text"))?;
+            Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        Some(SecretRef::Env(name)) => match std::env::var(name) {
             Ok(v) => Ok(Some(v)),
             Err(_) => Err(format!(
-                "the environment variable {name} (secret-env) is not set for docker-microscale"
+                "the environment variable {} (secret-env) is not set for docker-microscale",
+                crate::render::printable(name)
             )),
-        };
+        },
+        None => Ok(None),
     }
-    Ok(None)
+}
+
+/// `text` with every copy of `secret` replaced by `xxxxx`: as sent (also trimmed),
+/// percent-encoded, and base64-encoded (bearer and basic credentials). A metric
+/// server may echo what it was sent (a 401 body, the string at a JSON pointer), and
+/// that text goes to errors and logs.
+pub fn scrub(text: &str, secret: &str, user: Option<&str>) -> String {
+    use base64::Engine as _;
+    let mut forms: Vec<String> = vec![];
+    for s in [secret, secret.trim()] {
+        if s.is_empty() {
+            continue;
+        }
+        forms.push(s.to_string());
+        let encoded: String = s
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        forms.push(encoded);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        forms.push(b64.encode(s));
+        if let Some(u) = user {
+            forms.push(b64.encode(format!("{u}:{s}")));
+        }
+    }
+    // Longest first, so that a form is not half-replaced by a shorter one.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    let mut out = text.to_string();
+    for f in forms {
+        if out.contains(&f) {
+            out = out.replace(&f, crate::redact::MASK);
+        }
+        let lower = f.to_ascii_lowercase();
+        if lower != f && out.contains(&lower) {
+            out = out.replace(&lower, crate::redact::MASK);
+        }
+    }
+    out
+}
+
+/// For the sources' own tests: `uri` parsed, and its host resolved without the
+/// allow-list (the tests read servers on loopback).
+#[cfg(test)]
+pub(crate) async fn test_endpoint(uri: &str) -> Result<Endpoint, String> {
+    let target = parse_target(uri)?;
+    let port = target.port_or_default();
+    let addrs = match &target.host {
+        Host::Ip(ip) => vec![std::net::SocketAddr::new(*ip, port)],
+        Host::Name(n) => tokio::net::lookup_host((n.as_str(), port))
+            .await
+            .map_err(|e| format!("the host {n} does not resolve ({e})"))?
+            .collect(),
+    };
+    Ok(Endpoint {
+        host: target.host,
+        port,
+        addrs,
+    })
 }
 
 /// How long one metric read may take, by default (seconds).
@@ -318,21 +151,33 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
 
+    fn t(uri: &str) -> Target {
+        parse_target(uri).unwrap()
+    }
+
     #[test]
     fn secrets_are_named_never_written() {
-        let t =
-            parse_target("redis://queue:6379/0?list=jobs&secret-file=/run/secrets/redis").unwrap();
-        assert_eq!(t.uri, "redis://queue:6379/0?list=jobs");
-        assert_eq!(t.secret_file.as_deref(), Some("/run/secrets/redis"));
-        assert_eq!((t.host.as_str(), t.port), ("queue", Some(6379)));
+        let x = t("redis://queue:6379/0?list=jobs&secret-file=/run/secrets/redis");
+        assert_eq!(x.uri, "redis://queue:6379/0?list=jobs");
+        assert_eq!(x.secret, Some(SecretRef::File("/run/secrets/redis".into())));
+        assert_eq!(
+            (x.host.clone(), x.port),
+            (Host::Name("queue".into()), Some(6379))
+        );
         let e = parse_target("redis://:hunter2@queue:6379/0?list=jobs").unwrap_err();
         assert!(e.contains("secret-file") && !e.contains("hunter2"), "{e}");
-        let t =
-            parse_target("http://svc:8080/stats?secret-env=MICROSCALE_SECRET_TOKEN#/queue/depth")
-                .unwrap();
-        assert_eq!(t.uri, "http://svc:8080/stats#/queue/depth");
-        assert_eq!(t.secret_env.as_deref(), Some("MICROSCALE_SECRET_TOKEN"));
+        let x = t("http://svc:8080/stats?secret-env=MICROSCALE_SECRET_TOKEN#/queue/depth");
+        assert_eq!(x.uri, "http://svc:8080/stats#/queue/depth");
+        assert_eq!(
+            x.secret,
+            Some(SecretRef::Env("MICROSCALE_SECRET_TOKEN".into()))
+        );
         assert!(parse_target("redis://q:99999/0").is_err());
+        let e = parse_target(
+            "redis://q/0?list=a&secret-file=/run/secrets/a&secret-env=MICROSCALE_SECRET_B",
+        )
+        .unwrap_err();
+        assert!(e.contains("names a secret twice"), "{e}");
     }
 
     #[test]
@@ -340,67 +185,260 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "s3cret\n").unwrap();
-        // Reading, once a target passed parse_target's checks (a temporary file
-        // stands in for /run/secrets/NAME).
-        let mut t = parse_target("redis://q/0?list=a&secret-file=/run/secrets/x").unwrap();
-        t.secret_file = Some(f.display().to_string());
-        assert_eq!(secret(&t).unwrap().as_deref(), Some("s3cret"));
-        let t = parse_target("redis://q/0?list=a&secret-env=MICROSCALE_SECRET_TEST_NO_SUCH_VAR")
-            .unwrap();
+        // Reading, once a target passed parse_target's checks: the temporary
+        // directory is a secret directory here (MICROSCALE_SECRET_DIRS is read by
+        // this test's process only through secret_dirs, so a target naming the file
+        // directly is built by hand).
+        let mut x = t("redis://q/0?list=a&secret-file=/run/secrets/x");
+        x.secret = Some(SecretRef::File(f.display().to_string()));
+        let e = secret(&x).unwrap_err();
+        assert!(e.contains("outside the secret directories"), "{e}");
+        let x = t("redis://q/0?list=a&secret-env=MICROSCALE_SECRET_TEST_NO_SUCH_VAR");
         assert!(
-            secret(&t)
+            secret(&x)
                 .unwrap_err()
                 .contains("MICROSCALE_SECRET_TEST_NO_SUCH_VAR")
         );
-        let t = parse_target("redis://q/0?list=a&secret-file=/run/secrets/nonexistent").unwrap();
-        assert!(secret(&t).unwrap_err().contains("/run/secrets/nonexistent"));
+        let x = t("redis://q/0?list=a&secret-file=/run/secrets/nonexistent");
+        assert!(secret(&x).unwrap_err().contains("/run/secrets/nonexistent"));
     }
 
     #[test]
     fn only_the_swarm_and_loopback_by_default() {
-        let services: BTreeSet<String> = ["queue".to_string()].into();
+        let services: BTreeSet<String> = ["queue".to_string(), "2852039166".to_string()].into();
         let a = Allow::parse(&[], services.clone()).unwrap();
-        assert!(a.check("queue", Some(6379)).is_ok());
-        assert!(a.check("tasks.queue", None).is_ok());
-        assert!(a.check("127.0.0.1", Some(1)).is_ok());
-        assert!(a.check("[::1]", None).is_ok());
-        assert!(a.check("localhost", None).is_ok());
-        let e = a.check("169.254.169.254", Some(80)).unwrap_err();
+        for ok in [
+            "redis://queue:6379/0",
+            "redis://tasks.queue/0",
+            "redis://QUEUE./0",
+            "http://127.0.0.1:1/#/a",
+            "http://[::1]/#/a",
+            "http://localhost/#/a",
+            "http://2130706433/#/a",
+        ] {
+            assert!(a.check(&t(ok)).is_ok(), "{ok}");
+        }
+        let e = a.check(&t("http://169.254.169.254/#/a")).unwrap_err();
         assert!(e.contains("--metric-allow 169.254.169.254:80"), "{e}");
-        let a = Allow::parse(&["prom.example:9090,redis".into()], services).unwrap();
-        assert!(a.check("prom.example", Some(9090)).is_ok());
-        assert!(a.check("prom.example", Some(9091)).is_err());
-        assert!(a.check("redis", Some(1)).is_ok());
+        // A service named like a number is an address, not the service.
+        let e = a.check(&t("http://2852039166/#/a")).unwrap_err();
         assert!(
-            a.check("queue", Some(6379)).is_err(),
+            e.contains("169.254.169.254 is not allowed (a host written as a number"),
+            "{e}"
+        );
+        let a = Allow::parse(&["prom.example:9090,redis".into()], services).unwrap();
+        assert!(
+            a.check(&t("prometheus://prom.example:9090?query=x"))
+                .is_ok()
+        );
+        assert!(
+            a.check(&t("prometheus://prom.example:9091?query=x"))
+                .is_err()
+        );
+        // No port written: the source's default port is what is checked.
+        assert!(a.check(&t("prometheus://prom.example?query=x")).is_err());
+        assert!(a.check(&t("redis://redis:1/0")).is_ok());
+        assert!(
+            a.check(&t("redis://queue:6379/0")).is_err(),
             "a list replaces the default"
         );
-        assert!(Allow::parse(&["http://x".into()], BTreeSet::new()).is_err());
-        assert!(Allow::parse(&["x:99999".into()], BTreeSet::new()).is_err());
+        for bad in ["http://x", "x:99999", "x:0", "a@b", "1.2.3.4.5", "h%41"] {
+            assert!(
+                Allow::parse(&[bad.into()], BTreeSet::new()).is_err(),
+                "{bad}"
+            );
+        }
+        // Entries are read as URI hosts are: a number is an address.
+        let a = Allow::parse(&["2130706434".into()], BTreeSet::new()).unwrap();
+        assert!(a.check(&t("http://127.0.0.2/#/a")).is_ok());
+    }
+
+    #[test]
+    fn secrets_go_only_to_the_hosts_they_are_bound_to() {
+        let services: BTreeSet<String> = ["queue".to_string(), "evilsink".to_string()].into();
+        let a = Allow::parse(&[], services)
+            .unwrap()
+            .with_secrets(&["redis=queue:6379,tasks.queue".into()])
+            .unwrap();
+        let ok = "redis://queue:6379/0?list=a&secret-file=/run/secrets/redis";
+        assert!(a.check(&t(ok)).is_ok());
+        assert!(
+            a.check(&t(
+                "redis://tasks.queue:7000/0?list=a&secret-file=/run/secrets/redis"
+            ))
+            .is_ok()
+        );
+        let e = a
+            .check(&t(
+                "http://evilsink/collect?secret-file=/run/secrets/redis#/v",
+            ))
+            .unwrap_err();
+        assert!(e.contains("binds it to queue:6379,tasks.queue only"), "{e}");
+        let e = a
+            .check(&t(
+                "redis://queue:6380/0?list=a&secret-file=/run/secrets/redis",
+            ))
+            .unwrap_err();
+        assert!(e.contains("queue:6380"), "{e}");
+        let e = a
+            .check(&t("redis://queue/0?list=a&secret-file=/run/secrets/other"))
+            .unwrap_err();
+        assert!(e.contains("--metric-secret other=queue:6379"), "{e}");
+        // Without any binding, no secret is sent anywhere.
+        let a = Allow::parse(&[], ["queue".to_string()].into()).unwrap();
+        assert!(a.check(&t(ok)).is_err());
+        // Bindings by variable and by path.
+        let a = Allow::parse(&[], ["queue".to_string()].into())
+            .unwrap()
+            .with_secrets(&[
+                "MICROSCALE_SECRET_TOKEN=queue".into(),
+                "/run/secrets/x=queue:8080".into(),
+            ])
+            .unwrap();
+        assert!(
+            a.check(&t("http://queue/?secret-env=MICROSCALE_SECRET_TOKEN#/a"))
+                .is_ok()
+        );
+        assert!(
+            a.check(&t("http://queue:8080/?secret-file=/run/secrets/x#/a"))
+                .is_ok()
+        );
+        for bad in [
+            "redis",
+            "redis=",
+            "=queue",
+            "a/b=queue",
+            "redis=http://queue",
+            "re dis=q",
+        ] {
+            let e = Allow::default().with_secrets(&[bad.into()]).unwrap_err();
+            assert!(e.contains("--metric-secret"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn numbers_in_every_form_are_addresses() {
+        let ip = |s: &str| Host::parse(s).unwrap();
+        let meta = Host::Ip([169, 254, 169, 254].into());
+        for form in [
+            "2852039166",
+            "0xa9fea9fe",
+            "0XA9FEA9FE",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+            "169.16689662",
+            "0xa9.0xfe.0xa9.0xfe",
+            "169.254.169.254.",
+        ] {
+            assert_eq!(ip(form), meta, "{form}");
+        }
+        assert_eq!(ip("0"), Host::Ip([0, 0, 0, 0].into()));
+        assert_eq!(ip("017700000001"), Host::Ip([127, 0, 0, 1].into()));
+        assert_eq!(
+            ip("[::ffff:169.254.169.254]").ip(),
+            Some(meta.ip().unwrap())
+        );
+        for bad in [
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "08",
+            "0x1.0x1g2.3",
+            "1..2",
+            "a b",
+            "h%41",
+            "é.de",
+            "",
+        ] {
+            assert!(Host::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ip("Queue."), Host::Name("queue".into()));
+        assert_eq!(ip("1a.example"), Host::Name("1a.example".into()));
+        // Not a number to WHATWG nor inet_aton: a name.
+        assert_eq!(ip("0x1g"), Host::Name("0x1g".into()));
+        assert_eq!(ip("0x"), Host::Ip([0, 0, 0, 0].into()));
+    }
+
+    #[test]
+    fn one_parser_one_host() {
+        // The backslash: http reads it as /, so the host would be the first one.
+        for uri in [
+            "http://169.254.169.254\\@127.0.0.1/latest/meta-data?secret-file=/run/secrets/redis#/v",
+            "https://169.254.169.254\\@localhost/x#/v",
+            "redis://169.254.169.254\\@127.0.0.1/0?list=a",
+            "http://127.0.0.1/a\\b#/v",
+        ] {
+            let e = parse_target(uri).unwrap_err();
+            assert!(e.contains("a \\ in the metric URI"), "{uri}: {e}");
+        }
+        // A \ in the query (a PromQL regex) is fine.
+        assert!(parse_target("prometheus://p:9090?query=up{job=~\"a\\\\.b\"}").is_ok());
+        // Percent-encoding and blanks in the host.
+        for uri in [
+            "http://%31%32%37.0.0.1/#/v",
+            "http://127.0.0.1\t/#/v",
+            "http://127.0.0.1 /#/v",
+        ] {
+            assert!(parse_target(uri).is_err(), "{uri}");
+        }
+        // The host after the last @, for every reader.
+        let x = t("redis://127.0.0.1%2f@169.254.169.254/0?list=a");
+        assert_eq!(x.host, Host::Ip([169, 254, 169, 254].into()));
+        let x = t("http://a@b@127.0.0.1:8080/#/v");
+        assert_eq!(x.host, Host::Ip([127, 0, 0, 1].into()));
+        assert_eq!(x.port_or_default(), 8080);
+        assert_eq!(t("nats://h/S/C?tls=true").port_or_default(), 8222);
+        assert_eq!(t("prometheus://h?query=x&tls=1").port_or_default(), 443);
+        assert_eq!(t("rabbitmq://h/%2F/q").port_or_default(), 15672);
+        assert_eq!(t("nsq://h/t").port_or_default(), 4151);
+        assert_eq!(t("https://h/#/a").port_or_default(), 443);
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed() {
+        let e = scrub(
+            "HTTP 401: bad token s3cr3t/pw (s3cr3t%2Fpw, czNjcjN0L3B3, dTpzM2NyM3QvcHc=)",
+            "s3cr3t/pw\n",
+            Some("u"),
+        );
+        assert!(
+            !e.contains("s3cr3t") && !e.contains("czNjcjN0") && !e.contains("dTpz"),
+            "{e}"
+        );
+        assert_eq!(scrub("nothing here", "", None), "nothing here");
     }
 }
 
-/// Reads the metric at `uri` once: checks the host against `allow`, reads the secret
-/// the URI names, and asks the source, all within `timeout`.
+/// Reads the metric at `uri` once: parses it once ([`parse_target`]), checks the
+/// host and the secret's binding against `allow`, resolves the host and checks every
+/// address ([`Allow::resolve`]), reads the secret, and asks the source, which
+/// connects only to those addresses; all within `timeout`.
 ///
-/// Errors: one line that says what failed and how to fix it (a host that is not
-/// allowed, a secret that cannot be read, the source's own error, no answer within
-/// the timeout). Never contains a secret.
+/// Errors: one line that says what failed and how to fix it (a host or address that
+/// is not allowed, a secret not bound to the host, a secret that cannot be read, the
+/// source's own error, no answer within the timeout). Never contains the secret,
+/// even when the server echoes it.
 pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measured, String> {
     let target = parse_target(uri)?;
-    if target.scheme != "engine" {
-        allow.check(&target.host, target.port)?;
+    if target.scheme == "engine" {
+        return Err("engine:// measures a service's own tasks: it is read for a rule (plan, status --metrics), not alone".into());
     }
+    let endpoint = allow.resolve(&target, timeout).await?;
     let secret = secret(&target)?;
     let shown = crate::redact::redact_value(&target.uri);
-    let read = read_source(&target, secret.as_deref(), timeout);
+    let read = read_source(&target, &endpoint, secret.as_deref(), timeout);
     match tokio::time::timeout(timeout + Duration::from_millis(500), read).await {
         Ok(Ok(sample)) => Ok(Measured {
             value: sample.value,
             unit: sample.unit,
             time: jiff::Timestamp::now(),
         }),
-        Ok(Err(e)) => Err(crate::render::printable(&crate::redact::redact_value(&e))),
+        Ok(Err(e)) => {
+            let e = match &secret {
+                Some(s) => scrub(&e, s, user_of(&target.uri).as_deref()),
+                None => e,
+            };
+            Err(crate::render::printable(&crate::redact::redact_value(&e)))
+        }
         Err(_) => Err(format!(
             "no answer from {shown} within {} seconds",
             timeout.as_secs_f64()
@@ -408,20 +446,29 @@ pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measure
     }
 }
 
-/// Dispatches to the source of `target.scheme`.
+/// The user name before `@` in a URI, percent-decoded (for basic-auth forms of the
+/// secret).
+fn user_of(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (user, _) = authority.rsplit_once('@')?;
+    Some(crate::redact::percent_decode(user))
+}
+
+/// Dispatches to the source of `target.scheme`, which connects only to `endpoint`.
 async fn read_source(
     target: &Target,
+    endpoint: &Endpoint,
     secret: Option<&str>,
     timeout: Duration,
 ) -> Result<Sample, String> {
     match target.scheme.as_str() {
-        "redis" | "rediss" => redis::read(&target.uri, secret, timeout).await,
-        "prometheus" => prometheus::read(&target.uri, secret, timeout).await,
-        "http" | "https" => http_json::read(&target.uri, secret, timeout).await,
-        "rabbitmq" => rabbitmq::read(&target.uri, secret, timeout).await,
-        "nats" => nats::read(&target.uri, secret, timeout).await,
-        "nsq" => nsq::read(&target.uri, secret, timeout).await,
-        "engine" => Err("engine:// measures a service's own tasks: it is read for a rule (plan, status --metrics), not alone".into()),
+        "redis" | "rediss" => redis::read(&target.uri, endpoint, secret, timeout).await,
+        "prometheus" => prometheus::read(&target.uri, endpoint, secret, timeout).await,
+        "http" | "https" => http_json::read(&target.uri, endpoint, secret, timeout).await,
+        "rabbitmq" => rabbitmq::read(&target.uri, endpoint, secret, timeout).await,
+        "nats" => nats::read(&target.uri, endpoint, secret, timeout).await,
+        "nsq" => nsq::read(&target.uri, endpoint, secret, timeout).await,
         other => Err(format!(
             "the {other}:// metric source is not available in this version yet"
         )),
@@ -467,7 +514,7 @@ pub async fn run(
     };
     // The default allow-list needs the swarm's service names; without --metric-allow
     // and without an engine, only loopback is allowed.
-    let services = if args.metric_allow.is_empty() {
+    let services = if args.access.metric_allow.is_empty() {
         match engine
             .within_deadline(
                 engine
@@ -485,7 +532,7 @@ pub async fn run(
     } else {
         BTreeSet::new()
     };
-    let allow = Allow::parse(&args.metric_allow, services).map_err(Failure::Usage)?;
+    let allow = args.access.allow(services).map_err(Failure::Usage)?;
     let shown = crate::redact::redact_value(args.source.trim());
     let sample = read(&args.source, &allow, timeout)
         .await

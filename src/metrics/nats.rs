@@ -14,7 +14,15 @@ use serde_json::Value;
 use super::Sample;
 use super::web::{self, Auth};
 
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric `uri` names from `endpoint` (the checked addresses of its host;
+/// see the module documentation for the URI), sending `secret` as the module says,
+/// within `timeout`. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let url = web::parse_uri(uri)?;
     let params = web::params(&url, &["ack_pending", "account", "tls"])?;
     let usage = || {
@@ -43,7 +51,7 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let what = format!("NATS monitoring at {host}");
     let auth = Auth::from_uri(&url, secret);
     web::bounded(&what, timeout, async {
-        let answer = web::get(&api, &auth, timeout).await.map_err(|e| {
+        let answer = web::get(&api, endpoint, &auth, timeout).await.map_err(|e| {
             if e.contains("unexpected message") || e.contains("invalid HTTP") {
                 format!(
                     "{what} does not speak HTTP: is this the client port (4222)? Use the monitoring port (nats-server -m, usually 8222)"
@@ -164,6 +172,12 @@ fn find<'a>(doc: &'a Value, stream: &str, consumer: &str) -> Result<&'a Value, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
     use std::process::{Child, Command, Stdio};

@@ -12,7 +12,15 @@ use serde_json::Value;
 use super::Sample;
 use super::web::{self, Auth};
 
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric `uri` names from `endpoint` (the checked addresses of its host;
+/// see the module documentation for the URI), sending `secret` as the module says,
+/// within `timeout`. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let url = web::parse_uri(uri)?;
     let params = web::params(&url, &["tls"])?;
     let usage = || {
@@ -40,7 +48,7 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let what = format!("nsqd at {host}");
     let auth = Auth::from_uri(&url, secret);
     web::bounded(&what, timeout, async {
-        let answer = web::get(&api, &auth, timeout).await?;
+        let answer = web::get(&api, endpoint, &auth, timeout).await?;
         if !answer.status.is_success() {
             return Err(answer.status_error(&what));
         }
@@ -110,6 +118,12 @@ fn depth(doc: &Value, topic: &str, channel: Option<&str>) -> Result<f64, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use crate::metrics::web::testserver::{Reply, serve};
 
     // Debian packages no nsqd, so this test serves the documented shape of nsqd's

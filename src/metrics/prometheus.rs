@@ -9,7 +9,15 @@ use serde_json::Value;
 use super::Sample;
 use super::web::{self, Auth};
 
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric `uri` names from `endpoint` (the checked addresses of its host;
+/// see the module documentation for the URI), sending `secret` as the module says,
+/// within `timeout`. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let url = web::parse_uri(uri)?;
     let params = web::params(&url, &["query", "tls"])?;
     let query = web::param(&params, "query")
@@ -27,7 +35,7 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let auth = Auth::from_uri(&url, secret);
     let what = format!("Prometheus at {}", web::host_port(&url));
     web::bounded(&what, timeout, async {
-        let answer = web::get(&api, &auth, timeout).await?;
+        let answer = web::get(&api, endpoint, &auth, timeout).await?;
         let doc = answer.json(&what);
         // Prometheus answers errors (bad query, timeout) as JSON with 400/422/503.
         if let Ok(doc) = &doc
@@ -127,6 +135,12 @@ fn labels(metric: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use crate::metrics::web::testserver::{Reply, serve};
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
@@ -287,7 +301,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(
-            e.contains("put it in a file or environment variable") && !e.contains("pw"),
+            e.contains("a password in the metric URI") && !e.contains("pw@"),
             "{e}"
         );
     }

@@ -11,7 +11,15 @@ use std::time::Duration;
 use super::Sample;
 use super::web::{self, Auth};
 
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric `uri` names from `endpoint` (the checked addresses of its host;
+/// see the module documentation for the URI), sending `secret` as the module says,
+/// within `timeout`. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let url = web::parse_uri(uri)?;
     let params = web::params(&url, &["user", "unacked", "tls"])?;
     let (vhost, queue) = target(&url)?;
@@ -42,7 +50,7 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     let what = format!("RabbitMQ at {host}");
     let auth = Auth::Basic(&user, Some(secret));
     web::bounded(&what, timeout, async {
-        let answer = web::get(&api, &auth, timeout).await?;
+        let answer = web::get(&api, endpoint, &auth, timeout).await?;
         match answer.status.as_u16() {
             404 => {
                 return Err(web::one_line(&format!(
@@ -108,6 +116,12 @@ fn target(url: &reqwest::Url) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use crate::metrics::web::testserver::{Reply, serve};
 
     #[test]

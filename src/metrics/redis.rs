@@ -262,10 +262,17 @@ fn parse(uri: &str) -> Result<Target, String> {
     })
 }
 
-/// Reads the metric the URI names; see the module documentation for the URI forms.
-pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+/// Reads the metric the URI names from `endpoint` (the checked addresses of its
+/// host: the URI's host is never resolved here), within `timeout`; see the module
+/// documentation for the URI forms. Errors: one line, without the secret.
+pub async fn read(
+    uri: &str,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
     let target = parse(uri)?;
-    match tokio::time::timeout(timeout, read_target(&target, secret)).await {
+    match tokio::time::timeout(timeout, read_target(&target, endpoint, secret)).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "no answer from redis at {} within {}",
@@ -275,7 +282,11 @@ pub async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<
     }
 }
 
-async fn read_target(t: &Target, secret: Option<&str>) -> Result<Sample, String> {
+async fn read_target(
+    t: &Target,
+    endpoint: &super::Endpoint,
+    secret: Option<&str>,
+) -> Result<Sample, String> {
     let at = t.at();
     let mut settings = RedisConnectionInfo::default()
         .set_db(t.db)
@@ -286,20 +297,38 @@ async fn read_target(t: &Target, secret: Option<&str>) -> Result<Sample, String>
     if let Some(secret) = secret {
         settings = settings.set_password(secret);
     }
-    let info = ConnectionAddr::Tcp(t.host.clone(), t.port)
-        .into_connection_info()
-        .map_err(|e| format!("redis at {at}: {e}"))?
-        .set_redis_settings(settings);
-    let client = redis::Client::open(info).map_err(|e| format!("redis at {at}: {e}"))?;
     // The caller's timeout bounds the whole read; the crate's own shorter defaults
     // would cut it early with a different message.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(None)
         .set_response_timeout(None);
-    let mut con = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| describe(&e, t, secret.is_some()))?;
+    // Only the endpoint's checked addresses, in order; the next one only when
+    // nothing listens at the previous one.
+    let mut connected = None;
+    let mut last_error = None;
+    for addr in &endpoint.addrs {
+        let info = ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
+            .into_connection_info()
+            .map_err(|e| format!("redis at {at}: {e}"))?
+            .set_redis_settings(settings.clone());
+        let client = redis::Client::open(info).map_err(|e| format!("redis at {at}: {e}"))?;
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(c) => {
+                connected = Some(c);
+                break;
+            }
+            Err(e) if e.is_connection_refusal() => last_error = Some(e),
+            Err(e) => return Err(describe(&e, t, secret.is_some())),
+        }
+    }
+    let mut con = match (connected, last_error) {
+        (Some(c), _) => c,
+        (None, Some(e)) => return Err(describe(&e, t, secret.is_some())),
+        (None, None) => return Err(format!("redis at {at}: no address to connect to")),
+    };
 
     let key = match &t.what {
         What::List(k) | What::Stream(k) | What::Group { stream: k, .. } => k,
@@ -502,6 +531,12 @@ fn describe(e: &redis::RedisError, t: &Target, had_secret: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::read` from the URI's own host (the tests' servers are on loopback).
+    async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
+        let endpoint = crate::metrics::test_endpoint(uri).await?;
+        super::read(uri, &endpoint, secret, timeout).await
+    }
     use std::net::{TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
@@ -864,7 +899,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            e.starts_with("cannot reach redis at no-such-host.invalid:6379: "),
+            e.starts_with("the host no-such-host.invalid does not resolve"),
             "{e}"
         );
     }
@@ -948,6 +983,20 @@ mod tests {
         let e = read("redis://user:hunter2@127.0.0.1:1?list=jobs", None, T)
             .await
             .unwrap_err();
+        assert!(
+            e.starts_with("a password in the metric URI: put it in a file"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        // The source's own parser refuses it too, should it ever be called alone.
+        let e = super::read(
+            "redis://user:hunter2@127.0.0.1:1?list=jobs",
+            &crate::metrics::Endpoint::ip([127, 0, 0, 1].into(), 1),
+            None,
+            T,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(
             e,
             "redis metric URI: a password in the URI is refused: put the password in a file or environment variable: see docs/metrics.md"

@@ -201,10 +201,24 @@ impl Answer {
     }
 }
 
-/// GETs `url`; the caller bounds the whole read with [`bounded`].
-pub async fn get(url: &Url, auth: &Auth<'_>, timeout: Duration) -> Result<Answer, String> {
-    let what = shown(url);
-    let client = client(url.scheme() == "https", timeout)?;
+/// GETs `url`'s path and query from `endpoint`: the URL's host and port are
+/// replaced by the endpoint's, and the client resolves no name itself (a name
+/// connects only to the endpoint's checked addresses; TLS still verifies the name).
+/// The caller bounds the whole read with [`bounded`].
+pub async fn get(
+    url: &Url,
+    endpoint: &super::Endpoint,
+    auth: &Auth<'_>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let mut url = url.clone();
+    if url.set_host(Some(&endpoint.host.url_host())).is_err()
+        || url.set_port(Some(endpoint.port)).is_err()
+    {
+        return Err(format!("cannot address {}", endpoint.host));
+    }
+    let what = shown(&url);
+    let client = client(url.scheme() == "https", timeout, endpoint)?;
     let mut req = client
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json");
@@ -270,8 +284,31 @@ fn no_answer(what: &str, timeout: Duration) -> String {
     )
 }
 
-fn client(https: bool, timeout: Duration) -> Result<reqwest::Client, String> {
+/// A resolver that resolves nothing: every name the client meets must be one the
+/// endpoint pinned to its checked addresses.
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_string();
+        Box::pin(async move {
+            Err(format!("{name} was not checked against --metric-allow: not resolved").into())
+        })
+    }
+}
+
+fn client(
+    https: bool,
+    timeout: Duration,
+    endpoint: &super::Endpoint,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(NoLookup));
+    if let super::Host::Name(name) = &endpoint.host {
+        builder = builder.resolve_to_addrs(name, &endpoint.addrs);
+    }
+    let mut builder = builder
         .timeout(timeout)
         .connect_timeout(timeout)
         // No redirects: each hop would have to pass the allow-list again, and a

@@ -103,6 +103,10 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
     let all_names: Vec<String> = snap.services.iter().map(service_name).collect();
+    let allow = args
+        .access
+        .allow(all_names.iter().cloned().collect())
+        .map_err(Failure::Usage)?;
     let (mut services, missing) =
         crate::status::select_services(snap.services, &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
@@ -119,6 +123,29 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
                 .any(|p| p.severity == Severity::Error)
         {
             managed += 1;
+        }
+        // What plan, apply and run would refuse before connecting: a host outside
+        // the allow-list, a secret sent to a host it is not bound to.
+        for m in parsed.rule.iter().flat_map(|r| r.metrics.iter()) {
+            let Ok(target) = crate::metrics::parse_target(&m.source) else {
+                continue;
+            };
+            if target.scheme == "engine" {
+                continue;
+            }
+            if let Err(e) = allow.check(&target) {
+                parsed.problems.push(Problem {
+                    service: name.clone(),
+                    key: if m.name.is_empty() {
+                        "microscale.metric".into()
+                    } else {
+                        format!("microscale.metric.{}", m.name)
+                    },
+                    value: crate::redact::redact_value(&m.source),
+                    expected: e,
+                    severity: Severity::Error,
+                });
+            }
         }
         if source != "labels" && labels.is_empty() {
             parsed.problems.push(Problem {

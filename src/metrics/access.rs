@@ -1,0 +1,313 @@
+//! Where a metric source may connect, and where a secret may go: the operator's
+//! `--metric-allow` and `--metric-secret`, checked against the one parsed
+//! [`Target`] before any connection, then against every address a name resolves to.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::address::{Endpoint, Host, SecretRef, Target, reserved, split_host_port};
+
+/// A `HOST` or `HOST:PORT` entry of `--metric-allow` or `--metric-secret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host, parsed as a metric URI's host is.
+    pub host: Host,
+    /// The port; `None` allows every port.
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// Parses `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address; `flag`
+    /// names the flag in errors.
+    fn parse(entry: &str, flag: &str) -> Result<HostPort, String> {
+        let shown = crate::render::printable(entry);
+        let bad = || {
+            format!(
+                "invalid argument \"{shown}\" for \"{flag}\" flag: give HOST or HOST:PORT, comma-separated (no scheme, no path)"
+            )
+        };
+        if entry.contains("://") || entry.contains('/') || entry.contains('@') {
+            return Err(bad());
+        }
+        if entry.contains('*') {
+            return Err(format!(
+                "invalid argument \"{shown}\" for \"{flag}\" flag: wildcards are not supported; list each HOST or HOST:PORT"
+            ));
+        }
+        let (host, port) = split_host_port(entry);
+        let port = match port {
+            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?),
+            None => None,
+        };
+        let host = Host::parse(host)
+            .map_err(|e| format!("invalid argument \"{shown}\" for \"{flag}\" flag: {e}"))?;
+        Ok(HostPort { host, port })
+    }
+
+    /// Whether this entry covers `host` on `port`.
+    fn covers(&self, host: &Host, port: u16) -> bool {
+        let same = match (self.host.ip(), host.ip()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.host == *host,
+        };
+        same && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+/// A `--metric-secret NAME=HOST[:PORT],...` binding: the only hosts the secret
+/// NAME may be sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretBinding {
+    /// A Docker secret's name (`/run/secrets/NAME`), a file's absolute path, or an
+    /// environment variable's name.
+    pub name: String,
+    /// Where it may go.
+    pub hosts: Vec<HostPort>,
+}
+
+/// Where a source may connect, and where each secret may go: the `--metric-allow`
+/// list (else the swarm's own service names and loopback) and the
+/// `--metric-secret` bindings.
+#[derive(Debug, Clone, Default)]
+pub struct Allow {
+    /// `--metric-allow` entries. When not empty, only these are allowed.
+    pub listed: Vec<HostPort>,
+    /// The swarm's service names (also allowed as `tasks.NAME`), used when `listed`
+    /// is empty.
+    pub services: BTreeSet<String>,
+    /// `--metric-secret` bindings. A secret without one is never sent.
+    pub secrets: Vec<SecretBinding>,
+}
+
+impl Allow {
+    /// Parses `--metric-allow HOST[:PORT],...` values. Errors: an entry with a
+    /// scheme, a path, a wildcard, blanks, a bad host or a bad port.
+    pub fn parse(values: &[String], services: BTreeSet<String>) -> Result<Allow, String> {
+        if values
+            .iter()
+            .any(|v| v.split(',').all(|e| e.trim().is_empty()))
+        {
+            return Err(
+                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out for the default (the swarm's services and loopback)".into(),
+            );
+        }
+        let mut listed = vec![];
+        for v in values.iter().flat_map(|v| v.split(',')) {
+            let v = v.trim();
+            if !v.is_empty() {
+                listed.push(HostPort::parse(v, "--metric-allow")?);
+            }
+        }
+        Ok(Allow {
+            listed,
+            services: services
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            secrets: vec![],
+        })
+    }
+
+    /// Adds `--metric-secret NAME=HOST[:PORT],...` bindings (the flag may be given
+    /// several times). Errors: no `=`, a bad name, no host, a bad host or port.
+    pub fn with_secrets(mut self, values: &[String]) -> Result<Allow, String> {
+        for v in values {
+            let shown = crate::render::printable(v);
+            let Some((name, hosts)) = v.split_once('=') else {
+                return Err(format!(
+                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: give NAME=HOST[:PORT],..., e.g. redis=queue:6379 for /run/secrets/redis"
+                ));
+            };
+            let name = name.trim();
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                && (name.starts_with('/') || !name.contains('/'));
+            if !name_ok {
+                return Err(format!(
+                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: NAME is a Docker secret's name, an absolute file path or an environment variable's name"
+                ));
+            }
+            let hosts = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| HostPort::parse(h, "--metric-secret"))
+                .collect::<Result<Vec<_>, _>>()?;
+            if hosts.is_empty() {
+                return Err(format!(
+                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: name at least one HOST[:PORT] the secret may be sent to"
+                ));
+            }
+            self.secrets.push(SecretBinding {
+                name: name.to_string(),
+                hosts,
+            });
+        }
+        Ok(self)
+    }
+
+    /// Whether a source may connect to `target` and send it the secret the target
+    /// names, before any name is resolved. Errors say what was refused, why, and
+    /// which flag allows it.
+    pub fn check(&self, target: &Target) -> Result<(), String> {
+        let port = target.port_or_default();
+        self.check_host(&target.host, port)?;
+        if let Some(secret) = &target.secret {
+            self.check_secret(secret, &target.host, port)?;
+        }
+        Ok(())
+    }
+
+    fn check_host(&self, host: &Host, port: u16) -> Result<(), String> {
+        let at = format!("{host}:{port}");
+        if self.listed.is_empty() {
+            let ok = match host {
+                Host::Ip(ip) => super::address::canonical(*ip).is_loopback(),
+                Host::Name(n) => {
+                    n == "localhost"
+                        || self.services.contains(n)
+                        || n.strip_prefix("tasks.")
+                            .is_some_and(|s| self.services.contains(s))
+                }
+            };
+            if ok {
+                return Ok(());
+            }
+            let numeric = if matches!(host, Host::Ip(_)) {
+                " (a host written as a number is an address, even where a service has that name)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{host} is not allowed{numeric}: by default metrics are read only from the swarm's own services and loopback; allow it with --metric-allow {at}"
+            ));
+        }
+        if self.listed.iter().any(|e| e.covers(host, port)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{at} is not in --metric-allow ({})",
+                self.listed
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        }
+    }
+
+    fn check_secret(&self, secret: &SecretRef, host: &Host, port: u16) -> Result<(), String> {
+        let names = secret.names();
+        let bound: Vec<&SecretBinding> = self
+            .secrets
+            .iter()
+            .filter(|b| names.contains(&b.name.as_str()))
+            .collect();
+        if bound
+            .iter()
+            .any(|b| b.hosts.iter().any(|h| h.covers(host, port)))
+        {
+            return Ok(());
+        }
+        let name = crate::render::printable(secret.name());
+        if bound.is_empty() {
+            return Err(format!(
+                "the rule sends {secret} to {host}:{port}, but the operator bound that secret to no host: a label cannot choose where a secret goes; if {host}:{port} is meant to get it, add --metric-secret {name}={host}:{port} (docs/metrics.md, Secrets)"
+            ));
+        }
+        let to = bound
+            .iter()
+            .flat_map(|b| b.hosts.iter().map(|h| h.to_string()))
+            .collect::<Vec<_>>()
+            .join(",");
+        Err(format!(
+            "the rule sends {secret} to {host}:{port}, but --metric-secret binds it to {to} only: refused (a label cannot choose where a secret goes)"
+        ))
+    }
+
+    /// Checks `target` ([`Allow::check`]), resolves its host when it is a name
+    /// (within `timeout`), and checks every address: a link-local, metadata,
+    /// unspecified, broadcast or multicast address is refused unless
+    /// `--metric-allow` lists that exact address. Returns the only addresses a
+    /// source may connect to.
+    ///
+    /// Errors: what [`Allow::check`] refuses; a name that does not resolve; a
+    /// refused address (named, with why).
+    pub async fn resolve(&self, target: &Target, timeout: Duration) -> Result<Endpoint, String> {
+        self.check(target)?;
+        let port = target.port_or_default();
+        let addrs: Vec<SocketAddr> = match &target.host {
+            Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+            Host::Name(name) => {
+                let lookup = tokio::net::lookup_host((name.as_str(), port));
+                match tokio::time::timeout(timeout, lookup).await {
+                    Ok(Ok(found)) => {
+                        let mut v: Vec<SocketAddr> = vec![];
+                        for a in found {
+                            if !v.contains(&a) {
+                                v.push(a);
+                            }
+                        }
+                        v
+                    }
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "the host {name} does not resolve ({e}): check the name (a service name resolves only on the swarm's networks)"
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "the host {name} did not resolve within {}",
+                            humantime::format_duration(timeout)
+                        ));
+                    }
+                }
+            }
+        };
+        if addrs.is_empty() {
+            return Err(format!("the host {} resolves to no address", target.host));
+        }
+        for a in &addrs {
+            self.check_address(&target.host, a.ip(), port)?;
+        }
+        Ok(Endpoint {
+            host: target.host.clone(),
+            port,
+            addrs,
+        })
+    }
+
+    /// Refuses a reserved address ([`reserved`]) unless `--metric-allow` lists it.
+    fn check_address(&self, host: &Host, ip: IpAddr, port: u16) -> Result<(), String> {
+        let Some(why) = reserved(ip) else {
+            return Ok(());
+        };
+        let listed = self
+            .listed
+            .iter()
+            .any(|e| matches!(e.host, Host::Ip(_)) && e.covers(&Host::Ip(ip), port));
+        if listed {
+            return Ok(());
+        }
+        let what = match host {
+            Host::Ip(_) => format!("{host}"),
+            Host::Name(_) => format!("{host} resolves to {}", Host::Ip(ip)),
+        };
+        Err(format!(
+            "{what}, {why}: refused; if that address is really meant, list it in --metric-allow {}:{port}",
+            Host::Ip(ip)
+        ))
+    }
+}
