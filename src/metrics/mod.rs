@@ -9,6 +9,8 @@
 
 mod access;
 mod address;
+#[cfg(test)]
+mod address_tests;
 pub mod engine;
 pub mod http_json;
 pub mod nats;
