@@ -413,12 +413,13 @@ pub enum Command {
 }
 
 const HEALTHZ_EXAMPLES: &str = "  docker-microscale __healthz
+  docker-microscale __healthz --timeout 3s unix:///run/microscale/health.sock
   docker-microscale __healthz 127.0.0.1:9090 --timeout 3s";
 
 /// Options of the hidden `__healthz` command.
 #[derive(Debug, Clone, Args)]
 pub struct HealthzArgs {
-    /// The agent's --listen address (default :9090); an all-interfaces address is asked on loopback
+    /// Where to ask: the agent's health socket (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock), another one as unix:///PATH, or its --listen address such as :9090 (an all-interfaces address is asked on loopback)
     #[arg(value_name = "ADDR")]
     pub addr: Option<String>,
 
@@ -527,6 +528,10 @@ pub struct RunArgs {
     /// Serve /metrics (Prometheus) and /healthz on this address, e.g. :9090 or 127.0.0.1:9090
     #[arg(long = "listen", value_name = "addr")]
     pub listen: Option<String>,
+
+    /// Also serve /healthz on this unix socket, for the container health check (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock; empty: none)
+    #[arg(long = "health-socket", value_name = "path")]
+    pub health_socket: Option<String>,
 
     /// The Swarm config holding the agents' lease: only its holder acts
     #[arg(long = "lease-name", value_name = "string")]

@@ -12,8 +12,12 @@
 //! retried with backoff; a metric source that is down makes the rule hold or use its
 //! fallback; a node that is no longer a manager cannot read the swarm, so it acts on
 //! nothing; a service removed or relabelled mid-pass is dropped from the next.
-//! SIGTERM and SIGINT end the agent after the pass in flight (updates already sent
-//! finish), scale nothing on the way out, release the lease and exit 0.
+//! SIGTERM and SIGINT abandon the pass in flight (and a lease renewal in flight),
+//! scale nothing on the way out, release the lease (within [`RELEASE_TIMEOUT`]: an
+//! engine that does not answer is not waited for) and exit 0.
+//!
+//! Logging never stops the agent: a log line that cannot be written (stderr closed
+//! or broken) is dropped ([`LossyStderr`]).
 
 pub mod fights;
 pub mod lease;
@@ -43,6 +47,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Shortest gap between two passes triggered by events.
 const EVENT_DEBOUNCE: Duration = Duration::from_secs(1);
+/// Longest time the agent spends releasing its lease on the way out (SIGTERM): an
+/// engine that does not answer by then is left, and a standby takes over when the
+/// lease expires (one TTL).
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings of one agent, from the flags.
 #[derive(Debug, Clone)]
@@ -123,7 +131,9 @@ struct Agent {
 /// Runs `docker microscale run`.
 ///
 /// Exit codes: 0 after SIGTERM/SIGINT or after `--once`; 1 when `--once` could not
-/// read the swarm, or `--listen` cannot be bound; 125 for bad flags.
+/// read the swarm, found a rule with errors or a named service missing, or when
+/// `--listen` cannot be bound or the `--health-socket` given cannot be served; 125
+/// for bad flags (`docs/exit-codes.md`).
 pub async fn run(
     engine: &Engine,
     args: &crate::cli::RunArgs,
@@ -173,6 +183,18 @@ pub async fn run(
         .map(serve::parse_listen)
         .transpose()
         .map_err(Failure::Usage)?;
+    // (path, whether it was asked for): the default one is served when it can be.
+    let health_socket = match args.health_socket.as_deref().map(str::trim) {
+        None => Some((serve::default_socket(), false)),
+        Some("") => None,
+        Some(p) if p.starts_with('/') => Some((std::path::PathBuf::from(p), true)),
+        Some(p) => {
+            return Err(Failure::Usage(format!(
+                "invalid argument \"{}\" for \"--health-socket\" flag: give an absolute path, such as /run/microscale/health.sock, or an empty value for none",
+                crate::render::printable(p)
+            )));
+        }
+    };
     // Checked before anything runs; the list itself is rebuilt each pass.
     args.decide
         .access
@@ -186,8 +208,22 @@ pub async fn run(
     tokio::pin!(cancelled);
 
     let telemetry = Arc::new(Telemetry::new());
+    let stale = (interval * 3).max(Duration::from_secs(30));
+    // Removed when `run` returns, on every path.
+    let mut _health_socket = None;
+    if let Some((path, asked)) = health_socket.filter(|_| args.once != Some(true)) {
+        match serve::start_socket(&path, telemetry.clone(), stale) {
+            Ok(socket) => {
+                info!(socket = %crate::render::printable(&socket.path().display().to_string()), "serving /healthz on the health socket");
+                _health_socket = Some(socket);
+            }
+            Err(e) if asked => return Err(Failure::Error(e)),
+            Err(e) => {
+                warn!(error = %one_line(&e), "not serving the default health socket: `__healthz` without an address cannot reach this agent");
+            }
+        }
+    }
     if let Some(addr) = listen {
-        let stale = (interval * 3).max(Duration::from_secs(30));
         let bound = serve::start(addr, telemetry.clone(), stale)
             .await
             .map_err(Failure::Error)?;
@@ -243,8 +279,15 @@ pub async fn run(
         let view = agent.lease.clone();
         let fresh = engine.renewed();
         let first = tokio::select! {
-            t = l.tick(&fresh) => t,
-            _ = &mut cancelled => return Ok(Exit::Ok),
+            t = l.tick(&fresh) => Some(t),
+            _ = &mut cancelled => None,
+        };
+        let Some(first) = first else {
+            // The tick abandoned may have taken the lease already: give it back.
+            info!("stopping: signal received while taking the lease; nothing is scaled");
+            release(engine, &mut l).await;
+            info!("agent stopped");
+            return Ok(Exit::Ok);
         };
         view.record(&l, first);
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -315,6 +358,34 @@ pub async fn run(
     Ok(code)
 }
 
+/// The agent's log writer: stderr, where a failed write (a closed pipe, a full disk
+/// behind a redirect) drops the line instead of failing or panicking; the agent goes
+/// on. (tracing-subscriber's own fallback, `eprintln!` of the error, would panic on a
+/// closed stderr, which killed the agent with exit 1 and kept its lease.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(buf);
+        let _ = err.flush();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LossyStderr {
+    type Writer = LossyStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LossyStderr
+    }
+}
+
 fn init_logging(json: bool, level: Option<&str>) {
     use std::io::IsTerminal;
     let level = match level.map(str::to_ascii_lowercase).as_deref() {
@@ -326,7 +397,8 @@ fn init_logging(json: bool, level: Option<&str>) {
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("docker_microscale={level}"));
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(LossyStderr)
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_target(false);
     let _ = if json {
@@ -446,18 +518,33 @@ async fn keep_lease(
             _ = tokio::time::sleep_until(next) => {}
             _ = &mut stop => break,
         }
-        let result = l.tick(&engine.renewed()).await;
+        // A renewal in flight (an engine that hangs) does not delay the release.
+        let fresh = engine.renewed();
+        let result = tokio::select! {
+            r = l.tick(&fresh) => r,
+            _ = &mut stop => break,
+        };
         view.record(&l, result);
-    }
-    match l.release(&engine.renewed()).await {
-        Ok(true) => info!(lease = %l.name(), "lease released"),
-        Ok(false) => {}
-        Err(e) => {
-            warn!(lease = %l.name(), error = %one_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
-        }
     }
     if let Ok(mut seen) = view.0.lock() {
         seen.valid_until = None;
+    }
+    release(&engine, &mut l).await;
+}
+
+/// Releases the lease on the way out, within [`RELEASE_TIMEOUT`], and logs how it
+/// went. This agent stops acting first in any case.
+async fn release(engine: &Engine, l: &mut lease::Lease) {
+    let fresh = engine.renewed();
+    match tokio::time::timeout(RELEASE_TIMEOUT, l.release(&fresh)).await {
+        Ok(Ok(true)) => info!(lease = %l.name(), "lease released"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            warn!(lease = %l.name(), error = %one_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
+        }
+        Err(_) => {
+            warn!(lease = %l.name(), timeout = %humantime::format_duration(RELEASE_TIMEOUT), "cannot release the lease: the engine did not answer in time; a standby takes over when it expires")
+        }
     }
 }
 

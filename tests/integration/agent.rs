@@ -1,6 +1,7 @@
 //! `docker microscale run` end to end on the private swarm: a real Redis queue grows
 //! and drains, Redis stops, a real Prometheus scrapes `/metrics`, fights, `--once`,
-//! `--dry-run`, a worker node, SIGTERM.
+//! `--dry-run`, a worker node, SIGTERM; slow clients against the health check, a
+//! closed log pipe, SIGTERM while the engine hangs.
 //!
 //! Every agent here is given the services it may manage (`run SERVICE...`) and a
 //! lease of its own, so that tests running side by side never act on each other's
@@ -592,4 +593,321 @@ fn labels_cannot_read_local_secrets_and_redirects_are_not_followed() {
         &format!("http://127.0.0.1:{port}/m#/v"),
     ]);
     fails(&out, 1, "redirects are not followed");
+}
+
+/// The agent binary with `args` against `host`, stdout and stderr piped.
+fn spawn_agent(host: &str, args: &[&str]) -> Child {
+    clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", host)
+        .args(["run", "--log-format", "json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `__healthz ADDR --timeout 3s`: its output.
+fn healthz(addr: &str) -> std::process::Output {
+    clean(plugin_bin(), plugin_config())
+        .args(["__healthz", "--timeout", "3s", addr])
+        .output()
+        .unwrap()
+}
+
+/// Reads `child`'s stderr until a JSON log line matches `pred` (or panics after
+/// `timeout`), keeping the pipe open; returns the reader to close later.
+fn read_until(
+    lines: &mut std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) {
+    let start = std::time::Instant::now();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if serde_json::from_str::<Value>(&line).is_ok_and(|v| pred(&v)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "no log line for {what} within {timeout:?}"
+        );
+    }
+    panic!("the agent's log ended before {what}");
+}
+
+#[test]
+fn slow_clients_do_not_starve_the_health_check_nor_new_scrapes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/health.sock");
+    let socket_arg = socket.to_str().unwrap().to_string();
+    // --dry-run: it reads every rule service of the sandbox, and changes none.
+    let agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--dry-run",
+        "--health-socket",
+        &socket_arg,
+        "--lease-name",
+        &unique("lease"),
+    ]);
+    let unix = format!("unix://{socket_arg}");
+    wait_until("the agent to be healthy", Duration::from_secs(30), || {
+        healthz(&unix).status.success()
+    });
+    // 200 clients sending one byte a second, reconnecting when dropped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let open = Arc::new(AtomicUsize::new(0));
+    let port = agent.port;
+    let dribblers: Vec<_> = (0..200)
+        .map(|_| {
+            let (stop, open) = (stop.clone(), open.clone());
+            std::thread::spawn(move || {
+                let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa";
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    };
+                    open.fetch_add(1, Ordering::SeqCst);
+                    for b in request {
+                        if stop.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // About 10 s of health checks, one a second, as Docker would run them.
+    let mut passed = 0;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let out = healthz(&unix);
+        assert!(
+            out.status.success(),
+            "health check failed under 200 slow clients: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "ok\n");
+        passed += 1;
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+    // A fresh scrape over TCP is still answered while the slow clients are there.
+    assert!(
+        open.load(Ordering::SeqCst) >= 100,
+        "the slow clients were not connected"
+    );
+    let started = std::time::Instant::now();
+    let (code, body) = http_get(agent.port, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("microscale_passes_total"), "{body}");
+    eprintln!(
+        "{passed}/10 health checks passed under 200 slow clients; a fresh /metrics took {:?}",
+        started.elapsed()
+    );
+    stop.store(true, Ordering::SeqCst);
+    for d in dribblers {
+        d.join().unwrap();
+    }
+    assert_eq!(agent.stop(), Some(0));
+    assert!(
+        std::fs::symlink_metadata(&socket).is_err(),
+        "the health socket was not removed on exit"
+    );
+}
+
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_agent_and_sigterm_releases_the_lease() {
+    use std::io::BufRead;
+    let (port, depth) = serve_json_cell(r#"{"depth": 20}"#);
+    let svc = queue_service("agent-logpipe", port, 6);
+    let lease = unique("lease");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("health.sock");
+    let mut child = spawn_agent(
+        &manager_host(),
+        &[
+            "--interval",
+            "1s",
+            "--lease-name",
+            &lease,
+            "--lease-ttl",
+            "30s",
+            "--health-socket",
+            socket.to_str().unwrap(),
+            &svc.name,
+        ],
+    );
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    read_until(
+        &mut lines,
+        "the first scale",
+        Duration::from_secs(60),
+        |l| is(l, "scaled", &svc.name) && l["to"] == 2,
+    );
+    // Whoever read the log goes away: both pipes close.
+    drop(lines);
+    drop(child.stdout.take());
+    // The agent goes on: it still scales (and logs that, into the closed pipe).
+    *depth.lock().unwrap() = r#"{"depth": 40}"#.to_string();
+    wait_until("the agent to scale to 4", Duration::from_secs(30), || {
+        replicas(&svc.name) == 4
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent exited when its log pipe closed: {:?}",
+        child.try_wait()
+    );
+    let out = healthz(&format!("unix://{}", socket.display()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let holder = crate::lease::lease_labels(&lease)["microscale.lease.holder"].clone();
+    assert!(
+        holder.as_str().is_some_and(|h| !h.is_empty()),
+        "the agent holds the lease before SIGTERM: {holder}"
+    );
+    // SIGTERM: the lease is released at once (not after its 30 s TTL), exit 0.
+    signal(child.id(), "-TERM");
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        crate::lease::lease_labels(&lease)["microscale.lease.holder"],
+        "",
+        "the lease was not released"
+    );
+    let _ = docker(&["config", "rm", &lease]);
+}
+
+#[test]
+fn sigterm_while_the_engine_hangs_exits_in_bounded_time() {
+    let proxy = crate::lease::StallingProxy::start();
+    let port = serve_json(r#"{"depth": 10}"#);
+    let svc = queue_service("agent-hang", port, 4);
+    let lease = unique("lease");
+    let mut child = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", &proxy.host)
+        // A long engine deadline: only the agent's own bound ends the release.
+        .env("MICROSCALE_TIMEOUT", "120")
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--interval",
+            "1s",
+            "--lease-name",
+            &lease,
+            "--lease-ttl",
+            "3s",
+            "--health-socket=",
+            &svc.name,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    wait_until("the lease", Duration::from_secs(30), || {
+        log.lock().unwrap().contains("lease acquired")
+    });
+    // The engine stops answering: a pass and a lease renewal hang.
+    proxy.stall();
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(child.id(), "-TERM");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!(
+                "no exit 20 s after SIGTERM with the engine hung:\n{}",
+                log.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    eprintln!("SIGTERM with a hung engine: exit after {took:?}");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        log.lock().unwrap().contains("cannot release the lease"),
+        "{}",
+        log.lock().unwrap()
+    );
+    proxy.resume();
+    let _ = docker(&["config", "rm", &lease]);
+}
+
+#[test]
+fn run_once_exits_1_on_a_rule_with_errors() {
+    let port = serve_json(r#"{"depth": 20}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    let svc = TestService::create(
+        &unique("agent-once-bad"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            &metric,
+            "--label",
+            "microscale.max=lots",
+        ],
+    );
+    let lease = unique("lease");
+    let out = plugin(&[
+        "run",
+        "--once",
+        "--dry-run",
+        "--log-format",
+        "json",
+        "--lease-name",
+        &lease,
+        &svc.name,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        json_lines(&stderr(&out))
+            .iter()
+            .any(|l| is(l, "rule has errors", &svc.name)),
+        "{}",
+        stderr(&out)
+    );
+    // A named service that does not exist: exit 1 as well.
+    let out = plugin(&[
+        "run",
+        "--once",
+        "--dry-run",
+        "--lease-name",
+        &lease,
+        &unique("no-such-service"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(replicas(&svc.name), 1);
 }

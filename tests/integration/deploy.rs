@@ -279,11 +279,23 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
         "{metrics}"
     );
 
-    // `docker service rm` stops it with SIGTERM: it exits 0, scaling nothing.
+    // The stack file's health check, inside the agent's FROM-scratch container: no
+    // address, so the health socket the agent made there.
     let filter = format!("label=com.docker.swarm.service.name={agent}");
     let container = stdout(&ok(docker(&["ps", "-q", "--filter", &filter])))
         .trim()
         .to_string();
+    let out = ok(docker(&[
+        "exec",
+        &container,
+        "/docker-microscale",
+        "__healthz",
+        "--timeout",
+        "3s",
+    ]));
+    assert_eq!(stdout(&out), "ok\n");
+
+    // `docker service rm` stops it with SIGTERM: it exits 0, scaling nothing.
     ok(docker(&["service", "rm", &agent]));
     deployed.service = None;
     if !container.is_empty() {
@@ -307,7 +319,7 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
     fails(
         &healthz(&listen),
         1,
-        &format!("unhealthy: cannot reach the agent's /healthz on {listen}"),
+        &format!("unhealthy: cannot reach the agent's /healthz on http://{listen}"),
     );
 }
 

@@ -36,7 +36,7 @@ fn engine_get(path: &str) -> (u16, Value) {
 }
 
 /// The lease config's labels, as the engine has them.
-fn lease_labels(name: &str) -> Value {
+pub(crate) fn lease_labels(name: &str) -> Value {
     let (status, config) = engine_get(&format!("/configs/{name}"));
     assert_eq!(status, 200, "{config}");
     config["Spec"]["Labels"].clone()
@@ -420,14 +420,14 @@ fn lease_held_by_a_silent_holder_is_waited_out_for_its_own_longer_ttl() {
 /// A unix-socket proxy to the manager that can stop answering, like a hung engine:
 /// bytes are forwarded until [`StallingProxy::stall`], then held until
 /// [`StallingProxy::resume`].
-struct StallingProxy {
-    host: String,
+pub(crate) struct StallingProxy {
+    pub(crate) host: String,
     stalled: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
 
 impl StallingProxy {
-    fn start() -> StallingProxy {
+    pub(crate) fn start() -> StallingProxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -473,11 +473,11 @@ impl StallingProxy {
         });
     }
 
-    fn stall(&self) {
+    pub(crate) fn stall(&self) {
         self.stalled.store(true, Ordering::SeqCst);
     }
 
-    fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.stalled.store(false, Ordering::SeqCst);
     }
 }
