@@ -107,9 +107,7 @@ fn write_lines(
 ) -> Result<(), String> {
     for line in &lines[line0..line1] {
         for (j, cell) in line.iter().enumerate() {
-            let pad = widths
-                .get(j)
-                .map_or(0, |w| w.saturating_sub(cell.width()));
+            let pad = widths.get(j).map_or(0, |w| w.saturating_sub(cell.width()));
             if out.len() + cell.len() + pad + 1 > settings.max_bytes {
                 return Err(format!(
                     "template output too large: the aligned table passes {} MiB; print \

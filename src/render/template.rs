@@ -156,6 +156,10 @@ impl Template {
     /// Errors: syntax errors, unknown functions, undefined variables, unknown fields,
     /// and reading a field of a field that has none; each with the position.
     pub fn parse(format: &str, fields: Fields) -> Result<Template, TemplateError> {
+        with_stack(|| Template::parse_here(format, fields))
+    }
+
+    fn parse_here(format: &str, fields: Fields) -> Result<Template, TemplateError> {
         let (table, rest) = match format.strip_prefix("table") {
             Some(rest) => (true, rest),
             None => (false, format),
@@ -193,7 +197,7 @@ impl Template {
     #[cfg(test)]
     pub fn execute(&self, row: &Value) -> Result<String, TemplateError> {
         let mut budget = Budget::default();
-        self.execute_within(row, &mut budget)
+        with_stack(|| self.execute_within(row, &mut budget))
     }
 
     fn execute_within(&self, row: &Value, budget: &mut Budget) -> Result<String, TemplateError> {
@@ -248,16 +252,23 @@ impl Template {
     /// or copied, or [`MAX_OUTPUT`] bytes of output, over all rows; each with the
     /// position in the template.
     pub fn render<T: serde::Serialize>(&self, rows: &[T]) -> Result<String, TemplateError> {
+        // Serialising plain data structures cannot fail.
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|row| serde_json::to_value(row).expect("serialise row"))
+            .collect();
+        with_stack(|| self.render_here(&values))
+    }
+
+    fn render_here(&self, rows: &[Value]) -> Result<String, TemplateError> {
         let mut budget = Budget::default();
         let mut out = String::new();
         if self.table {
             out.push_str(&self.header(&mut budget));
             out.push('\n');
         }
-        for row in rows {
-            // Serialising plain data structures cannot fail.
-            let value = serde_json::to_value(row).expect("serialise row");
-            out.push_str(&self.execute_within(&value, &mut budget)?);
+        for value in rows {
+            out.push_str(&self.execute_within(value, &mut budget)?);
             out.push('\n');
         }
         if self.table {
@@ -269,12 +280,41 @@ impl Template {
     }
 }
 
+/// The stack of the thread that parses and runs templates: enough for
+/// [`MAX_DEPTH`] levels even in a debug build, whatever the caller's stack (a
+/// thread's stack is only reserved address space until it is used).
+const STACK_BYTES: usize = 64 << 20;
+
+/// Runs `f` on a thread with a [`STACK_BYTES`] stack, and waits for it; runs it here
+/// when no thread can be started.
+fn with_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let f = std::sync::Mutex::new(Some(f));
+    let take = || {
+        f.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("run once")
+    };
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("template".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, || take()());
+        match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => take()(),
+        }
+    })
+}
+
 /// The deepest nesting a template may have: `if`, `with` and `range` blocks (each
 /// `else if` and `else with` counts as one more) and parentheses together, checked
 /// when it is parsed and again when it runs. Go's `text/template` stops nested
-/// parentheses at 10 000 (`maxStackDepth` in `text/template/parse`); 1 000 keeps the
-/// parser and the executor within a 2 MiB thread stack even in a debug build, and is
-/// far more than a `--format` template needs.
+/// parentheses at 10 000 (`maxStackDepth` in `text/template/parse`); 1 000 is far
+/// more than a `--format` template needs, and keeps the parser and the executor well
+/// within [`STACK_BYTES`] even in a debug build.
 pub const MAX_DEPTH: usize = 1000;
 
 /// The widest `printf` width or precision and `pad` space: 1 000 000, as Go's `fmt`
@@ -1439,12 +1479,7 @@ impl Exec<'_> {
         self.arg(&cmd.args[0], dot, dot_is_root)
     }
 
-    fn arg(
-        &mut self,
-        arg: &Arg,
-        dot: &Value,
-        dot_is_root: bool,
-    ) -> Result<Tainted, TemplateError> {
+    fn arg(&mut self, arg: &Arg, dot: &Value, dot_is_root: bool) -> Result<Tainted, TemplateError> {
         match arg {
             Arg::Lit(v) => Ok((Some(v.clone()), false)),
             Arg::Dot(names, pos) => Ok((self.chain(Some(dot), names, dot_is_root, *pos)?, true)),
@@ -1530,7 +1565,12 @@ impl Exec<'_> {
     /// data they format ([`super::printable`]) and keep the template's own text (a
     /// tab or newline in a format or separator). Each call is a step, and its result
     /// is charged to [`MAX_WORK`].
-    fn call(&mut self, name: &str, args: Vec<Tainted>, pos: usize) -> Result<Tainted, TemplateError> {
+    fn call(
+        &mut self,
+        name: &str,
+        args: Vec<Tainted>,
+        pos: usize,
+    ) -> Result<Tainted, TemplateError> {
         self.step(pos)?;
         let taints: Vec<bool> = args.iter().map(|a| a.1).collect();
         let args: Vec<Val> = args.into_iter().map(|a| a.0).collect();
@@ -1867,7 +1907,11 @@ impl Exec<'_> {
                     .map_err(|e| self.error(format!("printf: {e}"), pos))?;
                 // A format from the data is escaped whole (escaping twice changes
                 // nothing).
-                s(if taints[0] { super::printable(&text) } else { text })
+                s(if taints[0] {
+                    super::printable(&text)
+                } else {
+                    text
+                })
             }
             other => Err(self.error(format!("function \"{other}\" not defined"), pos)),
         }
