@@ -588,7 +588,7 @@ fn too_many_table_columns_is_an_error_not_a_stack_overflow() {
 fn json_in_a_template_is_the_json_output_and_data_is_escaped_when_printed() {
     let name = "x\u{1b}[2J\u{9b}31m\u{202e}\ty\nz";
     let data = json!({"Name": name, "Replicas": "1/1", "Nodes": ["a\u{1b}]0;t\u{7}", "b"]});
-    let line = crate::render::json_lines(&[data.clone()]);
+    let line = crate::render::json_lines(std::slice::from_ref(&data));
     let whole: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(whole["Name"], json!(name), "the JSON keeps the real value");
     let field = &line[line.find("\"Name\":").unwrap() + 7..];
@@ -596,7 +596,7 @@ fn json_in_a_template_is_the_json_output_and_data_is_escaped_when_printed() {
     let tpl = |t: &str| {
         Template::parse(t, FIELDS)
             .unwrap()
-            .render(&[data.clone()])
+            .render(std::slice::from_ref(&data))
             .unwrap()
     };
     assert_eq!(tpl("{{json .Name}}"), format!("{field}\n"));
