@@ -217,13 +217,37 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
     )
 }
 
-/// One compact JSON object per line.
+/// One compact JSON object per line ([`json_text`]).
 pub fn json_lines<T: Serialize>(items: &[T]) -> String {
     let mut out = String::new();
     for item in items {
-        // Serialising plain data structures cannot fail.
-        out.push_str(&serde_json::to_string(item).expect("serialise row"));
+        out.push_str(&json_text(item));
         out.push('\n');
+    }
+    out
+}
+
+/// `value` as compact JSON that is safe on a terminal: serde_json writes control
+/// characters below U+0020 as `\u00XX`; the other characters [`printable`] escapes
+/// (DEL, the C1 controls such as U+009B, bidirectional and invisible characters)
+/// are written as `\uXXXX` escapes too. They can only occur inside JSON strings, and
+/// the escape decodes to the same character, so the value is unchanged. `<`, `>`
+/// and `&` are not escaped (as the docker CLI's `SetEscapeHTML(false)`). Both
+/// `--format json` and a template's `json` function print this text.
+pub fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    // Serialising plain data structures and JSON values cannot fail.
+    let text = serde_json::to_string(value).expect("serialise to JSON");
+    if !text.chars().any(is_unsafe) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            // Every such character is in the Basic Multilingual Plane.
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
     }
     out
 }

@@ -156,6 +156,10 @@ impl Template {
     /// Errors: syntax errors, unknown functions, undefined variables, unknown fields,
     /// and reading a field of a field that has none; each with the position.
     pub fn parse(format: &str, fields: Fields) -> Result<Template, TemplateError> {
+        with_stack(|| Template::parse_here(format, fields))
+    }
+
+    fn parse_here(format: &str, fields: Fields) -> Result<Template, TemplateError> {
         let (table, rest) = match format.strip_prefix("table") {
             Some(rest) => (true, rest),
             None => (false, format),
@@ -171,6 +175,7 @@ impl Template {
             vars: vec!["$".into()],
             dot_is_root: true,
             fields,
+            depth: 0,
         };
         let (nodes, end) = parser.list()?;
         if let Some((word, pos)) = end {
@@ -185,77 +190,164 @@ impl Template {
         })
     }
 
-    /// Renders one row: the template executed on `row` (the row's JSON object).
+    /// Renders one row: the template executed on `row` (the row's JSON object), with
+    /// the limits of one whole render ([`MAX_STEPS`], [`MAX_WORK`], [`MAX_OUTPUT`]).
+    ///
+    /// Errors: as [`Template::render`].
+    #[cfg(test)]
     pub fn execute(&self, row: &Value) -> Result<String, TemplateError> {
+        let mut budget = Budget::default();
+        with_stack(|| self.execute_within(row, &mut budget))
+    }
+
+    fn execute_within(&self, row: &Value, budget: &mut Budget) -> Result<String, TemplateError> {
         let mut exec = Exec {
-            vars: vec![("$".into(), row.clone())],
+            vars: vec![("$".into(), row.clone(), true)],
             out: String::new(),
             header: false,
             fields: self.fields,
             text: &self.text,
+            depth: 0,
+            budget: *budget,
         };
-        exec.list(&self.nodes, row, true)?;
-        Ok(exec.out)
+        let r = exec.list(&self.nodes, row, true);
+        *budget = exec.budget;
+        r.map(|()| exec.out)
     }
 
     /// The header line of a `table` template, rendered as the docker CLI renders it:
     /// each field gives its column header, and `json`, `split`, `join`, `title`,
     /// `lower`, `upper` and `truncate` leave it as it is. An error stops the header
     /// where it happened (the docker CLI ignores it too).
-    fn header(&self) -> String {
+    fn header(&self, budget: &mut Budget) -> String {
         let root = self.fields.header_object();
         let mut exec = Exec {
-            vars: vec![("$".into(), root.clone())],
+            vars: vec![("$".into(), root.clone(), true)],
             out: String::new(),
             header: true,
             fields: self.fields,
             text: &self.text,
+            depth: 0,
+            budget: *budget,
         };
         let _ = exec.list(&self.nodes, &root, true);
+        *budget = exec.budget;
         exec.out
     }
 
-    /// Renders `rows` (each serialised to its JSON object, strings made terminal-safe
-    /// with [`super::printable`]): each row followed by a newline; for a `table`
+    /// Renders `rows` (each serialised to its JSON object, the very object
+    /// `--format json` prints): each row followed by a newline; for a `table`
     /// template, a header line first, and columns aligned as Go's tabwriter aligns
     /// them (minimum width 10, padding 3).
     ///
+    /// What an action prints is made terminal-safe with [`super::printable`] when it
+    /// comes from the data (a field, a variable, a function of one); the template's
+    /// own text, literals and the text `print`, `printf`, `println`, `join` and `pad`
+    /// make (they escape the data they format) are kept, so a template's tabs and
+    /// newlines still shape the output but a value's never do.
+    ///
     /// Errors: a template that cannot be executed on a row (a field of a string, an
-    /// index out of range, a wrong argument), with the position.
+    /// index out of range, a wrong argument), nested deeper than [`MAX_DEPTH`], or
+    /// too costly: more than [`MAX_STEPS`] steps, [`MAX_WORK`] bytes of values made
+    /// or copied, or [`MAX_OUTPUT`] bytes of output, over all rows; each with the
+    /// position in the template.
     pub fn render<T: serde::Serialize>(&self, rows: &[T]) -> Result<String, TemplateError> {
+        // Serialising plain data structures cannot fail.
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|row| serde_json::to_value(row).expect("serialise row"))
+            .collect();
+        with_stack(|| self.render_here(&values))
+    }
+
+    fn render_here(&self, rows: &[Value]) -> Result<String, TemplateError> {
+        let mut budget = Budget::default();
         let mut out = String::new();
         if self.table {
-            out.push_str(&self.header());
+            out.push_str(&self.header(&mut budget));
             out.push('\n');
         }
-        for row in rows {
-            // Serialising plain data structures cannot fail.
-            let value = safe(serde_json::to_value(row).expect("serialise row"));
-            out.push_str(&self.execute(&value)?);
+        for value in rows {
+            out.push_str(&self.execute_within(value, &mut budget)?);
             out.push('\n');
         }
-        Ok(if self.table {
-            super::tabwriter::align(&out, 10, 3)
+        if self.table {
+            super::tabwriter::align(&out, 10, 3, MAX_OUTPUT as usize)
+                .map_err(|e| err_at(&self.text, e, 0))
         } else {
-            out
-        })
+            Ok(out)
+        }
     }
 }
 
-/// Makes every string (and object key) of `value` terminal-safe
-/// ([`super::printable`]), so that data never moves the cursor or breaks a column;
-/// the template's own text (tabs, newlines) is kept.
-fn safe(value: Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(super::printable(&s)),
-        Value::Array(a) => Value::Array(a.into_iter().map(safe).collect()),
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (super::printable(&k), safe(v)))
-                .collect(),
-        ),
-        other => other,
-    }
+/// The stack of the thread that parses and runs templates: enough for
+/// [`MAX_DEPTH`] levels even in a debug build, whatever the caller's stack (a
+/// thread's stack is only reserved address space until it is used).
+const STACK_BYTES: usize = 64 << 20;
+
+/// Runs `f` on a thread with a [`STACK_BYTES`] stack, and waits for it; runs it here
+/// when no thread can be started.
+fn with_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let f = std::sync::Mutex::new(Some(f));
+    let take = || {
+        f.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("run once")
+    };
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("template".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, || take()());
+        match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => take()(),
+        }
+    })
+}
+
+/// The deepest nesting a template may have: `if`, `with` and `range` blocks (each
+/// `else if` and `else with` counts as one more) and parentheses together, checked
+/// when it is parsed and again when it runs. Go's `text/template` stops nested
+/// parentheses at 10 000 (`maxStackDepth` in `text/template/parse`); 1 000 is far
+/// more than a `--format` template needs, and keeps the parser and the executor well
+/// within [`STACK_BYTES`] even in a debug build.
+pub const MAX_DEPTH: usize = 1000;
+
+/// The widest `printf` width or precision and `pad` space: 1 000 000, as Go's `fmt`
+/// (a larger width prints `%!(BADWIDTH)` there; here it is an error).
+pub const MAX_WIDTH: usize = 1_000_000;
+
+/// The most steps one render may take over all its rows: each action, each pass of
+/// a `range`, each field read and each function call is one. Rendering 1000 rows
+/// of a 20-action template takes about 40 000.
+pub const MAX_STEPS: u64 = 20_000_000;
+
+/// The most bytes of values one render may make or copy over all its rows (strings
+/// by length, 32 bytes per list item or object entry): 256 MiB.
+pub const MAX_WORK: u64 = 256 << 20;
+
+/// The most bytes of output one render may print over all its rows, after
+/// escaping (and after table alignment): 64 MiB.
+pub const MAX_OUTPUT: u64 = 64 << 20;
+
+fn too_deep() -> String {
+    format!(
+        "template nested too deeply: more than {MAX_DEPTH} levels of {{{{if}}}}, \
+         {{{{with}}}}, {{{{range}}}} and parentheses; flatten it (set a variable with \
+         $x := ... and use it)"
+    )
+}
+
+fn output_too_large() -> String {
+    format!(
+        "template output too large: more than {} MiB over all rows; print fewer \
+         fields or services, or use --format json",
+        MAX_OUTPUT >> 20
+    )
 }
 
 // ---------------------------------------------------------------------------------
@@ -286,6 +378,8 @@ struct Token {
     pos: usize,
     /// Whether blank space comes before it (a field chain has none).
     spaced: bool,
+    /// For `(`: how many tokens after it its matching `)` comes; 0 when unmatched.
+    span: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +484,7 @@ fn lex_action(
             let rest = &src[i..];
             let trimmed = rest.trim_start();
             if trimmed.starts_with("-}}") {
+                match_parens(&mut tokens);
                 return Ok((tokens, src.len() - trimmed.len() + 3, true));
             }
             i += c.len_utf8();
@@ -397,6 +492,7 @@ fn lex_action(
             continue;
         }
         if src[i..].starts_with("}}") {
+            match_parens(&mut tokens);
             return Ok((tokens, i + 2, false));
         }
         let pos = i;
@@ -481,8 +577,30 @@ fn lex_action(
                 return Err(err_at(src, format!("unexpected {other:?} in action"), pos));
             }
         };
-        tokens.push(Token { tok, pos, spaced });
+        tokens.push(Token {
+            tok,
+            pos,
+            spaced,
+            span: 0,
+        });
         spaced = false;
+    }
+}
+
+/// Sets the `span` of each `(` to the distance to its matching `)`, in one pass, so
+/// that parsing nested parentheses costs linear time, not quadratic.
+fn match_parens(tokens: &mut [Token]) {
+    let mut open = vec![];
+    for j in 0..tokens.len() {
+        match tokens[j].tok {
+            Tok::LParen => open.push(j),
+            Tok::RParen => {
+                if let Some(o) = open.pop() {
+                    tokens[o].span = j - o;
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -641,6 +759,9 @@ struct Parser<'a> {
     vars: Vec<String>,
     dot_is_root: bool,
     fields: Fields,
+    /// How many `if`/`with`/`range` blocks and parentheses enclose the part being
+    /// parsed (at most [`MAX_DEPTH`]).
+    depth: usize,
 }
 
 /// The keyword that ended a list (`else`, `end`), its remaining tokens and position.
@@ -649,6 +770,16 @@ type End = Option<(String, usize)>;
 impl Parser<'_> {
     fn error(&self, message: impl Into<String>, pos: usize) -> TemplateError {
         err_at(self.src, message, pos)
+    }
+
+    /// Goes one level deeper (a block or a parenthesis at `pos`); errors past
+    /// [`MAX_DEPTH`] instead of overflowing the stack.
+    fn enter(&mut self, pos: usize) -> Result<(), TemplateError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(too_deep(), pos));
+        }
+        Ok(())
     }
 
     /// Parses nodes until `{{end}}`, `{{else ...}}` or the end of the template. An
@@ -709,6 +840,7 @@ impl Parser<'_> {
         tokens: &[Token],
         pos: usize,
     ) -> Result<Node, TemplateError> {
+        self.enter(pos)?;
         let scope = self.vars.len();
         let outer_dot = self.dot_is_root;
         let pipe = if keyword == "range" {
@@ -771,6 +903,7 @@ impl Parser<'_> {
             }
         }
         self.vars.truncate(scope);
+        self.depth -= 1;
         Ok(match keyword {
             "if" => Node::If(pipe, body, otherwise),
             "with" => Node::With(pipe, body, otherwise),
@@ -943,25 +1076,13 @@ impl Parser<'_> {
             Tok::Str(s) => Arg::Lit(Value::String(s.clone())),
             Tok::Num(n) => Arg::Lit(number(*n)),
             Tok::LParen => {
-                let mut depth = 0;
-                let mut close = None;
-                for (j, tok) in tokens.iter().enumerate().skip(k) {
-                    match tok.tok {
-                        Tok::LParen => depth += 1,
-                        Tok::RParen => {
-                            depth -= 1;
-                            if depth == 0 {
-                                close = Some(j);
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                let Some(close) = close else {
+                let close = k + t.span;
+                if t.span == 0 || close >= tokens.len() {
                     return Err(self.error("unclosed left paren", t.pos));
-                };
+                }
+                self.enter(t.pos)?;
                 let inner = self.pipeline(&tokens[k + 1..close], t.pos, false)?;
+                self.depth -= 1;
                 next = close + 1;
                 let names = chain(&mut next);
                 Arg::Sub(Box::new(inner), names, t.pos)
@@ -1059,17 +1180,134 @@ fn number(n: f64) -> Value {
 /// A value, or none (a missing map key, printed `<no value>` as in Go).
 type Val = Option<Value>;
 
+/// What one render may spend, over all its rows: see [`MAX_STEPS`], [`MAX_WORK`]
+/// and [`MAX_OUTPUT`].
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    steps: u64,
+    work: u64,
+    output: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            steps: MAX_STEPS,
+            work: MAX_WORK,
+            output: MAX_OUTPUT,
+        }
+    }
+}
+
+/// Roughly how many bytes a copy of `v` takes (a string's length, 32 bytes per item
+/// or entry plus the items), for [`MAX_WORK`]. The walk stops once it passes
+/// `stop`, so weighing a huge value costs no more than the budget left.
+fn weight(v: &Value, stop: u64) -> u64 {
+    let mut total = 0u64;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        total += match v {
+            Value::String(s) => s.len() as u64 + 8,
+            Value::Array(a) => {
+                todo.extend(a.iter());
+                32
+            }
+            Value::Object(o) => {
+                for (k, x) in o {
+                    total += k.len() as u64 + 32;
+                    todo.push(x);
+                }
+                32
+            }
+            _ => 8,
+        };
+        if total > stop {
+            break;
+        }
+    }
+    total
+}
+
 struct Exec<'a> {
-    vars: Vec<(String, Value)>,
+    /// Variables in scope: name, value, and whether the value comes from the data
+    /// (so must be escaped when printed).
+    vars: Vec<(String, Value, bool)>,
     out: String,
     header: bool,
     fields: Fields,
     text: &'a str,
+    /// Blocks and parentheses being executed (at most [`MAX_DEPTH`]).
+    depth: usize,
+    budget: Budget,
 }
+
+/// A value and whether it comes from the data (a field, a variable, or a function
+/// of one): data is escaped with [`super::printable`] when printed; literals of the
+/// template and the text `print`, `printf`, `println`, `join` and `pad` make (which
+/// escape the data in them) are printed as they are.
+type Tainted = (Val, bool);
 
 impl Exec<'_> {
     fn error(&self, message: impl Into<String>, pos: usize) -> TemplateError {
         err_at(self.text, message, pos)
+    }
+
+    /// One more step (an action, a range pass, a function call).
+    fn step(&mut self, pos: usize) -> Result<(), TemplateError> {
+        if self.budget.steps == 0 {
+            return Err(self.error(
+                format!(
+                    "template too costly: more than {MAX_STEPS} steps (actions, range passes \
+                     and function calls, over all rows); range over fewer items or use \
+                     --format json and a JSON tool"
+                ),
+                pos,
+            ));
+        }
+        self.budget.steps -= 1;
+        Ok(())
+    }
+
+    /// `bytes` more bytes of values made or copied.
+    fn spend(&mut self, bytes: u64, pos: usize) -> Result<(), TemplateError> {
+        if bytes > self.budget.work {
+            return Err(self.error(
+                format!(
+                    "template too costly: it makes or copies more than {} MiB of values \
+                     (over all rows); build smaller values or use --format json and a JSON tool",
+                    MAX_WORK >> 20
+                ),
+                pos,
+            ));
+        }
+        self.budget.work -= bytes;
+        Ok(())
+    }
+
+    /// Charges a copy of `v`.
+    fn spend_value(&mut self, v: &Value, pos: usize) -> Result<(), TemplateError> {
+        let w = weight(v, self.budget.work);
+        self.spend(w, pos)
+    }
+
+    /// Appends printed text, within [`MAX_OUTPUT`].
+    fn emit(&mut self, text: &str, pos: usize) -> Result<(), TemplateError> {
+        let n = text.len() as u64;
+        if n > self.budget.output {
+            return Err(self.error(output_too_large(), pos));
+        }
+        self.budget.output -= n;
+        self.out.push_str(text);
+        Ok(())
+    }
+
+    /// Goes one level deeper; errors past [`MAX_DEPTH`].
+    fn enter(&mut self, pos: usize) -> Result<(), TemplateError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(too_deep(), pos));
+        }
+        Ok(())
     }
 
     fn list(
@@ -1080,27 +1318,41 @@ impl Exec<'_> {
     ) -> Result<(), TemplateError> {
         for node in nodes {
             match node {
-                Node::Text(t) => self.out.push_str(t),
+                Node::Text(t) => {
+                    self.step(0)?;
+                    self.emit(t, 0)?;
+                }
                 Node::Print(pipe) => {
-                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    self.step(pipe.pos)?;
+                    let (v, tainted) = self.pipe(pipe, dot, dot_is_root)?;
                     if pipe.vars.is_empty() {
                         let text = show(&v);
-                        self.out.push_str(&text);
+                        self.spend(text.len() as u64, pipe.pos)?;
+                        if tainted {
+                            self.emit(&super::printable(&text), pipe.pos)?;
+                        } else {
+                            self.emit(&text, pipe.pos)?;
+                        }
                     }
                 }
                 Node::If(pipe, then, otherwise) => {
+                    self.step(pipe.pos)?;
+                    self.enter(pipe.pos)?;
                     let scope = self.vars.len();
-                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    let (v, _) = self.pipe(pipe, dot, dot_is_root)?;
                     if truth(&v) {
                         self.list(then, dot, dot_is_root)?;
                     } else {
                         self.list(otherwise, dot, dot_is_root)?;
                     }
                     self.vars.truncate(scope);
+                    self.depth -= 1;
                 }
                 Node::With(pipe, body, otherwise) => {
+                    self.step(pipe.pos)?;
+                    self.enter(pipe.pos)?;
                     let scope = self.vars.len();
-                    let v = self.pipe(pipe, dot, dot_is_root)?;
+                    let (v, _) = self.pipe(pipe, dot, dot_is_root)?;
                     if truth(&v) {
                         let inner = v.unwrap_or(Value::Null);
                         self.list(body, &inner, false)?;
@@ -1108,12 +1360,13 @@ impl Exec<'_> {
                         self.list(otherwise, dot, dot_is_root)?;
                     }
                     self.vars.truncate(scope);
+                    self.depth -= 1;
                 }
                 Node::Range(pipe, body, otherwise) => {
+                    self.step(pipe.pos)?;
+                    self.enter(pipe.pos)?;
                     let scope = self.vars.len();
-                    let mut p = pipe.clone();
-                    let names = std::mem::take(&mut p.vars);
-                    let v = self.pipe(&p, dot, dot_is_root)?;
+                    let (v, tainted) = self.pipe_value(pipe, dot, dot_is_root)?;
                     let items: Vec<(Value, Value)> = match v {
                         Some(Value::Array(a)) => a
                             .into_iter()
@@ -1137,40 +1390,64 @@ impl Exec<'_> {
                         self.list(otherwise, dot, dot_is_root)?;
                     }
                     for (key, item) in items {
+                        self.step(pipe.pos)?;
                         let inner = self.vars.len();
-                        match names.as_slice() {
+                        match pipe.vars.as_slice() {
                             [k, v] => {
-                                self.vars.push((k.clone(), key));
-                                self.vars.push((v.clone(), item.clone()));
+                                self.spend_value(&item, pipe.pos)?;
+                                self.vars.push((k.clone(), key, tainted));
+                                self.vars.push((v.clone(), item.clone(), tainted));
                             }
-                            [v] => self.vars.push((v.clone(), item.clone())),
+                            [v] => {
+                                self.spend_value(&item, pipe.pos)?;
+                                self.vars.push((v.clone(), item.clone(), tainted));
+                            }
                             _ => {}
                         }
                         self.list(body, &item, false)?;
                         self.vars.truncate(inner);
                     }
                     self.vars.truncate(scope);
+                    self.depth -= 1;
                 }
             }
         }
         Ok(())
     }
 
-    fn pipe(&mut self, pipe: &Pipe, dot: &Value, dot_is_root: bool) -> Result<Val, TemplateError> {
-        let mut value: Option<Val> = None;
+    /// Runs a pipeline and sets its variables (`$x := ...`, `$x = ...`).
+    fn pipe(
+        &mut self,
+        pipe: &Pipe,
+        dot: &Value,
+        dot_is_root: bool,
+    ) -> Result<Tainted, TemplateError> {
+        let (value, tainted) = self.pipe_value(pipe, dot, dot_is_root)?;
+        if let Some(name) = pipe.vars.first() {
+            let v = value.clone().unwrap_or(Value::Null);
+            self.spend_value(&v, pipe.pos)?;
+            if pipe.declare {
+                self.vars.push((name.clone(), v, tainted));
+            } else if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _, _)| n == name) {
+                slot.1 = v;
+                slot.2 = tainted;
+            }
+        }
+        Ok((value, tainted))
+    }
+
+    /// Runs a pipeline's commands only (a `range` sets its variables per item).
+    fn pipe_value(
+        &mut self,
+        pipe: &Pipe,
+        dot: &Value,
+        dot_is_root: bool,
+    ) -> Result<Tainted, TemplateError> {
+        let mut value: Option<Tainted> = None;
         for cmd in &pipe.cmds {
             value = Some(self.cmd(cmd, dot, dot_is_root, value)?);
         }
-        let value = value.unwrap_or(None);
-        if let Some(name) = pipe.vars.first() {
-            let v = value.clone().unwrap_or(Value::Null);
-            if pipe.declare {
-                self.vars.push((name.clone(), v));
-            } else if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
-                slot.1 = v;
-            }
-        }
-        Ok(value)
+        Ok(value.unwrap_or((None, false)))
     }
 
     fn cmd(
@@ -1178,8 +1455,8 @@ impl Exec<'_> {
         cmd: &Cmd,
         dot: &Value,
         dot_is_root: bool,
-        piped: Option<Val>,
-    ) -> Result<Val, TemplateError> {
+        piped: Option<Tainted>,
+    ) -> Result<Tainted, TemplateError> {
         if let Arg::Func(name, pos) = &cmd.args[0] {
             let mut args = vec![];
             for a in &cmd.args[1..] {
@@ -1202,46 +1479,56 @@ impl Exec<'_> {
         self.arg(&cmd.args[0], dot, dot_is_root)
     }
 
-    fn arg(&mut self, arg: &Arg, dot: &Value, dot_is_root: bool) -> Result<Val, TemplateError> {
+    fn arg(&mut self, arg: &Arg, dot: &Value, dot_is_root: bool) -> Result<Tainted, TemplateError> {
         match arg {
-            Arg::Lit(v) => Ok(Some(v.clone())),
-            Arg::Dot(names, pos) => self.chain(Some(dot.clone()), names, dot_is_root, *pos),
+            Arg::Lit(v) => Ok((Some(v.clone()), false)),
+            Arg::Dot(names, pos) => Ok((self.chain(Some(dot), names, dot_is_root, *pos)?, true)),
             Arg::Var(name, names, pos) => {
-                let v = self
-                    .vars
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| self.error(format!("undefined variable: {name}"), *pos))?;
-                self.chain(Some(v), names, name == "$", *pos)
+                let Some(i) = self.vars.iter().rposition(|(n, _, _)| n == name) else {
+                    return Err(self.error(format!("undefined variable: {name}"), *pos));
+                };
+                // The variables are taken out while the chain reads them, so that
+                // nothing but the result is copied.
+                let vars = std::mem::take(&mut self.vars);
+                let (_, v, tainted) = &vars[i];
+                let r = self.chain(Some(v), names, name == "$", *pos);
+                let tainted = *tainted;
+                self.vars = vars;
+                Ok((r?, tainted))
             }
             Arg::Func(name, pos) => self.call(name, vec![], *pos),
             Arg::Sub(pipe, names, pos) => {
-                let v = self.pipe(pipe, dot, dot_is_root)?;
-                self.chain(v, names, false, *pos)
+                self.enter(*pos)?;
+                let (v, tainted) = self.pipe(pipe, dot, dot_is_root)?;
+                self.depth -= 1;
+                if names.is_empty() {
+                    return Ok((v, tainted));
+                }
+                Ok((self.chain(v.as_ref(), names, false, *pos)?, tainted))
             }
         }
     }
 
-    /// Reads the field chain `names` from `value`. `root`: `value` is the row, whose
-    /// fields are the command's (a field missing from the row's JSON is null).
+    /// Reads the field chain `names` from `value` and copies the result (charged to
+    /// [`MAX_WORK`]). `root`: `value` is the row, whose fields are the command's (a
+    /// field missing from the row's JSON is null). `None` is no value.
     fn chain(
-        &self,
-        value: Val,
+        &mut self,
+        value: Option<&Value>,
         names: &[String],
         root: bool,
         pos: usize,
     ) -> Result<Val, TemplateError> {
+        const NULL: Value = Value::Null;
         let mut v = value;
         for (i, name) in names.iter().enumerate() {
             v = match v {
                 None => None,
-                Some(Value::Object(ref o)) => match o.get(name) {
-                    Some(x) => Some(x.clone()),
+                Some(Value::Object(o)) => match o.get(name) {
+                    Some(x) => Some(x),
                     None if i == 0 && root && !self.header => {
                         if self.fields.get(name).is_some() {
-                            Some(Value::Null)
+                            Some(&NULL)
                         } else {
                             return Err(self.error(
                                 format!("{} has no field .{name}", self.fields.command),
@@ -1251,14 +1538,14 @@ impl Exec<'_> {
                     }
                     None => None,
                 },
-                Some(Value::Null) => Some(Value::Null),
+                Some(Value::Null) => Some(&NULL),
                 // A header is a string: its fields are the header itself.
                 Some(s @ Value::String(_)) if self.header => Some(s),
                 Some(other) => {
                     return Err(self.error(
                         format!(
                             "can't read field .{name} of {} {}",
-                            kind_name(&other),
+                            kind_name(other),
                             show(&Some(other.clone()))
                         ),
                         pos,
@@ -1266,11 +1553,61 @@ impl Exec<'_> {
                 }
             };
         }
-        Ok(v)
+        self.step(pos)?;
+        if let Some(v) = v {
+            self.spend_value(v, pos)?;
+        }
+        Ok(v.cloned())
     }
 
-    fn call(&self, name: &str, args: Vec<Val>, pos: usize) -> Result<Val, TemplateError> {
+    /// Calls function `name`. The result comes from the data when an argument does,
+    /// except for `print`, `printf`, `println`, `join` and `pad`, which escape the
+    /// data they format ([`super::printable`]) and keep the template's own text (a
+    /// tab or newline in a format or separator). Each call is a step, and its result
+    /// is charged to [`MAX_WORK`].
+    fn call(
+        &mut self,
+        name: &str,
+        args: Vec<Tainted>,
+        pos: usize,
+    ) -> Result<Tainted, TemplateError> {
+        self.step(pos)?;
+        let taints: Vec<bool> = args.iter().map(|a| a.1).collect();
+        let args: Vec<Val> = args.into_iter().map(|a| a.0).collect();
+        let display = matches!(name, "print" | "printf" | "println" | "join" | "pad");
+        let tainted = !display && taints.iter().any(|t| *t);
+        let v = self.call_values(name, args, &taints, pos)?;
+        if let Some(v) = &v {
+            self.spend_value(v, pos)?;
+        }
+        Ok((v, tainted))
+    }
+
+    /// The function `name` on `args`; `taints[i]`: argument `i` comes from the data.
+    fn call_values(
+        &self,
+        name: &str,
+        args: Vec<Val>,
+        taints: &[bool],
+        pos: usize,
+    ) -> Result<Val, TemplateError> {
         let n = args.len();
+        // Text of argument `i` as print shows it, escaped when it comes from the data.
+        let shown = |i: usize| {
+            let t = show(&args[i]);
+            if taints[i] { super::printable(&t) } else { t }
+        };
+        let work = self.budget.work;
+        let too_big = |what: &str| {
+            self.error(
+                format!(
+                    "{name}: {what} would pass the {} MiB a template may make; \
+                     build smaller values",
+                    MAX_WORK >> 20
+                ),
+                pos,
+            )
+        };
         let want = |count: usize| -> Result<(), TemplateError> {
             if n == count {
                 Ok(())
@@ -1322,13 +1659,22 @@ impl Exec<'_> {
             "json" => {
                 want(1)?;
                 let v = args[0].clone().unwrap_or(Value::Null);
-                // serde_json does not escape <, > and & (SetEscapeHTML(false)).
-                s(serde_json::to_string(&v).unwrap_or_default())
+                // serde_json does not escape <, > and & (SetEscapeHTML(false)); the
+                // text is the one `--format json` prints for the value.
+                s(super::json_text(&v))
             }
             "split" => {
                 want(2)?;
                 let text = string(&args[0], "the text")?;
                 let sep = string(&args[1], "the separator")?;
+                let count = if sep.is_empty() {
+                    text.chars().count()
+                } else {
+                    text.matches(sep.as_str()).count() + 1
+                };
+                if (count as u64) * 40 + text.len() as u64 > work {
+                    return Err(too_big(&format!("a list of {count} parts")));
+                }
                 let parts: Vec<Value> = if sep.is_empty() {
                     text.chars().map(|c| Value::String(c.to_string())).collect()
                 } else {
@@ -1340,13 +1686,29 @@ impl Exec<'_> {
             }
             "join" => {
                 want(2)?;
-                let sep = string(&args[1], "the separator")?;
+                let mut sep = string(&args[1], "the separator")?;
+                if taints[1] {
+                    sep = super::printable(&sep);
+                }
                 match &args[0] {
-                    Some(Value::Array(a)) => s(a
-                        .iter()
-                        .map(|x| show(&Some(x.clone())))
-                        .collect::<Vec<_>>()
-                        .join(&sep)),
+                    Some(Value::Array(a)) => {
+                        let mut out = String::new();
+                        for (i, x) in a.iter().enumerate() {
+                            if i > 0 {
+                                out.push_str(&sep);
+                            }
+                            let t = show_value(x);
+                            if taints[0] {
+                                out.push_str(&super::printable(&t));
+                            } else {
+                                out.push_str(&t);
+                            }
+                            if out.len() as u64 > work {
+                                return Err(too_big("the joined text"));
+                            }
+                        }
+                        s(out)
+                    }
                     Some(Value::Null) | None => s(String::new()),
                     Some(other) => Err(self.error(
                         format!(
@@ -1371,11 +1733,28 @@ impl Exec<'_> {
             }
             "pad" => {
                 want(3)?;
-                let text = string(&args[0], "the text")?;
-                let before = int(&args[1], "the space before")?.max(0) as usize;
-                let after = int(&args[2], "the space after")?.max(0) as usize;
+                let mut text = string(&args[0], "the text")?;
+                if taints[0] {
+                    text = super::printable(&text);
+                }
+                let before = int(&args[1], "the space before")?.max(0);
+                let after = int(&args[2], "the space after")?.max(0);
+                for (w, what) in [(before, "the space before"), (after, "the space after")] {
+                    if w > MAX_WIDTH as i64 {
+                        return Err(self.error(
+                            format!(
+                                "pad: {what} is {w}, more than {MAX_WIDTH} (the widest a \
+                                 template may pad, as Go's fmt limits widths)"
+                            ),
+                            pos,
+                        ));
+                    }
+                }
+                let (before, after) = (before as usize, after as usize);
                 if text.is_empty() {
                     s(text)
+                } else if (before + after + text.len()) as u64 > work {
+                    Err(too_big("the padded text"))
                 } else {
                     s(format!("{}{text}{}", " ".repeat(before), " ".repeat(after)))
                 }
@@ -1508,13 +1887,13 @@ impl Exec<'_> {
                     if i > 0 && !is_str(a) && !is_str(&args[i - 1]) {
                         out.push(' ');
                     }
-                    out.push_str(&show(a));
+                    out.push_str(&shown(i));
                 }
                 s(out)
             }
             "println" => s(format!(
                 "{}\n",
-                args.iter().map(show).collect::<Vec<_>>().join(" ")
+                (0..n).map(shown).collect::<Vec<_>>().join(" ")
             )),
             "printf" => {
                 if n == 0 {
@@ -1524,7 +1903,15 @@ impl Exec<'_> {
                     ));
                 }
                 let f = string(&args[0], "the format")?;
-                s(printf(&f, &args[1..]))
+                let text = printf(&f, &args[1..], &taints[1..], work)
+                    .map_err(|e| self.error(format!("printf: {e}"), pos))?;
+                // A format from the data is escaped whole (escaping twice changes
+                // nothing).
+                s(if taints[0] {
+                    super::printable(&text)
+                } else {
+                    text
+                })
             }
             other => Err(self.error(format!("function \"{other}\" not defined"), pos)),
         }
@@ -1684,13 +2071,73 @@ fn title(s: &str) -> String {
     out
 }
 
+/// A width or precision of `printf`: digits, or `*` (the next argument, a whole
+/// number). Go's fmt treats more than [`MAX_WIDTH`] as bad (`%!(BADWIDTH)`); here it
+/// is an error that says so.
+fn printf_number(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    args: &[Val],
+    next: &mut usize,
+    what: &str,
+) -> Result<Option<i64>, String> {
+    if chars.peek() == Some(&'*') {
+        chars.next();
+        let Some(arg) = args.get(*next) else {
+            return Err(format!("{what} * has no argument"));
+        };
+        *next += 1;
+        let n = match arg {
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or(0),
+            other => {
+                return Err(format!(
+                    "{what} * must be a whole number, not {}",
+                    describe(other)
+                ));
+            }
+        };
+        if n.unsigned_abs() > MAX_WIDTH as u64 {
+            return Err(format!(
+                "{what} {n} is more than {MAX_WIDTH} (Go's fmt prints %!(BAD{}) for it)",
+                if what == "width" { "WIDTH" } else { "PREC" }
+            ));
+        }
+        return Ok(Some(n));
+    }
+    let mut digits = String::new();
+    while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+        digits.push(d);
+        chars.next();
+    }
+    if digits.is_empty() {
+        return Ok(None);
+    }
+    match digits.parse::<u64>() {
+        Ok(n) if n <= MAX_WIDTH as u64 => Ok(Some(n as i64)),
+        _ => Err(format!(
+            "{what} {digits} is more than {MAX_WIDTH} (Go's fmt prints %!(BAD{}) for it)",
+            if what == "width" { "WIDTH" } else { "PREC" }
+        )),
+    }
+}
+
 /// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %d %q %f %t %x %%`, with
-/// the `-` and `0` flags, a width and a precision.
-fn printf(format: &str, args: &[Val]) -> String {
+/// the `-` and `0` flags, a width and a precision (digits or `*`, at most
+/// [`MAX_WIDTH`]). Arguments whose `taints` entry is set are shown escaped
+/// ([`super::printable`]) before they are padded.
+///
+/// Errors: a width or precision above [`MAX_WIDTH`] or a bad `*` argument, and a
+/// result longer than `limit` bytes.
+fn printf(format: &str, args: &[Val], taints: &[bool], limit: u64) -> Result<String, String> {
     let mut out = String::new();
     let mut chars = format.chars().peekable();
     let mut next = 0;
     while let Some(c) = chars.next() {
+        if out.len() as u64 > limit {
+            return Err(format!(
+                "the text would pass the {} MiB a template may make",
+                MAX_WORK >> 20
+            ));
+        }
         if c != '%' {
             out.push(c);
             continue;
@@ -1706,20 +2153,21 @@ fn printf(format: &str, args: &[Val]) -> String {
             }
             chars.next();
         }
-        let mut width = String::new();
-        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            width.push(d);
-            chars.next();
+        let mut width = printf_number(&mut chars, args, &mut next, "width")?;
+        if let Some(w) = width.filter(|w| *w < 0) {
+            // Go: a negative * width means left-justified.
+            left = true;
+            width = Some(-w);
         }
         let mut precision: Option<usize> = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let mut p = String::new();
-            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                p.push(d);
-                chars.next();
-            }
-            precision = Some(p.parse().unwrap_or(0));
+            // Go: a negative * precision means none.
+            precision = match printf_number(&mut chars, args, &mut next, "precision")? {
+                Some(p) if p < 0 => None,
+                Some(p) => Some(p as usize),
+                None => Some(0),
+            };
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -1733,6 +2181,7 @@ fn printf(format: &str, args: &[Val]) -> String {
             let _ = write!(out, "%!{verb}(MISSING)");
             continue;
         };
+        let tainted = taints.get(next).copied().unwrap_or(true);
         next += 1;
         let mut text = match (verb, arg) {
             ('d', Some(Value::Number(n))) => {
@@ -1755,7 +2204,11 @@ fn printf(format: &str, args: &[Val]) -> String {
             }
             (other, _) => format!("%!{other}({})", show(arg)),
         };
-        if let Ok(w) = width.parse::<usize>() {
+        if tainted {
+            text = super::printable(&text);
+        }
+        if let Some(w) = width {
+            let w = w as usize;
             let len = text.width();
             if len < w {
                 let pad = w - len;
@@ -1775,10 +2228,23 @@ fn printf(format: &str, args: &[Val]) -> String {
         out.push_str(&text);
     }
     if next < args.len() {
-        let extra: Vec<String> = args[next..].iter().map(show).collect();
+        let extra: Vec<String> = args[next..]
+            .iter()
+            .zip(taints[next..].iter())
+            .map(|(a, t)| {
+                let s = show(a);
+                if *t { super::printable(&s) } else { s }
+            })
+            .collect();
         let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
     }
-    out
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "the text would pass the {} MiB a template may make",
+            MAX_WORK >> 20
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -394,3 +394,250 @@ fn thousand_rows_render_quickly() {
     assert_eq!(out.lines().count(), 1001);
     assert!(took < std::time::Duration::from_secs(2), "{took:?}");
 }
+
+/// Runs `f` on a thread with a 2 MiB stack (Rust's default for threads; the plugin
+/// runs templates on its main thread, with more), so a recursion that is not bounded
+/// aborts the test instead of passing by luck.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn nesting_is_bounded_when_parsed() {
+    on_small_stack(|| {
+        // Blocks, parentheses, else-if chains: 12 000 deep is an error, not a crash.
+        let deep = 12_000;
+        let blocks = format!("{}x{}", "{{if 1}}".repeat(deep), "{{end}}".repeat(deep));
+        let parens = format!("{{{{{}1{}}}}}", "(".repeat(deep), ")".repeat(deep));
+        let ranges = format!(
+            "{}x{}",
+            "{{range .Nodes}}".repeat(deep),
+            "{{end}}".repeat(deep)
+        );
+        let chain = format!("{{{{if 0}}}}{}{{{{end}}}}", "{{else if 0}}".repeat(deep));
+        for t in [&blocks, &parens, &ranges, &chain] {
+            let e = parse_err(t);
+            assert!(
+                e.message
+                    .starts_with("template nested too deeply: more than 1000 levels"),
+                "{}",
+                e.message
+            );
+            assert!(e.pos.is_some_and(|p| p > 0), "{e:?}");
+        }
+        // Exactly at the limit: parsed and run (the executor goes as deep).
+        let n = MAX_DEPTH;
+        let t = format!("{}x{}", "{{with .}}".repeat(n), "{{end}}".repeat(n));
+        assert_eq!(run(&t), "x");
+        let t = format!("{{{{{}.Name{}}}}}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(run(&t), "web");
+        let t = format!("{{{{{}.Name{}}}}}", "(".repeat(n + 1), ")".repeat(n + 1));
+        assert!(parse_err(&t).message.contains("nested too deeply"));
+    });
+}
+
+/// A template longer than the parser allows (built here as nodes) is still stopped
+/// when it runs.
+#[test]
+fn nesting_is_bounded_when_run() {
+    on_small_stack(|| {
+        let mut t = Template::parse("{{if 1}}x{{end}}", FIELDS).unwrap();
+        let mut node = t.nodes[0].clone();
+        for _ in 0..MAX_DEPTH + 5 {
+            let Node::If(pipe, _, _) = &node else {
+                unreachable!()
+            };
+            node = Node::If(pipe.clone(), vec![node.clone()], vec![]);
+        }
+        t.nodes = vec![node];
+        let e = t.execute(&row()).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{}", e.message);
+    });
+}
+
+/// Many sequential parentheses parse in linear time (the matching `)` of each is
+/// found in one pass over the action).
+#[test]
+fn deep_parentheses_parse_quickly() {
+    let n = MAX_DEPTH;
+    let one = format!("{}1{}", "(".repeat(n), ")".repeat(n));
+    let t = format!("{{{{print {}}}}}", vec![one; 50].join(" "));
+    let start = std::time::Instant::now();
+    on_small_stack(move || Template::parse(&t, FIELDS).map(|_| ()).unwrap());
+    let took = start.elapsed();
+    eprintln!("50 × {n} nested parentheses parsed in {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn widths_and_precisions_are_bounded_as_in_go() {
+    for t in [
+        "{{printf \"%2147483647d\" 1}}",
+        "{{printf \"%.2000000f\" 1.5}}",
+        "{{printf \"%*d\" 2000000 1}}",
+        "{{printf \"%.*s\" -2000000 .Name}}",
+        "{{printf \"%99999999999999999999999s\" .Name}}",
+    ] {
+        let e = exec_err(t);
+        assert!(e.message.starts_with("printf: "), "{t}: {}", e.message);
+        assert!(
+            e.message.contains("more than 1000000"),
+            "{t}: {}",
+            e.message
+        );
+    }
+    let e = exec_err("{{pad .Name 1000000000 0}}");
+    assert!(
+        e.message
+            .contains("pad: the space before is 1000000000, more than 1000000"),
+        "{}",
+        e.message
+    );
+    let e = exec_err("{{printf \"%*d\" .Name 1}}");
+    assert!(
+        e.message.contains("width * must be a whole number"),
+        "{}",
+        e.message
+    );
+    // Star widths and precisions work as in Go (negative width: left-justified).
+    assert_eq!(
+        run(
+            "[{{printf \"%*s\" 5 .Name}}][{{printf \"%*s\" -5 .Name}}][{{printf \"%.*s\" 2 .Name}}]"
+        ),
+        "[  web][web  ][we]"
+    );
+    // At the limit it works.
+    assert_eq!(run("{{len (printf \"%1000000d\" 7)}}"), "1000000");
+}
+
+#[test]
+fn work_and_output_are_bounded() {
+    // Doubling a string: the bytes made pass MAX_WORK.
+    let mut t = String::from("{{$x := printf \"%1000000s\" \"a\"}}");
+    for _ in 0..12 {
+        t.push_str("{{$x = print $x $x}}");
+    }
+    t.push_str("{{len $x}}");
+    let e = exec_err(&t);
+    assert!(e.message.contains("template too costly"), "{}", e.message);
+    assert!(e.message.contains("256 MiB"), "{}", e.message);
+    // Output over all rows is bounded: 80 rows of 1 MB pass 64 MiB.
+    let tpl = Template::parse("{{printf \"%1000000s\" .Name}}", FIELDS).unwrap();
+    let rows = vec![row(); 80];
+    let e = tpl.render(&rows).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("template output too large: more than 64 MiB"),
+        "{}",
+        e.message
+    );
+    assert_eq!(tpl.render(&rows[..10]).unwrap().len(), 10 * 1_000_001);
+    // Nested ranges over 8 000 labels: 64 million passes is too many steps.
+    let mut big = row();
+    big["Labels"] = Value::Object((0..8000).map(|i| (format!("l{i}"), json!("v"))).collect());
+    let tpl = Template::parse("{{range .Labels}}{{range $.Labels}}{{end}}{{end}}", FIELDS).unwrap();
+    let start = std::time::Instant::now();
+    let e = tpl.execute(&big).unwrap_err();
+    eprintln!("nested ranges stopped after {:?}", start.elapsed());
+    assert!(e.message.contains("template too costly"), "{}", e.message);
+    // A table whose one wide cell pads every line is bounded after alignment.
+    let tpl = Template::parse(
+        "table {{if eq .Running 1}}{{printf \"%900000s\" \"x\"}}{{end}}\\t{{.Name}}",
+        FIELDS,
+    )
+    .unwrap();
+    let mut rows = vec![row(); 100];
+    rows[0]["Running"] = json!(1);
+    let e = tpl.render(&rows).unwrap_err();
+    assert!(
+        e.message.contains("template output too large"),
+        "{}",
+        e.message
+    );
+    // split of a long text into characters is bounded by what the list costs.
+    let e = exec_err(
+        "{{$x := printf \"%1000000s\" \"a\"}}{{$x = print $x $x $x $x $x $x $x $x}}{{len (split $x \"\")}}",
+    );
+    assert!(
+        e.message.contains("split: a list of 8000000 parts"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn too_many_table_columns_is_an_error_not_a_stack_overflow() {
+    on_small_stack(|| {
+        let t = format!("table {}", "{{.Name}}\\t".repeat(20_000));
+        let tpl = Template::parse(&t, FIELDS).unwrap();
+        let e = tpl.render(&[row()]).unwrap_err();
+        assert!(e.message.contains("more than 1000"), "{}", e.message);
+    });
+}
+
+/// `{{json .X}}` gives the text `--format json` gives for the field, for a value
+/// with an escape sequence, a C1 control and a bidi override; and no raw control
+/// character reaches the output of any action, while the template's own tabs and
+/// newlines, and those of printf's format and join's separator, are kept.
+#[test]
+fn json_in_a_template_is_the_json_output_and_data_is_escaped_when_printed() {
+    let name = "x\u{1b}[2J\u{9b}31m\u{202e}\ty\nz";
+    let data = json!({"Name": name, "Replicas": "1/1", "Nodes": ["a\u{1b}]0;t\u{7}", "b"]});
+    let line = crate::render::json_lines(std::slice::from_ref(&data));
+    let whole: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(whole["Name"], json!(name), "the JSON keeps the real value");
+    let field = &line[line.find("\"Name\":").unwrap() + 7..];
+    let field = &field[..field.find(",\"Nodes\"").unwrap()];
+    let tpl = |t: &str| {
+        Template::parse(t, FIELDS)
+            .unwrap()
+            .render(std::slice::from_ref(&data))
+            .unwrap()
+    };
+    assert_eq!(tpl("{{json .Name}}"), format!("{field}\n"));
+    assert_eq!(field, r#""x\u001b[2J\u009b31m\u202e\ty\nz""#);
+    // The template sees the real value: 14 characters, ESC included.
+    assert_eq!(
+        tpl("{{len .Name}}|{{truncate .Name 1}}|{{eq .Name (index . \"Name\")}}"),
+        "14|x|true\n"
+    );
+    for t in [
+        "{{.Name}}",
+        "{{.}}",
+        "{{.Nodes}}",
+        "{{range .Nodes}}{{.}}{{end}}",
+        "{{printf \"%s\\t%v\" .Name .Nodes}}",
+        "{{print .Name}}{{println .Name}}",
+        "{{join .Nodes .Name}}",
+        "{{pad .Name 1 1}}",
+        "{{upper .Name}}{{truncate .Name 20}}",
+        "{{$x := .Name}}{{$x}}",
+        "{{printf .Name}}",
+        "{{range $k, $v := .}}{{$k}}={{$v}}{{end}}",
+        "table {{.Name}}\\t{{.Replicas}}",
+    ] {
+        let out = tpl(t);
+        assert!(
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{t}: {out:?}"
+        );
+        assert!(!out.contains('\u{202e}'), "{t}: {out:?}");
+        // The value's newline never starts a line of the output.
+        assert!(!out.contains("\nz"), "{t}: {out:?}");
+    }
+    assert_eq!(tpl("{{truncate .Name 2}}"), "x\\u{1b}\n");
+    // The template's own text, printf's format and join's separator keep their tabs
+    // and newlines.
+    assert_eq!(
+        tpl("{{.Replicas}}\\t{{printf \"%s\\t%s\" .Replicas .Replicas}}"),
+        "1/1\t1/1\t1/1\n"
+    );
+    assert_eq!(tpl("{{join .Nodes \"\\x0a\"}}"), "a\\u{1b}]0;t\\u{7}\nb\n");
+    assert_eq!(tpl("{{println .Replicas}}"), "1/1\n\n");
+}

@@ -235,3 +235,98 @@ fn bad_templates_are_usage_errors_before_any_engine_call() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// Issue 13: a template nested 12 000 levels deep is a usage error (exit 125) that
+/// names the limit, not a stack overflow; a template whose output passes 64 MiB
+/// stops with exit 125 and prints nothing; and `{{json .X}}` prints the very text
+/// `--format json` prints, with no raw escape byte on stdout.
+#[test]
+fn hostile_templates_are_bounded_and_json_agrees_with_format_json() {
+    // Parentheses: a single argument may hold at most 128 KiB.
+    let deep = 12_000;
+    let t = format!("{{{{{}.Name{}}}}}", "(".repeat(deep), ")".repeat(deep));
+    let out = plugin(&["status", "--format", &t]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{}",
+        &err[..err.len().min(500)]
+    );
+    assert!(
+        err.starts_with(
+            "template parsing error: template nested too deeply: more than 1000 levels"
+        ),
+        "{}",
+        &err[..err.len().min(500)]
+    );
+    assert!(out.stdout.is_empty());
+
+    let prefix = unique("fmt-hostile");
+    let svc = TestService::create(
+        &format!("{prefix}-a"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.note=x\u{1b}[2J\u{1b}]0;owned\u{7}\ty\nz",
+        ],
+    );
+    // 100 lines of a million characters each: more than 64 MiB.
+    let out = plugin(&[
+        "status",
+        "--format",
+        "{{range split (printf \"%100s\" \"\") \"\"}}{{printf \"%1000000s\" $.Name}}{{end}}",
+        &svc.name,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("template output too large: more than 64 MiB"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed");
+    // A width above Go's limit is refused, with the position.
+    let out = plugin(&[
+        "status",
+        "--format",
+        "{{printf \"%2147483647d\" 1}}",
+        &svc.name,
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("width 2147483647 is more than 1000000"),
+        "{}",
+        stderr(&out)
+    );
+
+    let json = stdout(&ok(plugin(&["status", "--format", "json", &svc.name])));
+    let from_template = stdout(&ok(plugin(&[
+        "status",
+        "--format",
+        "{{json .RuleLabels}}|{{.RuleLabels}}|{{index .RuleLabels \"microscale.note\"}}",
+        &svc.name,
+    ])));
+    let row: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let (labels, rest) = from_template.trim_end().split_once('|').unwrap();
+    // The same text as the field of --format json, and the same value.
+    assert!(
+        json.contains(&format!("\"RuleLabels\":{labels}")),
+        "{json}\n{labels}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(labels).unwrap();
+    assert_eq!(parsed, row["RuleLabels"]);
+    assert_eq!(
+        parsed["microscale.note"],
+        serde_json::json!("x\u{1b}[2J\u{1b}]0;owned\u{7}\ty\nz")
+    );
+    // Printed values are escaped: no raw control byte, no extra line.
+    for out in [&json, &from_template] {
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+    }
+    assert!(
+        rest.ends_with("x\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\ty\\nz"),
+        "{rest}"
+    );
+}
