@@ -67,6 +67,11 @@ fn looks_like_credential(word: &str) -> bool {
 pub fn is_secret_name(name: &str) -> bool {
     let decoded = percent_decode(name);
     let lower = decoded.to_lowercase();
+    // A metric URI's `secret-file=PATH` and `secret-env=NAME` say where a secret
+    // is, and errors must show which one.
+    if matches!(lower.as_str(), "secret-file" | "secret-env") {
+        return false;
+    }
     if SECRET_PARTS.iter().any(|p| lower.contains(p))
         || lower.ends_with("pass")
         || lower.ends_with("pwd")
@@ -119,14 +124,19 @@ pub fn redact_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     let mut after_prefix = false;
+    let mut after_binding = false;
     while !rest.is_empty() {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let (word, tail) = rest.split_at(end);
-        if after_prefix && looks_like_credential(word) {
+        if after_binding || word.starts_with("--metric-secret=") {
+            // `--metric-secret NAME=HOST`: a secret's name and its hosts, no secret.
+            out.push_str(word);
+        } else if after_prefix && looks_like_credential(word) {
             out.push_str(MASK);
         } else {
             out.push_str(&redact_word(word));
         }
+        after_binding = word == "--metric-secret";
         after_prefix = CREDENTIAL_PREFIXES
             .iter()
             .any(|p| word.trim_end_matches(':').eq_ignore_ascii_case(p));
@@ -322,6 +332,24 @@ mod tests {
         let r = redact_value(v);
         assert!(!r.contains("S3C"), "{v:?} -> {r:?}");
         assert!(r.contains(MASK), "{v:?} -> {r:?}");
+    }
+
+    #[test]
+    fn where_a_secret_is_and_where_it_may_go_are_shown() {
+        assert_eq!(
+            redact_value("redis://q/0?list=a&secret-file=/run/secrets/redis"),
+            "redis://q/0?list=a&secret-file=/run/secrets/redis"
+        );
+        assert_eq!(
+            redact_value("add --metric-secret db-password=queue:6379 (docs)"),
+            "add --metric-secret db-password=queue:6379 (docs)"
+        );
+        assert_eq!(
+            redact_value("--metric-secret=api-token=h"),
+            "--metric-secret=api-token=h"
+        );
+        // Anything else named like a secret is still hidden.
+        assert_eq!(redact_value("x db-password=S3C"), "x db-password=xxxxx");
     }
 
     #[test]

@@ -185,11 +185,18 @@ impl Allow {
             if ok {
                 return Ok(());
             }
-            let numeric = if matches!(host, Host::Ip(_)) {
-                " (a host written as a number is an address, even where a service has that name)"
-            } else {
-                ""
-            };
+            // A service named like a number is not reached by that name.
+            let numeric = self
+                .services
+                .iter()
+                .find(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
+                .map(|s| {
+                    format!(
+                        " (the service named {} is not reached by that name: a host written as a number is an address)",
+                        crate::render::printable(s)
+                    )
+                })
+                .unwrap_or_default();
             return Err(format!(
                 "{host} is not allowed{numeric}: by default metrics are read only from the swarm's own services and loopback; allow it with --metric-allow {at}"
             ));

@@ -225,7 +225,7 @@ mod tests {
         // A service named like a number is an address, not the service.
         let e = a.check(&t("http://2852039166/#/a")).unwrap_err();
         assert!(
-            e.contains("169.254.169.254 is not allowed (a host written as a number"),
+            e.contains("169.254.169.254 is not allowed (the service named 2852039166 is not reached by that name"),
             "{e}"
         );
         let a = Allow::parse(&["prom.example:9090,redis".into()], services).unwrap();

@@ -8,6 +8,7 @@ mod format;
 mod harness;
 mod hostile;
 mod lease;
+mod metric_access;
 mod metrics;
 mod provenance;
 mod rules;
