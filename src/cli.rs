@@ -603,7 +603,7 @@ const PLAN_EXAMPLES: &str = "  docker microscale plan
   docker microscale plan --detailed-exitcode; [ $? -eq 2 ] && echo changes pending
   docker microscale plan --format json | jq -r '.Service + \" \" + (.Desired|tostring)'";
 
-const METRIC_EXAMPLES: &str = "  docker microscale metric 'redis://queue:6379/0?list=jobs&secret-file=/run/secrets/redis'
+const METRIC_EXAMPLES: &str = "  docker microscale metric --metric-secret redis=queue:6379 'redis://queue:6379/0?list=jobs&secret-file=/run/secrets/redis'
   docker microscale metric 'prometheus://prometheus:9090?query=sum(rate(http_requests_total[1m]))'
   docker microscale metric --metric-allow stats.example:8080 'http://stats.example:8080/stats#/queue/depth'
   docker microscale metric --format json --timeout 2s 'nats://nats:8222/ORDERS/worker'";

@@ -346,6 +346,7 @@ fn the_stack_file_parses_and_places_one_agent_per_manager() {
         "mode: host",
         "order: stop-first",
         "secret-file=/run/secrets/redis",
+        "--metric-secret=redis=queue:6379",
         "- __healthz",
     ] {
         assert!(
