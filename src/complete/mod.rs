@@ -640,7 +640,10 @@ mod tests {
         let v: Vec<&str> = v.iter().map(|c| c.value.as_str()).collect();
         assert!(v.contains(&"-q") && v.contains(&"-f") && v.contains(&"--quiet"));
         assert_eq!(values(&done("badge", "--k")), ["--kind"]);
-        assert_eq!(values(&done("rules check", "--")), ["--rules", "--format"]);
+        assert_eq!(
+            values(&done("rules check", "--")),
+            ["--rules", "--metric-allow", "--metric-secret", "--format"]
+        );
         assert_eq!(values(&done("scale", "--d")), ["--detach"]);
         assert!(values(&done("scale", "-")).contains(&"-d"));
         // Global flags belong to docker: not offered.
