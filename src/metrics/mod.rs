@@ -182,7 +182,10 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    if userinfo.is_some_and(|u| u.contains(':')) {
+    // A password as a person meant it counts too (`redis://app:12/34@queue/0` parses
+    // as host `app`, port 12): the decision of crate::redact::split_userinfo.
+    let meant = crate::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'));
+    if userinfo.is_some_and(|u| u.contains(':')) || meant {
         return Err(
             "a password in the metric URI: put it in a file (a Docker secret) or an environment variable, and name that with the query parameter secret-file or secret-env (docs/metrics.md)".into(),
         );
@@ -333,6 +336,23 @@ mod tests {
         assert_eq!(t.uri, "http://svc:8080/stats#/queue/depth");
         assert_eq!(t.secret_env.as_deref(), Some("MICROSCALE_SECRET_TOKEN"));
         assert!(parse_target("redis://q:99999/0").is_err());
+    }
+
+    /// Issue 13 item 5: a password a URL parser reads as a port and a path.
+    #[test]
+    fn a_password_a_url_parser_misreads_is_refused() {
+        for uri in [
+            "redis://app:12/34@queue:6379/0?list=jobs",
+            "http://ci:1234/5678@prom.example:9090/api",
+        ] {
+            let e = parse_target(uri).unwrap_err();
+            assert!(
+                e.contains("secret-file") && !e.contains("34"),
+                "{uri} -> {e}"
+            );
+        }
+        let t = parse_target("http://prom.example:9090/u/@scope").unwrap();
+        assert_eq!(t.host, "prom.example");
     }
 
     #[test]
