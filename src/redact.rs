@@ -156,8 +156,14 @@ fn url_with_blank_password(word: &str, rest: &str) -> Option<(String, usize)> {
     if scheme.eq_ignore_ascii_case("unix") || scheme.eq_ignore_ascii_case("npipe") {
         return None;
     }
+    // A password with blanks is short (see `may_be_meant_userinfo`): look no further
+    // than a little past this word, so that a long value costs little.
+    let mut window = (word.len() + 300).min(rest.len());
+    while !rest.is_char_boundary(window) {
+        window += 1;
+    }
+    let (at, host) = split_userinfo(&rest[sep + 3..window])?;
     let after = &rest[sep + 3..];
-    let (at, host) = split_userinfo(after)?;
     if !after[..at].contains(char::is_whitespace) {
         return None;
     }
@@ -230,9 +236,16 @@ fn host_at(s: &str) -> Option<HostLook> {
     if s.starts_with('[') {
         return Some(HostLook::Host);
     }
-    let end = s
-        .find(|c: char| c.is_whitespace() || ":/?#,;\"')>".contains(c))
-        .unwrap_or(s.len());
+    // A host name has at most 253 characters: look no further (long text stays cheap).
+    let mut lim = s.len().min(256);
+    while !s.is_char_boundary(lim) {
+        lim -= 1;
+    }
+    let end = match s[..lim].find(|c: char| c.is_whitespace() || ":/?#,;\"')>".contains(c)) {
+        Some(e) => e,
+        None if lim == s.len() => lim,
+        None => return None,
+    };
     let host = &s[..end];
     if host.is_empty()
         || !host
@@ -358,9 +371,13 @@ pub fn split_userinfo(after: &str) -> Option<(usize, usize)> {
         // Every `@` lies after the host: in its path, query or fragment.
         return None;
     }
+    // Bounded, so that text with many `@` costs little: user info longer than 8 KiB or
+    // past the 64th `@` is not looked for.
     let candidates: Vec<usize> = after
         .match_indices('@')
         .map(|(i, _)| i)
+        .take_while(|&i| i <= 8192)
+        .take(64)
         .filter(|&i| {
             let look = host_at(&after[i + 1..]);
             let userinfo = &after[..i];
@@ -787,5 +804,26 @@ mod tests {
             split("https://user%40corp.com@gitlab.com/g"),
             Some(("user%40corp.com", "gitlab.com/g"))
         );
+    }
+
+    /// Many `@` signs, URLs and blanks cost little (the search for user info is
+    /// bounded), and a long value is still masked.
+    #[test]
+    fn long_values_with_many_at_signs_are_quick() {
+        let many_at = format!("https://{}", "a@".repeat(500_000));
+        let many_urls = "https://a:b c ".repeat(100_000);
+        let start = std::time::Instant::now();
+        redact_value(&many_at);
+        redact_value(&many_urls);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        let long = format!(
+            "{} https://ci:1234/5678@gitlab.com/g",
+            "word ".repeat(100_000)
+        );
+        assert!(redact_value(&long).ends_with("https://ci:xxxxx@gitlab.com/g"));
     }
 }
