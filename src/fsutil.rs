@@ -31,7 +31,7 @@ pub fn read_regular(path: &Path, limit: u64, follow_symlinks: bool) -> std::io::
     if !meta.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "not a regular file",
+            format!("not a regular file: it is {}", kind_name(&meta.file_type())),
         ));
     }
     if meta.len() > limit {
@@ -51,6 +51,57 @@ pub fn read_regular(path: &Path, limit: u64, follow_symlinks: bool) -> std::io::
         ));
     }
     Ok(bytes)
+}
+
+/// What a file of type `ft` is, for an error message: `a regular file`, `a directory`,
+/// `a FIFO (named pipe)`, `a socket`, `a block device`, `a character device`,
+/// `a symlink`, else `not a regular file`.
+pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Whether a regular file is at `path` (following symlinks), decided from metadata
+/// alone: nothing is opened, so a FIFO cannot block.
+///
+/// `Ok(false)` only when nothing is there at all. Errors: `InvalidInput` when
+/// something else is there, with what it is (`a FIFO (named pipe)`, `a directory`,
+/// `a symlink to nothing`, ...: see [`kind_name`]); other I/O errors (a permission
+/// denied on the directory) as they come. None of these may be taken for "absent".
+pub fn regular_file_present(path: &Path) -> std::io::Result<bool> {
+    let not_regular = |what: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            what.to_string(),
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(m) => not_regular(kind_name(&m.file_type())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::symlink_metadata(path)
+        {
+            Ok(_) => not_regular("a symlink to nothing"),
+            Err(e2) if e2.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e2) => Err(e2),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Like [`read_regular`] (following symlinks), as text (invalid UTF-8 replaced).

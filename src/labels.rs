@@ -163,4 +163,20 @@ mod tests {
         let l = map(&[("microscale.password", "S3CRET15")]);
         assert!(!rule_summary(&l).unwrap().contains("S3CRET15"));
     }
+
+    /// Issue 13 item 5: passwords a URL parser misreads (as a port and a path, or
+    /// with blanks) are masked in the summary and the map.
+    #[test]
+    fn passwords_a_url_parser_misreads_never_reach_the_summary() {
+        for (uri, secret) in [
+            ("redis://app:12/3456@queue:6379/0?list=jobs", "3456"),
+            ("https://ci:1234/5678@prom.example/q", "5678"),
+            ("https://oauth2:glpat-AbC dEf@prom.example/q", "dEf"),
+        ] {
+            let l = map(&[("microscale.metric", uri)]);
+            let s = rule_summary(&l).unwrap();
+            assert!(!s.contains(secret) && s.contains("xxxxx"), "{uri} -> {s}");
+            assert!(!rule_labels(&l)["microscale.metric"].contains(secret));
+        }
+    }
 }

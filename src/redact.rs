@@ -128,6 +128,13 @@ pub fn redact_value(value: &str) -> String {
     while !rest.is_empty() {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let (word, tail) = rest.split_at(end);
+        if let Some((shown, taken)) = url_with_blank_password(word, rest) {
+            out.push_str(&shown);
+            rest = &rest[taken..];
+            after_prefix = false;
+            after_binding = false;
+            continue;
+        }
         if after_binding || word.starts_with("--metric-secret=") {
             // `--metric-secret NAME=HOST`: a secret's name and its hosts, no secret.
             out.push_str(word);
@@ -147,6 +154,43 @@ pub fn redact_value(value: &str) -> String {
         rest = &tail[ws..];
     }
     out
+}
+
+/// A URL at the start of `rest` (in its first word, `word`) whose password holds
+/// blanks (`https://oauth2:glpat-AbC dEf@gitlab.com/g`), as [`split_userinfo`] finds
+/// it: the masked text up to the end of the word that holds the host, and how many
+/// bytes of `rest` it covers. `None` when the user info (if any) has no blank.
+fn url_with_blank_password(word: &str, rest: &str) -> Option<(String, usize)> {
+    let start = url_start(word)?;
+    let sep = start + word[start..].find("://")?;
+    let scheme = &word[start..sep];
+    if scheme.eq_ignore_ascii_case("unix") || scheme.eq_ignore_ascii_case("npipe") {
+        return None;
+    }
+    // A password with blanks is short (see `may_be_meant_userinfo`): look no further
+    // than a little past this word, so that a long value costs little.
+    let mut window = (word.len() + 300).min(rest.len());
+    while !rest.is_char_boundary(window) {
+        window += 1;
+    }
+    let (at, host) = split_userinfo(&rest[sep + 3..window])?;
+    let after = &rest[sep + 3..];
+    if !after[..at].contains(char::is_whitespace) {
+        return None;
+    }
+    let host_word_end = after[host..]
+        .find(char::is_whitespace)
+        .map_or(after.len(), |e| host + e);
+    // The host and path go through the usual URL masking (query parameters).
+    let tail = redact_url(&format!("{scheme}://{}", &after[host..host_word_end]));
+    let shown = format!(
+        "{}{scheme}://{}{}{}",
+        redact_plain(&word[..start]),
+        mask_userinfo(scheme, &after[..at]),
+        &after[at..host],
+        &tail[scheme.len() + 3..]
+    );
+    Some((shown, sep + 3 + host_word_end))
 }
 
 fn redact_word(word: &str) -> String {
@@ -181,25 +225,89 @@ fn url_start(word: &str) -> Option<usize> {
     (begin < sep && boundary).then_some(begin)
 }
 
-/// Whether `s` starts with a host name or IP literal (up to `:`, `/`, `?`, `#`, or a
-/// delimiter that may follow a URL in text: `,;"')>`).
+/// Whether `s` starts with a host name or IP literal (up to `:`, `/`, `?`, `#`,
+/// whitespace, or a delimiter that may follow a URL in text: `,;"')>`).
 fn starts_with_host(s: &str) -> bool {
-    if s.starts_with('[') {
-        return true;
-    }
-    let host: &str = s
-        .split([':', '/', '?', '#', ',', ';', '"', '\'', ')', '>'])
-        .next()
-        .unwrap_or_default();
-    !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    host_at(s).is_some()
 }
 
-/// Whether `userinfo` (between `://` and an `@`) is really user info and not
-/// `host:port/path...`.
+/// How much a text after an `@` looks like a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostLook {
+    /// A single name such as `queue` or `RET`: a host for a URL parser, but also what
+    /// the end of a password or a path segment looks like.
+    Name,
+    /// A DNS name with a dot, an IP address, `[IPv6]`, `localhost`, or a single name
+    /// with a numeric port (`queue:6379`): what a person writes as a host.
+    Host,
+}
+
+/// Whether `s` starts with a host (see [`HostLook`]); `None` when it does not.
+fn host_at(s: &str) -> Option<HostLook> {
+    if s.starts_with('[') {
+        return Some(HostLook::Host);
+    }
+    // A host name has at most 253 characters: look no further (long text stays cheap).
+    let mut lim = s.len().min(256);
+    while !s.is_char_boundary(lim) {
+        lim -= 1;
+    }
+    let end = match s[..lim].find(|c: char| c.is_whitespace() || ":/?#,;\"')>".contains(c)) {
+        Some(e) => e,
+        None if lim == s.len() => lim,
+        None => return None,
+    };
+    let host = &s[..end];
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    {
+        return None;
+    }
+    let port = s[end..].strip_prefix(':').map(|p| {
+        let n = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
+        let next = p[n..].chars().next();
+        n > 0 && next.is_none_or(|c| c.is_whitespace() || "/?#,;\"')>".contains(c))
+    });
+    let dotted = host.contains('.') && host.chars().any(|c| c.is_ascii_alphanumeric());
+    if dotted || host.eq_ignore_ascii_case("localhost") || port == Some(true) {
+        Some(HostLook::Host)
+    } else {
+        Some(HostLook::Name)
+    }
+}
+
+/// Whether `authority` (the text between `scheme://` and the first `/`, `?`, `#` or
+/// blank) is a real `host[:port]` as a person writes one: no `@`, a host as
+/// [`HostLook::Host`] (dotted, IP, `[IPv6]`, `localhost`), and a numeric port if any.
+fn is_real_authority(authority: &str) -> bool {
+    if authority.contains('@') || authority.to_ascii_lowercase().contains("%40") {
+        return false;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.find(']').is_some_and(|e| port_ok(&rest[e + 1..]));
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, format!(":{p}")),
+        None => (authority, String::new()),
+    };
+    port_ok(&port) && host_at(host) == Some(HostLook::Host)
+}
+
+/// `""` or `:` and digits.
+fn port_ok(s: &str) -> bool {
+    s.is_empty()
+        || s.strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `userinfo` (between `://` and an `@`) is really user info for a URL parser
+/// and not `host:port/path...`.
 fn is_userinfo(userinfo: &str) -> bool {
+    if userinfo.contains(char::is_whitespace) {
+        return false;
+    }
     let first_delim = userinfo.find(['/', '?', '#']);
     match (userinfo.find(':'), first_delim) {
         (_, None) => true,
@@ -212,6 +320,119 @@ fn is_userinfo(userinfo: &str) -> bool {
     }
 }
 
+/// Whether `userinfo` may be credentials that a URL parser would not see as user info
+/// (`ci:1234/5678`, `oauth2:glpat-AbC dEf`), given that the URL's own authority is
+/// not a real host. Blanks are accepted only in a short `user:password` on one line
+/// (at most 4 words, no `/`, a first word that is not `name:digits`); a `?`, `#` or `&` reads as a query, and `://` as the
+/// next URL, so neither is taken as part of a password here.
+fn may_be_meant_userinfo(userinfo: &str) -> bool {
+    if userinfo.is_empty() || userinfo.contains(['?', '#', '&']) || userinfo.contains("://") {
+        return false;
+    }
+    if !userinfo.contains(char::is_whitespace) {
+        return true;
+    }
+    let first = userinfo.split(char::is_whitespace).next().unwrap_or("");
+    !userinfo.contains(['\n', '\r', '/'])
+        && userinfo.split_whitespace().count() <= 4
+        && userinfo.len() <= 256
+        && first.split_once(':').is_some_and(|(user, pw)| {
+            // `web:8080 or mail me@example.com` is a host and port, then prose.
+            !user.is_empty() && !pw.is_empty() && !pw.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Where the credentials end in a URL-ish text, as a person meant them: the single
+/// place that decides it, for every output (masking here, and the repository links of
+/// [`crate::provenance::links`]).
+///
+/// `after` is the text after `scheme://` (it may run on past the URL, over blanks).
+/// Returns `Some((at, host))`: `after[..at]` is the user info (`user:password` or a
+/// token), `after[at..host]` the separator (`@`, or `%40`), and the host starts at
+/// `after[host..]`. `None` when there is no user info.
+///
+/// The rule:
+/// 0. When the URL's own authority (up to the first `/`, `?`, `#` or blank) is a real
+///    host (no `@`; dotted, IP, `[IPv6]` or `localhost`; a numeric port), there is no
+///    user info: every `@` is in the path, query or fragment.
+/// 1. Otherwise an `@` is a candidate when what follows it looks like a host and either
+///    - what precedes it is user info for a URL parser (`user:pw@queue`,
+///      `user:S3C/RET@queue`, where the text after the `:` is not a port), or
+///    - (the authority not being a real host: `ci:1234` in
+///      `https://ci:1234/5678@gitlab.com/g` is a single name, as a person never
+///      writes a public host) the host after the `@` is what a person
+///      writes as one (dotted, IP, `localhost`, or `name:port`), and the text before
+///      it can be a password ([`may_be_meant_userinfo`]: blanks only in a short
+///      `user:password`, no query).
+/// 2. Of the candidates, the first is taken, then a later one as long as no `/`, `?`,
+///    `#` or blank lies between the chosen host and it (the password had an `@`):
+///    the last `@` before the path of that host. An `@` in the path of a real URL
+///    (`https://github.com/o/r/tree/@scope/pkg`) is never a candidate, and one after
+///    the chosen host's `/` is in its path.
+/// 3. Without any `@` candidate, a `%40` in the authority that is followed by a
+///    host counts as the separator (`https://ci:pw%40gitlab.com/g`).
+///
+/// Known cost (it errs on the side of hiding too much): `http://svc:8080/u/me@example.com`,
+/// a single-name host with a path holding an e-mail address, is read as credentials.
+pub fn split_userinfo(after: &str) -> Option<(usize, usize)> {
+    let auth_end = after
+        .find(|c: char| c.is_whitespace() || "/?#".contains(c))
+        .unwrap_or(after.len());
+    if is_real_authority(&after[..auth_end]) {
+        // Every `@` lies after the host: in its path, query or fragment.
+        return None;
+    }
+    // Bounded, so that text with many `@` costs little: user info longer than 8 KiB or
+    // past the 64th `@` is not looked for.
+    let candidates: Vec<usize> = after
+        .match_indices('@')
+        .map(|(i, _)| i)
+        .take_while(|&i| i <= 8192)
+        .take(64)
+        .filter(|&i| {
+            let look = host_at(&after[i + 1..]);
+            let userinfo = &after[..i];
+            (look.is_some() && is_userinfo(userinfo))
+                || (look == Some(HostLook::Host) && may_be_meant_userinfo(userinfo))
+        })
+        .collect();
+    let mut chosen: Option<usize> = None;
+    for c in candidates {
+        match chosen {
+            None => chosen = Some(c),
+            Some(prev) => {
+                let between = &after[prev + 1..c];
+                if between.contains(|ch: char| ch.is_whitespace() || "/?#".contains(ch)) {
+                    break;
+                }
+                chosen = Some(c);
+            }
+        }
+    }
+    if let Some(at) = chosen {
+        return Some((at, at + 1));
+    }
+    let authority = &after[..auth_end];
+    let lower = authority.to_ascii_lowercase();
+    lower
+        .match_indices("%40")
+        .map(|(i, _)| i)
+        .filter(|&i| i > 0 && host_at(&authority[i + 3..]) == Some(HostLook::Host))
+        .last()
+        .map(|i| (i, i + 3))
+}
+
+/// The user info as shown: `user:xxxxx`, a lone token as `xxxxx`, an `ssh://` login
+/// (no `:`) as it is.
+fn mask_userinfo(scheme: &str, userinfo: &str) -> String {
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{MASK}"),
+        // ssh://user@host names a login, not a token.
+        None if userinfo.is_empty() || scheme.eq_ignore_ascii_case("ssh") => userinfo.to_string(),
+        None => MASK.to_string(),
+    }
+}
+
 fn redact_url(url: &str) -> String {
     let sep = url.find("://").expect("a URL");
     let scheme = &url[..sep];
@@ -219,24 +440,13 @@ fn redact_url(url: &str) -> String {
     if scheme.eq_ignore_ascii_case("unix") || scheme.eq_ignore_ascii_case("npipe") {
         return url.to_string();
     }
-    let at = after
-        .match_indices('@')
-        .map(|(i, _)| i)
-        .rev()
-        .find(|&i| starts_with_host(&after[i + 1..]) && is_userinfo(&after[..i]));
-    let mut rebuilt = match at {
-        Some(at) => {
-            let userinfo = &after[..at];
-            let masked = match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:{MASK}"),
-                // ssh://user@host names a login, not a token.
-                None if userinfo.is_empty() || scheme.eq_ignore_ascii_case("ssh") => {
-                    userinfo.to_string()
-                }
-                None => MASK.to_string(),
-            };
-            format!("{scheme}://{masked}@{}", &after[at + 1..])
-        }
+    let mut rebuilt = match split_userinfo(after) {
+        Some((at, host)) => format!(
+            "{scheme}://{}{}{}",
+            mask_userinfo(scheme, &after[..at]),
+            &after[at..host],
+            &after[host..]
+        ),
         None => url.to_string(),
     };
     for delim in ['?', '#'] {
@@ -509,5 +719,140 @@ mod tests {
         ] {
             assert_eq!(redact_value(v), v);
         }
+    }
+
+    /// Issue 13 item 5: credentials a URL parser does not see as user info.
+    #[test]
+    fn credentials_a_person_meant_are_masked() {
+        assert_eq!(
+            redact_value("https://ci:1234/5678@gitlab.com/g/app.git"),
+            "https://ci:xxxxx@gitlab.com/g/app.git"
+        );
+        assert_eq!(
+            redact_value("https://oauth2:glpat-AbC dEf@gitlab.com/g/app.git"),
+            "https://oauth2:xxxxx@gitlab.com/g/app.git"
+        );
+        // (input, expected output)
+        for (v, want) in [
+            // several `@`: the last one before the host's path
+            (
+                "https://u:p@ss@gitlab.com/g/@scope/x",
+                "https://u:xxxxx@gitlab.com/g/@scope/x",
+            ),
+            (
+                "https://u:a@b.com:x@gitlab.com/g",
+                "https://u:xxxxx@gitlab.com/g",
+            ),
+            // a real URL with a password and an `@` in its path: only the password
+            (
+                "https://u:pw@github.com/org/repo/tree/@scope.io/pkg",
+                "https://u:xxxxx@github.com/org/repo/tree/@scope.io/pkg",
+            ),
+            // `%40` inside a password, and as the only separator
+            (
+                "https://u:p%40ss@gitlab.com/g",
+                "https://u:xxxxx@gitlab.com/g",
+            ),
+            (
+                "https://ci:pw%40gitlab.com/g/app.git",
+                "https://ci:xxxxx%40gitlab.com/g/app.git",
+            ),
+            // blanks, with text before and after, and a query after the host
+            (
+                "source: https://oauth2:a b c@gitlab.com/g?token=T1 and more",
+                "source: https://oauth2:xxxxx@gitlab.com/g?token=xxxxx and more",
+            ),
+            (
+                "url=\"https://oauth2:a b@gitlab.com/g\"",
+                "url=\"https://oauth2:xxxxx@gitlab.com/g\"",
+            ),
+            // a single-name host with a numeric "port" that is a password
+            (
+                "redis://app:1234/5678@10.0.0.7:6379/0",
+                "redis://app:xxxxx@10.0.0.7:6379/0",
+            ),
+            (
+                "redis://app:12/34@queue:6379/0",
+                "redis://app:xxxxx@queue:6379/0",
+            ),
+            ("https://tok/en@localhost/g", "https://xxxxx@localhost/g"),
+            (
+                "ssh://git:1234/5678@gitlab.com/g",
+                "ssh://git:xxxxx@gitlab.com/g",
+            ),
+            // the next URL is not part of a password
+            (
+                "https://a:b then https://c@d.com",
+                "https://a:b then https://xxxxx@d.com",
+            ),
+        ] {
+            assert_eq!(redact_value(v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn at_signs_that_belong_to_a_real_url_are_kept() {
+        for v in [
+            "https://github.com/org/repo/tree/@scope/pkg",
+            "https://github.com/org/repo/tree/@scope.io/pkg",
+            "https://registry.npmjs.org/@scope/pkg",
+            "https://gitlab.com:8443/g/@x.io",
+            "http://localhost:8080/users/me@example.com",
+            "http://10.0.0.1/a/me@example.com",
+            "https://[::1]:8443/a/me@example.com",
+            "https://gitlab.com/g/%40scope.io/x",
+            "redis://queue:6379/0?x=a@b.com",
+            "http://svc:8080/p?mail=me@example.com",
+            // blanks: a URL, then prose with an address
+            "see https://host/x and mail me@example.com",
+            "see http://web:8080 or mail admin@example.com",
+            "https://gitlab.com:443 or me@example.com",
+            "go to https://a:b\nc@d.com",
+        ] {
+            assert_eq!(redact_value(v), v, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn split_userinfo_is_the_one_decision() {
+        fn split(url: &str) -> Option<(&str, &str)> {
+            let after = &url[url.find("://").unwrap() + 3..];
+            split_userinfo(after).map(|(at, host)| (&after[..at], &after[host..]))
+        }
+        assert_eq!(
+            split("https://ci:1234/5678@gitlab.com/g/app.git"),
+            Some(("ci:1234/5678", "gitlab.com/g/app.git"))
+        );
+        assert_eq!(
+            split("https://oauth2:glpat-AbC dEf@gitlab.com/g"),
+            Some(("oauth2:glpat-AbC dEf", "gitlab.com/g"))
+        );
+        assert_eq!(split("https://github.com/o/r/tree/@scope/pkg"), None);
+        assert_eq!(split("https://gitlab.com/g"), None);
+        assert_eq!(
+            split("https://user%40corp.com@gitlab.com/g"),
+            Some(("user%40corp.com", "gitlab.com/g"))
+        );
+    }
+
+    /// Many `@` signs, URLs and blanks cost little (the search for user info is
+    /// bounded), and a long value is still masked.
+    #[test]
+    fn long_values_with_many_at_signs_are_quick() {
+        let many_at = format!("https://{}", "a@".repeat(500_000));
+        let many_urls = "https://a:b c ".repeat(100_000);
+        let start = std::time::Instant::now();
+        redact_value(&many_at);
+        redact_value(&many_urls);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        let long = format!(
+            "{} https://ci:1234/5678@gitlab.com/g",
+            "word ".repeat(100_000)
+        );
+        assert!(redact_value(&long).ends_with("https://ci:xxxxx@gitlab.com/g"));
     }
 }

@@ -164,6 +164,17 @@ pub enum ResolveError {
     ContextNoDockerEndpoint { name: String, path: PathBuf },
     #[error("cannot determine the config directory: set HOME, DOCKER_CONFIG or --config")]
     NoConfigDir,
+    /// A TLS file (`ca.pem`, `cert.pem`, `key.pem`) that exists but is no regular file
+    /// (a FIFO, a directory, a socket, a device, a symlink to one or to nothing), or
+    /// that cannot be looked at. Taking it for absent would connect without TLS.
+    #[error(
+        "{path} is {what}, not a PEM file ({origin})\nPut the PEM file there, or remove it: it is not taken as absent, which could connect without TLS."
+    )]
+    TlsFileNotRegular {
+        path: PathBuf,
+        what: String,
+        origin: String,
+    },
     #[error("invalid engine address \"{host}\" ({origin}): {reason}")]
     BadHost {
         host: String,
@@ -393,8 +404,9 @@ fn load_context(
         .join("tls")
         .join(&hash)
         .join("docker");
-    let file = |f: &str| Some(tls_dir.join(f)).filter(|p| p.is_file());
-    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let origin_text = format!("the TLS material of context \"{name}\"");
+    let file = |f: &str| tls_file(tls_dir.join(f), &origin_text);
+    let (ca, cert, key) = (file("ca.pem")?, file("cert.pem")?, file("key.pem")?);
     let has_tls_data = ca.is_some() || cert.is_some() || key.is_some();
     let tls = (has_tls_data || docker.skip_tls_verify).then_some(TlsSettings {
         ca,
@@ -414,14 +426,37 @@ fn load_context(
     Ok(Endpoint { host, tls, source })
 }
 
+/// `Some(path)` when a regular file is there, `None` when nothing is; anything else
+/// there (a FIFO, a directory, a socket, a device, a symlink to one or to nothing, an
+/// unreadable directory) is an error naming the path and what it is. Only metadata
+/// is read: a FIFO never blocks. `origin` says where the path came from.
+fn tls_file(path: PathBuf, origin: &str) -> Result<Option<PathBuf>, ResolveError> {
+    match crate::fsutil::regular_file_present(&path) {
+        Ok(true) => Ok(Some(path)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(ResolveError::TlsFileNotRegular {
+            what: if e.kind() == std::io::ErrorKind::InvalidInput {
+                e.to_string()
+            } else {
+                format!("not readable ({e})")
+            },
+            path,
+            origin: origin.to_string(),
+        }),
+    }
+}
+
 /// TLS from the global flags and the environment, for the default context
 /// (docker/cli `cli/flags/options.go`, `SetDefaultOptions`).
-fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
+///
+/// Errors: a default `cert.pem` or `key.pem` that exists but is not a regular file
+/// ([`ResolveError::TlsFileNotRegular`]); a `ca.pem` is always used, and read later.
+fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Result<Option<TlsSettings>, ResolveError> {
     // Giving --tlsverify at all, even =false, turns TLS on (docker/cli SetDefaultOptions).
     let verify = opts.tlsverify.unwrap_or(env.docker_tls_verify.is_some());
     let tls = opts.tls.unwrap_or(env.docker_tls.is_some()) || verify || opts.tlsverify.is_some();
     if !tls {
-        return None;
+        return Ok(None);
     }
     // As in the docker CLI, `--config` does not move the default certificate
     // directory: it is DOCKER_CERT_PATH, else DOCKER_CONFIG, else ~/.docker.
@@ -435,20 +470,23 @@ fn flag_tls(opts: &GlobalOptions, env: &EnvVars) -> Option<TlsSettings> {
     // As in the docker CLI: a path given by flag is used as is (and must exist); the
     // default cert.pem and key.pem are used only when present, so that an engine that
     // does not ask for client certificates works without them.
+    // Present means a regular file: a FIFO or a directory there is an error, not
+    // "absent".
+    let origin = "the default TLS files, in DOCKER_CERT_PATH, else the docker config directory";
     let pick = |flag: &Option<PathBuf>, default: &str| match flag {
-        Some(p) => Some(p.clone()),
-        None => Some(cert_dir.join(default)).filter(|p| p.exists()),
+        Some(p) => Ok(Some(p.clone())),
+        None => tls_file(cert_dir.join(default), origin),
     };
-    Some(TlsSettings {
+    Ok(Some(TlsSettings {
         ca: Some(
             opts.tlscacert
                 .clone()
                 .unwrap_or_else(|| cert_dir.join("ca.pem")),
         ),
-        cert: pick(&opts.tlscert, "cert.pem"),
-        key: pick(&opts.tlskey, "key.pem"),
+        cert: pick(&opts.tlscert, "cert.pem")?,
+        key: pick(&opts.tlskey, "key.pem")?,
         verify,
-    })
+    }))
 }
 
 /// Resolves the engine endpoint from the global flags and the environment.
@@ -501,7 +539,7 @@ pub fn resolve(
     })?;
     Ok(Endpoint {
         host,
-        tls: flag_tls(opts, env),
+        tls: flag_tls(opts, env)?,
         source,
     })
 }
@@ -509,6 +547,7 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn opts() -> GlobalOptions {
         GlobalOptions::default()
@@ -656,6 +695,109 @@ mod tests {
         assert!(!t.verify);
         assert_eq!(t.ca, Some(tls.join("ca.pem")));
         assert_eq!(t.key, Some(tls.join("key.pem")));
+    }
+
+    fn mkfifo(path: &Path) {
+        let st = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mkfifo {}", path.display());
+    }
+
+    /// Issue 13 item 8: a context's TLS file that is a FIFO, a directory, a symlink to a
+    /// FIFO or to nothing is an error naming the path and what it is, at once (no open,
+    /// no hang), and never "absent" (which would connect over plain TCP).
+    #[test]
+    fn context_tls_files_that_are_not_regular_files_are_errors_not_absent() {
+        type Make = fn(&Path);
+        let cases: [(&str, Make, &str); 5] = [
+            ("ca.pem", |p| mkfifo(p), "a FIFO (named pipe)"),
+            ("ca.pem", |p| std::fs::create_dir(p).unwrap(), "a directory"),
+            ("cert.pem", |p| mkfifo(p), "a FIFO (named pipe)"),
+            (
+                "key.pem",
+                |p| {
+                    let fifo = p.with_extension("fifo");
+                    mkfifo(&fifo);
+                    std::os::unix::fs::symlink(&fifo, p).unwrap();
+                },
+                "a FIFO (named pipe)",
+            ),
+            (
+                "ca.pem",
+                |p| std::os::unix::fs::symlink(p.with_extension("gone"), p).unwrap(),
+                "a symlink to nothing",
+            ),
+        ];
+        for (file, make, what) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            write_context(dir.path(), "remote", "tcp://127.0.0.1:2376", false);
+            let tls = dir
+                .path()
+                .join("contexts/tls")
+                .join(context_dir_name("remote"))
+                .join("docker");
+            std::fs::create_dir_all(&tls).unwrap();
+            let path = tls.join(file);
+            make(&path);
+            let mut o = opts();
+            o.context = Some("remote".into());
+            let start = std::time::Instant::now();
+            let err = resolve(&o, &env_in(dir.path()), &mut vec![]).unwrap_err();
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{file}: took {:?}",
+                start.elapsed()
+            );
+            let text = err.to_string();
+            assert!(
+                matches!(err, ResolveError::TlsFileNotRegular { .. }),
+                "{text}"
+            );
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(what), "{file}: {text}");
+            assert!(text.contains("context \"remote\""), "{text}");
+            assert!(
+                text.contains("Put the PEM file there, or remove it"),
+                "{text}"
+            );
+        }
+    }
+
+    /// The same for the default `cert.pem`/`key.pem` in DOCKER_CERT_PATH, and reading a
+    /// FIFO given as the CA never blocks.
+    #[test]
+    fn default_cert_files_that_are_fifos_are_errors_and_never_block() {
+        let dir = tempfile::tempdir().unwrap();
+        mkfifo(&dir.path().join("cert.pem"));
+        let env = EnvVars {
+            docker_host: Some("tcp://127.0.0.1:2376".into()),
+            docker_tls_verify: Some("1".into()),
+            docker_cert_path: Some(dir.path().to_string_lossy().into_owned()),
+            ..env_in(dir.path())
+        };
+        let err = resolve(&opts(), &env, &mut vec![]).unwrap_err().to_string();
+        assert!(err.contains("cert.pem is a FIFO (named pipe)"), "{err}");
+        assert!(err.contains("DOCKER_CERT_PATH"), "{err}");
+        let ca = dir.path().join("ca.pem");
+        mkfifo(&ca);
+        let start = std::time::Instant::now();
+        let err = super::super::transport::tls_config(&TlsSettings {
+            ca: Some(ca.clone()),
+            cert: None,
+            key: None,
+            verify: true,
+        })
+        .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(
+            err.contains(&format!(
+                "{} is not a regular file: it is a FIFO",
+                ca.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -352,7 +352,7 @@ fn read_small_file(path: &Path) -> Result<String, String> {
             std::io::ErrorKind::InvalidInput if e.to_string().starts_with("larger") => {
                 format!("{} is too large for a PEM file", path.display())
             }
-            std::io::ErrorKind::InvalidInput => format!("{} is not a regular file", path.display()),
+            std::io::ErrorKind::InvalidInput => format!("{} is {e}", path.display()),
             _ => format!("cannot read {}: {e}", path.display()),
         })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -334,7 +334,10 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    if userinfo.is_some_and(|u| u.contains(':')) {
+    // A password as a person meant it counts too (`redis://app:12/34@queue/0` parses
+    // as host `app`, port 12): the decision of crate::redact::split_userinfo.
+    let meant = crate::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'));
+    if userinfo.is_some_and(|u| u.contains(':')) || meant {
         return Err(
             "a password in the metric URI: put it in a file (a Docker secret) or an environment variable, and name that with the query parameter secret-file or secret-env (docs/metrics.md)".into(),
         );

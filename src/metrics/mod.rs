@@ -183,6 +183,22 @@ mod tests {
     }
 
     #[test]
+    fn a_password_a_url_parser_misreads_is_refused() {
+        for uri in [
+            "redis://app:12/34@queue:6379/0?list=jobs",
+            "http://ci:1234/5678@prom.example:9090/api",
+        ] {
+            let e = parse_target(uri).unwrap_err();
+            assert!(
+                e.contains("secret-file") && !e.contains("34"),
+                "{uri} -> {e}"
+            );
+        }
+        let x = t("http://prom.example:9090/u/@scope");
+        assert_eq!(x.host, Host::Name("prom.example".into()));
+    }
+
+    #[test]
     fn secret_files_and_variables() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");

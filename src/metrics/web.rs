@@ -19,10 +19,10 @@ pub fn parse_uri(uri: &str) -> Result<Url, String> {
             one_line(&redact_uri(uri))
         )
     })?;
-    if url.password().is_some() {
+    if url.password().is_some() || password_meant(uri) {
         return Err(format!(
             "the metric URI {} holds a password: put it in a file or environment variable, see docs/metrics.md",
-            shown(&url)
+            one_line(&crate::redact::redact_value(uri))
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -31,14 +31,23 @@ pub fn parse_uri(uri: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// `uri` with anything between `//` and `@` hidden, for an error about a URI that
+/// Whether `uri` holds a password as a person reads it, where a URL parser may see
+/// none (`http://ci:1234/5678@prom.example/q` parses as host `ci`, port 1234):
+/// user info with a `:` as [`crate::redact::split_userinfo`] finds it.
+fn password_meant(uri: &str) -> bool {
+    uri.split_once("://").is_some_and(|(_, rest)| {
+        crate::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'))
+    })
+}
+
+/// `uri` with anything between `//` and the `@` that ends the user info (as
+/// [`crate::redact::split_userinfo`] decides) hidden, for an error about a URI that
 /// does not even parse.
 fn redact_uri(uri: &str) -> String {
-    if let Some((scheme, rest)) = uri.split_once("://") {
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://…@{}", &rest[at + 1..]);
-        }
+    if let Some((scheme, rest)) = uri.split_once("://")
+        && let Some((at, host)) = crate::redact::split_userinfo(rest)
+    {
+        return format!("{scheme}://…{}{}", &rest[at..host], &rest[host..]);
     }
     uri.to_string()
 }
@@ -530,5 +539,23 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         let e = parse_uri("http://u:hunter2@h:1 /p").unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    /// Issue 13 item 5: a password a URL parser reads as a port and a path is refused
+    /// too, and never shown; an `@` in the path of a real URL is no password.
+    #[test]
+    fn a_password_a_url_parser_misreads_is_refused_and_not_shown() {
+        for uri in [
+            "http://ci:1234/5678@prom.example:9090/api",
+            "http://ci:1234/5678@prom.example:9090 /api",
+        ] {
+            let e = parse_uri(uri).unwrap_err();
+            assert!(!e.contains("5678"), "{uri} -> {e}");
+            assert!(
+                e.contains("holds a password") || e.contains("not a valid metric URI"),
+                "{uri} -> {e}"
+            );
+        }
+        assert!(parse_uri("http://prom.example:9090/u/@scope").is_ok());
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Accepted repository forms: `https://host[:port]/path`, `http://…`, `git+https://…`,
 //! `ssh://[user@]host[:port]/path`, `git://host/path` and scp-like `user@host:path`
-//! (`git@github.com:org/repo.git`). Credentials in the URL are dropped: nothing parsed
-//! here ever carries a user name or password. Pure: no I/O.
+//! (`git@github.com:org/repo.git`). Credentials in the URL are dropped, where a
+//! person meant them to end ([`crate::redact::split_userinfo`], the decision the
+//! masking uses too): nothing parsed here ever carries a user name or password, and
+//! `https://ci:1234/5678@gitlab.com/g` is on gitlab.com. Pure: no I/O.
 
 use serde::Serialize;
 
@@ -42,6 +44,20 @@ impl Repository {
     /// host, no path, whitespace or control characters, or an unknown scheme).
     pub fn parse(url: &str) -> Option<Repository> {
         let url = url.trim();
+        // The credentials, as a person meant them (the same decision as the masking:
+        // `https://ci:1234/5678@gitlab.com/g` is on gitlab.com), are dropped first;
+        // a password may hold blanks, the rest may not.
+        let stripped;
+        let url = match url.find("://") {
+            Some(i) => match crate::redact::split_userinfo(&url[i + 3..]) {
+                Some((_, host)) => {
+                    stripped = format!("{}{}", &url[..i + 3], &url[i + 3 + host..]);
+                    stripped.as_str()
+                }
+                None => url,
+            },
+            None => url,
+        };
         if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return None;
         }
@@ -325,6 +341,31 @@ mod tests {
             source_link("git@git.example.com:team/app.git", None).unwrap(),
             "https://git.example.com/team/app"
         );
+    }
+
+    /// Issue 13 item 5: the host after the `@` a person meant, and no password part.
+    #[test]
+    fn credentials_a_url_parser_misreads_link_to_the_host_meant() {
+        for src in [
+            "https://ci:1234/5678@gitlab.com/g/app.git",
+            "https://oauth2:glpat-AbC dEf@gitlab.com/g/app.git",
+            "https://ci:xxxxx@gitlab.com/g/app.git",
+            "https://u:p@ss@gitlab.com/g/app",
+        ] {
+            let repo = Repository::parse(src).unwrap_or_else(|| panic!("{src}"));
+            assert_eq!(repo.host, "gitlab.com", "{src}");
+            assert_eq!(repo.short(), "gitlab.com/g/app", "{src}");
+            assert_eq!(
+                repo.revision_url(SHA).unwrap(),
+                format!("https://gitlab.com/g/app/-/commit/{SHA}")
+            );
+        }
+        // an `@` in the path of a real URL stays in the path
+        let repo = Repository::parse("https://github.com/org/repo/tree/@scope/pkg").unwrap();
+        assert_eq!(repo.host, "github.com");
+        assert_eq!(repo.short(), "github.com/org/repo");
+        // blanks outside a password still make it no repository
+        assert_eq!(Repository::parse("https://gitlab.com/g/a b"), None);
     }
 
     #[test]

@@ -466,9 +466,13 @@ fn compare_attestation(a: crate::registry::Provenance, record: &Record) -> Attes
             _ => att == &lab.value,
         };
         if !same {
+            // The label's value is masked already; the attestation's comes from the
+            // registry and may carry the same kind of credentials.
             disagreements.push(format!(
-                "source: the attestation says {att}, the label {} says {}",
-                lab.key, lab.value
+                "source: the attestation says {}, the label {} says {}",
+                redact_value(att),
+                lab.key,
+                lab.value
             ));
         }
     }
@@ -801,6 +805,45 @@ pub async fn run_badge(
                 Failure::Error(format!("cannot write the badge to {}: {e}", path.display()))
             })?;
             Ok(Exit::Ok)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13 item 5: the SOURCE column, the source badge and the record's JSON,
+    /// built from labels the way `provenance`, `status` and `badge` build them, show
+    /// the host the `@` a person meant points to and never the password.
+    #[test]
+    fn misread_credentials_reach_no_source_output() {
+        for (src, secret) in [
+            ("https://ci:1234/5678@gitlab.com/g/app.git", "5678"),
+            ("https://oauth2:glpat-AbC dEf@gitlab.com/g/app.git", "dEf"),
+        ] {
+            let labels = masked([
+                (
+                    "org.opencontainers.image.source".to_string(),
+                    src.to_string(),
+                ),
+                (
+                    "org.opencontainers.image.revision".to_string(),
+                    "89abcdef0123".to_string(),
+                ),
+            ]);
+            let record = Record::from_labels(&labels);
+            let json = serde_json::to_string(&record).unwrap();
+            let column = source_column(&record, false);
+            let badge = badge_value(&record, crate::cli::BadgeKind::Source).unwrap();
+            for out in [&json, &column, &badge] {
+                assert!(
+                    !out.contains(secret) && !out.contains("1234"),
+                    "{src} -> {out}"
+                );
+            }
+            assert_eq!(column, "gitlab.com/g/app@89abcde");
+            assert_eq!(badge, "gitlab.com/g/app");
         }
     }
 }

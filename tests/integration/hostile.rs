@@ -526,3 +526,98 @@ fn what_ssh_prints_is_masked_and_escaped() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains("ssh HOST docker version"), "{err}");
 }
+
+/// Runs `cmd` and waits at most `limit` for it; a hang is a test failure, not a stuck
+/// suite.
+fn output_within(mut cmd: std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}: it blocks");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 13 item 8: a context whose `ca.pem` is a FIFO (or a directory) fails at once
+/// with the path and what it is; it is not taken as absent, which made the plugin
+/// talk plain TCP to the TLS endpoint. Made with `docker context create` against the
+/// sandbox's TLS endpoint, then again against a loopback listener that must see no
+/// connection at all.
+#[test]
+fn a_context_tls_file_that_is_a_fifo_or_directory_is_an_error_not_plain_tcp() {
+    let host = std::env::var("MICROSCALE_TEST_TLS_HOST").expect("MICROSCALE_TEST_TLS_HOST");
+    let certs = std::env::var("MICROSCALE_TEST_CERT_PATH").expect("MICROSCALE_TEST_CERT_PATH");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let watched = format!("tcp://{}", listener.local_addr().unwrap());
+    for (kind, what) in [("fifo", "a FIFO (named pipe)"), ("dir", "a directory")] {
+        for endpoint in [&host, &watched] {
+            let cfg = fresh_config();
+            let spec = format!("host={endpoint},ca={certs}/ca.pem");
+            ok(clean("docker", cfg.path())
+                .args(["context", "create", "tlsctx", "--docker", &spec])
+                .output()
+                .unwrap());
+            // The store keeps it in contexts/tls/<sha256 of the name>/docker/ca.pem.
+            let tls_root = cfg.path().join("contexts/tls");
+            let hash_dir = std::fs::read_dir(&tls_root)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+            let ca = hash_dir.path().join("docker/ca.pem");
+            assert!(
+                ca.is_file(),
+                "docker context create stored no {}",
+                ca.display()
+            );
+            std::fs::remove_file(&ca).unwrap();
+            if kind == "fifo" {
+                let st = std::process::Command::new("mkfifo")
+                    .arg(&ca)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            } else {
+                std::fs::create_dir(&ca).unwrap();
+            }
+            let mut cmd = clean(plugin_bin(), cfg.path());
+            cmd.env("DOCKER_CONTEXT", "tlsctx").arg("status");
+            let start = Instant::now();
+            let out = output_within(cmd, Duration::from_secs(20));
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                start.elapsed()
+            );
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{kind} {endpoint}: {err}");
+            assert!(
+                err.contains(&format!("{} is {what}, not a PEM file", ca.display())),
+                "{kind} {endpoint}: {err}"
+            );
+            assert!(err.contains("context \"tlsctx\""), "{err}");
+            assert!(
+                err.contains("Put the PEM file there, or remove it"),
+                "{err}"
+            );
+            // No plain-HTTP try against the TLS port ("expects TLS")...
+            assert!(!err.contains("expects TLS"), "{err}");
+            assert!(!err.contains("Cannot connect"), "{err}");
+        }
+        // ... and no connection at all reached the listener.
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{kind}: the plugin connected to {watched}: {other:?}"),
+        }
+    }
+}

@@ -1044,3 +1044,111 @@ fn badge_output_goes_through_links_into_devices_and_never_through_planted_files(
     ]));
     assert!(!a.exists() && b.exists());
 }
+
+/// Whether `text` shows `secret` anywhere but inside a long run of letters and digits
+/// (service and task IDs, digests), where four digits may turn up by chance.
+fn shows(text: &str, secret: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|tok| tok.contains(secret) && tok.len() < 12)
+        || text.contains(&format!("/{secret}"))
+}
+
+/// Issue 13 item 5: credentials that a URL parser does not see as user info
+/// (`https://ci:1234/5678@gitlab.com/...`, a password with a blank) are masked in
+/// `provenance` (text and JSON), `status` (table and JSON) and the `source` badge, as
+/// image, service and container labels, and the links point to the host after the
+/// `@` a person meant.
+#[test]
+fn credentials_a_url_parser_misreads_never_show_and_links_go_to_the_host_meant() {
+    // no 1234 nor 5678 in it
+    const SHA: &str = "89abcdef89abcdef89abcdef89abcdef89abcdef";
+    for (i, (source, secrets)) in [
+        (
+            "https://ci:1234/5678@gitlab.com/g/app.git",
+            &["1234", "5678"][..],
+        ),
+        (
+            "https://oauth2:glpat-AbC dEf@gitlab.com/g/app.git",
+            &["glpat", "AbC", "dEf"][..],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tag = format!("microscale-test/misread-creds-{i}:{}", std::process::id());
+        build_labelled(
+            &tag,
+            &[
+                ("org.opencontainers.image.source", source),
+                ("org.opencontainers.image.revision", SHA),
+            ],
+        );
+        let label = format!("org.opencontainers.image.source={source}");
+        let svc = TestService::create_full(
+            &unique("prov-misread"),
+            &[
+                "--replicas",
+                "0",
+                "--label",
+                &label,
+                "--container-label",
+                &label,
+            ],
+            &tag,
+            &sleep_cmd(),
+        );
+        let text = stdout(&ok(plugin(&["provenance", &svc.name])));
+        let json_out = ok(plugin(&["provenance", "--format", "json", &svc.name]));
+        let json = stdout(&json_out);
+        let status = stdout(&ok(plugin(&["status", &svc.name])));
+        let status_json = stdout(&ok(plugin(&["status", "--format", "json", &svc.name])));
+        let badge = stdout(&ok(plugin(&["badge", &svc.name, "--kind", "source"])));
+        for (what, out) in [
+            ("provenance", &text),
+            ("provenance --format json", &json),
+            ("status", &status),
+            ("status --format json", &status_json),
+            ("badge --kind source", &badge),
+        ] {
+            for secret in secrets {
+                assert!(
+                    !shows(out, secret),
+                    "{source}: {what} shows {secret}:\n{out}"
+                );
+            }
+            assert!(!out.contains("1234/5678"), "{what}:\n{out}");
+        }
+        // the record, the labels by origin and the links
+        let p = &json_lines(&json)[0];
+        let user = if i == 0 { "ci" } else { "oauth2" };
+        assert_eq!(
+            p["Provenance"]["Source"]["Value"],
+            format!("https://{user}:xxxxx@gitlab.com/g/app.git"),
+            "{p}"
+        );
+        assert_eq!(p["SourceURL"], "https://gitlab.com/g/app", "{p}");
+        assert_eq!(
+            p["CommitURL"],
+            format!("https://gitlab.com/g/app/-/commit/{SHA}"),
+            "{p}"
+        );
+        assert!(text.contains("https://gitlab.com/g/app"), "{text}");
+        let labels = p["Labels"].to_string();
+        // image, container and service labels, and what they shadow: all masked
+        let all = labels.matches("gitlab.com/g/app.git").count();
+        assert!(all >= 3, "{labels}");
+        assert_eq!(
+            labels.matches(":xxxxx@gitlab.com/g/app.git").count(),
+            all,
+            "{labels}"
+        );
+        // SOURCE and the badge: the host and path meant
+        assert_eq!(
+            json_lines(&status_json)[0]["Source"],
+            "gitlab.com/g/app@89abcde"
+        );
+        assert!(status.contains("gitlab.com/g/app@89abcde"), "{status}");
+        assert!(badge.contains(">gitlab.com/g/app<"), "{badge}");
+        let _ = docker(&["image", "rm", &tag]);
+    }
+}
