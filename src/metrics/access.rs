@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::address::{Endpoint, Host, SecretRef, Target, reserved, split_host_port};
+use super::address::{Endpoint, Host, Target, reserved, split_host_port};
 
 /// A `HOST` or `HOST:PORT` entry of `--metric-allow` or `--metric-secret`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,15 +162,14 @@ impl Allow {
     /// names, before any name is resolved. Errors say what was refused, why, and
     /// which flag allows it.
     pub fn check(&self, target: &Target) -> Result<(), String> {
-        let port = target.port_or_default();
-        self.check_host(&target.host, port)?;
-        if let Some(secret) = &target.secret {
-            self.check_secret(secret, &target.host, port)?;
-        }
-        Ok(())
+        self.check_host(target)?;
+        self.check_secret(target)
     }
 
-    fn check_host(&self, host: &Host, port: u16) -> Result<(), String> {
+    /// The host half of [`Allow::check`]: whether `target`'s host and port are
+    /// allowed.
+    pub fn check_host(&self, target: &Target) -> Result<(), String> {
+        let (host, port) = (&target.host, target.port_or_default());
         let at = format!("{host}:{port}");
         if self.listed.is_empty() {
             let ok = match host {
@@ -215,7 +214,13 @@ impl Allow {
         }
     }
 
-    fn check_secret(&self, secret: &SecretRef, host: &Host, port: u16) -> Result<(), String> {
+    /// The secret half of [`Allow::check`]: whether the secret `target` names (if
+    /// any) is bound to its host and port.
+    pub fn check_secret(&self, target: &Target) -> Result<(), String> {
+        let Some(secret) = &target.secret else {
+            return Ok(());
+        };
+        let (host, port) = (&target.host, target.port_or_default());
         let names = secret.names();
         let bound: Vec<&SecretBinding> = self
             .secrets

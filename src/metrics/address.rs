@@ -312,14 +312,14 @@ impl Endpoint {
 /// directories, or in a variable without the `MICROSCALE_SECRET_` prefix.
 pub fn parse_target(uri: &str) -> Result<Target, String> {
     let uri = uri.trim();
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err("not a metric URI: expected SCHEME://HOST…".into());
+    };
     if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(
             "the metric URI has a blank or control character: write it on one line, with spaces encoded as %20".into(),
         );
     }
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err("not a metric URI: expected SCHEME://HOST…".into());
-    };
     let scheme = scheme.to_ascii_lowercase();
     let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     if before_query.contains('\\') {

@@ -133,7 +133,17 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
             if target.scheme == "engine" {
                 continue;
             }
-            if let Err(e) = allow.check(&target) {
+            // A host outside the allow-list depends on the reader's flags (a
+            // stack-local alias needs --metric-allow): a warning. A secret bound to
+            // another host is never sent: an error.
+            let problems = [
+                (allow.check_host(&target), Severity::Warning),
+                (allow.check_secret(&target), Severity::Error),
+            ];
+            for (e, severity) in problems
+                .into_iter()
+                .filter_map(|(r, s)| r.err().map(|e| (e, s)))
+            {
                 parsed.problems.push(Problem {
                     service: name.clone(),
                     key: if m.name.is_empty() {
@@ -143,7 +153,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
                     },
                     value: crate::redact::redact_value(&m.source),
                     expected: e,
-                    severity: Severity::Error,
+                    severity,
                 });
             }
         }

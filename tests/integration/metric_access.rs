@@ -245,6 +245,27 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     let text = stdout(&out);
     assert!(text.contains("a \\ in the metric URI"), "{text}");
     assert!(text.contains("bound that secret to no host"), "{text}");
+    // A host outside the allow-list depends on the reader's flags: a warning that
+    // says which flag allows it.
+    let args = rule("redis://not-a-service-here:6379/0?list=a");
+    let alias = TestService::create(
+        &unique("access-alias"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let out = plugin_with_secrets(
+        &secrets,
+        &["rules", "check", "--format", "json", &alias.name],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let problem = &json_lines(&stdout(&out))[0];
+    assert_eq!(problem["Severity"], "warning", "{problem}");
+    assert!(
+        problem["Expected"]
+            .as_str()
+            .unwrap()
+            .contains("allow it with --metric-allow not-a-service-here:6379"),
+        "{problem}"
+    );
     // Bound to the host, the rule is valid.
     let out = plugin_with_secrets(
         &secrets,

@@ -50,9 +50,12 @@ fn good_rules_and_microscaling_labels_pass() {
         ],
     );
     let plain = TestService::create(&unique("rule-none"), &["--replicas", "0"]);
+    // With the reader's flags: `queue` is not a service of this swarm.
     let out = ok(plugin(&[
         "rules",
         "check",
+        "--metric-allow",
+        "queue:6379",
         &good.name,
         &legacy.name,
         &plain.name,
@@ -162,6 +165,8 @@ fn a_rules_file_wins_over_labels_and_is_checked() {
         "check",
         "--rules",
         file.to_str().unwrap(),
+        "--metric-allow",
+        "q",
         "--format",
         "json",
         &svc.name,
