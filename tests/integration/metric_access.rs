@@ -213,6 +213,54 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
         assert_eq!(r.received().len(), 1);
     }
 
+    // 5b. However the server pads, re-spaces, JSON-escapes or re-encodes it (a
+    // break-it round: the secret was masked only after the text was cut to 200
+    // characters and its blanks joined).
+    let odd = "pa  ss\"word\\S3CRET-odd";
+    std::fs::write(secrets.join("odd"), odd).unwrap();
+    let odd_file = secrets.join("odd").display().to_string();
+    let json_escaped = serde_json::to_string(odd).unwrap();
+    let replies = [
+        (
+            "401 Unauthorized",
+            format!("{}Bearer {odd}", "y".repeat(160)),
+        ),
+        ("200 OK", format!("{{\"v\":{json_escaped}}}")),
+        ("401 Unauthorized", format!("{{\"error\": {json_escaped}}}")),
+        (
+            "401 Unauthorized",
+            "bad pa%20%20ss%22word%5cS3CRET-odd".to_string(),
+        ),
+        (
+            "401 Unauthorized",
+            format!("{}{odd}{}", "z ".repeat(150), "w".repeat(300)),
+        ),
+    ];
+    for (status, body) in replies {
+        let r = Recorder::bind("127.0.0.1:0", (status, body.clone()));
+        let uri = format!("http://127.0.0.1:{}/m?secret-file={odd_file}#/v", r.port());
+        let out = plugin_with_secrets(
+            &secrets,
+            &[
+                "metric",
+                "--metric-secret",
+                &format!("{odd_file}=127.0.0.1"),
+                &uri,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            !err.to_ascii_lowercase().contains("s3cret"),
+            "{body:?} -> {err}"
+        );
+        assert!(
+            !err.contains("ss\\\"word") && !err.contains("ss\"word"),
+            "{body:?} -> {err}"
+        );
+        assert_eq!(r.received().len(), 1);
+    }
+
     // 6. The same rules as service labels: rules check, plan and status --metrics
     // refuse them, and nothing is contacted.
     let backslash = format!("http://127.0.0.3\\@127.0.0.1:{gp}/x?secret-file={token_file}#/v");

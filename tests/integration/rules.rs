@@ -279,7 +279,7 @@ fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
         m["Reasons"][0]
             .as_str()
             .unwrap()
-            .contains("cannot read redis://127.0.0.1:1/0?list=jobs"),
+            .contains("(reading redis://127.0.0.1:1/0?list=jobs)"),
         "{m}"
     );
 
