@@ -275,7 +275,7 @@ impl Allow {
                 SecretRef::Env(_) => String::new(),
             };
             return Err(format!(
-                "the rule sends {secret} to {host}:{port}, but the operator bound that secret to no host{near}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it, add --metric-secret {name}={host}:{port} (docs/metrics.md, Secrets)"
+                "the operator bound {secret} to no host{near}, so it is not sent to {host}:{port}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it, add --metric-secret {name}={host}:{port} (docs/metrics.md, Secrets)"
             ));
         }
         let to = bound
@@ -284,7 +284,7 @@ impl Allow {
             .collect::<Vec<_>>()
             .join(",");
         Err(format!(
-            "the rule sends {secret} to {host}:{port}, but --metric-secret binds it to {to} only: refused (a label cannot choose where a secret goes); if {host}:{port} is meant to get it too, bind it: --metric-secret {}={to},{host}:{port}",
+            "--metric-secret binds {secret} to {to} only, so it is not sent to {host}:{port}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it too, bind it: --metric-secret {}={to},{host}:{port}",
             crate::render::printable(&bound[0].name)
         ))
     }

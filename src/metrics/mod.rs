@@ -333,7 +333,10 @@ mod tests {
                 "http://evilsink/collect?secret-file=/run/secrets/redis#/v",
             ))
             .unwrap_err();
-        assert!(e.contains("binds it to queue:6379,tasks.queue only"), "{e}");
+        assert!(
+            e.contains("to queue:6379,tasks.queue only, so it is not sent to evilsink:80"),
+            "{e}"
+        );
         let e = a
             .check(&t(
                 "redis://queue:6380/0?list=a&secret-file=/run/secrets/redis",

@@ -137,7 +137,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     // 2. A secret goes only where the operator bound it.
     let collect = format!("http://127.0.0.1:{gp}/collect?secret-file={token_file}#/v");
     let out = plugin_with_secrets(&secrets, &["metric", &collect]);
-    fails(&out, 1, "bound that secret to no host");
+    fails(&out, 1, "to no host, so it is not sent to");
     fails(
         &out,
         1,
@@ -152,7 +152,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
             &collect,
         ],
     );
-    fails(&out, 1, "binds it to 127.0.0.2 only");
+    fails(&out, 1, "to 127.0.0.2 only, so it is not sent to 127.0.0.1");
     good.assert_untouched("an unbound secret");
 
     // 3. A secret file that is a link out of the secret directory is not read.
@@ -292,7 +292,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("a \\ in the metric URI"), "{text}");
-    assert!(text.contains("bound that secret to no host"), "{text}");
+    assert!(text.contains("to no host, so it is not sent to"), "{text}");
     // A host outside the allow-list depends on the reader's flags: a warning that
     // says which flag allows it.
     let args = rule("redis://not-a-service-here:6379/0?list=a");
@@ -340,8 +340,29 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(row["Action"], "hold", "{row}");
     let reasons = row["Reasons"].to_string();
-    assert!(reasons.contains("binds it to queue only"), "{reasons}");
+    assert!(
+        reasons.contains("to queue only, so it is not sent to 127.0.0.1"),
+        "{reasons}"
+    );
     assert!(!reasons.contains(TOKEN), "{reasons}");
+    // A refused secret holds the service: a CI gate and a cron apply fail, and say
+    // why on stderr.
+    let out = plugin_with_secrets(
+        &secrets,
+        &["plan", "--no-trunc", "--detailed-exitcode", &svc.name],
+    );
+    fails(
+        &out,
+        1,
+        &format!("a metric could not be read for {}", svc.name),
+    );
+    assert!(
+        stdout(&out).contains("to no host, so it is not sent to"),
+        "{}",
+        stdout(&out)
+    );
+    let out = plugin_with_secrets(&secrets, &["apply", &svc.name]);
+    fails(&out, 1, "Nothing changed: a metric could not be read");
     let out = plugin_with_secrets(&secrets, &["plan", &split.name, &svc.name]);
     assert!(!stdout(&out).contains(TOKEN) && !stderr(&out).contains(TOKEN));
     let out = plugin_with_secrets(&secrets, &["status", "--metrics", &svc.name]);
