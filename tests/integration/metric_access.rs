@@ -20,8 +20,20 @@ struct Recorder {
 
 impl Recorder {
     fn bind(addr: &str, reply: (&'static str, String)) -> Recorder {
-        let listener = TcpListener::bind(addr)
-            .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e} (the tests run as root)"));
+        // A fixed port (127.0.0.3:80) may be held a moment by another test process
+        // of this machine: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let listener = loop {
+            match TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!("cannot listen on {addr}: {e} (the tests run as root)"),
+            }
+        };
         Self::serve(listener, reply)
     }
 
