@@ -1038,6 +1038,10 @@ pub fn allocate(capacity: u64, wants: &[Want]) -> Vec<Grant> {
 }
 
 #[cfg(test)]
+#[path = "decide_hpa_tests.rs"]
+mod hpa_cases;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::model::{Fallback, MetricRule, Step};
