@@ -634,7 +634,8 @@ pub fn decide(
         } else if !ev.active && ev.failed == 0 {
             idling = true;
             let floor = rule.idle.unwrap_or(0);
-            if p != floor {
+            // Idle always says so: it lowers the bound below min.
+            if p != floor || rule.idle.is_some() {
                 d.reasons.push(match rule.idle {
                     Some(i) => format!("no metric above activation {activation}: idle {i}"),
                     None => format!("no metric above activation {activation} → 0"),
@@ -1486,6 +1487,186 @@ mod tests {
         r.scale_up.steps = replicas_per(1, 60);
         let d = once(&r, &obs(1, vec![ok("", 10.0)]));
         assert_eq!(d.desired, 5);
+    }
+
+    /// The issue: a fresh agent with the default 5-minute window scaled 4 → 1 at
+    /// once. First sight seeds the history with the current count.
+    #[test]
+    fn first_sight_waits_one_whole_window() {
+        let mut r = rule(1, 20);
+        r.scale_down.window = Duration::from_secs(300);
+        let t0 = 1_800_000_000.0; // 2027-01-15T08:00:00Z
+        let mut h = History::new();
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 5 / target 10 → 1",
+                "scale-down window (5m) holds 4 until 2027-01-15T08:05:00Z (5m from now) (first sight: the current count is its first recommendation)"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::None));
+        assert_eq!(
+            h.recommendations()
+                .map(|r| (r.at, r.replicas))
+                .collect::<Vec<_>>(),
+            [(t0, 4), (t0, 1)]
+        );
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0 + 299.0, 60.0);
+        assert_eq!(d.desired, 4);
+        assert!(d.reasons[1].ends_with("(1s from now)"), "{:?}", d.reasons);
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0 + 300.0, 60.0);
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        // Scaling up is not delayed by the seed (no scale-up window).
+        let d = decide(
+            &r,
+            &obs(4, vec![ok("", 90.0)]),
+            &mut History::new(),
+            t0,
+            60.0,
+        );
+        assert_eq!(d.desired, 9);
+    }
+
+    /// HPA's default scale-up limit when no step is declared: +4 or +100 % per 15 s,
+    /// whichever allows more (the issue: one spike took 3 to `max` at once).
+    #[test]
+    fn the_default_scale_up_limit() {
+        let mut r = rule(1, 100);
+        r.scale_up = Policy::default_up();
+        let mut h = History::new();
+        let d = decide(&r, &obs(3, vec![ok("", 1000.0)]), &mut h, 0.0, 60.0);
+        assert_eq!(
+            d.reasons[1],
+            "scale-up limited to 4/15s, 100%/15s (HPA's default), the most of them → 7"
+        );
+        assert_eq!(d.desired, 7);
+        // Within the same 15 s: from 3 at the start of the period, still 7.
+        let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 10.0, 60.0);
+        assert_eq!(d.desired, 7);
+        // After it: +100 % of 7 allows more than +4.
+        let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 15.0, 60.0);
+        assert_eq!(d.desired, 14);
+        // Scale-down has no default limit.
+        let d = once(&r, &obs(50, vec![ok("", 10.0)]));
+        assert_eq!(d.desired, 1);
+    }
+
+    /// Percent policies round as HPA: up `ceil(start × (1 + p))`, down
+    /// `trunc(start × (1 − p))`; `select` picks the most or least permissive, or
+    /// none (`disabled`).
+    #[test]
+    fn percent_steps_and_select() {
+        let pct = |p: f64, secs: u64| Step {
+            amount: StepAmount::Percent(p),
+            period: Duration::from_secs(secs),
+        };
+        let mut r = rule(1, 100);
+        r.scale_up.steps = vec![pct(10.0, 60)];
+        r.scale_down.steps = vec![pct(10.0, 60)];
+        let d = once(&r, &obs(3, vec![ok("", 1000.0)]));
+        assert_eq!(
+            (d.desired, d.reasons[1].as_str()),
+            (4, "scale-up limited to 10%/1m → 4")
+        );
+        let d = once(&r, &obs(9, vec![ok("", 10.0)]));
+        assert_eq!(
+            (d.desired, d.reasons[1].as_str()),
+            (8, "scale-down limited to 10%/1m → 8")
+        );
+        // max (default): +1 or +50 % from 10: 15; min: 11.
+        r.scale_up.steps = vec![replicas_per(1, 60)[0], pct(50.0, 60)];
+        assert_eq!(once(&r, &obs(10, vec![ok("", 1000.0)])).desired, 15);
+        r.scale_up.select = Select::Min;
+        let d = once(&r, &obs(10, vec![ok("", 1000.0)]));
+        assert_eq!(d.desired, 11);
+        assert_eq!(
+            d.reasons[1],
+            "scale-up limited to 1/1m, 50%/1m, the least of them → 11"
+        );
+        r.scale_up.select = Select::Disabled;
+        let d = once(&r, &obs(10, vec![ok("", 1000.0)]));
+        assert_eq!((d.desired, d.action), (10, Action::None));
+        assert_eq!(
+            d.reasons[1],
+            "scale-up disabled (scale-up.select=disabled) → 10"
+        );
+        // The bounds still win: below min goes to min even when disabled.
+        r.min = 12;
+        assert_eq!(once(&r, &obs(10, vec![ok("", 1000.0)])).desired, 12);
+    }
+
+    /// An operator's 0: min above 0 and 0 replicas holds at 0 and says how to resume
+    /// (HPA: scaling is disabled while the target has 0 replicas).
+    #[test]
+    fn an_operators_zero_is_a_pause() {
+        let d = once(&rule(2, 20), &obs(0, vec![ok("", 500.0)]));
+        assert_eq!((d.desired, d.action), (0, Action::Hold));
+        assert_eq!(
+            d.reasons[1],
+            "0 replicas while min is 2: paused by hand, holding 0; to resume, scale it (docker microscale scale SERVICE=2), or set microscale.idle=0 to let activation wake it"
+        );
+        // min 0: activation wakes it.
+        assert_eq!(once(&rule(0, 20), &obs(0, vec![ok("", 500.0)])).desired, 20);
+    }
+
+    /// `microscale.idle` (KEDA idleReplicaCount): no metric above its activation →
+    /// idle, below min; active → min..max.
+    #[test]
+    fn idle_below_min_while_inactive() {
+        let mut r = rule(3, 20);
+        r.idle = Some(1);
+        r.activation = Some(5.0);
+        let d = once(&r, &obs(6, vec![ok("", 4.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 4 / target 10 → 1",
+                "no metric above activation 5: idle 1"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        // The scale-down window delays it like any scale-down (KEDA's cooldown).
+        r.scale_down.window = Duration::from_secs(300);
+        assert_eq!(once(&r, &obs(6, vec![ok("", 4.0)])).desired, 6);
+        r.scale_down.window = Duration::ZERO;
+        // Active: at least min.
+        let d = once(&r, &obs(1, vec![ok("", 6.0)]));
+        assert_eq!(d.reasons, ["metric 6 / target 10 → 1", "raised to min 3"]);
+        assert_eq!(d.desired, 3);
+        // Idle 0: from 0, activation wakes it to min.
+        r.idle = Some(0);
+        assert_eq!(once(&r, &obs(0, vec![ok("", 4.0)])).desired, 0);
+        let d = once(&r, &obs(0, vec![ok("", 6.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 6 / target 10 → 1",
+                "a metric is above activation 5: scaling from 0",
+                "raised to min 3"
+            ]
+        );
+        assert_eq!(d.desired, 3);
+        // A failed read never idles.
+        let d = once(&r, &obs(6, vec![err("", "timeout")]));
+        assert_eq!((d.desired, d.action), (6, Action::Hold));
+    }
+
+    /// Activation lifting 0 → 1 says so (a utilisation metric proposes 0 with 0
+    /// replicas).
+    #[test]
+    fn activation_lifting_zero_to_one_says_so() {
+        let mut r = rule(0, 20);
+        r.metrics[0].target = Target::Utilization(50.0);
+        let d = once(&r, &obs(0, vec![ok("", 10.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 10% / target 50% × 0 replicas → 0",
+                "a metric is above activation 0: 0 → 1"
+            ]
+        );
+        assert_eq!(d.desired, 1);
     }
 
     #[test]
