@@ -1541,6 +1541,8 @@ mod tests {
             "scale-up limited to 4/15s, 100%/15s (HPA's default), the most of them → 7"
         );
         assert_eq!(d.desired, 7);
+        let events: Vec<_> = h.events().map(|e| (e.at, e.from, e.to)).collect();
+        assert_eq!(events, [(0.0, 3, 7)]);
         // Within the same 15 s: from 3 at the start of the period, still 7.
         let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 10.0, 60.0);
         assert_eq!(d.desired, 7);
@@ -2135,7 +2137,7 @@ mod properties {
             let first = in_bounds(&rule, start);
             let (_, _, _, moves) = replay(&rule, first, &steps);
             // The count after every move made at or before `t`.
-            let count_at = |t: f64| moves.iter().filter(|m| m.0 <= t).last().map_or(first, |m| m.2);
+            let count_at = |t: f64| moves.iter().rev().find(|m| m.0 <= t).map_or(first, |m| m.2);
             for &(now, from, to) in &moves {
                 if to > from {
                     let base = count_at(now - period_up as f64);

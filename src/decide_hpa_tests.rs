@@ -860,7 +860,8 @@ fn test_normalize_desired_replicas() {
     // The older stabilisation (a 5-minute scale-down window only). HPA's function
     // ignores `current`; ours clamps `current`, so `current` is 10, above every
     // recommendation. "empty log": see the module docs.
-    let cases: Vec<(&str, Vec<(u64, f64)>, u64, u64, u64)> = vec![
+    type Case = (&'static str, Vec<(u64, f64)>, u64, u64, u64);
+    let cases: Vec<Case> = vec![
         ("empty log", vec![], 5, 5, 5),
         ("stabilize", vec![(4, 120.0), (5, 60.0)], 10, 3, 5),
         ("no stabilize", vec![(1, 120.0), (2, 60.0)], 10, 3, 3),

@@ -319,7 +319,8 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
     // (both, up, down)
     let mut tolerance: (Option<f64>, Option<f64>, Option<f64>) = (None, None, None);
     // (up, down): the label and its value, resolved once the periods are known.
-    let mut steps: (Option<(String, String)>, Option<(String, String)>) = (None, None);
+    let mut step_up: Option<(String, String)> = None;
+    let mut step_down: Option<(String, String)> = None;
     let mut periods = (Duration::from_secs(60), Duration::from_secs(60));
     for (&k, &v) in labels {
         let full = format!("{PREFIX}{k}");
@@ -394,8 +395,8 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                     }
                 }
             }
-            "scale-up.max-step" => steps.0 = Some((full.clone(), v.clone())),
-            "scale-down.max-step" => steps.1 = Some((full.clone(), v.clone())),
+            "scale-up.max-step" => step_up = Some((full.clone(), v.clone())),
+            "scale-down.max-step" => step_down = Some((full.clone(), v.clone())),
             "activation" => {
                 if let Some(a) = parse_f64(ctx, &full, v, "a metric value") {
                     if a < 0.0 {
@@ -556,13 +557,13 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
     rule.min = min_v;
     rule.scale_up.tolerance = tolerance.1.or(tolerance.0).unwrap_or(0.1);
     rule.scale_down.tolerance = tolerance.2.or(tolerance.0).unwrap_or(0.1);
-    if let Some((key, value)) = &steps.0 {
+    if let Some((key, value)) = &step_up {
         match parse_steps(value, periods.0) {
             Ok(s) => rule.scale_up.steps = s,
             Err(e) => ctx.error(key, value, e),
         }
     }
-    if let Some((key, value)) = &steps.1 {
+    if let Some((key, value)) = &step_down {
         match parse_steps(value, periods.1) {
             Ok(s) => rule.scale_down.steps = s,
             Err(e) => ctx.error(key, value, e),
