@@ -139,7 +139,7 @@ fn plan_scales_on_a_real_redis_queue() {
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(
         (row["Metric"].as_str(), row["RuleDesired"].as_u64()),
-        (Some("130 / 10"), Some(12)),
+        (Some("130 / 10"), Some(4)),
         "{row}"
     );
 
