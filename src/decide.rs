@@ -757,7 +757,11 @@ pub fn decide(
     }
     if desired < lower {
         desired = lower;
-        d.reasons.push(format!("raised to min {}", rule.min));
+        d.reasons.push(if lower == rule.min {
+            format!("raised to min {}", rule.min)
+        } else {
+            format!("raised to idle {lower}")
+        });
     }
 
     // Steps per period (HPA's policies); the bounds win.
