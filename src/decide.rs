@@ -2,11 +2,13 @@
 //! [`History`] in, one [`Decision`] out; and [`allocate`], which shares a replica
 //! budget between services by priority (Microscaling).
 //!
-//! Nothing here does I/O or reads a clock. Time is `now: f64`, **seconds since an
-//! arbitrary epoch chosen by the caller** (a monotonic clock is best); every time
-//! handed to one [`History`] ([`Observation::converging_since`] included) must use
-//! the same epoch, and must be finite. Durations of the rule ([`Policy`] windows and
-//! periods) are compared with differences of these times.
+//! Nothing here does I/O or reads a clock. Time is `now: f64`, **seconds since the
+//! Unix epoch** (UTC; what [`crate::plan::wall_clock`] returns). Callers that keep a
+//! [`History`] across restarts or hand it to another agent must use that epoch, as
+//! reasons print the times at which windows end; every time handed to one
+//! [`History`] ([`Observation::converging_since`] included) must use it, and must be
+//! finite. Durations of the rule ([`Policy`] windows and step periods) are compared
+//! with differences of these times.
 //!
 //! # API
 //!
@@ -41,46 +43,56 @@
 //!    replicas when none run (the value is the average utilisation, in percent, of
 //!    the running tasks). `ceil` forgives a relative float error of 1e-9 (so
 //!    `1.1 / 0.1` is 11, not 12). A value that is not finite or is negative is a
-//!    failed read; so is a metric of the rule without a reading. The largest
-//!    proposal wins (the first one on a tie).
-//! 5. Activation: when `current` is 0, scale from zero only when some value is
-//!    above `activation` (above 0 without one), to at least 1. When no value is
-//!    above it and all were read, the proposal is 0 (KEDA's inactive: scale to
-//!    zero, when `min` is 0, after the scale-down window).
-//! 6. No readable metric: hold, unless a fallback is declared and the consecutive
+//!    failed read; so is a metric of the rule without a reading.
+//! 5. Tolerance (HPA, per metric, not when `current` is 0): the metric proposes
+//!    `current` while its raw usage ratio (`value / (target × n)`, or
+//!    `value / target` for utilisation) is within `1 − scale_down.tolerance ≤ ratio
+//!    ≤ 1 + scale_up.tolerance`, both ends inclusive. The largest proposal wins (the
+//!    first one on a tie).
+//! 6. An operator's 0: `current` 0 while `min > 0` (and `idle` is not 0) was set by
+//!    hand: [`Action::Hold`] at 0, and the reason says how to resume.
+//! 7. Activation (KEDA): when `current` is 0, scale from zero only when some value is
+//!    above `activation` (above 0 without one), to at least 1 (the reason says so).
+//!    When no value is above it and all were read, the proposal is `idle` (or 0) and
+//!    the lower bound is `idle` instead of `min` (KEDA `idleReplicaCount`); with
+//!    neither `idle` nor `min` 0, `min` applies.
+//! 8. No readable metric: hold, unless a fallback is declared and the consecutive
 //!    failures reached `after_failures`: the proposal is then the fallback's
 //!    replicas (no tolerance; bounds, windows, steps and placement still apply).
 //!    A rule without metrics proposes `current` (only the bounds apply).
-//! 7. Tolerance (not for 0 replicas, nor for the fallback): when
-//!    `|proposal / current − 1| ≤ tolerance`, the proposal is `current`.
-//! 8. Partial data: when some metric failed and the proposal is below `current`,
+//! 9. Partial data: when some metric failed and the proposal is below `current`,
 //!    hold. Scaling up on the readable metrics is allowed.
-//! 9. Stabilisation (HPA): the proposal is recorded; the result is `current`
-//!    clamped to `[lowest recommendation in the scale-up window, highest in the
-//!    scale-down window]` (the new one included), so it never moves past `current`
-//!    in the wrong direction.
-//! 10. Bounds: clamped to `[min, max]`.
-//! 11. `max_step` per `period`, per direction: the sum of the changes in that
-//!     direction made in the last `period` (this one included) stays ≤ `max_step`;
-//!     the bounds win over the step (a service below `min` goes to `min`).
-//! 12. Placement: never more than [`Placement::cap`] (tasks that cannot be placed
+//! 10. Stabilisation (HPA): a history without recommendations is first seeded with
+//!     `current` at `now` (first sight: the first scale-down waits one whole
+//!     window); the proposal is recorded; the result is `current` clamped to
+//!     `[lowest recommendation in the scale-up window, highest in the scale-down
+//!     window]` (the new one included), so it never moves past `current` in the
+//!     wrong direction. The reason gives the time the holding recommendations leave.
+//! 11. Bounds: clamped to `[min, max]` (`[idle, max]` while idle).
+//! 12. Steps (HPA's policies, [`crate::rules::model::Step`]): per direction, each
+//!     policy allows `start ± n` or `start × (1 ± p %)` (up rounded up, down
+//!     truncated), `start = current − added + removed` within its period; `select`
+//!     takes the most (max) or least (min) permissive; never past `current` in the
+//!     wrong direction; the bounds win over the step (a service below `min` goes to
+//!     `min`). No scale-up policy declared: HPA's default, `+4` or `+100 %` per 15 s.
+//! 13. Placement: never more than [`Placement::cap`] (tasks that cannot be placed
 //!     never run, and the service would never converge). When the cap is below
 //!     `min`, hold instead: placement never takes a service below its minimum (a
 //!     constraint typo with 0 eligible nodes must not propose removing every task).
-//! 13. A last guard: with any failed read (and no fallback in force), `desired` is
+//! 14. A last guard: with any failed read (and no fallback in force), `desired` is
 //!     never below `current` (bounds and placement do not shrink a service on
 //!     partial data either).
 //!
-//! So `min ≤ desired ≤ max` whenever the action is [`Action::ScaleUp`],
+//! So `min ≤ desired ≤ max` (`idle ≤ desired` while idle) whenever the action is [`Action::ScaleUp`],
 //! [`Action::ScaleDown`] or [`Action::None`]; [`Action::Hold`] and [`Action::NotScaled`] keep `current`, which
 //! may be out of bounds.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::rules::model::{Rule, Target};
+use crate::rules::model::{Policy, Rule, Select, StepAmount, Target};
 use crate::status::Mode;
 
 /// Most recommendations and most scale events a [`History`] keeps (each); beyond
@@ -138,38 +150,71 @@ pub struct Observation {
     pub readings: Vec<Reading>,
 }
 
-/// One scale event remembered for `max_step`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ScaleEvent {
-    at: f64,
-    from: u64,
-    to: u64,
+/// One recommendation remembered for the stabilisation windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// When (seconds since the Unix epoch, as every time handed to [`decide`]).
+    pub at: f64,
+    /// The proposal at that time (replicas), before windows, bounds and steps.
+    pub replicas: u64,
+}
+
+/// One scale event remembered for the step policies (`max-step`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    /// When (seconds since the Unix epoch).
+    pub at: f64,
+    /// Replicas before.
+    pub from: u64,
+    /// Replicas after.
+    pub to: u64,
 }
 
 /// What [`decide`] remembers of one service between calls; owned by the caller,
 /// updated by [`decide`]. Bounded: entries older than the rule's longest window or
-/// period are dropped, and at most [`HISTORY_LIMIT`] of each kind are kept.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// step period are dropped, and at most [`HISTORY_LIMIT`] of each kind are kept.
+///
+/// Serialisable (serde) with stable field names, `recommendations` (`[{at,
+/// replicas}]`), `events` (`[{at, from, to}]`) and `failures`, so that callers can
+/// keep it across restarts; every field may be missing (then empty or 0).
+///
+/// First sight: a history without recommendations is seeded by [`decide`] itself
+/// with the current count at `now` (as HPA does), so a new service, or a new agent
+/// without a stored history, waits one whole scale-down window before scaling down.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
-    /// `(time in seconds, recommendation in replicas)`, oldest first.
-    recommendations: VecDeque<(f64, u64)>,
+    /// Recommendations, oldest first.
+    #[serde(default)]
+    recommendations: VecDeque<Recommendation>,
     /// Scale events, oldest first.
+    #[serde(default)]
     events: VecDeque<ScaleEvent>,
     /// Consecutive decisions in which some metric read failed.
+    #[serde(default)]
     failures: u32,
 }
 
+// The read accessors are the API of the history store and `rules history`.
+#[cfg_attr(not(test), allow(dead_code))]
 impl History {
-    /// An empty history (a service seen for the first time).
-    #[cfg(test)]
+    /// An empty history (a service seen for the first time; [`decide`] seeds it).
     pub fn new() -> History {
         History::default()
     }
 
     /// Consecutive decisions in which some metric read failed (`run` reports it).
-    #[cfg(test)]
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// The recommendations kept for the windows, oldest first.
+    pub fn recommendations(&self) -> impl Iterator<Item = &Recommendation> {
+        self.recommendations.iter()
+    }
+
+    /// The scale events kept for the step policies, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &ScaleEvent> {
+        self.events.iter()
     }
 }
 
@@ -337,7 +382,22 @@ fn proposal(target: Target, value: f64, base: u64) -> Option<u64> {
     }
 }
 
+/// The usage ratio of one metric value (1 = on target): `value / (target × base)`
+/// per replica, `value / target` for utilisation; `None` for an unusable target.
+fn usage_ratio(target: Target, value: f64, base: u64) -> Option<f64> {
+    match target {
+        Target::PerReplica(t) if t > 0.0 && t.is_finite() && base > 0 => {
+            Some(value / (t * base as f64))
+        }
+        Target::Utilization(t) if t > 0.0 && t.is_finite() => Some(value / t),
+        _ => None,
+    }
+}
+
+/// Each metric's proposal (replicas), the tolerance applied per metric, against
+/// `obs.replicas` as `current`.
 fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
+    let current = obs.replicas;
     let threshold = rule.activation.unwrap_or(0.0);
     // Utilisation is the average over the running tasks.
     let (base, base_name) = if obs.running > 0 {
@@ -374,15 +434,40 @@ fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
                 ev.last_failed = Some(ev.reasons.len());
                 ev.reasons.push(format!("{who} unreadable: {e}"));
             }
-            Ok((v, p)) => {
-                ev.reasons.push(match metric.target {
-                    Target::PerReplica(t) => format!("{who} {} / target {} → {p}", num(v), num(t)),
+            Ok((v, raw)) => {
+                let mut line = match metric.target {
+                    Target::PerReplica(t) => {
+                        format!("{who} {} / target {} → {raw}", num(v), num(t))
+                    }
                     Target::Utilization(t) => format!(
-                        "{who} {}% / target {}% × {base} {base_name} → {p}",
+                        "{who} {}% / target {}% × {base} {base_name} → {raw}",
                         num(v),
                         num(t)
                     ),
-                });
+                };
+                // HPA's tolerance: on the raw usage ratio of this metric, both ends
+                // inclusive; not when scaling from 0.
+                let mut p = raw;
+                if current > 0
+                    && let Some(ratio) = usage_ratio(metric.target, v, base)
+                {
+                    let (lo, hi) = (
+                        1.0 - rule.scale_down.tolerance,
+                        1.0 + rule.scale_up.tolerance,
+                    );
+                    if lo <= ratio && ratio <= hi {
+                        p = current;
+                        if raw != current {
+                            line += &format!(
+                                ", but ratio {} is within tolerance {}..{}: {current}",
+                                num(ratio),
+                                num(lo),
+                                num(hi)
+                            );
+                        }
+                    }
+                }
+                ev.reasons.push(line);
                 if v > threshold {
                     ev.active = true;
                 }
@@ -513,30 +598,52 @@ pub fn decide(
         d.action = Action::Hold;
     };
 
-    // The proposal, and whether the tolerance applies to it.
+    // An operator's 0: a service scaled to 0 by hand while its rule keeps a minimum
+    // (HPA: "scaling is disabled since the replica count of the target is zero").
+    if current == 0 && rule.min > 0 && rule.idle != Some(0) {
+        d.reasons.push(format!(
+            "0 replicas while min is {}: paused by hand, holding 0; to resume, scale it (docker microscale scale SERVICE={}), or set microscale.idle=0 to let activation wake it",
+            rule.min, rule.min
+        ));
+        return d;
+    }
+
+    let activation = num(rule.activation.unwrap_or(0.0));
+    // `idle`: no metric above its activation sends the service below `min`.
+    let mut idling = false;
     let mut fallback_in_force = false;
-    let (raw, tolerant) = if rule.metrics.is_empty() {
+    let raw = if rule.metrics.is_empty() {
         d.reasons.push("no metric: bounds only".into());
-        (current, false)
+        current
     } else if let Some(p) = ev.proposal {
         if current == 0 {
             if ev.active {
-                (p.max(1), false)
+                d.reasons.push(if p == 0 {
+                    format!("a metric is above activation {activation}: 0 → 1")
+                } else {
+                    format!("a metric is above activation {activation}: scaling from 0")
+                });
+                p.max(1)
             } else {
+                idling = true;
                 d.reasons.push(format!(
-                    "no metric above activation {}: staying at 0",
-                    num(rule.activation.unwrap_or(0.0))
+                    "no metric above activation {activation}: staying at 0"
                 ));
-                (0, false)
+                0
             }
-        } else if !ev.active && ev.failed == 0 && p > 0 {
-            d.reasons.push(format!(
-                "no metric above activation {} → 0",
-                num(rule.activation.unwrap_or(0.0))
-            ));
-            (0, true)
+        } else if !ev.active && ev.failed == 0 {
+            idling = true;
+            let floor = rule.idle.unwrap_or(0);
+            // Idle always says so: it lowers the bound below min.
+            if p != floor || rule.idle.is_some() {
+                d.reasons.push(match rule.idle {
+                    Some(i) => format!("no metric above activation {activation}: idle {i}"),
+                    None => format!("no metric above activation {activation} → 0"),
+                });
+            }
+            floor
         } else {
-            (p, true)
+            p
         }
     } else {
         match rule.fallback {
@@ -547,7 +654,7 @@ pub fn decide(
                     plural(history.failures.into(), "failed read"),
                     plural(fb.replicas, "replica")
                 ));
-                (fb.replicas, false)
+                fb.replicas
             }
             fallback => {
                 hold_on_failure(&mut d, "");
@@ -564,44 +671,53 @@ pub fn decide(
         }
     };
 
-    let mut p = raw;
-    if tolerant && current > 0 && p != current {
-        let ratio = p as f64 / current as f64;
-        // 1e-9: `11 / 10 − 1` is a hair above 0.1 in floating point.
-        if (ratio - 1.0).abs() <= rule.tolerance + 1e-9 {
-            d.reasons.push(format!(
-                "within tolerance {} of {current}",
-                num(rule.tolerance)
-            ));
-            p = current;
-        }
-    }
+    let p = raw;
     let partial = ev.failed > 0 && !fallback_in_force;
     if partial && p < current {
         hold_on_failure(&mut d, " (no scale-down on partial data)");
         return d;
     }
 
-    // Stabilisation, over the recommendations before this one and this one.
+    // Stabilisation, over the recommendations before this one and this one. First
+    // sight: an empty history is seeded with the current count (HPA).
     let (up_w, down_w) = (
         rule.scale_up.window.as_secs_f64(),
         rule.scale_down.window.as_secs_f64(),
     );
-    let mut up_rec = p;
-    let mut down_rec = p;
-    for &(at, rec) in &history.recommendations {
-        if recent(at, now, up_w) {
-            up_rec = up_rec.min(rec);
+    let seeded = history.recommendations.is_empty();
+    if seeded {
+        history.recommendations.push_back(Recommendation {
+            at: now,
+            replicas: current,
+        });
+    }
+    let (mut up_rec, mut down_rec) = (p, p);
+    // When the recommendations that hold the proposal back leave their window.
+    let (mut up_until, mut down_until) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for r in &history.recommendations {
+        if recent(r.at, now, up_w) {
+            up_rec = up_rec.min(r.replicas);
+            if r.replicas < p {
+                up_until = up_until.max(r.at + up_w);
+            }
         }
-        if recent(at, now, down_w) {
-            down_rec = down_rec.max(rec);
+        if recent(r.at, now, down_w) {
+            down_rec = down_rec.max(r.replicas);
+            if r.replicas > p {
+                down_until = down_until.max(r.at + down_w);
+            }
         }
     }
-    history.recommendations.push_back((now, p));
+    history.recommendations.push_back(Recommendation {
+        at: now,
+        replicas: p,
+    });
     let keep = up_w.max(down_w);
-    while history.recommendations.front().is_some_and(|&(at, _)| {
-        !recent(at, now, keep) || history.recommendations.len() > HISTORY_LIMIT
-    }) {
+    while history
+        .recommendations
+        .front()
+        .is_some_and(|r| !recent(r.at, now, keep) || history.recommendations.len() > HISTORY_LIMIT)
+    {
         history.recommendations.pop_front();
     }
     let mut desired = if current < up_rec {
@@ -611,66 +727,61 @@ pub fn decide(
     } else {
         current
     };
+    let first = if seeded && desired == current {
+        " (first sight: the current count is its first recommendation)"
+    } else {
+        ""
+    };
     if desired > p {
         d.reasons.push(format!(
-            "scale-down window ({}) holds {desired}",
-            span(rule.scale_down.window)
+            "scale-down window ({}) holds {desired} until {}{first}",
+            span(rule.scale_down.window),
+            until(down_until, now)
         ));
     } else if desired < p {
         d.reasons.push(format!(
-            "scale-up window ({}) holds {desired}",
-            span(rule.scale_up.window)
+            "scale-up window ({}) holds {desired} until {}{first}",
+            span(rule.scale_up.window),
+            until(up_until, now)
         ));
     }
 
-    // Bounds.
+    // Bounds: [min, max], or [idle, max] while idle.
+    let lower = match rule.idle {
+        Some(i) if idling => i,
+        _ => rule.min,
+    };
     if desired > rule.max {
         desired = rule.max;
         d.reasons.push(format!("capped by max {}", rule.max));
     }
-    if desired < rule.min {
-        desired = rule.min;
-        d.reasons.push(format!("raised to min {}", rule.min));
+    if desired < lower {
+        desired = lower;
+        d.reasons.push(if lower == rule.min {
+            format!("raised to min {}", rule.min)
+        } else {
+            format!("raised to idle {lower}")
+        });
     }
 
-    // Steps per period; the bounds win.
-    let moved = |up: bool, period: f64| -> u64 {
-        history
-            .events
-            .iter()
-            .filter(|e| recent(e.at, now, period) && (e.to > e.from) == up)
-            .map(|e| e.to.abs_diff(e.from))
-            .fold(0, u64::saturating_add)
-    };
+    // Steps per period (HPA's policies); the bounds win.
     if desired > current
-        && let Some(step) = rule.scale_up.max_step
+        && let Some((limit, why)) = step_limit(true, &rule.scale_up, &history.events, current, now)
     {
-        let used = moved(true, rule.scale_up.period.as_secs_f64());
-        let limit = current
-            .saturating_add(step.saturating_sub(used))
-            .max(rule.min);
+        let limit = limit.max(lower);
         if desired > limit {
             desired = limit;
-            d.reasons
-                .push(step_reason("up", step, rule.scale_up.period, used, limit));
+            d.reasons.push(format!("{why} → {limit}"));
         }
     }
     if desired < current
-        && let Some(step) = rule.scale_down.max_step
+        && let Some((limit, why)) =
+            step_limit(false, &rule.scale_down, &history.events, current, now)
     {
-        let used = moved(false, rule.scale_down.period.as_secs_f64());
-        let limit = current
-            .saturating_sub(step.saturating_sub(used))
-            .min(rule.max);
+        let limit = limit.min(rule.max);
         if desired < limit {
             desired = limit;
-            d.reasons.push(step_reason(
-                "down",
-                step,
-                rule.scale_down.period,
-                used,
-                limit,
-            ));
+            d.reasons.push(format!("{why} → {limit}"));
         }
     }
 
@@ -720,9 +831,11 @@ pub fn decide(
     }
     let keep = rule
         .scale_up
-        .period
-        .max(rule.scale_down.period)
-        .as_secs_f64();
+        .steps
+        .iter()
+        .chain(&rule.scale_down.steps)
+        .map(|s| s.period.as_secs_f64())
+        .fold(0.0, f64::max);
     while history
         .events
         .front()
@@ -733,17 +846,118 @@ pub fn decide(
     d
 }
 
-/// `scale-up limited to 2 per 1m (1 used) → 5`.
-fn step_reason(dir: &str, step: u64, period: Duration, used: u64, limit: u64) -> String {
-    let used = if used > 0 {
-        format!(" ({used} used)")
+/// `2026-12-07T20:40:00Z (4m10s from now)`: when a window stops holding.
+fn until(at: f64, now: f64) -> String {
+    let stamp = if at.is_finite() {
+        jiff::Timestamp::from_second(at.floor().clamp(-1e15, 1e15) as i64)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| format!("{}s", num(at)))
     } else {
-        String::new()
+        "?".to_string()
     };
-    format!(
-        "scale-{dir} limited to {step} per {}{used} → {limit}",
-        span(period)
-    )
+    format!("{stamp} ({} from now)", span(secs((at - now).ceil())))
+}
+
+/// `4/15s`, `100%/1m`.
+fn step_text(step: &crate::rules::model::Step) -> String {
+    match step.amount {
+        StepAmount::Replicas(n) => format!("{n}/{}", span(step.period)),
+        StepAmount::Percent(p) => format!("{}%/{}", num(p), span(step.period)),
+    }
+}
+
+/// HPA's `calculateScaleUpLimitWithScalingRules` and
+/// `calculateScaleDownLimitWithBehaviors`: the most (up) or fewest (down) replicas
+/// the direction's policies allow now, never past `current` in the wrong direction,
+/// and the reason's text. For each policy, `start = current − added + removed` within
+/// its period; replicas `start ± n`; percent up `ceil(start × (1 + p/100))`, down
+/// `trunc(start × (1 − p/100))` (not below 0); `select` picks the most (max) or
+/// least (min) permissive. `None` when the direction has no policy (unlimited).
+fn step_limit(
+    up: bool,
+    policy: &Policy,
+    events: &VecDeque<ScaleEvent>,
+    current: u64,
+    now: f64,
+) -> Option<(u64, String)> {
+    let dir = if up { "up" } else { "down" };
+    if policy.select == Select::Disabled {
+        return Some((
+            current,
+            format!("scale-{dir} disabled (scale-{dir}.select=disabled)"),
+        ));
+    }
+    if policy.steps.is_empty() {
+        return None;
+    }
+    let mut best: Option<i128> = None;
+    let mut starts = vec![];
+    for step in &policy.steps {
+        let period = step.period.as_secs_f64();
+        let (mut added, mut removed) = (0i128, 0i128);
+        for e in events.iter().filter(|e| recent(e.at, now, period)) {
+            if e.to > e.from {
+                added += (e.to - e.from) as i128;
+            } else {
+                removed += (e.from - e.to) as i128;
+            }
+        }
+        let start = current as i128 - added + removed;
+        starts.push(start);
+        let proposed: i128 = match (step.amount, up) {
+            (StepAmount::Replicas(n), true) => start + n as i128,
+            (StepAmount::Replicas(n), false) => start - n as i128,
+            (StepAmount::Percent(pc), true) => {
+                (start as f64 * (1.0 + pc / 100.0)).ceil().min(1e30) as i128
+            }
+            (StepAmount::Percent(pc), false) => {
+                (start as f64 * (1.0 - pc / 100.0)).trunc().max(-1e30) as i128
+            }
+        };
+        // Up: max → the largest limit; down: max → the smallest (the most change).
+        let more_permissive = |a: i128, b: i128| if up { a.max(b) } else { a.min(b) };
+        let less_permissive = |a: i128, b: i128| if up { a.min(b) } else { a.max(b) };
+        best = Some(match (best, policy.select) {
+            (None, _) => proposed,
+            (Some(b), Select::Min) => less_permissive(b, proposed),
+            (Some(b), _) => more_permissive(b, proposed),
+        });
+    }
+    let limit = best.unwrap_or(current as i128);
+    let limit = if up {
+        limit.max(current as i128)
+    } else {
+        limit.min(current as i128).max(0)
+    };
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let list: Vec<String> = policy.steps.iter().map(step_text).collect();
+    let default = if up && policy.steps == Policy::default_up().steps {
+        " (HPA's default)"
+    } else {
+        ""
+    };
+    let select = if policy.steps.len() > 1 {
+        match policy.select {
+            Select::Min => ", the least of them",
+            _ => ", the most of them",
+        }
+    } else {
+        ""
+    };
+    let start = if starts.iter().all(|&s| s == current as i128) {
+        String::new()
+    } else {
+        let mut s: Vec<String> = starts.iter().map(|s| s.to_string()).collect();
+        s.dedup();
+        format!(" from {} at the start of the period", s.join(" / "))
+    };
+    Some((
+        limit,
+        format!(
+            "scale-{dir} limited to {}{default}{select}{start}",
+            list.join(", ")
+        ),
+    ))
 }
 
 /// What one service wants of a shared budget.
@@ -829,9 +1043,13 @@ pub fn allocate(capacity: u64, wants: &[Want]) -> Vec<Grant> {
 }
 
 #[cfg(test)]
+#[path = "decide_hpa_tests.rs"]
+mod hpa_cases;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::model::{Fallback, MetricRule};
+    use crate::rules::model::{Fallback, MetricRule, Step};
 
     fn metric(name: &str, target: Target) -> MetricRule {
         MetricRule {
@@ -841,7 +1059,8 @@ mod tests {
         }
     }
 
-    /// min..max, one default per-replica metric of target 10, no windows.
+    /// min..max, one default per-replica metric of target 10, no windows, no step
+    /// limits (HPA's default scale-up limit is tested on its own).
     fn rule(min: u64, max: u64) -> Rule {
         let mut r = Rule {
             min,
@@ -850,7 +1069,16 @@ mod tests {
             ..Rule::default()
         };
         r.scale_down.window = Duration::ZERO;
+        r.scale_up.steps = vec![];
         r
+    }
+
+    /// One `n replicas per period` policy.
+    pub(super) fn replicas_per(n: u64, period: u64) -> Vec<Step> {
+        vec![Step {
+            amount: StepAmount::Replicas(n),
+            period: Duration::from_secs(period),
+        }]
     }
 
     fn ok(name: &str, v: f64) -> Reading {
@@ -940,15 +1168,38 @@ mod tests {
         let d = once(&rule(1, 20), &obs(10, vec![ok("", 105.0)]));
         assert_eq!(
             d.reasons,
-            ["metric 105 / target 10 → 11", "within tolerance 0.1 of 10"]
+            ["metric 105 / target 10 → 11, but ratio 1.05 is within tolerance 0.9..1.1: 10"]
         );
         assert_eq!((d.desired, d.action), (10, Action::None));
+        // HPA: on the raw ratio, not the rounded proposal. 85 / (10 × 10) = 0.85 is
+        // outside 0.9..1.1: ceil(8.5) = 9 (the rounded 9 / 10 would have been inside).
         let d = once(&rule(1, 20), &obs(10, vec![ok("", 85.0)]));
-        assert_eq!((d.desired, d.action), (10, Action::None));
+        assert_eq!((d.desired, d.action), (9, Action::ScaleDown));
         let d = once(&rule(1, 20), &obs(10, vec![ok("", 75.0)]));
         assert_eq!((d.desired, d.action), (8, Action::ScaleDown));
         let d = once(&rule(1, 20), &obs(10, vec![ok("", 115.0)]));
         assert_eq!((d.desired, d.action), (12, Action::ScaleUp));
+        // The issue's case: 3 replicas at 100.1 % of the target stay 3 (was 4).
+        let d = once(&rule(1, 20), &obs(3, vec![ok("", 30.03)]));
+        assert_eq!((d.desired, d.action), (3, Action::None));
+        // Both ends inclusive: ratio 1.1 and 0.9 exactly hold, a hair beyond moves.
+        let mut r = rule(1, 20);
+        r.metrics[0].target = Target::PerReplica(1.0);
+        for (value, want) in [(11.0, 10), (9.0, 10), (11.01, 12), (8.99, 9)] {
+            let d = once(&r, &obs(10, vec![ok("", value)]));
+            assert_eq!(d.desired, want, "{value}: {d:?}");
+        }
+        // Per direction: scale-up tolerance 0 moves on any rise, scale-down 0.5
+        // absorbs a fall to half.
+        r.scale_up.tolerance = 0.0;
+        r.scale_down.tolerance = 0.5;
+        assert_eq!(once(&r, &obs(10, vec![ok("", 10.5)])).desired, 11);
+        assert_eq!(once(&r, &obs(10, vec![ok("", 5.0)])).desired, 10);
+        assert_eq!(once(&r, &obs(10, vec![ok("", 4.9)])).desired, 5);
+        // Not from 0: any activity above 0 wakes a min-0 service.
+        let mut r = rule(0, 20);
+        r.scale_up.tolerance = 0.5;
+        assert_eq!(once(&r, &obs(0, vec![ok("", 1.0)])).desired, 1);
     }
 
     #[test]
@@ -1076,16 +1327,28 @@ mod tests {
             );
             assert_eq!(d.action, Action::Hold);
         }
+        // The fallback goes through the windows: first sight at 30 s holds 4 for
+        // the whole 5-minute scale-down window.
         let d = decide(&r, &failing, &mut h, 30.0, 60.0);
         assert_eq!(
             d.reasons,
             [
                 "metric unreadable: timeout",
-                "3 failed reads: fallback 2 replicas"
+                "3 failed reads: fallback 2 replicas",
+                "scale-down window (5m) holds 4 until 1970-01-01T00:05:30Z (5m from now) (first sight: the current count is its first recommendation)"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::None));
+        let d = decide(&r, &failing, &mut h, 330.0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric unreadable: timeout",
+                "4 failed reads: fallback 2 replicas"
             ]
         );
         assert_eq!((d.desired, d.action), (2, Action::ScaleDown));
-        assert_eq!(h.failures(), 3);
+        assert_eq!(h.failures(), 4);
         // A good read resets the count.
         decide(&r, &obs(2, vec![ok("", 20.0)]), &mut h, 45.0, 60.0);
         assert_eq!(h.failures(), 0);
@@ -1165,7 +1428,7 @@ mod tests {
             d.reasons,
             [
                 "metric 40 / target 10 → 4",
-                "scale-down window (5m) holds 12"
+                "scale-down window (5m) holds 12 until 1970-01-01T00:05:00Z (4m from now)"
             ]
         );
         assert_eq!((d.desired, d.action), (12, Action::None));
@@ -1184,7 +1447,7 @@ mod tests {
             d.reasons,
             [
                 "metric 130 / target 10 → 13",
-                "scale-up window (1m) holds 4"
+                "scale-up window (1m) holds 4 until 1970-01-01T00:01:00Z (50s from now)"
             ]
         );
         assert_eq!((d.desired, d.action), (4, Action::None));
@@ -1198,34 +1461,218 @@ mod tests {
     #[test]
     fn max_step_per_period() {
         let mut r = rule(1, 20);
-        r.scale_up.max_step = Some(2);
+        r.scale_up.steps = replicas_per(2, 60);
         let mut h = History::new();
         let d = decide(&r, &obs(4, vec![ok("", 130.0)]), &mut h, 0.0, 60.0);
         assert_eq!(
             d.reasons,
             [
                 "metric 130 / target 10 → 13",
-                "scale-up limited to 2 per 1m → 6"
+                "scale-up limited to 2/1m → 6"
             ]
         );
         assert_eq!((d.desired, d.action), (6, Action::ScaleUp));
         let d = decide(&r, &obs(6, vec![ok("", 130.0)]), &mut h, 30.0, 60.0);
-        assert_eq!(d.reasons[1], "scale-up limited to 2 per 1m (2 used) → 6");
+        assert_eq!(
+            d.reasons[1],
+            "scale-up limited to 2/1m from 4 at the start of the period → 6"
+        );
         assert_eq!((d.desired, d.action), (6, Action::None));
         let d = decide(&r, &obs(6, vec![ok("", 130.0)]), &mut h, 60.5, 60.0);
         assert_eq!(d.desired, 8);
         // Down, likewise.
         let mut r = rule(1, 20);
-        r.scale_down.max_step = Some(1);
-        r.scale_down.period = Duration::from_secs(90);
+        r.scale_down.steps = replicas_per(1, 90);
         let d = once(&r, &obs(10, vec![ok("", 20.0)]));
-        assert_eq!(d.reasons[1], "scale-down limited to 1 per 1m30s → 9");
+        assert_eq!(d.reasons[1], "scale-down limited to 1/1m30s → 9");
         assert_eq!(d.desired, 9);
         // The bounds win over the step.
         let mut r = rule(5, 20);
-        r.scale_up.max_step = Some(1);
+        r.scale_up.steps = replicas_per(1, 60);
         let d = once(&r, &obs(1, vec![ok("", 10.0)]));
         assert_eq!(d.desired, 5);
+    }
+
+    /// The issue: a fresh agent with the default 5-minute window scaled 4 → 1 at
+    /// once. First sight seeds the history with the current count.
+    #[test]
+    fn first_sight_waits_one_whole_window() {
+        let mut r = rule(1, 20);
+        r.scale_down.window = Duration::from_secs(300);
+        let t0 = 1_800_000_000.0; // 2027-01-15T08:00:00Z
+        let mut h = History::new();
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0, 60.0);
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 5 / target 10 → 1",
+                "scale-down window (5m) holds 4 until 2027-01-15T08:05:00Z (5m from now) (first sight: the current count is its first recommendation)"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (4, Action::None));
+        assert_eq!(
+            h.recommendations()
+                .map(|r| (r.at, r.replicas))
+                .collect::<Vec<_>>(),
+            [(t0, 4), (t0, 1)]
+        );
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0 + 299.0, 60.0);
+        assert_eq!(d.desired, 4);
+        assert!(d.reasons[1].ends_with("(1s from now)"), "{:?}", d.reasons);
+        let d = decide(&r, &obs(4, vec![ok("", 5.0)]), &mut h, t0 + 300.0, 60.0);
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        // Scaling up is not delayed by the seed (no scale-up window).
+        let d = decide(
+            &r,
+            &obs(4, vec![ok("", 90.0)]),
+            &mut History::new(),
+            t0,
+            60.0,
+        );
+        assert_eq!(d.desired, 9);
+    }
+
+    /// HPA's default scale-up limit when no step is declared: +4 or +100 % per 15 s,
+    /// whichever allows more (the issue: one spike took 3 to `max` at once).
+    #[test]
+    fn the_default_scale_up_limit() {
+        let mut r = rule(1, 100);
+        r.scale_up = Policy::default_up();
+        let mut h = History::new();
+        let d = decide(&r, &obs(3, vec![ok("", 1000.0)]), &mut h, 0.0, 60.0);
+        assert_eq!(
+            d.reasons[1],
+            "scale-up limited to 4/15s, 100%/15s (HPA's default), the most of them → 7"
+        );
+        assert_eq!(d.desired, 7);
+        let events: Vec<_> = h.events().map(|e| (e.at, e.from, e.to)).collect();
+        assert_eq!(events, [(0.0, 3, 7)]);
+        // Within the same 15 s: from 3 at the start of the period, still 7.
+        let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 10.0, 60.0);
+        assert_eq!(d.desired, 7);
+        // After it: +100 % of 7 allows more than +4.
+        let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 15.0, 60.0);
+        assert_eq!(d.desired, 14);
+        // Scale-down has no default limit.
+        let d = once(&r, &obs(50, vec![ok("", 10.0)]));
+        assert_eq!(d.desired, 1);
+    }
+
+    /// Percent policies round as HPA: up `ceil(start × (1 + p))`, down
+    /// `trunc(start × (1 − p))`; `select` picks the most or least permissive, or
+    /// none (`disabled`).
+    #[test]
+    fn percent_steps_and_select() {
+        let pct = |p: f64, secs: u64| Step {
+            amount: StepAmount::Percent(p),
+            period: Duration::from_secs(secs),
+        };
+        let mut r = rule(1, 100);
+        r.scale_up.steps = vec![pct(10.0, 60)];
+        r.scale_down.steps = vec![pct(10.0, 60)];
+        let d = once(&r, &obs(3, vec![ok("", 1000.0)]));
+        assert_eq!(
+            (d.desired, d.reasons[1].as_str()),
+            (4, "scale-up limited to 10%/1m → 4")
+        );
+        let d = once(&r, &obs(9, vec![ok("", 10.0)]));
+        assert_eq!(
+            (d.desired, d.reasons[1].as_str()),
+            (8, "scale-down limited to 10%/1m → 8")
+        );
+        // max (default): +1 or +50 % from 10: 15; min: 11.
+        r.scale_up.steps = vec![replicas_per(1, 60)[0], pct(50.0, 60)];
+        assert_eq!(once(&r, &obs(10, vec![ok("", 1000.0)])).desired, 15);
+        r.scale_up.select = Select::Min;
+        let d = once(&r, &obs(10, vec![ok("", 1000.0)]));
+        assert_eq!(d.desired, 11);
+        assert_eq!(
+            d.reasons[1],
+            "scale-up limited to 1/1m, 50%/1m, the least of them → 11"
+        );
+        r.scale_up.select = Select::Disabled;
+        let d = once(&r, &obs(10, vec![ok("", 1000.0)]));
+        assert_eq!((d.desired, d.action), (10, Action::None));
+        assert_eq!(
+            d.reasons[1],
+            "scale-up disabled (scale-up.select=disabled) → 10"
+        );
+        // The bounds still win: below min goes to min even when disabled.
+        r.min = 12;
+        assert_eq!(once(&r, &obs(10, vec![ok("", 1000.0)])).desired, 12);
+    }
+
+    /// An operator's 0: min above 0 and 0 replicas holds at 0 and says how to resume
+    /// (HPA: scaling is disabled while the target has 0 replicas).
+    #[test]
+    fn an_operators_zero_is_a_pause() {
+        let d = once(&rule(2, 20), &obs(0, vec![ok("", 500.0)]));
+        assert_eq!((d.desired, d.action), (0, Action::Hold));
+        assert_eq!(
+            d.reasons[1],
+            "0 replicas while min is 2: paused by hand, holding 0; to resume, scale it (docker microscale scale SERVICE=2), or set microscale.idle=0 to let activation wake it"
+        );
+        // min 0: activation wakes it.
+        assert_eq!(once(&rule(0, 20), &obs(0, vec![ok("", 500.0)])).desired, 20);
+    }
+
+    /// `microscale.idle` (KEDA idleReplicaCount): no metric above its activation →
+    /// idle, below min; active → min..max.
+    #[test]
+    fn idle_below_min_while_inactive() {
+        let mut r = rule(3, 20);
+        r.idle = Some(1);
+        r.activation = Some(5.0);
+        let d = once(&r, &obs(6, vec![ok("", 4.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 4 / target 10 → 1",
+                "no metric above activation 5: idle 1"
+            ]
+        );
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        // The scale-down window delays it like any scale-down (KEDA's cooldown).
+        r.scale_down.window = Duration::from_secs(300);
+        assert_eq!(once(&r, &obs(6, vec![ok("", 4.0)])).desired, 6);
+        r.scale_down.window = Duration::ZERO;
+        // Active: at least min.
+        let d = once(&r, &obs(1, vec![ok("", 6.0)]));
+        assert_eq!(d.reasons, ["metric 6 / target 10 → 1", "raised to min 3"]);
+        assert_eq!(d.desired, 3);
+        // Idle 0: from 0, activation wakes it to min.
+        r.idle = Some(0);
+        assert_eq!(once(&r, &obs(0, vec![ok("", 4.0)])).desired, 0);
+        let d = once(&r, &obs(0, vec![ok("", 6.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 6 / target 10 → 1",
+                "a metric is above activation 5: scaling from 0",
+                "raised to min 3"
+            ]
+        );
+        assert_eq!(d.desired, 3);
+        // A failed read never idles.
+        let d = once(&r, &obs(6, vec![err("", "timeout")]));
+        assert_eq!((d.desired, d.action), (6, Action::Hold));
+    }
+
+    /// Activation lifting 0 → 1 says so (a utilisation metric proposes 0 with 0
+    /// replicas).
+    #[test]
+    fn activation_lifting_zero_to_one_says_so() {
+        let mut r = rule(0, 20);
+        r.metrics[0].target = Target::Utilization(50.0);
+        let d = once(&r, &obs(0, vec![ok("", 10.0)]));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 10% / target 50% × 0 replicas → 0",
+                "a metric is above activation 0: 0 → 1"
+            ]
+        );
+        assert_eq!(d.desired, 1);
     }
 
     #[test]
@@ -1360,7 +1807,7 @@ mod tests {
     fn history_stays_bounded() {
         let mut r = rule(1, 1000);
         r.scale_down.window = Duration::from_secs(1_000_000);
-        r.scale_up.period = Duration::from_secs(1_000_000);
+        r.scale_up.steps = replicas_per(1000, 1_000_000);
         let mut h = History::new();
         let mut current = 1;
         for i in 0..3000u64 {
@@ -1449,7 +1896,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::rules::model::{Fallback, MetricRule, Policy};
+    use crate::rules::model::{Fallback, MetricRule, Policy, Step};
     use proptest::prelude::*;
 
     const NAMES: [&str; 3] = ["", "a", "b"];
@@ -1461,16 +1908,32 @@ mod properties {
         ]
     }
 
+    fn arb_step() -> impl Strategy<Value = Step> {
+        (
+            prop_oneof![
+                (1u64..6).prop_map(StepAmount::Replicas),
+                (10.0f64..200.0).prop_map(StepAmount::Percent),
+            ],
+            1u64..200,
+        )
+            .prop_map(|(amount, period)| Step {
+                amount,
+                period: Duration::from_secs(period),
+            })
+    }
+
     fn arb_policy() -> impl Strategy<Value = Policy> {
         (
             prop_oneof![Just(0u64), 1u64..400],
-            prop::option::of(1u64..6),
-            1u64..200,
+            prop::collection::vec(arb_step(), 0..3),
+            prop_oneof![4 => Just(Select::Max), 4 => Just(Select::Min), 1 => Just(Select::Disabled)],
+            0.0f64..0.5,
         )
-            .prop_map(|(window, max_step, period)| Policy {
+            .prop_map(|(window, steps, select, tolerance)| Policy {
                 window: Duration::from_secs(window),
-                max_step,
-                period: Duration::from_secs(period),
+                steps,
+                select,
+                tolerance,
             })
     }
 
@@ -1478,7 +1941,7 @@ mod properties {
         (
             0u64..6,
             0u64..25,
-            0.0f64..0.5,
+            prop::option::of(0u64..6),
             arb_policy(),
             arb_policy(),
             prop::option::of(0.0f64..50.0),
@@ -1486,7 +1949,7 @@ mod properties {
             prop::collection::vec(arb_target(), 1..=3),
         )
             .prop_map(
-                |(min, span, tolerance, up, down, activation, fb, targets)| Rule {
+                |(min, span, idle, up, down, activation, fb, targets)| Rule {
                     min,
                     max: min + span,
                     metrics: targets
@@ -1498,10 +1961,10 @@ mod properties {
                             target,
                         })
                         .collect(),
-                    tolerance,
                     scale_up: up,
                     scale_down: down,
                     activation,
+                    idle: idle.filter(|i| *i < min),
                     fallback: fb.map(|(replicas, after_failures)| Fallback {
                         replicas,
                         after_failures,
@@ -1593,7 +2056,12 @@ mod properties {
             let d = decide(&rule, &o, &mut h, now, 60.0);
             match d.action {
                 Action::ScaleUp | Action::ScaleDown | Action::None => {
-                    prop_assert!(rule.min <= d.desired && d.desired <= rule.max, "{d:?}");
+                    // Below min only to idle, and only while no metric is active.
+                    let lower = rule.idle.unwrap_or(rule.min);
+                    prop_assert!(lower <= d.desired && d.desired <= rule.max, "{d:?}");
+                    if d.desired < rule.min {
+                        prop_assert_eq!(Some(d.desired), rule.idle, "{:?}", d);
+                    }
                 }
                 Action::Hold | Action::NotScaled => prop_assert_eq!(d.desired, current),
             }
@@ -1605,72 +2073,128 @@ mod properties {
             prop_assert_eq!(d.action, expected);
         }
 
-        /// A proposal within the tolerance of `current` changes nothing, whatever
-        /// the history.
+        /// A usage ratio within the tolerance (`1 − down ≤ ratio ≤ 1 + up`, both
+        /// ends inclusive) changes nothing, whatever the history and however the
+        /// rounded proposal differs.
         #[test]
         fn no_change_inside_the_tolerance(
             current in 1u64..50,
-            tolerance in 0.0f64..0.5,
+            tol_up in 0.0f64..0.5,
+            tol_down in 0.0f64..0.5,
             target in 0.5f64..50.0,
-            pick in 0.0f64..1.0,
-            frac in 0.0f64..1.0,
+            pick in 0.0f64..=1.0,
+            utilisation in any::<bool>(),
             below in 0u64..5,
             above in 0u64..5,
             up in arb_policy(),
             down in arb_policy(),
             steps in arb_steps(),
         ) {
-            let lo = (current as f64 * (1.0 - tolerance)).ceil() as u64;
-            let hi = (current as f64 * (1.0 + tolerance)).floor() as u64;
-            let k = lo + ((hi - lo) as f64 * pick).round() as u64;
-            let value = (k as f64 - frac) * target;
-            prop_assume!(proposal(Target::PerReplica(target), value, current) == Some(k));
-            prop_assume!((k as f64 / current as f64 - 1.0).abs() <= tolerance);
-            let rule = Rule {
+            let ratio = (1.0 - tol_down) + (tol_up + tol_down) * pick;
+            let (t, value) = if utilisation {
+                (Target::Utilization(target), ratio * target)
+            } else {
+                (Target::PerReplica(target), ratio * target * current as f64)
+            };
+            prop_assume!(usage_ratio(t, value, current).is_some_and(|r| 1.0 - tol_down <= r && r <= 1.0 + tol_up));
+            let mut rule = Rule {
                 min: current.saturating_sub(below),
                 max: current + above,
                 metrics: vec![MetricRule {
                     name: String::new(),
                     source: String::new(),
-                    target: Target::PerReplica(target),
+                    target: t,
                 }],
-                tolerance,
                 scale_up: up,
                 scale_down: down,
                 activation: None,
+                idle: None,
                 fallback: None,
                 priority: 1,
             };
+            rule.scale_up.tolerance = tol_up;
+            rule.scale_down.tolerance = tol_down;
             let (mut h, _, now, _) = replay(&rule, current, &steps);
             let d = decide(&rule, &observe(current, vec![Reading { name: String::new(), value: Ok(value) }]), &mut h, now, 60.0);
             prop_assert_eq!((d.desired, d.action), (current, Action::None), "{:?}", d);
         }
 
-        /// Over a run of decisions, the changes in each direction within any
-        /// `period` add up to at most that direction's `max_step`.
+        /// Steps (HPA): over a run of decisions, with one `n replicas per period`
+        /// policy per direction, a scale-up never goes above the count at the start
+        /// of the period plus `n`, a scale-down never below it minus `n` (unless
+        /// the bounds win: a service outside `[min, max]` goes to the bound).
         #[test]
         fn steps_stay_within_policy(
             rule in arb_rule(),
             step_up in 1u64..6,
             step_down in 1u64..6,
+            period_up in 1u64..200,
+            period_down in 1u64..200,
             start in 0u64..40,
             steps in prop::collection::vec((0.0f64..60.0, arb_readings()), 1..40),
         ) {
             let mut rule = rule;
-            rule.scale_up.max_step = Some(step_up);
-            rule.scale_down.max_step = Some(step_down);
-            let (_, _, _, moves) = replay(&rule, in_bounds(&rule, start), &steps);
-            for &(now, _, _) in &moves {
-                for (up, policy) in [(true, rule.scale_up), (false, rule.scale_down)] {
-                    let period = policy.period.as_secs_f64();
-                    let total: u64 = moves
-                        .iter()
-                        .filter(|&&(at, from, to)| at <= now && at > now - period && to != from && (to > from) == up)
-                        .map(|&(_, from, to)| from.abs_diff(to))
-                        .sum();
-                    prop_assert!(total <= policy.max_step.unwrap(), "up {up} at {now}: {total} in {moves:?}");
+            rule.scale_up.steps = vec![Step { amount: StepAmount::Replicas(step_up), period: Duration::from_secs(period_up) }];
+            rule.scale_down.steps = vec![Step { amount: StepAmount::Replicas(step_down), period: Duration::from_secs(period_down) }];
+            rule.scale_up.select = Select::Max;
+            rule.scale_down.select = Select::Max;
+            let first = in_bounds(&rule, start);
+            let (_, _, _, moves) = replay(&rule, first, &steps);
+            // The count after every move made at or before `t`.
+            let count_at = |t: f64| moves.iter().rev().find(|m| m.0 <= t).map_or(first, |m| m.2);
+            for &(now, from, to) in &moves {
+                if to > from {
+                    let base = count_at(now - period_up as f64);
+                    prop_assert!(to <= (base + step_up).max(rule.min), "up at {now}: {from} → {to}, {base} at the start: {moves:?}");
+                }
+                if to < from {
+                    let base = count_at(now - period_down as f64);
+                    prop_assert!(to >= base.saturating_sub(step_down).min(rule.max), "down at {now}: {from} → {to}, {base} at the start: {moves:?}");
                 }
             }
+        }
+
+        /// First sight: with a scale-down window, a fresh history never scales
+        /// down before the window has passed since the first decision.
+        #[test]
+        fn first_sight_waits_a_whole_window(
+            rule in arb_rule(),
+            start in 0u64..40,
+            steps in prop::collection::vec((0.0f64..60.0, arb_readings()), 1..20),
+        ) {
+            let first = in_bounds(&rule, start);
+            let (_, _, _, moves) = replay(&rule, first, &steps);
+            let window = rule.scale_down.window.as_secs_f64();
+            // The first decision (not a hold) seeds the history; holds do not.
+            for &(now, from, to) in &moves {
+                if to < from && from <= rule.max && rule.fallback.is_none() {
+                    prop_assert!(now - moves[0].0 >= window || window == 0.0, "down at {now} within {window}s: {moves:?}");
+                }
+            }
+        }
+
+        /// An operator's 0: a service at 0 whose `min` is above 0 (and `idle` is
+        /// not 0) holds at 0 whatever the metrics and history say.
+        #[test]
+        fn an_operators_zero_holds(
+            rule in arb_rule(),
+            steps in arb_steps(),
+            readings in arb_readings(),
+        ) {
+            prop_assume!(rule.min > 0 && rule.idle != Some(0));
+            let (mut h, _, now, _) = replay(&rule, rule.min, &steps);
+            let d = decide(&rule, &observe(0, readings), &mut h, now, 60.0);
+            prop_assert_eq!((d.desired, d.action), (0, Action::Hold));
+            prop_assert!(d.reasons.last().unwrap().contains("paused by hand"));
+        }
+
+        /// History survives a round trip through JSON (the swarm store) unchanged.
+        #[test]
+        fn history_round_trips(rule in arb_rule(), steps in arb_steps()) {
+            let (h, _, _, _) = replay(&rule, rule.min, &steps);
+            let json = serde_json::to_string(&h).unwrap();
+            let back: History = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, h);
         }
 
         /// Same state and history, larger metric values: `desired` is not smaller.

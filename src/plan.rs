@@ -660,13 +660,16 @@ mod tests {
         let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(130.0));
         assert_eq!(rows.len(), 2, "services without a rule are left out");
         let q = &rows[0];
+        // 13, capped by max 12, then HPA's default scale-up limit: +4 or +100 %.
         assert_eq!(
             (q.current, q.desired, q.action.as_str()),
-            (4, 12, "scale up")
+            (4, 8, "scale up")
         );
         assert_eq!(q.metric.as_deref(), Some("130 / 10"));
         assert!(
-            q.reasons.join("; ").contains("capped by max 12"),
+            q.reasons.join("; ").contains(
+                "capped by max 12; scale-up limited to 4/15s, 100%/15s (HPA's default), the most of them → 8"
+            ),
             "{:?}",
             q.reasons
         );
@@ -689,13 +692,13 @@ mod tests {
         let s = vec![
             service(
                 "high",
-                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=a", "microscale.target": "1", "microscale.priority": "1"}),
+                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=a", "microscale.target": "1", "microscale.priority": "1", "microscale.scale-up.max-step": "none"}),
                 2,
                 2,
             ),
             service(
                 "low",
-                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=b", "microscale.target": "1", "microscale.priority": "2"}),
+                json!({"microscale.max": "10", "microscale.metric": "redis://q/0?list=b", "microscale.target": "1", "microscale.priority": "2", "microscale.scale-up.max-step": "none"}),
                 2,
                 2,
             ),

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::labels::{LEGACY_PREFIX, PREFIX};
 use crate::redact::{redact_label, redact_value};
-use model::{Fallback, MetricRule, Rule, Target};
+use model::{Fallback, MetricRule, Rule, Select, Step, StepAmount, Target};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,13 +55,18 @@ pub const KEYS: &[&str] = &[
     "target-utilization",
     "target-utilization.NAME",
     "tolerance",
+    "scale-up.tolerance",
+    "scale-down.tolerance",
     "scale-up.window",
     "scale-up.max-step",
     "scale-up.period",
+    "scale-up.select",
     "scale-down.window",
     "scale-down.max-step",
     "scale-down.period",
+    "scale-down.select",
     "activation",
+    "idle",
     "fallback",
     "fallback.after",
     "priority",
@@ -310,6 +315,14 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
     let mut targets: BTreeMap<String, (String, Target)> = BTreeMap::new();
     let mut after = None;
     let mut fallback = None;
+    let mut bad_fallback = false;
+    let mut idle = None;
+    // (both, up, down)
+    let mut tolerance: (Option<f64>, Option<f64>, Option<f64>) = (None, None, None);
+    // (up, down): the label and its value, resolved once the periods are known.
+    let mut step_up: Option<(String, String)> = None;
+    let mut step_down: Option<(String, String)> = None;
+    let mut periods = (Duration::from_secs(60), Duration::from_secs(60));
     for (&k, &v) in labels {
         let full = format!("{PREFIX}{k}");
         let named = |base: &str| -> Option<String> {
@@ -334,15 +347,37 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
             }
             "min" => min = parse_u64(ctx, &full, v, "replicas"),
             "max" => max = parse_u64(ctx, &full, v, "replicas"),
-            "tolerance" => {
+            "tolerance" | "scale-up.tolerance" | "scale-down.tolerance" => {
                 if let Some(t) = parse_f64(ctx, &full, v, "a fraction") {
                     if (0.0..1.0).contains(&t) {
-                        rule.tolerance = t;
+                        match k {
+                            "tolerance" => tolerance.0 = Some(t),
+                            "scale-up.tolerance" => tolerance.1 = Some(t),
+                            _ => tolerance.2 = Some(t),
+                        }
                     } else {
                         ctx.error(&full, v, "a fraction from 0 to below 1, such as 0.1");
                     }
                 }
             }
+            "scale-up.select" | "scale-down.select" => {
+                let select = match v.trim().to_ascii_lowercase().as_str() {
+                    "max" => Some(Select::Max),
+                    "min" => Some(Select::Min),
+                    "disabled" => Some(Select::Disabled),
+                    _ => None,
+                };
+                match select {
+                    None => ctx.error(
+                        &full,
+                        v,
+                        "max (the policy that allows the most change), min (the least) or disabled (no change in this direction)",
+                    ),
+                    Some(sel) if k.starts_with("scale-up") => rule.scale_up.select = sel,
+                    Some(sel) => rule.scale_down.select = sel,
+                }
+            }
+            "idle" => idle = parse_u64(ctx, &full, v, "replicas"),
             "scale-up.window" | "scale-down.window" | "scale-up.period" | "scale-down.period" => {
                 if let Some(d) = parse_duration(ctx, &full, v) {
                     let policy = if k.starts_with("scale-up") {
@@ -354,26 +389,15 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                         policy.window = d;
                     } else if d.is_zero() {
                         ctx.error(&full, v, "a period longer than 0");
-                    } else {
-                        policy.period = d;
-                    }
-                }
-            }
-            "scale-up.max-step" | "scale-down.max-step" => {
-                if let Some(n) = parse_u64(ctx, &full, v, "replicas per period") {
-                    if n == 0 {
-                        ctx.error(
-                            &full,
-                            v,
-                            "at least 1 replica per period (remove the label for no limit)",
-                        );
                     } else if k.starts_with("scale-up") {
-                        rule.scale_up.max_step = Some(n);
+                        periods.0 = d;
                     } else {
-                        rule.scale_down.max_step = Some(n);
+                        periods.1 = d;
                     }
                 }
             }
+            "scale-up.max-step" => step_up = Some((full.clone(), v.clone())),
+            "scale-down.max-step" => step_down = Some((full.clone(), v.clone())),
             "activation" => {
                 if let Some(a) = parse_f64(ctx, &full, v, "a metric value") {
                     if a < 0.0 {
@@ -383,16 +407,35 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                     }
                 }
             }
-            "fallback" => fallback = parse_u64(ctx, &full, v, "replicas"),
-            "fallback.after" => {
-                if let Some(n) = parse_u64(ctx, &full, v, "failed reads") {
-                    if n == 0 || n > u32::MAX as u64 {
-                        ctx.error(&full, v, "a number of failed reads from 1");
-                    } else {
-                        after = Some(n as u32);
-                    }
+            // A bad fallback is a warning, not an error: the rule's metrics still
+            // scale the service, and without a valid fallback a failed read holds.
+            "fallback" => match v.trim().parse::<u64>() {
+                Ok(n) => fallback = Some(n),
+                Err(_) => {
+                    bad_fallback = true;
+                    ctx.push(
+                        &full,
+                        v,
+                        "replicas: a whole number from 0; until it is fixed there is no fallback (a failed read holds the replicas)",
+                        Severity::Warning,
+                    );
                 }
-            }
+            },
+            "fallback.after" => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=u32::MAX as u64).contains(&n) => after = Some(n as u32),
+                _ => {
+                    bad_fallback = true;
+                    ctx.push(
+                        &full,
+                        v,
+                        format!(
+                            "failed reads in a row: a whole number from 1 to {}; until it is fixed there is no fallback (a failed read holds the replicas)",
+                            u32::MAX
+                        ),
+                        Severity::Warning,
+                    );
+                }
+            },
             "priority" => {
                 if let Some(n) = parse_u64(ctx, &full, v, "a priority") {
                     if n == 0 || n > u32::MAX as u64 {
@@ -517,6 +560,37 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
         rule.max = max_v;
     }
     rule.min = min_v;
+    rule.scale_up.tolerance = tolerance.1.or(tolerance.0).unwrap_or(0.1);
+    rule.scale_down.tolerance = tolerance.2.or(tolerance.0).unwrap_or(0.1);
+    if let Some((key, value)) = &step_up {
+        match parse_steps(value, periods.0) {
+            Ok(s) => rule.scale_up.steps = s,
+            Err(e) => ctx.error(key, value, e),
+        }
+    }
+    if let Some((key, value)) = &step_down {
+        match parse_steps(value, periods.1) {
+            Ok(s) => rule.scale_down.steps = s,
+            Err(e) => ctx.error(key, value, e),
+        }
+    }
+    if let Some(i) = idle {
+        if i >= min_v {
+            ctx.error(
+                &format!("{PREFIX}idle"),
+                &i.to_string(),
+                format!(
+                    "replicas below microscale.min ({min_v}): idle is what runs while no metric is above its activation"
+                ),
+            );
+        } else {
+            rule.idle = Some(i);
+        }
+    }
+    if bad_fallback {
+        fallback = None;
+        after = None;
+    }
     if let Some(r) = fallback {
         rule.fallback = Some(Fallback {
             replicas: r,
@@ -549,6 +623,56 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
         );
     }
     Some(rule)
+}
+
+/// Parses a `max-step` value: a comma list of policies, each `4` (replicas), `100%`
+/// (percent of the count at the start of the period), optionally `/PERIOD` (`4/15s`);
+/// without one, `period`. `none` (alone): no limit. Errors say what was expected.
+pub fn parse_steps(value: &str, period: Duration) -> Result<Vec<Step>, String> {
+    const EXPECTED: &str = "replicas per period (4), a percent (100%), or a comma list of them, each optionally with its own period (4/15s,100%/1m); none for no limit";
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(vec![]);
+    }
+    let mut out = vec![];
+    for part in value.split(',') {
+        let part = part.trim();
+        let (amount, per) = match part.split_once('/') {
+            Some((a, p)) => {
+                let p = p.trim();
+                let d = p
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .or_else(|_| humantime::parse_duration(p))
+                    .map_err(|_| format!("{EXPECTED}: {p:?} is not a duration"))?;
+                if d.is_zero() {
+                    return Err(format!("{EXPECTED}: a period longer than 0"));
+                }
+                (a.trim(), d)
+            }
+            None => (part, period),
+        };
+        let amount = if let Some(p) = amount.strip_suffix('%') {
+            match p.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => StepAmount::Percent(x),
+                _ => return Err(format!("{EXPECTED}: a percent above 0, not {amount:?}")),
+            }
+        } else {
+            match amount.parse::<u64>() {
+                Ok(n) if n >= 1 => StepAmount::Replicas(n),
+                _ => {
+                    return Err(format!(
+                        "{EXPECTED}: at least 1 replica per period, not {amount:?}"
+                    ));
+                }
+            }
+        };
+        out.push(Step {
+            amount,
+            period: per,
+        });
+    }
+    Ok(out)
 }
 
 /// Records the target of metric `name` from label `full` (value `v`): `target` is
@@ -613,8 +737,12 @@ fn parse_legacy(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule>
                     if n == 0 {
                         ctx.error(&full, v, "at least 1 replica per change");
                     } else {
-                        rule.scale_up.max_step = Some(n);
-                        rule.scale_down.max_step = Some(n);
+                        let step = vec![Step {
+                            amount: StepAmount::Replicas(n),
+                            period: Duration::from_secs(60),
+                        }];
+                        rule.scale_up.steps = step.clone();
+                        rule.scale_down.steps = step;
                     }
                 }
             }
@@ -782,8 +910,15 @@ mod tests {
         assert_eq!(r.metrics[1].target, Target::Utilization(70.0));
         assert_eq!(r.scale_down.window, Duration::from_secs(600));
         assert_eq!(r.scale_up.window, Duration::ZERO);
-        assert_eq!(r.scale_up.max_step, Some(4));
-        assert_eq!(r.scale_up.period, Duration::from_secs(30));
+        assert_eq!(
+            r.scale_up.steps,
+            [Step {
+                amount: StepAmount::Replicas(4),
+                period: Duration::from_secs(30)
+            }]
+        );
+        // No scale-down step declared: unlimited (HPA's default).
+        assert!(r.scale_down.steps.is_empty());
         assert_eq!(
             r.fallback,
             Some(Fallback {
@@ -791,7 +926,7 @@ mod tests {
                 after_failures: 5
             })
         );
-        assert_eq!(r.tolerance, 0.2);
+        assert_eq!((r.scale_up.tolerance, r.scale_down.tolerance), (0.2, 0.2));
     }
 
     #[test]
@@ -922,8 +1057,14 @@ mod tests {
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         let r = p.rule.unwrap();
         assert_eq!((r.min, r.max, r.priority), (1, 4, 2));
-        assert_eq!(r.scale_up.max_step, Some(3));
-        assert_eq!(r.scale_down.max_step, Some(3));
+        let three = [Step {
+            amount: StepAmount::Replicas(3),
+            period: Duration::from_secs(60),
+        }];
+        assert_eq!(
+            (&r.scale_up.steps[..], &r.scale_down.steps[..]),
+            (&three[..], &three[..])
+        );
         let p = parse(&[
             ("com.microscaling.is-scalable", "true"),
             ("com.microscaling.max-contaners", "4"),
@@ -987,6 +1128,156 @@ mod tests {
         );
         assert!(job.rule.is_some());
         assert!(job.problems[0].expected.contains("nothing applies it"));
+    }
+
+    #[test]
+    fn step_policies_select_and_the_default_scale_up_limit() {
+        let p = parse(&[
+            ("microscale.max", "100"),
+            ("microscale.scale-up.max-step", "4/15s, 100%"),
+            ("microscale.scale-up.period", "30s"),
+            ("microscale.scale-up.select", "min"),
+            ("microscale.scale-down.max-step", "50%/2m"),
+            ("microscale.scale-down.select", "Disabled"),
+        ]);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let r = p.rule.unwrap();
+        assert_eq!(
+            r.scale_up.steps,
+            [
+                Step {
+                    amount: StepAmount::Replicas(4),
+                    period: Duration::from_secs(15)
+                },
+                Step {
+                    amount: StepAmount::Percent(100.0),
+                    period: Duration::from_secs(30)
+                }
+            ]
+        );
+        assert_eq!(r.scale_up.select, Select::Min);
+        assert_eq!(
+            r.scale_down.steps,
+            [Step {
+                amount: StepAmount::Percent(50.0),
+                period: Duration::from_secs(120)
+            }]
+        );
+        assert_eq!(r.scale_down.select, Select::Disabled);
+        // No scale-up step declared: HPA's default, +4 or +100 % per 15 s.
+        let r = parse(&[("microscale.max", "9")]).rule.unwrap();
+        assert_eq!(r.scale_up.steps, model::Policy::default_up().steps);
+        assert_eq!(r.scale_up.select, Select::Max);
+        // `none`: no limit.
+        let r = parse(&[
+            ("microscale.max", "9"),
+            ("microscale.scale-up.max-step", "none"),
+        ])
+        .rule
+        .unwrap();
+        assert!(r.scale_up.steps.is_empty());
+        for bad in ["0", "0%", "-1", "4/0s", "4/soon", "x%", "4,", "max"] {
+            let p = parse(&[
+                ("microscale.max", "9"),
+                ("microscale.scale-up.max-step", bad),
+            ]);
+            let e = errors(&p);
+            assert!(
+                e.iter().any(|(k, x)| k == "microscale.scale-up.max-step"
+                    && x.starts_with("replicas per period (4), a percent (100%)")),
+                "{bad}: {e:?}"
+            );
+        }
+        let e = errors(&parse(&[
+            ("microscale.max", "9"),
+            ("microscale.scale-up.select", "most"),
+        ]));
+        assert!(
+            e[0].1
+                .starts_with("max (the policy that allows the most change)"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn tolerance_per_direction() {
+        let r = parse(&[
+            ("microscale.max", "9"),
+            ("microscale.tolerance", "0.2"),
+            ("microscale.scale-up.tolerance", "0"),
+        ])
+        .rule
+        .unwrap();
+        assert_eq!((r.scale_up.tolerance, r.scale_down.tolerance), (0.0, 0.2));
+        let r = parse(&[
+            ("microscale.max", "9"),
+            ("microscale.scale-down.tolerance", "0.05"),
+        ])
+        .rule
+        .unwrap();
+        assert_eq!((r.scale_up.tolerance, r.scale_down.tolerance), (0.1, 0.05));
+        let e = errors(&parse(&[
+            ("microscale.max", "9"),
+            ("microscale.scale-down.tolerance", "1"),
+        ]));
+        assert_eq!(e[0].0, "microscale.scale-down.tolerance");
+    }
+
+    #[test]
+    fn idle_is_below_min() {
+        let r = parse(&[
+            ("microscale.min", "2"),
+            ("microscale.max", "9"),
+            ("microscale.idle", "0"),
+        ])
+        .rule
+        .unwrap();
+        assert_eq!(r.idle, Some(0));
+        for (min, idle) in [("2", "2"), ("0", "0"), ("1", "-1")] {
+            let p = parse(&[
+                ("microscale.min", min),
+                ("microscale.max", "9"),
+                ("microscale.idle", idle),
+            ]);
+            assert!(p.rule.is_none(), "{min} {idle}");
+            assert_eq!(errors(&p)[0].0, "microscale.idle");
+        }
+    }
+
+    /// Issue 14: `fallback.after=-3` rejected the whole rule with "a whole number ≥
+    /// 0" while 0 was rejected too. A bad fallback is a warning that states the real
+    /// range; the rule (and its healthy metric) still applies, without a fallback,
+    /// as KEDA does with an invalid fallback ("should return error when fallback is
+    /// enabled but scaledobject has invalid parameter", pkg/fallback/fallback_test.go).
+    #[test]
+    fn a_bad_fallback_does_not_stop_the_rule() {
+        for (key, value) in [
+            ("microscale.fallback.after", "-3"),
+            ("microscale.fallback.after", "0"),
+            ("microscale.fallback.after", "4294967296"),
+            ("microscale.fallback", "-1"),
+        ] {
+            let mut pairs = vec![
+                ("microscale.max", "9"),
+                ("microscale.metric", "redis://q:6379/0?list=jobs"),
+                ("microscale.target", "5"),
+                ("microscale.fallback", "3"),
+                ("microscale.fallback.after", "2"),
+            ];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            let p = parse(&pairs);
+            let r = p.rule.expect("the rule still applies");
+            assert_eq!(r.metrics.len(), 1);
+            assert_eq!(r.fallback, None, "{key}={value}");
+            assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+            let w = &p.problems[0];
+            assert_eq!((w.key.as_str(), w.severity), (key, Severity::Warning));
+            assert!(w.expected.contains("no fallback"), "{w:?}");
+            if key.ends_with("after") {
+                assert!(w.expected.contains("from 1 to 4294967295"), "{w:?}");
+            }
+        }
     }
 
     #[test]

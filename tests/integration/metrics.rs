@@ -114,7 +114,8 @@ fn plan_scales_on_a_real_redis_queue() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(row["Metric"], "130 / 10", "{row}");
-    assert_eq!(row["Desired"], 12, "{row}");
+    // 13, capped by max 12, then HPA's default scale-up limit from 0: +4.
+    assert_eq!(row["Desired"], 4, "{row}");
     assert_eq!(row["Action"], "scale up");
     assert!(
         row["Reasons"].to_string().contains("capped by max 12"),
@@ -138,7 +139,7 @@ fn plan_scales_on_a_real_redis_queue() {
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(
         (row["Metric"].as_str(), row["RuleDesired"].as_u64()),
-        (Some("130 / 10"), Some(12)),
+        (Some("130 / 10"), Some(4)),
         "{row}"
     );
 

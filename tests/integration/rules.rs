@@ -365,11 +365,12 @@ fn placement_never_takes_a_service_below_its_minimum_and_jobs_take_no_capacity()
         ],
         &["/bin/busybox", "true"],
     );
+    // One replica, below its min of 2 (0 would be an operator's pause: a hold).
     let other = TestService::create(
         &unique("plan-other"),
         &[
             "--replicas",
-            "0",
+            "1",
             "--label",
             "microscale.min=2",
             "--label",
@@ -407,6 +408,15 @@ fn placement_never_takes_a_service_below_its_minimum_and_jobs_take_no_capacity()
     assert_eq!(out.status.code(), Some(0), "nothing pending");
 
     // The job's 50 completions take no capacity: the other service gets its minimum.
+    wait_until(
+        "plan-other running",
+        std::time::Duration::from_secs(60),
+        || {
+            status_json(&other.name)
+                .first()
+                .is_some_and(|r| r["Running"] == 1)
+        },
+    );
     let out = plugin(&[
         "plan",
         "--format",
