@@ -244,6 +244,7 @@ mod tests {
             .descendants()
             .filter(|n| n.has_tag_name("text"))
             .filter_map(|n| n.text())
+            .map(str::trim)
             .collect();
         for want in [
             "queue <test> & co",

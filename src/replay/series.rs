@@ -159,6 +159,8 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Series, String> {
     let mut series = Series::default();
     // Column indexes of time, value, metric, error.
     let mut cols: Option<[Option<usize>; 4]> = None;
+    // Whether a header line named the columns, and how many it named.
+    let (mut header, mut columns) = (false, 4);
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
@@ -198,16 +200,24 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Series, String> {
                     ));
                 }
                 cols = Some(found);
+                (header, columns) = (true, record.len());
                 continue;
             }
             cols = Some([Some(0), Some(1), Some(2), Some(3)]);
         }
         let [t, v, m, e] = cols.expect("set above");
         let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("");
-        if record.len() < 2 {
+        let width = if header { columns } else { 4 };
+        if record.len() < 2 || record.len() > width {
+            let n = record.len();
             return Err(format!(
-                "{at}: expected time,value[,metric[,error]], got {} field",
-                record.len()
+                "{at}: expected time,value[,metric[,error]]{}, got {n} field{}",
+                if header {
+                    " as the header names them"
+                } else {
+                    ""
+                },
+                if n == 1 { "" } else { "s" }
             ));
         }
         let (time, absolute) = parse_time(field(t)).map_err(|e| format!("{at}: {e}"))?;
@@ -386,7 +396,10 @@ mod tests {
                 "0,1\n2024-05-01T00:00:00Z,2\n",
                 "s.csv:2: mixes RFC 3339 times and plain seconds",
             ),
-            ("0,\"1\n", "s.csv:1: not CSV"),
+            (
+                "0,1,a,x,extra\n0,1\n",
+                "s.csv:1: expected time,value[,metric[,error]]",
+            ),
         ];
         for (text, want) in cases {
             let e = parse_csv(text, "s.csv").unwrap_err();

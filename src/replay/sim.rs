@@ -348,7 +348,7 @@ pub fn summarize(rule: &Rule, steps: &[Step]) -> Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rules::parse_labels;
     use std::collections::BTreeMap;
@@ -422,9 +422,10 @@ mod tests {
             steps[2].decision.reasons
         );
         let sum = summarize(&r, &steps);
+        // Up, then down: one reversal.
         assert_eq!(
             (sum.scale_ups, sum.scale_downs, sum.flaps, sum.peak),
-            (1, 1, 0, 5)
+            (1, 1, 1, 5)
         );
         // 75 s at 5 replicas, the last two passes (30 s) at 1.
         assert_eq!(sum.replica_seconds, 5.0 * 75.0 + 30.0);
