@@ -649,7 +649,20 @@ pub async fn run(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Exit, Fai
     .map_err(Failure::Error)?;
     let summary = sim::summarize(&src.rule, &steps);
     if let Some(path) = &args.output {
-        let title = format!("docker microscale replay: {}", src.name);
+        let rule_from = if args.labels.is_empty() {
+            src.name.clone()
+        } else {
+            "the --label rule".to_string()
+        };
+        let series_from = match (&args.series, &args.query) {
+            (Some(path), _) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            (None, Some(q)) => q.clone(),
+            (None, None) => String::new(),
+        };
+        let title = format!("docker microscale replay: {rule_from} on {series_from}");
         let svg = chart::render(&src.rule, &steps, &title).map_err(Failure::Error)?;
         std::fs::write(path, svg).map_err(|e| {
             Failure::Error(format!(
