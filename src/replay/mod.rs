@@ -118,7 +118,7 @@ struct SummaryLine<'a> {
 fn duration_flag(value: &str, flag: &str, min: Duration) -> Result<Duration, Failure> {
     let v = value.trim();
     let d = match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 && x < 1e9 => Some(Duration::from_secs_f64(x)),
+        Ok(x) if (0.0..1e9).contains(&x) => Some(Duration::from_secs_f64(x)),
         Ok(_) => None,
         Err(_) => humantime::parse_duration(v).ok(),
     };
