@@ -164,7 +164,7 @@ pub fn labels_flag(values: &[String]) -> Result<BTreeMap<String, String>, Failur
     for v in values {
         let Some((k, val)) = v.split_once('=') else {
             return Err(Failure::Usage(format!(
-                "invalid argument \"{}\" for \"--label\" flag: give KEY=VALUE, e.g. max=10 or microscale.target=50",
+                "invalid argument \"{}\" for \"--label\" flag: give a rule key, = and its value, e.g. --label max=10 or --label microscale.target=50",
                 crate::render::printable(v)
             )));
         };
@@ -305,7 +305,7 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
     }
     let Some(name) = &args.service else {
         return Err(Failure::Usage(
-            "give the rule: a SERVICE (its labels), --rules FILE, or --label KEY=VALUE".into(),
+            "give the rule: a SERVICE (its labels), --rules FILE, or --label flags (--label max=10 --label target=50 ...)".into(),
         ));
     };
     let Some(engine) = engine else {

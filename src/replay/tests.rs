@@ -15,7 +15,10 @@ fn label_flags_take_keys_with_or_without_the_prefix() {
     assert_eq!(l["microscale.target"], "50");
     assert_eq!(l["com.microscaling.priority"], "2");
     assert_eq!(l["microscale.metric"], "redis://q:6379/0?list=a=b");
-    for (bad, want) in [("max", "give KEY=VALUE"), ("=3", "the key is empty")] {
+    for (bad, want) in [
+        ("max", "give a rule key, = and its value"),
+        ("=3", "the key is empty"),
+    ] {
         match labels_flag(&[bad.into()]) {
             Err(Failure::Usage(e)) => assert!(e.contains(want), "{e}"),
             other => panic!("{bad}: {other:?}"),
