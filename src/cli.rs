@@ -75,6 +75,7 @@ pub fn examples(path: &str) -> &'static str {
         "plan" => PLAN_EXAMPLES,
         "scale" => SCALE_EXAMPLES,
         "apply" => APPLY_EXAMPLES,
+        "replay" => REPLAY_EXAMPLES,
         "run" => RUN_EXAMPLES,
         "metric" => METRIC_EXAMPLES,
         "rules check" => RULES_CHECK_EXAMPLES,
@@ -387,6 +388,10 @@ pub enum Command {
     #[command(override_usage = "docker microscale run [OPTIONS] [SERVICE...]")]
     Run(RunArgs),
 
+    /// Replay a metric series through a rule: what it would have scaled, when and why, and what it cost
+    #[command(override_usage = "docker microscale replay [OPTIONS] [SERVICE]")]
+    Replay(ReplayArgs),
+
     /// Read one metric source once and print its value, to debug a rule
     #[command(override_usage = "docker microscale metric [OPTIONS] SOURCE")]
     Metric(MetricArgs),
@@ -632,6 +637,89 @@ const METRIC_EXAMPLES: &str = "  docker microscale metric --metric-secret redis=
   docker microscale metric 'prometheus://prometheus:9090?query=sum(rate(http_requests_total[1m]))'
   docker microscale metric --metric-allow stats.example:8080 'http://stats.example:8080/stats#/queue/depth'
   docker microscale metric --format json --timeout 2s 'nats://nats:8222/ORDERS/worker'";
+
+const REPLAY_EXAMPLES: &str = "  docker microscale replay web --series web-rps.csv
+  docker microscale replay --rules rules.toml web --series week.jsonl --interval 15s -o web.svg
+  docker microscale replay --label max=20 --label target=50 --series demand.csv --summary
+  docker microscale replay queue-worker --prometheus http://127.0.0.1:9090 --query 'sum(redis_queue_length)' --start now-7d --step 15s
+  docker microscale replay web --series web-rps.csv --converge 45s --format json | jq -c 'select(.Action == \"scale up\")'";
+
+/// Options of `docker microscale replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The service whose rule is replayed: its live labels, or its table in --rules (then no swarm is needed)
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
+
+    /// A TOML rules file (as for plan); SERVICE names its table, which may be left out when the file has one table
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// A rule label KEY=VALUE (microscale. may be left out of KEY), repeated: the whole rule, no swarm needed
+    #[arg(long = "label", value_name = "key=value")]
+    pub labels: Vec<String>,
+
+    /// The metric series: CSV (time,value[,metric[,error]]) or JSON lines ({"time":…,"value":…})
+    #[arg(long = "series", value_name = "file", value_parser = any_path)]
+    pub series: Option<PathBuf>,
+
+    /// Read the series from this Prometheus server (http://HOST:PORT[/PREFIX], https://… or prometheus://…) with a range query
+    #[arg(long = "prometheus", value_name = "url")]
+    pub prometheus: Option<String>,
+
+    /// The PromQL query of --prometheus (it must return one series)
+    #[arg(long = "query", value_name = "promql")]
+    pub query: Option<String>,
+
+    /// Start of the range query: RFC 3339, Unix seconds, or now-DURATION (e.g. now-7d)
+    #[arg(long = "start", value_name = "time")]
+    pub start: Option<String>,
+
+    /// End of the range query (default now)
+    #[arg(long = "end", value_name = "time")]
+    pub end: Option<String>,
+
+    /// Step of the range query (default 15s)
+    #[arg(long = "step", value_name = "duration")]
+    pub step: Option<String>,
+
+    /// The rule's metric the series feeds when it names none (default: the rule's only metric)
+    #[arg(long = "metric", value_name = "name")]
+    pub metric: Option<String>,
+
+    /// Replicas before the first step (default: the live service's, else the rule's min)
+    #[arg(long = "replicas", value_name = "n")]
+    pub replicas: Option<u64>,
+
+    /// How long new tasks take to start after a scale-up (default 0s: at once)
+    #[arg(long = "converge", value_name = "duration")]
+    pub converge: Option<String>,
+
+    /// Decide every DURATION, each step seeing the latest value (the agent's --interval); default: once per time of the series
+    #[arg(long = "interval", value_name = "duration")]
+    pub interval: Option<String>,
+
+    /// Write a chart of the metric, target, desired and running replicas, min and max to this SVG file
+    #[arg(short = 'o', long = "output", value_name = "file", value_parser = any_path)]
+    pub output: Option<PathBuf>,
+
+    /// Print only the summary
+    #[arg(long = "summary", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub summary: Option<bool>,
+
+    #[command(flatten)]
+    pub access: MetricAccess,
+
+    /// Format output: 'table' (default), 'json' (one object per step, then the summary) or a Go template (docs/format.md)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
+}
 
 /// Where metrics may be read from and where their secrets may go: the flags of every
 /// command that reads metrics (`metric`, `status --metrics`, `plan`, `apply`, `run`)

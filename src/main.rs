@@ -23,6 +23,7 @@ mod provenance;
 mod redact;
 mod registry;
 mod render;
+mod replay;
 mod rules;
 mod scale;
 mod status;
@@ -135,6 +136,12 @@ fn run(args: Vec<OsString>) -> Exit {
             agent::lease::run(&engine, &args).await
         }),
         Command::Healthz(args) => agent::serve::healthcheck(&args),
+        Command::Replay(args) if replay::needs_swarm(&args) => {
+            with_runtime(&cli.global, |engine| async move {
+                replay::run(Some(&engine), &args).await
+            })
+        }
+        Command::Replay(args) => replay::run_offline(&args),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await
         }),

@@ -17,6 +17,7 @@ pub mod nats;
 pub mod nsq;
 pub mod prometheus;
 pub mod rabbitmq;
+pub mod range;
 pub mod redis;
 mod web;
 

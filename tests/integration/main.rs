@@ -11,6 +11,7 @@ mod lease;
 mod metric_access;
 mod metrics;
 mod provenance;
+mod replay;
 mod rules;
 mod scale;
 mod ssh;
