@@ -188,9 +188,12 @@ fn passes(
 /// Replays `series` against `rule` from `opts.start` replicas.
 ///
 /// Each pass observes a replicated service with the spec's replicas and the running
-/// tasks as the earlier decisions left them, no update in progress and no placement
-/// limit, and calls [`decide::decide`] with one [`History`] for the whole replay (as
-/// the agent keeps one per service) and [`crate::plan::GRACE_SECS`].
+/// tasks as the earlier decisions left them, no update in progress and the placement
+/// limit of `opts`, and calls [`decide::decide`] with one [`History`] for the whole
+/// replay (as the agent keeps one per service) and [`crate::plan::GRACE_SECS`]. The
+/// history starts empty, so the first pass is the agent's first sight of the
+/// service: `decide` seeds it with `opts.start`, and the first scale-down waits one
+/// whole scale-down window from the first pass.
 ///
 /// Errors: a point whose metric the rule does not have (see [`Point::metric`]), a
 /// rule without metrics, a bad interval.
@@ -438,6 +441,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_first_pass_is_first_sight_so_the_first_scale_down_waits_a_whole_window() {
+        // As the agent seeing a service for the first time: the starting replicas are
+        // the first recommendation, so low demand from the first pass on does not
+        // scale down before the default 5-minute window has passed.
+        let r = rule(&[
+            ("max", "10"),
+            ("metric", "redis://q/0?list=a"),
+            ("target", "10"),
+        ]);
+        let s = series(&(0..8).map(|i| (i as f64 * 60.0, 10.0)).collect::<Vec<_>>());
+        let steps = replay(&r, &s, o(4, 0.0, None)).unwrap();
+        // Held at t = 0..240; at t = 300 the seed is a whole window old and leaves.
+        assert_eq!(desired(&steps), [4, 4, 4, 4, 4, 1, 1, 1]);
+        assert!(
+            steps[0]
+                .decision
+                .reasons
+                .iter()
+                .any(|r| r.contains("first sight")),
+            "{:?}",
+            steps[0].decision.reasons
+        );
+    }
+
+    #[test]
     fn a_converge_delay_holds_the_decisions_and_counts_time_above_target() {
         let r = rule(&[
             ("max", "10"),
@@ -551,7 +579,9 @@ pub(crate) mod tests {
             e.contains("metric \"c\", which the rule does not have"),
             "{e}"
         );
-        // Both named: one pass with both readings; the larger proposal wins.
+        // Both named: one pass with both readings; the larger proposal wins (b: 7),
+        // and HPA's default scale-up limit (no `max-step` declared: +4 or +100 % per
+        // 15 s, the larger) lets 1 replica go to 5 in one pass.
         let s = Series {
             points: vec![
                 Point {
@@ -568,7 +598,16 @@ pub(crate) mod tests {
             absolute: false,
         };
         let steps = replay(&r, &s, o(1, 0.0, None)).unwrap();
-        assert_eq!((steps.len(), steps[0].decision.desired), (1, 7));
+        assert_eq!((steps.len(), steps[0].decision.desired), (1, 5));
+        assert!(
+            steps[0]
+                .decision
+                .reasons
+                .iter()
+                .any(|r| r.contains("(HPA's default), the most of them → 5")),
+            "{:?}",
+            steps[0].decision.reasons
+        );
     }
 
     #[test]

@@ -154,9 +154,12 @@ struct Trace {
     file: &'static str,
     /// Invocations per minute one replica carries.
     target: &'static str,
-    /// Most of the time the running tasks may carry less than the demand, as a
-    /// share of the series (the tolerance of 0.1 alone keeps a service up to 10 %
-    /// short without acting).
+    /// Most of the time the running tasks may carry more than the target, as a share
+    /// of the series. With the HPA-exact tolerance (0.1 on the raw ratio
+    /// `value / (target × running)`), a service carrying up to 10 % more than its
+    /// target does not act, so this share is mostly time within the tolerance; the
+    /// test also checks that every pass beyond it is one HPA's default scale-up
+    /// limit held.
     above_target: f64,
     /// Most replica-seconds as a multiple of following demand exactly.
     cost: f64,
@@ -164,17 +167,28 @@ struct Trace {
     flaps: u64,
 }
 
+// Measured with the HPA-exact decision core (tolerance 0.1 on each metric's raw
+// ratio, both ends inclusive; scale-down window 5m with first-sight seeding; no step
+// declared, so HPA's default scale-up limit of +4 or +100 % per 15 s, the larger),
+// one pass per minute as the series is written, tasks starting at once. The figures
+// of the core before it (tolerance on the rounded proposal, no default limit) are in
+// brackets.
 const TRACES: &[Trace] = &[
-    // Measured with the defaults of this commit (tolerance 0.1 on the rounded
-    // proposal, scale-down window 5m, no step): above target 5.8 %, 1.12x, 97 flaps.
+    // 10.0 % above target (5.8 %), 1.09x (1.12x), 87 flaps (97). Almost all of the
+    // 10 % is within the tolerance: on the raw ratio it keeps N replicas while they
+    // carry up to 10 % over their target (with tolerance 0 the share is 0.1 %). Two
+    // passes are beyond it: the first two minutes, 1 → 5 → 10 under the default
+    // limit where 509-555/min want 11-12. The bound is the measured 10.0 % plus 2
+    // points.
     Trace {
         file: "azure_periodic_daytime_http.csv",
         target: "50",
-        above_target: 0.10,
+        above_target: 0.12,
         cost: 1.30,
         flaps: 120,
     },
-    // 0 %, 1.25x, 153 flaps: noise of ±30 % around 4-5 replicas beats the tolerance.
+    // 4.2 % (0 %), 1.21x (1.25x), 119 flaps (153): noise of ±30 % around 4-5
+    // replicas still beats the tolerance; every pass above target is within it.
     Trace {
         file: "azure_steady_noisy_http.csv",
         target: "5",
@@ -182,15 +196,22 @@ const TRACES: &[Trace] = &[
         cost: 1.40,
         flaps: 185,
     },
-    // 0 %, 1.21x, 47 flaps: one up and one down per burst (24 bursts) is the least.
+    // 11.5 % (0 %), 1.10x (1.21x), 47 flaps (47): one up and one down per burst (24
+    // bursts) is the least. Each burst (271-272/min from idle at 1 replica) wants 6;
+    // the default limit allows 1 → 5 in the first pass, and 5 replicas then carry
+    // 272/250 = 1.088 of the target, within the tolerance, so HPA (and this core)
+    // stays at 5 for the whole burst: every burst minute is "above target", by 8.8 %
+    // at most. With `scale-up.max-step=none` it is 0 % at 1.21x (the old figures).
+    // The bound is the burst minutes (11.5 %) plus 1.5 points.
     Trace {
         file: "azure_bursty_idle_event.csv",
         target: "50",
-        above_target: 0.10,
+        above_target: 0.13,
         cost: 1.40,
         flaps: 57,
     },
-    // 0 %, 1.21x, 3 flaps: two spikes.
+    // 0.6 % (0 %), 1.09x (1.21x), 3 flaps (3): two spikes; the 3 minutes above target
+    // are the default limit's climb (1 → 5, then 5 → 10, where 552-742/min want 12-15).
     Trace {
         file: "azure_spike_http_8h.csv",
         target: "50",
@@ -198,7 +219,8 @@ const TRACES: &[Trace] = &[
         cost: 1.40,
         flaps: 4,
     },
-    // 0 %, 1.23x, 49 flaps.
+    // 2.9 % (0 %), 1.20x (1.23x), 38 flaps (49); every pass above target is within
+    // the tolerance.
     Trace {
         file: "azure_ramp_up_storage_8h.csv",
         target: "5",
@@ -206,7 +228,9 @@ const TRACES: &[Trace] = &[
         cost: 1.40,
         flaps: 60,
     },
-    // 0 %, 1.64x, 31 flaps: each 10-minute burst is followed by 5 minutes of window.
+    // 1.7 % (0 %), 1.52x (1.64x), 31 flaps (31): each 10-minute burst is followed by
+    // 5 minutes of window. Of the 8 minutes above target, 3 are the default limit's
+    // climb (1 → 5 → 10 where 324-569/min want 7-12), 5 are within the tolerance.
     Trace {
         file: "azure_onoff_bursty_queue_8h.csv",
         target: "50",
@@ -267,6 +291,27 @@ fn real_demand_traces_with_the_default_rule() {
             t.file,
             share
         );
+        // Beyond the tolerance only while HPA's default scale-up limit holds the
+        // climb (tasks start at once here, so nothing else can).
+        for st in &steps {
+            let Some(Ok(v)) = st.readings.first().map(|r| &r.value) else {
+                continue;
+            };
+            let carried = t.target.parse::<f64>().unwrap() * st.running_after as f64;
+            if *v > carried * (1.0 + rule.scale_up.tolerance) + 1e-9 {
+                assert!(
+                    st.decision
+                        .reasons
+                        .iter()
+                        .any(|r| r.contains("(HPA's default)")),
+                    "{} at {}: {v} for {} running, beyond the tolerance: {:?}",
+                    t.file,
+                    st.time,
+                    st.running_after,
+                    st.decision.reasons
+                );
+            }
+        }
         // Few when it goes.
         let ideal = s.ideal_replica_seconds.expect("per-replica target");
         assert!(

@@ -165,8 +165,9 @@ fn replay_with_labels_or_a_rules_file_needs_no_engine() {
         "json",
     ]));
     let sum: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    // From min 1: up to 10, then straight down (no window).
-    assert_eq!(sum["Summary"]["ScaleUps"], 1);
+    // From min 1: up to 10 in two steps (HPA's default scale-up limit, +4 or +100 %
+    // per 15 s, allows 1 → 5, then 5 → 10), then straight down (no window).
+    assert_eq!(sum["Summary"]["ScaleUps"], 2);
     assert_eq!(sum["Summary"]["ScaleDowns"], 1);
     assert_eq!(sum["Summary"]["Flaps"], 1);
     assert_eq!(sum["Summary"]["Peak"], 10);
@@ -185,8 +186,8 @@ fn replay_with_labels_or_a_rules_file_needs_no_engine() {
     ]));
     assert_eq!(
         stdout(&out),
-        "0 10\n60 10\n120 10\n180 10\n240 10\n300 10\n360 1\n",
-        "the default 5-minute window holds 10 until the last 95 has left it"
+        "0 5\n60 10\n120 10\n180 10\n240 10\n300 10\n360 1\n",
+        "the default scale-up limit takes 1 to 5, then 10; the default 5-minute window holds 10 until the last 95 has left it"
     );
     // A rule with an error names the key.
     let out = offline(&[
