@@ -52,9 +52,13 @@ pub fn command() -> clap::Command {
                     .help_template(
                         "Usage:  {usage}\n\n{about}\n\nCommands:\n{subcommands}\n\nRun 'docker microscale rules COMMAND --help' for more information on a command.\n",
                     );
-                rules.mut_subcommand("check", |check| {
-                    docker_template(check, None, examples("rules check"))
-                })
+                rules
+                    .mut_subcommand("check", |check| {
+                        docker_template(check, None, examples("rules check"))
+                    })
+                    .mut_subcommand("history", |history| {
+                        docker_template(history, None, examples("rules history"))
+                    })
             });
             continue;
         }
@@ -78,6 +82,7 @@ pub fn examples(path: &str) -> &'static str {
         "run" => RUN_EXAMPLES,
         "metric" => METRIC_EXAMPLES,
         "rules check" => RULES_CHECK_EXAMPLES,
+        "rules history" => RULES_HISTORY_EXAMPLES,
         "version" => VERSION_EXAMPLES,
         "completion" => COMPLETION_EXAMPLES,
         "__man" => MAN_EXAMPLES,
@@ -684,6 +689,10 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub decide: DecideOptions,
 
+    /// The agents' lease; the decision history read is the Swarm config <lease>-history (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
     /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
     #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
@@ -762,6 +771,10 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub decide: DecideOptions,
 
+    /// The agents' lease: apply refuses while an agent holds it, and holds it while it acts (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
     /// Exit immediately instead of waiting for the services to converge
     #[arg(short = 'd', long = "detach", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
@@ -792,6 +805,7 @@ impl ApplyArgs {
         PlanArgs {
             services: self.services.clone(),
             decide: self.decide.clone(),
+            lease_name: self.lease_name.clone(),
             detailed_exitcode: None,
             format: self.format.clone(),
             no_trunc: self.no_trunc,
@@ -805,6 +819,33 @@ pub enum RulesCommand {
     /// Validate every scaling rule: each problem names the service, key, value and what was expected
     #[command(override_usage = "docker microscale rules check [OPTIONS] [SERVICE...]")]
     Check(RulesCheckArgs),
+    /// Show the decision history kept in the swarm: each recommendation, scale event and failure count, and until when it binds
+    #[command(override_usage = "docker microscale rules history [OPTIONS] [SERVICE...]")]
+    History(RulesHistoryArgs),
+}
+
+const RULES_HISTORY_EXAMPLES: &str = "  docker microscale rules history
+  docker microscale rules history web
+  docker microscale rules history --format json web | jq .Recommendations";
+
+/// Options of `docker microscale rules history`.
+#[derive(Debug, Clone, Args)]
+pub struct RulesHistoryArgs {
+    /// Services to show, by name or ID (default: every service with a stored history)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// A TOML rules file (its windows and periods say until when each entry binds)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// The agents' lease; the history is the Swarm config <lease>-history (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
 }
 
 const RULES_CHECK_EXAMPLES: &str = "  docker microscale rules check

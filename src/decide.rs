@@ -78,7 +78,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::model::{Rule, Target};
 use crate::status::Mode;
@@ -138,24 +138,35 @@ pub struct Observation {
     pub readings: Vec<Reading>,
 }
 
-/// One scale event remembered for `max_step`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ScaleEvent {
-    at: f64,
-    from: u64,
-    to: u64,
+/// One scale event remembered for `max_step`: at `at` (seconds, the caller's
+/// epoch), from `from` to `to` replicas. Serialized as `{"at", "from", "to"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    /// When (seconds, the caller's epoch).
+    pub at: f64,
+    /// Replicas before.
+    pub from: u64,
+    /// Replicas after.
+    pub to: u64,
 }
 
 /// What [`decide`] remembers of one service between calls; owned by the caller,
 /// updated by [`decide`]. Bounded: entries older than the rule's longest window or
 /// period are dropped, and at most [`HISTORY_LIMIT`] of each kind are kept.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Serialized (serde) as `{"recommendations": [[seconds, replicas], ...], "events":
+/// [{"at", "from", "to"}, ...], "failures": n}`; a missing field is empty (the agent
+/// keeps it in the swarm: `crate::agent::history`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// `(time in seconds, recommendation in replicas)`, oldest first.
+    #[serde(default)]
     recommendations: VecDeque<(f64, u64)>,
     /// Scale events, oldest first.
+    #[serde(default)]
     events: VecDeque<ScaleEvent>,
     /// Consecutive decisions in which some metric read failed.
+    #[serde(default)]
     failures: u32,
 }
 
@@ -167,9 +178,24 @@ impl History {
     }
 
     /// Consecutive decisions in which some metric read failed (`run` reports it).
-    #[cfg(test)]
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// The recommendations kept for the stabilisation windows: `(time in seconds,
+    /// replicas)`, oldest first.
+    pub fn recommendations(&self) -> &VecDeque<(f64, u64)> {
+        &self.recommendations
+    }
+
+    /// The recommendations, to compact or extend them (`crate::agent::history`).
+    pub fn recommendations_mut(&mut self) -> &mut VecDeque<(f64, u64)> {
+        &mut self.recommendations
+    }
+
+    /// The scale events kept for the step limits, oldest first.
+    pub fn events(&self) -> &VecDeque<ScaleEvent> {
+        &self.events
     }
 }
 

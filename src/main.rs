@@ -112,6 +112,11 @@ fn run(args: Vec<OsString>) -> Exit {
         } => with_runtime(&cli.global, |engine| async move {
             rules::check::run(&engine, &args).await
         }),
+        Command::Rules {
+            command: cli::RulesCommand::History(args),
+        } => with_runtime(&cli.global, |engine| async move {
+            rules::history::run(&engine, &args).await
+        }),
         Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
             metrics::run(&engine, &args).await
         }),
