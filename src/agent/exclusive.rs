@@ -12,6 +12,8 @@
 //!   and no other agent to take over): `apply` watches it for one TTL on its own
 //!   clock, as a standby agent would, takes it over if it stayed unchanged, and
 //!   refuses if it was renewed.
+//! - Another `apply` holds it (holder `apply/…`): this one waits until it is
+//!   released (or expires), so that two `apply` runs never decide at once either.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +24,11 @@ use super::lease::{self, Lease, LeaseState};
 use crate::engine::service::segment;
 use crate::engine::{Engine, EngineError};
 
-/// The TTL `apply` holds the lease with.
-pub const APPLY_TTL: Duration = Duration::from_secs(15);
+/// The TTL `apply` holds the lease with (renewed every 2 s).
+pub const APPLY_TTL: Duration = Duration::from_secs(6);
+
+/// The holder ids of `apply` start with this.
+pub const APPLY_PREFIX: &str = "apply/";
 
 /// The lease held by this `apply`, renewed in the background until [`Exclusive::release`].
 pub struct Exclusive {
@@ -131,12 +136,20 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
     let base = lease::default_holder(engine)
         .await
         .unwrap_or_else(|_| format!("-/-/{}", std::process::id()));
-    let holder = format!("apply/{base}");
-    if let Some((h, ttl, renewed)) = peek(engine, name).await?
-        && !h.is_empty()
-        && recently_renewed(renewed.as_deref(), ttl, crate::plan::wall_clock())
+    let holder = format!("{APPLY_PREFIX}{base}");
+    // An agent (not another apply) that renewed recently: refuse at once.
+    let alive_agent = |(h, ttl, renewed): &(String, f64, Option<String>)| {
+        !h.is_empty()
+            && !h.starts_with(APPLY_PREFIX)
+            && recently_renewed(renewed.as_deref(), *ttl, crate::plan::wall_clock())
+    };
+    if let Some(seen) = peek(engine, name).await?
+        && alive_agent(&seen)
     {
-        return Ok(Taken::Other { holder: h, renewed });
+        return Ok(Taken::Other {
+            holder: seen.0,
+            renewed: seen.2,
+        });
     }
     let mut l = Lease::new(name, APPLY_TTL, holder.clone());
     let started = Instant::now();
@@ -144,10 +157,10 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
     loop {
         match l.tick(engine).await? {
             LeaseState::Held => break,
-            LeaseState::Other(h) => {
-                // Renewed while watched (another version), or still not expired
+            LeaseState::Other(h) if !h.starts_with(APPLY_PREFIX) => {
+                // Another agent took it while watched, or it is still not expired
                 // after the longest TTL: alive.
-                let limit = Duration::from_secs(3600) + APPLY_TTL;
+                let limit = lease::MAX_TTL + APPLY_TTL;
                 if first.as_ref().is_some_and(|f| *f != h) || started.elapsed() > limit {
                     return Ok(Taken::Other {
                         holder: h,
@@ -155,16 +168,17 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
                     });
                 }
                 first.get_or_insert(h.clone());
-                if let Some((now_h, ttl, renewed)) = peek(engine, name).await?
-                    && !now_h.is_empty()
-                    && recently_renewed(renewed.as_deref(), ttl, crate::plan::wall_clock())
+                if let Some(seen) = peek(engine, name).await?
+                    && alive_agent(&seen)
                 {
                     return Ok(Taken::Other {
-                        holder: now_h,
-                        renewed,
+                        holder: seen.0,
+                        renewed: seen.2,
                     });
                 }
             }
+            // Another apply: wait for its release (or its expiry, if it was killed).
+            LeaseState::Other(_) => {}
             LeaseState::Free => {}
         }
         tokio::time::sleep_until(tokio::time::Instant::from_std(l.next_tick())).await;
