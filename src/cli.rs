@@ -87,6 +87,7 @@ pub fn examples(path: &str) -> &'static str {
         "completion" => COMPLETION_EXAMPLES,
         "__man" => MAN_EXAMPLES,
         "__lease" => LEASE_EXAMPLES,
+        "__history-bench" => HISTORY_BENCH_EXAMPLES,
         "__healthz" => HEALTHZ_EXAMPLES,
         _ => "",
     }
@@ -408,6 +409,14 @@ pub enum Command {
     )]
     Lease(LeaseArgs),
 
+    /// Write a synthetic decision history of N services to a Swarm config and time it, for scripts/bench
+    #[command(
+        name = "__history-bench",
+        hide = true,
+        override_usage = "docker-microscale __history-bench [OPTIONS]"
+    )]
+    HistoryBench(HistoryBenchArgs),
+
     /// Ask a running agent's /healthz and exit 0 when it answers 200: the health check of the FROM-scratch agent image, which has no shell or HTTP client
     #[command(
         name = "__healthz",
@@ -437,6 +446,21 @@ const LEASE_EXAMPLES: &str = "  docker-microscale __lease
   docker-microscale __lease --name microscale-agent-lease --ttl 15s
   docker-microscale __lease --ttl 2s --holder test-a --for 10s
   docker microscale __lease --for 1m | jq -c '{Time, Event, Leader}'";
+
+/// Options of the hidden `__history-bench` command.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryBenchArgs {
+    /// How many services the history holds
+    #[arg(long = "services", value_name = "int", default_value_t = 1000)]
+    pub services: usize,
+
+    /// The Swarm config written (removed at the end)
+    #[arg(long = "name", value_name = "string", default_value = "microscale-history-bench")]
+    pub name: String,
+}
+
+const HISTORY_BENCH_EXAMPLES: &str = "  docker-microscale __history-bench
+  docker-microscale __history-bench --services 200";
 
 /// Options of the hidden `__lease` command.
 #[derive(Debug, Clone, Args)]

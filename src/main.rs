@@ -139,6 +139,9 @@ fn run(args: Vec<OsString>) -> Exit {
         Command::Lease(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             agent::lease::run(&engine, &args).await
         }),
+        Command::HistoryBench(args) => with_runtime(&cli.global, |engine| async move {
+            agent::history::bench(&engine, &args).await
+        }),
         Command::Healthz(args) => agent::serve::healthcheck(&args),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
             plan::run(&engine, &args).await

@@ -70,6 +70,15 @@ pub const MAX_RECOMMENDATIONS: usize = 16;
 /// Most scale events stored per service (the newest).
 pub const MAX_EVENTS: usize = 16;
 
+/// Most bytes of entries one write stores (1 MiB): Swarm accepted 1.5 MB of labels
+/// on one config and refused 2.4 MB (`raft message is too large`). Beyond it, every
+/// entry is stored with at most [`TIGHT_LIMIT`] recommendations and events.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// The per-service limit of recommendations and of events when [`MAX_BYTES`] is
+/// exceeded.
+pub const TIGHT_LIMIT: usize = 4;
+
 /// The config's data (Swarm requires some).
 const DATA: &str = "docker-microscale decision history: one microscale.history.<service ID> label per service; see docs/agent.md\n";
 
@@ -103,9 +112,9 @@ impl Entry {
 /// Compacts `h`'s recommendations without changing any decision: keeps those
 /// strictly above every later one or strictly below every later one (the others
 /// can never be the highest or the lowest of a window ending now or later); then,
-/// beyond [`MAX_RECOMMENDATIONS`], merges the two oldest into the higher one at the
-/// later time.
-pub fn compact(h: &mut History) {
+/// beyond `most` (at least 1; [`MAX_RECOMMENDATIONS`] when stored), merges the two
+/// oldest into the higher one at the later time.
+pub fn compact(h: &mut History, most: usize) {
     let recs = h.recommendations_mut();
     let mut keep = vec![false; recs.len()];
     let (mut hi, mut lo): (Option<u64>, Option<u64>) = (None, None);
@@ -124,7 +133,7 @@ pub fn compact(h: &mut History) {
         i += 1;
         keep[i - 1]
     });
-    while recs.len() > MAX_RECOMMENDATIONS {
+    while recs.len() > most.max(1) {
         let (Some((_, a)), Some(&(t, b))) = (recs.pop_front(), recs.front()) else {
             break;
         };
@@ -133,18 +142,53 @@ pub fn compact(h: &mut History) {
 }
 
 /// The stored text of `entry`: compacted ([`compact`]), the newest [`MAX_EVENTS`]
-/// events, compact JSON.
+/// events, times rounded up to the millisecond (a window or period never ends
+/// earlier), compact JSON.
 pub fn encode(entry: &Entry) -> String {
+    encode_within(entry, MAX_RECOMMENDATIONS, MAX_EVENTS)
+}
+
+fn encode_within(entry: &Entry, recs: usize, most_events: usize) -> String {
     let mut e = entry.clone();
-    compact(&mut e.history);
+    compact(&mut e.history, recs);
     let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
-    if let Some(events) = v.get_mut("events").and_then(Value::as_array_mut)
-        && events.len() > MAX_EVENTS
-    {
-        let drop = events.len() - MAX_EVENTS;
-        events.drain(..drop);
+    let ms = |t: &mut Value| {
+        if let Some(x) = t.as_f64() {
+            *t = json!((x * 1000.0).ceil() / 1000.0);
+        }
+    };
+    if let Some(events) = v.get_mut("events").and_then(Value::as_array_mut) {
+        if events.len() > most_events {
+            let drop = events.len() - most_events;
+            events.drain(..drop);
+        }
+        events.iter_mut().for_each(|e| ms(&mut e["at"]));
+    }
+    if let Some(recs) = v.get_mut("recommendations").and_then(Value::as_array_mut) {
+        recs.iter_mut().for_each(|r| ms(&mut r[0]));
     }
     v.to_string()
+}
+
+/// Every non-empty entry [`encode`]d, by service ID; when they add up to more than
+/// [`MAX_BYTES`], each with at most [`TIGHT_LIMIT`] recommendations and events.
+pub fn encode_all(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, String> {
+    let all = |recs, events| -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(id, e)| (id.clone(), encode_within(e, recs, events)))
+            .collect()
+    };
+    let size = |m: &BTreeMap<String, String>| -> usize {
+        m.iter().map(|(id, t)| LABEL_PREFIX.len() + id.len() + t.len()).sum()
+    };
+    let full = all(MAX_RECOMMENDATIONS, MAX_EVENTS);
+    if size(&full) <= MAX_BYTES {
+        full
+    } else {
+        all(TIGHT_LIMIT, TIGHT_LIMIT)
+    }
 }
 
 /// `encode` without the newest recommendation's time: what must be written at once
@@ -584,11 +628,7 @@ impl Keeper {
         if !self.loaded {
             return Ok(None);
         }
-        let ours: BTreeMap<String, String> = entries
-            .iter()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(id, e)| (id.clone(), encode(e)))
-            .collect();
+        let ours = encode_all(entries);
         let prints: BTreeMap<String, String> = ours
             .iter()
             .map(|(id, t)| (id.clone(), fingerprint(t)))
@@ -621,6 +661,110 @@ impl Keeper {
     }
 }
 
+/// A service ID of Swarm's length (25 characters) for the bench.
+fn bench_id(i: usize) -> String {
+    format!("{i:0>25}")
+}
+
+/// The worst case a service can store: [`MAX_RECOMMENDATIONS`] recommendations and
+/// [`MAX_EVENTS`] events (times with microseconds), failures and a count set.
+fn worst_entry(now: f64) -> Entry {
+    let h: History = serde_json::from_value(json!({
+        "recommendations": (0..MAX_RECOMMENDATIONS)
+            .map(|i| json!([now - 300.0 + i as f64 * 15.123457, 40 - i as u64]))
+            .collect::<Vec<_>>(),
+        "events": (0..MAX_EVENTS)
+            .map(|i| json!({"at": now - 60.0 + i as f64 * 3.654321, "from": 20 + i as u64, "to": 21 + i as u64}))
+            .collect::<Vec<_>>(),
+        "failures": 3
+    }))
+    .unwrap_or_default();
+    Entry {
+        history: h,
+        set: Some(36),
+    }
+}
+
+/// `__history-bench`: writes a history of `services` steady services (one
+/// recommendation each), then of as many worst-case ones, to the config `name` on
+/// the engine, five times each, and prints one JSON line: bytes and median
+/// milliseconds of a write, of a read, and the CPU milliseconds of a pass that
+/// writes nothing (encoding and comparing every entry). The config is removed at
+/// the end.
+pub async fn bench(
+    engine: &Engine,
+    args: &crate::cli::HistoryBenchArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::Failure;
+    use std::time::Instant;
+    let fail = |e: EngineError| Failure::Error(e.to_string());
+    let now = crate::plan::wall_clock();
+    let ids: Vec<String> = (0..args.services).map(bench_id).collect();
+    let present: HashSet<String> = ids.iter().cloned().collect();
+    let steady: BTreeMap<String, Entry> = ids
+        .iter()
+        .map(|id| {
+            let mut h = History::default();
+            h.recommendations_mut().push_back((now, 3));
+            (id.clone(), Entry { history: h, set: Some(3) })
+        })
+        .collect();
+    let worst: BTreeMap<String, Entry> = ids.iter().map(|id| (id.clone(), worst_entry(now))).collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut report = serde_json::Map::new();
+    report.insert("Services".into(), json!(args.services));
+    for (label, entries) in [("Steady", &steady), ("Worst", &worst)] {
+        let started = Instant::now();
+        let ours = encode_all(entries);
+        let prints: usize = ours.values().map(|t| fingerprint(t).len()).sum();
+        let cpu = started.elapsed().as_secs_f64() * 1000.0;
+        let mut times = vec![];
+        let mut bytes = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            bytes = write(engine, &args.name, "bench", Some(REFRESH_SECS), now, &ours, &present)
+                .await
+                .map_err(fail)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut reads = vec![];
+        for _ in 0..5 {
+            let t = Instant::now();
+            let stored = read(engine, &args.name).await.map_err(fail)?;
+            reads.push(t.elapsed().as_secs_f64() * 1000.0);
+            if stored.entries.len() != args.services || !stored.bad.is_empty() {
+                return Err(Failure::Error(format!(
+                    "read back {} entries ({} bad) of {}",
+                    stored.entries.len(),
+                    stored.bad.len(),
+                    args.services
+                )));
+            }
+        }
+        report.insert(
+            label.into(),
+            json!({
+                "Bytes": bytes,
+                "WriteMillis": median(times),
+                "ReadMillis": median(reads),
+                "EncodeCompareCpuMillis": cpu,
+                "FingerprintBytes": prints,
+            }),
+        );
+    }
+    let _ = engine
+        .raw_request(
+            http::Method::DELETE,
+            &format!("/configs/{}", segment(&args.name)),
+            None,
+        )
+        .await;
+    crate::exit::print_stdout_async(Value::Object(report).to_string() + "\n").await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,7 +794,7 @@ mod tests {
             .collect();
         let full = history(&recs);
         let mut small = full.clone();
-        compact(&mut small);
+        compact(&mut small, MAX_RECOMMENDATIONS);
         assert!(small.recommendations().len() < full.recommendations().len());
         assert_eq!(
             small.recommendations().iter().copied().collect::<Vec<_>>(),
@@ -670,7 +814,7 @@ mod tests {
     #[test]
     fn a_steady_service_keeps_one_recommendation() {
         let mut h = history(&[(0.0, 3), (15.0, 3), (30.0, 3)]);
-        compact(&mut h);
+        compact(&mut h, MAX_RECOMMENDATIONS);
         assert_eq!(
             h.recommendations().iter().copied().collect::<Vec<_>>(),
             [(30.0, 3)]
@@ -682,7 +826,7 @@ mod tests {
         // A ramp down: every one is above all later ones.
         let recs: Vec<(f64, u64)> = (0..40).map(|i| (i as f64, 100 - i as u64)).collect();
         let mut h = history(&recs);
-        compact(&mut h);
+        compact(&mut h, MAX_RECOMMENDATIONS);
         let kept: Vec<_> = h.recommendations().iter().copied().collect();
         assert_eq!(kept.len(), MAX_RECOMMENDATIONS);
         // The highest value is kept, at a later time: scale-downs wait longer.

@@ -231,11 +231,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             .iter()
             .filter_map(|s| s.id.clone())
             .collect();
-        let ours = entries
-            .iter()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(id, e)| (id.clone(), crate::agent::history::encode(e)))
-            .collect();
+        let ours = crate::agent::history::encode_all(&entries);
         if !exclusive.holds() {
             return Err(Failure::Error(format!(
                 "apply lost the lease {lease_name} while deciding (the engine was slow): nothing was changed; run it again"
