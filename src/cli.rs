@@ -455,7 +455,11 @@ pub struct HistoryBenchArgs {
     pub services: usize,
 
     /// The Swarm config written (removed at the end)
-    #[arg(long = "name", value_name = "string", default_value = "microscale-history-bench")]
+    #[arg(
+        long = "name",
+        value_name = "string",
+        default_value = "microscale-history-bench"
+    )]
     pub name: String,
 }
 

@@ -181,7 +181,9 @@ pub fn encode_all(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, String>
             .collect()
     };
     let size = |m: &BTreeMap<String, String>| -> usize {
-        m.iter().map(|(id, t)| LABEL_PREFIX.len() + id.len() + t.len()).sum()
+        m.iter()
+            .map(|(id, t)| LABEL_PREFIX.len() + id.len() + t.len())
+            .sum()
     };
     let full = all(MAX_RECOMMENDATIONS, MAX_EVENTS);
     if size(&full) <= MAX_BYTES {
@@ -610,6 +612,26 @@ impl Keeper {
         }
     }
 
+    /// Whether `ours` (encoded) and `prints` (their fingerprints) must be written at
+    /// `now`: a fingerprint differs from what is stored, a stored service is gone
+    /// from `present`, or only times moved and the last write is [`REFRESH_SECS`]
+    /// old.
+    fn needs_write(
+        &self,
+        ours: &BTreeMap<String, String>,
+        prints: &BTreeMap<String, String>,
+        present: &HashSet<String>,
+        now: f64,
+    ) -> bool {
+        let removed = self.stored.keys().any(|id| !present.contains(id));
+        let changed = removed || prints.iter().any(|(id, p)| self.stored.get(id) != Some(p));
+        let stale = now - self.last_write >= REFRESH_SECS
+            && ours
+                .iter()
+                .any(|(id, t)| self.stored_full.get(id) != Some(t));
+        changed || stale
+    }
+
     /// After a pass of the holder: writes `entries` (service ID → entry of the
     /// services this agent decides) when something changed since what is stored,
     /// or when the newest times are older than [`REFRESH_SECS`]; entries of
@@ -633,13 +655,7 @@ impl Keeper {
             .iter()
             .map(|(id, t)| (id.clone(), fingerprint(t)))
             .collect();
-        let removed = self.stored.keys().any(|id| !present.contains(id));
-        let changed = removed || prints.iter().any(|(id, p)| self.stored.get(id) != Some(p));
-        let stale = now - self.last_write >= REFRESH_SECS
-            && ours
-                .iter()
-                .any(|(id, t)| self.stored_full.get(id) != Some(t));
-        if !changed && !stale {
+        if !self.needs_write(&ours, &prints, present, now) {
             return Ok(None);
         }
         let bytes = write(
@@ -706,10 +722,19 @@ pub async fn bench(
         .map(|id| {
             let mut h = History::default();
             h.recommendations_mut().push_back((now, 3));
-            (id.clone(), Entry { history: h, set: Some(3) })
+            (
+                id.clone(),
+                Entry {
+                    history: h,
+                    set: Some(3),
+                },
+            )
         })
         .collect();
-    let worst: BTreeMap<String, Entry> = ids.iter().map(|id| (id.clone(), worst_entry(now))).collect();
+    let worst: BTreeMap<String, Entry> = ids
+        .iter()
+        .map(|id| (id.clone(), worst_entry(now)))
+        .collect();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -725,9 +750,17 @@ pub async fn bench(
         let mut bytes = 0;
         for _ in 0..5 {
             let t = Instant::now();
-            bytes = write(engine, &args.name, "bench", Some(REFRESH_SECS), now, &ours, &present)
-                .await
-                .map_err(fail)?;
+            bytes = write(
+                engine,
+                &args.name,
+                "bench",
+                Some(REFRESH_SECS),
+                now,
+                &ours,
+                &present,
+            )
+            .await
+            .map_err(fail)?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let mut reads = vec![];
@@ -911,6 +944,96 @@ mod tests {
             ]
         );
         assert_eq!(l["microscale.history.mine"], "new");
+    }
+
+    /// The keeper's state after writing `ours` at `at`.
+    fn written(ours: &BTreeMap<String, String>, at: f64) -> Keeper {
+        let mut k = Keeper::new("h".into());
+        k.loaded = true;
+        k.stored_full = ours.clone();
+        k.stored = ours
+            .iter()
+            .map(|(id, t)| (id.clone(), fingerprint(t)))
+            .collect();
+        k.last_write = at;
+        k
+    }
+
+    #[test]
+    fn a_steady_pass_writes_nothing_a_change_writes_at_once_moving_times_each_minute() {
+        let entries = |recs: &[(f64, u64)], set| {
+            BTreeMap::from([(
+                "svc".to_string(),
+                Entry {
+                    history: history(recs),
+                    set,
+                },
+            )])
+        };
+        let needs = |k: &Keeper, e: &BTreeMap<String, Entry>, present: &[&str], now| {
+            let ours = encode_all(e);
+            let prints = ours
+                .iter()
+                .map(|(id, t)| (id.clone(), fingerprint(t)))
+                .collect();
+            let present = present.iter().map(|s| s.to_string()).collect();
+            k.needs_write(&ours, &prints, &present, now)
+        };
+        let k = written(&encode_all(&entries(&[(100.0, 3)], Some(3))), 100.0);
+        // Same entries: nothing.
+        assert!(!needs(
+            &k,
+            &entries(&[(100.0, 3)], Some(3)),
+            &["svc"],
+            101.0
+        ));
+        // Only the newest time moved: not before REFRESH_SECS, then yes.
+        assert!(!needs(
+            &k,
+            &entries(&[(115.0, 3)], Some(3)),
+            &["svc"],
+            115.0
+        ));
+        assert!(needs(&k, &entries(&[(160.0, 3)], Some(3)), &["svc"], 160.0));
+        // A new value, a count set, a removed service: at once.
+        assert!(needs(
+            &k,
+            &entries(&[(100.0, 3), (115.0, 2)], Some(3)),
+            &["svc"],
+            115.0
+        ));
+        assert!(needs(&k, &entries(&[(115.0, 3)], Some(4)), &["svc"], 115.0));
+        assert!(needs(&k, &BTreeMap::new(), &[], 115.0));
+    }
+
+    #[test]
+    fn a_thousand_worst_case_services_fit_the_write_bound() {
+        let now = 1_765_000_000.0;
+        let all: BTreeMap<String, Entry> =
+            (0..1000).map(|i| (bench_id(i), worst_entry(now))).collect();
+        let one = encode(&worst_entry(now));
+        let full: usize = 1000 * (LABEL_PREFIX.len() + 25 + one.len());
+        assert!(full > MAX_BYTES, "the case is worst: {full}");
+        let ours = encode_all(&all);
+        let size: usize = ours
+            .iter()
+            .map(|(id, t)| LABEL_PREFIX.len() + id.len() + t.len())
+            .sum();
+        assert!(size <= MAX_BYTES, "{size}");
+        let back: Entry = serde_json::from_str(&ours[&bench_id(0)]).unwrap();
+        assert_eq!(back.history.recommendations().len(), TIGHT_LIMIT);
+        assert_eq!(back.history.events().len(), TIGHT_LIMIT);
+        // The highest recommendation survives the tightening: scale-downs wait.
+        assert_eq!(
+            back.history.recommendations().iter().map(|r| r.1).max(),
+            Some(40)
+        );
+        // Few services keep everything.
+        let few: BTreeMap<String, Entry> =
+            (0..10).map(|i| (bench_id(i), worst_entry(now))).collect();
+        let back: Entry = serde_json::from_str(&encode_all(&few)[&bench_id(0)]).unwrap();
+        assert_eq!(back.history.recommendations().len(), MAX_RECOMMENDATIONS);
+        assert_eq!(back.history.events().len(), MAX_EVENTS);
     }
 
     #[test]
