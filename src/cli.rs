@@ -100,13 +100,27 @@ fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) ->
     if let Some(aliases) = aliases {
         template.push_str(&format!("\nAliases:\n  {aliases}\n"));
     }
-    template.push_str(&format!("\nExamples:\n{examples}\n"));
+    // clap's template drops a `{` that follows another (`{{.Name}}` became
+    // `{.Name}}`): the examples' braces go in as HELP_BRACE, and help_text puts
+    // them back.
+    template.push_str(&format!(
+        "\nExamples:\n{}\n",
+        examples.replace('{', &HELP_BRACE.to_string())
+    ));
     let options = docker_options(&sub);
     if !options.is_empty() {
         template.push_str(&format!("\nOptions:\n{options}\n"));
     }
     // A flag given twice: the last value wins, as with the docker CLI's flags.
     sub.help_template(template).args_override_self(true)
+}
+
+/// Stands for `{` in help templates (a private-use character no help text has).
+const HELP_BRACE: char = '\u{E000}';
+
+/// Help as clap rendered it, with the examples' braces back (see `docker_template`).
+pub fn help_text(rendered: &str) -> String {
+    rendered.replace(HELP_BRACE, "{")
 }
 
 /// The options of `cmd` laid out as the docker CLI's help lists them:
@@ -225,6 +239,17 @@ mod tests {
     /// an Examples section in its `--help`: command lines, at least one of them using
     /// the command itself.
     #[test]
+    fn go_templates_in_examples_keep_their_braces() {
+        let mut cmd = command();
+        let status = cmd.find_subcommand_mut("status").unwrap();
+        let help = help_text(&status.render_help().to_string());
+        assert!(
+            help.contains("--format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'"),
+            "{help}"
+        );
+    }
+
+    #[test]
     fn every_command_help_has_examples() {
         fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
             if cmd.has_subcommands() {
@@ -256,7 +281,7 @@ mod tests {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         for (path, mut cmd) in all {
-            let help = cmd.render_help().to_string();
+            let help = help_text(&cmd.render_help().to_string());
             let section = help
                 .split_once("\nExamples:\n")
                 .unwrap_or_else(|| panic!("no Examples section in `{path} --help`:\n{help}"))
@@ -286,7 +311,7 @@ mod tests {
         let mut cmd = command();
         cmd.build();
         let status = cmd.find_subcommand_mut("status").unwrap();
-        let help = status.render_help().to_string();
+        let help = help_text(&status.render_help().to_string());
         // docker's layout: `  -f, --filter filter`, at least 3 spaces, the help, and
         // every help text starting in the same column
         let line = |opt: &str| {
@@ -562,7 +587,7 @@ pub struct RunArgs {
     #[arg(long = "listen", value_name = "addr")]
     pub listen: Option<String>,
 
-    /// Also serve /healthz on this unix socket, for the container health check (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock; empty: none)
+    /// Also serve /healthz (and /metrics) on this unix socket, for the container health check (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock; empty: none)
     #[arg(long = "health-socket", value_name = "path")]
     pub health_socket: Option<String>,
 
@@ -582,7 +607,7 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
-  docker microscale status --format 'table {{.Name}}\t{{.Replicas}}\t{{.RuleDesired}}'
+  docker microscale status --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
   docker microscale status --watch --interval 5s
   docker --context prod microscale status";
 

@@ -165,7 +165,7 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
         ClapKind::DisplayHelp
         | ClapKind::DisplayVersion
         | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            match print_stdout(&err.render().to_string()) {
+            match print_stdout(&crate::cli::help_text(&err.render().to_string())) {
                 Ok(code) => code,
                 Err(Failure::Error(msg)) => {
                     say(&msg);

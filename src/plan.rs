@@ -123,7 +123,8 @@ pub async fn read_metrics(
                 ),
             };
             let value =
-                read.map_err(|e| format!("cannot read {}: {e}", crate::redact::redact_value(&src)));
+                // The cause first: a table cuts long reasons at the end.
+                read.map_err(|e| format!("{e} (reading {})", crate::redact::redact_value(&src)));
             let id = service.id.clone().unwrap_or_default();
             (key, value, note.map(|n| (id, n)))
         })
@@ -661,7 +662,8 @@ pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
 ///
 /// Exit codes: 0, or with `--detailed-exitcode` 0 when nothing would change and 2
 /// when changes are pending; 1 when a rule has errors or a named service does not
-/// exist.
+/// exist, and with `--detailed-exitcode` also when a metric could not be read (as
+/// `apply` does: a CI gate must not pass on a held service).
 pub async fn run(
     engine: &crate::engine::Engine,
     args: &crate::cli::PlanArgs,
@@ -684,6 +686,18 @@ pub async fn run(
     }
     if code != Exit::Ok {
         return Ok(code);
+    }
+    let unreadable: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.reasons.iter().any(|x| x.contains(" unreadable: ")))
+        .map(|r| r.service.as_str())
+        .collect();
+    if args.detailed_exitcode == Some(true) && !unreadable.is_empty() {
+        say(&format!(
+            "a metric could not be read for {}: held (see the reasons)",
+            unreadable.join(", ")
+        ));
+        return Ok(Exit::Error);
     }
     let pending = rows.iter().any(|r| r.desired != r.current);
     Ok(if args.detailed_exitcode == Some(true) && pending {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::address::{Endpoint, Host, Target, reserved, split_host_port};
+use super::address::{Endpoint, Host, SecretRef, Target, canonical, reserved, split_host_port};
 
 /// A `HOST` or `HOST:PORT` entry of `--metric-allow` or `--metric-secret`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,27 +21,39 @@ impl HostPort {
     /// Parses `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address; `flag`
     /// names the flag in errors.
     fn parse(entry: &str, flag: &str) -> Result<HostPort, String> {
-        let shown = crate::render::printable(entry);
-        let bad = || {
+        if entry.contains('=') {
+            // Not echoed: `NAME=VALUE` text is masked in errors.
+            return Err(format!(
+                "invalid argument for \"{flag}\" flag: an entry holds \"=\": give HOST or HOST:PORT, comma-separated (a secret's hosts go in --metric-secret NAME=HOST[:PORT])"
+            ));
+        }
+        Self::parse_bare(entry).map_err(|why| {
             format!(
-                "invalid argument \"{shown}\" for \"{flag}\" flag: give HOST or HOST:PORT, comma-separated (no scheme, no path)"
+                "invalid argument \"{}\" for \"{flag}\" flag: {why}",
+                crate::render::printable(entry)
             )
-        };
+        })
+    }
+
+    /// [`HostPort::parse`] without the flag: the bare reason on error.
+    fn parse_bare(entry: &str) -> Result<HostPort, String> {
         if entry.contains("://") || entry.contains('/') || entry.contains('@') {
-            return Err(bad());
+            return Err("give HOST or HOST:PORT, comma-separated (no scheme, no path)".into());
         }
         if entry.contains('*') {
-            return Err(format!(
-                "invalid argument \"{shown}\" for \"{flag}\" flag: wildcards are not supported; list each HOST or HOST:PORT"
-            ));
+            return Err("wildcards are not supported; list each HOST or HOST:PORT".into());
         }
         let (host, port) = split_host_port(entry);
         let port = match port {
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?),
+            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                format!(
+                    "the port \"{}\" is not a number from 1 to 65535",
+                    crate::render::printable(p)
+                )
+            })?),
             None => None,
         };
-        let host = Host::parse(host)
-            .map_err(|e| format!("invalid argument \"{shown}\" for \"{flag}\" flag: {e}"))?;
+        let host = Host::parse(host)?;
         Ok(HostPort { host, port })
     }
 
@@ -122,11 +134,16 @@ impl Allow {
     /// several times). Errors: no `=`, a bad name, no host, a bad host or port.
     pub fn with_secrets(mut self, values: &[String]) -> Result<Allow, String> {
         for v in values {
-            let shown = crate::render::printable(v);
+            // The value is shown after the flag's name, where masking keeps it
+            // (it names a secret and its hosts; it is no secret).
+            let bad = |why: &str| {
+                format!(
+                    "invalid argument for \"--metric-secret\" flag: {why}, in --metric-secret {}; give NAME=HOST[:PORT],..., e.g. redis=queue:6379 for /run/secrets/redis, and repeat the flag for each secret",
+                    crate::render::printable(v)
+                )
+            };
             let Some((name, hosts)) = v.split_once('=') else {
-                return Err(format!(
-                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: give NAME=HOST[:PORT],..., e.g. redis=queue:6379 for /run/secrets/redis"
-                ));
+                return Err(bad("no \"=\""));
             };
             let name = name.trim();
             let name_ok = !name.is_empty()
@@ -135,24 +152,25 @@ impl Allow {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
                 && (name.starts_with('/') || !name.contains('/'));
             if !name_ok {
-                return Err(format!(
-                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: NAME is a Docker secret's name, an absolute file path or an environment variable's name"
+                return Err(bad(
+                    "NAME is a Docker secret's name, an absolute file path or an environment variable's name",
                 ));
             }
-            let hosts = hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(|h| HostPort::parse(h, "--metric-secret"))
-                .collect::<Result<Vec<_>, _>>()?;
-            if hosts.is_empty() {
-                return Err(format!(
-                    "invalid argument \"{shown}\" for \"--metric-secret\" flag: name at least one HOST[:PORT] the secret may be sent to"
+            let mut parsed = vec![];
+            for h in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                if h.contains('=') {
+                    return Err(bad("one NAME=HOSTS per flag"));
+                }
+                parsed.push(HostPort::parse_bare(h).map_err(|why| bad(&why))?);
+            }
+            if parsed.is_empty() {
+                return Err(bad(
+                    "name at least one HOST[:PORT] the secret may be sent to",
                 ));
             }
             self.secrets.push(SecretBinding {
                 name: name.to_string(),
-                hosts,
+                hosts: parsed,
             });
         }
         Ok(self)
@@ -173,7 +191,7 @@ impl Allow {
         let at = format!("{host}:{port}");
         if self.listed.is_empty() {
             let ok = match host {
-                Host::Ip(ip) => super::address::canonical(*ip).is_loopback(),
+                Host::Ip(ip) => canonical(*ip).is_loopback(),
                 Host::Name(n) => {
                     n == "localhost"
                         || self.services.contains(n)
@@ -185,17 +203,23 @@ impl Allow {
                 return Ok(());
             }
             // A service named like a number is not reached by that name.
-            let numeric = self
+            let named: Vec<String> = self
                 .services
                 .iter()
-                .find(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
-                .map(|s| {
-                    format!(
-                        " (the service named {} is not reached by that name: a host written as a number is an address)",
-                        crate::render::printable(s)
-                    )
-                })
-                .unwrap_or_default();
+                .filter(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
+                .map(|s| crate::render::printable(s))
+                .collect();
+            let numeric = match named.len() {
+                0 => String::new(),
+                1 => format!(
+                    " (the service named {} is not reached by that name: a host written as a number is an address)",
+                    named[0]
+                ),
+                _ => format!(
+                    " (the services named {} are not reached by those names: a host written as a number is an address)",
+                    named.join(", ")
+                ),
+            };
             return Err(format!(
                 "{host} is not allowed{numeric}: by default metrics are read only from the swarm's own services and loopback; allow it with --metric-allow {at}"
             ));
@@ -235,8 +259,23 @@ impl Allow {
         }
         let name = crate::render::printable(secret.name());
         if bound.is_empty() {
+            // A binding by the file's last name, for a file that is not a Docker
+            // secret: NAME means /run/secrets/NAME.
+            let near = match secret {
+                SecretRef::File(p) => {
+                    let base = p.rsplit('/').next().unwrap_or_default();
+                    if self.secrets.iter().any(|b| b.name == base) {
+                        format!(
+                            " (--metric-secret {base}=... binds /run/secrets/{base}; for this file, NAME is its path)"
+                        )
+                    } else {
+                        String::new()
+                    }
+                }
+                SecretRef::Env(_) => String::new(),
+            };
             return Err(format!(
-                "the rule sends {secret} to {host}:{port}, but the operator bound that secret to no host: a label cannot choose where a secret goes; if {host}:{port} is meant to get it, add --metric-secret {name}={host}:{port} (docs/metrics.md, Secrets)"
+                "the operator bound {secret} to no host{near}, so it is not sent to {host}:{port}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it, add --metric-secret {name}={host}:{port} (docs/metrics.md, Secrets)"
             ));
         }
         let to = bound
@@ -245,7 +284,8 @@ impl Allow {
             .collect::<Vec<_>>()
             .join(",");
         Err(format!(
-            "the rule sends {secret} to {host}:{port}, but --metric-secret binds it to {to} only: refused (a label cannot choose where a secret goes)"
+            "--metric-secret binds {secret} to {to} only, so it is not sent to {host}:{port}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it too, bind it: --metric-secret {}={to},{host}:{port}",
+            crate::render::printable(&bound[0].name)
         ))
     }
 
@@ -261,13 +301,14 @@ impl Allow {
         self.check(target)?;
         let port = target.port_or_default();
         let addrs: Vec<SocketAddr> = match &target.host {
-            Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+            Host::Ip(ip) => vec![SocketAddr::new(canonical(*ip), port)],
             Host::Name(name) => {
                 let lookup = tokio::net::lookup_host((name.as_str(), port));
                 match tokio::time::timeout(timeout, lookup).await {
                     Ok(Ok(found)) => {
                         let mut v: Vec<SocketAddr> = vec![];
                         for a in found {
+                            let a = SocketAddr::new(canonical(a.ip()), a.port());
                             if !v.contains(&a) {
                                 v.push(a);
                             }
@@ -294,11 +335,12 @@ impl Allow {
         for a in &addrs {
             self.check_address(&target.host, a.ip(), port)?;
         }
-        Ok(Endpoint {
-            host: target.host.clone(),
-            port,
-            addrs,
-        })
+        // The very address checked is the one connected to.
+        let host = match &target.host {
+            Host::Ip(ip) => Host::Ip(canonical(*ip)),
+            name => name.clone(),
+        };
+        Ok(Endpoint { host, port, addrs })
     }
 
     /// Refuses a reserved address ([`reserved`]) unless `--metric-allow` lists it.

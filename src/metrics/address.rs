@@ -152,20 +152,13 @@ fn ipv4_number(name: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(u32::try_from(value).ok()?))
 }
 
-/// IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`, not `::` or
-/// `::1`) IPv6 addresses as the IPv4 address they reach.
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address a socket
+/// connects to; any other address as it is. (An IPv4-compatible address,
+/// `::a.b.c.d`, is an IPv6 address of its own: a socket connects to it over IPv6.)
+/// Checks and connections both use this form, so they always see one address.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return IpAddr::V4(v4);
-            }
-            let s = v6.segments();
-            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
-                return IpAddr::V4(Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])));
-            }
-            ip
-        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
@@ -189,6 +182,13 @@ pub fn reserved(ip: IpAddr) -> Option<&'static str> {
         }
         IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address ::"),
         IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let s = v6.segments();
+            reserved(IpAddr::V4(Ipv4Addr::from(
+                (u32::from(s[6]) << 16) | u32::from(s[7]),
+            )))
+        }
         _ => None,
     }
 }
@@ -466,6 +466,21 @@ fn outside_secret_dirs(path: &str, resolved: Option<&std::path::Path>) -> String
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let ignored: Vec<String> = std::env::var("MICROSCALE_SECRET_DIRS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty() && !d.starts_with('/'))
+        .map(crate::render::printable)
+        .collect();
+    let ignored = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; MICROSCALE_SECRET_DIRS entries must be absolute paths, so {} {} ignored",
+            ignored.join(", "),
+            if ignored.len() > 1 { "were" } else { "was" }
+        )
+    };
     let via = resolved
         .map(|r| {
             format!(
@@ -475,7 +490,7 @@ fn outside_secret_dirs(path: &str, resolved: Option<&std::path::Path>) -> String
         })
         .unwrap_or_default();
     format!(
-        "secret-file={}{via} is outside the secret directories ({dirs}): a rule may only name a Docker secret (/run/secrets/NAME), or a file in a directory the operator lists in MICROSCALE_SECRET_DIRS",
+        "secret-file={}{via} is outside the secret directories ({dirs}{ignored}): a rule may only name a Docker secret (/run/secrets/NAME), or a file in a directory the operator lists in MICROSCALE_SECRET_DIRS",
         crate::render::printable(path)
     )
 }

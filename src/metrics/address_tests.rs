@@ -34,7 +34,19 @@ impl Listeners {
             }
             // 127.0.0.3 also on port 80, where `http://127.0.0.3\\@…` goes for a
             // WHATWG parser (binding it needs root, as the test suite runs).
-            match TcpListener::bind("127.0.0.3:80") {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let bound = loop {
+                match TcpListener::bind("127.0.0.3:80") {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(200))
+                    }
+                    other => break other,
+                }
+            };
+            match bound {
                 Ok(l) => socks.push((Ipv4Addr::new(127, 0, 0, 3), l)),
                 Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
                     panic!("cannot listen on 127.0.0.3:80 ({e}): CI runs the tests as root")

@@ -31,7 +31,7 @@ pub async fn read(
     if !pointer.is_empty() && !pointer.starts_with('/') {
         return Err(format!(
             "the JSON pointer \"{}\" must start with / (RFC 6901), e.g. #/queue/depth",
-            web::one_line(&pointer)
+            pointer
         ));
     }
     url.set_fragment(None);
@@ -54,7 +54,7 @@ fn at(doc: &Value, pointer: &str) -> Result<f64, String> {
     let shown = if pointer.is_empty() {
         "#".to_string()
     } else {
-        format!("#{}", web::one_line(pointer))
+        format!("#{}", pointer)
     };
     match doc.pointer(pointer) {
         Some(v) => web::number(v).ok_or_else(|| {
@@ -73,9 +73,9 @@ fn at(doc: &Value, pointer: &str) -> Result<f64, String> {
                     let place = if parent.is_empty() {
                         "the document".to_string()
                     } else {
-                        format!("#{}", web::one_line(&parent))
+                        format!("#{}", parent)
                     };
-                    let token = web::one_line(&token.replace("~1", "/").replace("~0", "~"));
+                    let token = token.replace("~1", "/").replace("~0", "~");
                     let found = match here {
                         Value::Object(map) => {
                             let keys: Vec<&str> = map.keys().take(10).map(String::as_str).collect();
@@ -91,7 +91,7 @@ fn at(doc: &Value, pointer: &str) -> Result<f64, String> {
                         ),
                         other => format!("{place} is {}", web::describe_json(other)),
                     };
-                    return Err(web::one_line(&format!("no value at {shown}: {found}")));
+                    return Err(format!("no value at {shown}: {found}"));
                 }
                 parent = next;
             }
@@ -106,8 +106,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use crate::metrics::web::testserver::{Reply, serve};
 

@@ -81,14 +81,20 @@ pub fn secret(target: &Target) -> Result<Option<String>, String> {
     }
 }
 
-/// `text` with every copy of `secret` replaced by `xxxxx`: as sent (also trimmed),
-/// percent-encoded, and base64-encoded (bearer and basic credentials). A metric
-/// server may echo what it was sent (a 401 body, the string at a JSON pointer), and
-/// that text goes to errors and logs.
+/// `text` with every copy of `secret` replaced by `xxxxx`, matched without regard to
+/// ASCII case: as sent (also trimmed), percent-encoded, JSON-escaped (as an error
+/// that quotes a JSON value shows it), and base64-encoded (bearer and basic
+/// credentials, with `user` when the URI names one). A metric server may echo what
+/// it was sent (a 401 body, the string at a JSON pointer, a redirect's `Location`),
+/// and that text goes to errors and logs.
+///
+/// Call it on the whole text, before it is cut, joined on one line or escaped:
+/// those would change how the secret is spelled.
 pub fn scrub(text: &str, secret: &str, user: Option<&str>) -> String {
     use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let mut forms: Vec<String> = vec![];
-    for s in [secret, secret.trim()] {
+    for s in [secret, secret.trim(), secret.trim_end_matches(['\r', '\n'])] {
         if s.is_empty() {
             continue;
         }
@@ -104,7 +110,8 @@ pub fn scrub(text: &str, secret: &str, user: Option<&str>) -> String {
             })
             .collect();
         forms.push(encoded);
-        let b64 = base64::engine::general_purpose::STANDARD;
+        let json = serde_json::to_string(s).unwrap_or_default();
+        forms.push(json.trim_matches('"').to_string());
         forms.push(b64.encode(s));
         if let Some(u) = user {
             forms.push(b64.encode(format!("{u}:{s}")));
@@ -114,16 +121,51 @@ pub fn scrub(text: &str, secret: &str, user: Option<&str>) -> String {
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms.dedup();
     let mut out = text.to_string();
-    for f in forms {
-        if out.contains(&f) {
-            out = out.replace(&f, crate::redact::MASK);
-        }
-        let lower = f.to_ascii_lowercase();
-        if lower != f && out.contains(&lower) {
-            out = out.replace(&lower, crate::redact::MASK);
-        }
+    for f in forms.iter().filter(|f| !f.is_empty()) {
+        out = replace_ignoring_case(&out, f, crate::redact::MASK);
     }
     out
+}
+
+/// `text` with every match of `needle` (ASCII case ignored) replaced by `with`.
+fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
+    let hay = text.to_ascii_lowercase();
+    let needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in hay.match_indices(&needle) {
+        // ASCII lowering keeps every byte where it was, so `at` is a char boundary
+        // of `text` too.
+        out.push_str(&text[last..at]);
+        out.push_str(with);
+        last = at + needle.len();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// For the sources' own tests: reads `uri` with the source `read` from its own host
+/// (resolved without the allow-list), and shows an error as [`read`] does.
+#[cfg(test)]
+pub(crate) async fn test_read<F, Fut>(
+    source: F,
+    uri: &str,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String>
+where
+    F: FnOnce(String, Endpoint, Option<String>, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<Sample, String>>,
+{
+    let endpoint = test_endpoint(uri).await?;
+    source(
+        uri.to_string(),
+        endpoint,
+        secret.map(str::to_string),
+        timeout,
+    )
+    .await
+    .map_err(|e| finish_error(&e, secret, uri))
 }
 
 /// For the sources' own tests: `uri` parsed, and its host resolved without the
@@ -291,7 +333,10 @@ mod tests {
                 "http://evilsink/collect?secret-file=/run/secrets/redis#/v",
             ))
             .unwrap_err();
-        assert!(e.contains("binds it to queue:6379,tasks.queue only"), "{e}");
+        assert!(
+            e.contains("to queue:6379,tasks.queue only, so it is not sent to evilsink:80"),
+            "{e}"
+        );
         let e = a
             .check(&t(
                 "redis://queue:6380/0?list=a&secret-file=/run/secrets/redis",
@@ -332,6 +377,50 @@ mod tests {
             let e = Allow::default().with_secrets(&[bad.into()]).unwrap_err();
             assert!(e.contains("--metric-secret"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn binding_mistakes_say_how_to_fix_them() {
+        let two = "/s/bad=127.0.0.1:1,/s/redis=127.0.0.1:26399".to_string();
+        let e = Allow::default().with_secrets(&[two]).unwrap_err();
+        assert!(e.contains("one NAME=HOSTS per flag"), "{e}");
+        assert!(e.contains("repeat the flag for each secret"), "{e}");
+        // Shown as typed, even through the masking every error line gets.
+        let shown = crate::redact::redact_value(&e);
+        assert!(shown.contains("/s/redis=127.0.0.1:26399"), "{shown}");
+        let e = Allow::default()
+            .with_secrets(&["redis=127.0.0.1:99999".into()])
+            .unwrap_err();
+        assert!(
+            e.contains("the port \"99999\" is not a number from 1 to 65535"),
+            "{e}"
+        );
+        let e = Allow::parse(&["queue:6379,pass=word".into()], BTreeSet::new()).unwrap_err();
+        assert!(
+            e.contains("an entry holds \"=\"") && !e.contains("word"),
+            "{e}"
+        );
+        // The wrong port: the fix is in the message.
+        let a = Allow::parse(&[], BTreeSet::new())
+            .unwrap()
+            .with_secrets(&["redis=127.0.0.1:6379".into()])
+            .unwrap();
+        let e = a
+            .check(&t(
+                "redis://127.0.0.1:26399/0?list=a&secret-file=/run/secrets/redis",
+            ))
+            .unwrap_err();
+        assert!(
+            e.contains("bind it: --metric-secret redis=127.0.0.1:6379,127.0.0.1:26399"),
+            "{e}"
+        );
+        // A binding by the last name of a file that is no Docker secret.
+        let e = a
+            .check(&t(
+                "redis://127.0.0.1:26399/0?list=a&secret-file=/run/secrets/sub/redis",
+            ))
+            .unwrap_err();
+        assert!(e.contains("for this file, NAME is its path"), "{e}");
     }
 
     #[test]
@@ -377,6 +466,34 @@ mod tests {
     }
 
     #[test]
+    fn the_address_checked_is_the_address_connected() {
+        // ::a.b.c.d is an IPv6 address of its own (a socket connects to it over
+        // IPv6), not a.b.c.d; ::ffff:a.b.c.d is a.b.c.d.
+        let a = Allow::parse(&[], BTreeSet::new()).unwrap();
+        assert!(a.check(&t("http://[::127.0.0.1]:8080/#/v")).is_err());
+        assert!(a.check(&t("http://[::ffff:127.0.0.1]:8080/#/v")).is_ok());
+        let a = Allow::parse(&["10.0.0.5".into()], BTreeSet::new()).unwrap();
+        assert!(a.check(&t("http://[::10.0.0.5]:8080/#/v")).is_err());
+        assert!(a.check(&t("http://[::ffff:10.0.0.5]:8080/#/v")).is_ok());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(a.resolve(
+                &t("http://[::ffff:10.0.0.5]:8080/#/v"),
+                Duration::from_secs(1),
+            ))
+            .unwrap();
+        assert_eq!(e.host, Host::Ip([10, 0, 0, 5].into()));
+        assert_eq!(e.addrs, vec!["10.0.0.5:8080".parse().unwrap()]);
+        // NAT64 of a link-local address is link-local.
+        let nat64: std::net::IpAddr = "64:ff9b::a9fe:a9fe".parse().unwrap();
+        assert!(address::reserved(nat64).is_some());
+        assert!(address::reserved("64:ff9b::a00:5".parse().unwrap()).is_none());
+    }
+
+    #[test]
     fn one_parser_one_host() {
         // The backslash: http reads it as /, so the host would be the first one.
         for uri in [
@@ -409,6 +526,33 @@ mod tests {
         assert_eq!(t("rabbitmq://h/%2F/q").port_or_default(), 15672);
         assert_eq!(t("nsq://h/t").port_or_default(), 4151);
         assert_eq!(t("https://h/#/a").port_or_default(), 443);
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed_in_every_spelling() {
+        for (secret, text) in [
+            ("pa  ss-word-1", "bad Bearer pa  ss-word-1"),
+            ("pa\tss-word-2", "bad pa\tss-word-2"),
+            ("q\"uote-secret", r#"it is a string "q\"uote-secret""#),
+            ("back\\slash-secret", r#"{"error": "back\\slash-secret"}"#),
+            ("Ab/cd-secret", "Ab%2fcd-secret and AB%2FCD-SECRET"),
+            ("Ab/cd-secret", "QWIvY2Qtc2VjcmV0"),
+        ] {
+            let e = scrub(text, secret, None);
+            assert!(e.contains("xxxxx"), "{secret:?} in {text:?} -> {e:?}");
+            for part in [
+                "ss-word",
+                "uote-secret",
+                "slash-secret",
+                "cd-secret",
+                "QWIvY2Q",
+            ] {
+                assert!(
+                    !e.to_ascii_lowercase().contains(&part.to_ascii_lowercase()),
+                    "{secret:?} in {text:?} -> {e:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -450,18 +594,23 @@ pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measure
             unit: sample.unit,
             time: jiff::Timestamp::now(),
         }),
-        Ok(Err(e)) => {
-            let e = match &secret {
-                Some(s) => scrub(&e, s, user_of(&target.uri).as_deref()),
-                None => e,
-            };
-            Err(crate::render::printable(&crate::redact::redact_value(&e)))
-        }
+        Ok(Err(e)) => Err(finish_error(&e, secret.as_deref(), &target.uri)),
         Err(_) => Err(format!(
             "no answer from {shown} within {} seconds",
             timeout.as_secs_f64()
         )),
     }
+}
+
+/// A source's error as it is shown: the secret removed from the whole text
+/// ([`scrub`]), then one short line, passwords masked and control characters
+/// escaped.
+fn finish_error(e: &str, secret: Option<&str>, uri: &str) -> String {
+    let e = match secret {
+        Some(s) => scrub(e, s, user_of(uri).as_deref()),
+        None => e.to_string(),
+    };
+    crate::render::printable(&crate::redact::redact_value(&web::one_line(&e)))
 }
 
 /// The user name before `@` in a URI, percent-decoded (for basic-auth forms of the

@@ -65,7 +65,7 @@ pub async fn read(
         }
         let doc = answer.json(&what)?;
         let c =
-            find(&doc, &stream, &consumer).map_err(|e| web::one_line(&format!("{what}: {e}")))?;
+            find(&doc, &stream, &consumer).map_err(|e| format!("{what}: {e}"))?;
         let count = |field: &str| -> Result<f64, String> {
             c.get(field)
                 .and_then(web::number)
@@ -175,8 +175,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;

@@ -53,8 +53,7 @@ pub async fn read(
             return Err(answer.status_error(&what));
         }
         let doc = answer.json(&what)?;
-        let value = depth(&doc, &topic, channel.as_deref())
-            .map_err(|e| web::one_line(&format!("{what}: {e}")))?;
+        let value = depth(&doc, &topic, channel.as_deref()).map_err(|e| format!("{what}: {e}"))?;
         Ok(Sample {
             value,
             unit: "messages",
@@ -121,8 +120,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use crate::metrics::web::testserver::{Reply, serve};
 

@@ -46,9 +46,7 @@ pub async fn read(
                 .and_then(Value::as_str)
                 .unwrap_or("error");
             let msg = doc.get("error").and_then(Value::as_str).unwrap_or("");
-            return Err(web::one_line(&format!(
-                "{what} refused the query ({kind}): {msg}"
-            )));
+            return Err(format!("{what} refused the query ({kind}): {msg}"));
         }
         if !answer.status.is_success() {
             return Err(answer.status_error(&what));
@@ -83,11 +81,11 @@ fn sample(doc: &Value) -> Result<Sample, String> {
                         .map(|s| labels(s.get("metric").unwrap_or(&Value::Null)))
                         .collect();
                     let more = if many.len() > 3 { ", …" } else { "" };
-                    return Err(web::one_line(&format!(
+                    return Err(format!(
                         "the query returned {} samples, it must return one (aggregate it, e.g. sum(...), or add labels): {}{more}",
                         many.len(),
                         shown.join(", ")
-                    )));
+                    ));
                 }
             }
         }
@@ -109,12 +107,9 @@ fn sample(doc: &Value) -> Result<Sample, String> {
         .and_then(|p| p.get(1))
         .and_then(Value::as_str)
         .ok_or("the sample has no [time, \"value\"] pair")?;
-    let value: f64 = text.parse().map_err(|_| {
-        format!(
-            "the sample's value \"{}\" is not a number",
-            web::one_line(text)
-        )
-    })?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("the sample's value \"{}\" is not a number", text))?;
     if !value.is_finite() {
         return Err(format!(
             "the query returned {text}, not a usable number (a division by zero or an empty rate?)"
@@ -138,8 +133,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use crate::metrics::web::testserver::{Reply, serve};
     use std::process::{Child, Command, Stdio};

@@ -37,7 +37,7 @@ pub async fn read(
     let Some(secret) = secret else {
         return Err(format!(
             "RabbitMQ's management API needs a password for user \"{}\": name a secret file or environment variable in the rule, see docs/metrics.md",
-            web::one_line(&user)
+            user
         ));
     };
     let unacked = web::flag(&params, "unacked")?;
@@ -53,14 +53,14 @@ pub async fn read(
         let answer = web::get(&api, endpoint, &auth, timeout).await?;
         match answer.status.as_u16() {
             404 => {
-                return Err(web::one_line(&format!(
+                return Err(format!(
                     "no queue {queue} in vhost {vhost} at {host} (check the names; the default vhost is written %2F)"
-                )));
+                ));
             }
             401 => {
                 return Err(format!(
                     "{what} refused user \"{}\": check the user and the secret the rule names",
-                    web::one_line(&user)
+                    user
                 ));
             }
             _ if !answer.status.is_success() => return Err(answer.status_error(&what)),
@@ -74,9 +74,9 @@ pub async fn read(
                 }),
                 // A queue declared a moment ago has no statistics until the next
                 // collection (every 5 s by default).
-                None if doc.get("name").is_some() => Err(web::one_line(&format!(
+                None if doc.get("name").is_some() => Err(format!(
                     "{what}: queue {queue} has no {field} yet (the management plugin collects statistics every few seconds; is it a stream queue?)"
-                ))),
+                )),
                 None => Err(format!(
                     "{what}: the answer has no {field}: is this the management API? It answered {}",
                     web::describe_json(&doc)
@@ -119,8 +119,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use crate::metrics::web::testserver::{Reply, serve};
 

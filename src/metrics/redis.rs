@@ -534,8 +534,13 @@ mod tests {
 
     /// `super::read` from the URI's own host (the tests' servers are on loopback).
     async fn read(uri: &str, secret: Option<&str>, timeout: Duration) -> Result<Sample, String> {
-        let endpoint = crate::metrics::test_endpoint(uri).await?;
-        super::read(uri, &endpoint, secret, timeout).await
+        crate::metrics::test_read(
+            |u, e, s, t| async move { super::read(&u, &e, s.as_deref(), t).await },
+            uri,
+            secret,
+            timeout,
+        )
+        .await
     }
     use std::net::{TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};

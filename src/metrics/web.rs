@@ -8,8 +8,8 @@ use reqwest::Url;
 /// The largest answer read from a metric endpoint.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// The longest piece of server text put in an error.
-const MAX_EXCERPT: usize = 200;
+/// The longest error line, in characters (after the secret is removed).
+const MAX_EXCERPT: usize = 400;
 
 /// Parses a metric URI and refuses a password in it.
 pub fn parse_uri(uri: &str) -> Result<Url, String> {
@@ -226,6 +226,10 @@ pub async fn get(
     {
         return Err(format!("cannot address {}", endpoint.host));
     }
+    // The user name goes only through `auth` (the client would add its own
+    // Authorization header from the URL too).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     let what = shown(&url);
     let client = client(url.scheme() == "https", timeout, endpoint)?;
     let mut req = client
@@ -247,7 +251,7 @@ pub async fn get(
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| crate::redact::redact_value(&crate::render::ellipsize(l, 200)))
+            .map(crate::redact::redact_value)
             .unwrap_or_default();
         return Err(format!(
             "{what} redirected ({status}) to {to:?}; redirects are not followed (each address must pass --metric-allow): put the final address in the rule"
@@ -362,16 +366,19 @@ fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> String {
     } else {
         "check the address and the network"
     };
-    one_line(&format!("{what}: {root} ({hint})"))
+    format!("{what}: {root} ({hint})")
 }
 
-/// Server text as one line of at most 200 characters.
+/// Server text, whole (invalid UTF-8 replaced). It is never cut or reformatted
+/// here: the caller ([`super::read`]) removes the secret from the whole error first,
+/// then makes it one short line ([`one_line`]), so that a cut or a collapsed blank
+/// never splits a secret the server echoed.
 pub fn excerpt(body: &[u8]) -> String {
-    one_line(&String::from_utf8_lossy(body))
+    String::from_utf8_lossy(body).into_owned()
 }
 
 /// `s` on one line (whitespace runs become one space, control characters are
-/// dropped), cut to 200 characters.
+/// dropped), cut to 200 characters. Only for text with no secret left in it.
 pub fn one_line(s: &str) -> String {
     let mut out = String::new();
     let mut count = 0;
@@ -403,7 +410,8 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
-/// A JSON value as "type: excerpt", for errors about what was found.
+/// A JSON value as "type: value", for errors about what was found: the whole value
+/// (see [`excerpt`] for why it is not cut here).
 pub fn describe_json(v: &serde_json::Value) -> String {
     let kind = match v {
         serde_json::Value::Null => return "null".into(),
@@ -413,10 +421,7 @@ pub fn describe_json(v: &serde_json::Value) -> String {
         serde_json::Value::Array(a) => return format!("an array of {} items", a.len()),
         serde_json::Value::Object(_) => "an object",
     };
-    let text = v.to_string();
-    let cut: String = text.chars().take(60).collect();
-    let more = if cut.len() < text.len() { "…" } else { "" };
-    format!("{kind} {}{more}", one_line(&cut))
+    format!("{kind} {v}")
 }
 
 /// A finite number from a JSON number or numeric string.

@@ -1815,7 +1815,7 @@ impl Exec<'_> {
                                 None => {
                                     return Err(self.error(
                                         format!(
-                                            "index out of range: {idx} (the list has {} items)",
+                                            "index out of range: {i} (the list has {} items)",
                                             a.len()
                                         ),
                                         pos,
@@ -2071,6 +2071,19 @@ fn title(s: &str) -> String {
     out
 }
 
+/// `x` with `precision` digits after the point, exactly, for any precision up to
+/// [`MAX_WIDTH`]. Rust's formatter takes at most 65 535; an `f64` has no non-zero
+/// digit past the 1 074th place, so the rest is zeros.
+fn fixed(x: f64, precision: usize) -> String {
+    const EXACT: usize = 1100;
+    if precision <= EXACT || !x.is_finite() {
+        return format!("{:.*}", precision.min(EXACT), x);
+    }
+    let mut s = format!("{x:.EXACT$}");
+    s.push_str(&"0".repeat(precision - EXACT));
+    s
+}
+
 /// A width or precision of `printf`: digits, or `*` (the next argument, a whole
 /// number). Go's fmt treats more than [`MAX_WIDTH`] as bad (`%!(BADWIDTH)`); here it
 /// is an error that says so.
@@ -2188,7 +2201,7 @@ fn printf(format: &str, args: &[Val], taints: &[bool], limit: u64) -> Result<Str
                 n.as_i64().map_or_else(|| show(arg), |i| i.to_string())
             }
             ('f' | 'F', Some(Value::Number(n))) => {
-                format!("{:.*}", precision.unwrap_or(6), n.as_f64().unwrap_or(0.0))
+                fixed(n.as_f64().unwrap_or(0.0), precision.unwrap_or(6))
             }
             ('q', Some(Value::String(s))) => serde_json::to_string(s).unwrap_or_default(),
             ('x', Some(Value::Number(n))) => {

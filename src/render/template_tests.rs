@@ -513,6 +513,24 @@ fn widths_and_precisions_are_bounded_as_in_go() {
     );
     // At the limit it works.
     assert_eq!(run("{{len (printf \"%1000000d\" 7)}}"), "1000000");
+    // Precisions past what Rust's formatter takes (65 535) are exact too (a
+    // break-it round: %.70000f panicked).
+    assert_eq!(run("{{len (printf \"%.70000f\" 1.0)}}"), "70002");
+    assert_eq!(run("{{len (printf \"%.1000000f\" 1.5)}}"), "1000002");
+    let tail = run("{{printf \"%.1200f\" 0.1}}");
+    assert!(
+        tail.starts_with("0.1000000000000000055511151231257827"),
+        "{tail}"
+    );
+    assert!(tail.ends_with(&"0".repeat(100)), "{tail}");
+    assert_eq!(run("{{len (printf \"%1000000.1000000f\" 2.0)}}"), "1000002");
+    // A huge index says the index it was given.
+    let e = exec_err("{{index .Nodes 9223372036854775807}}");
+    assert!(
+        e.message.contains("index out of range: 9.22") && !e.message.contains("-1"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]

@@ -307,6 +307,7 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
     let mut min = None;
     let mut max = None;
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut bad_sources: std::collections::BTreeSet<String> = Default::default();
     let mut targets: BTreeMap<String, (String, Target)> = BTreeMap::new();
     let mut after = None;
     let mut fallback = None;
@@ -408,7 +409,11 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                         Ok(()) => {
                             sources.insert(name, v.trim().to_string());
                         }
-                        Err(e) => ctx.error(&full, v, e),
+                        Err(e) => {
+                            // Its target is not an orphan: one error, not two.
+                            bad_sources.insert(name);
+                            ctx.error(&full, v, e)
+                        }
                     }
                 } else if let Some(name) = named("target-utilization") {
                     let t = parse_f64(ctx, &full, v, "percent")
@@ -478,7 +483,7 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
         }
     }
     for (name, (key, _)) in &targets {
-        if !sources.contains_key(name) {
+        if !sources.contains_key(name) && !bad_sources.contains(name) {
             let v = labels
                 .get(key.trim_start_matches(PREFIX))
                 .map(|s| s.as_str())
@@ -788,6 +793,22 @@ mod tests {
             })
         );
         assert_eq!(r.tolerance, 0.2);
+    }
+
+    #[test]
+    fn a_bad_metric_is_one_error_not_two() {
+        let p = parse(&[
+            ("microscale.max", "5"),
+            (
+                "microscale.metric",
+                "redis://q/0?list=a&secret-file=/etc/shadow",
+            ),
+            ("microscale.target", "50"),
+        ]);
+        let e = errors(&p);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "microscale.metric");
+        assert!(e[0].1.contains("outside the secret directories"), "{e:?}");
     }
 
     #[test]

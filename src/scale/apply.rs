@@ -172,7 +172,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             pre.push(outcome(Some(row.reasons.join("; "))));
             continue;
         }
-        if row.reasons.iter().any(|r| r.contains("cannot read ")) {
+        if row.reasons.iter().any(|r| r.contains(" unreadable: ")) {
             // A dead metric source is held (nothing scaled), and is an error for
             // the script that runs apply.
             errors = true;
@@ -277,7 +277,14 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         .zip(deciders.iter().map(|d| d.as_ref()))
         .collect();
     if jobs.is_empty() && format.is_table() {
-        say("Nothing to change.");
+        if errors {
+            // Exit 1 follows: say why on stderr, not only in the table.
+            say(
+                "Nothing changed: a metric could not be read, so its service is held (the reason is in its row above).",
+            );
+        } else {
+            say("Nothing to change.");
+        }
     }
     let options = super::Options {
         format,

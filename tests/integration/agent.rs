@@ -217,7 +217,7 @@ fn the_agent_follows_a_redis_queue_and_prometheus_scrapes_it() {
             && l["reasons"]
                 .as_str()
                 .unwrap_or("")
-                .contains("cannot read redis")
+                .contains("(reading redis")
             && at(l) > stopped
     });
     std::thread::sleep(interval * 5);

@@ -20,8 +20,20 @@ struct Recorder {
 
 impl Recorder {
     fn bind(addr: &str, reply: (&'static str, String)) -> Recorder {
-        let listener = TcpListener::bind(addr)
-            .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e} (the tests run as root)"));
+        // A fixed port (127.0.0.3:80) may be held a moment by another test process
+        // of this machine: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let listener = loop {
+            match TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!("cannot listen on {addr}: {e} (the tests run as root)"),
+            }
+        };
         Self::serve(listener, reply)
     }
 
@@ -137,7 +149,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     // 2. A secret goes only where the operator bound it.
     let collect = format!("http://127.0.0.1:{gp}/collect?secret-file={token_file}#/v");
     let out = plugin_with_secrets(&secrets, &["metric", &collect]);
-    fails(&out, 1, "bound that secret to no host");
+    fails(&out, 1, "to no host, so it is not sent to");
     fails(
         &out,
         1,
@@ -152,7 +164,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
             &collect,
         ],
     );
-    fails(&out, 1, "binds it to 127.0.0.2 only");
+    fails(&out, 1, "to 127.0.0.2 only, so it is not sent to 127.0.0.1");
     good.assert_untouched("an unbound secret");
 
     // 3. A secret file that is a link out of the secret directory is not read.
@@ -213,6 +225,54 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
         assert_eq!(r.received().len(), 1);
     }
 
+    // 5b. However the server pads, re-spaces, JSON-escapes or re-encodes it (a
+    // break-it round: the secret was masked only after the text was cut to 200
+    // characters and its blanks joined).
+    let odd = "pa  ss\"word\\S3CRET-odd";
+    std::fs::write(secrets.join("odd"), odd).unwrap();
+    let odd_file = secrets.join("odd").display().to_string();
+    let json_escaped = serde_json::to_string(odd).unwrap();
+    let replies = [
+        (
+            "401 Unauthorized",
+            format!("{}Bearer {odd}", "y".repeat(160)),
+        ),
+        ("200 OK", format!("{{\"v\":{json_escaped}}}")),
+        ("401 Unauthorized", format!("{{\"error\": {json_escaped}}}")),
+        (
+            "401 Unauthorized",
+            "bad pa%20%20ss%22word%5cS3CRET-odd".to_string(),
+        ),
+        (
+            "401 Unauthorized",
+            format!("{}{odd}{}", "z ".repeat(150), "w".repeat(300)),
+        ),
+    ];
+    for (status, body) in replies {
+        let r = Recorder::bind("127.0.0.1:0", (status, body.clone()));
+        let uri = format!("http://127.0.0.1:{}/m?secret-file={odd_file}#/v", r.port());
+        let out = plugin_with_secrets(
+            &secrets,
+            &[
+                "metric",
+                "--metric-secret",
+                &format!("{odd_file}=127.0.0.1"),
+                &uri,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            !err.to_ascii_lowercase().contains("s3cret"),
+            "{body:?} -> {err}"
+        );
+        assert!(
+            !err.contains("ss\\\"word") && !err.contains("ss\"word"),
+            "{body:?} -> {err}"
+        );
+        assert_eq!(r.received().len(), 1);
+    }
+
     // 6. The same rules as service labels: rules check, plan and status --metrics
     // refuse them, and nothing is contacted.
     let backslash = format!("http://127.0.0.3\\@127.0.0.1:{gp}/x?secret-file={token_file}#/v");
@@ -244,7 +304,7 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("a \\ in the metric URI"), "{text}");
-    assert!(text.contains("bound that secret to no host"), "{text}");
+    assert!(text.contains("to no host, so it is not sent to"), "{text}");
     // A host outside the allow-list depends on the reader's flags: a warning that
     // says which flag allows it.
     let args = rule("redis://not-a-service-here:6379/0?list=a");
@@ -292,8 +352,29 @@ fn a_label_never_chooses_the_host_nor_where_a_secret_goes() {
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(row["Action"], "hold", "{row}");
     let reasons = row["Reasons"].to_string();
-    assert!(reasons.contains("binds it to queue only"), "{reasons}");
+    assert!(
+        reasons.contains("to queue only, so it is not sent to 127.0.0.1"),
+        "{reasons}"
+    );
     assert!(!reasons.contains(TOKEN), "{reasons}");
+    // A refused secret holds the service: a CI gate and a cron apply fail, and say
+    // why on stderr.
+    let out = plugin_with_secrets(
+        &secrets,
+        &["plan", "--no-trunc", "--detailed-exitcode", &svc.name],
+    );
+    fails(
+        &out,
+        1,
+        &format!("a metric could not be read for {}", svc.name),
+    );
+    assert!(
+        stdout(&out).contains("to no host, so it is not sent to"),
+        "{}",
+        stdout(&out)
+    );
+    let out = plugin_with_secrets(&secrets, &["apply", &svc.name]);
+    fails(&out, 1, "Nothing changed: a metric could not be read");
     let out = plugin_with_secrets(&secrets, &["plan", &split.name, &svc.name]);
     assert!(!stdout(&out).contains(TOKEN) && !stderr(&out).contains(TOKEN));
     let out = plugin_with_secrets(&secrets, &["status", "--metrics", &svc.name]);

@@ -257,10 +257,12 @@ fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
         &low.name,
         &metric.name,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "changes pending: {}",
+    // A metric that could not be read is an error for a CI gate (as for apply),
+    // even with changes pending elsewhere; stderr names the held service.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("a metric could not be read for {}", metric.name)),
+        "{}",
         stderr(&out)
     );
     let rows = problems(&out);
@@ -279,12 +281,15 @@ fn plan_applies_bounds_holds_on_unreadable_metrics_and_reports_rule_errors() {
         m["Reasons"][0]
             .as_str()
             .unwrap()
-            .contains("cannot read redis://127.0.0.1:1/0?list=jobs"),
+            .contains("(reading redis://127.0.0.1:1/0?list=jobs)"),
         "{m}"
     );
 
-    // nothing pending: exit 0 with --detailed-exitcode
-    ok(plugin(&["plan", "--detailed-exitcode", &metric.name]));
+    // Changes pending and nothing unreadable: 2.
+    let out = plugin(&["plan", "--detailed-exitcode", &low.name]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Without --detailed-exitcode, a held service is no error: exit 0.
+    ok(plugin(&["plan", &metric.name]));
     // a bad rule: reported in the plan, exit 1, and the others still planned
     let out = plugin(&["plan", &bad.name, &metric.name]);
     assert_eq!(out.status.code(), Some(1));
