@@ -52,9 +52,13 @@ pub fn command() -> clap::Command {
                     .help_template(
                         "Usage:  {usage}\n\n{about}\n\nCommands:\n{subcommands}\n\nRun 'docker microscale rules COMMAND --help' for more information on a command.\n",
                     );
-                rules.mut_subcommand("check", |check| {
-                    docker_template(check, None, examples("rules check"))
-                })
+                rules
+                    .mut_subcommand("check", |check| {
+                        docker_template(check, None, examples("rules check"))
+                    })
+                    .mut_subcommand("history", |history| {
+                        docker_template(history, None, examples("rules history"))
+                    })
             });
             continue;
         }
@@ -79,10 +83,12 @@ pub fn examples(path: &str) -> &'static str {
         "run" => RUN_EXAMPLES,
         "metric" => METRIC_EXAMPLES,
         "rules check" => RULES_CHECK_EXAMPLES,
+        "rules history" => RULES_HISTORY_EXAMPLES,
         "version" => VERSION_EXAMPLES,
         "completion" => COMPLETION_EXAMPLES,
         "__man" => MAN_EXAMPLES,
         "__lease" => LEASE_EXAMPLES,
+        "__history-bench" => HISTORY_BENCH_EXAMPLES,
         "__healthz" => HEALTHZ_EXAMPLES,
         _ => "",
     }
@@ -433,6 +439,14 @@ pub enum Command {
     )]
     Lease(LeaseArgs),
 
+    /// Write a synthetic decision history of N services to a Swarm config and time it, for scripts/bench
+    #[command(
+        name = "__history-bench",
+        hide = true,
+        override_usage = "docker-microscale __history-bench [OPTIONS]"
+    )]
+    HistoryBench(HistoryBenchArgs),
+
     /// Ask a running agent's /healthz and exit 0 when it answers 200: the health check of the FROM-scratch agent image, which has no shell or HTTP client
     #[command(
         name = "__healthz",
@@ -462,6 +476,25 @@ const LEASE_EXAMPLES: &str = "  docker-microscale __lease
   docker-microscale __lease --name microscale-agent-lease --ttl 15s
   docker-microscale __lease --ttl 2s --holder test-a --for 10s
   docker microscale __lease --for 1m | jq -c '{Time, Event, Leader}'";
+
+/// Options of the hidden `__history-bench` command.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryBenchArgs {
+    /// How many services the history holds
+    #[arg(long = "services", value_name = "int", default_value_t = 1000)]
+    pub services: usize,
+
+    /// The Swarm config written (removed at the end)
+    #[arg(
+        long = "name",
+        value_name = "string",
+        default_value = "microscale-history-bench"
+    )]
+    pub name: String,
+}
+
+const HISTORY_BENCH_EXAMPLES: &str = "  docker-microscale __history-bench
+  docker-microscale __history-bench --services 200";
 
 /// Options of the hidden `__lease` command.
 #[derive(Debug, Clone, Args)]
@@ -797,6 +830,10 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub decide: DecideOptions,
 
+    /// The agents' lease; the decision history read is the Swarm config <lease>-history (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
     /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
     #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
@@ -875,6 +912,10 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub decide: DecideOptions,
 
+    /// The agents' lease: apply refuses while an agent holds it, and holds it while it acts (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
     /// Exit immediately instead of waiting for the services to converge
     #[arg(short = 'd', long = "detach", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
@@ -905,6 +946,7 @@ impl ApplyArgs {
         PlanArgs {
             services: self.services.clone(),
             decide: self.decide.clone(),
+            lease_name: self.lease_name.clone(),
             detailed_exitcode: None,
             format: self.format.clone(),
             no_trunc: self.no_trunc,
@@ -918,6 +960,33 @@ pub enum RulesCommand {
     /// Validate every scaling rule: each problem names the service, key, value and what was expected
     #[command(override_usage = "docker microscale rules check [OPTIONS] [SERVICE...]")]
     Check(RulesCheckArgs),
+    /// Show the decision history kept in the swarm: each recommendation, scale event and failure count, and until when it binds
+    #[command(override_usage = "docker microscale rules history [OPTIONS] [SERVICE...]")]
+    History(RulesHistoryArgs),
+}
+
+const RULES_HISTORY_EXAMPLES: &str = "  docker microscale rules history
+  docker microscale rules history web
+  docker microscale rules history --format json web | jq .Recommendations";
+
+/// Options of `docker microscale rules history`.
+#[derive(Debug, Clone, Args)]
+pub struct RulesHistoryArgs {
+    /// Services to show, by name or ID (default: every service with a stored history)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// A TOML rules file (its windows and periods say until when each entry binds)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
+
+    /// The agents' lease; the history is the Swarm config <lease>-history (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
+    /// Format output: 'table' (default) or 'json' (one object per line)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
 }
 
 const RULES_CHECK_EXAMPLES: &str = "  docker microscale rules check

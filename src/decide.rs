@@ -150,13 +150,27 @@ pub struct Observation {
     pub readings: Vec<Reading>,
 }
 
-/// One recommendation remembered for the stabilisation windows.
+/// One recommendation remembered for the stabilisation windows. Serialized as the
+/// pair `[at, replicas]` (compact: the agent keeps histories in the swarm).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(f64, u64)", into = "(f64, u64)")]
 pub struct Recommendation {
     /// When (seconds since the Unix epoch, as every time handed to [`decide`]).
     pub at: f64,
     /// The proposal at that time (replicas), before windows, bounds and steps.
     pub replicas: u64,
+}
+
+impl From<(f64, u64)> for Recommendation {
+    fn from((at, replicas): (f64, u64)) -> Self {
+        Recommendation { at, replicas }
+    }
+}
+
+impl From<Recommendation> for (f64, u64) {
+    fn from(r: Recommendation) -> Self {
+        (r.at, r.replicas)
+    }
 }
 
 /// One scale event remembered for the step policies (`max-step`).
@@ -174,9 +188,10 @@ pub struct ScaleEvent {
 /// updated by [`decide`]. Bounded: entries older than the rule's longest window or
 /// step period are dropped, and at most [`HISTORY_LIMIT`] of each kind are kept.
 ///
-/// Serialisable (serde) with stable field names, `recommendations` (`[{at,
-/// replicas}]`), `events` (`[{at, from, to}]`) and `failures`, so that callers can
-/// keep it across restarts; every field may be missing (then empty or 0).
+/// Serialisable (serde) with stable field names, `recommendations` (`[[at,
+/// replicas], ...]`), `events` (`[{at, from, to}]`) and `failures`, so that callers
+/// can keep it across restarts (the agent keeps it in the swarm:
+/// `crate::agent::history`); every field may be missing (then empty or 0).
 ///
 /// First sight: a history without recommendations is seeded by [`decide`] itself
 /// with the current count at `now` (as HPA does), so a new service, or a new agent
@@ -208,13 +223,18 @@ impl History {
     }
 
     /// The recommendations kept for the windows, oldest first.
-    pub fn recommendations(&self) -> impl Iterator<Item = &Recommendation> {
-        self.recommendations.iter()
+    pub fn recommendations(&self) -> &VecDeque<Recommendation> {
+        &self.recommendations
+    }
+
+    /// The recommendations, to compact or extend them (`crate::agent::history`).
+    pub fn recommendations_mut(&mut self) -> &mut VecDeque<Recommendation> {
+        &mut self.recommendations
     }
 
     /// The scale events kept for the step policies, oldest first.
-    pub fn events(&self) -> impl Iterator<Item = &ScaleEvent> {
-        self.events.iter()
+    pub fn events(&self) -> &VecDeque<ScaleEvent> {
+        &self.events
     }
 }
 
@@ -1512,6 +1532,7 @@ mod tests {
         assert_eq!((d.desired, d.action), (4, Action::None));
         assert_eq!(
             h.recommendations()
+                .iter()
                 .map(|r| (r.at, r.replicas))
                 .collect::<Vec<_>>(),
             [(t0, 4), (t0, 1)]
@@ -1545,7 +1566,7 @@ mod tests {
             "scale-up limited to 4/15s, 100%/15s (HPA's default), the most of them → 7"
         );
         assert_eq!(d.desired, 7);
-        let events: Vec<_> = h.events().map(|e| (e.at, e.from, e.to)).collect();
+        let events: Vec<_> = h.events().iter().map(|e| (e.at, e.from, e.to)).collect();
         assert_eq!(events, [(0.0, 3, 7)]);
         // Within the same 15 s: from 3 at the start of the period, still 7.
         let d = decide(&r, &obs(7, vec![ok("", 1000.0)]), &mut h, 10.0, 60.0);

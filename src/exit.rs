@@ -22,6 +22,8 @@ pub enum Exit {
     Error = 1,
     /// `plan --detailed-exitcode`: changes are pending.
     ChangesPending = 2,
+    /// `apply`: an agent holds the lease, so nothing was done (`docs/exit-codes.md`).
+    AgentActive = 3,
     /// Bad flags or arguments.
     Usage = 125,
     /// Interrupted by Ctrl-C or cancelled by the docker CLI.

@@ -113,6 +113,11 @@ fn run(args: Vec<OsString>) -> Exit {
         } => with_runtime(&cli.global, |engine| async move {
             rules::check::run(&engine, &args).await
         }),
+        Command::Rules {
+            command: cli::RulesCommand::History(args),
+        } => with_runtime(&cli.global, |engine| async move {
+            rules::history::run(&engine, &args).await
+        }),
         Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
             metrics::run(&engine, &args).await
         }),
@@ -134,6 +139,9 @@ fn run(args: Vec<OsString>) -> Exit {
         }),
         Command::Lease(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             agent::lease::run(&engine, &args).await
+        }),
+        Command::HistoryBench(args) => with_runtime(&cli.global, |engine| async move {
+            agent::history::bench(&engine, &args).await
         }),
         Command::Healthz(args) => agent::serve::healthcheck(&args),
         Command::Replay(args) if replay::needs_swarm(&args) => {

@@ -4,8 +4,9 @@
 //! Each service's rule (labels or `--rules FILE`) and what the snapshot says of it
 //! become a [`decide::Observation`]; the pure [`decide::decide`] makes the decision;
 //! with `--capacity N`, [`decide::allocate`] then shares N replicas by priority.
-//! One-shot: there is no history, so stabilisation windows and step limits only see
-//! this decision (`run` keeps the history).
+//! `plan` and `apply` decide with the history the agents keep in the swarm
+//! ([`crate::agent::history`]), so windows and steps hold across cron runs; `plan`
+//! never writes it, `apply` writes it back. `status` decides without it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -473,6 +474,16 @@ pub struct Computed {
     pub file: Option<(std::path::PathBuf, RulesFile)>,
     /// When the plan was made (seconds since the epoch).
     pub now: f64,
+    /// The history config's name ([`crate::agent::history::config_name`]).
+    pub history_name: String,
+    /// Each service's history as read, before this plan's decisions (by service ID).
+    pub histories_before: HashMap<String, History>,
+    /// After this plan's decisions, with the counts agents last set: what `apply`
+    /// writes back. `None` when the stored history could not be read (then nothing
+    /// is written).
+    pub histories_after: Option<std::collections::BTreeMap<String, crate::agent::history::Entry>>,
+    /// What the stored history allows (scale-downs are held when it is unreadable).
+    pub trust: crate::agent::history::Trust,
 }
 
 impl Computed {
@@ -488,6 +499,39 @@ impl Computed {
     pub fn file_ref(&self) -> Option<(&std::path::Path, &RulesFile)> {
         self.file.as_ref().map(|(p, m)| (p.as_path(), m))
     }
+
+    /// Plans `services` again (their fresh specs) with the same readings and the
+    /// history as read, without changing it.
+    pub fn replan(&self, services: &[Service]) -> Vec<PlanRow> {
+        let mut histories = self.histories_before.clone();
+        let mut rows = plan_with_history(
+            services,
+            &self.snap,
+            self.file_ref(),
+            None,
+            self.now,
+            true,
+            &|k| self.read(k),
+            &mut histories,
+        );
+        let windows = crate::agent::history::down_windows(services, self.file_ref());
+        self.trust.guard(&mut rows, self.now, &|id| {
+            windows.get(id).copied().unwrap_or(300.0)
+        });
+        rows
+    }
+}
+
+/// The history config `plan` and `apply` read: that of `--lease-name` (default
+/// [`crate::agent::lease::DEFAULT_NAME`]).
+///
+/// Errors: a lease name Swarm would refuse (a usage error).
+pub fn history_name(lease: Option<&str>) -> Result<String, String> {
+    let lease = match lease.map(str::trim) {
+        None => crate::agent::lease::DEFAULT_NAME.to_string(),
+        Some(n) => crate::agent::check_lease_name(n)?,
+    };
+    Ok(crate::agent::history::config_name(&lease))
 }
 
 /// Reads the swarm and the metrics, and plans the services named in `args` (all
@@ -500,6 +544,7 @@ pub async fn compute(
 ) -> Result<Computed, crate::exit::Failure> {
     use crate::exit::Failure;
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
+    let history_name = history_name(args.lease_name.as_deref()).map_err(Failure::Usage)?;
     let snap = engine
         .snapshot(&Default::default())
         .await
@@ -521,6 +566,27 @@ pub async fn compute(
         crate::metrics::DEFAULT_TIMEOUT,
     )
     .await;
+    // The history the agents keep; unreadable: decided on an empty one, with every
+    // scale-down held.
+    use crate::agent::history;
+    let (stored, trust) = match history::read(engine, &history_name).await {
+        Ok(s) => {
+            let trust = history::Trust::of(&s, now);
+            (Some(s.histories(now)), trust)
+        }
+        Err(e) => (
+            None,
+            history::Trust {
+                unreadable: Some(crate::render::printable(&e.to_string())),
+                ..Default::default()
+            },
+        ),
+    };
+    let mut histories: HashMap<String, History> = stored
+        .iter()
+        .flatten()
+        .map(|(id, e)| (id.clone(), e.history.clone()))
+        .collect();
     let mut computed = Computed {
         rows: vec![],
         missing,
@@ -528,8 +594,12 @@ pub async fn compute(
         values,
         file,
         now,
+        history_name,
+        histories_before: histories.clone(),
+        histories_after: None,
+        trust,
     };
-    let mut rows = plan(
+    let mut rows = plan_with_history(
         &services,
         &computed.snap,
         computed.file_ref(),
@@ -537,8 +607,25 @@ pub async fn compute(
         now,
         no_trunc,
         &|k| computed.read(k),
+        &mut histories,
     );
+    let windows = history::down_windows(&services, computed.file_ref());
+    computed.trust.guard(&mut rows, now, &|id| {
+        windows
+            .iter()
+            .find(|(full, _)| full.starts_with(id) && !id.is_empty())
+            .map_or(300.0, |(_, w)| *w)
+    });
     add_notes(&mut rows, &notes);
+    computed.histories_after = stored.map(|stored| {
+        histories
+            .into_iter()
+            .map(|(id, h)| {
+                let set = stored.get(&id).and_then(|e| e.set);
+                (id, history::Entry { history: h, set })
+            })
+            .collect()
+    });
     computed.rows = rows;
     Ok(computed)
 }

@@ -19,7 +19,9 @@
 //! Logging never stops the agent: a log line that cannot be written (stderr closed
 //! or broken) is dropped ([`LossyStderr`]).
 
+pub mod exclusive;
 pub mod fights;
+pub mod history;
 pub mod lease;
 pub mod serve;
 pub mod telemetry;
@@ -124,6 +126,10 @@ struct Agent {
     memory: HashMap<String, Memory>,
     fights: BTreeMap<String, fights::Fight>,
     lease: LeaseView,
+    /// The decision history kept in the swarm ([`history`]).
+    keeper: history::Keeper,
+    /// This agent's lease holder id (the history's writer).
+    holder: String,
     /// Consecutive passes that could not read the swarm.
     failures: u32,
 }
@@ -267,6 +273,8 @@ pub async fn run(
         memory: HashMap::new(),
         fights: BTreeMap::new(),
         lease: LeaseView(Default::default(), telemetry.clone()),
+        keeper: history::Keeper::new(history::config_name(&lease_name)),
+        holder: holder.clone(),
         failures: 0,
         settings,
     };
@@ -598,6 +606,19 @@ impl Agent {
                 .unwrap_or_else(|| Err(format!("{k} was not read")))
         };
         let now = crate::plan::wall_clock();
+        // A new holder continues the windows and steps kept in the swarm.
+        if let Some(stored) = self.keeper.on_pass(engine, holds, now).await {
+            info!(history = %self.keeper.name, services = stored.len(), "decision history read from the swarm: windows and steps continue");
+            self.histories = stored
+                .iter()
+                .map(|(id, e)| (id.clone(), e.history.clone()))
+                .collect();
+            for (id, e) in stored {
+                self.memory.entry(id).or_default().set_by_us = e.set;
+            }
+        } else if holds && !self.keeper.loaded() {
+            warn!(history = %self.keeper.name, error = %one_line(self.keeper.trust.unreadable.as_deref().unwrap_or_default()), "cannot read the decision history in the swarm: no scale-down until it is read");
+        }
         let mut rows = crate::plan::plan_with_history(
             &services,
             &snap,
@@ -609,6 +630,12 @@ impl Agent {
             &mut self.histories,
         );
         crate::plan::add_notes(&mut rows, &notes);
+        if holds {
+            let windows = history::down_windows(&services, file);
+            self.keeper.trust.guard(&mut rows, now, &|id| {
+                windows.get(id).copied().unwrap_or(300.0)
+            });
+        }
         // Forget services that are gone.
         let present: std::collections::HashSet<&str> =
             services.iter().filter_map(|s| s.id.as_deref()).collect();
@@ -727,6 +754,38 @@ impl Agent {
                 services = wanted.len(),
                 "not acting: this agent does not hold the lease now"
             );
+        }
+        if holds && self.lease.holds() {
+            let entries: BTreeMap<String, history::Entry> = self
+                .histories
+                .iter()
+                .map(|(id, h)| {
+                    let set = self.memory.get(id).and_then(|m| m.set_by_us);
+                    (
+                        id.clone(),
+                        history::Entry {
+                            history: h.clone(),
+                            set,
+                        },
+                    )
+                })
+                .collect();
+            let all: std::collections::HashSet<String> =
+                snap.services.iter().filter_map(|s| s.id.clone()).collect();
+            let started = Instant::now();
+            match self
+                .keeper
+                .save(engine, &self.holder, now, &entries, &all)
+                .await
+            {
+                Ok(Some(bytes)) => {
+                    debug!(history = %self.keeper.name, bytes, millis = started.elapsed().as_millis() as u64, "decision history written")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(history = %self.keeper.name, error = %one_line(&e.to_string()), "cannot write the decision history: tried again next pass")
+                }
+            }
         }
         if fights_changed
             && holds
@@ -911,7 +970,7 @@ fn one_line(s: &str) -> String {
 
 /// Checks `--lease-name` as Swarm checks a config name, and keeps the names the
 /// agent uses for other things.
-fn check_lease_name(n: &str) -> Result<String, String> {
+pub(crate) fn check_lease_name(n: &str) -> Result<String, String> {
     let ok = !n.is_empty()
         && n.len() <= 64
         && n.as_bytes()[0].is_ascii_alphanumeric()

@@ -614,7 +614,7 @@ mod tests {
 
         assert_eq!(values(&done("", "pr")), ["provenance"]);
         assert_eq!(values(&done("", "p")), ["provenance", "plan"]);
-        assert_eq!(values(&done("rules", "")), ["check"]);
+        assert_eq!(values(&done("rules", "")), ["check", "history"]);
         assert_eq!(values(&done("rules", "x")), Vec::<&str>::new());
     }
 

@@ -5,6 +5,7 @@
 //! Microscaling agent's `com.microscaling.*` labels are read too.
 
 pub mod check;
+pub mod history;
 pub mod model;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,12 @@
 //! changed between the plan and its update (a version conflict, or a newer version
 //! index than the plan saw), it is planned again on its fresh spec with the same
 //! metric readings, and within `--capacity` never above the share it was granted.
+//!
+//! `apply` decides with the history the agents keep in the swarm and writes it back
+//! before it scales ([`crate::agent::history`]), so that windows and steps hold
+//! across cron runs. It never races an agent: it holds the agents' lease while it
+//! decides and scales, and refuses (exit 3) while an agent holds it
+//! ([`crate::agent::exclusive`]).
 
 use crate::engine::Engine;
 use crate::engine::service::RawService;
@@ -34,15 +40,7 @@ fn decide_again(
         return Ok(Verdict::Scale(row.desired));
     }
     let fresh = [svc.typed()];
-    let rows = crate::plan::plan(
-        &fresh,
-        &computed.snap,
-        computed.file_ref(),
-        None,
-        computed.now,
-        true,
-        &|k| computed.read(k),
-    );
+    let rows = computed.replan(&fresh);
     let Some(again) = rows.into_iter().next() else {
         return Ok(Verdict::Hold(
             "its rule was removed after the plan was made".into(),
@@ -79,6 +77,29 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     super::check_detach_timeout(args.detach, &args.timeout)?;
     let cancelled = crate::exit::cancellation();
     tokio::pin!(cancelled);
+    // Never race an agent: hold its lease while deciding and scaling.
+    let lease_name = match args.lease_name.as_deref().map(str::trim) {
+        None => crate::agent::lease::DEFAULT_NAME.to_string(),
+        Some(n) => crate::agent::check_lease_name(n).map_err(Failure::Usage)?,
+    };
+    let taken = tokio::select! {
+        t = crate::agent::exclusive::take(engine, &lease_name) => t,
+        _ = &mut cancelled => return Err(Failure::Interrupted),
+    };
+    let exclusive = match taken
+        .map_err(|e| Failure::Error(format!("cannot take the agents' lease {lease_name}: {e}")))?
+    {
+        crate::agent::exclusive::Taken::Held(x) => x,
+        crate::agent::exclusive::Taken::Other { holder, renewed } => {
+            say(&format!(
+                "an agent holds the lease {lease_name}: {holder}{}. apply does not race it: nothing was changed.\nLet the agent scale (`docker microscale plan` shows what it decides), or stop it first (`docker service rm microscale_agent`, or `run --dry-run`); see docs/agent.md.",
+                renewed
+                    .map(|r| format!(", renewed at {r}"))
+                    .unwrap_or_default()
+            ));
+            return Ok(Exit::AgentActive);
+        }
+    };
     let computed = tokio::select! {
         c = crate::plan::compute(engine, &plan_args) => c?,
         _ = &mut cancelled => return Err(Failure::Interrupted),
@@ -190,13 +211,63 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             Err(e) => return Err(Failure::Error(e.to_string())),
         }
     }
+    // The history goes back before the updates (it assumes they are made, as the
+    // agent's does); the counts set are recorded for the agents' fight detection.
+    if let Some(mut entries) = computed.histories_after.clone() {
+        for (_, row, _) in &work {
+            if let Some(id) = computed
+                .snap
+                .services
+                .iter()
+                .filter_map(|s| s.id.as_deref())
+                .find(|id| id.starts_with(&row.id) && !row.id.is_empty())
+            {
+                entries.entry(id.to_string()).or_default().set = Some(row.desired);
+            }
+        }
+        let present: std::collections::HashSet<String> = computed
+            .snap
+            .services
+            .iter()
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let ours = crate::agent::history::encode_all(&entries);
+        if !exclusive.holds() {
+            return Err(Failure::Error(format!(
+                "apply lost the lease {lease_name} while deciding (the engine was slow): nothing was changed; run it again"
+            )));
+        }
+        if let Err(e) = crate::agent::history::write(
+            engine,
+            &computed.history_name,
+            exclusive.holder(),
+            None,
+            computed.now,
+            &ours,
+            &present,
+        )
+        .await
+        {
+            return Err(Failure::Error(format!(
+                "cannot write the decision history to the swarm config {}: {e}; nothing was changed",
+                computed.history_name
+            )));
+        }
+    }
     let capacity = args.decide.capacity;
+    let exclusive_ref = &exclusive;
     let deciders: Vec<Box<Decide<'_>>> = work
         .iter()
         .map(|(_, row, version)| {
             let (computed, row, version) = (&computed, *row, *version);
-            Box::new(move |svc: &RawService| decide_again(computed, row, version, capacity, svc))
-                as Box<Decide<'_>>
+            Box::new(move |svc: &RawService| {
+                if !exclusive_ref.holds() {
+                    return Ok(Verdict::Hold(
+                        "apply lost the agents' lease before the update".into(),
+                    ));
+                }
+                decide_again(computed, row, version, capacity, svc)
+            }) as Box<Decide<'_>>
         })
         .collect();
     let rows: Vec<&PlanRow> = work.iter().map(|(_, r, _)| *r).collect();
@@ -222,6 +293,9 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         timeout,
     };
     let reasons: Vec<Vec<String>> = rows.iter().map(|r| r.reasons.clone()).collect();
-    let code = super::execute(engine, jobs, pre, reasons, &options, cancelled).await?;
+    let code = super::execute(engine, jobs, pre, reasons, &options, cancelled).await;
+    drop(deciders);
+    exclusive.release().await;
+    let code = code?;
     Ok(if errors { Exit::Error } else { code })
 }

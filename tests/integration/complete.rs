@@ -63,7 +63,10 @@ fn docker_complete_offers_subcommands_flags_and_values() {
     );
     assert_eq!(directive, 4);
 
-    assert_eq!(complete(&["rules", ""]), (vec!["check".to_string()], 4));
+    assert_eq!(
+        complete(&["rules", ""]),
+        (vec!["check".to_string(), "history".to_string()], 4)
+    );
     let (flags, directive) = complete(&["status", "--"]);
     assert!(flags.contains(&"--filter".to_string()) && flags.contains(&"--no-trunc".to_string()));
     assert_eq!(directive, 4);

@@ -6,6 +6,7 @@ mod complete;
 mod deploy;
 mod format;
 mod harness;
+mod history;
 mod hostile;
 mod lease;
 mod metric_access;
