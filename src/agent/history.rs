@@ -795,7 +795,60 @@ pub async fn bench(
             None,
         )
         .await;
+    report.insert(
+        "DecideCpuMillis".into(),
+        json!(decide_cpu_millis(&worst, now)),
+    );
     crate::exit::print_stdout_async(Value::Object(report).to_string() + "\n").await
+}
+
+/// CPU milliseconds (median of 5) of one agent pass's decisions over `entries`: the
+/// pure core ([`crate::decide::decide`]) for each service, with its full history
+/// (cloned, as a dry run does), a rule with a 5-minute window and steps, and a
+/// metric that asks to scale down.
+fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> f64 {
+    use crate::decide::{Observation, Reading, decide};
+    let labels: BTreeMap<String, String> = [
+        ("microscale.min", "1"),
+        ("microscale.max", "40"),
+        ("microscale.metric", "http://queue/stats#/depth"),
+        ("microscale.target", "10"),
+        ("microscale.scale-down.window", "5m"),
+        ("microscale.scale-down.max-step", "4/1m,50%/1m"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let Some(rule) =
+        crate::rules::parse_labels("bench", crate::status::Mode::Replicated, &labels).rule
+    else {
+        return f64::NAN;
+    };
+    let obs = Observation {
+        mode: crate::status::Mode::Replicated,
+        replicas: 20,
+        running: 20,
+        update: None,
+        converging_since: None,
+        placement: None,
+        readings: vec![Reading {
+            name: String::new(),
+            value: Ok(55.0),
+        }],
+    };
+    let mut times = vec![];
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let mut desired = 0;
+        for e in entries.values() {
+            let mut h = e.history.clone();
+            desired += decide(&rule, &obs, &mut h, now, 60.0).desired;
+        }
+        std::hint::black_box(desired);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 #[cfg(test)]
