@@ -69,6 +69,9 @@
 //!     window]` (the new one included), so it never moves past `current` in the
 //!     wrong direction. The reason gives the time the holding recommendations leave.
 //! 11. Bounds: clamped to `[min, max]` (`[idle, max]` while idle).
+//!     Going idle is one move: the scale-down steps do not apply to it (KEDA sets
+//!     `idleReplicaCount` itself, past the HPA), so no count between `idle` and
+//!     `min` is ever proposed; the scale-down window still does.
 //! 12. Steps (HPA's policies, [`crate::rules::model::Step`]): per direction, each
 //!     policy allows `start ± n` or `start × (1 ± p %)` (up rounded up, down
 //!     truncated), `start = current − added + removed` within its period; `select`
@@ -794,7 +797,25 @@ pub fn decide(
             d.reasons.push(format!("{why} → {limit}"));
         }
     }
+    // While idle, a count between idle and min is no count either allows: a window
+    // that still holds an active proposal (clamped to min when it was made) holds
+    // min.
+    if let Some(i) = rule.idle
+        && idling
+        && desired > i
+        && desired < rule.min
+    {
+        desired = rule.min;
+        d.reasons.push(format!(
+            "an active proposal inside the scale-down window holds min {}",
+            rule.min
+        ));
+    }
+    // Going idle (below min) is one move, as KEDA sets idleReplicaCount itself:
+    // a step would otherwise stop between idle and min.
+    let to_idle = idling && Some(desired) == rule.idle && desired < rule.min;
     if desired < current
+        && !to_idle
         && let Some((limit, why)) =
             step_limit(false, &rule.scale_down, &history.events, current, now)
     {
@@ -2143,7 +2164,8 @@ mod properties {
         /// Steps (HPA): over a run of decisions, with one `n replicas per period`
         /// policy per direction, a scale-up never goes above the count at the start
         /// of the period plus `n`, a scale-down never below it minus `n` (unless
-        /// the bounds win: a service outside `[min, max]` goes to the bound).
+        /// the bounds win: a service outside `[min, max]` goes to the bound, or the
+        /// service goes idle, which is one move).
         #[test]
         fn steps_stay_within_policy(
             rule in arb_rule(),
@@ -2168,7 +2190,8 @@ mod properties {
                     let base = count_at(now - period_up as f64);
                     prop_assert!(to <= (base + step_up).max(rule.min), "up at {now}: {from} → {to}, {base} at the start: {moves:?}");
                 }
-                if to < from {
+                // Going idle (below min) is one move, past the steps (as KEDA).
+                if to < from && !(to < rule.min && Some(to) == rule.idle) {
                     let base = count_at(now - period_down as f64);
                     prop_assert!(to >= base.saturating_sub(step_down).min(rule.max), "down at {now}: {from} → {to}, {base} at the start: {moves:?}");
                 }
