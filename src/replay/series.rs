@@ -60,8 +60,13 @@ pub struct Series {
 /// no point.
 pub fn read_file(path: &Path) -> Result<Series, String> {
     let shown = crate::render::printable(&path.display().to_string());
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the series file {shown}: {e}"))?;
+    // A regular file of at most 256 MiB, opened without blocking: a FIFO or
+    // /dev/zero is refused, not read forever.
+    let bytes = crate::fsutil::read_regular(path, MAX_SERIES_BYTES, true).map_err(|e| {
+        format!("cannot read the series file {shown}: {e} (a regular file of at most 256 MiB)")
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("cannot read the series file {shown}: it is not valid UTF-8 text"))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -83,14 +88,24 @@ pub fn read_file(path: &Path) -> Result<Series, String> {
     Ok(series)
 }
 
-/// A time field: seconds, or RFC 3339. Returns `(seconds, absolute)`.
+/// The largest series file read, in bytes.
+const MAX_SERIES_BYTES: u64 = 256 << 20;
+
+/// The largest time, in seconds, either side of 0 (about the year 5138): beyond
+/// it, spans and replica-seconds lose all meaning.
+const MAX_TIME: f64 = 1e11;
+
+/// A time field: seconds (at most [`MAX_TIME`] either side of 0), or RFC 3339.
+/// Returns `(seconds, absolute)`.
 fn parse_time(text: &str) -> Result<(f64, bool), String> {
     let t = text.trim();
     if let Ok(x) = t.parse::<f64>() {
-        if x.is_finite() {
+        if x.is_finite() && x.abs() <= MAX_TIME {
             return Ok((x, false));
         }
-        return Err(format!("time {t:?} is not a finite number"));
+        return Err(format!(
+            "time {t:?} is not a number of seconds from -1e11 to 1e11"
+        ));
     }
     match t.parse::<jiff::Timestamp>() {
         Ok(ts) => Ok((ts.as_millisecond() as f64 / 1000.0, true)),
@@ -456,6 +471,32 @@ mod tests {
             let e = parse_json_lines(text, "s.jsonl").unwrap_err();
             assert!(e.starts_with(want), "{text:?}: {e}");
         }
+    }
+
+    /// A break-it round: /dev/zero and a FIFO were read forever, and huge times
+    /// overflowed or made nonsense summaries.
+    #[test]
+    fn special_files_and_huge_times_are_refused() {
+        let e = read_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        let e = read_file(&fifo).unwrap_err();
+        assert!(e.contains("FIFO"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let huge = dir.path().join("huge.csv");
+        std::fs::write(&huge, "0,10\n1e300,130\n").unwrap();
+        let e = read_file(&huge).unwrap_err();
+        assert!(
+            e.contains(":2: time \"1e300\" is not a number of seconds"),
+            "{e}"
+        );
     }
 
     #[test]
