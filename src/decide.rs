@@ -3,7 +3,7 @@
 //! budget between services by priority (Microscaling).
 //!
 //! Nothing here does I/O or reads a clock. Time is `now: f64`, **seconds since the
-//! Unix epoch** (UTC; what [`crate::plan::wall_clock`] returns). Callers that keep a
+//! Unix epoch** (UTC; what [`crate::clock::wall_clock`] returns). Callers that keep a
 //! [`History`] across restarts or hand it to another agent must use that epoch, as
 //! reasons print the times at which windows end; every time handed to one
 //! [`History`] ([`Observation::converging_since`] included) must use it, and must be

@@ -9,6 +9,7 @@ mod agent;
 mod argv;
 mod badge;
 mod cli;
+mod clock;
 mod complete;
 mod decide;
 mod engine;

@@ -153,15 +153,6 @@ pub fn add_notes(rows: &mut [PlanRow], notes: &HashMap<String, Vec<String>>) {
     }
 }
 
-/// Now, in seconds since the Unix epoch: the clock `plan` and `status` hand to the
-/// decision core (service `UpdatedAt` times are on the same epoch).
-pub fn wall_clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// `value / target`, with `%` for utilisation targets.
 fn metric_text(value: f64, target: Target) -> String {
     let num = |x: f64| {
@@ -552,7 +543,7 @@ pub async fn compute(
     let (mut services, missing) =
         crate::status::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
-    let now = wall_clock();
+    let now = crate::clock::wall_clock();
     let no_trunc = args.no_trunc == Some(true);
     let names = snap.services.iter().map(service_name).collect();
     let allow = args.decide.access.allow(names).map_err(Failure::Usage)?;

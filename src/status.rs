@@ -486,7 +486,7 @@ pub fn fill_plan(
         snap,
         None,
         None,
-        crate::plan::wall_clock(),
+        crate::clock::wall_clock(),
         true,
         &read,
     );

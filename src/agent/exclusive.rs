@@ -141,7 +141,7 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
     let alive_agent = |(h, ttl, renewed): &(String, f64, Option<String>)| {
         !h.is_empty()
             && !h.starts_with(APPLY_PREFIX)
-            && recently_renewed(renewed.as_deref(), *ttl, crate::plan::wall_clock())
+            && recently_renewed(renewed.as_deref(), *ttl, crate::clock::wall_clock())
     };
     if let Some(seen) = peek(engine, name).await?
         && alive_agent(&seen)

@@ -714,7 +714,7 @@ pub async fn bench(
     use crate::exit::Failure;
     use std::time::Instant;
     let fail = |e: EngineError| Failure::Error(e.to_string());
-    let now = crate::plan::wall_clock();
+    let now = crate::clock::wall_clock();
     let ids: Vec<String> = (0..args.services).map(bench_id).collect();
     let present: HashSet<String> = ids.iter().cloned().collect();
     let steady: BTreeMap<String, Entry> = ids

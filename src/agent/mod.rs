@@ -329,7 +329,7 @@ pub async fn run(
             .pass_seconds
             .observe(started.elapsed().as_secs_f64());
         agent.telemetry.passes.inc();
-        agent.telemetry.last_pass.set(crate::plan::wall_clock());
+        agent.telemetry.last_pass.set(crate::clock::wall_clock());
         if agent.settings.once {
             if !ok || problems {
                 code = Exit::Error;
@@ -605,7 +605,7 @@ impl Agent {
                 .cloned()
                 .unwrap_or_else(|| Err(format!("{k} was not read")))
         };
-        let now = crate::plan::wall_clock();
+        let now = crate::clock::wall_clock();
         // A new holder continues the windows and steps kept in the swarm.
         if let Some(stored) = self.keeper.on_pass(engine, holds, now).await {
             info!(history = %self.keeper.name, services = stored.len(), "decision history read from the swarm: windows and steps continue");

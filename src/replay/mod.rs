@@ -347,7 +347,7 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
     }
     let labels = crate::rules::check::service_labels(svc);
     let rule = parse_rule(&svc_name, mode, &labels, "its labels")?;
-    let obs = crate::plan::observe(svc, &snap, vec![], crate::plan::wall_clock());
+    let obs = crate::plan::observe(svc, &snap, vec![], crate::clock::wall_clock());
     Ok(Source {
         name: svc_name,
         rule,
@@ -421,7 +421,7 @@ async fn read_series(
             let start = args.start.as_deref().ok_or_else(|| {
                 Failure::Usage("--prometheus needs --start TIME (RFC 3339, Unix seconds or now-7d)".into())
             })?;
-            let now = crate::plan::wall_clock().floor();
+            let now = crate::clock::wall_clock().floor();
             let start = time_flag(start, "--start", now)?;
             let end = match args.end.as_deref() {
                 Some(e) => time_flag(e, "--end", now)?,

@@ -219,7 +219,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesHistoryArgs) -> Result
             "cannot read the decision history (swarm config {name}): {e}"
         ))
     })?;
-    let now = crate::plan::wall_clock();
+    let now = crate::clock::wall_clock();
     let (mut services, missing) =
         crate::status::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
