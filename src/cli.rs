@@ -603,6 +603,18 @@ pub struct RunArgs {
     /// How long a lease outlives a holder that stopped renewing it, from 1s (default 15s)
     #[arg(long = "lease-ttl", value_name = "duration")]
     pub lease_ttl: Option<String>,
+
+    /// Serve this node's task stats to the other agents on this address, e.g. :9091 (needs --stats-token-file)
+    #[arg(long = "stats-listen", value_name = "addr")]
+    pub stats_listen: Option<String>,
+
+    /// The agents to read engine stats from while holding the lease: HOST:PORT,... (a name is resolved to all its addresses, e.g. tasks.microscale_agent:9091)
+    #[arg(long = "stats-peers", value_name = "host:port")]
+    pub stats_peers: Vec<String>,
+
+    /// The file holding the agents' shared stats token (a Swarm secret, e.g. /run/secrets/microscale-stats-token)
+    #[arg(long = "stats-token-file", value_name = "path", value_parser = any_path)]
+    pub stats_token_file: Option<PathBuf>,
 }
 
 const VERSION_EXAMPLES: &str = "  docker microscale version";

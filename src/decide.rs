@@ -44,6 +44,13 @@
 //!    the running tasks). `ceil` forgives a relative float error of 1e-9 (so
 //!    `1.1 / 0.1` is 11, not 12). A value that is not finite or is negative is a
 //!    failed read; so is a metric of the rule without a reading.
+//!    A per-task reading that measured only some running tasks ([`Coverage`], the
+//!    engine source when some node's agent did not answer): for a utilisation
+//!    target the proposal is `ceil(measured × value / target)` and the tolerance's
+//!    ratio is `measured × value / (target × n)`, i.e. the tasks not measured count
+//!    as 0 % (HPA's missing pods on a scale-up): a scale-up only when the measured
+//!    tasks alone justify it. The reason names the nodes of the tasks not measured.
+//!    No task measured at all is a failed read.
 //! 5. Tolerance (HPA, per metric, not when `current` is 0): the metric proposes
 //!    `current` while its raw usage ratio (`value / (target × n)`, or
 //!    `value / target` for utilisation) is within `1 − scale_down.tolerance ≤ ratio
@@ -60,8 +67,10 @@
 //!    failures reached `after_failures`: the proposal is then the fallback's
 //!    replicas (no tolerance; bounds, windows, steps and placement still apply).
 //!    A rule without metrics proposes `current` (only the bounds apply).
-//! 9. Partial data: when some metric failed and the proposal is below `current`,
-//!    hold. Scaling up on the readable metrics is allowed.
+//! 9. Partial data: when some metric failed, or measured only some of the running
+//!    tasks, and the proposal is below `current`, hold (HPA would count missing pods
+//!    at 100 % and could still scale down; we never do on partial data). Scaling up
+//!    on the readable metrics is allowed.
 //! 10. Stabilisation (HPA): a history without recommendations is first seeded with
 //!     `current` at `now` (first sight: the first scale-down waits one whole
 //!     window); the proposal is recorded; the result is `current` clamped to
@@ -82,9 +91,9 @@
 //!     never run, and the service would never converge). When the cap is below
 //!     `min`, hold instead: placement never takes a service below its minimum (a
 //!     constraint typo with 0 eligible nodes must not propose removing every task).
-//! 14. A last guard: with any failed read (and no fallback in force), `desired` is
-//!     never below `current` (bounds and placement do not shrink a service on
-//!     partial data either).
+//! 14. A last guard: with any failed read (and no fallback in force) or any reading
+//!     over only some tasks, `desired` is never below `current` (bounds and
+//!     placement do not shrink a service on partial data either).
 //!
 //! So `min ≤ desired ≤ max` (`idle ≤ desired` while idle) whenever the action is [`Action::ScaleUp`],
 //! [`Action::ScaleDown`] or [`Action::None`]; [`Action::Hold`] and [`Action::NotScaled`] keep `current`, which
@@ -112,6 +121,46 @@ pub struct Reading {
     /// The value, in the metric's unit (percent for a utilisation target); 0 is a
     /// real zero. `Err` carries why the read failed, in operator terms.
     pub value: Result<f64, String>,
+    /// For a per-task metric (the engine source, `engine://cpu`): which of the
+    /// service's running tasks the value (their average) covers. `None`: the value
+    /// covers the whole service, as for every other source.
+    pub coverage: Option<Coverage>,
+}
+
+/// Which running tasks a per-task reading measured: the data the decision needs to
+/// treat partial data as HPA treats missing pods, more cautiously (see the module
+/// docs, steps 4 and 9).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Coverage {
+    /// Running tasks measured (tasks); the reading's value is their average.
+    pub measured: u64,
+    /// Running tasks of the service when it was measured (tasks on nodes that are
+    /// not down).
+    pub total: u64,
+    /// Where the tasks not measured run, for the reason: node hostnames (node IDs when
+    /// the hostname is unknown), sorted, each once.
+    pub missing: Vec<String>,
+}
+
+impl Coverage {
+    /// Whether some running tasks were not measured.
+    pub fn partial(&self) -> bool {
+        self.measured < self.total
+    }
+
+    /// `3 of 5 running tasks measured; not measured: tasks on n4, n5` (at most 8
+    /// nodes named).
+    pub fn text(&self) -> String {
+        let mut line = format!("{} of {} running tasks measured", self.measured, self.total);
+        if !self.missing.is_empty() {
+            let named: Vec<String> = self.missing.iter().take(8).map(|n| one_line(n)).collect();
+            line += &format!("; not measured: tasks on {}", named.join(", "));
+            if self.missing.len() > 8 {
+                line += &format!(" and {} more nodes", self.missing.len() - 8);
+            }
+        }
+        line
+    }
 }
 
 /// How many tasks the placement constraints allow (`Placement.MaxReplicas`).
@@ -302,6 +351,9 @@ struct Evaluation {
     reasons: Vec<String>,
     /// Index in `reasons` of the last failed metric's line.
     last_failed: Option<usize>,
+    /// Index in `reasons` of the last line of a metric that measured only some of
+    /// the running tasks ([`Coverage::partial`]).
+    last_partial: Option<usize>,
 }
 
 /// `metric` or `metric "NAME"`.
@@ -435,20 +487,35 @@ fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
         winner: None,
         reasons: vec![],
         last_failed: None,
+        last_partial: None,
     };
     for metric in &rule.metrics {
         let who = label(&metric.name);
         let read = obs.readings.iter().find(|r| r.name == metric.name);
+        // Some running tasks not measured: the value is the measured tasks' average.
+        let partial = read
+            .and_then(|r| r.coverage.as_ref())
+            .filter(|c| c.partial());
         let value = match read.map(|r| &r.value) {
             None => Err("not read".to_string()),
             Some(Err(e)) => Err(one_line(e)),
             Some(Ok(v)) if !v.is_finite() => Err(format!("value {v} is not a number")),
             Some(Ok(v)) if *v < 0.0 => Err(format!("value {} is negative", num(*v))),
+            Some(Ok(_)) if partial.is_some_and(|c| c.measured == 0) => Err(format!(
+                "no running task measured ({})",
+                partial.map(Coverage::text).unwrap_or_default()
+            )),
             Some(Ok(v)) => Ok(*v),
         };
+        // A utilisation over some of the tasks: the tasks not measured count as 0 %
+        // (HPA's missing pods on a scale-up), so the proposal is what the measured
+        // tasks alone justify; any scale-down is held later (step 9).
         let result = value.and_then(|v| {
-            proposal(metric.target, v, base)
-                .map(|p| (v, p))
+            let p = match (metric.target, partial) {
+                (Target::Utilization(_), Some(c)) => proposal(metric.target, v, c.measured),
+                _ => proposal(metric.target, v, base),
+            };
+            p.map(|p| (v, p))
                 .ok_or_else(|| "its target is not above 0".to_string())
         });
         match result {
@@ -458,21 +525,42 @@ fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
                 ev.reasons.push(format!("{who} unreadable: {e}"));
             }
             Ok((v, raw)) => {
-                let mut line = match metric.target {
-                    Target::PerReplica(t) => {
+                let mut line = match (metric.target, partial) {
+                    (Target::PerReplica(t), None) => {
                         format!("{who} {} / target {} → {raw}", num(v), num(t))
                     }
-                    Target::Utilization(t) => format!(
+                    (Target::PerReplica(t), Some(c)) => format!(
+                        "{who} {} / target {} ({}) → {raw}",
+                        num(v),
+                        num(t),
+                        c.text()
+                    ),
+                    (Target::Utilization(t), None) => format!(
                         "{who} {}% / target {}% × {base} {base_name} → {raw}",
                         num(v),
                         num(t)
                     ),
+                    (Target::Utilization(t), Some(c)) => format!(
+                        "{who} {}% / target {}% × {} measured ({}, counted as 0% for a scale-up) → {raw}",
+                        num(v),
+                        num(t),
+                        c.measured,
+                        c.text()
+                    ),
                 };
                 // HPA's tolerance: on the raw usage ratio of this metric, both ends
-                // inclusive; not when scaling from 0.
+                // inclusive; not when scaling from 0. Over some of the tasks, the
+                // ratio counts the others at 0 % (HPA's new usage ratio).
+                let ratio = match (metric.target, partial) {
+                    (Target::Utilization(_), Some(c)) if base > 0 => {
+                        usage_ratio(metric.target, v, base)
+                            .map(|r| r * c.measured as f64 / base as f64)
+                    }
+                    _ => usage_ratio(metric.target, v, base),
+                };
                 let mut p = raw;
                 if current > 0
-                    && let Some(ratio) = usage_ratio(metric.target, v, base)
+                    && let Some(ratio) = ratio
                 {
                     let (lo, hi) = (
                         1.0 - rule.scale_down.tolerance,
@@ -489,6 +577,9 @@ fn evaluate(rule: &Rule, obs: &Observation) -> Evaluation {
                             );
                         }
                     }
+                }
+                if partial.is_some() {
+                    ev.last_partial = Some(ev.reasons.len());
                 }
                 ev.reasons.push(line);
                 if v > threshold {
@@ -613,7 +704,7 @@ pub fn decide(
     // Holds because of failed reads: the last failed metric says so.
     let hold_on_failure = |d: &mut Decision, note: &str| {
         let line = format!(": holding {current}{note}");
-        match ev.last_failed {
+        match ev.last_failed.or(ev.last_partial) {
             Some(i) => d.reasons[i] += &line,
             None => d.reasons.push(line[2..].to_string()),
         }
@@ -695,7 +786,7 @@ pub fn decide(
     };
 
     let p = raw;
-    let partial = ev.failed > 0 && !fallback_in_force;
+    let partial = (ev.failed > 0 && !fallback_in_force) || ev.last_partial.is_some();
     if partial && p < current {
         hold_on_failure(&mut d, " (no scale-down on partial data)");
         return d;
@@ -1126,6 +1217,7 @@ mod tests {
         Reading {
             name: name.to_string(),
             value: Ok(v),
+            coverage: None,
         }
     }
 
@@ -1133,6 +1225,7 @@ mod tests {
         Reading {
             name: name.to_string(),
             value: Err(e.to_string()),
+            coverage: None,
         }
     }
 
@@ -2033,6 +2126,7 @@ mod properties {
                     v.map(|value| Reading {
                         name: NAMES[i].to_string(),
                         value,
+                        coverage: None,
                     })
                 })
                 .collect()
@@ -2157,7 +2251,7 @@ mod properties {
             rule.scale_up.tolerance = tol_up;
             rule.scale_down.tolerance = tol_down;
             let (mut h, _, now, _) = replay(&rule, current, &steps);
-            let d = decide(&rule, &observe(current, vec![Reading { name: String::new(), value: Ok(value) }]), &mut h, now, 60.0);
+            let d = decide(&rule, &observe(current, vec![Reading { name: String::new(), value: Ok(value), coverage: None }]), &mut h, now, 60.0);
             prop_assert_eq!((d.desired, d.action), (current, Action::None), "{:?}", d);
         }
 
@@ -2256,7 +2350,7 @@ mod properties {
             let (h, _, now, _) = replay(&rule, current, &steps);
             let larger: Vec<Reading> = readings
                 .iter()
-                .map(|r| Reading { name: r.name.clone(), value: r.value.clone().map(|v| v * factor + add) })
+                .map(|r| Reading { name: r.name.clone(), value: r.value.clone().map(|v| v * factor + add), coverage: None })
                 .collect();
             let mut small = observe(current, readings);
             let mut large = observe(current, larger);
@@ -2283,7 +2377,7 @@ mod properties {
             let (mut h, _, now, _) = replay(&rule, in_bounds(&rule, current), &steps);
             let mut readings: Vec<Reading> = readings.into_iter().filter(|r| !r.name.is_empty()).collect();
             if !missing {
-                readings.push(Reading { name: String::new(), value: Err("timeout".into()) });
+                readings.push(Reading { name: String::new(), value: Err("timeout".into()), coverage: None });
             }
             let mut o = observe(current, readings.clone());
             o.placement = placement.map(|(max_per_node, nodes)| Placement { max_per_node, nodes });

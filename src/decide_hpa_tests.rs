@@ -77,6 +77,7 @@ fn observe(current: u64, value: f64) -> Observation {
         readings: vec![Reading {
             name: String::new(),
             value: Ok(value),
+            coverage: None,
         }],
     }
 }
@@ -943,10 +944,12 @@ fn test_one_metric_empty_or_invalid() {
         readings: std::iter::once(Reading {
             name: "cpu".into(),
             value: Ok(cpu),
+            coverage: None,
         })
         .chain(qps.map(|value| Reading {
             name: "qps".into(),
             value,
+            coverage: None,
         }))
         .collect(),
         ..observe(current, 0.0)
@@ -1093,6 +1096,7 @@ fn keda_fallback() {
         readings: vec![Reading {
             name: String::new(),
             value: Err("some error".into()),
+            coverage: None,
         }],
         ..observe(2, 0.0)
     };

@@ -75,17 +75,91 @@ pub fn metric_key(service: &Service, source: &str) -> String {
     }
 }
 
-/// Readings of metric sources: [`metric_key`] → value or the reason it could not be
-/// read; and notes about readings that only measured part of a service (service ID →
-/// lines).
-pub type Readings = (
-    HashMap<String, Result<f64, String>>,
-    HashMap<String, Vec<String>>,
-);
+/// Readings of metric sources, by [`metric_key`]: the value or why it could not be
+/// read, and for the engine source which tasks it covers; notes about readings (by
+/// service ID); and the engine source's combined reading when it was read from every
+/// node (for the lease holder to keep in the swarm).
+#[derive(Debug, Default, Clone)]
+pub struct Readings {
+    /// [`metric_key`] → the value or why it could not be read.
+    pub values: HashMap<String, Result<f64, String>>,
+    /// [`metric_key`] of an engine source → which running tasks the value covers.
+    pub coverage: HashMap<String, decide::Coverage>,
+    /// Service ID → lines for its reasons (where an engine reading came from).
+    pub notes: HashMap<String, Vec<String>>,
+    /// The engine readings read from every node's agent now (`None` otherwise).
+    pub combined: Option<crate::agent::stats::Stored>,
+    /// Peers that gave nothing usable (one line each), when they were read.
+    pub peer_failures: Vec<String>,
+}
+
+impl Readings {
+    /// The value of `key`.
+    pub fn read(&self, key: &str) -> Result<f64, String> {
+        self.values
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{key} was not read")))
+    }
+}
+
+/// What [`plan`] reads metric values from: a function of the [`metric_key`] (every
+/// closure `Fn(&str) -> Result<f64, String>` is one), or [`Readings`], which also say
+/// which tasks an engine reading covers.
+pub trait MetricValues {
+    /// The value of `key`, or why it could not be read.
+    fn value(&self, key: &str) -> Result<f64, String>;
+    /// Which running tasks the value of `key` covers (`None`: all of the service).
+    fn coverage(&self, _key: &str) -> Option<decide::Coverage> {
+        None
+    }
+}
+
+impl<F: Fn(&str) -> Result<f64, String>> MetricValues for F {
+    fn value(&self, key: &str) -> Result<f64, String> {
+        self(key)
+    }
+}
+
+impl MetricValues for Readings {
+    fn value(&self, key: &str) -> Result<f64, String> {
+        self.read(key)
+    }
+
+    fn coverage(&self, key: &str) -> Option<decide::Coverage> {
+        self.coverage.get(key).cloned()
+    }
+}
+
+/// How the engine source (`engine://cpu`, `engine://memory`) is read. Container stats
+/// come only through the engine of the node a container runs on (docs/metrics.md).
+pub enum EngineVia<'a> {
+    /// The tasks on the engine this command talks to; the others are missing (the
+    /// decision then holds any scale-down).
+    Local,
+    /// The agents' combined reading kept in the swarm (`<lease>-stats`,
+    /// [`crate::agent::stats`]) for each service it covers while fresh; else
+    /// [`EngineVia::Local`]. The command line's way.
+    Stored {
+        /// The stats config's name.
+        config: String,
+    },
+    /// Every node's agent, now (the lease holder).
+    Peers {
+        /// `--stats-peers`.
+        peers: &'a crate::agent::stats::Peers,
+        /// `--stats-token-file`.
+        token: &'a crate::agent::stats::Token,
+        /// This agent's collector, for its own node when no peer answered for it.
+        collector: &'a crate::metrics::engine::Collector,
+        /// This holder's id, for the stored reading.
+        writer: &'a str,
+    },
+}
 
 /// Reads every metric source of the rules of `services` once, concurrently (a few at
-/// a time), within `timeout` each. Engine sources are read through `engine` for the
-/// service's own tasks.
+/// a time), within `timeout` each. Engine sources are read as `via` says, all
+/// services at once (one stats call per task).
 pub async fn read_metrics(
     engine: &crate::engine::Engine,
     snap: &Snapshot,
@@ -93,55 +167,244 @@ pub async fn read_metrics(
     file: Option<(&std::path::Path, &RulesFile)>,
     allow: &crate::metrics::Allow,
     timeout: std::time::Duration,
+    via: &EngineVia<'_>,
 ) -> Readings {
+    use crate::metrics::engine::Kind;
     use futures_util::StreamExt;
     let mut wanted: BTreeMap<String, (&Service, String)> = BTreeMap::new();
+    let mut engine_keys: BTreeMap<String, (String, Result<Kind, String>)> = BTreeMap::new();
     for (s, labels, _) in rule_inputs(services, file) {
         if let Some(rule) = parse_labels(&service_name(s), Mode::of(s), &labels).rule {
             for m in rule.metrics {
-                wanted.insert(metric_key(s, &m.source), (s, m.source));
+                let key = metric_key(s, &m.source);
+                if m.source
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("engine://")
+                {
+                    let id = s.id.clone().unwrap_or_default();
+                    engine_keys.insert(key, (id, Kind::parse(&m.source)));
+                } else {
+                    wanted.insert(key, (s, m.source));
+                }
             }
         }
     }
-    futures_util::stream::iter(wanted)
-        .map(|(key, (service, src))| async move {
-            let (read, note) = match crate::metrics::engine::Kind::parse(&src) {
-                Ok(kind) => {
-                    match crate::metrics::engine::read(engine, snap, service, kind, timeout).await {
-                        Ok((s, note)) => (Ok(s.value), note),
-                        Err(e) => (Err(e), None),
-                    }
-                }
-                Err(_) if src.trim().to_ascii_lowercase().starts_with("engine://") => {
-                    (Err("engine://cpu or engine://memory".to_string()), None)
-                }
-                Err(_) => (
-                    crate::metrics::read(&src, allow, timeout)
-                        .await
-                        .map(|m| m.value),
-                    None,
-                ),
-            };
-            let value =
+    let mut out = Readings::default();
+    if !engine_keys.is_empty() {
+        read_engine(engine, snap, &engine_keys, timeout, via, &mut out).await;
+    }
+    let others = futures_util::stream::iter(wanted)
+        .map(|(key, (_, src))| async move {
+            let value = crate::metrics::read(&src, allow, timeout)
+                .await
+                .map(|m| m.value)
                 // The cause first: a table cuts long reasons at the end.
-                read.map_err(|e| format!("{e} (reading {})", crate::redact::redact_value(&src)));
-            let id = service.id.clone().unwrap_or_default();
-            (key, value, note.map(|n| (id, n)))
+                .map_err(|e| format!("{e} (reading {})", crate::redact::redact_value(&src)));
+            (key, value)
         })
         .buffer_unordered(8)
         .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .fold(
-            (HashMap::new(), HashMap::new()),
-            |(mut values, mut notes): Readings, (key, value, note)| {
-                values.insert(key, value);
-                if let Some((id, n)) = note {
-                    notes.entry(id).or_insert_with(Vec::new).push(n);
+        .await;
+    out.values.extend(others);
+    out
+}
+
+/// Reads the engine sources of `keys` ([`metric_key`] → service ID and kind) as
+/// `via` says, into `out`.
+async fn read_engine(
+    engine: &crate::engine::Engine,
+    snap: &Snapshot,
+    keys: &BTreeMap<String, (String, Result<crate::metrics::engine::Kind, String>)>,
+    timeout: std::time::Duration,
+    via: &EngineVia<'_>,
+    out: &mut Readings,
+) {
+    use crate::agent::stats;
+    use crate::metrics::engine::{self as eng, Collector};
+    let ids: std::collections::BTreeSet<String> = keys.values().map(|(id, _)| id.clone()).collect();
+    let now = crate::clock::wall_clock();
+    // The agents' reading, for the services it covers with the tasks running now.
+    let mut stored_used: std::collections::BTreeSet<String> = Default::default();
+    if let EngineVia::Stored { config } = via {
+        match stats::read_stored(engine, config).await {
+            Ok(Some(st)) if stats::fresh(st.time, now) => {
+                for (key, (id, kind)) in keys {
+                    let (Ok(kind), Some(svc)) = (kind, st.services.get(id)) else {
+                        continue;
+                    };
+                    let Some(k) = svc.get(*kind) else { continue };
+                    let running_now = running_tasks(snap, id);
+                    if k.total != running_now {
+                        continue;
+                    }
+                    let value = match (k.value, &k.error) {
+                        (Some(v), _) if v.is_finite() && v >= 0.0 => Ok(v),
+                        (_, Some(e)) => Err(crate::render::printable(e)),
+                        _ => Err("no running task could be measured".into()),
+                    };
+                    out.values.insert(
+                        key.clone(),
+                        value.map_err(|e| {
+                            format!("{e} (reading {}, the agents' reading)", kind.uri())
+                        }),
+                    );
+                    out.coverage.insert(
+                        key.clone(),
+                        decide::Coverage {
+                            measured: k.measured,
+                            total: k.total,
+                            missing: k
+                                .missing
+                                .iter()
+                                .map(|m| crate::render::printable(m))
+                                .collect(),
+                        },
+                    );
+                    out.notes.entry(id.clone()).or_default().push(format!(
+                        "{}: the agents' reading from every node, {} old",
+                        kind.uri(),
+                        stats::age_text(st.time, now)
+                    ));
+                    stored_used.insert(key.clone());
                 }
-                (values, notes)
+            }
+            Ok(Some(st)) if st.time > 0.0 => {
+                for (id, _) in keys.values() {
+                    let note = format!(
+                        "the agents' reading is {} old (used up to {}s): measured through this engine",
+                        stats::age_text(st.time, now),
+                        stats::FRESH_SECS
+                    );
+                    let notes = out.notes.entry(id.clone()).or_default();
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let left: BTreeMap<&String, &(String, Result<eng::Kind, String>)> = keys
+        .iter()
+        .filter(|(k, _)| !stored_used.contains(*k))
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    let left_ids: std::collections::BTreeSet<String> =
+        left.values().map(|(id, _)| id.clone()).collect();
+    // Node ID → its stats.
+    let mut answers: HashMap<String, eng::NodeStats> = HashMap::new();
+    let mut local_error = None;
+    let local_collector;
+    let collector = match via {
+        EngineVia::Peers {
+            peers,
+            token,
+            collector,
+            ..
+        } => {
+            let got = stats::read_peers(peers, token, &ids, timeout).await;
+            answers = got.nodes;
+            out.peer_failures = got.failures;
+            *collector
+        }
+        _ => {
+            local_collector = Collector::new();
+            &local_collector
+        }
+    };
+    // This engine's own node, when no peer answered for it (or no peers are read).
+    match eng::whoami(engine).await {
+        Ok((me, _)) if !answers.contains_key(&me.id) => {
+            match collector.collect(engine, Some(&left_ids), timeout).await {
+                Ok(s) => {
+                    answers.insert(me.id.clone(), s);
+                }
+                Err(e) => local_error = Some(e),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => local_error = Some(e),
+    }
+    let mut combined = stats::Stored {
+        time: now,
+        writer: match via {
+            EngineVia::Peers { writer, .. } => writer.to_string(),
+            _ => String::new(),
+        },
+        nodes: {
+            let mut n: Vec<String> = answers.keys().cloned().collect();
+            n.sort();
+            n
+        },
+        services: BTreeMap::new(),
+    };
+    for (key, (id, kind)) in left {
+        let kind = match kind {
+            Ok(k) => *k,
+            Err(e) => {
+                out.values.insert(key.clone(), Err(e.clone()));
+                continue;
+            }
+        };
+        let result = eng::combine(snap, id, kind, &answers);
+        let stored = match &result {
+            Ok((v, c)) => stats::StoredKind {
+                value: Some(*v),
+                measured: c.measured,
+                total: c.total,
+                missing: c.missing.clone(),
+                error: None,
             },
-        )
+            Err(e) => stats::StoredKind {
+                total: running_tasks(snap, id),
+                error: Some(crate::render::ellipsize(e, 300)),
+                ..Default::default()
+            },
+        };
+        combined
+            .services
+            .entry(id.clone())
+            .or_default()
+            .set(kind, stored);
+        match result {
+            Ok((v, c)) => {
+                out.values.insert(key.clone(), Ok(v));
+                out.coverage.insert(key.clone(), c);
+            }
+            Err(e) => {
+                let why = match &local_error {
+                    Some(l) => format!("{e}; this engine: {l}"),
+                    None => e,
+                };
+                out.values
+                    .insert(key.clone(), Err(format!("{why} (reading {})", kind.uri())));
+            }
+        }
+    }
+    if matches!(via, EngineVia::Peers { .. }) {
+        out.combined = Some(combined);
+    }
+}
+
+/// Running tasks of the service `id` on nodes that are not down (what the engine
+/// source can measure).
+fn running_tasks(snap: &Snapshot, id: &str) -> u64 {
+    snap.tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(id))
+        .filter(|t| {
+            t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)
+        })
+        .filter(|t| {
+            !snap.nodes.iter().any(|n| {
+                n.id == t.node_id
+                    && n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN)
+            })
+        })
+        .count() as u64
 }
 
 /// Adds the notes of [`read_metrics`] to the reasons of their services' rows.
@@ -290,7 +553,7 @@ pub fn plan(
     capacity: Option<u64>,
     now: f64,
     full_ids: bool,
-    read: &dyn Fn(&str) -> Result<f64, String>,
+    read: &dyn MetricValues,
 ) -> Vec<PlanRow> {
     plan_with_history(
         services,
@@ -315,7 +578,7 @@ pub fn plan_with_history(
     capacity: Option<u64>,
     now: f64,
     full_ids: bool,
-    read: &dyn Fn(&str) -> Result<f64, String>,
+    read: &dyn MetricValues,
     histories: &mut HashMap<String, History>,
 ) -> Vec<PlanRow> {
     let mut rows = vec![];
@@ -364,9 +627,13 @@ pub fn plan_with_history(
         let readings = rule
             .metrics
             .iter()
-            .map(|m| Reading {
-                name: m.name.clone(),
-                value: read(&metric_key(s, &m.source)),
+            .map(|m| {
+                let key = metric_key(s, &m.source);
+                Reading {
+                    name: m.name.clone(),
+                    value: read.value(&key),
+                    coverage: read.coverage(&key),
+                }
             })
             .collect();
         let obs = observe(s, snap, readings, now);
@@ -460,7 +727,7 @@ pub struct Computed {
     /// The swarm as read.
     pub snap: Snapshot,
     /// Metric readings by [`metric_key`].
-    pub values: HashMap<String, Result<f64, String>>,
+    pub readings: Readings,
     /// The `--rules` file, if given.
     pub file: Option<(std::path::PathBuf, RulesFile)>,
     /// When the plan was made (seconds since the epoch).
@@ -478,14 +745,6 @@ pub struct Computed {
 }
 
 impl Computed {
-    /// Reads one metric from the readings of this plan.
-    pub fn read(&self, key: &str) -> Result<f64, String> {
-        self.values
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| Err(format!("{key} was not read")))
-    }
-
     /// The `--rules` file as [`plan`] takes it.
     pub fn file_ref(&self) -> Option<(&std::path::Path, &RulesFile)> {
         self.file.as_ref().map(|(p, m)| (p.as_path(), m))
@@ -502,7 +761,7 @@ impl Computed {
             None,
             self.now,
             true,
-            &|k| self.read(k),
+            &self.readings,
             &mut histories,
         );
         let windows = crate::agent::history::down_windows(services, self.file_ref());
@@ -523,6 +782,14 @@ pub fn history_name(lease: Option<&str>) -> Result<String, String> {
         Some(n) => crate::agent::check_lease_name(n)?,
     };
     Ok(crate::agent::history::config_name(&lease))
+}
+
+/// The lease name `--lease-name` gives (checked by [`history_name`] first), or the
+/// default.
+fn lease_name(lease: Option<&str>) -> String {
+    lease
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| crate::agent::lease::DEFAULT_NAME.to_string())
 }
 
 /// Reads the swarm and the metrics, and plans the services named in `args` (all
@@ -548,13 +815,19 @@ pub async fn compute(
     let names = snap.services.iter().map(service_name).collect();
     let allow = args.decide.access.allow(names).map_err(Failure::Usage)?;
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
-    let (values, notes) = read_metrics(
+    // The engine source: the agents' combined reading of every node while fresh,
+    // else what this engine can see.
+    let via = EngineVia::Stored {
+        config: crate::agent::stats::config_name(&lease_name(args.lease_name.as_deref())),
+    };
+    let readings = read_metrics(
         engine,
         &snap,
         &services,
         file_ref,
         &allow,
         crate::metrics::DEFAULT_TIMEOUT,
+        &via,
     )
     .await;
     // The history the agents keep; unreadable: decided on an empty one, with every
@@ -582,7 +855,7 @@ pub async fn compute(
         rows: vec![],
         missing,
         snap,
-        values,
+        readings,
         file,
         now,
         history_name,
@@ -597,7 +870,7 @@ pub async fn compute(
         args.decide.capacity,
         now,
         no_trunc,
-        &|k| computed.read(k),
+        &computed.readings,
         &mut histories,
     );
     let windows = history::down_windows(&services, computed.file_ref());
@@ -607,7 +880,7 @@ pub async fn compute(
             .find(|(full, _)| full.starts_with(id) && !id.is_empty())
             .map_or(300.0, |(_, w)| *w)
     });
-    add_notes(&mut rows, &notes);
+    add_notes(&mut rows, &computed.readings.notes);
     computed.histories_after = stored.map(|stored| {
         histories
             .into_iter()
@@ -735,7 +1008,7 @@ mod tests {
             service("broken", json!({"microscale.max": "x"}), 2, 2),
         ];
         let sn = snap(s.clone());
-        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(130.0));
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_: &str| Ok(130.0));
         assert_eq!(rows.len(), 2, "services without a rule are left out");
         let q = &rows[0];
         // 13, capped by max 12, then HPA's default scale-up limit: +4 or +100 %.
@@ -782,7 +1055,7 @@ mod tests {
             ),
         ];
         let sn = snap(s.clone());
-        let rows = plan(&s, &sn, None, Some(10), 2e9, false, &|_| Ok(8.0));
+        let rows = plan(&s, &sn, None, Some(10), 2e9, false, &|_: &str| Ok(8.0));
         let total: u64 = rows.iter().map(|r| r.desired).sum();
         assert!(total <= 10, "{rows:?}");
         assert_eq!(rows[0].desired, 8);

@@ -467,19 +467,14 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
 /// Fills METRIC and DESIRED from the plan of each rule-managed service
 /// ([`crate::plan::plan`], the code of `docker microscale plan`).
 ///
-/// `values`: the metric values read for `--metrics` (source URI → value or reason);
-/// `None`: metrics are not read, and a rule with a metric holds in DESIRED.
-pub fn fill_plan(
-    rows: &mut [ServiceRow],
-    snap: &Snapshot,
-    values: Option<&HashMap<String, Result<f64, String>>>,
-) {
-    let read = |src: &str| match values {
-        Some(v) => v
-            .get(src)
-            .cloned()
-            .unwrap_or_else(|| Err(format!("{src} was not read"))),
-        None => crate::plan::unread_metric(src),
+/// `values`: the metric readings for `--metrics` (by [`crate::plan::metric_key`]:
+/// value or reason, and which tasks an engine reading covers); `None`: metrics are
+/// not read, and a rule with a metric holds in DESIRED.
+pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot, values: Option<&crate::plan::Readings>) {
+    let unread = crate::plan::unread_metric;
+    let read: &dyn crate::plan::MetricValues = match values {
+        Some(v) => v,
+        None => &unread,
     };
     let planned = crate::plan::plan(
         &snap.services,
@@ -488,7 +483,7 @@ pub fn fill_plan(
         None,
         crate::clock::wall_clock(),
         true,
-        &read,
+        read,
     );
     for p in planned {
         if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {
@@ -784,13 +779,16 @@ pub async fn read_rows(
                 None,
                 &allow,
                 STATUS_METRIC_TIMEOUT,
+                &crate::plan::EngineVia::Stored {
+                    config: crate::agent::stats::config_name(crate::agent::lease::DEFAULT_NAME),
+                },
             )
             .await,
         )
     } else {
         None
     };
-    fill_plan(&mut rows, &snap, values.as_ref().map(|(v, _)| v));
+    fill_plan(&mut rows, &snap, values.as_ref());
     Ok(Read { rows, missing })
 }
 

@@ -834,6 +834,7 @@ fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> f64 {
         readings: vec![Reading {
             name: String::new(),
             value: Ok(55.0),
+            coverage: None,
         }],
     };
     let mut times = vec![];

@@ -24,6 +24,7 @@ pub mod fights;
 pub mod history;
 pub mod lease;
 pub mod serve;
+pub mod stats;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -132,6 +133,47 @@ struct Agent {
     holder: String,
     /// Consecutive passes that could not read the swarm.
     failures: u32,
+    /// Engine stats from every node ([`stats`]).
+    stats: StatsSide,
+}
+
+/// What the agent needs to read every node's engine stats and keep the combined
+/// reading in the swarm ([`stats`]).
+struct StatsSide {
+    /// `--stats-peers`.
+    peers: stats::Peers,
+    /// The token of `--stats-token-file`, when it could be read.
+    token: Option<stats::Token>,
+    /// This node's own stats, when no peer answered for it.
+    collector: crate::metrics::engine::Collector,
+    /// Writes of the combined reading.
+    publisher: stats::Publisher,
+    /// The stats config's name (`<lease>-stats`).
+    config: String,
+    /// The peer failures last logged (to log changes only).
+    failures_said: Vec<String>,
+    /// Whether this node was last seen as a worker (logged once).
+    worker_said: bool,
+}
+
+impl StatsSide {
+    /// How this pass reads the engine source: every node's agent when this agent
+    /// holds the lease and has peers and a token; the holder's stored reading
+    /// (else this engine) on a standby; this engine otherwise.
+    fn via<'a>(&'a self, holds: bool, holder: &'a str) -> crate::plan::EngineVia<'a> {
+        match (&self.token, holds) {
+            (Some(token), true) if !self.peers.is_empty() => crate::plan::EngineVia::Peers {
+                peers: &self.peers,
+                token,
+                collector: &self.collector,
+                writer: holder,
+            },
+            (_, false) if !self.peers.is_empty() => crate::plan::EngineVia::Stored {
+                config: self.config.clone(),
+            },
+            _ => crate::plan::EngineVia::Local,
+        }
+    }
 }
 
 /// Runs `docker microscale run`.
@@ -206,6 +248,25 @@ pub async fn run(
         .access
         .allow(Default::default())
         .map_err(Failure::Usage)?;
+    let stats_listen = args
+        .stats_listen
+        .as_deref()
+        .map(|v| {
+            serve::parse_listen(v).map_err(|_| {
+                format!(
+                    "invalid argument \"{}\" for \"--stats-listen\" flag: give an address such as :9091 or 0.0.0.0:9091",
+                    crate::render::printable(v)
+                )
+            })
+        })
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let peers = stats::Peers::parse(&args.stats_peers).map_err(Failure::Usage)?;
+    if (stats_listen.is_some() || !peers.is_empty()) && args.stats_token_file.is_none() {
+        return Err(Failure::Usage(
+            "--stats-listen and --stats-peers need --stats-token-file: the agents' stats are read only with their shared token (a Swarm secret; docs/agent.md, Engine stats from every node)".into(),
+        ));
+    }
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     init_logging(json, log_level);
     // Signal handlers before anything else: a signal during startup or the first
@@ -234,6 +295,41 @@ pub async fn run(
             .await
             .map_err(Failure::Error)?;
         info!(address = %bound, "serving /metrics and /healthz");
+    }
+    // Engine stats: this node's tasks for the other agents, with the shared token.
+    let token = match args.stats_token_file.as_deref().map(stats::Token::read) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            warn!(error = %one_line(&e), "no stats token: this node's task stats are not served, and other nodes' are not read (engine:// measures this engine's tasks only)");
+            None
+        }
+        None => None,
+    };
+    match (stats_listen, &token) {
+        (Some(addr), Some(t)) => {
+            let bound = stats::serve(addr, engine.clone(), t.clone())
+                .await
+                .map_err(Failure::Error)?;
+            info!(address = %bound, path = stats::PATH, "serving this node's task stats to the other agents (token required)");
+        }
+        (Some(addr), None) => {
+            warn!(address = %addr, "no stats endpoint: the stats token file cannot be read");
+        }
+        (None, _) => {
+            debug!("no --stats-listen: this node's task stats are not served to other agents")
+        }
+    }
+    // A worker cannot read the swarm: it only serves its tasks' stats, until it is
+    // promoted.
+    if args.once != Some(true) {
+        let collected = tokio::select! {
+            r = collect_while_worker(engine, &telemetry, interval, stats_listen.is_some() && token.is_some()) => r,
+            _ = &mut cancelled => false,
+        };
+        if !collected {
+            info!("agent stopped");
+            return Ok(Exit::Ok);
+        }
     }
     let holder = tokio::select! {
         h = lease::default_holder(engine) => h,
@@ -265,6 +361,7 @@ pub async fn run(
         once = settings.once,
         lease = %lease_name,
         holder = %one_line(&holder),
+        stats_peers = %peers.text(),
         "agent started"
     );
     let mut agent = Agent {
@@ -276,6 +373,15 @@ pub async fn run(
         keeper: history::Keeper::new(history::config_name(&lease_name)),
         holder: holder.clone(),
         failures: 0,
+        stats: StatsSide {
+            peers,
+            token,
+            collector: crate::metrics::engine::Collector::new(),
+            publisher: stats::Publisher::default(),
+            config: stats::config_name(&lease_name),
+            failures_said: vec![],
+            worker_said: false,
+        },
         settings,
     };
     // The lease runs on its own timer (renewals every TTL/3 must not wait for a
@@ -561,7 +667,20 @@ impl Agent {
     /// needs fixing (a rule with errors, a named service that does not exist).
     async fn pass(&mut self, engine: &Engine) -> (bool, bool) {
         let snap = match engine.snapshot(&Default::default()).await {
-            Ok(s) => s,
+            Ok(s) => {
+                self.stats.worker_said = false;
+                s
+            }
+            Err(e) if !self.settings.once && is_worker(engine).await => {
+                // Demoted: no error loop; the stats are still served.
+                if !self.stats.worker_said {
+                    info!(error = %one_line(&e.to_string()), "this node is no longer a manager: not deciding; its tasks' stats are still served (the agent takes part again once the node is promoted)");
+                    self.stats.worker_said = true;
+                }
+                self.telemetry.pass_ok();
+                self.telemetry.lease_held.set(0);
+                return (true, false);
+            }
             Err(e) => {
                 let text = e.to_string();
                 error!(error = %one_line(&text), "cannot read the swarm: acting on nothing this pass");
@@ -590,21 +709,19 @@ impl Agent {
             }
         };
         let file = self.settings.file.as_ref().map(|(p, m)| (p.as_path(), m));
-        let (values, notes) = crate::plan::read_metrics(
+        let via = self.stats.via(holds, &self.holder);
+        let readings = crate::plan::read_metrics(
             engine,
             &snap,
             &services,
             file,
             &allow,
             metric_timeout(self.settings.interval),
+            &via,
         )
         .await;
-        let read = |k: &str| {
-            values
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| Err(format!("{k} was not read")))
-        };
+        self.stats.after_read(engine, holds, &readings).await;
+        let read = |k: &str| readings.read(k);
         let now = crate::clock::wall_clock();
         // A new holder continues the windows and steps kept in the swarm.
         if let Some(stored) = self.keeper.on_pass(engine, holds, now).await {
@@ -626,10 +743,10 @@ impl Agent {
             self.settings.capacity,
             now,
             true,
-            &read,
+            &readings,
             &mut self.histories,
         );
-        crate::plan::add_notes(&mut rows, &notes);
+        crate::plan::add_notes(&mut rows, &readings.notes);
         if holds {
             let windows = history::down_windows(&services, file);
             self.keeper.trust.guard(&mut rows, now, &|id| {
@@ -906,6 +1023,89 @@ impl Agent {
                 self.memory.entry(id).or_default().set_by_us = outcome.after;
             }
         }
+    }
+}
+
+impl StatsSide {
+    /// After a pass's metric reads: logs peers that gave nothing (when that
+    /// changes), and while holding the lease keeps the combined reading in the swarm.
+    async fn after_read(&mut self, engine: &Engine, holds: bool, readings: &crate::plan::Readings) {
+        if readings.peer_failures != self.failures_said {
+            if readings.peer_failures.is_empty() {
+                info!("every stats peer answered");
+            } else {
+                warn!(
+                    peers = %one_line(&readings.peer_failures.join("; ")),
+                    "some stats peers gave nothing: their nodes' tasks are not measured (no scale-down on that partial data)"
+                );
+            }
+            self.failures_said = readings.peer_failures.clone();
+        }
+        let Some(combined) = readings.combined.as_ref().filter(|_| holds) else {
+            return;
+        };
+        match self.publisher.publish(engine, &self.config, combined).await {
+            Ok(Some(bytes)) => {
+                debug!(config = %self.config, bytes, nodes = combined.nodes.len(), "combined engine stats written")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(config = %self.config, error = %one_line(&e.to_string()), "cannot write the combined engine stats: tried again next pass")
+            }
+        }
+    }
+}
+
+/// Whether this engine's node is a worker now (`GET /info`: `Swarm.ControlAvailable`
+/// false). An engine that cannot say is not taken for a worker.
+async fn is_worker(engine: &Engine) -> bool {
+    matches!(
+        crate::metrics::engine::whoami(&engine.renewed()).await,
+        Ok((_, false))
+    )
+}
+
+/// On a worker node (`GET /info`: `Swarm.ControlAvailable` false), the agent only
+/// serves its node's task stats: no lease, no decisions, no error loop. Says so once,
+/// keeps `/healthz` healthy while its engine answers, checks the role every
+/// `interval`, and returns `true` when the node is (or becomes) a manager. An engine
+/// that cannot be read at the start is left to the passes (which retry with
+/// backoff).
+async fn collect_while_worker(
+    engine: &Engine,
+    telemetry: &Telemetry,
+    interval: Duration,
+    serving: bool,
+) -> bool {
+    let mut said = false;
+    loop {
+        match crate::metrics::engine::whoami(&engine.renewed()).await {
+            Ok((_, true)) => {
+                if said {
+                    info!("this node is a manager now: taking part in the lease");
+                }
+                return true;
+            }
+            Ok((node, false)) => {
+                if !said {
+                    info!(
+                        node = %one_line(&node.hostname),
+                        serving_stats = serving,
+                        "this node is a worker: collector only (serving its tasks' stats to the lease holder); no lease, no decisions"
+                    );
+                    said = true;
+                }
+                telemetry.pass_ok();
+            }
+            Err(e) if !said => {
+                debug!(error = %one_line(&e), "cannot tell this node's role yet: starting as a manager's agent");
+                return true;
+            }
+            Err(e) => {
+                telemetry.pass_failed(format!("cannot read this node's engine: {}", one_line(&e)))
+            }
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

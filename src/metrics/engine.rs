@@ -8,18 +8,24 @@
 //!                    page cache is not counted (cgroup v1 `cache`, v2 `inactive_file`)
 //! ```
 //!
-//! The value is the average over the tasks that could be read. Stats are only
-//! reachable for containers on the engine the command talks to: tasks on other nodes
-//! cannot be read, and when none of the service's running tasks is on this engine
-//! the read fails and names the nodes they are on.
+//! Stats are only reachable through the engine of the node a container runs on. So
+//! each node's agent measures its own node's running tasks ([`Collector::collect`],
+//! one [`NodeStats`] per node, which it serves to the other agents: `docs/agent.md`,
+//! "Engine stats from every node"), and the reader puts the nodes' answers together
+//! per service ([`combine`]): the value is the average over the running tasks
+//! measured, with a [`Coverage`] saying how many of them that was and where the
+//! others run. A command without the agents' reading measures only the tasks on the
+//! engine it talks to, and the decision core holds any scale-down on that partial
+//! data (`crate::decide`, steps 4 and 9).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use bollard::models::{ContainerStatsResponse, Service, TaskState};
-use bollard::query_parameters::StatsOptions;
+use bollard::models::{ContainerStatsResponse, NodeState, TaskState};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions, StatsOptions};
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 
-use super::Sample;
+use crate::decide::Coverage;
 use crate::engine::Engine;
 use crate::engine::snapshot::Snapshot;
 
@@ -49,10 +55,13 @@ impl Kind {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Cpu => "engine://cpu",
-        Kind::Memory => "engine://memory",
+impl Kind {
+    /// `engine://cpu` or `engine://memory`.
+    pub fn uri(self) -> &'static str {
+        match self {
+            Kind::Cpu => "engine://cpu",
+            Kind::Memory => "engine://memory",
+        }
     }
 }
 
@@ -106,135 +115,299 @@ pub fn memory_percent(s: &ContainerStatsResponse, limit_bytes: Option<f64>) -> O
     Some(used / limit * 100.0)
 }
 
-/// Reads the CPU or memory utilisation of `service`'s running tasks on this engine.
+/// Most tasks one node's answer carries; beyond, the answer is cut and says so
+/// ([`NodeStats::truncated`]).
+pub const MAX_TASKS: usize = 2000;
+
+/// Stats calls made at once on one engine.
+const CONCURRENT_STATS: usize = 32;
+
+/// The Swarm task label Docker puts on every task's container.
+const TASK_LABEL: &str = "com.docker.swarm.task.id";
+/// The Swarm service label Docker puts on every task's container.
+const SERVICE_LABEL: &str = "com.docker.swarm.service.id";
+
+/// One node as its own engine describes it (`GET /info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRef {
+    /// The Swarm node ID (`Swarm.NodeID`).
+    pub id: String,
+    /// The node's hostname (`Name`).
+    pub hostname: String,
+}
+
+/// One running task's utilisation, as measured on its node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// The Swarm task ID (the container's `com.docker.swarm.task.id` label).
+    pub task: String,
+    /// The Swarm service ID (`com.docker.swarm.service.id`).
+    pub service: String,
+    /// CPU in percent of the task's CPU limit (`HostConfig.NanoCpus`), or of the
+    /// node's CPUs without one; `null` when it could not be measured (the container
+    /// has no previous sample yet, or its stats did not come in time).
+    pub cpu: Option<f64>,
+    /// Memory without the page cache in percent of the task's memory limit, or of the
+    /// node's memory; `null` when it could not be measured.
+    pub memory: Option<f64>,
+}
+
+/// What one node's agent serves: its running tasks' stats, measured at `time`.
 ///
-/// Returns the sample and, when some running tasks are on other nodes (which this
-/// engine cannot measure), a note naming them.
+/// JSON: `{"node": {"id": "…", "hostname": "n3"}, "time": "2026-12-07T20:40:00.5Z",
+/// "tasks": [{"task": "…", "service": "…", "cpu": 12.5, "memory": 3.25}],
+/// "truncated": false}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The node measured.
+    pub node: NodeRef,
+    /// When the measure ended, RFC 3339 (the node's clock).
+    pub time: String,
+    /// Its running tasks (at most [`MAX_TASKS`]).
+    pub tasks: Vec<TaskStats>,
+    /// Some running tasks were left out ([`MAX_TASKS`]).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Who this engine is in the swarm (`GET /info`): its node, and whether it is a
+/// manager that can read the swarm (`Swarm.ControlAvailable`).
 ///
-/// Errors: no running task on this engine (naming the nodes they run on), or no task
-/// could be read.
-pub async fn read(
-    engine: &Engine,
-    snap: &Snapshot,
-    service: &Service,
-    kind: Kind,
-    timeout: std::time::Duration,
-) -> Result<(Sample, Option<String>), String> {
-    let local = match engine.within_deadline(engine.docker.info()).await {
-        Ok(Ok(info)) => info.swarm.and_then(|s| s.node_id).unwrap_or_default(),
-        _ => String::new(),
-    };
-    let hostnames: HashMap<&str, &str> = snap
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            Some((
-                n.id.as_deref()?,
-                n.description.as_ref()?.hostname.as_deref()?,
-            ))
+/// Errors: the engine does not answer, or is not part of a swarm.
+pub async fn whoami(engine: &Engine) -> Result<(NodeRef, bool), String> {
+    let info = engine
+        .within_deadline(engine.docker.info())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| engine.classify(e).to_string())?;
+    let swarm = info.swarm.unwrap_or_default();
+    let id = swarm.node_id.unwrap_or_default();
+    if id.is_empty() {
+        return Err("this engine is not part of a swarm (docker info: Swarm: inactive)".into());
+    }
+    Ok((
+        NodeRef {
+            id,
+            hostname: info.name.unwrap_or_default(),
+        },
+        swarm.control_available == Some(true),
+    ))
+}
+
+/// Measures the running tasks of this engine's node. Keeps each container's limits
+/// (`HostConfig.NanoCpus`, `HostConfig.Memory`, from one inspect) between calls: they
+/// do not change while a container lives.
+#[derive(Debug, Default)]
+pub struct Collector {
+    limits: std::sync::Mutex<HashMap<String, (Option<f64>, Option<f64>)>>,
+}
+
+impl Collector {
+    /// A collector with an empty cache.
+    pub fn new() -> Collector {
+        Collector::default()
+    }
+
+    /// The stats of this node's running task containers (`GET /containers/json`,
+    /// filtered by the Swarm task label), of the services in `services` only when
+    /// given (service IDs); each container's `GET /containers/{id}/stats?stream=false`
+    /// (the engine takes about a second, for the CPU delta), at most 32 at a time,
+    /// each within `timeout`.
+    ///
+    /// Errors: the engine cannot be read (`GET /info`, the container list), or is not
+    /// in a swarm. A container whose stats do not come is a task with `null` values.
+    pub async fn collect(
+        &self,
+        engine: &Engine,
+        services: Option<&BTreeSet<String>>,
+        timeout: std::time::Duration,
+    ) -> Result<NodeStats, String> {
+        let (node, _) = whoami(engine).await?;
+        let filters = HashMap::from([
+            ("label".to_string(), vec![TASK_LABEL.to_string()]),
+            ("status".to_string(), vec!["running".to_string()]),
+        ]);
+        let list = engine
+            .within_deadline(engine.docker.list_containers(Some(ListContainersOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            })))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| engine.classify(e).to_string())?;
+        let mut wanted: Vec<(String, String, String)> = list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let task = labels.get(TASK_LABEL)?.clone();
+                let service = labels.get(SERVICE_LABEL)?.clone();
+                let keep = services.is_none_or(|s| s.contains(&service));
+                keep.then_some((c.id?, task, service))
+            })
+            .collect();
+        wanted.sort_by(|a, b| (&a.2, &a.1).cmp(&(&b.2, &b.1)));
+        let truncated = wanted.len() > MAX_TASKS;
+        wanted.truncate(MAX_TASKS);
+        if let Ok(mut cache) = self.limits.lock() {
+            let live: std::collections::HashSet<&str> =
+                wanted.iter().map(|(c, _, _)| c.as_str()).collect();
+            cache.retain(|c, _| live.contains(c.as_str()));
+        }
+        let tasks = futures_util::stream::iter(wanted)
+            .map(|(container, task, service)| async move {
+                let (cpu_limit, memory_limit) = self.limits(engine, &container, timeout).await;
+                let opts = StatsOptions {
+                    stream: false,
+                    one_shot: false,
+                };
+                let mut stream = engine.docker.stats(&container, Some(opts));
+                let (cpu, memory) = match tokio::time::timeout(timeout, stream.next()).await {
+                    Ok(Some(Ok(s))) => (
+                        cpu_percent(&s, cpu_limit).filter(|v| v.is_finite()),
+                        memory_percent(&s, memory_limit).filter(|v| v.is_finite()),
+                    ),
+                    _ => (None, None),
+                };
+                TaskStats {
+                    task,
+                    service,
+                    cpu,
+                    memory,
+                }
+            })
+            .buffer_unordered(CONCURRENT_STATS)
+            .collect::<Vec<_>>()
+            .await;
+        Ok(NodeStats {
+            node,
+            time: jiff::Timestamp::now().to_string(),
+            tasks,
+            truncated,
         })
-        .collect();
-    let resources = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.task_template.as_ref())
-        .and_then(|t| t.resources.as_ref())
-        .and_then(|r| r.limits.as_ref());
-    let limit_cores = resources
-        .and_then(|l| l.nano_cpus)
-        .filter(|n| *n > 0)
-        .map(|n| n as f64 / 1e9);
-    let limit_bytes = resources
-        .and_then(|l| l.memory_bytes)
-        .filter(|n| *n > 0)
-        .map(|n| n as f64);
+    }
+
+    /// A container's CPU limit (cores) and memory limit (bytes), from the cache or
+    /// one inspect; `None` for no limit (or an inspect that failed: the node's CPUs
+    /// and the cgroup's limit are used then).
+    async fn limits(
+        &self,
+        engine: &Engine,
+        container: &str,
+        timeout: std::time::Duration,
+    ) -> (Option<f64>, Option<f64>) {
+        if let Some(l) = self
+            .limits
+            .lock()
+            .ok()
+            .and_then(|c| c.get(container).copied())
+        {
+            return l;
+        }
+        let inspect = tokio::time::timeout(
+            timeout,
+            engine
+                .docker
+                .inspect_container(container, None::<InspectContainerOptions>),
+        )
+        .await;
+        let Ok(Ok(c)) = inspect else {
+            return (None, None);
+        };
+        let host = c.host_config.unwrap_or_default();
+        let l = (
+            host.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
+            host.memory.filter(|n| *n > 0).map(|n| n as f64),
+        );
+        if let Ok(mut cache) = self.limits.lock() {
+            cache.insert(container.to_string(), l);
+        }
+        l
+    }
+}
+
+/// The value of `kind` in a task's stats.
+fn of_kind(t: &TaskStats, kind: Kind) -> Option<f64> {
+    match kind {
+        Kind::Cpu => t.cpu,
+        Kind::Memory => t.memory,
+    }
+    .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// Whether the snapshot says the node is down (its tasks are the engine's stale
+/// records: nothing runs there that anyone could measure).
+fn node_down(snap: &Snapshot, node: &str) -> bool {
+    snap.nodes.iter().any(|n| {
+        n.id.as_deref() == Some(node)
+            && n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN)
+    })
+}
+
+/// A node's hostname from the snapshot (its ID when the snapshot does not know it).
+pub fn hostname(snap: &Snapshot, node: &str) -> String {
+    snap.nodes
+        .iter()
+        .find(|n| n.id.as_deref() == Some(node))
+        .and_then(|n| n.description.as_ref()?.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| node.to_string())
+}
+
+/// Puts the nodes' answers together for one service: the average of `kind` over its
+/// running tasks that were measured (a task counts only in the answer of the node
+/// the swarm says it runs on; tasks on down nodes are left out), and which tasks
+/// that was.
+///
+/// `answers`: node ID → that node's stats.
+///
+/// Errors (one line, naming the nodes): the service has no running task, or none
+/// could be measured.
+pub fn combine(
+    snap: &Snapshot,
+    service_id: &str,
+    kind: Kind,
+    answers: &HashMap<String, NodeStats>,
+) -> Result<(f64, Coverage), String> {
     let running: Vec<_> = snap
         .tasks
         .iter()
-        .filter(|t| t.service_id == service.id)
+        .filter(|t| t.service_id.as_deref() == Some(service_id))
         .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter(|t| !node_down(snap, t.node_id.as_deref().unwrap_or_default()))
         .collect();
-    let mut elsewhere = std::collections::BTreeSet::new();
-    let mut containers = vec![];
+    if running.is_empty() {
+        return Err("no running task to measure".into());
+    }
+    let mut values = vec![];
+    let mut missing = BTreeSet::new();
     for t in &running {
-        let node = t.node_id.clone().unwrap_or_default();
-        let container = t
-            .status
-            .as_ref()
-            .and_then(|s| s.container_status.as_ref())
-            .and_then(|c| c.container_id.clone());
-        match container {
-            Some(c) if !local.is_empty() && node == local => containers.push(c),
-            _ => {
-                elsewhere.insert(
-                    hostnames
-                        .get(node.as_str())
-                        .copied()
-                        .unwrap_or(node.as_str())
-                        .to_string(),
-                );
+        let node = t.node_id.as_deref().unwrap_or_default();
+        let value = answers.get(node).and_then(|a| {
+            a.tasks
+                .iter()
+                .find(|s| Some(s.task.as_str()) == t.id.as_deref() && s.service == service_id)
+                .and_then(|s| of_kind(s, kind))
+        });
+        match value {
+            Some(v) => values.push(v),
+            None => {
+                missing.insert(hostname(snap, node));
             }
         }
     }
-    if containers.is_empty() {
-        let here = hostnames
-            .get(local.as_str())
-            .copied()
-            .unwrap_or("this engine");
-        return Err(if running.is_empty() {
-            "no running task to measure".to_string()
-        } else {
-            format!(
-                "no running task on {here}, the engine this command talks to; the tasks run on {} (stats can only be read through each node's own engine)",
-                elsewhere.into_iter().collect::<Vec<_>>().join(", ")
-            )
-        });
-    }
-    let reads = futures_util::stream::iter(containers)
-        .map(|c| async move {
-            let opts = StatsOptions {
-                stream: false,
-                one_shot: false,
-            };
-            let mut stream = engine.docker.stats(&c, Some(opts));
-            tokio::time::timeout(timeout, stream.next()).await
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    let values: Vec<f64> = reads
-        .into_iter()
-        .filter_map(|r| match r {
-            Ok(Some(Ok(s))) => match kind {
-                Kind::Cpu => cpu_percent(&s, limit_cores),
-                Kind::Memory => memory_percent(&s, limit_bytes),
-            },
-            _ => None,
-        })
-        .collect();
+    let coverage = Coverage {
+        measured: values.len() as u64,
+        total: running.len() as u64,
+        missing: missing.into_iter().collect(),
+    };
     if values.is_empty() {
-        return Err("the engine gave no usable stats for the service's tasks on this node".into());
+        return Err(format!(
+            "no running task could be measured: {} (each node's stats come from its own engine: is an agent serving them on every node? docs/agent.md)",
+            coverage.text()
+        ));
     }
-    let note = (!elsewhere.is_empty()).then(|| {
-        format!(
-            "{} measured {} of {} running tasks (those on {}); not {}",
-            kind_name(kind),
-            values.len(),
-            running.len(),
-            hostnames
-                .get(local.as_str())
-                .copied()
-                .unwrap_or("this engine"),
-            elsewhere.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    });
-    Ok((
-        Sample {
-            value: values.iter().sum::<f64>() / values.len() as f64,
-            unit: "percent",
-        },
-        note,
-    ))
+    Ok((values.iter().sum::<f64>() / values.len() as f64, coverage))
 }
 
 #[cfg(test)]

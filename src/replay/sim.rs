@@ -139,6 +139,7 @@ fn passes(
     let reading = |name: &str, value: &Result<f64, String>| Reading {
         name: name.to_string(),
         value: value.clone(),
+        coverage: None,
     };
     let mut out: Vec<(f64, Vec<Reading>)> = vec![];
     match interval {
@@ -643,6 +644,7 @@ pub(crate) mod tests {
                 readings: vec![Reading {
                     name: String::new(),
                     value: Ok(*v),
+                    coverage: None,
                 }],
             };
             let d = decide::decide(&r, &obs, &mut h, i as f64 * 15.0, crate::plan::GRACE_SECS);

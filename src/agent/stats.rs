@@ -1,0 +1,952 @@
+//! Engine stats from every node (`docs/agent.md`, "Engine stats from every node").
+//!
+//! Container stats can only be read through the engine of the node a container runs
+//! on, so the agent runs on every node (a global service) and:
+//!
+//! - **serves** its own node's running tasks' stats ([`serve`], `--stats-listen`):
+//!   `GET /v1/stats[?service=ID,ID…]` with `Authorization: Bearer TOKEN` answers a
+//!   [`NodeStats`] as JSON. The token is a Swarm secret's content
+//!   (`--stats-token-file /run/secrets/microscale-stats-token`), compared in constant
+//!   time ([`Token::matches`]); without a token file there is no endpoint. Wrong or
+//!   missing token: 401. Other paths 404, other methods 405, an engine that cannot be
+//!   read 503.
+//! - **reads** every node's stats, when it holds the lease ([`read_peers`],
+//!   `--stats-peers tasks.microscale_agent:9091`): each name is resolved to all its
+//!   addresses (`tasks.<service>` on an overlay with `endpoint_mode: dnsrr` gives one
+//!   per agent) and each address is asked concurrently, with the token, within a
+//!   timeout. Peers come from the operator's flags only, never from labels.
+//! - **keeps** the combined reading in the swarm ([`publish`]): a Swarm config
+//!   `<lease>-stats` beside the lease, whose labels hold each service's combined
+//!   CPU and memory with the time they were read, so that `plan`, `apply`, `status
+//!   --metrics` and `metric` on a user's machine (which reach one manager's engine
+//!   only) use it while it is fresh ([`FRESH_SECS`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::engine::service::{is_out_of_sequence, segment};
+use crate::engine::{Engine, EngineError};
+use crate::metrics::engine::{Collector, Kind, MAX_TASKS, NodeStats};
+
+/// The path of the stats endpoint.
+pub const PATH: &str = "/v1/stats";
+
+/// The shortest token accepted, in bytes: a guessable token would open the endpoint.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// Largest token file read, in bytes.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// Largest answer read from a peer (a node's stats of [`MAX_TASKS`] tasks is about
+/// 400 KB).
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Most addresses asked in one read of the peers (after resolving their names).
+pub const MAX_PEERS: usize = 512;
+
+/// Most connections open at once on the stats endpoint; beyond, the oldest is closed.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long a client has to send its request header.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one connection may stay open, whatever it does.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Measures made at once by one stats endpoint (each asks the engine for every
+/// task's stats); further requests wait for one to end.
+const CONCURRENT_MEASURES: usize = 2;
+
+/// How long one container's stats may take on the serving node.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most service IDs a request may name (beyond, the reader asks for every task).
+pub const MAX_SERVICES_ASKED: usize = 200;
+
+/// How old (seconds) the stored combined reading may be for the command line to use
+/// it: four passes at the default 15 s interval. Older, it measures what its own
+/// engine can see.
+pub const FRESH_SECS: f64 = 60.0;
+
+/// The shortest time (seconds) between two writes of the stored reading by one
+/// holder (every pass at the default 15 s interval; every 5 s at shorter ones).
+pub const PUBLISH_EVERY_SECS: f64 = 5.0;
+
+/// The shared secret of the stats endpoint, read from `--stats-token-file`.
+#[derive(Clone)]
+pub struct Token {
+    text: String,
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(xxxxx)")
+    }
+}
+
+impl Token {
+    /// A token from its text (a trailing newline removed).
+    ///
+    /// Errors: shorter than [`MIN_TOKEN_BYTES`], or holding blanks or control
+    /// characters (it goes into an HTTP header).
+    pub fn new(text: &str) -> Result<Token, String> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.len() < MIN_TOKEN_BYTES {
+            return Err(format!(
+                "the token is {} bytes long: use at least {MIN_TOKEN_BYTES} random characters (e.g. openssl rand -hex 32 | docker secret create microscale-stats-token -)",
+                text.len()
+            ));
+        }
+        if text.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err("the token holds blanks, control or non-ASCII characters: use printable ASCII only (e.g. openssl rand -hex 32)".into());
+        }
+        Ok(Token {
+            digest: sha2::Sha256::digest(text.as_bytes()).into(),
+            text: text.to_string(),
+        })
+    }
+
+    /// Reads the token file: a regular file (symbolic links followed, as Docker's
+    /// `/run/secrets/NAME` are) of at most 4 KiB, UTF-8.
+    ///
+    /// Errors name the file and say why (missing, not a regular file, too short).
+    pub fn read(path: &Path) -> Result<Token, String> {
+        let shown = crate::render::printable(&path.display().to_string());
+        let bytes = crate::fsutil::read_regular(path, MAX_TOKEN_FILE, true)
+            .map_err(|e| format!("cannot read the stats token file {shown}: {e}"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("the stats token file {shown} is not UTF-8 text"))?;
+        Token::new(&text).map_err(|e| format!("the stats token file {shown}: {e}"))
+    }
+
+    /// Whether `presented` is the token: their SHA-256 digests compared in constant
+    /// time (neither the content nor the length of the token leaks through timing).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        let d: [u8; 32] = sha2::Sha256::digest(presented).into();
+        d.ct_eq(&self.digest).into()
+    }
+
+    /// The `Authorization` header value.
+    fn header(&self) -> String {
+        format!("Bearer {}", self.text)
+    }
+}
+
+/// What the stats endpoint needs: the node's engine, the token, the collector (its
+/// cache of container limits) and a bound on concurrent measures.
+struct Endpoint {
+    engine: Engine,
+    token: Token,
+    collector: Collector,
+    measures: tokio::sync::Semaphore,
+}
+
+/// Binds `addr` now (a port in use is an error at startup) and serves the stats
+/// endpoint in the background. Returns the bound address.
+///
+/// Errors: the address cannot be bound.
+pub async fn serve(addr: SocketAddr, engine: Engine, token: Token) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen on {addr} (--stats-listen): {e}; choose another address or port")
+    })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let endpoint = Arc::new(Endpoint {
+        engine,
+        token,
+        collector: Collector::new(),
+        measures: tokio::sync::Semaphore::new(CONCURRENT_MEASURES),
+    });
+    tokio::spawn(accept_loop(listener, endpoint));
+    Ok(local)
+}
+
+/// Accepts forever; at [`MAX_CONNECTIONS`] open connections the oldest is closed for
+/// each new one (slow clients are shed, the holder's request is served).
+async fn accept_loop(listener: tokio::net::TcpListener, endpoint: Arc<Endpoint>) {
+    let open: Arc<Mutex<BTreeMap<u64, Arc<tokio::sync::Notify>>>> = Default::default();
+    let mut next = 0u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shed = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            while open.len() >= MAX_CONNECTIONS {
+                if let Some((_, oldest)) = open.pop_first() {
+                    oldest.notify_one();
+                }
+            }
+            next += 1;
+            open.insert(next, shed.clone());
+        }
+        let slot = Slot(open.clone(), next);
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let endpoint = endpoint.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&req, &endpoint).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => {}
+                _ = shed.notified() => {}
+            }
+        });
+    }
+}
+
+/// One open connection's place in the accept loop's table; freed when dropped.
+struct Slot(Arc<Mutex<BTreeMap<u64, Arc<tokio::sync::Notify>>>>, u64);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+/// The bearer token of a request, if any.
+fn bearer<B>(req: &Request<B>) -> Option<&[u8]> {
+    let v = req.headers().get(hyper::header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = v.split_at(v.iter().position(|b| *b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
+/// The service IDs of `?service=ID,ID…` (repeatable); `None` for every task.
+///
+/// Errors: an ID that is not 1 to 64 letters and digits, or too many.
+fn services_asked(query: Option<&str>) -> Result<Option<BTreeSet<String>>, String> {
+    let mut out = BTreeSet::new();
+    let mut any = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "service" {
+            return Err(format!(
+                "unknown query parameter {:?}: only service=ID,ID…",
+                crate::render::ellipsize(&crate::render::printable(k), 40)
+            ));
+        }
+        any = true;
+        for id in v.split(',').filter(|s| !s.is_empty()) {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err("a service ID is 1 to 64 letters and digits".into());
+            }
+            out.insert(id.to_ascii_lowercase());
+        }
+    }
+    if out.len() > MAX_SERVICES_ASKED {
+        return Err(format!("at most {MAX_SERVICES_ASKED} service IDs"));
+    }
+    Ok(any.then_some(out))
+}
+
+async fn answer<B>(req: &Request<B>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
+    let text = "text/plain; charset=utf-8";
+    if req.method() != Method::GET {
+        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, text, "only GET\n".into());
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET"),
+        );
+        return r;
+    }
+    if req.uri().path() != PATH {
+        return reply(
+            StatusCode::NOT_FOUND,
+            text,
+            format!("not found: the stats are at {PATH}\n"),
+        );
+    }
+    // The token before anything else: an unauthenticated client learns nothing.
+    if !bearer(req).is_some_and(|t| endpoint.token.matches(t)) {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            text,
+            "unauthorized: send the agents' token (--stats-token-file) as Authorization: Bearer TOKEN\n".into(),
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer realm=\"microscale-stats\""),
+        );
+        return r;
+    }
+    let services = match services_asked(req.uri().query()) {
+        Ok(s) => s,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, text, format!("bad request: {e}\n")),
+    };
+    let Ok(permit) = tokio::time::timeout(STATS_TIMEOUT * 2, endpoint.measures.acquire()).await
+    else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            text,
+            "busy: other measures are running; try again\n".into(),
+        );
+    };
+    let engine = endpoint.engine.renewed();
+    let result = endpoint
+        .collector
+        .collect(&engine, services.as_ref(), STATS_TIMEOUT)
+        .await;
+    drop(permit);
+    match result {
+        Ok(stats) => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&stats).unwrap_or_default(),
+        ),
+        Err(e) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            text,
+            format!(
+                "cannot read this node's engine: {}\n",
+                crate::render::printable(&e)
+            ),
+        ),
+    }
+}
+
+/// The peers of `--stats-peers`: `HOST:PORT` entries, each name resolved to all its
+/// addresses at each read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers {
+    entries: Vec<(String, u16)>,
+}
+
+impl Peers {
+    /// Parses `--stats-peers` values: `HOST:PORT` or `[IPv6]:PORT`, comma-separated
+    /// or repeated.
+    ///
+    /// Errors name the entry and the expected shape.
+    pub fn parse(values: &[String]) -> Result<Peers, String> {
+        let mut entries = vec![];
+        for v in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+            if v.is_empty() {
+                continue;
+            }
+            let bad = || {
+                format!(
+                    "invalid argument \"{}\" for \"--stats-peers\" flag: give HOST:PORT, such as tasks.microscale_agent:9091 or 198.18.0.2:9091",
+                    crate::render::ellipsize(&crate::render::printable(v), 80)
+                )
+            };
+            let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let name_ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+            if !name_ok {
+                return Err(bad());
+            }
+            entries.push((host.to_ascii_lowercase(), port));
+        }
+        entries.sort();
+        entries.dedup();
+        Ok(Peers { entries })
+    }
+
+    /// Whether no peer was given.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries as given, `HOST:PORT, …`.
+    pub fn text(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What a read of the peers gave.
+#[derive(Debug, Default)]
+pub struct PeerAnswers {
+    /// Node ID → the stats its agent answered.
+    pub nodes: HashMap<String, NodeStats>,
+    /// One line per address or name that gave nothing usable (`198.18.0.5:9091:
+    /// connection refused`).
+    pub failures: Vec<String>,
+    /// Addresses asked.
+    pub asked: usize,
+}
+
+/// Asks every peer for its node's stats (of `services` only, when at most
+/// [`MAX_SERVICES_ASKED`]), concurrently, each exchange within `timeout`.
+pub async fn read_peers(
+    peers: &Peers,
+    token: &Token,
+    services: &BTreeSet<String>,
+    timeout: Duration,
+) -> PeerAnswers {
+    use futures_util::StreamExt;
+    let mut out = PeerAnswers::default();
+    let mut addrs: Vec<SocketAddr> = vec![];
+    for (host, port) in &peers.entries {
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), *port))).await {
+            Ok(Ok(found)) => addrs.extend(found),
+            Ok(Err(e)) => out
+                .failures
+                .push(format!("{host}:{port}: does not resolve ({e})")),
+            Err(_) => out.failures.push(format!(
+                "{host}:{port}: no name resolution within {timeout:?}"
+            )),
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
+    if addrs.len() > MAX_PEERS {
+        out.failures.push(format!(
+            "{} addresses: only the first {MAX_PEERS} are asked",
+            addrs.len()
+        ));
+        addrs.truncate(MAX_PEERS);
+    }
+    out.asked = addrs.len();
+    let query = if services.is_empty() || services.len() > MAX_SERVICES_ASKED {
+        String::new()
+    } else {
+        format!(
+            "?service={}",
+            services.iter().cloned().collect::<Vec<_>>().join(",")
+        )
+    };
+    let results = futures_util::stream::iter(addrs)
+        .map(|addr| {
+            let query = query.clone();
+            async move {
+                let r = tokio::time::timeout(timeout, ask(addr, token, &query)).await;
+                let r = r.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+                (addr, r)
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for (addr, r) in results {
+        match r {
+            Ok(stats) => {
+                // Two answers for one node (a node listed twice): the later measure.
+                let keep = out
+                    .nodes
+                    .get(&stats.node.id)
+                    .is_none_or(|old| old.time < stats.time);
+                if keep {
+                    out.nodes.insert(stats.node.id.clone(), stats);
+                }
+            }
+            Err(e) => out.failures.push(format!("{addr}: {e}")),
+        }
+    }
+    out.failures.sort();
+    out
+}
+
+/// One exchange with one peer: `GET /v1/stats` with the token; the answer checked.
+async fn ask(addr: SocketAddr, token: &Token, query: &str) -> Result<NodeStats, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("cannot talk HTTP: {e}"))?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(format!("{PATH}{query}"))
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::AUTHORIZATION, token.header())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the answer (at most {MAX_ANSWER_BYTES} bytes): {e}"))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        let first = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "answered {}: {}",
+            status.as_u16(),
+            crate::render::ellipsize(
+                &crate::render::printable(first.lines().next().unwrap_or_default()),
+                200
+            )
+        ));
+    }
+    let stats: NodeStats = serde_json::from_slice(&body)
+        .map_err(|e| format!("the answer is not a node's stats: {e}"))?;
+    if stats.node.id.is_empty() || stats.tasks.len() > MAX_TASKS {
+        return Err("the answer names no node, or too many tasks".into());
+    }
+    Ok(stats)
+}
+
+/// One service's combined reading of one kind, as kept in the swarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StoredKind {
+    /// The average over the measured tasks (percent); absent when none was measured.
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Running tasks measured.
+    #[serde(rename = "n", default)]
+    pub measured: u64,
+    /// Running tasks then.
+    #[serde(rename = "of", default)]
+    pub total: u64,
+    /// Nodes whose tasks were not measured (hostnames).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Why nothing was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One service's combined readings, as kept in the swarm: label
+/// `microscale.stats.<service ID>`, JSON `{"cpu": {"v": 82.5, "n": 3, "of": 5,
+/// "missing": ["n4", "n5"]}, "memory": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StoredService {
+    /// `engine://cpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<StoredKind>,
+    /// `engine://memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<StoredKind>,
+}
+
+impl StoredService {
+    /// The reading of `kind`.
+    pub fn get(&self, kind: Kind) -> Option<&StoredKind> {
+        match kind {
+            Kind::Cpu => self.cpu.as_ref(),
+            Kind::Memory => self.memory.as_ref(),
+        }
+    }
+
+    /// Sets the reading of `kind`.
+    pub fn set(&mut self, kind: Kind, k: StoredKind) {
+        match kind {
+            Kind::Cpu => self.cpu = Some(k),
+            Kind::Memory => self.memory = Some(k),
+        }
+    }
+}
+
+/// The combined reading the holder keeps in the swarm (and the command line reads).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Stored {
+    /// When the nodes were read, seconds since the Unix epoch (the holder's clock).
+    pub time: f64,
+    /// Who wrote it (the lease holder id).
+    pub writer: String,
+    /// The nodes (IDs) whose agents answered.
+    pub nodes: Vec<String>,
+    /// Service ID → its readings.
+    pub services: BTreeMap<String, StoredService>,
+}
+
+/// Label prefix of one service's readings (the service ID follows).
+pub const LABEL_PREFIX: &str = "microscale.stats.";
+/// Label: when the nodes were read, seconds since the Unix epoch.
+pub const LABEL_TIME: &str = "microscale.stats-time";
+/// Label: who wrote it.
+pub const LABEL_WRITER: &str = "microscale.stats-writer";
+/// Label: JSON array of the node IDs whose agents answered.
+pub const LABEL_NODES: &str = "microscale.stats-nodes";
+
+/// The config's data (Swarm requires some).
+const DATA: &str = "docker-microscale engine stats from every node: one microscale.stats.<service ID> label per service; see docs/agent.md\n";
+
+/// The stats config of the lease `lease`: `<lease>-stats` (cut to Swarm's 64
+/// characters).
+pub fn config_name(lease: &str) -> String {
+    let mut base: String = lease.chars().take(64 - "-stats".len()).collect();
+    base.push_str("-stats");
+    base
+}
+
+/// The labels of `stored`.
+fn labels_of(stored: &Stored) -> serde_json::Map<String, Value> {
+    let mut labels = serde_json::Map::new();
+    labels.insert(
+        LABEL_TIME.into(),
+        Value::from(format!("{:.3}", stored.time)),
+    );
+    labels.insert(LABEL_WRITER.into(), Value::from(stored.writer.clone()));
+    labels.insert(
+        LABEL_NODES.into(),
+        Value::from(serde_json::to_string(&stored.nodes).unwrap_or_default()),
+    );
+    for (id, s) in &stored.services {
+        labels.insert(
+            format!("{LABEL_PREFIX}{id}"),
+            Value::from(serde_json::to_string(s).unwrap_or_default()),
+        );
+    }
+    labels
+}
+
+/// Parses a config answer (`GET /configs/{name}`); labels that do not parse are
+/// left out (a service without its label is measured by the reader itself).
+fn parse(value: &Value) -> Stored {
+    let Some(labels) = value["Spec"]["Labels"].as_object() else {
+        return Stored::default();
+    };
+    let text = |k: &str| labels.get(k).and_then(Value::as_str).unwrap_or_default();
+    Stored {
+        time: text(LABEL_TIME)
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite())
+            .unwrap_or(0.0),
+        writer: text(LABEL_WRITER).to_string(),
+        nodes: serde_json::from_str(text(LABEL_NODES)).unwrap_or_default(),
+        services: labels
+            .iter()
+            .filter_map(|(k, v)| {
+                let id = k.strip_prefix(LABEL_PREFIX)?;
+                let s: StoredService = serde_json::from_str(v.as_str()?).ok()?;
+                Some((id.to_string(), s))
+            })
+            .collect(),
+    }
+}
+
+/// Reads the stats config `name`; `None` when there is none (no agent reads every
+/// node's stats).
+///
+/// Errors: the engine cannot be read, or answers something that is not JSON.
+pub async fn read_stored(engine: &Engine, name: &str) -> Result<Option<Stored>, EngineError> {
+    let path = format!("/configs/{}", segment(name));
+    match engine.raw_request(http::Method::GET, &path, None).await {
+        Ok(bytes) => {
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| EngineError::Daemon {
+                status: 200,
+                message: format!("the engine's answer for config {name} is not JSON: {e}"),
+            })?;
+            if value["Spec"]["Name"].as_str() != Some(name) {
+                return Ok(None);
+            }
+            Ok(Some(parse(&value)))
+        }
+        Err(EngineError::Daemon { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `stored` into the stats config `name` (all its labels: the holder owns
+/// them), creating it when missing. Compare-and-set on the version read, retried on
+/// a conflict (at most 3 times). Returns the bytes of the labels written.
+///
+/// Errors: the engine refuses (a worker), keeps conflicting, or is unreachable.
+pub async fn write_stored(
+    engine: &Engine,
+    name: &str,
+    stored: &Stored,
+) -> Result<usize, EngineError> {
+    let labels = labels_of(stored);
+    let bytes = labels
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    let mut last = None;
+    for _ in 0..3 {
+        let path = format!("/configs/{}", segment(name));
+        let current = match engine.raw_request(http::Method::GET, &path, None).await {
+            Ok(b) => {
+                Some(
+                    serde_json::from_slice::<Value>(&b).map_err(|e| EngineError::Daemon {
+                        status: 200,
+                        message: format!("the engine's answer for config {name} is not JSON: {e}"),
+                    })?,
+                )
+            }
+            Err(EngineError::Daemon { status: 404, .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let result = match current {
+            None => {
+                let body = json!({
+                    "Name": name,
+                    "Labels": labels,
+                    "Data": base64::engine::general_purpose::STANDARD.encode(DATA),
+                });
+                engine
+                    .raw_request(
+                        http::Method::POST,
+                        "/configs/create",
+                        Some(body.to_string().into_bytes()),
+                    )
+                    .await
+            }
+            Some(v) => {
+                let id = v["ID"].as_str().unwrap_or_default().to_string();
+                let version = v["Version"]["Index"].as_u64().unwrap_or_default();
+                let mut spec = v["Spec"].clone();
+                spec["Labels"] = Value::Object(labels.clone());
+                engine
+                    .raw_request(
+                        http::Method::POST,
+                        &format!("/configs/{}/update?version={version}", segment(&id)),
+                        Some(spec.to_string().into_bytes()),
+                    )
+                    .await
+            }
+        };
+        match result {
+            Ok(_) => return Ok(bytes),
+            Err(e)
+                if is_out_of_sequence(&e)
+                    || matches!(e, EngineError::Daemon { status: 409, .. }) =>
+            {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(EngineError::Daemon {
+        status: 409,
+        message: format!("the config {name} keeps changing: stats not written"),
+    }))
+}
+
+/// The holder's writes of the combined reading: at most one every
+/// [`PUBLISH_EVERY_SECS`].
+#[derive(Debug, Default)]
+pub struct Publisher {
+    last: Option<f64>,
+}
+
+impl Publisher {
+    /// Whether a reading made at `now` is due to be written.
+    pub fn due(&self, now: f64) -> bool {
+        self.last
+            .is_none_or(|l| now - l >= PUBLISH_EVERY_SECS || now < l)
+    }
+
+    /// Writes `stored` when due. Returns the bytes written (`None`: not due).
+    ///
+    /// Errors: as [`write_stored`]; the next pass tries again.
+    pub async fn publish(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        stored: &Stored,
+    ) -> Result<Option<usize>, EngineError> {
+        if !self.due(stored.time) {
+            return Ok(None);
+        }
+        let n = write_stored(engine, name, stored).await?;
+        self.last = Some(stored.time);
+        Ok(Some(n))
+    }
+}
+
+/// How old a reading made at `time` is at `now`, in whole seconds, for messages
+/// (`12s`); a reading from the future (clocks apart) is `0s`.
+pub fn age_text(time: f64, now: f64) -> String {
+    format!("{}s", (now - time).max(0.0).round() as u64)
+}
+
+/// Whether a reading made at `time` is fresh at `now`: at most [`FRESH_SECS`] old,
+/// and not more than 5 s in the future (managers' clocks apart).
+pub fn fresh(time: f64, now: f64) -> bool {
+    time > 0.0 && now - time <= FRESH_SECS && time - now <= 5.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_and_compared_whole() {
+        let t = Token::new("0123456789abcdef0123\n").unwrap();
+        assert!(t.matches(b"0123456789abcdef0123"));
+        assert!(!t.matches(b"0123456789abcdef012"));
+        assert!(!t.matches(b"0123456789abcdef01234"));
+        assert!(!t.matches(b""));
+        assert!(Token::new("short").unwrap_err().contains("at least 16"));
+        assert!(
+            Token::new("with a blank inside it")
+                .unwrap_err()
+                .contains("blanks")
+        );
+        assert_eq!(format!("{t:?}"), "Token(xxxxx)");
+    }
+
+    #[test]
+    fn token_files_are_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert!(
+            Token::read(&f)
+                .unwrap()
+                .matches(b"0123456789abcdef0123456789abcdef")
+        );
+        let e = Token::read(&dir.path().join("none")).unwrap_err();
+        assert!(e.contains("cannot read the stats token file"), "{e}");
+        let e = Token::read(dir.path()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn bearer_tokens_and_queries() {
+        let req = |auth: &str| {
+            Request::builder()
+                .header(hyper::header::AUTHORIZATION, auth)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(bearer(&req("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&req("bearer  abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&req("Basic abc")), None);
+        assert_eq!(bearer(&req("Bearer")), None);
+        assert_eq!(services_asked(None), Ok(None));
+        assert_eq!(
+            services_asked(Some("service=abc,DEF&service=g1")),
+            Ok(Some(["abc".into(), "def".into(), "g1".into()].into()))
+        );
+        assert!(services_asked(Some("service=a/b")).is_err());
+        assert!(services_asked(Some("x=1")).unwrap_err().contains("unknown"));
+        let many = (0..=MAX_SERVICES_ASKED)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(services_asked(Some(&format!("service={many}"))).is_err());
+    }
+
+    #[test]
+    fn peers_parse() {
+        let p = Peers::parse(&[
+            "tasks.microscale_agent:9091".into(),
+            "198.18.0.2:9091, [::1]:9091".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.text(),
+            "198.18.0.2:9091,::1:9091,tasks.microscale_agent:9091"
+        );
+        for bad in [
+            "agent",
+            "agent:0",
+            "agent:x",
+            ":9091",
+            "a b:1",
+            "http://a:1",
+        ] {
+            let e = Peers::parse(&[bad.into()]).unwrap_err();
+            assert!(e.contains("--stats-peers"), "{bad}: {e}");
+        }
+        assert!(Peers::parse(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stored_readings_round_trip() {
+        let mut s = StoredService::default();
+        s.set(
+            Kind::Cpu,
+            StoredKind {
+                value: Some(82.5),
+                measured: 3,
+                total: 5,
+                missing: vec!["n4".into(), "n5".into()],
+                error: None,
+            },
+        );
+        let stored = Stored {
+            time: 1_800_000_000.25,
+            writer: "n1/abc/1/x".into(),
+            nodes: vec!["a".into(), "b".into()],
+            services: [("svc1".to_string(), s.clone())].into(),
+        };
+        let labels = labels_of(&stored);
+        assert_eq!(
+            labels["microscale.stats.svc1"],
+            r#"{"cpu":{"v":82.5,"n":3,"of":5,"missing":["n4","n5"]}}"#
+        );
+        let back = parse(&json!({"Spec": {"Labels": labels}}));
+        assert_eq!(back, stored);
+        // A label that does not parse is left out, the others stay.
+        let mut labels = labels_of(&stored);
+        labels.insert("microscale.stats.bad".into(), Value::from("{"));
+        assert_eq!(
+            parse(&json!({"Spec": {"Labels": labels}})).services.len(),
+            1
+        );
+        assert_eq!(
+            config_name("microscale-agent-lease"),
+            "microscale-agent-lease-stats"
+        );
+        assert_eq!(config_name(&"x".repeat(64)).len(), 64);
+    }
+
+    #[test]
+    fn freshness_and_publishing_cadence() {
+        let now = 1_800_000_000.0;
+        assert!(fresh(now - 59.0, now));
+        assert!(!fresh(now - 61.0, now));
+        assert!(fresh(now + 4.0, now));
+        assert!(!fresh(now + 6.0, now), "a clock far ahead is not trusted");
+        assert!(!fresh(0.0, now));
+        assert_eq!(age_text(now - 12.4, now), "12s");
+        let p = Publisher { last: Some(now) };
+        assert!(!p.due(now + 4.9));
+        assert!(p.due(now + 5.0));
+        assert!(p.due(now - 1.0), "a clock set back writes again");
+        assert!(Publisher::default().due(now));
+    }
+}
