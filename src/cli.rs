@@ -800,6 +800,10 @@ pub struct MetricArgs {
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
+    /// For engine://cpu and engine://memory: the service whose tasks are measured (name or ID)
+    #[arg(long = "service", value_name = "service")]
+    pub service: Option<String>,
+
     #[command(flatten)]
     pub access: MetricAccess,
 

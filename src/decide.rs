@@ -1412,6 +1412,139 @@ mod tests {
         assert_eq!((d.desired, d.action), (9, Action::ScaleUp));
     }
 
+    /// One engine://cpu metric of utilisation target 50 %.
+    fn cpu_rule() -> Rule {
+        let mut r = rule(1, 20);
+        r.metrics = vec![metric("", Target::Utilization(50.0))];
+        r
+    }
+
+    fn over(v: f64, measured: u64, total: u64, missing: &[&str]) -> Reading {
+        Reading {
+            name: String::new(),
+            value: Ok(v),
+            coverage: Some(Coverage {
+                measured,
+                total,
+                missing: missing.iter().map(|m| m.to_string()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn tasks_not_measured_never_let_a_service_scale_down() {
+        // 3 of 5 tasks idle at 10 %: the two on n4 and n5 could be saturated.
+        let d = once(&cpu_rule(), &obs(5, vec![over(10.0, 3, 5, &["n4", "n5"])]));
+        assert_eq!((d.desired, d.action), (5, Action::Hold));
+        assert_eq!(
+            d.reasons,
+            [
+                "metric 10% / target 50% × 3 measured (3 of 5 running tasks measured; not measured: tasks on n4, n5, counted as 0% for a scale-up) → 1: holding 5 (no scale-down on partial data)"
+            ]
+        );
+        // Not through the bounds either: above max, held at the current count.
+        let mut r = cpu_rule();
+        r.max = 3;
+        let d = once(&r, &obs(5, vec![over(10.0, 3, 5, &["n4", "n5"])]));
+        assert_eq!((d.desired, d.action), (5, Action::Hold), "{:?}", d.reasons);
+        // Nor through idle.
+        let mut r = cpu_rule();
+        r.activation = Some(20.0);
+        r.idle = Some(0);
+        let d = once(&r, &obs(5, vec![over(10.0, 3, 5, &["n4"])]));
+        assert_eq!((d.desired, d.action), (5, Action::Hold), "{:?}", d.reasons);
+        // The same reading over every task scales down.
+        let d = once(&cpu_rule(), &obs(5, vec![over(10.0, 5, 5, &[])]));
+        assert_eq!((d.desired, d.action), (1, Action::ScaleDown));
+        assert_eq!(d.reasons, ["metric 10% / target 50% × 5 running → 1"]);
+    }
+
+    #[test]
+    fn a_scale_up_on_partial_data_counts_only_what_was_measured() {
+        // 3 of 5 at 100 % of a 50 % target: those three alone need 6 tasks (the two
+        // not measured count as 0 %), not the 10 of a full reading.
+        let d = once(&cpu_rule(), &obs(5, vec![over(100.0, 3, 5, &["n5"])]));
+        assert_eq!(
+            (d.desired, d.action),
+            (6, Action::ScaleUp),
+            "{:?}",
+            d.reasons
+        );
+        assert!(
+            d.reasons[0].ends_with("counted as 0% for a scale-up) → 6"),
+            "{:?}",
+            d.reasons
+        );
+        // 3 of 5 at 80 %: 4.8 → 5, the current count; no change (HPA's "direction
+        // change" case, and within tolerance: 3 × 80 / (5 × 50) = 0.96).
+        let d = once(&cpu_rule(), &obs(5, vec![over(80.0, 3, 5, &["n5"])]));
+        assert_eq!((d.desired, d.action), (5, Action::None), "{:?}", d.reasons);
+        // No task measured at all: a failed read, which holds.
+        let d = once(&cpu_rule(), &obs(5, vec![over(0.0, 0, 5, &["n2", "n3"])]));
+        assert_eq!((d.desired, d.action), (5, Action::Hold));
+        assert!(
+            d.reasons[0].starts_with("metric unreadable: no running task measured (0 of 5 running tasks measured; not measured: tasks on n2, n3)"),
+            "{:?}",
+            d.reasons
+        );
+        // Partial data is no failed read: the fallback's count does not move.
+        let mut h = History::new();
+        decide(
+            &cpu_rule(),
+            &obs(5, vec![over(80.0, 3, 5, &["n5"])]),
+            &mut h,
+            1000.0,
+            60.0,
+        );
+        assert_eq!(h.failures(), 0);
+        // Many nodes: eight named, the rest counted.
+        let many: Vec<String> = (1..=11).map(|i| format!("n{i:02}")).collect();
+        let c = Coverage {
+            measured: 1,
+            total: 12,
+            missing: many,
+        };
+        assert!(
+            c.text().ends_with("n07, n08 and 3 more nodes"),
+            "{}",
+            c.text()
+        );
+    }
+
+    #[test]
+    fn another_metric_may_scale_up_past_a_partial_one() {
+        let mut r = cpu_rule();
+        r.metrics.push(metric("queue", Target::PerReplica(10.0)));
+        let reading = |q: f64| {
+            obs(
+                5,
+                vec![
+                    over(10.0, 3, 5, &["n4"]),
+                    Reading {
+                        name: "queue".into(),
+                        value: Ok(q),
+                        coverage: None,
+                    },
+                ],
+            )
+        };
+        let d = once(&r, &reading(80.0));
+        assert_eq!(
+            (d.desired, d.action),
+            (8, Action::ScaleUp),
+            "{:?}",
+            d.reasons
+        );
+        // Both below: the partial one holds the scale-down.
+        let d = once(&r, &reading(30.0));
+        assert_eq!((d.desired, d.action), (5, Action::Hold), "{:?}", d.reasons);
+        assert!(
+            d.reasons[0].ends_with("holding 5 (no scale-down on partial data)"),
+            "{:?}",
+            d.reasons
+        );
+    }
+
     #[test]
     fn bad_values_are_failed_reads() {
         for (v, why) in [
@@ -2360,6 +2493,31 @@ mod properties {
             let d1 = decide(&rule, &small, &mut h.clone(), now, 60.0);
             let d2 = decide(&rule, &large, &mut h.clone(), now, 60.0);
             prop_assert!(d1.desired <= d2.desired, "{d1:?} then {d2:?}");
+        }
+
+        /// A reading over only some of the running tasks never brings the count down,
+        /// whatever the rule, the history and the other readings.
+        #[test]
+        fn no_scale_down_on_partial_coverage(
+            rule in arb_rule(),
+            steps in arb_steps(),
+            current in 0u64..40,
+            readings in arb_readings(),
+            value in 0.0f64..500.0,
+            measured in 1u64..10,
+            more in 1u64..10,
+        ) {
+            let (mut h, _, now, _) = replay(&rule, in_bounds(&rule, current), &steps);
+            let mut readings: Vec<Reading> = readings.into_iter().filter(|r| !r.name.is_empty()).collect();
+            readings.push(Reading {
+                name: String::new(),
+                value: Ok(value),
+                coverage: Some(Coverage { measured, total: measured + more, missing: vec!["n9".into()] }),
+            });
+            let d = decide(&rule, &observe(current, readings), &mut h, now, 60.0);
+            if rule.metrics.iter().any(|m| m.name.is_empty()) {
+                prop_assert!(d.desired >= current, "{d:?}");
+            }
         }
 
         /// With a failed read, `desired` is never below `current`, unless all

@@ -9,7 +9,9 @@
 //!   `TestCalculateScaleDownLimitWithBehaviors`, `TestScaleUpRCImmediately`,
 //!   `TestScaleDownRCImmediately`, `TestScaleUpOneMetricEmpty`,
 //!   `TestNoScaleDownOneMetricEmpty`, `TestNoScaleDownOneMetricInvalid`;
-//! - `pkg/controller/podautoscaler/replica_calculator_test.go`: the tolerance cases;
+//! - `pkg/controller/podautoscaler/replica_calculator_test.go`: the tolerance cases,
+//!   and the missing-metrics cases (`TestReplicaCalcMissingMetrics*`) for the engine
+//!   source's tasks that could not be measured ([`Coverage`]);
 //! - kedacore/keda `pkg/fallback/fallback_test.go` and
 //!   `pkg/scaling/executor/scale_scaledobjects_test.go` (activation and idle).
 //!
@@ -29,9 +31,13 @@
 //!   `reconcileAutoscaler`, outside the function under test; our `decide` seeds it
 //!   itself (first sight), so the case is ported with `current` equal to the
 //!   proposal; the seeding has its own tests in `decide::tests`.
-//! - Replica-calculator cases about unready, missing, deleted or hot-CPU pods,
-//!   container metrics and CPU requests: Swarm tasks have no readiness gate or
-//!   per-pod metrics here; a utilisation metric is one average over running tasks.
+//! - Replica-calculator cases about unready, deleted or hot-CPU pods, container
+//!   metrics and CPU requests: Swarm tasks have no readiness gate; a utilisation
+//!   metric is one average over the running tasks measured. Missing pods (no
+//!   metric) map to tasks the engine source could not measure, and are ported
+//!   below, where we differ on purpose: HPA counts a missing pod at 100 % of its
+//!   request on a scale-down and may still scale down; we hold every scale-down on
+//!   partial data.
 //! - HPA cases about conditions, events and API calls (`TestAvoidUnnecessaryUpdates`,
 //!   `TestMultipleHPAs`, …): no decision to port.
 //! - KEDA: "fallback disabled when the target type is not average value" (we apply
@@ -1182,4 +1188,109 @@ fn keda_activation_and_idle() {
     // TestEventWitTriggerInfo: idle 0, min 5, 2 replicas, active → 5.
     let d = run(&r, 2, active);
     assert_eq!(d.desired, 5, "{:?}", d.reasons);
+}
+
+/// replica_calculator.go's missing pods (`GetResourceReplicas`: on a scale-up a pod
+/// without a metric counts as 0 %, on a scale-down as 100 % of its request; no change
+/// when the new ratio is within tolerance or changes direction), through the engine
+/// source's [`Coverage`]. All pods request 1 CPU, so HPA's utilisation is our
+/// average percent; target utilisation as in each test; tolerance 0.1 (HPA's
+/// default); the pod without metrics runs on `n2`.
+#[test]
+fn test_replica_calc_missing_metrics() {
+    let run = |target: f64, current: u64, measured: u64, average: f64| {
+        let mut r = hpa_rule(1, 100);
+        r.metrics[0].target = Target::Utilization(target);
+        r.scale_up.tolerance = 0.1;
+        r.scale_down.tolerance = 0.1;
+        let mut o = observe(current, average);
+        o.readings[0].coverage = Some(Coverage {
+            measured,
+            total: current,
+            missing: vec!["n2".into()],
+        });
+        decide(&r, &o, &mut History::new(), NOW, 60.0)
+    };
+    // (test, target %, current, measured pods, their average %, HPA's answer, ours)
+    let cases: [(&str, f64, u64, u64, f64, u64, u64); 6] = [
+        // Two pods, one at 100 %: ratio 1.0 → 2.
+        (
+            "TestReplicaCalcMissingMetricsNoChangeEq",
+            100.0,
+            2,
+            1,
+            100.0,
+            2,
+            2,
+        ),
+        // One at 190 %: a scale-up, the missing pod at 0 %: ratio 0.95 → 2.
+        (
+            "TestReplicaCalcMissingMetricsNoChangeGt",
+            100.0,
+            2,
+            1,
+            190.0,
+            2,
+            2,
+        ),
+        // One at 60 %: a scale-down, the missing pod at 100 %: ratio 0.8, ceil(1.6)
+        // = 2. Ours: held at 2.
+        (
+            "TestReplicaCalcMissingMetricsNoChangeLt",
+            100.0,
+            2,
+            1,
+            60.0,
+            2,
+            2,
+        ),
+        // Three pods (pod 0 unready in HPA, no metric for pod 2), measured 2000 m of
+        // 1 CPU against 50 %: HPA 4. Ours without readiness: the one measured task
+        // alone, ceil(1 × 200 / 50) = 4.
+        (
+            "TestReplicaCalcMissingMetricsUnreadyScaleUp",
+            50.0,
+            3,
+            1,
+            200.0,
+            4,
+            4,
+        ),
+        // Four pods, three at 10 % of a 50 % target, one missing: HPA scales down
+        // to 3 (the missing pod at 100 %). Ours: held at 4, partial data.
+        (
+            "TestReplicaCalcMissingMetricsUnreadyScaleDown",
+            50.0,
+            4,
+            3,
+            10.0,
+            3,
+            4,
+        ),
+        // Target 300 %: HPA counts the missing pod at 300 % and scales 4 → 2. Ours:
+        // held at 4. (HPA's request-weighted 6 % with 1 and 2 CPU requests is our
+        // unweighted average: every task has one limit.)
+        (
+            "TestReplicaCalcMissingMetricsScaleDownTargetOver100",
+            300.0,
+            4,
+            3,
+            6.0,
+            2,
+            4,
+        ),
+    ];
+    for (name, target, current, measured, average, hpa, ours) in cases {
+        let d = run(target, current, measured, average);
+        assert_eq!(d.desired, ours, "{name} (HPA: {hpa}): {:?}", d.reasons);
+        if ours < hpa || (ours == current && hpa < current) {
+            assert!(
+                d.reasons
+                    .iter()
+                    .any(|r| r.contains("no scale-down on partial data")),
+                "{name}: {:?}",
+                d.reasons
+            );
+        }
+    }
 }

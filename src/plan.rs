@@ -305,7 +305,9 @@ async fn read_engine(
             collector,
             ..
         } => {
-            let got = stats::read_peers(peers, token, &ids, timeout).await;
+            // A node's measure takes a second or two (the engine's CPU delta).
+            let peer_timeout = timeout.max(std::time::Duration::from_secs(5));
+            let got = stats::read_peers(peers, token, &ids, peer_timeout).await;
             answers = got.nodes;
             out.peer_failures = got.failures;
             *collector
@@ -387,6 +389,29 @@ async fn read_engine(
     if matches!(via, EngineVia::Peers { .. }) {
         out.combined = Some(combined);
     }
+}
+
+/// Reads the engine source `kind` of one service (`service_id`) as `via` says: the
+/// value (the average over the running tasks measured) or why it could not be read,
+/// which tasks it covers, and where it came from (note lines). For `metric
+/// engine://… --service NAME`.
+pub async fn read_engine_source(
+    engine: &crate::engine::Engine,
+    snap: &Snapshot,
+    service_id: &str,
+    kind: crate::metrics::engine::Kind,
+    timeout: std::time::Duration,
+    via: &EngineVia<'_>,
+) -> (Result<f64, String>, Option<decide::Coverage>, Vec<String>) {
+    let key = format!("{}@{service_id}", kind.uri());
+    let keys = BTreeMap::from([(key.clone(), (service_id.to_string(), Ok(kind)))]);
+    let mut out = Readings::default();
+    read_engine(engine, snap, &keys, timeout, via, &mut out).await;
+    (
+        out.read(&key),
+        out.coverage.remove(&key),
+        out.notes.remove(service_id).unwrap_or_default(),
+    )
 }
 
 /// Running tasks of the service `id` on nodes that are not down (what the engine

@@ -69,8 +69,9 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// task's stats); further requests wait for one to end.
 const CONCURRENT_MEASURES: usize = 2;
 
-/// How long one container's stats may take on the serving node.
-const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one container's stats may take on the serving node (the reader gives a
+/// node at least 5 s).
+const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Most service IDs a request may name (beyond, the reader asks for every task).
 pub const MAX_SERVICES_ASKED: usize = 200;
@@ -807,9 +808,136 @@ pub fn fresh(time: f64, now: f64) -> bool {
     time > 0.0 && now - time <= FRESH_SECS && time - now <= 5.0
 }
 
+/// Why not every node of a multi-node swarm has an agent serving its tasks' stats
+/// (for `rules check`); `None` when every ready node has one, or the swarm has one
+/// node. A node has one when a fresh `stored` reading ([`fresh`] at `now`) includes
+/// its answer, or when a global service whose command has `--stats-listen` runs a
+/// task on it.
+pub fn missing_agents(
+    snap: &crate::engine::snapshot::Snapshot,
+    stored: Option<&Stored>,
+    now: f64,
+) -> Option<String> {
+    use bollard::models::{NodeState, TaskState};
+    let live: BTreeMap<&str, String> = snap
+        .nodes
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
+        .filter_map(|n| {
+            let id = n.id.as_deref()?;
+            Some((id, crate::metrics::engine::hostname(snap, id)))
+        })
+        .collect();
+    if live.len() <= 1 {
+        return None;
+    }
+    let mut covered: BTreeSet<&str> = BTreeSet::new();
+    if let Some(st) = stored.filter(|st| fresh(st.time, now)) {
+        covered.extend(st.nodes.iter().map(String::as_str));
+    }
+    let collectors: BTreeSet<&str> = snap
+        .services
+        .iter()
+        .filter(|s| crate::status::Mode::of(s) == crate::status::Mode::Global)
+        .filter(|s| {
+            let c = s
+                .spec
+                .as_ref()
+                .and_then(|x| x.task_template.as_ref())
+                .and_then(|t| t.container_spec.as_ref());
+            c.into_iter()
+                .flat_map(|c| c.args.iter().flatten().chain(c.command.iter().flatten()))
+                .any(|a| a.starts_with("--stats-listen"))
+        })
+        .filter_map(|s| s.id.as_deref())
+        .collect();
+    covered.extend(
+        snap.tasks
+            .iter()
+            .filter(|t| {
+                t.service_id
+                    .as_deref()
+                    .is_some_and(|id| collectors.contains(id))
+            })
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+            .filter_map(|t| t.node_id.as_deref()),
+    );
+    let without: Vec<&str> = live
+        .iter()
+        .filter(|(id, _)| !covered.contains(**id))
+        .map(|(_, h)| h.as_str())
+        .collect();
+    if without.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = without
+        .iter()
+        .take(8)
+        .map(|h| crate::render::printable(h))
+        .collect();
+    Some(format!(
+        "an agent on every node: this swarm has {} ready nodes and {} of them ({}{}) run no agent serving its tasks' stats (no global service with --stats-listen there, and no fresh reading of theirs), so engine:// measures only some tasks and plan, apply and run hold every scale-down on that partial data; deploy the agent with deploy/stack.yml (docs/agent.md, Engine stats from every node)",
+        live.len(),
+        without.len(),
+        shown.join(", "),
+        if without.len() > 8 { ", …" } else { "" }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_check_sees_nodes_without_an_agent() {
+        use crate::engine::snapshot::Snapshot;
+        let node = |id: &str, state: &str| {
+            serde_json::from_value(json!({"ID": id, "Description": {"Hostname": format!("host-{id}")}, "Status": {"State": state}})).unwrap()
+        };
+        let agent = |args: &[&str]| {
+            serde_json::from_value(
+                json!({"ID": "agent", "Spec": {"Name": "ms_agent", "Mode": {"Global": {}},
+                "TaskTemplate": {"ContainerSpec": {"Image": "x", "Args": args}}}}),
+            )
+            .unwrap()
+        };
+        let task = |node: &str| {
+            serde_json::from_value(json!({"ID": format!("t-{node}"), "ServiceID": "agent", "NodeID": node, "Status": {"State": "running"}})).unwrap()
+        };
+        let mut snap = Snapshot {
+            services: vec![agent(&["--stats-listen=:9091"])],
+            tasks: vec![task("a"), task("b")],
+            nodes: vec![
+                node("a", "ready"),
+                node("b", "ready"),
+                node("c", "ready"),
+                node("d", "down"),
+            ],
+        };
+        let now = 1_800_000_000.0;
+        let why = missing_agents(&snap, None, now).unwrap();
+        assert!(
+            why.contains("3 ready nodes and 1 of them (host-c)"),
+            "{why}"
+        );
+        snap.tasks.push(task("c"));
+        assert_eq!(missing_agents(&snap, None, now), None);
+        // An agent without --stats-listen serves nothing.
+        snap.services = vec![agent(&["--listen=:9090"])];
+        assert!(missing_agents(&snap, None, now).is_some());
+        // A fresh reading with every node's answer; a stale one does not count.
+        let mut st = Stored {
+            time: now - 10.0,
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        };
+        assert_eq!(missing_agents(&snap, Some(&st), now), None);
+        st.time = now - 600.0;
+        assert!(missing_agents(&snap, Some(&st), now).is_some());
+        // One node: nothing to say.
+        snap.nodes.truncate(1);
+        assert_eq!(missing_agents(&snap, None, now), None);
+    }
 
     #[test]
     fn tokens_are_checked_and_compared_whole() {

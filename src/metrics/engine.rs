@@ -194,12 +194,15 @@ pub async fn whoami(engine: &Engine) -> Result<(NodeRef, bool), String> {
     ))
 }
 
+/// A container's CPU limit (cores) and memory limit (bytes); `None`: none.
+type Limits = (Option<f64>, Option<f64>);
+
 /// Measures the running tasks of this engine's node. Keeps each container's limits
 /// (`HostConfig.NanoCpus`, `HostConfig.Memory`, from one inspect) between calls: they
 /// do not change while a container lives.
 #[derive(Debug, Default)]
 pub struct Collector {
-    limits: std::sync::Mutex<HashMap<String, (Option<f64>, Option<f64>)>>,
+    limits: std::sync::Mutex<HashMap<String, Limits>>,
 }
 
 impl Collector {
@@ -445,6 +448,119 @@ mod tests {
             stats(json!({"memory_stats": {"usage": 300, "limit": 1000, "stats": {"cache": 200}}}));
         assert_eq!(memory_percent(&v1, None), Some(10.0));
         assert_eq!(memory_percent(&v1, Some(500.0)), Some(20.0));
+    }
+
+    fn snap(tasks: &[(&str, &str, &str, &str)], nodes: &[(&str, &str, &str)]) -> Snapshot {
+        Snapshot {
+            services: vec![],
+            tasks: tasks
+                .iter()
+                .map(|(id, svc, node, state)| {
+                    serde_json::from_value(json!({"ID": id, "ServiceID": svc, "NodeID": node, "Status": {"State": state}}))
+                        .unwrap()
+                })
+                .collect(),
+            nodes: nodes
+                .iter()
+                .map(|(id, host, state)| {
+                    serde_json::from_value(json!({"ID": id, "Description": {"Hostname": host}, "Status": {"State": state}}))
+                        .unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    fn answer(node: &str, tasks: &[(&str, &str, Option<f64>)]) -> (String, NodeStats) {
+        (
+            node.to_string(),
+            NodeStats {
+                node: NodeRef {
+                    id: node.into(),
+                    hostname: format!("host-{node}"),
+                },
+                time: "2026-12-07T20:40:00Z".into(),
+                tasks: tasks
+                    .iter()
+                    .map(|(t, s, cpu)| TaskStats {
+                        task: t.to_string(),
+                        service: s.to_string(),
+                        cpu: *cpu,
+                        memory: Some(5.0),
+                    })
+                    .collect(),
+                truncated: false,
+            },
+        )
+    }
+
+    #[test]
+    fn nodes_combine_over_the_running_tasks_they_run() {
+        let sn = snap(
+            &[
+                ("t1", "web", "a", "running"),
+                ("t2", "web", "b", "running"),
+                ("t3", "web", "c", "running"),
+                ("t4", "web", "d", "running"),
+                ("t5", "web", "a", "shutdown"),
+                ("t6", "db", "a", "running"),
+            ],
+            &[
+                ("a", "n1", "ready"),
+                ("b", "n2", "ready"),
+                ("c", "n3", "ready"),
+                ("d", "n4", "down"),
+            ],
+        );
+        // Every node that runs a task answered: the average of t1..t3; t4 is on a down
+        // node (a stale record) and not counted.
+        let all: HashMap<_, _> = [
+            answer("a", &[("t1", "web", Some(90.0)), ("t6", "db", Some(1.0))]),
+            answer("b", &[("t2", "web", Some(60.0))]),
+            answer("c", &[("t3", "web", Some(30.0))]),
+        ]
+        .into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &all).unwrap();
+        assert_eq!((v, c.measured, c.total, c.missing.len()), (60.0, 3, 3, 0));
+        // n3's agent did not answer: two of three, n3 named.
+        let some: HashMap<_, _> = [
+            answer("a", &[("t1", "web", Some(90.0))]),
+            answer("b", &[("t2", "web", Some(60.0))]),
+        ]
+        .into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &some).unwrap();
+        assert_eq!((v, c.measured, c.total), (75.0, 2, 3));
+        assert_eq!(c.missing, ["n3"]);
+        // A task counts only in the answer of the node it runs on, and a task
+        // without a CPU sample yet is not measured.
+        let lying: HashMap<_, _> = [
+            answer("a", &[("t1", "web", Some(90.0)), ("t3", "web", Some(0.0))]),
+            answer("b", &[("t2", "web", None)]),
+        ]
+        .into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &lying).unwrap();
+        assert_eq!((v, c.measured, c.total), (90.0, 1, 3));
+        assert_eq!(c.missing, ["n2", "n3"]);
+        assert_eq!(combine(&sn, "web", Kind::Memory, &lying).unwrap().0, 5.0);
+        // Nothing measured: an error naming the nodes.
+        let e = combine(&sn, "web", Kind::Cpu, &HashMap::new()).unwrap_err();
+        assert!(
+            e.contains("0 of 3 running tasks measured; not measured: tasks on n1, n2, n3"),
+            "{e}"
+        );
+        let e = combine(&sn, "gone", Kind::Cpu, &all).unwrap_err();
+        assert_eq!(e, "no running task to measure");
+    }
+
+    #[test]
+    fn node_stats_have_a_stable_json_shape() {
+        let (_, a) = answer("a", &[("t1", "web", Some(12.5)), ("t2", "web", None)]);
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            text,
+            r#"{"node":{"id":"a","hostname":"host-a"},"time":"2026-12-07T20:40:00Z","tasks":[{"task":"t1","service":"web","cpu":12.5,"memory":5.0},{"task":"t2","service":"web","cpu":null,"memory":5.0}],"truncated":false}"#
+        );
+        let back: NodeStats = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, a);
     }
 
     #[test]

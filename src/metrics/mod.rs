@@ -583,7 +583,7 @@ mod tests {
 pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measured, String> {
     let target = parse_target(uri)?;
     if target.scheme == "engine" {
-        return Err("engine:// measures a service's own tasks: it is read for a rule (plan, status --metrics), not alone".into());
+        return Err("engine:// measures a service's own tasks: read it for a rule (plan, status --metrics), or with metric --service SERVICE".into());
     }
     let endpoint = allow.resolve(&target, timeout).await?;
     let secret = secret(&target)?;
@@ -655,6 +655,14 @@ struct MetricLine {
     unit: &'static str,
     /// When it was read, RFC 3339.
     time: String,
+    /// The engine source: the service measured (its name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    /// The engine source: which running tasks the value covers, and where the
+    /// reading came from (`3 of 5 running tasks measured; not measured: tasks on n4,
+    /// n5`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coverage: Option<String>,
 }
 
 /// Runs `docker microscale metric SOURCE`: reads one source once and prints the value.
@@ -702,6 +710,19 @@ pub async fn run(
     };
     let allow = args.access.allow(services).map_err(Failure::Usage)?;
     let shown = crate::redact::redact_value(args.source.trim());
+    if args
+        .source
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("engine://")
+    {
+        return run_engine(engine, args, &format, timeout).await;
+    }
+    if args.service.is_some() {
+        return Err(Failure::Usage(
+            "--service names the service an engine:// source measures; other sources read what their URI says".into(),
+        ));
+    }
     let sample = read(&args.source, &allow, timeout)
         .await
         .map_err(|e| Failure::Error(format!("cannot read {shown}: {e}")))?;
@@ -710,12 +731,84 @@ pub async fn run(
         value: sample.value,
         unit: sample.unit,
         time: sample.time.to_string(),
+        service: None,
+        coverage: None,
     };
     let text = format.render(&[line], |_| match sample.unit {
         "" => format!("{}\n", sample.value),
         unit => format!("{} {unit}\n", sample.value),
     })?;
     print_stdout_async(text).await
+}
+
+/// `metric engine://cpu --service NAME`: the service's utilisation as `plan` reads
+/// it: the agents' combined reading of every node while fresh (`<lease>-stats` of
+/// the default lease), else the tasks on this engine. Prints the value; on stderr,
+/// which tasks it covers and where it came from.
+///
+/// Errors: no `--service` (usage), a service that does not exist, nothing measured.
+async fn run_engine(
+    engine: &crate::engine::Engine,
+    args: &crate::cli::MetricArgs,
+    format: &crate::render::Format,
+    timeout: Duration,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::{Failure, print_stdout_async, say};
+    let kind = engine::Kind::parse(&args.source).map_err(Failure::Usage)?;
+    let Some(name) = args.service.as_deref() else {
+        return Err(Failure::Usage(format!(
+            "{} measures a service's running tasks: name it with --service SERVICE",
+            kind.uri()
+        )));
+    };
+    let snap = engine
+        .snapshot(&Default::default())
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let (found, missing) =
+        crate::status::select_services(snap.services.clone(), &[name.to_string()], false);
+    let Some(service) = found.first() else {
+        return Err(Failure::Error(missing.join("; ")));
+    };
+    let id = service.id.clone().unwrap_or_default();
+    let via = crate::plan::EngineVia::Stored {
+        config: crate::agent::stats::config_name(crate::agent::lease::DEFAULT_NAME),
+    };
+    let (value, coverage, notes) =
+        crate::plan::read_engine_source(engine, &snap, &id, kind, timeout, &via).await;
+    let service_name = crate::rules::check::service_name(service);
+    let value = value.map_err(|e| {
+        Failure::Error(format!(
+            "cannot read {} for {}: {e}",
+            kind.uri(),
+            crate::render::printable(&service_name)
+        ))
+    })?;
+    let mut about: Vec<String> = coverage.iter().map(|c| c.text()).collect();
+    about.extend(notes);
+    if notes_needed(&coverage) {
+        about.push("on partial data, plan and apply never scale down".into());
+    }
+    let line = MetricLine {
+        source: kind.uri().to_string(),
+        value,
+        unit: "percent",
+        time: jiff::Timestamp::now().to_string(),
+        service: Some(service_name),
+        coverage: (!about.is_empty()).then(|| about.join("; ")),
+    };
+    let text = format.render(std::slice::from_ref(&line), |_| {
+        format!("{value} percent\n")
+    })?;
+    if format.is_table() && !about.is_empty() {
+        say(&about.join("; "));
+    }
+    print_stdout_async(text).await
+}
+
+/// Whether a coverage is partial (some running tasks not measured).
+fn notes_needed(c: &Option<crate::decide::Coverage>) -> bool {
+    c.as_ref().is_some_and(|c| c.partial())
 }
 
 #[cfg(test)]
@@ -729,8 +822,14 @@ mod format_fields_tests {
             value: 1.0,
             unit: "",
             time: "2020-01-01T00:00:00Z".into(),
+            service: Some("web".into()),
+            coverage: Some("1 of 1 running tasks measured".into()),
         };
-        crate::render::fields::assert_fields_match(&crate::render::fields::METRIC, &line, &[]);
+        crate::render::fields::assert_fields_match(
+            &crate::render::fields::METRIC,
+            &line,
+            &["Service", "Coverage"],
+        );
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub const METRIC: Fields = Fields {
         scalar("Value"),
         scalar("Unit"),
         scalar("Time"),
+        scalar("Service"),
+        scalar("Coverage"),
     ],
 };
 

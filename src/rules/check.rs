@@ -107,6 +107,15 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
         .access
         .allow(all_names.iter().cloned().collect())
         .map_err(Failure::Usage)?;
+    // engine:// on a multi-node swarm needs an agent on every node.
+    let agents = {
+        let config = crate::agent::stats::config_name(crate::agent::lease::DEFAULT_NAME);
+        let stored = crate::agent::stats::read_stored(engine, &config)
+            .await
+            .ok()
+            .flatten();
+        crate::agent::stats::missing_agents(&snap, stored.as_ref(), crate::clock::wall_clock())
+    };
     let (mut services, missing) =
         crate::status::select_services(snap.services, &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
@@ -131,6 +140,19 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
                 continue;
             };
             if target.scheme == "engine" {
+                if let Some(why) = &agents {
+                    parsed.problems.push(Problem {
+                        service: name.clone(),
+                        key: if m.name.is_empty() {
+                            "microscale.metric".into()
+                        } else {
+                            format!("microscale.metric.{}", m.name)
+                        },
+                        value: m.source.clone(),
+                        expected: why.clone(),
+                        severity: Severity::Warning,
+                    });
+                }
                 continue;
             }
             // A host outside the allow-list depends on the reader's flags (a

@@ -468,8 +468,246 @@ fn removed_and_relabelled_services_do_not_stop_the_agent() {
     assert_eq!(agent.stop(), Some(0));
 }
 
+/// `GET /v1/stats` on a loopback port with an `Authorization` header (or none):
+/// (status, body).
+fn stats_get(port: u16, auth: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let header = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /v1/stats HTTP/1.0\r\nHost: localhost\r\n{header}\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The labels of the agents' combined engine stats (`<lease>-stats`).
+fn stored_stats(lease: &str) -> Value {
+    let out = docker(&[
+        "config",
+        "inspect",
+        "--format",
+        "{{json .Spec.Labels}}",
+        &format!("{lease}-stats"),
+    ]);
+    serde_json::from_str(stdout(&out).trim()).unwrap_or(Value::Null)
+}
+
+/// Engine stats from every node on the two-node sandbox: the agent on the worker is a
+/// collector only (healthy, no lease, no error loop) and serves its tasks' stats to
+/// whoever has the token; the holder on the manager reads both nodes, keeps the
+/// combined reading in the swarm, and `plan` uses it; when the worker's agent stops,
+/// the reading is partial and names the worker.
 #[test]
-fn an_agent_on_a_worker_keeps_running_and_acts_on_nothing() {
+fn the_worker_serves_its_stats_to_the_holder_with_the_token_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "5f0c3b8e2d9a47c1b6e08f3a9d2c7e41";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = token_file.display().to_string();
+    let svc = TestService::create_with_command(
+        &unique("stats-busy"),
+        &[
+            "--replicas",
+            "2",
+            "--replicas-max-per-node",
+            "1",
+            "--limit-cpu",
+            "0.05",
+            "--label",
+            "microscale.min=1",
+            "--label",
+            "microscale.max=3",
+            "--label",
+            "microscale.metric=engine://cpu",
+            "--label",
+            "microscale.target-utilization=50",
+        ],
+        &["/bin/sh", "-c", "while :; do :; done"],
+    );
+    wait_until("a task on each node", Duration::from_secs(60), || {
+        status_json(&svc.name)
+            .first()
+            .is_some_and(|r| r["Running"] == 2)
+    });
+    let id = stdout(&ok(docker(&[
+        "service", "inspect", "--format", "{{.ID}}", &svc.name,
+    ])))
+    .trim()
+    .to_string();
+    let lease = unique("lease");
+
+    // The worker's agent: a collector only.
+    let (worker_listen, worker_stats) = (free_port(), free_port());
+    let worker = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", worker_host())
+        .args([
+            "run",
+            "--interval",
+            "1s",
+            "--log-format",
+            "json",
+            "--lease-name",
+            &lease,
+        ])
+        .args(["--listen", &format!("127.0.0.1:{worker_listen}")])
+        .args(["--stats-listen", &format!("127.0.0.1:{worker_stats}")])
+        .args(["--stats-token-file", &token_file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = ChildGuard(worker);
+    wait_until(
+        "the worker's agent answers",
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", worker_listen)).is_ok(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, body) = http_get(worker_listen, "/healthz");
+    assert_eq!(code, 200, "a collector on a worker is healthy: {body}");
+    // No token, a wrong one, another scheme: refused, and nothing measured is shown.
+    for auth in [
+        None,
+        Some("Bearer 5f0c3b8e2d9a47c1b6e08f3a9d2c7e40"),
+        Some("Bearer 5f0c3b8e2d9a47c1b6e08f3a9d2c7e41x"),
+        Some("Basic 5f0c3b8e2d9a47c1b6e08f3a9d2c7e41"),
+    ] {
+        let (code, body) = stats_get(worker_stats, auth);
+        assert_eq!(code, 401, "{auth:?}: {body}");
+        assert!(!body.contains(&id), "{body}");
+    }
+    let (code, body) = stats_get(worker_stats, Some(&format!("Bearer {token}")));
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["node"]["hostname"], "sandbox-worker", "{answer}");
+    let ours: Vec<&Value> = answer["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["service"] == id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{answer}");
+    let cpu = ours[0]["cpu"].as_f64().unwrap();
+    assert!(cpu > 30.0, "a busy loop under its 0.05 CPU limit: {answer}");
+
+    // The manager's agent holds the lease and reads both nodes.
+    let manager_stats = free_port();
+    let peers = format!("127.0.0.1:{worker_stats},127.0.0.1:{manager_stats}");
+    let agent = Agent::start(&[
+        "--interval",
+        "1s",
+        "--lease-name",
+        &lease,
+        "--lease-ttl",
+        "2s",
+        "--stats-listen",
+        &format!("127.0.0.1:{manager_stats}"),
+        "--stats-peers",
+        &peers,
+        "--stats-token-file",
+        &token_file,
+        &svc.name,
+    ]);
+    wait_until(
+        "both nodes in the stored reading",
+        Duration::from_secs(40),
+        || {
+            let labels = stored_stats(&lease);
+            labels[format!("microscale.stats.{id}")]
+                .as_str()
+                .is_some_and(|s| s.contains(r#""n":2,"of":2"#))
+        },
+    );
+    let labels = stored_stats(&lease);
+    let nodes: Vec<String> =
+        serde_json::from_str(labels["microscale.stats-nodes"].as_str().unwrap()).unwrap();
+    assert_eq!(nodes.len(), 2, "{labels}");
+    // The command line uses it.
+    let out = ok(plugin(&[
+        "plan",
+        "--lease-name",
+        &lease,
+        "--format",
+        "json",
+        &svc.name,
+    ]));
+    let row = &json_lines(&stdout(&out))[0];
+    assert!(
+        row["Reasons"]
+            .to_string()
+            .contains("engine://cpu: the agents' reading from every node"),
+        "{row}"
+    );
+    assert!(
+        row["Metric"].as_str().unwrap().ends_with("% / 50%"),
+        "{row}"
+    );
+
+    // The worker's agent stops: the holder's reading is partial and names the
+    // worker; no scale-down on it.
+    drop(worker);
+    wait_until(
+        "a partial reading naming the worker",
+        Duration::from_secs(40),
+        || {
+            stored_stats(&lease)[format!("microscale.stats.{id}")]
+                .as_str()
+                .is_some_and(|s| s.contains(r#""n":1,"of":2,"missing":["sandbox-worker"]"#))
+        },
+    );
+    agent.wait_log("the failed peer", Duration::from_secs(10), |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("some stats peers gave nothing"))
+            && l["peers"]
+                .as_str()
+                .is_some_and(|p| p.contains(&worker_stats.to_string()))
+    });
+    let out = ok(plugin(&[
+        "plan",
+        "--lease-name",
+        &lease,
+        "--format",
+        "json",
+        &svc.name,
+    ]));
+    let row = &json_lines(&stdout(&out))[0];
+    assert!(
+        row["Reasons"]
+            .to_string()
+            .contains("1 of 2 running tasks measured; not measured: tasks on sandbox-worker"),
+        "{row}"
+    );
+    assert_eq!(agent.stop(), Some(0));
+    let _ = docker(&["config", "rm", &format!("{lease}-stats")]);
+}
+
+/// Kills a child process when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_agent_on_a_worker_is_a_collector_only() {
     let port = free_port();
     let mut child = clean(plugin_bin(), plugin_config())
         .env("DOCKER_HOST", worker_host())
@@ -494,16 +732,26 @@ fn an_agent_on_a_worker_keeps_running_and_acts_on_nothing() {
         "the agent exited on a worker"
     );
     let (code, body) = http_get(port, "/healthz");
-    assert_eq!(code, 503, "{body}");
-    assert!(body.contains("swarm worker node"), "{body}");
+    assert_eq!(code, 200, "{body}");
     signal(child.id(), "-TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let log = stderr(&out);
     assert!(
-        log.contains("cannot read the swarm: acting on nothing this pass"),
+        log.contains("this node is a worker: collector only"),
         "{log}"
     );
+    assert!(
+        !log.contains("cannot read the swarm"),
+        "no error loop: {log}"
+    );
+    for lease in [
+        "lease acquired",
+        "standing by",
+        "cannot read or renew the lease",
+    ] {
+        assert!(!log.contains(lease), "no lease on a worker: {log}");
+    }
     assert!(!log.contains("\"scaled\""), "{log}");
 }
 

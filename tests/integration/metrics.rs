@@ -274,9 +274,23 @@ fn engine_cpu_and_memory_of_a_service_s_own_tasks() {
     // on its own, the engine source needs a service
     fails(
         &plugin(&["metric", "engine://cpu"]),
-        1,
-        "measures a service's own tasks",
+        125,
+        "name it with --service SERVICE",
     );
+    // with one: its task on this manager, all of them measured
+    let out = ok(plugin(&[
+        "metric",
+        "engine://cpu",
+        "--service",
+        &busy.name,
+        "--format",
+        "json",
+    ]));
+    let line = &json_lines(&stdout(&out))[0];
+    let used = line["Value"].as_f64().unwrap();
+    assert!(used > 60.0 && used < 130.0, "{line}");
+    assert_eq!(line["Unit"], "percent", "{line}");
+    assert_eq!(line["Coverage"], "1 of 1 running tasks measured", "{line}");
 }
 
 #[test]
@@ -310,7 +324,10 @@ fn engine_metrics_of_tasks_on_other_nodes_say_where_they_are() {
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(row["Action"], "hold", "{row}");
     let why = row["Reasons"][0].as_str().unwrap();
-    assert!(why.contains("the tasks run on sandbox-worker"), "{why}");
+    assert!(
+        why.contains("no running task could be measured: 0 of 1 running tasks measured; not measured: tasks on sandbox-worker"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -343,9 +360,13 @@ fn engine_metrics_say_which_nodes_were_measured() {
     let row = &json_lines(&stdout(&out))[0];
     let reasons = row["Reasons"].to_string();
     assert!(
-        reasons.contains("engine://memory measured 1 of 2 running tasks (those on sandbox-manager); not sandbox-worker"),
+        reasons.contains("1 of 2 running tasks measured; not measured: tasks on sandbox-worker"),
         "{row}"
     );
+    // An idle service, measured on one node of two: no scale-down on that partial
+    // data (the task on the worker could be the busy one).
+    assert_eq!(row["Action"], "hold", "{row}");
+    assert!(reasons.contains("no scale-down on partial data"), "{row}");
     assert!(
         row["Metric"].as_str().unwrap().ends_with("% / 90%"),
         "{row}"
