@@ -326,7 +326,7 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
 /// `deploy/stack.yml` is a valid stack file (the docker CLI's own parser) and says
 /// what docs/agent.md says it does.
 #[test]
-fn the_stack_file_parses_and_places_one_agent_per_manager() {
+fn the_stack_file_parses_and_places_one_agent_per_node() {
     let file = repo().join("deploy/stack.yml");
     let out = ok(Command::new("docker")
         .env_clear()
@@ -339,9 +339,17 @@ fn the_stack_file_parses_and_places_one_agent_per_manager() {
         .output()
         .expect("run docker stack config"));
     let text = stdout(&out);
+    assert!(
+        !text.contains("node.role == manager"),
+        "the agent runs on every node (workers' agents serve their stats):\n{text}"
+    );
     for want in [
         "mode: global",
-        "node.role == manager",
+        "endpoint_mode: dnsrr",
+        "--stats-listen=:9091",
+        "--stats-peers=tasks.agent:9091",
+        "--stats-token-file=/run/secrets/microscale-stats-token",
+        "microscale-stats-token",
         "/var/run/docker.sock",
         "mode: host",
         "order: stop-first",
