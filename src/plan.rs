@@ -228,6 +228,18 @@ pub fn observe(
     readings: Vec<Reading>,
     now: f64,
 ) -> Observation {
+    observe_counted(service, snap, &snap.running_tasks(service), readings, now)
+}
+
+/// [`observe`] with the service's running tasks already counted
+/// ([`Snapshot::running_by_service`], for many services at once).
+pub fn observe_counted(
+    service: &Service,
+    snap: &Snapshot,
+    counted: &crate::engine::snapshot::RunningTasks,
+    readings: Vec<Reading>,
+    now: f64,
+) -> Observation {
     let spec = service.spec.as_ref();
     let mode = Mode::of(service);
     let replicas = match mode {
@@ -251,7 +263,7 @@ pub fn observe(
     };
     // Tasks the engine still reports running on down nodes are stale, never
     // replicas: a dead worker must not hold the decision as "not converged".
-    let running = snap.running_tasks(service).running;
+    let running = counted.running;
     let update = crate::status::update_text(service);
     // One-shot: converging since the spec last changed.
     let converging_since = (running != replicas).then(|| {
@@ -336,7 +348,18 @@ pub fn plan_with_history(
 ) -> Vec<PlanRow> {
     let mut rows = vec![];
     let mut rules: HashMap<usize, Rule> = HashMap::new();
+    let counts = snap.running_by_service();
     for (s, labels, source) in rule_inputs(services, file) {
+        // `services` may hold services the snapshot's list does not (a caller's
+        // selection): those are counted on their own.
+        let own;
+        let counted = match s.id.as_deref().and_then(|id| counts.get(id)) {
+            Some(c) => c,
+            None => {
+                own = snap.running_tasks(s);
+                &own
+            }
+        };
         let name = service_name(s);
         let parsed = parse_labels(&name, Mode::of(s), &labels);
         let id = s.id.clone().unwrap_or_default();
@@ -354,7 +377,7 @@ pub fn plan_with_history(
             if errors.is_empty() {
                 continue; // no rule
             }
-            let obs = observe(s, snap, vec![], now);
+            let obs = observe_counted(s, snap, counted, vec![], now);
             rows.push(PlanRow {
                 id,
                 service: name.clone(),
@@ -385,12 +408,12 @@ pub fn plan_with_history(
                 value: read(&metric_key(s, &m.source)),
             })
             .collect();
-        let obs = observe(s, snap, readings, now);
+        let obs = observe_counted(s, snap, counted, readings, now);
         let history = histories
             .entry(s.id.clone().unwrap_or_default())
             .or_default();
         let mut d = decide::decide(&rule, &obs, history, now, GRACE_SECS);
-        if let Some(note) = stale_reason(&snap.running_tasks(s)) {
+        if let Some(note) = stale_reason(counted) {
             d.reasons.push(note);
         }
         rules.insert(rows.len(), rule);

@@ -206,9 +206,33 @@ pub fn count_running<'t>(
 }
 
 impl Snapshot {
-    /// [`count_running`] for one service of this snapshot.
+    /// [`count_running`] for one service of this snapshot (a pass over every task:
+    /// for many services, [`Snapshot::running_by_service`]).
     pub fn running_tasks(&self, service: &Service) -> RunningTasks {
         count_running(service, &self.tasks, &Nodes::new(&self.nodes))
+    }
+
+    /// [`count_running`] for every service of this snapshot, by service ID, in one
+    /// pass over the tasks.
+    pub fn running_by_service(&self) -> HashMap<String, RunningTasks> {
+        let nodes = Nodes::new(&self.nodes);
+        let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
+        for t in &self.tasks {
+            if let Some(id) = t.service_id.as_deref() {
+                by_service.entry(id).or_default().push(t);
+            }
+        }
+        self.services
+            .iter()
+            .filter_map(|s| {
+                let id = s.id.as_deref()?;
+                let tasks = by_service.get(id).map(Vec::as_slice).unwrap_or_default();
+                Some((
+                    id.to_string(),
+                    count_running(s, tasks.iter().copied(), &nodes),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -392,6 +416,10 @@ mod tests {
         service.service_status = None;
         let c = count_running(&service, &tasks, &Nodes::new(&list));
         assert_eq!((c.running, c.stale), (3, 2));
+        // Every service at once: the same counts.
+        let all = snap.running_by_service();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all["s"], snap.running_tasks(&snap.services[0]));
     }
 
     #[test]
