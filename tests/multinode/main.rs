@@ -3,6 +3,7 @@
 //! through [`harness::Cluster`], one cluster at a time. A cluster costs about ten
 //! seconds to start and stop, so each test folds several checks into one cluster.
 
+mod down_nodes;
 mod harness;
 
 use std::process::Command;
