@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use bollard::models::{ContainerStatsResponse, NodeState, TaskState};
+use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions, StatsOptions};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -338,15 +338,6 @@ fn of_kind(t: &TaskStats, kind: Kind) -> Option<f64> {
     .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
-/// Whether the snapshot says the node is down (its tasks are the engine's stale
-/// records: nothing runs there that anyone could measure).
-fn node_down(snap: &Snapshot, node: &str) -> bool {
-    snap.nodes.iter().any(|n| {
-        n.id.as_deref() == Some(node)
-            && n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN)
-    })
-}
-
 /// A node's hostname from the snapshot (its ID when the snapshot does not know it).
 pub fn hostname(snap: &Snapshot, node: &str) -> String {
     snap.nodes
@@ -372,12 +363,18 @@ pub fn combine(
     kind: Kind,
     answers: &HashMap<String, NodeStats>,
 ) -> Result<(f64, Coverage), String> {
+    // The running tasks as every command counts them
+    // ([`crate::engine::snapshot::task_life`]): stale records on down nodes are not
+    // measured (nor missed).
+    let nodes = crate::engine::snapshot::Nodes::new(&snap.nodes);
     let running: Vec<_> = snap
         .tasks
         .iter()
         .filter(|t| t.service_id.as_deref() == Some(service_id))
-        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-        .filter(|t| !node_down(snap, t.node_id.as_deref().unwrap_or_default()))
+        .filter(|t| {
+            crate::engine::snapshot::task_life(t, &nodes)
+                == crate::engine::snapshot::TaskLife::Running
+        })
         .collect();
     if running.is_empty() {
         return Err("no running task to measure".into());
