@@ -90,6 +90,7 @@ pub fn examples(path: &str) -> &'static str {
         "__lease" => LEASE_EXAMPLES,
         "__history-bench" => HISTORY_BENCH_EXAMPLES,
         "__healthz" => HEALTHZ_EXAMPLES,
+        "__stats-read" => STATS_READ_EXAMPLES,
         _ => "",
     }
 }
@@ -447,6 +448,14 @@ pub enum Command {
     )]
     HistoryBench(HistoryBenchArgs),
 
+    /// Read every agent's task stats as the lease holder does, N times, and print how long each read took, for scripts/bench and the multinode tests
+    #[command(
+        name = "__stats-read",
+        hide = true,
+        override_usage = "docker-microscale __stats-read --peers HOST:PORT --token-file PATH [OPTIONS]"
+    )]
+    StatsRead(StatsReadArgs),
+
     /// Ask a running agent's /healthz and exit 0 when it answers 200: the health check of the FROM-scratch agent image, which has no shell or HTTP client
     #[command(
         name = "__healthz",
@@ -454,6 +463,24 @@ pub enum Command {
         override_usage = "docker-microscale __healthz [OPTIONS] [ADDR]"
     )]
     Healthz(HealthzArgs),
+}
+
+const STATS_READ_EXAMPLES: &str = "  docker-microscale __stats-read --peers tasks.agent:9091 --token-file /run/secrets/microscale-stats-token --runs 5";
+
+/// Options of the hidden `__stats-read` command.
+#[derive(Debug, Clone, Args)]
+pub struct StatsReadArgs {
+    /// The agents to read, as --stats-peers of run
+    #[arg(long = "peers", value_name = "host:port", required = true)]
+    pub peers: Vec<String>,
+
+    /// The agents' token file, as --stats-token-file of run
+    #[arg(long = "token-file", value_name = "path", value_parser = any_path, required = true)]
+    pub token_file: PathBuf,
+
+    /// How many reads, one after the other
+    #[arg(long = "runs", value_name = "int", default_value_t = 5)]
+    pub runs: u32,
 }
 
 const HEALTHZ_EXAMPLES: &str = "  docker-microscale __healthz

@@ -145,6 +145,7 @@ fn run(args: Vec<OsString>) -> Exit {
             agent::history::bench(&engine, &args).await
         }),
         Command::Healthz(args) => agent::serve::healthcheck(&args),
+        Command::StatsRead(args) => agent::stats::bench(&args),
         Command::Replay(args) if replay::needs_swarm(&args) => {
             with_runtime(&cli.global, |engine| async move {
                 replay::run(Some(&engine), &args).await

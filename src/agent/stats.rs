@@ -808,6 +808,55 @@ pub fn fresh(time: f64, now: f64) -> bool {
     time > 0.0 && now - time <= FRESH_SECS && time - now <= 5.0
 }
 
+/// `docker-microscale __stats-read`: reads every peer as the lease holder does (all
+/// tasks, no service filter), `--runs` times one after the other, and prints one
+/// JSON line per read: `{"Run": 1, "Millis": 1234.5, "Nodes": 5, "Tasks": 12,
+/// "Failures": []}`. For scripts/bench and the multinode tests, from inside an
+/// agent's container (its network, its token).
+///
+/// Errors: bad peers or token file (usage), no node answered in any read.
+pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crate::exit::Failure> {
+    use crate::exit::Failure;
+    let peers = Peers::parse(&args.peers).map_err(Failure::Usage)?;
+    let token = Token::read(&args.token_file).map_err(Failure::Usage)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let mut answered = false;
+    let mut out = String::new();
+    for run in 1..=args.runs.max(1) {
+        let start = std::time::Instant::now();
+        let got = rt.block_on(read_peers(
+            &peers,
+            &token,
+            &BTreeSet::new(),
+            Duration::from_secs(10),
+        ));
+        let millis = start.elapsed().as_secs_f64() * 1000.0;
+        answered |= !got.nodes.is_empty();
+        out += &format!(
+            "{}\n",
+            json!({
+                "Run": run,
+                "Millis": (millis * 10.0).round() / 10.0,
+                "Nodes": got.nodes.len(),
+                "Tasks": got.nodes.values().map(|n| n.tasks.len()).sum::<usize>(),
+                "Failures": got.failures,
+            })
+        );
+    }
+    crate::exit::print_stdout(&out)?;
+    if answered {
+        Ok(crate::exit::Exit::Ok)
+    } else {
+        Err(Failure::Error(format!(
+            "no agent answered at {}",
+            peers.text()
+        )))
+    }
+}
+
 /// Why not every node of a multi-node swarm has an agent serving its tasks' stats
 /// (for `rules check`); `None` when every ready node has one, or the swarm has one
 /// node. A node has one when a fresh `stored` reading ([`fresh`] at `now`) includes
@@ -862,11 +911,12 @@ pub fn missing_agents(
             .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
             .filter_map(|t| t.node_id.as_deref()),
     );
-    let without: Vec<&str> = live
+    let mut without: Vec<&str> = live
         .iter()
         .filter(|(id, _)| !covered.contains(**id))
         .map(|(_, h)| h.as_str())
         .collect();
+    without.sort_by(|a, b| crate::render::natural_cmp(a, b));
     if without.is_empty() {
         return None;
     }

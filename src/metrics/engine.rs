@@ -396,10 +396,12 @@ pub fn combine(
             }
         }
     }
+    let mut missing: Vec<String> = missing.into_iter().collect();
+    missing.sort_by(|a, b| crate::render::natural_cmp(a, b));
     let coverage = Coverage {
         measured: values.len() as u64,
         total: running.len() as u64,
-        missing: missing.into_iter().collect(),
+        missing,
     };
     if values.is_empty() {
         return Err(format!(

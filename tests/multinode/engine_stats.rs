@@ -402,4 +402,38 @@ fn engine_cpu_is_read_from_every_node() {
             .is_some_and(|s| s.contains("the agents' reading from every node")),
         "{m}"
     );
+
+    // The combined read itself, from inside n1's agent container (its network, its
+    // token), as the holder makes it: every node answers.
+    let n1_agent = agent_container(&c, "n1");
+    let out = ok(c.docker(
+        "n1",
+        &[
+            "exec",
+            &n1_agent,
+            "/docker-microscale",
+            "__stats-read",
+            "--peers",
+            "tasks.agent:9091",
+            "--token-file",
+            "/run/secrets/microscale-stats-token",
+            "--runs",
+            "5",
+        ],
+    ));
+    let reads = json_lines(&stdout(&out));
+    assert_eq!(reads.len(), 5, "{reads:?}");
+    for r in &reads {
+        assert_eq!(r["Nodes"], 5, "{r}");
+        assert_eq!(r["Failures"], serde_json::json!([]), "{r}");
+    }
+    let mut ms: Vec<f64> = reads
+        .iter()
+        .map(|r| r["Millis"].as_f64().unwrap())
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "engine_stats: the combined engine-stats read of 5 nodes ({} tasks): median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        reads[0]["Tasks"], ms[2], ms[0], ms[4]
+    );
 }
