@@ -264,7 +264,7 @@ async fn read_engine(
                         },
                     );
                     out.notes.entry(id.clone()).or_default().push(format!(
-                        "{}: the agents' reading from every node, {} old",
+                        "{}: the agents' combined reading of every node, {} old",
                         kind.uri(),
                         stats::age_text(st.time, now)
                     ));

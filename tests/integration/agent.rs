@@ -649,7 +649,7 @@ fn the_worker_serves_its_stats_to_the_holder_with_the_token_only() {
     assert!(
         row["Reasons"]
             .to_string()
-            .contains("engine://cpu: the agents' reading from every node"),
+            .contains("engine://cpu: the agents' combined reading of every node"),
         "{row}"
     );
     assert!(
