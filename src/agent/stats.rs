@@ -861,7 +861,7 @@ pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crat
 /// (for `rules check`); `None` when every ready node has one, or the swarm has one
 /// node. A node has one when a fresh `stored` reading ([`fresh`] at `now`) includes
 /// its answer, or when a global service whose command has `--stats-listen` runs a
-/// task on it.
+/// task on it (running, or starting: its health check not passed yet).
 pub fn missing_agents(
     snap: &crate::engine::snapshot::Snapshot,
     stored: Option<&Stored>,
@@ -908,7 +908,13 @@ pub fn missing_agents(
                     .as_deref()
                     .is_some_and(|id| collectors.contains(id))
             })
-            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+            // Starting: running, its health check not passed yet.
+            .filter(|t| {
+                matches!(
+                    t.status.as_ref().and_then(|s| s.state),
+                    Some(TaskState::RUNNING | TaskState::STARTING)
+                )
+            })
             .filter_map(|t| t.node_id.as_deref()),
     );
     let mut without: Vec<&str> = live
@@ -951,12 +957,12 @@ mod tests {
             )
             .unwrap()
         };
-        let task = |node: &str| {
-            serde_json::from_value(json!({"ID": format!("t-{node}"), "ServiceID": "agent", "NodeID": node, "Status": {"State": "running"}})).unwrap()
+        let task = |node: &str, state: &str| {
+            serde_json::from_value(json!({"ID": format!("t-{node}"), "ServiceID": "agent", "NodeID": node, "Status": {"State": state}})).unwrap()
         };
         let mut snap = Snapshot {
             services: vec![agent(&["--stats-listen=:9091"])],
-            tasks: vec![task("a"), task("b")],
+            tasks: vec![task("a", "running"), task("b", "starting")],
             nodes: vec![
                 node("a", "ready"),
                 node("b", "ready"),
@@ -970,7 +976,12 @@ mod tests {
             why.contains("3 ready nodes and 1 of them (host-c)"),
             "{why}"
         );
-        snap.tasks.push(task("c"));
+        snap.tasks.push(task("c", "failed"));
+        assert!(
+            missing_agents(&snap, None, now).is_some(),
+            "a failed agent serves nothing"
+        );
+        snap.tasks.push(task("c", "running"));
         assert_eq!(missing_agents(&snap, None, now), None);
         // An agent without --stats-listen serves nothing.
         snap.services = vec![agent(&["--listen=:9090"])];
