@@ -810,8 +810,8 @@ pub fn fresh(time: f64, now: f64) -> bool {
 
 /// `docker-microscale __stats-read`: reads every peer as the lease holder does (all
 /// tasks, no service filter), `--runs` times one after the other, and prints one
-/// JSON line per read: `{"Run": 1, "Millis": 1234.5, "Nodes": 5, "Tasks": 12,
-/// "Failures": []}`. For scripts/bench and the multinode tests, from inside an
+/// JSON line per read: `{"Run": 1, "Millis": 1234.5, "Asked": 5, "Nodes": 5,
+/// "Tasks": 12, "Failures": []}` (addresses asked, nodes that answered, their tasks). For scripts/bench and the multinode tests, from inside an
 /// agent's container (its network, its token).
 ///
 /// Errors: bad peers or token file (usage), no node answered in any read.
@@ -840,6 +840,7 @@ pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crat
             json!({
                 "Run": run,
                 "Millis": (millis * 10.0).round() / 10.0,
+                "Asked": got.asked,
                 "Nodes": got.nodes.len(),
                 "Tasks": got.nodes.values().map(|n| n.tasks.len()).sum::<usize>(),
                 "Failures": got.failures,

@@ -431,6 +431,7 @@ fn engine_cpu_is_read_from_every_node() {
     assert_eq!(reads.len(), 5, "{reads:?}");
     for r in &reads {
         assert_eq!(r["Nodes"], 5, "{r}");
+        assert_eq!(r["Asked"], 5, "tasks.agent: one address per agent: {r}");
         assert_eq!(r["Failures"], serde_json::json!([]), "{r}");
     }
     let mut ms: Vec<f64> = reads
