@@ -234,6 +234,13 @@ fn agent_container(c: &Cluster, node: &str) -> String {
 #[test]
 fn engine_cpu_is_read_from_every_node() {
     let c = Cluster::up(5, 3);
+    let start = std::time::Instant::now();
+    let phase = |what: &str| {
+        eprintln!(
+            "engine_stats: {what} at {:.0} s",
+            start.elapsed().as_secs_f64()
+        )
+    };
     let busy = "while :; do :; done";
     let idle_cmd = "exec /bin/busybox sleep 100000";
 
@@ -261,7 +268,9 @@ fn engine_cpu_is_read_from_every_node() {
     );
     ok(c.docker("n1", &["service", "rm", "probe"]));
 
+    phase("before the agents: checked");
     let image = agent_image(&c);
+    phase("agent image on every node");
     deploy_stack(&c, &image);
     // An agent on every node, each healthy: the workers' as collectors.
     c.wait_until(
@@ -300,6 +309,7 @@ fn engine_cpu_is_read_from_every_node() {
     // A node whose agent is down (its container frozen: connections hang, the
     // holder's read of it times out).
     let n5_agent = agent_container(&c, "n5");
+    phase("agents healthy on every node");
     ok(c.docker("n5", &["pause", &n5_agent]));
     // Uniform load (every task busy, one per node) and an idle service, created
     // while n5's agent is down.
@@ -347,6 +357,7 @@ fn engine_cpu_is_read_from_every_node() {
 
     // n5's agent is back: every task measured; the idle service scales down to its
     // minimum, and the uniform one is read over all its tasks.
+    phase("partial data checked");
     ok(c.docker("n5", &["unpause", &n5_agent]));
     c.wait_until("idle scaled down to 1", Duration::from_secs(90), || {
         replicas(&c, "idle") == 1
@@ -368,6 +379,7 @@ fn engine_cpu_is_read_from_every_node() {
     // alone the service looked idle; the agents' reading sees 2 busy tasks of 5
     // (40 % against 30 %) and the holder scales it up.
     let workers_only = "case $NODE in sandbox-n4|sandbox-n5) while :; do :; done;; *) exec /bin/busybox sleep 100000;; esac";
+    phase("full data checked");
     cpu_service(&c, "hot-workers", 2, 30, 7, workers_only);
     let hot = service_id(&c, "hot-workers");
     c.wait_until("hot-workers scaled up", Duration::from_secs(90), || {
