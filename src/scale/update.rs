@@ -172,13 +172,67 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
+/// [`update`] within a deadline: `deadline` completes when the caller may no longer
+/// change the service (the end of the agent's lease window). Whatever [`update`]
+/// waits for then (an engine cut off from the swarm that neither commits nor refuses
+/// the update) is abandoned: dropping the request makes dockerd cancel the call, so
+/// the update cannot be applied any later than that, except if the leader had
+/// already received it, which then commits it within moments (and only on the
+/// version it was read at: compare-and-set).
+///
+/// When the deadline comes first: if an update request was in flight, its outcome is
+/// unknown ([`Convergence::Unknown`], with an error saying so; the caller must read
+/// the service again before acting on it); otherwise nothing was sent and the
+/// service is held ([`Outcome::held`]).
+pub async fn update_within(
+    engine: &Engine,
+    svc: RawService,
+    decide: &Decide<'_>,
+    deadline: impl std::future::Future<Output = ()>,
+) -> Outcome {
+    let sending = std::cell::Cell::new(false);
+    let before = Outcome::new(&svc);
+    let work = update_tracked(engine, svc, decide, &sending);
+    tokio::select! {
+        biased;
+        out = work => out,
+        _ = deadline => deadline_passed(before, sending.get()),
+    }
+}
+
+/// The outcome of an update abandoned at its deadline (see [`update_within`]).
+fn deadline_passed(mut out: Outcome, in_flight: bool) -> Outcome {
+    if in_flight {
+        out.error = Some(format!(
+            "the lease window ended before the engine answered the update of {}: it may or may not have been applied; the service is read again before any other change",
+            out.service
+        ));
+        out.convergence = Convergence::Unknown;
+    } else {
+        out.held = Some("the lease window ended before the update was sent".into());
+        out.convergence = Convergence::Unchanged;
+    }
+    out
+}
+
 /// Updates one service, starting from `svc` as inspected: `decide` picks the count,
 /// the update sends the inspected spec with only that count changed, and on a
 /// version conflict the service is read again and decided again, up to
 /// [`MAX_RETRIES`] times. A count equal to the current one sends nothing.
 ///
 /// Every other engine error ends this service with that error.
-pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -> Outcome {
+pub async fn update(engine: &Engine, svc: RawService, decide: &Decide<'_>) -> Outcome {
+    update_tracked(engine, svc, decide, &std::cell::Cell::new(false)).await
+}
+
+/// [`update`], setting `sending` while an update request is in flight (the request
+/// sent and its answer not yet read, including the read-back after a lost answer).
+async fn update_tracked(
+    engine: &Engine,
+    mut svc: RawService,
+    decide: &Decide<'_>,
+    sending: &std::cell::Cell<bool>,
+) -> Outcome {
     let mut out = Outcome::new(&svc);
     loop {
         out.before = svc.count().value();
@@ -215,7 +269,15 @@ pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -
             out.convergence = Convergence::Failed;
             return out;
         };
-        match engine.update_service_raw(&svc.id, svc.version, &spec).await {
+        sending.set(true);
+        let answer = engine.update_service_raw(&svc.id, svc.version, &spec).await;
+        // A conflict or a refusal: nothing was applied. A lost answer stays in
+        // flight until it is read back.
+        sending.set(matches!(
+            answer,
+            Err(ref e) if !is_out_of_sequence(e) && !matches!(e, EngineError::Daemon { .. })
+        ));
+        match answer {
             Ok(warnings) => {
                 out.updated = true;
                 out.version = Some(svc.version);
