@@ -23,7 +23,7 @@
 //! continues where the previous one left off, and an old holder that takes the
 //! lease again starts from the record, not from what it remembered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -176,19 +176,42 @@ async fn find(engine: &Engine) -> Result<Option<Value>, EngineError> {
         .and_then(|l| l.iter().find(|c| c["Spec"]["Name"] == CONFIG_NAME).cloned()))
 }
 
-/// Writes `fights` (service ID → record) into the config, creating it when missing;
-/// they replace the records there (those of removed services go). A version conflict is read again and retried a
-/// few times.
+/// The labels of a write: those of `labels` that are not records, the records of
+/// services in `in_swarm` that are not `ours` (another agent group's), then the
+/// records in `fights` of the services in `ours`.
+fn merged_labels(
+    labels: &mut serde_json::Map<String, Value>,
+    fights: &BTreeMap<String, Fight>,
+    ours: &HashSet<&str>,
+    in_swarm: &HashSet<&str>,
+) {
+    labels.retain(|k, _| match k.strip_prefix(LABEL_PREFIX) {
+        Some(id) => in_swarm.contains(id) && !ours.contains(id),
+        None => true,
+    });
+    for (sid, f) in fights.iter().filter(|(id, _)| ours.contains(id.as_str())) {
+        labels.insert(format!("{LABEL_PREFIX}{sid}"), Value::from(f.label()));
+    }
+}
+
+/// Writes the records in `fights` (service ID → record) of the services in `ours`
+/// (those this agent manages) into the config, creating it when missing: they
+/// replace this agent's records there; records of services no longer `in_swarm`
+/// go; records of other services stay. A version conflict is read again and
+/// retried a few times.
 ///
 /// Errors: the engine refuses (a worker), or keeps conflicting.
-pub async fn publish(engine: &Engine, fights: &BTreeMap<String, Fight>) -> Result<(), EngineError> {
+pub async fn publish(
+    engine: &Engine,
+    fights: &BTreeMap<String, Fight>,
+    ours: &HashSet<&str>,
+    in_swarm: &HashSet<&str>,
+) -> Result<(), EngineError> {
     for _ in 0..5 {
         let result = match find(engine).await? {
             None => {
-                let labels: serde_json::Map<String, Value> = fights
-                    .iter()
-                    .map(|(id, f)| (format!("{LABEL_PREFIX}{id}"), Value::from(f.label())))
-                    .collect();
+                let mut labels = serde_json::Map::new();
+                merged_labels(&mut labels, fights, ours, in_swarm);
                 let body = json!({
                     "Name": CONFIG_NAME,
                     "Labels": labels,
@@ -211,12 +234,8 @@ pub async fn publish(engine: &Engine, fights: &BTreeMap<String, Fight>) -> Resul
                 if !spec["Labels"].is_object() {
                     spec["Labels"] = json!({});
                 }
-                // Records of services that are gone are dropped.
                 if let Some(labels) = spec["Labels"].as_object_mut() {
-                    labels.retain(|k, _| !k.starts_with(LABEL_PREFIX));
-                }
-                for (sid, f) in fights {
-                    spec["Labels"][format!("{LABEL_PREFIX}{sid}")] = Value::from(f.label());
+                    merged_labels(labels, fights, ours, in_swarm);
                 }
                 engine
                     .raw_request(
@@ -271,6 +290,40 @@ mod tests {
         let r = records(&config);
         assert_eq!(r.len(), 1);
         assert_eq!(r["abc"], f);
+    }
+
+    #[test]
+    fn an_agent_writes_only_its_own_services_records() {
+        let f = |n| Fight {
+            resets: n,
+            last: "2026-11-29T10:00:00Z".into(),
+            their_count: 1,
+        };
+        let mut labels = serde_json::Map::new();
+        for (k, v) in [
+            ("other", "x".to_string()),
+            ("microscale.fight.mine", f(1).label()),
+            ("microscale.fight.theirs", f(2).label()),
+            ("microscale.fight.gone", f(3).label()),
+            ("microscale.fight.mine-healed", f(1).label()),
+        ] {
+            labels.insert(k.into(), Value::from(v));
+        }
+        // Loaded from the record: ours, another group's (possibly stale), none for
+        // the service whose fight decayed.
+        let fights = BTreeMap::from([("mine".to_string(), f(4)), ("theirs".to_string(), f(9))]);
+        let ours = HashSet::from(["mine", "mine-healed"]);
+        let in_swarm = HashSet::from(["mine", "mine-healed", "theirs"]);
+        merged_labels(&mut labels, &fights, &ours, &in_swarm);
+        let r = records(&json!({"Spec": {"Labels": labels}}));
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r["mine"], f(4));
+        assert_eq!(
+            r["theirs"],
+            f(2),
+            "another group's record is theirs to write"
+        );
+        assert_eq!(labels["other"], "x");
     }
 
     fn at(s: &str) -> jiff::Timestamp {

@@ -733,8 +733,16 @@ impl Agent {
         let present: std::collections::HashSet<&str> =
             services.iter().filter_map(|s| s.id.as_deref()).collect();
         self.histories.retain(|id, _| present.contains(id.as_str()));
+        // Fight records: this agent's services (`present`) are its own; those of
+        // other services (another agent group's, read from the shared record) are
+        // kept while the service exists, and never written back by this agent.
+        let in_swarm: std::collections::HashSet<&str> = snap
+            .services
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .collect();
         let fights_before = self.fights.len();
-        self.fights.retain(|id, _| present.contains(id.as_str()));
+        self.fights.retain(|id, _| in_swarm.contains(id.as_str()));
         let mut fights_changed = self.fights.len() != fights_before;
         self.memory.retain(|id, _| present.contains(id.as_str()));
 
@@ -857,7 +865,7 @@ impl Agent {
         }
         if fights_changed
             && holds
-            && let Err(e) = fights::publish(engine, &self.fights).await
+            && let Err(e) = fights::publish(engine, &self.fights, &present, &in_swarm).await
         {
             warn!(error = %one_line(&e.to_string()), "cannot record the fights in the swarm");
         }
