@@ -35,7 +35,9 @@ pub struct PlanRow {
     pub service: String,
     /// Replicas of the spec now.
     pub current: u64,
-    /// Running tasks now (`ServiceStatus.RunningTasks`).
+    /// Tasks that really run now ([`crate::engine::snapshot::task_life`]): stale tasks
+    /// on down nodes, which `ServiceStatus.RunningTasks` still counts, are left out
+    /// (and a reason names them).
     pub running: u64,
     /// The winning metric as `value / target` (`85% / 70%` for utilisation), when a
     /// metric was read.
@@ -216,10 +218,25 @@ pub fn eligible_nodes(service: &Service, nodes: &[Node]) -> u64 {
         .count() as u64
 }
 
-/// What the snapshot says of `service`, with `readings` for its rule.
+/// What the snapshot says of `service`, with `readings` for its rule. `running` counts
+/// the tasks that really run ([`Snapshot::running_tasks`]): a task the engine still
+/// reports running on a down node is stale and left out, so a dead worker never holds
+/// the decision as "not converged".
 pub fn observe(
     service: &Service,
     snap: &Snapshot,
+    readings: Vec<Reading>,
+    now: f64,
+) -> Observation {
+    observe_counted(service, snap, &snap.running_tasks(service), readings, now)
+}
+
+/// [`observe`] with the service's running tasks already counted
+/// ([`Snapshot::running_by_service`], for many services at once).
+pub fn observe_counted(
+    service: &Service,
+    snap: &Snapshot,
+    counted: &crate::engine::snapshot::RunningTasks,
     readings: Vec<Reading>,
     now: f64,
 ) -> Observation {
@@ -244,11 +261,9 @@ pub fn observe(
             .unwrap_or(1)
             .max(0) as u64,
     };
-    let running = service
-        .service_status
-        .as_ref()
-        .and_then(|s| s.running_tasks)
-        .unwrap_or(0);
+    // Tasks the engine still reports running on down nodes are stale, never
+    // replicas: a dead worker must not hold the decision as "not converged".
+    let running = counted.running;
     let update = crate::status::update_text(service);
     // One-shot: converging since the spec last changed.
     let converging_since = (running != replicas).then(|| {
@@ -276,6 +291,19 @@ pub fn observe(
         }),
         readings,
     }
+}
+
+/// The reason that says which stale tasks were not counted as running: tasks the
+/// engine still reports running on nodes that are down (`None` without any).
+pub fn stale_reason(counted: &crate::engine::snapshot::RunningTasks) -> Option<String> {
+    (counted.stale > 0).then(|| {
+        format!(
+            "not counted as running:{} (Swarm keeps the record until the node returns)",
+            crate::status::stale_note(counted.stale, &counted.stale_nodes)
+                .trim_end_matches(')')
+                .replacen(" (", " ", 1)
+        )
+    })
 }
 
 /// Plans every rule-managed service among `services`.
@@ -320,7 +348,18 @@ pub fn plan_with_history(
 ) -> Vec<PlanRow> {
     let mut rows = vec![];
     let mut rules: HashMap<usize, Rule> = HashMap::new();
+    let counts = snap.running_by_service();
     for (s, labels, source) in rule_inputs(services, file) {
+        // `services` may hold services the snapshot's list does not (a caller's
+        // selection): those are counted on their own.
+        let own;
+        let counted = match s.id.as_deref().and_then(|id| counts.get(id)) {
+            Some(c) => c,
+            None => {
+                own = snap.running_tasks(s);
+                &own
+            }
+        };
         let name = service_name(s);
         let parsed = parse_labels(&name, Mode::of(s), &labels);
         let id = s.id.clone().unwrap_or_default();
@@ -338,7 +377,7 @@ pub fn plan_with_history(
             if errors.is_empty() {
                 continue; // no rule
             }
-            let obs = observe(s, snap, vec![], now);
+            let obs = observe_counted(s, snap, counted, vec![], now);
             rows.push(PlanRow {
                 id,
                 service: name.clone(),
@@ -369,11 +408,14 @@ pub fn plan_with_history(
                 value: read(&metric_key(s, &m.source)),
             })
             .collect();
-        let obs = observe(s, snap, readings, now);
+        let obs = observe_counted(s, snap, counted, readings, now);
         let history = histories
             .entry(s.id.clone().unwrap_or_default())
             .or_default();
-        let d = decide::decide(&rule, &obs, history, now, GRACE_SECS);
+        let mut d = decide::decide(&rule, &obs, history, now, GRACE_SECS);
+        if let Some(note) = stale_reason(counted) {
+            d.reasons.push(note);
+        }
         rules.insert(rows.len(), rule);
         rows.push(PlanRow {
             id,
@@ -760,6 +802,188 @@ mod tests {
                 .reasons
                 .join(" ")
                 .contains("status reads metrics with --metrics"),
+            "{:?}",
+            rows[0].reasons
+        );
+    }
+
+    /// A swarm of `nodes` `(id, hostname, state, availability)` running `tasks`
+    /// `(node, desired, state)` of `services[0]`.
+    fn swarm(
+        services: Vec<Service>,
+        nodes: &[(&str, &str, &str, &str)],
+        tasks: &[(&str, &str, &str)],
+    ) -> Snapshot {
+        let id = services[0].id.clone().unwrap();
+        Snapshot {
+            tasks: tasks
+                .iter()
+                .map(|(node, desired, state)| {
+                    serde_json::from_value(json!({
+                        "ServiceID": id, "NodeID": node, "DesiredState": desired,
+                        "Status": {"State": state}
+                    }))
+                    .unwrap()
+                })
+                .collect(),
+            nodes: nodes
+                .iter()
+                .map(|(id, host, state, availability)| {
+                    serde_json::from_value(json!({
+                        "ID": id, "Description": {"Hostname": host},
+                        "Status": {"State": state},
+                        "Spec": {"Role": "worker", "Availability": availability}
+                    }))
+                    .unwrap()
+                })
+                .collect(),
+            services,
+        }
+    }
+
+    fn queue(replicas: i64, engine_running: u64) -> Vec<Service> {
+        vec![service(
+            "queue",
+            json!({"microscale.max": "12", "microscale.metric": "redis://q/0?list=a", "microscale.target": "10"}),
+            replicas,
+            engine_running,
+        )]
+    }
+
+    #[test]
+    fn a_dead_worker_never_holds_the_decision() {
+        // w3 died with a task; Swarm replaced it on w1, and the engine still counts the
+        // dead one: RunningTasks 4 for 3 replicas.
+        let s = queue(3, 4);
+        let sn = swarm(
+            s.clone(),
+            &[
+                ("n1", "w1", "ready", "active"),
+                ("n2", "w2", "ready", "active"),
+                ("n3", "w3", "down", "active"),
+            ],
+            &[
+                ("n1", "running", "running"),
+                ("n1", "running", "running"),
+                ("n2", "running", "running"),
+                ("n3", "shutdown", "running"),
+            ],
+        );
+        assert_eq!(observe(&s[0], &sn, vec![], 2e9).running, 3);
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(50.0));
+        let r = &rows[0];
+        assert_eq!(
+            (r.running, r.desired, r.action.as_str()),
+            (3, 5, "scale up")
+        );
+        assert!(
+            !r.reasons.iter().any(|x| x.contains("converg")),
+            "{:?}",
+            r.reasons
+        );
+        assert_eq!(
+            r.reasons.last().unwrap(),
+            "not counted as running: 1 stale task on down node w3 (Swarm keeps the record until the node returns)"
+        );
+        // The same swarm read without the dead node's task (the engine's count alone)
+        // is what held every decision before: not converged, 4/3.
+        let blind = Snapshot {
+            tasks: vec![],
+            nodes: vec![],
+            services: s.clone(),
+        };
+        let rows = plan(&s, &blind, None, None, 2e9, false, &|_| Ok(50.0));
+        assert_eq!(rows[0].action, "hold");
+        assert!(rows[0].reasons.join(" ").contains("not converged (4/3"));
+
+        // The node left the swarm (`docker node rm --force`): still stale.
+        let gone = swarm(
+            s.clone(),
+            &[
+                ("n1", "w1", "ready", "active"),
+                ("n2", "w2", "ready", "active"),
+            ],
+            &[
+                ("n1", "running", "running"),
+                ("n1", "running", "running"),
+                ("n2", "running", "running"),
+                ("n3", "shutdown", "running"),
+            ],
+        );
+        assert_eq!(observe(&s[0], &gone, vec![], 2e9).running, 3);
+    }
+
+    #[test]
+    fn a_replacement_still_starting_is_a_real_shortfall() {
+        // The dead node's task is stale, its replacement not yet running: 2 of 3 run,
+        // and the hold says so (it ends when the replacement runs).
+        let s = queue(3, 3);
+        let sn = swarm(
+            s.clone(),
+            &[
+                ("n1", "w1", "ready", "active"),
+                ("n3", "w3", "down", "active"),
+            ],
+            &[
+                ("n1", "running", "running"),
+                ("n1", "running", "running"),
+                ("n1", "running", "starting"),
+                ("n3", "shutdown", "running"),
+            ],
+        );
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(50.0));
+        assert_eq!((rows[0].running, rows[0].action.as_str()), (2, "hold"));
+        assert!(rows[0].reasons.join(" ").contains("(2/3 running"));
+    }
+
+    #[test]
+    fn unknown_disconnected_and_drained_nodes_run_their_tasks() {
+        // `unknown` (after a leader election) and `disconnected` nodes keep their
+        // tasks: Swarm replaces none of them, so they count and the decision goes on.
+        let s = queue(3, 3);
+        let sn = swarm(
+            s.clone(),
+            &[
+                ("n1", "w1", "ready", "active"),
+                ("n2", "w2", "unknown", "active"),
+                ("n3", "w3", "disconnected", "active"),
+            ],
+            &[
+                ("n1", "running", "running"),
+                ("n2", "running", "running"),
+                ("n3", "running", "running"),
+            ],
+        );
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(50.0));
+        assert_eq!((rows[0].running, rows[0].action.as_str()), (3, "scale up"));
+        assert!(
+            !rows[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("stale") || r.contains("converg")),
+            "{:?}",
+            rows[0].reasons
+        );
+
+        // A drain moves tasks: the drained node's task still runs (desired shutdown)
+        // while its replacement starts; the engine counts it, and so does the plan.
+        let s = queue(2, 2);
+        let sn = swarm(
+            s.clone(),
+            &[
+                ("n1", "w1", "ready", "active"),
+                ("n2", "w2", "ready", "drain"),
+            ],
+            &[
+                ("n1", "running", "running"),
+                ("n1", "running", "starting"),
+                ("n2", "shutdown", "running"),
+            ],
+        );
+        assert_eq!(observe(&s[0], &sn, vec![], 2e9).running, 2);
+        let rows = plan(&s, &sn, None, None, 2e9, false, &|_| Ok(50.0));
+        assert!(
+            !rows[0].reasons.iter().any(|r| r.contains("stale")),
             "{:?}",
             rows[0].reasons
         );

@@ -183,11 +183,8 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 (false, true) => r.source.clone(),
                 (false, false) => ellipsize(&r.source, SOURCE_WIDTH),
             };
-            let nodes = match r.tasks_on_down_nodes {
-                0 => r.nodes.to_string(),
-                1 => format!("{} (1 task on down node)", r.nodes),
-                n => format!("{} ({n} tasks on down nodes)", r.nodes),
-            };
+            // Stale tasks on down nodes are named in REPLICAS (`ServiceRow::replicas`).
+            let nodes = r.nodes.to_string();
             vec![
                 r.name.clone(),
                 r.mode.as_str().to_string(),

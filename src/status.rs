@@ -5,13 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bollard::models::{
-    EndpointPortConfigPublishModeEnum, Node, NodeState, Service, ServiceUpdateStatusStateEnum,
-    TaskState,
-};
+use bollard::models::{EndpointPortConfigPublishModeEnum, Service, ServiceUpdateStatusStateEnum};
 use serde::Serialize;
 
-use crate::engine::snapshot::{Filters, Snapshot};
+use crate::engine::snapshot::{Filters, Nodes, Snapshot, count_running};
 use crate::labels;
 
 /// The service mode, as `docker service ls` names it.
@@ -79,9 +76,12 @@ pub struct ServiceRow {
     /// Service mode.
     pub mode: Mode,
     /// `running/desired`, with `(max N per node)` or `(completed/total completed)` for
-    /// jobs, exactly as `docker service ls` shows it.
+    /// jobs, as `docker service ls` shows it, except that `running` leaves out stale
+    /// tasks, which a note then names: `3/3 (1 stale task on down node w1)` where
+    /// `docker service ls` says `4/3` ([`stale_note`]).
     pub replicas: String,
-    /// Running tasks (`ServiceStatus.RunningTasks`).
+    /// Tasks that really run ([`crate::engine::snapshot::task_life`]):
+    /// `ServiceStatus.RunningTasks` minus `tasks_on_down_nodes`.
     pub running: u64,
     /// Desired tasks (`ServiceStatus.DesiredTasks`).
     pub desired: u64,
@@ -115,12 +115,14 @@ pub struct ServiceRow {
     /// The replicas the rule would set now (the DESIRED column; `plan`'s `Desired`);
     /// `null` for services without a rule or with a rule that has errors.
     pub rule_desired: Option<u64>,
-    /// Number of distinct nodes with a running task of this service.
+    /// Number of distinct nodes that really run a task of this service (nodes that
+    /// are down are not counted).
     pub nodes: usize,
-    /// Tasks on nodes that are not `ready`, whose desired state is running or whose last
-    /// reported state is running.
+    /// Stale tasks: last reported `running` on a node whose state is `down` (or that
+    /// left the swarm). The engine still counts them in `ServiceStatus.RunningTasks`;
+    /// they are not in `running`.
     pub tasks_on_down_nodes: usize,
-    /// Hostnames of those nodes.
+    /// Hostnames of those nodes, sorted.
     pub down_nodes: Vec<String>,
     /// Published ingress ports, as `docker service ls` shows them.
     pub ports: String,
@@ -257,6 +259,33 @@ fn replicas_text(
     }
 }
 
+/// The note the REPLICAS column adds for stale tasks (last reported running on down
+/// nodes, not counted as running): ` (1 stale task on down node w1)`,
+/// ` (3 stale tasks on down nodes w1, w2)`; at most [`NOTE_NODES`] hostnames, then
+/// `and N more`. Empty without stale tasks.
+pub fn stale_note(stale: u64, nodes: &[String]) -> String {
+    if stale == 0 {
+        return String::new();
+    }
+    let mut names = nodes
+        .iter()
+        .take(NOTE_NODES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if nodes.len() > NOTE_NODES {
+        names += &format!(" and {} more", nodes.len() - NOTE_NODES);
+    }
+    format!(
+        " ({stale} stale task{} on down node{} {names})",
+        if stale == 1 { "" } else { "s" },
+        if nodes.len() == 1 { "" } else { "s" },
+    )
+}
+
+/// Most hostnames [`stale_note`] names.
+pub const NOTE_NODES: usize = 3;
+
 /// The UPDATE column: `updating`, `paused`, `rolling back`, `rollback paused`, `rolled back`, or empty
 /// (`UpdateStatus.State`).
 pub fn update_text(service: &Service) -> String {
@@ -334,25 +363,7 @@ fn ports_text(service: &Service) -> String {
 ///
 /// `full_ids` keeps IDs untruncated.
 pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
-    let nodes: HashMap<&str, &Node> = snap
-        .nodes
-        .iter()
-        .filter_map(|n| n.id.as_deref().map(|id| (id, n)))
-        .collect();
-    let node_ready = |id: &str| {
-        nodes
-            .get(id)
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.state)
-            == Some(NodeState::READY)
-    };
-    let hostname = |id: &str| {
-        nodes
-            .get(id)
-            .and_then(|n| n.description.as_ref())
-            .and_then(|d| d.hostname.clone())
-            .unwrap_or_else(|| id.chars().take(SHORT_ID).collect())
-    };
+    let nodes = Nodes::new(&snap.nodes);
 
     // Tasks grouped by service ID.
     let mut tasks_by_service: HashMap<&str, Vec<&bollard::models::Task>> = HashMap::new();
@@ -370,7 +381,6 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
             let spec = s.spec.clone().unwrap_or_default();
             let mode = Mode::of(s);
             let status = s.service_status.clone().unwrap_or_default();
-            let running = status.running_tasks.unwrap_or(0);
             let desired = status.desired_tasks.unwrap_or(0);
             let completed = status.completed_tasks.unwrap_or(0);
             let task_template = spec.task_template.clone().unwrap_or_default();
@@ -400,28 +410,10 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 .get(id.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let running_nodes: BTreeSet<&str> = tasks
-                .iter()
-                .filter(|t| t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING))
-                .filter_map(|t| t.node_id.as_deref())
-                .collect();
-            // Tasks on a node that is not ready count when they are still meant to run,
-            // or when their last reported state is running (the engine counts those in
-            // ServiceStatus.RunningTasks).
-            let mut on_down = 0;
-            let mut down_nodes = BTreeSet::new();
-            for t in tasks {
-                let last_running =
-                    t.status.as_ref().and_then(|st| st.state) == Some(TaskState::RUNNING);
-                let meant_to_run = t.desired_state == Some(TaskState::RUNNING);
-                if let Some(n) = t.node_id.as_deref().filter(|n| !n.is_empty())
-                    && !node_ready(n)
-                    && (last_running || meant_to_run)
-                {
-                    on_down += 1;
-                    down_nodes.insert(hostname(n));
-                }
-            }
+            // One definition of a running task for every command: tasks the engine
+            // still reports running on down nodes are stale, not replicas.
+            let counted = count_running(s, tasks.iter().copied(), &nodes);
+            let running = counted.running;
 
             ServiceRow {
                 id: if full_ids {
@@ -438,7 +430,7 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                     completed,
                     total,
                     if is_job { None } else { max_per_node },
-                ),
+                ) + &stale_note(counted.stale, &counted.stale_nodes),
                 running,
                 desired,
                 completed: is_job.then_some(completed),
@@ -452,9 +444,9 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 rule_labels: labels::rule_labels(&svc_labels),
                 metric: None,
                 rule_desired: None,
-                nodes: running_nodes.len(),
-                tasks_on_down_nodes: on_down,
-                down_nodes: down_nodes.into_iter().collect(),
+                nodes: counted.nodes,
+                tasks_on_down_nodes: counted.stale as usize,
+                down_nodes: counted.stale_nodes,
                 ports: ports_text(s),
                 fight: None,
             }
@@ -898,57 +890,123 @@ mod tests {
         }
     }
 
+    fn node(id: &str, host: &str, state: &str) -> bollard::models::Node {
+        serde_json::from_value(serde_json::json!({
+            "ID": id, "Description": {"Hostname": host}, "Status": {"State": state}
+        }))
+        .unwrap()
+    }
+
+    fn task(service: &str, node: &str, state: &str, desired: &str) -> bollard::models::Task {
+        serde_json::from_value(serde_json::json!({
+            "ServiceID": service, "NodeID": node, "DesiredState": desired,
+            "Status": {"State": state}
+        }))
+        .unwrap()
+    }
+
+    fn with_status(mut s: Service, running: u64, desired: u64) -> Service {
+        s.service_status = Some(bollard::models::ServiceServiceStatus {
+            running_tasks: Some(running),
+            desired_tasks: Some(desired),
+            completed_tasks: None,
+        });
+        s
+    }
+
     #[test]
-    fn nodes_and_tasks_on_down_nodes() {
-        use bollard::models::{NodeDescription, NodeStatus, Task, TaskStatus};
-        let node = |id: &str, host: &str, state: NodeState| Node {
-            id: Some(id.into()),
-            description: Some(NodeDescription {
-                hostname: Some(host.into()),
-                ..Default::default()
-            }),
-            status: Some(NodeStatus {
-                state: Some(state),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let task = |node: &str, state: TaskState, desired: TaskState| Task {
-            service_id: Some("s1".into()),
-            node_id: Some(node.into()),
-            desired_state: Some(desired),
-            status: Some(TaskStatus {
-                state: Some(state),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let mut s = svc("s1", "web");
-        s.service_status = Some(Default::default());
+    fn stale_tasks_on_down_nodes_are_not_running_and_are_named() {
+        // A worker died: Swarm replaced its task on a live node, and the engine still
+        // counts the dead one in RunningTasks (4 for 3 replicas).
         let snap = Snapshot {
-            services: vec![s],
+            services: vec![with_status(svc("s1", "web"), 4, 3)],
             tasks: vec![
-                task("n1", TaskState::RUNNING, TaskState::RUNNING),
-                task("n1", TaskState::RUNNING, TaskState::RUNNING),
-                task("n2", TaskState::RUNNING, TaskState::RUNNING),
-                // On the down node: still meant to run, and orphaned (desired
-                // shutdown, last seen running) both count; history does not.
-                task("n3", TaskState::PENDING, TaskState::RUNNING),
-                task("n3", TaskState::RUNNING, TaskState::SHUTDOWN),
-                task("n3", TaskState::SHUTDOWN, TaskState::SHUTDOWN),
+                task("s1", "n1", "running", "running"),
+                task("s1", "n1", "running", "running"),
+                task("s1", "n2", "running", "running"),
+                // On the down node: the stale record (desired shutdown, last seen
+                // running) is named; a task that never ran there is not; history is not.
+                task("s1", "n3", "running", "shutdown"),
+                task("s1", "n3", "pending", "shutdown"),
+                task("s1", "n3", "shutdown", "shutdown"),
             ],
             nodes: vec![
-                node("n1", "a", NodeState::READY),
-                node("n2", "b", NodeState::READY),
-                node("n3", "c", NodeState::DOWN),
+                node("n1", "a", "ready"),
+                node("n2", "b", "ready"),
+                node("n3", "c", "down"),
             ],
         };
         let rows = build_rows(&snap, false);
-        assert_eq!(rows[0].nodes, 3);
-        assert_eq!(rows[0].tasks_on_down_nodes, 2);
+        assert_eq!(rows[0].running, 3);
+        assert_eq!(rows[0].nodes, 2, "the down node runs nothing");
+        assert_eq!(rows[0].tasks_on_down_nodes, 1);
         assert_eq!(rows[0].down_nodes, ["c"]);
+        assert_eq!(rows[0].replicas, "3/3 (1 stale task on down node c)");
         let table = crate::render::status_table(&rows, false);
-        assert!(table.contains("3 (2 tasks on down nodes)"), "{table}");
+        assert!(
+            table.contains("3/3 (1 stale task on down node c)"),
+            "{table}"
+        );
+        let json = crate::render::json_lines(&rows);
+        assert!(
+            json.contains(r#""Running":3,"#)
+                && json.contains(r#""TasksOnDownNodes":1,"DownNodes":["c"]"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_disconnected_nodes_keep_their_tasks() {
+        // After a leader election every node is `unknown` until it reports in; a node
+        // looking for a new manager is `disconnected`. Swarm replaces neither's tasks.
+        let snap = Snapshot {
+            services: vec![with_status(svc("s1", "web"), 3, 3)],
+            tasks: vec![
+                task("s1", "n1", "running", "running"),
+                task("s1", "n2", "running", "running"),
+                task("s1", "n3", "running", "running"),
+            ],
+            nodes: vec![
+                node("n1", "a", "ready"),
+                node("n2", "b", "unknown"),
+                node("n3", "c", "disconnected"),
+            ],
+        };
+        let rows = build_rows(&snap, false);
+        assert_eq!((rows[0].running, rows[0].nodes), (3, 3));
+        assert_eq!(rows[0].tasks_on_down_nodes, 0);
+        assert_eq!(rows[0].replicas, "3/3");
+    }
+
+    #[test]
+    fn many_down_nodes_make_one_short_note() {
+        let mut tasks = vec![task("s1", "n0", "running", "running")];
+        let mut nodes = vec![node("n0", "m", "ready")];
+        for i in 1..=5 {
+            tasks.push(task("s1", &format!("n{i}"), "running", "shutdown"));
+            tasks.push(task("s1", &format!("n{i}"), "running", "shutdown"));
+            nodes.push(node(&format!("n{i}"), &format!("w{i}"), "down"));
+        }
+        let mut s = with_status(svc("s1", "web"), 11, 1);
+        s.spec.as_mut().unwrap().task_template = Some(bollard::models::TaskSpec {
+            placement: Some(bollard::models::TaskSpecPlacement {
+                max_replicas: Some(2),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let snap = Snapshot {
+            services: vec![s],
+            tasks,
+            nodes,
+        };
+        let rows = build_rows(&snap, false);
+        assert_eq!(
+            rows[0].replicas,
+            "1/1 (max 2 per node) (10 stale tasks on down nodes w1, w2, w3 and 2 more)"
+        );
+        assert_eq!(rows[0].down_nodes.len(), 5);
+        assert_eq!(stale_note(0, &[]), "");
     }
 
     #[test]

@@ -93,8 +93,17 @@ fn tasks_on_a_down_node_are_called_out() {
         );
         let down = rows[0]["DownNodes"].as_array().unwrap();
         assert_eq!(down.len(), 1, "{:#}", rows[0]);
+        // The stale task is not running: the manager's task is the only replica (its
+        // replacement cannot be placed: at most one per node), and NODES leaves the
+        // down node out.
+        assert_eq!(rows[0]["Running"], 1, "{:#}", rows[0]);
+        assert_eq!(rows[0]["Nodes"], 1, "{:#}", rows[0]);
         let out = ok(plugin(&["status", &svc.name]));
-        assert!(stdout(&out).contains("on down node"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("1/2 (max 1 per node) (1 stale task on down node"),
+            "{}",
+            stdout(&out)
+        );
         // scale waits for running == desired ignoring the down node's task, which
         // still reports running: it converges.
         let out = plugin(&[
@@ -109,6 +118,13 @@ fn tasks_on_a_down_node_are_called_out() {
         let row = &json_lines(&stdout(&out))[0];
         assert_eq!(row["Convergence"], "converged", "{row}");
         assert_eq!(row["Running"], 1, "{row}");
+        // What it ignored, said once.
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("ignoring 1 stale task on down node").count(),
+            1,
+            "{err}"
+        );
     }
     wait_until(
         "the worker node to be ready again",

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerStatsResponse, Service, TaskState};
+use bollard::models::{ContainerStatsResponse, Service};
 use bollard::query_parameters::StatsOptions;
 use futures_util::StreamExt;
 
@@ -148,11 +148,17 @@ pub async fn read(
         .and_then(|l| l.memory_bytes)
         .filter(|n| *n > 0)
         .map(|n| n as f64);
+    // The running tasks as every command counts them: stale records on down nodes
+    // are not measured (nor missed).
+    let nodes = crate::engine::snapshot::Nodes::new(&snap.nodes);
     let running: Vec<_> = snap
         .tasks
         .iter()
         .filter(|t| t.service_id == service.id)
-        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter(|t| {
+            crate::engine::snapshot::task_life(t, &nodes)
+                == crate::engine::snapshot::TaskLife::Running
+        })
         .collect();
     let mut elsewhere = std::collections::BTreeSet::new();
     let mut containers = vec![];

@@ -1,7 +1,9 @@
 //! Waiting for scaled services to converge, as `docker service scale` does: until
-//! running == desired (tasks on down nodes ignored), then `UpdateConfig.Monitor` more
+//! running == desired, then `UpdateConfig.Monitor` more
 //! to see that the tasks stay up. A replicated job converges when this run's
-//! completions are all done.
+//! completions are all done. Running is counted as every command counts it
+//! ([`crate::engine::snapshot::task_life`]): a task the engine still reports running
+//! on a down node is stale and ignored, and one line per service says which.
 //!
 //! Each tick makes three Engine API calls for all watched services together:
 //! `GET /services?filters={"id":[...]}`, `GET /tasks?filters={"service":[...]}` and
@@ -11,11 +13,12 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bollard::models::{NodeState, Service, Task, TaskState};
+use bollard::models::{Service, Task, TaskState};
 use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::update::{Convergence, Outcome};
+use crate::engine::snapshot::{Nodes, TaskLife, task_life};
 use crate::engine::{Engine, request_timeout_secs};
 
 /// Time between two reads of the swarm while waiting.
@@ -37,11 +40,15 @@ pub enum Progress {
 pub struct Count {
     /// Replicas (completions) the spec asks for.
     pub desired: u64,
-    /// Running tasks that should run, on nodes that are not down (for a job: this
-    /// run's completed tasks).
+    /// Running tasks that should run ([`task_life`]: on nodes that are not down); for
+    /// a job: this run's completed tasks.
     pub done: u64,
-    /// Tasks still running that should stop (a scale-down in progress).
+    /// Running tasks that should stop (a scale-down in progress).
     pub stopping: u64,
+    /// Stale tasks, ignored: last reported running on nodes that are down.
+    pub stale: u64,
+    /// Hostnames of the nodes holding them, sorted, each once.
+    pub stale_nodes: Vec<String>,
     /// A replicated job: `done` counts completions.
     pub job: bool,
 }
@@ -57,25 +64,24 @@ impl Count {
     }
 }
 
-/// Counts `service`'s tasks among `tasks`. `down` holds the IDs of nodes whose
-/// state is `down` (their tasks are ignored, as `docker service scale` ignores them).
+/// Counts `service`'s tasks among `tasks`, with `nodes` the swarm's nodes: tasks the
+/// engine still reports running on down nodes are stale and ignored (as `docker
+/// service scale` ignores them), and so are a job's tasks on down nodes.
 /// `job_iteration`: for a replicated job, the run whose completions count.
 pub fn count(
     service: &Service,
     tasks: &[Task],
-    down: &HashSet<String>,
+    nodes: &Nodes,
     job_iteration: Option<u64>,
 ) -> Option<Count> {
     let id = service.id.as_deref()?;
     let mode = service.spec.as_ref()?.mode.as_ref()?;
-    let mine = tasks.iter().filter(|t| {
-        t.service_id.as_deref() == Some(id)
-            && t.node_id.as_deref().is_none_or(|n| !down.contains(n))
-    });
+    let mine = tasks.iter().filter(|t| t.service_id.as_deref() == Some(id));
     let state = |t: &Task| t.status.as_ref().and_then(|s| s.state);
     if let Some(job) = &mode.replicated_job {
         let iteration = job_iteration?;
         let done = mine
+            .filter(|t| t.node_id.as_deref().is_none_or(|n| !nodes.down(n)))
             .filter(|t| {
                 // Go leaves out an index of 0: `"JobIteration": {}`.
                 t.job_iteration.as_ref().map(|v| v.index.unwrap_or(0)) == Some(iteration)
@@ -86,23 +92,48 @@ pub fn count(
             desired: job.total_completions.unwrap_or(0).max(0) as u64,
             done,
             stopping: 0,
+            stale: 0,
+            stale_nodes: vec![],
             job: true,
         });
     }
     let desired = mode.replicated.as_ref()?.replicas.unwrap_or(0).max(0) as u64;
-    let (mut done, mut stopping) = (0, 0);
-    for t in mine.filter(|t| state(t) == Some(TaskState::RUNNING)) {
-        if t.desired_state == Some(TaskState::RUNNING) {
-            done += 1;
-        } else {
-            stopping += 1;
+    let (mut done, mut stopping, mut stale) = (0, 0, 0);
+    let mut stale_nodes = std::collections::BTreeSet::new();
+    for t in mine {
+        match task_life(t, nodes) {
+            TaskLife::Running if t.desired_state == Some(TaskState::RUNNING) => done += 1,
+            TaskLife::Running => stopping += 1,
+            TaskLife::Stale => {
+                stale += 1;
+                stale_nodes.insert(nodes.hostname(t.node_id.as_deref().unwrap_or_default()));
+            }
+            TaskLife::NotRunning => {}
         }
     }
     Some(Count {
         desired,
         done,
         stopping,
+        stale,
+        stale_nodes: stale_nodes.into_iter().collect(),
         job: false,
+    })
+}
+
+/// The one line that says which stale tasks a wait ignores, e.g. `web: ignoring 1
+/// stale task on down node w1 (the engine still reports it running; Swarm has
+/// replaced it)`; `None` without stale tasks.
+pub fn stale_line(service: &str, c: &Count) -> Option<String> {
+    (c.stale > 0).then(|| {
+        format!(
+            "{service}: ignoring{} (the engine still reports {} running; Swarm has replaced {})",
+            crate::status::stale_note(c.stale, &c.stale_nodes)
+                .trim_end_matches(')')
+                .replacen(" (", " ", 1),
+            if c.stale == 1 { "it" } else { "them" },
+            if c.stale == 1 { "it" } else { "them" },
+        )
     })
 }
 
@@ -117,6 +148,8 @@ struct Tracker {
     since: Option<jiff::Timestamp>,
     last: Option<(Count, bool)>,
     seen: HashSet<String>,
+    /// The stale tasks last reported as ignored (count, hostnames).
+    stale_said: (u64, Vec<String>),
     bar: Option<ProgressBar>,
     finished: bool,
 }
@@ -154,6 +187,7 @@ pub async fn watch(
             since: None,
             last: None,
             seen: HashSet::new(),
+            stale_said: (0, vec![]),
             bar: None,
             finished: false,
         })
@@ -293,15 +327,7 @@ pub async fn watch(
                 continue;
             }
         };
-        let down: HashSet<String> = nodes
-            .iter()
-            .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN))
-            .filter_map(|n| n.id.clone())
-            .collect();
-        let hostnames: HashMap<String, String> = nodes
-            .iter()
-            .filter_map(|n| Some((n.id.clone()?, n.description.as_ref()?.hostname.clone()?)))
-            .collect();
+        let nodes = Nodes::new(&nodes);
         for t in trackers.iter_mut().filter(|t| !t.finished) {
             let Some(service) = services.iter().find(|s| s.id.as_deref() == Some(&t.id)) else {
                 let mut all = outcomes.borrow_mut();
@@ -322,11 +348,18 @@ pub async fn watch(
                 .as_ref()
                 .and_then(|j| j.job_iteration.as_ref())
                 .map(|v| v.index.unwrap_or(0));
-            let Some(c) = count(service, &tasks, &down, iteration) else {
+            let Some(c) = count(service, &tasks, &nodes, iteration) else {
                 continue;
             };
-            for line in task_news(t, &tasks, &hostnames) {
+            for line in task_news(t, &tasks, &nodes) {
                 note(&line);
+            }
+            // Once per change of what is ignored, not at every tick.
+            if (c.stale, &c.stale_nodes) != (t.stale_said.0, &t.stale_said.1) {
+                if let Some(line) = stale_line(&t.name, &c) {
+                    note(&line);
+                }
+                t.stale_said = (c.stale, c.stale_nodes.clone());
             }
             let converged = c.converged();
             let now = Instant::now();
@@ -391,7 +424,7 @@ pub async fn watch(
 
 /// Lines about this service's tasks not seen before: tasks that failed or were
 /// rejected since the update, and why tasks wait (`no suitable node ...`).
-fn task_news(t: &mut Tracker, tasks: &[Task], hostnames: &HashMap<String, String>) -> Vec<String> {
+fn task_news(t: &mut Tracker, tasks: &[Task], nodes: &Nodes) -> Vec<String> {
     let mut lines = vec![];
     for task in tasks
         .iter()
@@ -422,9 +455,9 @@ fn task_news(t: &mut Tracker, tasks: &[Task], hostnames: &HashMap<String, String
             {
                 let node = task
                     .node_id
-                    .as_ref()
-                    .and_then(|n| hostnames.get(n))
-                    .map(|h| format!(" on {h}"))
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| format!(" on {}", nodes.hostname(n)))
                     .unwrap_or_default();
                 let state = status.state.map(|s| s.to_string()).unwrap_or_default();
                 lines.push(format!(
@@ -469,6 +502,18 @@ mod tests {
         .unwrap()
     }
 
+    /// Nodes `(id, hostname, state)`, as `GET /nodes` returns them.
+    fn nodes(list: &[(&str, &str, &str)]) -> Vec<bollard::models::Node> {
+        list.iter()
+            .map(|(id, host, state)| {
+                serde_json::from_value(json!({
+                    "ID": id, "Description": {"Hostname": host}, "Status": {"State": state}
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn running_tasks_on_live_nodes_count() {
         let tasks = vec![
@@ -477,18 +522,77 @@ mod tests {
             task("c", "s1", "n1", "running", "starting"),
             task("d", "other", "n1", "running", "running"),
         ];
-        let none = HashSet::new();
-        let c = count(&service(3), &tasks, &none, None).unwrap();
-        assert_eq!((c.desired, c.done, c.stopping), (3, 2, 0));
+        let up = nodes(&[("n1", "a", "ready"), ("n2", "b", "ready")]);
+        let c = count(&service(3), &tasks, &Nodes::new(&up), None).unwrap();
+        assert_eq!((c.desired, c.done, c.stopping, c.stale), (3, 2, 0, 0));
         assert!(!c.converged());
-        let down = HashSet::from(["n2".to_string()]);
-        let c = count(&service(1), &tasks, &down, None).unwrap();
+        assert_eq!(stale_line("web", &c), None);
+        let down = nodes(&[("n1", "a", "ready"), ("n2", "b", "down")]);
+        let c = count(&service(1), &tasks, &Nodes::new(&down), None).unwrap();
         assert_eq!(
-            (c.done, c.stopping),
-            (1, 0),
+            (c.done, c.stopping, c.stale),
+            (1, 0, 1),
             "the task on the down node is ignored"
         );
+        assert_eq!(c.stale_nodes, ["b"]);
         assert!(c.converged());
+        assert_eq!(
+            stale_line("web", &c).unwrap(),
+            "web: ignoring 1 stale task on down node b (the engine still reports it running; Swarm has replaced it)"
+        );
+    }
+
+    #[test]
+    fn stale_tasks_after_a_worker_died_are_ignored_and_named() {
+        // Swarm replaced the dead workers' tasks (desired shutdown, last seen running)
+        // with new ones on the live node; unknown and disconnected nodes keep theirs.
+        let tasks = vec![
+            task("a", "s1", "n1", "running", "running"),
+            task("b", "s1", "n1", "running", "running"),
+            task("c", "s1", "n2", "shutdown", "running"),
+            task("d", "s1", "n3", "shutdown", "running"),
+            task("e", "s1", "n3", "shutdown", "running"),
+            task("f", "s1", "n4", "running", "running"),
+            task("g", "s1", "n5", "running", "running"),
+            // On a node that left the swarm (`docker node rm --force`).
+            task("h", "s1", "gone0123456789", "shutdown", "running"),
+        ];
+        let list = nodes(&[
+            ("n1", "m1", "ready"),
+            ("n2", "w1", "down"),
+            ("n3", "w2", "down"),
+            ("n4", "w3", "unknown"),
+            ("n5", "w4", "disconnected"),
+        ]);
+        let c = count(&service(4), &tasks, &Nodes::new(&list), None).unwrap();
+        assert_eq!((c.done, c.stopping, c.stale), (4, 0, 4));
+        assert_eq!(c.stale_nodes, ["gone01234567", "w1", "w2"]);
+        assert!(c.converged());
+        assert_eq!(
+            stale_line("web", &c).unwrap(),
+            "web: ignoring 4 stale tasks on down nodes gone01234567, w1, w2 (the engine still reports them running; Swarm has replaced them)"
+        );
+    }
+
+    #[test]
+    fn a_drain_is_a_move_in_progress_not_stale() {
+        // A drained node is ready: its task still runs until Swarm has stopped it.
+        let tasks = vec![
+            task("a", "s1", "n1", "running", "running"),
+            task("b", "s1", "n2", "shutdown", "running"),
+            task("c", "s1", "n1", "running", "starting"),
+        ];
+        let list: Vec<bollard::models::Node> = vec![
+            nodes(&[("n1", "a", "ready")]).remove(0),
+            serde_json::from_value(json!({
+                "ID": "n2", "Description": {"Hostname": "b"}, "Status": {"State": "ready"},
+                "Spec": {"Availability": "drain"}
+            }))
+            .unwrap(),
+        ];
+        let c = count(&service(2), &tasks, &Nodes::new(&list), None).unwrap();
+        assert_eq!((c.done, c.stopping, c.stale), (1, 1, 0));
+        assert!(!c.converged());
     }
 
     #[test]
@@ -497,12 +601,16 @@ mod tests {
             task("a", "s1", "n1", "running", "running"),
             task("b", "s1", "n1", "shutdown", "running"),
         ];
-        let none = HashSet::new();
-        let c = count(&service(1), &tasks, &none, None).unwrap();
+        let up = nodes(&[("n1", "a", "ready")]);
+        let c = count(&service(1), &tasks, &Nodes::new(&up), None).unwrap();
         assert_eq!((c.done, c.stopping), (1, 1));
         assert!(!c.converged());
         tasks[1] = task("b", "s1", "n1", "shutdown", "shutdown");
-        assert!(count(&service(1), &tasks, &none, None).unwrap().converged());
+        assert!(
+            count(&service(1), &tasks, &Nodes::new(&up), None)
+                .unwrap()
+                .converged()
+        );
     }
 
     #[test]
@@ -523,7 +631,7 @@ mod tests {
             t("new", 9, "complete"),
             t("n2", 9, "running"),
         ];
-        let c = count(&job, &tasks, &HashSet::new(), Some(9)).unwrap();
+        let c = count(&job, &tasks, &Nodes::new(&[]), Some(9)).unwrap();
         assert_eq!((c.desired, c.done), (2, 1));
         assert!(!c.converged());
     }
