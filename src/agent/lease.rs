@@ -342,10 +342,27 @@ impl Window {
         self.watch = None;
     }
 
-    /// A tick failed at `now`: wait TTL/6 before the next, so that a holder still
-    /// gets two more tries within its window and a down engine is not hammered.
+    /// A tick failed at `now`: wait the poll period, at most TTL/6, before the
+    /// next, so that a holder still gets two more tries within its window, a
+    /// standby soon tries again (a new request reaches a newly elected leader), and
+    /// a down engine is not hammered.
     pub fn failed(&mut self, now: Instant) {
-        self.backoff_until = Some(now + self.renew_every() / 2);
+        self.backoff_until = Some(now + self.poll.min(self.renew_every() / 2));
+    }
+
+    /// How long one lease request may take: a read TTL/3, at most 2 s but at least
+    /// min(TTL, 1 s); a write TTL/3. A request that hangs (it was forwarded to a
+    /// Raft leader that died or froze, and Swarm waits on it) is given up, and the
+    /// next tick sends a new one, which reaches the new leader once there is one.
+    pub fn request_timeout(&self, read: bool) -> Duration {
+        let third = self.ttl / 3;
+        if read {
+            third
+                .min(Duration::from_secs(2))
+                .max(self.ttl.min(Duration::from_secs(1)))
+        } else {
+            third
+        }
     }
 
     /// A tick succeeded: no backoff.
@@ -730,8 +747,9 @@ impl Lease {
         .map(|_| ())
     }
 
-    /// One request, bounded by the TTL (and by the engine's own request timeout): a
-    /// tick must not outlast the window it is meant to keep open.
+    /// One request, bounded by [`Window::request_timeout`] (and by the engine's own
+    /// request timeout): a tick must not outlast the window it is meant to keep
+    /// open, and a read must not keep a standby waiting on a leader that died.
     async fn request(
         &self,
         engine: &Engine,
@@ -739,17 +757,17 @@ impl Lease {
         path: String,
         body: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes, EngineError> {
-        let ttl = self.ttl();
-        match tokio::time::timeout(ttl, engine.raw_request(method, &path, body)).await {
+        let limit = self.window.request_timeout(method == http::Method::GET);
+        match tokio::time::timeout(limit, engine.raw_request(method, &path, body)).await {
             Ok(r) => r,
             Err(_) => Err(EngineError::Unreachable {
                 host: crate::redact::redact_value(&engine.endpoint.host),
                 source_desc: engine.endpoint.source.to_string(),
                 reason: format!(
-                    "no answer to the lease request within its TTL ({})",
-                    humantime::format_duration(ttl)
+                    "no answer to the lease request within {} (a Raft election, a manager cut off from the leader, an overloaded engine)",
+                    humantime::format_duration(limit)
                 ),
-                hint: "The engine accepted the connection but did not answer in time; check that it is not overloaded, or use a longer TTL.".into(),
+                hint: "The engine accepted the connection but did not answer in time; the lease is tried again shortly. If the engine is merely slow, use a longer --lease-ttl.".into(),
             }),
         }
     }
@@ -1341,6 +1359,16 @@ mod tests {
         assert_eq!(fast.next_tick(t0 + ms(100)), t0 + ms(350));
         // Kept within 250 ms..=TTL/3.
         assert_eq!(Window::new(TTL).with_poll(ms(1)).poll(), ms(250));
+        // After an error a fast standby tries again at its poll.
+        fast.failed(t0);
+        assert_eq!(fast.next_tick(t0), t0 + ms(250));
+        // Requests: reads at most 2 s (at least min(TTL, 1 s)), writes TTL/3.
+        assert_eq!(w.request_timeout(true), ms(1000));
+        assert_eq!(w.request_timeout(false), ms(1000));
+        let w12 = Window::new(Duration::from_secs(12));
+        assert_eq!(w12.request_timeout(true), ms(2000));
+        assert_eq!(w12.request_timeout(false), ms(4000));
+        assert_eq!(Window::new(ms(1000)).request_timeout(true), ms(1000));
         assert_eq!(Window::new(TTL).with_poll(TTL).poll(), ms(1000));
         // After an error: not before TTL/6.
         w.failed(t0 + ms(2900));

@@ -337,11 +337,18 @@ pub async fn run(
         // (an engine cut off from the swarm): nothing outlives the window.
         let view = agent.lease.clone();
         let held_at_start = view.holds();
+        let acquired = view.acquired.clone();
         let result = tokio::select! {
             biased;
             r = agent.pass(&fresh) => Some(Some(r)),
             _ = &mut cancelled => None,
             _ = view.lost(), if held_at_start => Some(None),
+            // A standby's pass (it writes nothing) that still waits on a leader
+            // that died gives way to a new pass when this agent takes the lease.
+            _ = acquired.notified(), if !held_at_start => {
+                info!("lease acquired during a standby pass: starting a new pass at once");
+                continue;
+            }
         };
         let Some(result) = result else {
             info!(
@@ -540,11 +547,29 @@ impl LeaseView {
     }
 
     /// Completes when this agent's lease window is closed: at once when it holds
-    /// none, else at its end (a renewal meanwhile moves the end on).
+    /// none, else at its end (a renewal meanwhile moves the end on). Every poll
+    /// reads the clock itself, so a process that was paused (frozen, swapped out)
+    /// past the end sees it closed at its first poll, before any timer fires.
     async fn lost(&self) {
-        while let Some(until) = self.valid_until().filter(|v| Instant::now() < *v) {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
-        }
+        let mut sleep: Option<(Instant, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
+        std::future::poll_fn(|cx| {
+            let Some(until) = self.valid_until().filter(|v| Instant::now() < *v) else {
+                return std::task::Poll::Ready(());
+            };
+            if sleep.as_ref().is_none_or(|(at, _)| *at != until) {
+                let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
+                sleep = Some((until, Box::pin(timer)));
+            }
+            match sleep.as_mut().map(|(_, s)| s.as_mut().poll(cx)) {
+                // The timer fired: poll again to read the (maybe renewed) window.
+                Some(std::task::Poll::Ready(())) => {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+                _ => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Sets the window (and the `microscale_lease_held` gauge, which follows it).
@@ -1007,19 +1032,20 @@ impl Agent {
                 Ok(Verdict::Scale(row.desired))
             };
             let started = Instant::now();
-            // No update outlives the lease window: its deadline is the window's end.
-            let outcome = tokio::select! {
+            // No update outlives the lease window: its deadline is the window's end
+            // (the read first, then the update, which says whether it was in flight).
+            let inspected = tokio::select! {
+                // The window first: after a pause past its end, nothing is sent.
                 biased;
-                o = async {
-                    match engine.inspect_service_raw(&row.id).await {
-                        Ok(svc) => {
-                            crate::scale::update::update_within(engine, svc, &decide, lease.lost())
-                                .await
-                        }
-                        Err(e) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
-                    }
-                } => o,
-                _ = lease.lost() => {
+                _ = lease.lost() => None,
+                r = engine.inspect_service_raw(&row.id) => Some(r),
+            };
+            let outcome = match inspected {
+                Some(Ok(svc)) => {
+                    crate::scale::update::update_within(engine, svc, &decide, lease.lost()).await
+                }
+                Some(Err(e)) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
+                None => {
                     let mut o = crate::scale::update::Outcome::failed(&row.service, String::new());
                     o.error = None;
                     o.held = Some("the lease window ended before the update was sent".into());

@@ -194,9 +194,10 @@ pub async fn update_within(
     let before = Outcome::new(&svc);
     let work = update_tracked(engine, svc, decide, &sending);
     tokio::select! {
+        // The deadline first: a caller paused past it sends nothing more.
         biased;
-        out = work => out,
         _ = deadline => deadline_passed(before, sending.get()),
+        out = work => out,
     }
 }
 

@@ -4,6 +4,7 @@
 //! seconds to start and stop, so each test folds several checks into one cluster.
 
 mod down_nodes;
+mod ha;
 mod harness;
 
 use std::process::Command;
