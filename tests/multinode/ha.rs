@@ -572,7 +572,9 @@ impl<'a> Bed<'a> {
             "multinode-ha: {fault:?} of {holder}: swarm settled {:.1} s after the restore",
             t1.elapsed().as_secs_f64()
         );
-        std::thread::sleep(self.interval.max(Duration::from_secs(2)));
+        // A thawed or healed old holder acts (if it wrongly would) at its first
+        // pass, at once: give it a few seconds to show.
+        std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(400));
 
