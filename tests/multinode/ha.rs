@@ -469,7 +469,7 @@ impl<'a> Bed<'a> {
         let election = elected.lock().unwrap().unwrap();
         let new_holder = others
             .iter()
-            .find(|m| self.agents[*m].lines().iter().any(|l| *l == took))
+            .find(|m| self.agents[*m].lines().contains(&took))
             .unwrap()
             .clone();
         let acquired = self.agents[&new_holder]
