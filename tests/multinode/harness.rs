@@ -159,8 +159,15 @@ impl Cluster {
             .tempdir_in("/tmp")
             .expect("mktemp /tmp/msn.XXXXXX")
             .keep();
+        // Clusters whose test process was killed before its teardown (reap looks
+        // at DIR/owner, which MICROSCALE_SANDBOX_OWNER below makes).
+        let _ = Command::new(sandbox_script())
+            .arg("reap")
+            .stdin(Stdio::null())
+            .output();
         let start = Instant::now();
         let out = Command::new(sandbox_script())
+            .env("MICROSCALE_SANDBOX_OWNER", std::process::id().to_string())
             .args(["up", "--nodes", &nodes.to_string()])
             .args(["--managers", &managers.to_string()])
             .arg("--dir")
