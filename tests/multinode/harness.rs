@@ -104,6 +104,21 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Option<Output> {
     })
 }
 
+/// `GET path` over HTTP/1.0 to `host:port` (a node's address, from the root
+/// network namespace), at most 5 s to connect and 5 s per read: `(status, body)`,
+/// or `None` when it cannot connect or the answer is no HTTP.
+pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let addr: std::net::SocketAddr = format!("{host}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
 /// The one-cluster-at-a-time lock of this process.
 fn cluster_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
