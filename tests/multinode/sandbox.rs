@@ -233,7 +233,8 @@ fn sandbox_refuses_bad_names_and_options_and_changes_nothing() {
         assert!(!Path::new(d).exists(), "{d} was made");
     }
 
-    // Verbs on a sandbox that is not there, or that is a single-host one.
+    // Verbs on a sandbox that is not there, or that is a single-host one (a
+    // directory marked as a sandbox, without the multi-node files).
     let out = sandbox(&["kill", "n1", "--dir", &fresh]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no sandbox in"), "{}", stderr(&out));
@@ -332,4 +333,51 @@ fn down_leaves_nothing_after_faults_or_a_killed_up() {
         .output()
         .unwrap());
     down_leaves_nothing(&dir, &slot, "bridge made, alias not set");
+}
+
+/// Tears the sandbox in a directory down when dropped (also when the test panics).
+struct DownOnDrop(std::path::PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = sandbox(&["down", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+/// `up --nodes N` on the directory of a running single-host sandbox fails (other
+/// options) and leaves it running: it used to take the single-host sandbox for
+/// leftovers and tear it down.
+#[test]
+fn up_of_the_other_mode_leaves_a_running_single_host_sandbox_alone() {
+    let _lock = exclusive_cluster();
+    let dir = tempfile::Builder::new()
+        .prefix("mst.")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let guard = DownOnDrop(dir.clone());
+    let d = dir.to_str().unwrap();
+    let mut up = Command::new(sandbox_script());
+    up.env("MICROSCALE_SANDBOX_OWNER", std::process::id().to_string())
+        .args(["up", "--bare", "--dir", d]);
+    let out = output_within(&mut up, Duration::from_secs(300)).expect("up within 5 minutes");
+    ok(out);
+    let pid = std::fs::read_to_string(dir.join("m/dockerd.pid")).unwrap();
+    let out = sandbox(&["up", "--nodes", "2", "--dir", d]);
+    assert!(!out.status.success(), "up --nodes 2 accepted");
+    assert!(
+        stderr(&out).contains("is up with other options (bare=1 worker=0 plain=0)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("m/dockerd.pid")).unwrap(),
+        pid,
+        "the single-host manager was replaced"
+    );
+    let st = sandbox(&["status", "--dir", d]);
+    assert!(st.status.success(), "status: {}", stdout(&st));
+    assert!(stdout(&st).contains("manager  running"), "{}", stdout(&st));
+    drop(guard);
+    assert!(!dir.exists(), "down left {d}");
 }
