@@ -103,8 +103,8 @@ fn down_leaves_nothing(dir: &Path, slot: &str, case: &str) {
 /// message naming the node list, with the name shown without control characters,
 /// and change nothing; the verbs are idempotent (kill twice, thaw without
 /// freeze, heal without cut); bad `up` options fail before anything is made; `up`
-/// with other options does not touch a running sandbox; a verb on a sandbox that
-/// is not there, or not multi-node, says so.
+/// again is a no-op, and with other options does not touch a running sandbox; a
+/// verb on a sandbox that is not there, or not multi-node, says so.
 #[test]
 fn sandbox_refuses_bad_names_and_options_and_changes_nothing() {
     let c = Cluster::up(2, 1);
@@ -167,6 +167,24 @@ fn sandbox_refuses_bad_names_and_options_and_changes_nothing() {
     assert_eq!(c.engine_pid("n2"), None, "n2 still runs after kill");
     ok(sandbox(&["restart", "n2", "--dir", &dir]));
     assert!(c.answers("n2", Duration::from_secs(10)));
+
+    // `up` again with the same options: says so, changes nothing.
+    let out = ok(sandbox(&[
+        "up",
+        "--nodes",
+        "2",
+        "--managers",
+        "1",
+        "--dir",
+        &dir,
+    ]));
+    assert!(stderr(&out).contains("is already up"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("MICROSCALE_NODES=\"n1 n2\""),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(c.engine_pid("n1"), Some(pid1), "up replaced n1's dockerd");
 
     // `up` with other options fails and leaves the running sandbox alone.
     for args in [
