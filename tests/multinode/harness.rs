@@ -126,6 +126,12 @@ fn cluster_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Holds the one-cluster-at-a-time lock of this process without a [`Cluster`]: for
+/// tests that run `scripts/sandbox up` themselves (and must tear down what it made).
+pub fn exclusive_cluster() -> MutexGuard<'static, ()> {
+    cluster_lock()
+}
+
 /// What the fault verbs last did to a node, so that [`Cluster::leader`] does not
 /// wait on engines that cannot answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -5,6 +5,7 @@
 
 mod down_nodes;
 mod harness;
+mod sandbox;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
