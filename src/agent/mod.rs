@@ -1201,6 +1201,44 @@ fn metric_timeout(interval: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_deadline_is_the_windows_end_and_follows_renewals() {
+        let view = LeaseView::new(Arc::new(Telemetry::new()));
+        // No window: lost at once.
+        let t0 = Instant::now();
+        view.lost().await;
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        // A window ending in 150 ms, renewed after 50 ms to end 300 ms from now.
+        view.set_window(Some(t0 + Duration::from_millis(150)));
+        assert!(view.holds());
+        assert!(
+            view.telemetry.lease_held_now(),
+            "the gauge follows the window"
+        );
+        let renew = {
+            let view = view.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                view.set_window(Some(t0 + Duration::from_millis(300)));
+            }
+        };
+        tokio::join!(view.lost(), renew);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+        assert!(!view.holds());
+        assert!(!view.telemetry.lease_held_now());
+        // A window that ended while nothing polled (a paused process): lost at the
+        // first poll, whatever timer was armed.
+        view.set_window(Some(Instant::now() + Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(40));
+        let t1 = Instant::now();
+        view.lost().await;
+        assert!(t1.elapsed() < Duration::from_millis(20));
+    }
+
     #[test]
     fn counts_set_by_a_peer_of_the_lease_are_not_fights() {
         let mem = |set: Option<u64>, peer: &[u64]| Memory {

@@ -439,6 +439,58 @@ mod tests {
         );
     }
 
+    /// An engine on a unix socket that reads requests and never answers (a manager
+    /// that cannot commit), and the RawService of a replicated service at 2.
+    fn silent_engine() -> (tempfile::TempDir, Engine, RawService) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let mut held = vec![];
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut conn, &mut buf);
+                held.push(conn);
+            }
+        });
+        let engine = Engine::connect(crate::engine::connect::Endpoint {
+            host: format!("unix://{}", path.display()),
+            tls: None,
+            source: crate::engine::connect::HostSource::Flag,
+        })
+        .unwrap();
+        let svc = RawService::from_value(serde_json::json!({
+            "ID": "svc1", "Version": {"Index": 5},
+            "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 2}}}
+        }))
+        .unwrap();
+        (dir, engine, svc)
+    }
+
+    #[tokio::test]
+    async fn an_update_in_flight_at_the_deadline_has_an_unknown_outcome() {
+        let (_dir, engine, svc) = silent_engine();
+        let decide = |_: &RawService| Ok(Verdict::Scale(3));
+        let started = std::time::Instant::now();
+        let out = update_within(
+            &engine,
+            svc.clone(),
+            &decide,
+            tokio::time::sleep(Duration::from_millis(200)),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(out.convergence, Convergence::Unknown);
+        assert!(!out.updated);
+        let e = out.error.unwrap();
+        assert!(e.contains("may or may not have been applied"), "{e}");
+        // A deadline already passed: nothing is sent, the service is held.
+        let out = update_within(&engine, svc, &decide, std::future::ready(())).await;
+        assert_eq!(out.convergence, Convergence::Unchanged);
+        assert_eq!(out.error, None);
+        assert!(out.held.unwrap().contains("before the update was sent"));
+    }
+
     #[test]
     fn backoff_grows_and_is_bounded() {
         for n in 1..20 {
