@@ -535,7 +535,7 @@ pub struct LeaseArgs {
     )]
     pub name: String,
 
-    /// Time to live, e.g. 2s or 15s (default 15s): renewed every third of it; a standby takes over after it passes unrenewed
+    /// Time to live, e.g. 2s or 15s (default 12s): renewed every third of it; a standby takes over after it passes unrenewed
     #[arg(long = "ttl", value_name = "duration")]
     pub ttl: Option<String>,
 
@@ -627,7 +627,7 @@ pub struct RunArgs {
     #[arg(long = "lease-name", value_name = "string")]
     pub lease_name: Option<String>,
 
-    /// How long a lease outlives a holder that stopped renewing it, from 1s (default 15s)
+    /// How long a lease outlives a holder that stopped renewing it, from 1s (default 12s)
     #[arg(long = "lease-ttl", value_name = "duration")]
     pub lease_ttl: Option<String>,
 

@@ -962,6 +962,91 @@ mod tests {
     }
 
     #[test]
+    fn a_down_node_hostname_never_reaches_the_terminal_raw() {
+        // Whoever runs a node sets its hostname (the engine's `hostname`), and it
+        // may hold escape sequences (ESC, BEL, CSI as U+009B), a bidirectional
+        // override or a newline. It is shown escaped in REPLICAS, in JSON, in a
+        // template, in plan's reason and in scale's "ignoring" line.
+        let evil = "w1\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}x\ny";
+        let snap = Snapshot {
+            services: vec![with_status(svc("s1", "web"), 2, 1)],
+            tasks: vec![
+                task("s1", "n1", "running", "running"),
+                task("s1", "n2", "running", "shutdown"),
+            ],
+            nodes: vec![node("n1", "a", "ready"), node("n2", evil, "down")],
+        };
+        let rows = build_rows(&snap, false);
+        assert_eq!(
+            rows[0].down_nodes,
+            [evil],
+            "the data keeps the name as it is"
+        );
+        let raw = |text: &str| {
+            text.chars()
+                .any(|c| matches!(c, '\u{1b}' | '\u{7}' | '\u{9b}' | '\u{202e}'))
+        };
+        let table = crate::render::status_table(&rows, false);
+        assert!(!raw(&table), "{table:?}");
+        assert!(
+            table.contains(r"w1\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}x\ny"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 2, "one line per service: {table}");
+        let json = crate::render::json_lines(&rows);
+        assert!(!raw(&json) && json.lines().count() == 1, "{json:?}");
+        let back: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(
+            back["DownNodes"][0], evil,
+            "JSON escapes decode to the name"
+        );
+        for template in [
+            "{{.Replicas}}",
+            "{{.DownNodes}}",
+            "{{range .DownNodes}}{{.}}{{end}}",
+        ] {
+            let f = crate::render::Format::parse(Some(template), crate::render::fields::STATUS)
+                .unwrap();
+            let out = f
+                .render(&rows, |r| crate::render::status_table(r, false))
+                .unwrap();
+            assert!(
+                !raw(&out) && out.lines().count() == 1,
+                "{template}: {out:?}"
+            );
+        }
+        let counted = snap.running_tasks(&snap.services[0]);
+        let reason = crate::plan::stale_reason(&counted).unwrap();
+        let plan = crate::plan::table(
+            &[crate::plan::PlanRow {
+                id: "s1".into(),
+                service: "web".into(),
+                current: 1,
+                running: counted.running,
+                metric: None,
+                desired: 1,
+                action: "none".into(),
+                reasons: vec![reason],
+                source: "labels".into(),
+            }],
+            true,
+        );
+        assert!(!raw(&plan) && plan.lines().count() == 2, "{plan:?}");
+        let c = crate::scale::watch::Count {
+            desired: 1,
+            done: counted.running,
+            stopping: 0,
+            stale: counted.stale,
+            stale_nodes: counted.stale_nodes.clone(),
+            job: false,
+        };
+        let line = crate::scale::watch::stale_line("web", &c).unwrap();
+        // The wait prints it with `say` or the progress bars' println, both through
+        // `printable`.
+        assert!(!raw(&crate::render::printable(&line)));
+    }
+
+    #[test]
     fn unknown_and_disconnected_nodes_keep_their_tasks() {
         // After a leader election every node is `unknown` until it reports in; a node
         // looking for a new manager is `disconnected`. Swarm replaces neither's tasks.

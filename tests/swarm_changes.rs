@@ -169,10 +169,12 @@ fn an_empty_swarm_prints_the_header_only() {
         .args(["-4", "route", "show", "table", "all"])
         .output()
         .unwrap()));
-    let net = (0..=255)
-        .map(|n| (std::process::id() as usize + n) % 256)
-        .find(|n| !routes.contains(&format!("10.251.{n}.")))
-        .expect("a free 10.251.x.0/24");
+    // In 198.19.48.0/21, the tests' own part of the RFC 2544 range (see
+    // mn_layout in scripts/sandbox); the swarm's pool is 198.19.56.0/21.
+    let net = (0..8)
+        .map(|n| 48 + (std::process::id() as usize + n) % 8)
+        .find(|n| !routes.contains(&format!("198.19.{n}.")))
+        .expect("a free 198.19.x.0/24 in 198.19.48.0/21");
     let bridge = format!("msgwe{}", std::process::id() % 100_000);
     ok(dk(&[
         "network",
@@ -180,7 +182,7 @@ fn an_empty_swarm_prints_the_header_only() {
         "--driver",
         "bridge",
         "--subnet",
-        &format!("10.251.{net}.0/24"),
+        &format!("198.19.{net}.0/24"),
         "--opt",
         &format!("com.docker.network.bridge.name={bridge}"),
         "--opt",
@@ -204,6 +206,10 @@ fn an_empty_swarm_prints_the_header_only() {
         &format!("{addr}:{listen}"),
         "--data-path-port",
         &data,
+        "--default-addr-pool",
+        "198.19.56.0/21",
+        "--default-addr-pool-mask-length",
+        "24",
     ]));
 
     let run = |args: &[&str]| {

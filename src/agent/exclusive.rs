@@ -60,6 +60,13 @@ impl Exclusive {
             .unwrap_or(false)
     }
 
+    /// The end of this process's lease window (monotonic), shared with the task
+    /// that renews it; `None` inside once it is lost or released. `apply` bounds
+    /// each update by it (`crate::scale::Options::window`).
+    pub fn window(&self) -> Arc<Mutex<Option<Instant>>> {
+        self.valid.clone()
+    }
+
     /// This process's holder id (`apply/HOST/NODE/PID-NONCE`).
     pub fn holder(&self) -> &str {
         &self.holder
@@ -199,10 +206,12 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
                 _ = &mut stopped => break,
             };
             if let Ok(mut v) = shared.lock() {
-                *v = if matches!(r, Ok(LeaseState::Held)) {
-                    l.valid_until()
-                } else {
-                    None
+                // The window as the lease keeps it: closed by another holder, kept
+                // to its end by an error (a renewal that failed does not shorten
+                // it, nor make it last longer).
+                *v = match r {
+                    Ok(LeaseState::Held) | Err(_) => l.valid_until(),
+                    Ok(_) => None,
                 };
             }
         }

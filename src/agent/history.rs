@@ -24,7 +24,9 @@
 //!
 //! # Writes
 //!
-//! The lease holder writes at most once per pass, and only when something changed:
+//! The lease holder writes at most once after a pass (and once more before the
+//! updates of a pass that scales, so that the decided scale events are stored
+//! before the counts change), and only when something changed:
 //! a new recommendation value, a scale event, a failure count, a count it set, a
 //! service removed. In a steady swarm the newest recommendation's time is the only
 //! thing that moves; it is written at most every [`REFRESH_SECS`], and a reader

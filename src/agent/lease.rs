@@ -24,22 +24,53 @@
 //!
 //! # Time, without comparing clocks
 //!
-//! Each agent uses only its own monotonic clock ([`Window`]):
+//! Each agent uses only its own monotonic clock ([`Window`]); no two managers' clocks
+//! are ever compared, only the *rates* at which they run are assumed to differ by
+//! less than the margin allows (see below).
 //!
 //! - The holder renews every TTL/3, and counts itself the holder only until (when its
 //!   last successful renewal was *sent*) + TTL - TTL/5. A renewal that fails or comes
-//!   late therefore ends its window before anyone else may take over.
-//! - Another agent counts the lease as expired once it has seen the config's version
-//!   index stay the same for a full TTL (the larger of its own TTL and the holder's
-//!   [`LABEL_TTL`]), counted from when the read that first showed that version
-//!   *returned*. A fresh agent thus waits one TTL before taking over a held lease; an
-//!   empty holder label is free at once.
+//!   late therefore ends its window before anyone else may take over. Every write
+//!   also carries [`LABEL_CLOCK`]: the holder's own monotonic clock when it was sent
+//!   (milliseconds from an origin of that process), so that a standby can tell how
+//!   far apart two of its renewals were sent.
+//! - Another agent (a standby) counts the lease as expired once the version it
+//!   watches has stayed the same for a full TTL (the larger of its own TTL and the
+//!   holder's [`LABEL_TTL`]) on its own clock, counted from `since`, a time at or
+//!   after the moment the holder *sent* the write that produced that version:
+//!   - the first version it sees of a holder: `since` is when the read that showed
+//!     it *returned*;
+//!   - a later version of the same holder (same holder id, a larger version and a
+//!     larger [`LABEL_CLOCK`]): `since` is the previous version's `since` plus the
+//!     holder's own time between the two writes, scaled by TTL / (TTL - TTL/5) =
+//!     5/4 for clock rates, or when the read returned if that is earlier. So the
+//!     clock runs from the last version the standby saw, and a read that hung
+//!     through a Raft election (it returns only when a new leader answers) no
+//!     longer restarts it.
 //!
-//! A renewal is sent before it is committed and committed before any read shows it,
-//! so a takeover comes at least TTL/5 after the holder's window ended, as long as the
-//! two monotonic clocks run at about the same rate (the margin covers 20% of drift).
-//! An agent whose engine cannot be reached keeps no lease: [`Lease::tick`] returns the
-//! error and [`Lease::holds`] turns false when the window ends.
+//! Why `since` is never before the holder's send: a renewal is sent before it is
+//! committed, and committed before any read shows it, so the read that returned
+//! showing it returned after it was sent. And if version v' follows v from the same
+//! holder process, it was sent (v' clock - v clock) of the holder's time after v,
+//! which the 5/4 factor turns into at least that much of the standby's time as long
+//! as the two clocks' rates differ by less than the margin covers. Hence the
+//! takeover, which needs the watched version to be current (compare-and-set), comes
+//! at least a TTL after the holder's last renewal was sent, and so at least TTL/5
+//! after its window ended.
+//!
+//! Why not simply count from when the read that showed v was *sent*: a read is
+//! answered at some moment between its send and its return, and the write it shows
+//! may have been sent after the read was. Swarm queues reads on the leader: a read
+//! sent at the start of an election is answered after it, and the holder's renewal
+//! sent during the election (or the standby's own dockerd stalled, frozen or swapped
+//! out, while the holder renews normally) may well be committed just before. Counted
+//! from the read's send, the standby would take over while that renewal's window is
+//! still open. The holder clock label gives the same speed without that hole.
+//!
+//! An agent whose engine cannot be reached keeps no lease: [`Lease::tick`] returns
+//! the error and [`Lease::holds`] turns false when the window ends. A standby polls
+//! every TTL/6 by default ([`Lease::with_poll`] sets another period), so that it
+//! sees each renewal soon after it is committed.
 //!
 //! Configs are manager-only: on a worker node every call returns
 //! [`EngineError::Worker`].
@@ -58,8 +89,9 @@ use crate::exit::{Exit, Failure};
 /// The name of the Swarm config the `run` agent uses as its lease.
 pub const DEFAULT_NAME: &str = "microscale-agent-lease";
 
-/// The TTL the `run` agent uses unless told otherwise: 15 seconds.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
+/// The TTL the `run` agent uses unless told otherwise: 12 seconds (docs/agent.md,
+/// takeover times: with it a standby takes over within 20 s of the holder dying).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(12);
 
 /// Shortest TTL accepted: 1 second.
 pub const MIN_TTL: Duration = Duration::from_secs(1);
@@ -75,6 +107,22 @@ pub const LABEL_TTL: &str = "microscale.lease.ttl";
 
 /// Config label with the time of the last write, RFC 3339 (informational).
 pub const LABEL_RENEWED: &str = "microscale.lease.renewed";
+
+/// Config label with the writer's monotonic clock when the write was sent: whole
+/// milliseconds from an origin private to that process. Only differences between
+/// two writes of the same holder id mean anything (a standby's watch uses them).
+pub const LABEL_CLOCK: &str = "microscale.lease.clock";
+
+/// Shortest standby poll period [`Lease::with_poll`] accepts: 250 ms.
+pub const MIN_POLL: Duration = Duration::from_millis(250);
+
+/// This process's monotonic clock as written in [`LABEL_CLOCK`]: milliseconds from
+/// the first time it was asked for.
+fn holder_clock(at: Instant) -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    at.saturating_duration_since(origin).as_millis() as u64
+}
 
 /// The config's data (Swarm requires some): what the object is.
 const DATA: &str = "docker-microscale agent lease: the holder is in the microscale.lease.* labels; see docs/agent.md\n";
@@ -96,10 +144,12 @@ pub enum LeaseState {
 /// I/O), for the holder's validity window and a standby's expiry watch.
 ///
 /// All instants are from one process's monotonic clock; durations derive from the
-/// TTL: renew every TTL/3, safety margin TTL/5.
+/// TTL: renew every TTL/3, safety margin TTL/5, standby poll TTL/6 unless set.
 #[derive(Debug, Clone)]
 pub struct Window {
     ttl: Duration,
+    /// How often a standby reads the lease.
+    poll: Duration,
     /// When the last successful write of ours (create, takeover, renewal) was sent.
     last_sent: Option<Instant>,
     /// End of our window: `last_sent` + TTL - margin.
@@ -110,22 +160,42 @@ pub struct Window {
     backoff_until: Option<Instant>,
 }
 
+/// What one read of the lease showed of another agent's hold (the lease labels and
+/// the config's version index), for [`Window::observe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The config's version index (`Version.Index`).
+    pub version: u64,
+    /// The holder id ([`LABEL_HOLDER`]; not ours, not empty).
+    pub holder: String,
+    /// The holder's TTL ([`LABEL_TTL`]), when readable.
+    pub ttl: Option<Duration>,
+    /// The holder's clock when it sent this write ([`LABEL_CLOCK`], milliseconds),
+    /// when readable.
+    pub clock: Option<u64>,
+}
+
 /// One version of the lease seen held by another agent, and since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Watch {
     version: u64,
     holder: String,
-    /// When the read that first showed this version returned.
+    /// The holder's [`LABEL_CLOCK`] on this version.
+    clock: Option<u64>,
+    /// On our clock, at or after the moment the holder sent the write that produced
+    /// this version (module docs, "Time, without comparing clocks").
     since: Instant,
     /// How long it must stay unchanged: max(our TTL, the holder's TTL label).
     ttl: Duration,
 }
 
 impl Window {
-    /// A window for `ttl`, holding nothing and watching nothing.
+    /// A window for `ttl`, holding nothing and watching nothing; a standby polls
+    /// every TTL/6.
     pub fn new(ttl: Duration) -> Window {
         Window {
             ttl,
+            poll: ttl / 6,
             last_sent: None,
             valid_until: None,
             watch: None,
@@ -133,14 +203,27 @@ impl Window {
         }
     }
 
+    /// The same window with a standby poll period of `poll`, kept within
+    /// [`MIN_POLL`]..=TTL/3.
+    pub fn with_poll(mut self, poll: Duration) -> Window {
+        self.poll = poll.clamp(MIN_POLL.min(self.ttl / 3), self.ttl / 3);
+        self
+    }
+
     /// The TTL.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    /// How often the holder renews, and a standby polls: TTL/3.
+    /// How often the holder renews: TTL/3.
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3
+    }
+
+    /// How often a standby reads the lease.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn poll(&self) -> Duration {
+        self.poll
     }
 
     /// How long before the end of the TTL the holder stops counting itself the
@@ -187,32 +270,58 @@ impl Window {
         self.valid_until = None;
     }
 
-    /// A standby read the lease at `seen` (when the read returned): `version`, held
-    /// by `holder` (not us, not empty) with the TTL label `holder_ttl`. The watch
-    /// starts again whenever the version or holder changes. Returns when it expires.
-    pub fn observe(
-        &mut self,
-        version: u64,
-        holder: &str,
-        holder_ttl: Option<Duration>,
-        seen: Instant,
-    ) -> Instant {
-        let ttl = self.ttl.max(holder_ttl.unwrap_or_default());
+    /// A standby read the lease, and the read returned at `returned`, showing
+    /// `seen` (held by another agent). Returns when the watch expires.
+    ///
+    /// The same version and holder as watched: the watch goes on from its `since`
+    /// (a read that hung and returned late restarts nothing). A newer version of
+    /// the same holder whose [`LABEL_CLOCK`] moved on: `since` moves by the holder's
+    /// own time between the two writes times TTL / (TTL - TTL/5), but never past
+    /// `returned`. Anything else (another holder, no clock label, a clock that did
+    /// not move on): `since` is `returned`.
+    pub fn observe(&mut self, seen: &Sighting, returned: Instant) -> Instant {
+        let ttl = self.ttl.max(seen.ttl.unwrap_or_default());
         let watch = match self.watch.take() {
-            Some(mut w) if w.version == version && w.holder == holder => {
+            Some(mut w) if w.version == seen.version && w.holder == seen.holder => {
                 w.ttl = w.ttl.max(ttl);
                 w
             }
-            _ => Watch {
-                version,
-                holder: holder.to_string(),
-                since: seen,
-                ttl,
-            },
+            previous => {
+                let chained = previous
+                    .filter(|w| w.holder == seen.holder && seen.version > w.version)
+                    .and_then(|w| {
+                        let elapsed = seen.clock?.checked_sub(w.clock?)?;
+                        (elapsed > 0)
+                            .then(|| w.since + self.rate_bound(Duration::from_millis(elapsed)))
+                    });
+                Watch {
+                    version: seen.version,
+                    holder: seen.holder.clone(),
+                    clock: seen.clock,
+                    since: chained.map_or(returned, |c| c.min(returned)),
+                    ttl,
+                }
+            }
         };
         let expires = watch.since + watch.ttl;
         self.watch = Some(watch);
         expires
+    }
+
+    /// `d` of another process's clock as at most this much of ours: `d` times
+    /// TTL / (TTL - TTL/5) (5/4), the rate difference the margin covers.
+    fn rate_bound(&self, d: Duration) -> Duration {
+        let window = self.ttl - self.margin();
+        if window.is_zero() {
+            return d;
+        }
+        d.mul_f64(self.ttl.as_secs_f64() / window.as_secs_f64())
+    }
+
+    /// When the watched version's write was sent at the latest, on our clock.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn watched_since(&self) -> Option<Instant> {
+        self.watch.as_ref().map(|w| w.since)
     }
 
     /// Whether the watched version has stayed unchanged for its full TTL at `now`.
@@ -233,10 +342,27 @@ impl Window {
         self.watch = None;
     }
 
-    /// A tick failed at `now`: wait TTL/6 before the next, so that a holder still
-    /// gets two more tries within its window and a down engine is not hammered.
+    /// A tick failed at `now`: wait the poll period, at most TTL/6, before the
+    /// next, so that a holder still gets two more tries within its window, a
+    /// standby soon tries again (a new request reaches a newly elected leader), and
+    /// a down engine is not hammered.
     pub fn failed(&mut self, now: Instant) {
-        self.backoff_until = Some(now + self.renew_every() / 2);
+        self.backoff_until = Some(now + self.poll.min(self.renew_every() / 2));
+    }
+
+    /// How long one lease request may take: a read TTL/3, at most 2 s but at least
+    /// min(TTL, 1 s); a write TTL/3. A request that hangs (it was forwarded to a
+    /// Raft leader that died or froze, and Swarm waits on it) is given up, and the
+    /// next tick sends a new one, which reaches the new leader once there is one.
+    pub fn request_timeout(&self, read: bool) -> Duration {
+        let third = self.ttl / 3;
+        if read {
+            third
+                .min(Duration::from_secs(2))
+                .max(self.ttl.min(Duration::from_secs(1)))
+        } else {
+            third
+        }
     }
 
     /// A tick succeeded: no backoff.
@@ -245,13 +371,13 @@ impl Window {
     }
 
     /// When the next tick is due, as of `now`: the holder at its next renewal; a
-    /// standby at the next poll (TTL/3) or the watch's expiry, whichever is first;
-    /// after a failure, not before the backoff ends.
+    /// standby at the next poll or the watch's expiry, whichever is first; after a
+    /// failure, not before the backoff ends.
     pub fn next_tick(&self, now: Instant) -> Instant {
         let due = match (self.holds(now), self.last_sent) {
             (true, Some(sent)) => sent + self.renew_every(),
             _ => {
-                let poll = now + self.renew_every();
+                let poll = now + self.poll;
                 match &self.watch {
                     Some(w) => poll.min(w.since + w.ttl),
                     None => poll,
@@ -273,6 +399,19 @@ struct Current {
     spec: Value,
     holder: String,
     ttl: Option<Duration>,
+    clock: Option<u64>,
+}
+
+impl Current {
+    /// What a standby's watch needs of it.
+    fn sighting(&self) -> Sighting {
+        Sighting {
+            version: self.version,
+            holder: self.holder.clone(),
+            ttl: self.ttl,
+            clock: self.clock,
+        }
+    }
 }
 
 /// Reads a config answer. `Ok(None)` when it names another config (the engine also
@@ -304,6 +443,9 @@ fn parse_config(name: &str, value: &Value) -> Result<Option<Current>, EngineErro
             .unwrap_or_default()
             .to_string(),
         ttl: labels[LABEL_TTL].as_str().and_then(parse_ttl_label),
+        clock: labels[LABEL_CLOCK]
+            .as_str()
+            .and_then(|c| c.trim().parse::<u64>().ok()),
     }))
 }
 
@@ -319,23 +461,25 @@ fn ttl_label(ttl: Duration) -> String {
     format!("{}", ttl.as_secs_f64())
 }
 
-/// The three lease labels.
-fn lease_labels(holder: &str, ttl: Duration) -> [(&'static str, String); 3] {
+/// The four lease labels of a write sent at `sent`.
+fn lease_labels(holder: &str, ttl: Duration, sent: Instant) -> [(&'static str, String); 4] {
     [
         (LABEL_HOLDER, holder.to_string()),
         (LABEL_TTL, ttl_label(ttl)),
         (LABEL_RENEWED, format!("{:.3}", jiff::Timestamp::now())),
+        (LABEL_CLOCK, holder_clock(sent).to_string()),
     ]
 }
 
-/// `spec` exactly as read, with only the lease labels set.
-fn spec_with_labels(spec: &Value, holder: &str, ttl: Duration) -> Value {
+/// `spec` exactly as read, with only the lease labels set (for a write sent at
+/// `sent`).
+fn spec_with_labels(spec: &Value, holder: &str, ttl: Duration, sent: Instant) -> Value {
     let mut spec = spec.clone();
     if !spec["Labels"].is_object() {
         spec["Labels"] = json!({});
     }
     if let Some(labels) = spec["Labels"].as_object_mut() {
-        for (k, v) in lease_labels(holder, ttl) {
+        for (k, v) in lease_labels(holder, ttl, sent) {
             labels.insert(k.to_string(), Value::from(v));
         }
     }
@@ -366,6 +510,16 @@ impl Lease {
             holder,
             window: Window::new(ttl.clamp(MIN_TTL, MAX_TTL)),
         }
+    }
+
+    /// The same lease, polled every `poll` while another agent holds it (kept within
+    /// [`MIN_POLL`]..=TTL/3; TTL/6 unless set). A shorter poll lets a standby see
+    /// each renewal sooner, so its watch starts closer to the holder's send and a
+    /// takeover comes sooner after the holder dies; each poll is one
+    /// `GET /configs/{name}`.
+    pub fn with_poll(mut self, poll: Duration) -> Lease {
+        self.window = self.window.with_poll(poll);
+        self
     }
 
     /// The config's name.
@@ -446,7 +600,7 @@ impl Lease {
             self.window.forget_watch();
             return self.write(engine, &cur).await;
         }
-        self.window.observe(cur.version, &cur.holder, cur.ttl, seen);
+        self.window.observe(&cur.sighting(), seen);
         if self.window.expired(seen) {
             return self.write(engine, &cur).await;
         }
@@ -469,7 +623,7 @@ impl Lease {
             if cur.holder != self.holder {
                 return Ok(false);
             }
-            let spec = spec_with_labels(&cur.spec, "", self.ttl());
+            let spec = spec_with_labels(&cur.spec, "", self.ttl(), Instant::now());
             match self.update(engine, &cur, &spec).await {
                 Ok(()) => return Ok(true),
                 Err(e) if is_out_of_sequence(&e) => last = Some(e),
@@ -490,8 +644,8 @@ impl Lease {
 
     /// Takes over or renews by compare-and-set on the version read.
     async fn write(&mut self, engine: &Engine, cur: &Current) -> Result<LeaseState, EngineError> {
-        let spec = spec_with_labels(&cur.spec, &self.holder, self.ttl());
         let sent = Instant::now();
+        let spec = spec_with_labels(&cur.spec, &self.holder, self.ttl(), sent);
         match self.update(engine, cur, &spec).await {
             Ok(()) => {
                 self.window.renewed(sent);
@@ -516,14 +670,15 @@ impl Lease {
         if cur.holder.is_empty() {
             return Ok(LeaseState::Free);
         }
-        self.window.observe(cur.version, &cur.holder, cur.ttl, seen);
+        self.window.observe(&cur.sighting(), seen);
         Ok(LeaseState::Other(cur.holder))
     }
 
     /// Creates the lease, held by us. A name conflict (another agent created it
     /// first) reads theirs.
     async fn create(&mut self, engine: &Engine) -> Result<LeaseState, EngineError> {
-        let labels: serde_json::Map<String, Value> = lease_labels(&self.holder, self.ttl())
+        let sent = Instant::now();
+        let labels: serde_json::Map<String, Value> = lease_labels(&self.holder, self.ttl(), sent)
             .into_iter()
             .map(|(k, v)| (k.to_string(), Value::from(v)))
             .collect();
@@ -532,7 +687,6 @@ impl Lease {
             "Labels": labels,
             "Data": base64::engine::general_purpose::STANDARD.encode(DATA),
         });
-        let sent = Instant::now();
         let created = self
             .request(
                 engine,
@@ -593,8 +747,9 @@ impl Lease {
         .map(|_| ())
     }
 
-    /// One request, bounded by the TTL (and by the engine's own request timeout): a
-    /// tick must not outlast the window it is meant to keep open.
+    /// One request, bounded by [`Window::request_timeout`] (and by the engine's own
+    /// request timeout): a tick must not outlast the window it is meant to keep
+    /// open, and a read must not keep a standby waiting on a leader that died.
     async fn request(
         &self,
         engine: &Engine,
@@ -602,17 +757,17 @@ impl Lease {
         path: String,
         body: Option<Vec<u8>>,
     ) -> Result<bytes::Bytes, EngineError> {
-        let ttl = self.ttl();
-        match tokio::time::timeout(ttl, engine.raw_request(method, &path, body)).await {
+        let limit = self.window.request_timeout(method == http::Method::GET);
+        match tokio::time::timeout(limit, engine.raw_request(method, &path, body)).await {
             Ok(r) => r,
             Err(_) => Err(EngineError::Unreachable {
                 host: crate::redact::redact_value(&engine.endpoint.host),
                 source_desc: engine.endpoint.source.to_string(),
                 reason: format!(
-                    "no answer to the lease request within its TTL ({})",
-                    humantime::format_duration(ttl)
+                    "no answer to the lease request within {} (a Raft election, a manager cut off from the leader, an overloaded engine)",
+                    humantime::format_duration(limit)
                 ),
-                hint: "The engine accepted the connection but did not answer in time; check that it is not overloaded, or use a longer TTL.".into(),
+                hint: "The engine accepted the connection but did not answer in time; the lease is tried again shortly. If the engine is merely slow, use a longer --lease-ttl.".into(),
             }),
         }
     }
@@ -967,25 +1122,90 @@ mod tests {
         assert!(w.renew_due(t0 + ms(1001)));
     }
 
+    fn sight(version: u64, holder: &str, ttl: Option<Duration>, clock: Option<u64>) -> Sighting {
+        Sighting {
+            version,
+            holder: holder.into(),
+            ttl,
+            clock,
+        }
+    }
+
     #[test]
     fn a_standby_waits_a_full_ttl_of_an_unchanged_version() {
         let t0 = Instant::now();
         let mut w = Window::new(TTL);
-        assert_eq!(w.observe(7, "a", Some(TTL), t0), t0 + TTL);
+        assert_eq!(w.observe(&sight(7, "a", Some(TTL), None), t0), t0 + TTL);
         assert!(!w.expired(t0 + ms(2999)));
-        // Seeing the same version again does not restart the watch.
-        w.observe(7, "a", Some(TTL), t0 + ms(2000));
+        // Seeing the same version again does not restart the watch, however late
+        // the read returned.
+        w.observe(&sight(7, "a", Some(TTL), None), t0 + ms(2000));
         assert!(w.expired(t0 + TTL));
-        // A renewal (new version) restarts it, from when the read returned.
+        // A renewal without a clock label (an older agent) restarts it, from when
+        // the read returned.
         let t1 = t0 + ms(3100);
-        assert_eq!(w.observe(8, "a", Some(TTL), t1), t1 + TTL);
+        assert_eq!(w.observe(&sight(8, "a", Some(TTL), None), t1), t1 + TTL);
         assert!(!w.expired(t1 + ms(2999)));
         // So does another holder on the same version number (cannot happen in Swarm,
         // but never trust a holder change).
-        w.observe(8, "b", Some(TTL), t1 + ms(100));
+        w.observe(&sight(8, "b", Some(TTL), None), t1 + ms(100));
         assert!(w.expired(t1 + ms(100) + TTL));
         // The standby never holds while watching.
         assert!(!w.holds(t1 + ms(100)));
+    }
+
+    #[test]
+    fn a_read_that_hung_through_an_election_does_not_restart_the_clock() {
+        // The case: the standby saw renewal v7 (holder clock 40 000 ms) at
+        // t0; the holder renewed once more 1 s later (v8, clock 41 000) and its
+        // manager died; the standby's next read hung for 14 s (the election) and
+        // showed v8 for the first time.
+        let t0 = Instant::now();
+        let mut w = Window::new(TTL);
+        w.observe(&sight(7, "a", Some(TTL), Some(40_000)), t0);
+        let returned = t0 + Duration::from_secs(14);
+        let expires = w.observe(&sight(8, "a", Some(TTL), Some(41_000)), returned);
+        // The clock runs from v7's sighting plus 1 s of the holder's time (x 5/4),
+        // not from the hung read's return.
+        assert_eq!(w.watched_since(), Some(t0 + ms(1250)));
+        assert_eq!(expires, t0 + ms(1250) + TTL);
+        assert!(w.expired(returned));
+        // Without the first sighting the same read starts the clock at its return.
+        let mut fresh = Window::new(TTL);
+        let late = fresh.observe(&sight(8, "a", Some(TTL), Some(41_000)), returned);
+        assert_eq!(late, returned + TTL);
+    }
+
+    #[test]
+    fn the_holder_clock_only_chains_a_newer_version_of_the_same_holder() {
+        let t0 = Instant::now();
+        let back = t0 + ms(5000);
+        let chained = |first: Sighting, second: Sighting| {
+            let mut w = Window::new(TTL);
+            w.observe(&first, t0);
+            w.observe(&second, back);
+            w.watched_since().unwrap()
+        };
+        let a = |v, c| sight(v, "a", Some(TTL), c);
+        // 400 ms of the holder's time: 500 ms of ours.
+        assert_eq!(chained(a(1, Some(100)), a(2, Some(500))), t0 + ms(500));
+        // Never later than the read's return.
+        assert_eq!(chained(a(1, Some(0)), a(2, Some(60_000))), back);
+        // Another holder, a missing or unmoved clock, an older version: the return.
+        for (first, second) in [
+            (a(1, Some(100)), sight(2, "b", Some(TTL), Some(500))),
+            (a(1, None), a(2, Some(500))),
+            (a(1, Some(100)), a(2, None)),
+            (a(1, Some(500)), a(2, Some(500))),
+            (a(1, Some(500)), a(2, Some(100))),
+            (a(3, Some(100)), a(2, Some(500))),
+        ] {
+            assert_eq!(
+                chained(first.clone(), second.clone()),
+                back,
+                "{first:?} {second:?}"
+            );
+        }
     }
 
     #[test]
@@ -994,15 +1214,15 @@ mod tests {
         let mut w = Window::new(TTL);
         // A holder with a 10s TTL: wait 10s, not 3s.
         assert_eq!(
-            w.observe(1, "a", Some(Duration::from_secs(10)), t0),
+            w.observe(&sight(1, "a", Some(Duration::from_secs(10)), None), t0),
             t0 + Duration::from_secs(10)
         );
         assert!(!w.expired(t0 + Duration::from_secs(9)));
         // A shorter (or missing) holder TTL never shortens our own.
         let mut w = Window::new(TTL);
-        w.observe(1, "a", Some(ms(500)), t0);
+        w.observe(&sight(1, "a", Some(ms(500)), None), t0);
         assert!(!w.expired(t0 + ms(2999)));
-        w.observe(2, "a", None, t0);
+        w.observe(&sight(2, "a", None, None), t0);
         assert!(!w.expired(t0 + ms(2999)));
     }
 
@@ -1019,7 +1239,7 @@ mod tests {
                 holder.renewed(sent);
                 let seen = sent + ms(commit_delay + read_after_commit);
                 let mut standby = Window::new(TTL);
-                let expires = standby.observe(5, "h", Some(TTL), seen);
+                let expires = standby.observe(&sight(5, "h", Some(TTL), Some(9)), seen);
                 assert!(!standby.expired(expires - ms(1)));
                 assert!(standby.expired(expires));
                 assert!(expires >= holder.valid_until().unwrap() + holder.margin());
@@ -1028,16 +1248,128 @@ mod tests {
         }
     }
 
+    /// One run of the model below: the holder's renewals (gap after the previous
+    /// send, commit delay), the standby's reads (wait after the previous return,
+    /// hang before it is answered), and the holder clock's rate relative to the
+    /// standby's (per mille).
+    fn check_watch_never_expires_inside_the_holders_window(
+        ttl_ms: u64,
+        renewals: &[(u64, u64)],
+        reads: &[(u64, u64)],
+        rate_permille: u64,
+    ) -> Result<(), String> {
+        let ttl = ms(ttl_ms);
+        let t0 = Instant::now();
+        // Real time is the standby's clock. The holder sends renewal i at
+        // sends[i]; it is committed at commits[i] (in order); its clock label is
+        // the send time at the holder's rate; its window, by its own clock, lasts
+        // TTL - TTL/5, i.e. (TTL - TTL/5) / rate of ours.
+        let mut sends = vec![];
+        let mut commits: Vec<u64> = vec![];
+        let mut at = 0u64;
+        for &(gap, delay) in renewals {
+            at += gap;
+            sends.push(at);
+            let c = (at + delay).max(commits.last().copied().unwrap_or(0));
+            commits.push(c);
+        }
+        let rate = rate_permille as f64 / 1000.0;
+        let label = |i: usize| (sends[i] as f64 * rate).floor() as u64 + 1_000_000;
+        let window_ms = (ttl_ms - ttl_ms / 5) as f64 / rate;
+        let mut standby = Window::new(ttl);
+        let mut now = 0u64;
+        for &(wait, hang) in reads {
+            let served = now + wait + hang;
+            // The latest renewal committed when the read is answered.
+            let Some(i) = commits.iter().rposition(|&c| c <= served) else {
+                now = served;
+                continue;
+            };
+            now = served + 1;
+            let seen = sight(i as u64 + 1, "h", Some(ttl), Some(label(i)));
+            let expires = standby.observe(&seen, t0 + ms(now));
+            let since = standby.watched_since().unwrap();
+            if since < t0 + ms(sends[i]) {
+                return Err(format!("since {:?} before send {}", since - t0, sends[i]));
+            }
+            // The holder's window from that renewal ends before the expiry.
+            let window_end = sends[i] as f64 + window_ms;
+            if ((expires - t0).as_secs_f64() * 1000.0) < window_end - 1.0 {
+                return Err(format!(
+                    "expires {:?} inside the window ending at {window_end} ms",
+                    expires - t0
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Milliseconds: often 0 or a few (the tight cases), else up to `long`.
+    fn short_or_long(long: u64) -> impl proptest::strategy::Strategy<Value = u64> {
+        proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..5, 0u64..long,]
+    }
+
+    proptest::proptest! {
+        /// Whatever the renewal gaps, commit delays, read hangs (elections, a stalled
+        /// standby engine) and clock rates within what the margin covers (the
+        /// holder's clock at 0.8 to 3 times the standby's speed), the standby's
+        /// clock starts at or after the holder's send, and its watch never expires
+        /// while the holder's window from that renewal is open.
+        #[test]
+        fn a_standby_never_expires_a_lease_inside_the_holders_window(
+            ttl_ms in 1000u64..20_000,
+            renewals in proptest::collection::vec((0u64..15_000, short_or_long(20_000)), 1..12),
+            reads in proptest::collection::vec((short_or_long(5_000), short_or_long(40_000)), 1..24),
+            rate_permille in proptest::prop_oneof![proptest::strategy::Just(800u64), 800u64..3000],
+        ) {
+            let r = check_watch_never_expires_inside_the_holders_window(ttl_ms, &renewals, &reads, rate_permille);
+            proptest::prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn counting_from_the_reads_send_would_not_be_safe() {
+        // The brief's tempting rule, checked against the model: the standby's read
+        // is sent at 0 and hangs 15 s (an election); the holder renews at 14.9 s and
+        // is committed at once; the read is answered after it. Counted from the
+        // read's send (0), the lease would expire at 3 s, inside the renewal's
+        // window (14.9 + 2.4 s). The rule kept counts from the return: 15 s + TTL.
+        let t0 = Instant::now();
+        let mut standby = Window::new(TTL);
+        let expires = standby.observe(&sight(2, "h", Some(TTL), Some(14_900)), t0 + ms(15_000));
+        let mut holder = Window::new(TTL);
+        holder.renewed(t0 + ms(14_900));
+        assert!(expires > holder.valid_until().unwrap());
+        assert!(t0 + TTL < holder.valid_until().unwrap());
+    }
+
     #[test]
     fn ticks_are_due_at_renewals_polls_and_expiry_with_backoff_after_errors() {
         let t0 = Instant::now();
         let mut w = Window::new(TTL);
-        // Nothing known: poll at TTL/3.
-        assert_eq!(w.next_tick(t0), t0 + ms(1000));
+        // Nothing known: poll at TTL/6.
+        assert_eq!(w.next_tick(t0), t0 + ms(500));
         // Watching: poll, or at expiry if sooner.
-        w.observe(3, "a", None, t0);
+        w.observe(&sight(3, "a", None, None), t0);
         assert_eq!(w.next_tick(t0 + ms(2500)), t0 + TTL);
-        assert_eq!(w.next_tick(t0 + ms(100)), t0 + ms(1100));
+        // A standby polls every TTL/6.
+        assert_eq!(w.next_tick(t0 + ms(100)), t0 + ms(600));
+        let mut fast = Window::new(TTL).with_poll(ms(250));
+        fast.observe(&sight(3, "a", None, None), t0);
+        assert_eq!(fast.next_tick(t0 + ms(100)), t0 + ms(350));
+        // Kept within 250 ms..=TTL/3.
+        assert_eq!(Window::new(TTL).with_poll(ms(1)).poll(), ms(250));
+        // After an error a fast standby tries again at its poll.
+        fast.failed(t0);
+        assert_eq!(fast.next_tick(t0), t0 + ms(250));
+        // Requests: reads at most 2 s (at least min(TTL, 1 s)), writes TTL/3.
+        assert_eq!(w.request_timeout(true), ms(1000));
+        assert_eq!(w.request_timeout(false), ms(1000));
+        let w12 = Window::new(Duration::from_secs(12));
+        assert_eq!(w12.request_timeout(true), ms(2000));
+        assert_eq!(w12.request_timeout(false), ms(4000));
+        assert_eq!(Window::new(ms(1000)).request_timeout(true), ms(1000));
+        assert_eq!(Window::new(TTL).with_poll(TTL).poll(), ms(1000));
         // After an error: not before TTL/6.
         w.failed(t0 + ms(2900));
         assert_eq!(w.next_tick(t0 + ms(2900)), t0 + ms(3400));
@@ -1057,16 +1389,18 @@ mod tests {
             "Templating": {"Name": "golang"},
             "FutureField": [1, 2]
         });
-        let out = spec_with_labels(&spec, "new/abc/1-0001", Duration::from_millis(2500));
+        let sent = Instant::now() + ms(1500);
+        let out = spec_with_labels(&spec, "new/abc/1-0001", Duration::from_millis(2500), sent);
         let mut expected = spec.clone();
         expected["Labels"][LABEL_HOLDER] = json!("new/abc/1-0001");
         expected["Labels"][LABEL_TTL] = json!("2.5");
         expected["Labels"][LABEL_RENEWED] = out["Labels"][LABEL_RENEWED].clone();
+        expected["Labels"][LABEL_CLOCK] = json!(holder_clock(sent).to_string());
         assert_eq!(out, expected);
         let renewed = out["Labels"][LABEL_RENEWED].as_str().unwrap();
         assert!(renewed.parse::<jiff::Timestamp>().is_ok(), "{renewed}");
         // A spec without labels gets them.
-        let bare = spec_with_labels(&json!({"Name": "x", "Data": "eA=="}), "", TTL);
+        let bare = spec_with_labels(&json!({"Name": "x", "Data": "eA=="}), "", TTL, sent);
         assert_eq!(bare["Labels"][LABEL_HOLDER], "");
         assert_eq!(bare["Labels"][LABEL_TTL], "3");
     }
@@ -1083,6 +1417,18 @@ mod tests {
         assert_eq!(cur.version, 16);
         assert_eq!(cur.holder, "h");
         assert_eq!(cur.ttl, Some(ms(2500)));
+        assert_eq!(cur.clock, None);
+        let mut clocked = answer.clone();
+        clocked["Spec"]["Labels"][LABEL_CLOCK] = json!("41000");
+        assert_eq!(
+            parse_config("lease", &clocked).unwrap().unwrap().clock,
+            Some(41_000)
+        );
+        clocked["Spec"]["Labels"][LABEL_CLOCK] = json!("-3");
+        assert_eq!(
+            parse_config("lease", &clocked).unwrap().unwrap().clock,
+            None
+        );
         // The engine resolved the name as an ID prefix of another config.
         assert!(parse_config("vhrq", &answer).unwrap().is_none());
         // A config of that name that is not a lease is never taken over.

@@ -99,24 +99,37 @@ fn parse_duration_flag(
 /// What the agent remembers of one service between passes (by service ID).
 #[derive(Debug, Default)]
 struct Memory {
-    /// The count this agent set last, while nobody else changed it.
+    /// The count the agents of this lease set last, while nobody else changed it:
+    /// this agent's own updates during its tenure, from the shared history when it
+    /// takes the lease; `None` while it does not hold the lease.
     set_by_us: Option<u64>,
-    /// Resets by another writer.
-    fights: u64,
-    /// After repeated fights, the agent leaves the service alone until then.
-    quiet_until: Option<Instant>,
+    /// Counts the shared history says an agent of this lease set (its `set` and the
+    /// `to` of its scale events), read when this agent took the lease: the first
+    /// look of a tenure takes them as the previous holder's, not as a fight.
+    peer_counts: Vec<u64>,
     /// The last decision logged at INFO: (action, current, desired).
     logged: Option<(String, u64, u64)>,
 }
 
-/// Fights after which the agent stops fighting for a while.
-const FIGHTS_BEFORE_BACKING_OFF: u64 = 3;
+/// A difference between the count the agents of this lease set and the count the
+/// service has now: who made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// No difference, or nothing known to compare with.
+    None,
+    /// An agent of this lease set it (the shared history says so): not a fight.
+    Peer,
+    /// Another writer: a fight.
+    Other,
+}
 
-/// How long the agent leaves a service alone after `fights` resets: a minute after
-/// the third, doubling, at most an hour.
-fn fight_pause(fights: u64) -> Duration {
-    let n = fights.saturating_sub(FIGHTS_BEFORE_BACKING_OFF).min(6) as u32;
-    (Duration::from_secs(60) * 2u32.pow(n)).min(Duration::from_secs(3600))
+/// Who changed `current` from what `mem` remembers (see [`Reset`]).
+fn classify_reset(mem: &Memory, current: u64) -> Reset {
+    match mem.set_by_us {
+        Some(ours) if ours != current && mem.peer_counts.contains(&current) => Reset::Peer,
+        Some(ours) if ours != current => Reset::Other,
+        _ => Reset::None,
+    }
 }
 
 /// The agent's state across passes.
@@ -133,6 +146,8 @@ struct Agent {
     holder: String,
     /// Consecutive passes that could not read the swarm.
     failures: u32,
+    /// The lease tenure ([`LeaseView::tenure`]) of the last pass that held it.
+    tenure: Option<u64>,
     /// Engine stats from every node ([`stats`]).
     stats: StatsSide,
 }
@@ -369,10 +384,11 @@ pub async fn run(
         histories: HashMap::new(),
         memory: HashMap::new(),
         fights: BTreeMap::new(),
-        lease: LeaseView(Default::default(), telemetry.clone()),
+        lease: LeaseView::new(telemetry.clone()),
         keeper: history::Keeper::new(history::config_name(&lease_name)),
         holder: holder.clone(),
         failures: 0,
+        tenure: None,
         stats: StatsSide {
             peers,
             token,
@@ -389,7 +405,10 @@ pub async fn run(
     let lease_task = if agent.settings.dry_run {
         None
     } else {
-        let mut l = lease::Lease::new(lease_name, lease_ttl, holder);
+        // A standby polls at least every interval (and every TTL/6), so that it sees
+        // each renewal soon after it is written (docs/agent.md, takeover times).
+        let mut l =
+            lease::Lease::new(lease_name, lease_ttl, holder).with_poll(interval.min(lease_ttl / 6));
         let view = agent.lease.clone();
         let fresh = engine.renewed();
         let first = tokio::select! {
@@ -420,16 +439,35 @@ pub async fn run(
         // A signal abandons the pass: its metric reads, and any update not yet
         // answered (a scale either happened or not; the next agent reads which).
         let fresh = engine.renewed();
+        // A holder's pass ends when its lease window does, whatever it waits for
+        // (an engine cut off from the swarm): nothing outlives the window.
+        let view = agent.lease.clone();
+        let held_at_start = view.holds();
+        let acquired = view.acquired.clone();
         let result = tokio::select! {
-            r = agent.pass(&fresh) => Some(r),
+            biased;
+            r = agent.pass(&fresh) => Some(Some(r)),
             _ = &mut cancelled => None,
+            _ = view.lost(), if held_at_start => Some(None),
+            // A standby's pass (it writes nothing) that still waits on a leader
+            // that died gives way to a new pass when this agent takes the lease.
+            _ = acquired.notified(), if !held_at_start => {
+                info!("lease acquired during a standby pass: starting a new pass at once");
+                continue;
+            }
         };
-        let Some((ok, problems)) = result else {
+        let Some(result) = result else {
             info!(
                 "stopping: signal received during a pass, which is abandoned; nothing more is scaled"
             );
             break;
         };
+        let (ok, problems) = result.unwrap_or_else(|| {
+            let why = "the lease window ended during the pass (the engine did not answer in time): the pass is abandoned, and an update in flight may or may not have been applied; the swarm is read again before anything else is done";
+            warn!(lease = %view.name(), "{why}");
+            agent.telemetry.pass_failed(why.to_string());
+            (false, false)
+        });
         agent
             .telemetry
             .pass_seconds
@@ -451,12 +489,15 @@ pub async fn run(
             // interval.
             Duration::from_secs(1 << agent.failures.min(6)).min(agent.settings.interval)
         };
+        let acquired = agent.lease.acquired.clone();
         let stop = tokio::select! {
             _ = tokio::time::sleep(wait) => false,
             _ = changed.notified(), if ok => {
                 tokio::time::sleep(EVENT_DEBOUNCE).await;
                 false
             }
+            // A new holder acts at once, not an interval later.
+            _ = acquired.notified() => false,
             _ = &mut cancelled => true,
         };
         if stop {
@@ -562,23 +603,87 @@ async fn watch_events(engine: Engine, changed: Arc<tokio::sync::Notify>) {
 
 /// What the agent loop knows of the lease, shared with the task that keeps it.
 #[derive(Clone)]
-struct LeaseView(Arc<std::sync::Mutex<LeaseSeen>>, Arc<Telemetry>);
+struct LeaseView {
+    seen: Arc<std::sync::Mutex<LeaseSeen>>,
+    telemetry: Arc<Telemetry>,
+    /// Notified each time this agent takes the lease (a new tenure starts).
+    acquired: Arc<tokio::sync::Notify>,
+}
 
 #[derive(Default)]
 struct LeaseSeen {
     valid_until: Option<Instant>,
+    /// The lease's config name.
+    name: String,
     /// The last state or error, as logged (to log changes only).
     said: String,
+    /// Counts the times this agent took the lease after not holding it.
+    tenure: u64,
 }
 
 impl LeaseView {
+    fn new(telemetry: Arc<Telemetry>) -> LeaseView {
+        LeaseView {
+            seen: Default::default(),
+            telemetry,
+            acquired: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// The end of this agent's lease window (monotonic), if it holds one.
+    fn valid_until(&self) -> Option<Instant> {
+        self.seen.lock().ok().and_then(|s| s.valid_until)
+    }
+
     /// Whether this agent may act now: its lease window is open. Checked right
     /// before each update.
     fn holds(&self) -> bool {
-        self.0
-            .lock()
-            .map(|s| s.valid_until.is_some_and(|v| Instant::now() < v))
-            .unwrap_or(false)
+        self.valid_until().is_some_and(|v| Instant::now() < v)
+    }
+
+    /// The current tenure: a number that changes each time this agent takes the
+    /// lease after not holding it.
+    fn tenure(&self) -> u64 {
+        self.seen.lock().map(|s| s.tenure).unwrap_or(0)
+    }
+
+    /// The lease's name (for logs).
+    fn name(&self) -> String {
+        self.seen.lock().map(|s| s.name.clone()).unwrap_or_default()
+    }
+
+    /// Completes when this agent's lease window is closed: at once when it holds
+    /// none, else at its end (a renewal meanwhile moves the end on). Every poll
+    /// reads the clock itself, so a process that was paused (frozen, swapped out)
+    /// past the end sees it closed at its first poll, before any timer fires.
+    async fn lost(&self) {
+        let mut sleep: Option<(Instant, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
+        std::future::poll_fn(|cx| {
+            let Some(until) = self.valid_until().filter(|v| Instant::now() < *v) else {
+                return std::task::Poll::Ready(());
+            };
+            if sleep.as_ref().is_none_or(|(at, _)| *at != until) {
+                let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
+                sleep = Some((until, Box::pin(timer)));
+            }
+            match sleep.as_mut().map(|(_, s)| s.as_mut().poll(cx)) {
+                // The timer fired: poll again to read the (maybe renewed) window.
+                Some(std::task::Poll::Ready(())) => {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+                _ => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Sets the window (and the `microscale_lease_held` gauge, which follows it).
+    fn set_window(&self, until: Option<Instant>) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.valid_until = until;
+        }
+        self.telemetry.set_lease_window(until);
     }
 
     /// Records the result of a tick and logs what changed.
@@ -593,10 +698,20 @@ impl LeaseView {
             Ok(lease::LeaseState::Free) => "free".to_string(),
             Err(e) => format!("error {}", one_line(&e.to_string())),
         };
-        self.1
+        self.telemetry
             .lease_error(result.as_ref().err().map(|e| one_line(&e.to_string())));
-        let Ok(mut seen) = self.0.lock() else { return };
+        self.telemetry.set_lease_window(l.valid_until());
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let was_held = seen.valid_until.is_some_and(|v| now < v);
         seen.valid_until = l.valid_until();
+        seen.name = l.name().to_string();
+        if l.holds() && !was_held {
+            seen.tenure += 1;
+            self.acquired.notify_one();
+        }
         if seen.said == said {
             return;
         }
@@ -640,9 +755,7 @@ async fn keep_lease(
         };
         view.record(&l, result);
     }
-    if let Ok(mut seen) = view.0.lock() {
-        seen.valid_until = None;
-    }
+    view.set_window(None);
     release(&engine, &mut l).await;
 }
 
@@ -678,20 +791,18 @@ impl Agent {
                     self.stats.worker_said = true;
                 }
                 self.telemetry.pass_ok();
-                self.telemetry.lease_held.set(0);
                 return (true, false);
             }
             Err(e) => {
                 let text = e.to_string();
                 error!(error = %one_line(&text), "cannot read the swarm: acting on nothing this pass");
                 self.telemetry.pass_failed(one_line(&text));
-                self.telemetry.lease_held.set(0);
                 return (false, false);
             }
         };
         self.telemetry.pass_ok();
         let holds = !self.settings.dry_run && self.lease.holds();
-        self.telemetry.lease_held.set(holds as i64);
+        self.follow_tenure(engine, holds).await;
 
         let (mut services, missing) =
             crate::status::select_services(snap.services.clone(), &self.settings.services, false);
@@ -731,7 +842,13 @@ impl Agent {
                 .map(|(id, e)| (id.clone(), e.history.clone()))
                 .collect();
             for (id, e) in stored {
-                self.memory.entry(id).or_default().set_by_us = e.set;
+                let mem = self.memory.entry(id).or_default();
+                mem.set_by_us = e.set;
+                mem.peer_counts = e
+                    .set
+                    .into_iter()
+                    .chain(e.history.events().iter().map(|ev| ev.to))
+                    .collect();
             }
         } else if holds && !self.keeper.loaded() {
             warn!(history = %self.keeper.name, error = %one_line(self.keeper.trust.unreadable.as_deref().unwrap_or_default()), "cannot read the decision history in the swarm: no scale-down until it is read");
@@ -757,8 +874,16 @@ impl Agent {
         let present: std::collections::HashSet<&str> =
             services.iter().filter_map(|s| s.id.as_deref()).collect();
         self.histories.retain(|id, _| present.contains(id.as_str()));
+        // Fight records: this agent's services (`present`) are its own; those of
+        // other services (another agent group's, read from the shared record) are
+        // kept while the service exists, and never written back by this agent.
+        let in_swarm: std::collections::HashSet<&str> = snap
+            .services
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .collect();
         let fights_before = self.fights.len();
-        self.fights.retain(|id, _| present.contains(id.as_str()));
+        self.fights.retain(|id, _| in_swarm.contains(id.as_str()));
         let mut fights_changed = self.fights.len() != fights_before;
         self.memory.retain(|id, _| present.contains(id.as_str()));
 
@@ -803,50 +928,50 @@ impl Agent {
                     .inc();
             }
             let mem = self.memory.entry(row.id.clone()).or_default();
-            if let Some(ours) = mem.set_by_us
-                && row.current != ours
-            {
-                mem.fights += 1;
-                mem.set_by_us = None;
-                fights_changed = true;
-                if mem.fights >= FIGHTS_BEFORE_BACKING_OFF {
-                    let pause = fight_pause(mem.fights);
-                    mem.quiet_until = Some(Instant::now() + pause);
+            match classify_reset(mem, row.current) {
+                Reset::None => {}
+                Reset::Peer => {
+                    debug!(service = %row.service, count = row.current, "the count was set by another agent of this lease (the shared history says so): not a fight");
+                    mem.set_by_us = Some(row.current);
+                }
+                Reset::Other => {
+                    let ours = mem.set_by_us.take().unwrap_or_default();
+                    let now_ts = jiff::Timestamp::now();
+                    let record =
+                        fights::Fight::after(self.fights.get(&row.id), now_ts, row.current);
+                    fights_changed = true;
+                    self.telemetry.fights.get_or_create(&label).inc();
                     warn!(
                         service = %row.service,
-                        resets = mem.fights,
-                        pause = %humantime::format_duration(pause),
-                        "fight: leaving the service alone for a while, to stop the churn; let one writer own the count (docs/agent.md, Fights)"
+                        set_by_agent = ours,
+                        set_by_other = row.current,
+                        resets = record.resets,
+                        "fight: another writer reset the replica count this agent set (`docker stack deploy` resets it to `replicas:`, or to 1 without it; `docker service scale`); see docs/agent.md, Fights"
                     );
+                    if let Some(until) = record.quiet_until(now_ts) {
+                        warn!(
+                            service = %row.service,
+                            resets = record.resets,
+                            until = %until,
+                            "fight: leaving the service alone for a while, to stop the churn; let one writer own the count (docs/agent.md, Fights)"
+                        );
+                    }
+                    self.fights.insert(row.id.clone(), record);
                 }
-                self.telemetry.fights.get_or_create(&label).inc();
-                warn!(
-                    service = %row.service,
-                    set_by_agent = ours,
-                    set_by_other = row.current,
-                    resets = mem.fights,
-                    "fight: another writer reset the replica count this agent set (`docker stack deploy` resets it to `replicas:`, or to 1 without it; `docker service scale`); see docs/agent.md, Fights"
-                );
-                self.fights.insert(
-                    row.id.clone(),
-                    fights::Fight {
-                        resets: mem.fights,
-                        last: jiff::Timestamp::now()
-                            .round(jiff::Unit::Second)
-                            .map(|t| t.to_string())
-                            .unwrap_or_default(),
-                        their_count: row.current,
-                    },
-                );
             }
+            // The previous holder's counts excuse only the first look of a tenure.
+            mem.peer_counts.clear();
             let key = (row.action.clone(), row.current, row.desired);
             let changed = mem.logged.as_ref() != Some(&key);
             mem.logged = Some(key);
             log_decision(row, self.settings.dry_run, holds, changed);
         }
         self.telemetry.retain(series);
+        let now_ts = jiff::Timestamp::now();
+        if holds && fights::prune(&mut self.fights, now_ts) {
+            fights_changed = true;
+        }
 
-        let now_i = Instant::now();
         let wanted: Vec<&PlanRow> = rows
             .iter()
             .filter(|r| {
@@ -854,10 +979,10 @@ impl Agent {
             })
             .filter(|r| {
                 let quiet = self
-                    .memory
+                    .fights
                     .get(&r.id)
-                    .and_then(|m| m.quiet_until)
-                    .is_some_and(|q| q > now_i);
+                    .and_then(|f| f.quiet_until(now_ts))
+                    .is_some_and(|q| q > now_ts);
                 if quiet {
                     debug!(service = %r.service, "not acting: backing off after fights");
                 }
@@ -865,6 +990,10 @@ impl Agent {
             })
             .collect();
         if !wanted.is_empty() && !self.settings.dry_run && holds {
+            // The scale events just decided go to the shared history first, so that
+            // an agent taking over after this one knows these counts were set by an
+            // agent of this lease, even if this one dies before its next write.
+            self.save_history(engine, now, &snap.services).await;
             self.execute(engine, &snap.services, &wanted).await;
         } else if !wanted.is_empty() && !self.settings.dry_run {
             info!(
@@ -873,44 +1002,82 @@ impl Agent {
             );
         }
         if holds && self.lease.holds() {
-            let entries: BTreeMap<String, history::Entry> = self
-                .histories
-                .iter()
-                .map(|(id, h)| {
-                    let set = self.memory.get(id).and_then(|m| m.set_by_us);
-                    (
-                        id.clone(),
-                        history::Entry {
-                            history: h.clone(),
-                            set,
-                        },
-                    )
-                })
-                .collect();
-            let all: std::collections::HashSet<String> =
-                snap.services.iter().filter_map(|s| s.id.clone()).collect();
-            let started = Instant::now();
-            match self
-                .keeper
-                .save(engine, &self.holder, now, &entries, &all)
-                .await
-            {
-                Ok(Some(bytes)) => {
-                    debug!(history = %self.keeper.name, bytes, millis = started.elapsed().as_millis() as u64, "decision history written")
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(history = %self.keeper.name, error = %one_line(&e.to_string()), "cannot write the decision history: tried again next pass")
-                }
-            }
+            self.save_history(engine, now, &snap.services).await;
         }
         if fights_changed
             && holds
-            && let Err(e) = fights::publish(engine, &self.fights).await
+            && let Err(e) = fights::publish(engine, &self.fights, &present, &in_swarm).await
         {
             warn!(error = %one_line(&e.to_string()), "cannot record the fights in the swarm");
         }
         (true, problems || rows.iter().any(|r| r.action == "error"))
+    }
+
+    /// At the start of a pass that read the swarm, `holds` telling whether this agent
+    /// holds the lease. Not holding: forgets the counts it set (another agent acts
+    /// now). Holding in a new tenure: starts from the shared records, the decision
+    /// history (read again by [`history::Keeper::on_pass`]) and the fights config
+    /// ([`fights::read`]), not from what it remembered of an earlier tenure.
+    async fn follow_tenure(&mut self, engine: &Engine, holds: bool) {
+        let tenure = self.lease.tenure();
+        if holds && self.tenure == Some(tenure) {
+            return;
+        }
+        for mem in self.memory.values_mut() {
+            mem.set_by_us = None;
+            mem.peer_counts.clear();
+        }
+        if !holds {
+            self.tenure = None;
+            return;
+        }
+        self.tenure = Some(tenure);
+        // Not holding for the keeper: it reads the stored history again this pass.
+        let _ = self.keeper.on_pass(engine, false, 0.0).await;
+        match fights::read(engine).await {
+            Ok(records) => self.fights = records,
+            Err(e) => {
+                warn!(error = %one_line(&e.to_string()), "cannot read the fight records in the swarm: counting from what this agent saw")
+            }
+        }
+    }
+
+    /// Writes the decision history to the swarm when something changed (only while
+    /// this agent holds the lease and has read it this tenure; [`history::Keeper`]).
+    async fn save_history(&mut self, engine: &Engine, now: f64, services: &[Service]) {
+        if !self.lease.holds() {
+            return;
+        }
+        let entries: BTreeMap<String, history::Entry> = self
+            .histories
+            .iter()
+            .map(|(id, h)| {
+                let set = self.memory.get(id).and_then(|m| m.set_by_us);
+                (
+                    id.clone(),
+                    history::Entry {
+                        history: h.clone(),
+                        set,
+                    },
+                )
+            })
+            .collect();
+        let all: std::collections::HashSet<String> =
+            services.iter().filter_map(|s| s.id.clone()).collect();
+        let started = Instant::now();
+        match self
+            .keeper
+            .save(engine, &self.holder, now, &entries, &all)
+            .await
+        {
+            Ok(Some(bytes)) => {
+                debug!(history = %self.keeper.name, bytes, millis = started.elapsed().as_millis() as u64, "decision history written")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(history = %self.keeper.name, error = %one_line(&e.to_string()), "cannot write the decision history: tried again next pass")
+            }
+        }
     }
 
     /// Sets the metric gauges of `row`'s service; returns its metric names.
@@ -981,14 +1148,45 @@ impl Agent {
                 Ok(Verdict::Scale(row.desired))
             };
             let started = Instant::now();
-            let outcome = match engine.inspect_service_raw(&row.id).await {
-                Ok(svc) => crate::scale::update::update(engine, svc, &decide).await,
-                Err(e) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
+            // No update outlives the lease window: its deadline is the window's end
+            // (the read first, then the update, which says whether it was in flight).
+            let inspected = tokio::select! {
+                // The window first: after a pause past its end, nothing is sent.
+                biased;
+                _ = lease.lost() => None,
+                r = engine.inspect_service_raw(&row.id) => Some(r),
+            };
+            let outcome = match inspected {
+                Some(Ok(svc)) => {
+                    crate::scale::update::update_within(engine, svc, &decide, lease.lost()).await
+                }
+                Some(Err(e)) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
+                None => {
+                    let mut o = crate::scale::update::Outcome::failed(&row.service, String::new());
+                    o.error = None;
+                    o.held = Some("the lease window ended before the update was sent".into());
+                    o
+                }
             };
             let label = ServiceLabel {
                 service: row.service.clone(),
             };
-            if outcome.updated {
+            if outcome.convergence == Convergence::Unknown {
+                telemetry
+                    .errors
+                    .get_or_create(&KindLabel {
+                        service: row.service.clone(),
+                        kind: "update".into(),
+                    })
+                    .inc();
+                warn!(
+                    service = %row.service,
+                    to = row.desired,
+                    millis = started.elapsed().as_millis() as u64,
+                    error = %one_line(outcome.error.as_deref().unwrap_or_default()),
+                    "update outcome unknown"
+                );
+            } else if outcome.updated {
                 telemetry
                     .update_seconds
                     .get_or_create(&label)
@@ -1018,9 +1216,13 @@ impl Agent {
             (row.id.clone(), outcome)
         }))
         .await;
-        for (id, outcome) in results {
-            if outcome.updated && outcome.convergence != Convergence::Failed {
-                self.memory.entry(id).or_default().set_by_us = outcome.after;
+        for ((id, outcome), row) in results.into_iter().zip(wanted) {
+            let mem = self.memory.entry(id).or_default();
+            if outcome.convergence == Convergence::Unknown {
+                // Applied or not: the next look takes either count as this agent's.
+                mem.peer_counts = mem.set_by_us.into_iter().chain([row.desired]).collect();
+            } else if outcome.updated && outcome.convergence != Convergence::Failed {
+                mem.set_by_us = outcome.after;
             }
         }
     }
@@ -1197,6 +1399,62 @@ fn metric_timeout(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_deadline_is_the_windows_end_and_follows_renewals() {
+        let view = LeaseView::new(Arc::new(Telemetry::new()));
+        // No window: lost at once.
+        let t0 = Instant::now();
+        view.lost().await;
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        // A window ending in 150 ms, renewed after 50 ms to end 300 ms from now.
+        view.set_window(Some(t0 + Duration::from_millis(150)));
+        assert!(view.holds());
+        assert!(
+            view.telemetry.lease_held_now(),
+            "the gauge follows the window"
+        );
+        let renew = {
+            let view = view.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                view.set_window(Some(t0 + Duration::from_millis(300)));
+            }
+        };
+        tokio::join!(view.lost(), renew);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+        assert!(!view.holds());
+        assert!(!view.telemetry.lease_held_now());
+        // A window that ended while nothing polled (a paused process): lost at the
+        // first poll, whatever timer was armed.
+        view.set_window(Some(Instant::now() + Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(40));
+        let t1 = Instant::now();
+        view.lost().await;
+        assert!(t1.elapsed() < Duration::from_millis(20));
+    }
+
+    #[test]
+    fn counts_set_by_a_peer_of_the_lease_are_not_fights() {
+        let mem = |set: Option<u64>, peer: &[u64]| Memory {
+            set_by_us: set,
+            peer_counts: peer.to_vec(),
+            logged: None,
+        };
+        // Nothing set by the agents (a standby, a fresh service): nothing to say.
+        assert_eq!(classify_reset(&mem(None, &[4]), 2), Reset::None);
+        assert_eq!(classify_reset(&mem(Some(2), &[]), 2), Reset::None);
+        // The previous holder set 4 (its scale event is in the shared history) after
+        // its last history write said 2: a peer's update.
+        assert_eq!(classify_reset(&mem(Some(2), &[2, 4]), 4), Reset::Peer);
+        // A count no agent of this lease set: another writer.
+        assert_eq!(classify_reset(&mem(Some(2), &[2, 4]), 1), Reset::Other);
+        assert_eq!(classify_reset(&mem(Some(2), &[]), 4), Reset::Other);
+    }
 
     #[test]
     fn durations_are_checked() {

@@ -17,6 +17,11 @@
 //! - `microscale_passes_total`, `microscale_pass_duration_seconds`,
 //!   `microscale_last_pass_timestamp_seconds`, `microscale_lease_held` (0 or 1),
 //!   `microscale_engine_errors_total`.
+//!
+//! `microscale_lease_held` is computed when it is scraped, from the end of this
+//! agent's lease window ([`Telemetry::set_lease_window`]): it turns 0 the moment the
+//! window closes, even while a renewal or a pass hangs on an engine that does not
+//! answer.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -88,8 +93,11 @@ pub struct Telemetry {
     pub pass_seconds: Histogram,
     /// When the last pass ended (seconds since the epoch).
     pub last_pass: Gauge<f64, AtomicU64>,
-    /// 1 while this agent holds the lease.
-    pub lease_held: Gauge,
+    /// 1 while this agent's lease window is open; set at each scrape from
+    /// [`Telemetry::set_lease_window`].
+    lease_held: Gauge,
+    /// When this agent's lease window ends (monotonic), if it holds one.
+    lease_window: Mutex<Option<Instant>>,
     /// Passes that could not read the swarm.
     pub engine_errors: Counter,
     health: Mutex<Health>,
@@ -131,6 +139,7 @@ impl Telemetry {
             pass_seconds: Histogram::new(latency_buckets()),
             last_pass: Gauge::default(),
             lease_held: Gauge::default(),
+            lease_window: Mutex::new(None),
             engine_errors: Counter::default(),
             health: Mutex::new(Health::default()),
             known: Mutex::new(vec![]),
@@ -183,7 +192,7 @@ impl Telemetry {
         );
         registry.register(
             "lease_held",
-            "1 while this agent holds the lease and acts",
+            "1 while this agent's lease window is open (it holds the lease and may act), as of the scrape",
             t.lease_held.clone(),
         );
         registry.register(
@@ -194,8 +203,24 @@ impl Telemetry {
         Telemetry { registry, ..t }
     }
 
-    /// The Prometheus text exposition (OpenMetrics text, `# EOF` last).
+    /// Records the end of this agent's lease window (monotonic; `None`: it holds
+    /// none). `microscale_lease_held` is 1 while now is before it.
+    pub fn set_lease_window(&self, until: Option<Instant>) {
+        *self.lease_window.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+
+    /// Whether the lease window is open now.
+    pub fn lease_held_now(&self) -> bool {
+        self.lease_window
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|v| Instant::now() < v)
+    }
+
+    /// The Prometheus text exposition (OpenMetrics text, `# EOF` last);
+    /// `microscale_lease_held` as of now.
     pub fn encode(&self) -> String {
+        self.lease_held.set(self.lease_held_now() as i64);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -344,6 +369,26 @@ mod tests {
             !text.contains("microscale_service_replicas{service=\"web\"}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lease_held_follows_the_window_at_scrape_time() {
+        let t = Telemetry::new();
+        let held = |t: &Telemetry| t.encode().lines().any(|l| l == "microscale_lease_held 1");
+        assert!(!held(&t), "no window");
+        t.set_lease_window(Some(Instant::now() + Duration::from_millis(300)));
+        assert!(held(&t));
+        // Nothing else happens (a renewal hangs): the window closes on its own.
+        std::thread::sleep(Duration::from_millis(350));
+        let text = t.encode();
+        assert!(
+            text.lines().any(|l| l == "microscale_lease_held 0"),
+            "{text}"
+        );
+        t.set_lease_window(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(held(&t));
+        t.set_lease_window(None);
+        assert!(!held(&t));
     }
 
     #[test]

@@ -291,6 +291,8 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         detach: args.detach == Some(true),
         quiet: args.quiet == Some(true),
         timeout,
+        // No update outlives the lease apply holds.
+        window: Some(exclusive.window()),
     };
     let reasons: Vec<Vec<String>> = rows.iter().map(|r| r.reasons.clone()).collect();
     let code = super::execute(engine, jobs, pre, reasons, &options, cancelled).await;

@@ -403,6 +403,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
         detach: args.detach == Some(true),
         quiet: args.quiet == Some(true),
         timeout,
+        window: None,
     };
     execute(engine, work, vec![], vec![], &options, cancelled).await
 }
@@ -418,6 +419,28 @@ pub struct Options {
     pub quiet: bool,
     /// `--timeout`: most time to wait for convergence.
     pub timeout: Option<Duration>,
+    /// The end of the lease window the updates must not outlive (`apply` holds
+    /// the agents' lease: [`crate::agent::exclusive::Exclusive::window`]), shared
+    /// with the task that renews it: `None` inside means no window (lost). Each
+    /// update then runs within it ([`update::update_within`]). `None`: no deadline
+    /// (`scale`).
+    pub window: Option<std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>>,
+}
+
+/// Completes when `window` holds no open window: at once when it is empty or past,
+/// else at its end (a renewal meanwhile moves the end on). Every poll reads the
+/// clock itself.
+pub async fn window_closed(window: &std::sync::Mutex<Option<std::time::Instant>>) {
+    let open = || {
+        window
+            .lock()
+            .ok()
+            .and_then(|v| *v)
+            .filter(|v| std::time::Instant::now() < *v)
+    };
+    while let Some(until) = open() {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+    }
 }
 
 /// The stdout line for one finished update (table format).
@@ -487,7 +510,12 @@ pub async fn execute(
                 let done = &done;
                 let reasons = reasons.get(i).cloned().unwrap_or_default();
                 async move {
-                    let mut o = update::update(engine, svc, decide).await;
+                    let mut o = match &options.window {
+                        Some(w) => {
+                            update::update_within(engine, svc, decide, window_closed(w)).await
+                        }
+                        None => update::update(engine, svc, decide).await,
+                    };
                     o.reasons = reasons;
                     outcomes.borrow_mut()[i] = o;
                     done.borrow_mut()[i] = true;

@@ -172,13 +172,68 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
+/// [`update`] within a deadline: `deadline` completes when the caller may no longer
+/// change the service (the end of the agent's lease window). Whatever [`update`]
+/// waits for then (an engine cut off from the swarm that neither commits nor refuses
+/// the update) is abandoned: dropping the request makes dockerd cancel the call, so
+/// the update cannot be applied any later than that, except if the leader had
+/// already received it, which then commits it within moments (and only on the
+/// version it was read at: compare-and-set).
+///
+/// When the deadline comes first: if an update request was in flight, its outcome is
+/// unknown ([`Convergence::Unknown`], with an error saying so; the caller must read
+/// the service again before acting on it); otherwise nothing was sent and the
+/// service is held ([`Outcome::held`]).
+pub async fn update_within(
+    engine: &Engine,
+    svc: RawService,
+    decide: &Decide<'_>,
+    deadline: impl std::future::Future<Output = ()>,
+) -> Outcome {
+    let sending = std::cell::Cell::new(false);
+    let before = Outcome::new(&svc);
+    let work = update_tracked(engine, svc, decide, &sending);
+    tokio::select! {
+        // The deadline first: a caller paused past it sends nothing more.
+        biased;
+        _ = deadline => deadline_passed(before, sending.get()),
+        out = work => out,
+    }
+}
+
+/// The outcome of an update abandoned at its deadline (see [`update_within`]).
+fn deadline_passed(mut out: Outcome, in_flight: bool) -> Outcome {
+    if in_flight {
+        out.error = Some(format!(
+            "the lease window ended before the engine answered the update of {}: it may or may not have been applied; the service is read again before any other change",
+            out.service
+        ));
+        out.convergence = Convergence::Unknown;
+    } else {
+        out.held = Some("the lease window ended before the update was sent".into());
+        out.convergence = Convergence::Unchanged;
+    }
+    out
+}
+
 /// Updates one service, starting from `svc` as inspected: `decide` picks the count,
 /// the update sends the inspected spec with only that count changed, and on a
 /// version conflict the service is read again and decided again, up to
 /// [`MAX_RETRIES`] times. A count equal to the current one sends nothing.
 ///
 /// Every other engine error ends this service with that error.
-pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -> Outcome {
+pub async fn update(engine: &Engine, svc: RawService, decide: &Decide<'_>) -> Outcome {
+    update_tracked(engine, svc, decide, &std::cell::Cell::new(false)).await
+}
+
+/// [`update`], setting `sending` while an update request is in flight (the request
+/// sent and its answer not yet read, including the read-back after a lost answer).
+async fn update_tracked(
+    engine: &Engine,
+    mut svc: RawService,
+    decide: &Decide<'_>,
+    sending: &std::cell::Cell<bool>,
+) -> Outcome {
     let mut out = Outcome::new(&svc);
     loop {
         out.before = svc.count().value();
@@ -215,7 +270,15 @@ pub async fn update(engine: &Engine, mut svc: RawService, decide: &Decide<'_>) -
             out.convergence = Convergence::Failed;
             return out;
         };
-        match engine.update_service_raw(&svc.id, svc.version, &spec).await {
+        sending.set(true);
+        let answer = engine.update_service_raw(&svc.id, svc.version, &spec).await;
+        // A conflict or a refusal: nothing was applied. A lost answer stays in
+        // flight until it is read back.
+        sending.set(matches!(
+            answer,
+            Err(ref e) if !is_out_of_sequence(e) && !matches!(e, EngineError::Daemon { .. })
+        ));
+        match answer {
             Ok(warnings) => {
                 out.updated = true;
                 out.version = Some(svc.version);
@@ -374,6 +437,58 @@ mod tests {
                 .unwrap_err()
                 .contains("the most the engine takes")
         );
+    }
+
+    /// An engine on a unix socket that reads requests and never answers (a manager
+    /// that cannot commit), and the RawService of a replicated service at 2.
+    fn silent_engine() -> (tempfile::TempDir, Engine, RawService) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let mut held = vec![];
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut conn, &mut buf);
+                held.push(conn);
+            }
+        });
+        let engine = Engine::connect(crate::engine::connect::Endpoint {
+            host: format!("unix://{}", path.display()),
+            tls: None,
+            source: crate::engine::connect::HostSource::Flag,
+        })
+        .unwrap();
+        let svc = RawService::from_value(serde_json::json!({
+            "ID": "svc1", "Version": {"Index": 5},
+            "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 2}}}
+        }))
+        .unwrap();
+        (dir, engine, svc)
+    }
+
+    #[tokio::test]
+    async fn an_update_in_flight_at_the_deadline_has_an_unknown_outcome() {
+        let (_dir, engine, svc) = silent_engine();
+        let decide = |_: &RawService| Ok(Verdict::Scale(3));
+        let started = std::time::Instant::now();
+        let out = update_within(
+            &engine,
+            svc.clone(),
+            &decide,
+            tokio::time::sleep(Duration::from_millis(200)),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(out.convergence, Convergence::Unknown);
+        assert!(!out.updated);
+        let e = out.error.unwrap();
+        assert!(e.contains("may or may not have been applied"), "{e}");
+        // A deadline already passed: nothing is sent, the service is held.
+        let out = update_within(&engine, svc, &decide, std::future::ready(())).await;
+        assert_eq!(out.convergence, Convergence::Unchanged);
+        assert_eq!(out.error, None);
+        assert!(out.held.unwrap().contains("before the update was sent"));
     }
 
     #[test]

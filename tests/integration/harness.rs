@@ -350,6 +350,11 @@ impl Agent {
     /// `docker-microscale run --log-format json --listen 127.0.0.1:PORT ARGS...`
     /// against the manager.
     pub fn start(args: &[&str]) -> Agent {
+        Agent::start_on(&manager_host(), args)
+    }
+
+    /// The same against the engine at `host`.
+    pub fn start_on(host: &str, args: &[&str]) -> Agent {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -357,7 +362,7 @@ impl Agent {
             .port();
         let listen = format!("127.0.0.1:{port}");
         let mut child = clean(plugin_bin(), plugin_config())
-            .env("DOCKER_HOST", manager_host())
+            .env("DOCKER_HOST", host)
             .args(["run", "--log-format", "json", "--listen", &listen])
             .args(args)
             .stdout(Stdio::null())

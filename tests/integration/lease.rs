@@ -419,11 +419,32 @@ fn lease_held_by_a_silent_holder_is_waited_out_for_its_own_longer_ttl() {
 
 /// A unix-socket proxy to the manager that can stop answering, like a hung engine:
 /// bytes are forwarded until [`StallingProxy::stall`], then held until
-/// [`StallingProxy::resume`].
+/// [`StallingProxy::resume`]. [`StallingProxy::hold_posts`] holds only the `POST`
+/// requests whose first bytes contain one of some strings (an engine that reads but
+/// cannot commit, like a manager cut off from the Raft leader); they go on, late,
+/// when the list is emptied.
 pub(crate) struct StallingProxy {
     pub(crate) host: String,
     stalled: Arc<AtomicBool>,
+    holds: Holds,
     _dir: tempfile::TempDir,
+}
+
+/// The strings of [`StallingProxy::hold_posts`], and how many requests were held.
+#[derive(Clone, Default)]
+struct Holds(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicUsize>);
+
+impl Holds {
+    fn matches(&self, chunk: &[u8]) -> bool {
+        let head = String::from_utf8_lossy(&chunk[..chunk.len().min(512)]).to_string();
+        head.starts_with("POST ")
+            && self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|p| head.contains(p.as_str()))
+    }
 }
 
 impl StallingProxy {
@@ -432,6 +453,8 @@ impl StallingProxy {
         let path = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let stalled = Arc::new(AtomicBool::new(false));
+        let holds = Holds::default();
+        let requests = holds.clone();
         let target = manager_host()
             .strip_prefix("unix://")
             .expect("a unix:// test engine")
@@ -443,18 +466,24 @@ impl StallingProxy {
                     continue;
                 };
                 let (c2, e2) = (client.try_clone().unwrap(), engine.try_clone().unwrap());
-                Self::pipe(client, engine, flag.clone());
-                Self::pipe(e2, c2, flag.clone());
+                Self::pipe(client, engine, flag.clone(), Some(requests.clone()));
+                Self::pipe(e2, c2, flag.clone(), None);
             }
         });
         StallingProxy {
             host: format!("unix://{}", path.display()),
             stalled,
+            holds,
             _dir: dir,
         }
     }
 
-    fn pipe(mut from: UnixStream, mut to: UnixStream, stalled: Arc<AtomicBool>) {
+    fn pipe(
+        mut from: UnixStream,
+        mut to: UnixStream,
+        stalled: Arc<AtomicBool>,
+        holds: Option<Holds>,
+    ) {
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -462,6 +491,12 @@ impl StallingProxy {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                if let Some(h) = holds.as_ref().filter(|h| h.matches(&buf[..n])) {
+                    h.1.fetch_add(1, Ordering::SeqCst);
+                    while h.matches(&buf[..n]) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
                 while stalled.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -479,6 +514,17 @@ impl StallingProxy {
 
     pub(crate) fn resume(&self) {
         self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds every `POST` request that contains one of `patterns` (in its first 512
+    /// bytes) until the list is emptied (`hold_posts(&[])`).
+    pub(crate) fn hold_posts(&self, patterns: &[&str]) {
+        *self.holds.0.lock().unwrap() = patterns.iter().map(|p| p.to_string()).collect();
+    }
+
+    /// How many requests were held so far.
+    pub(crate) fn held(&self) -> usize {
+        self.holds.1.load(Ordering::SeqCst)
     }
 }
 

@@ -5,6 +5,7 @@ mod agent;
 mod complete;
 mod deploy;
 mod format;
+mod ha;
 mod harness;
 mod history;
 mod hostile;

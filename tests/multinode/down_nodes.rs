@@ -264,3 +264,233 @@ fn a_dead_worker_never_freezes_autoscaling() {
     );
     assert!(!p["Reasons"].to_string().contains("stale"), "{p}");
 }
+
+/// What `docker service ps` (through n1) shows of `name`'s tasks whose last
+/// reported state is running: the nodes they are on, one entry per task.
+fn running_task_nodes(c: &Cluster, name: &str) -> Vec<String> {
+    let out = ok(c.docker(
+        "n1",
+        &[
+            "service",
+            "ps",
+            name,
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ],
+    ));
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(" Running"))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// The engine's `ServiceStatus.RunningTasks` of `name` (the first number of
+/// `docker service ls`'s REPLICAS).
+fn engine_running(c: &Cluster, name: &str) -> u64 {
+    let r = engine_replicas(c, name);
+    r.split('/')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: REPLICAS {r:?}"))
+}
+
+/// For each service: `status --format json` adds up with the engine (Running +
+/// TasksOnDownNodes = the engine's running count), Running and Nodes are what
+/// runs on the nodes that are up, and DownNodes names exactly the down nodes
+/// holding a task last seen running. `Err` says what does not hold.
+fn status_adds_up(c: &Cluster, services: &[&str], down: &[&str]) -> Result<(), String> {
+    let down_hosts: Vec<String> = down.iter().map(|n| Cluster::hostname(n)).collect();
+    for name in services {
+        let row = status_row(c, name);
+        let engine = engine_running(c, name);
+        let on: Vec<String> = running_task_nodes(c, name);
+        let live: Vec<&String> = on.iter().filter(|h| !down_hosts.contains(h)).collect();
+        let mut stale_hosts: Vec<String> = on
+            .iter()
+            .filter(|h| down_hosts.contains(h))
+            .cloned()
+            .collect();
+        stale_hosts.sort();
+        stale_hosts.dedup();
+        let mut live_hosts = live.clone();
+        live_hosts.sort();
+        live_hosts.dedup();
+        let (running, stale) = (
+            row["Running"].as_u64().unwrap(),
+            row["TasksOnDownNodes"].as_u64().unwrap(),
+        );
+        if running + stale != engine
+            || running != live.len() as u64
+            || stale != (on.len() - live.len()) as u64
+            || row["Nodes"] != live_hosts.len()
+            || row["DownNodes"] != serde_json::json!(stale_hosts)
+        {
+            return Err(format!(
+                "{name}: status {row}\nengine running {engine}; tasks last seen running on {on:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Waits (up to 90 s) until [`status_adds_up`] holds; panics with the last
+/// mismatch.
+#[track_caller]
+fn wait_adds_up(c: &Cluster, services: &[&str], down: &[&str], when: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        match status_adds_up(c, services, down) {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > Duration::from_secs(90) => {
+                panic!("{when}: status does not add up after 90 s:\n{e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// The kinds of service and fault the first test does not cover, on four nodes
+/// (n1..n3 managers, n4 the only worker): a global service, a replicated job, a
+/// service whose only task is on the worker; a manager that is not the leader
+/// and the only worker die together (all workers down); then the dead worker is
+/// removed (`docker node rm --force`, which orphans its tasks). Throughout,
+/// `status --format json` adds up with the engine's own count, NODES counts only
+/// nodes that run tasks, the global service wants one task per live node, and
+/// `plan` neither counts the stale task nor holds for "not converged".
+#[test]
+fn global_services_jobs_and_lone_stale_tasks_add_up_with_the_engine() {
+    let c = Cluster::up(4, 3);
+    let image = c.image();
+    let sleep = ["/bin/busybox", "sleep", "100000"];
+    let create = |args: &[&str]| {
+        let mut all = vec!["service", "create", "--detach", "--network", "host"];
+        all.extend_from_slice(args);
+        all.push(&image);
+        all.extend_from_slice(&sleep);
+        ok(c.docker("n1", &all));
+    };
+    create(&["--name", "glob", "--mode", "global"]);
+    create(&[
+        "--name",
+        "job",
+        "--mode",
+        "replicated-job",
+        "--replicas",
+        "4",
+        "--max-concurrent",
+        "4",
+    ]);
+    create(&[
+        "--name",
+        "rep",
+        "--replicas",
+        "4",
+        "--replicas-max-per-node",
+        "1",
+    ]);
+    let (port, _metric) = serve_json_cell(r#"{"depth": 10}"#);
+    let metric = format!("microscale.metric=http://127.0.0.1:{port}/#/depth");
+    create(&[
+        "--name",
+        "lone",
+        "--replicas",
+        "1",
+        "--constraint",
+        "node.hostname==sandbox-n4",
+        "--label",
+        "microscale.min=1",
+        "--label",
+        "microscale.max=3",
+        "--label",
+        "microscale.target=10",
+        "--label",
+        &metric,
+    ]);
+    let services = ["glob", "job", "rep", "lone"];
+    c.wait_until("every task running", Duration::from_secs(60), || {
+        services.iter().all(|s| {
+            let r = status_row(&c, s);
+            r["Running"] == if *s == "lone" { 1 } else { 4 }
+        })
+    });
+    wait_adds_up(&c, &services, &[], "all up");
+
+    // A manager that is not the leader, and the only worker.
+    let leader = c.leader().expect("a leader");
+    let manager = ["n2", "n3"].into_iter().find(|m| *m != leader).unwrap();
+    let keeper = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|m| *m != leader && *m != manager)
+        .unwrap();
+    c.kill(manager);
+    c.kill("n4");
+    for n in [manager, "n4"] {
+        c.wait_until(
+            &format!("{leader} sees {n} down"),
+            Duration::from_secs(60),
+            || c.node_state_seen_by(&leader, n) == "down",
+        );
+    }
+    let live = [leader.as_str(), keeper];
+    wait_adds_up(
+        &c,
+        &services,
+        &[manager, "n4"],
+        "a manager and the worker down",
+    );
+    let g = status_row(&c, "glob");
+    assert_eq!(
+        g["Desired"], 2,
+        "a global service wants one task per live node: {g}"
+    );
+    assert_eq!(g["Running"], 2, "{g}");
+    assert_eq!(g["Nodes"], 2, "{g}");
+    assert!(
+        g["Replicas"]
+            .as_str()
+            .unwrap()
+            .starts_with("2/2 (2 stale tasks on down nodes "),
+        "{g}"
+    );
+    let l = status_row(&c, "lone");
+    assert_eq!(
+        (
+            l["Running"].as_u64(),
+            l["TasksOnDownNodes"].as_u64(),
+            l["Nodes"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0)),
+        "{l}"
+    );
+    assert_eq!(
+        l["Replicas"], "0/1 (1 stale task on down node sandbox-n4)",
+        "{l}"
+    );
+    let p = plan_row(&c, "lone");
+    let reasons = p["Reasons"].to_string();
+    assert_eq!(p["Running"], 0, "{p}");
+    assert!(
+        reasons.contains("1 stale task on down node sandbox-n4"),
+        "{p}"
+    );
+    assert!(!reasons.contains("not converged"), "{p}");
+    let r = status_row(&c, "rep");
+    assert_eq!(r["Running"], 2, "max one per node, two live nodes: {r}");
+    for n in live {
+        assert!(c.answers(n, Duration::from_secs(5)), "{n} answers");
+    }
+
+    // The dead worker removed: Swarm orphans its tasks, nothing is stale there.
+    ok(c.docker("n1", &["node", "rm", "--force", "sandbox-n4"]));
+    wait_adds_up(&c, &services, &[manager], "the worker removed");
+    let l = status_row(&c, "lone");
+    assert_eq!(
+        (l["Running"].as_u64(), l["TasksOnDownNodes"].as_u64()),
+        (Some(0), Some(0)),
+        "{l}"
+    );
+    assert_eq!(l["Replicas"], "0/1", "{l}");
+}

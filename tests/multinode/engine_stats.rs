@@ -5,8 +5,8 @@
 //! token from a Swarm secret. The stack file is the repository's, with two
 //! documented substitutions: the images (`MICROSCALE_AGENT_IMAGE`, `REDIS_IMAGE`,
 //! `WORKER_IMAGE`; nothing can be pulled here) and a 2 s interval and 5 s lease TTL
-//! instead of 15 s, so that the test does not wait minutes. The example `queue` and
-//! `worker` services are removed right after the deploy.
+//! instead of 15 s and 12 s, so that the test does not wait minutes. The example
+//! `queue` and `worker` services are removed right after the deploy.
 //!
 //! CPU load: busybox busy loops under a 0.05 CPU limit (100 % of their limit while
 //! the two-core machine stays usable); per-node load through Swarm's env template
@@ -58,12 +58,12 @@ fn agent_image(c: &Cluster) -> String {
 fn deploy_stack(c: &Cluster, image: &str) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(repo.join("deploy/stack.yml")).unwrap();
-    for from in ["--interval=15s", "--lease-ttl=15s"] {
+    for from in ["--interval=15s", "--lease-ttl=12s"] {
         assert!(text.contains(from), "deploy/stack.yml has {from}");
     }
     let text = text
         .replace("--interval=15s", "--interval=2s")
-        .replace("--lease-ttl=15s", "--lease-ttl=5s");
+        .replace("--lease-ttl=12s", "--lease-ttl=5s");
     let file = c.dir().join("stack.yml");
     std::fs::write(&file, text).unwrap();
     for (name, value) in [

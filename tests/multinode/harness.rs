@@ -104,11 +104,32 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Option<Output> {
     })
 }
 
+/// `GET path` over HTTP/1.0 to `host:port` (a node's address, from the root
+/// network namespace), at most 5 s to connect and 5 s per read: `(status, body)`,
+/// or `None` when it cannot connect or the answer is no HTTP.
+pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let addr: std::net::SocketAddr = format!("{host}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
 /// The one-cluster-at-a-time lock of this process.
 fn cluster_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     // A test that panicked while holding it has torn its cluster down (Drop).
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the one-cluster-at-a-time lock of this process without a [`Cluster`]: for
+/// tests that run `scripts/sandbox up` themselves (and must tear down what it made).
+pub fn exclusive_cluster() -> MutexGuard<'static, ()> {
+    cluster_lock()
 }
 
 /// What the fault verbs last did to a node, so that [`Cluster::leader`] does not
@@ -159,8 +180,15 @@ impl Cluster {
             .tempdir_in("/tmp")
             .expect("mktemp /tmp/msn.XXXXXX")
             .keep();
+        // Clusters whose test process was killed before its teardown (reap looks
+        // at DIR/owner, which MICROSCALE_SANDBOX_OWNER below makes).
+        let _ = Command::new(sandbox_script())
+            .arg("reap")
+            .stdin(Stdio::null())
+            .output();
         let start = Instant::now();
         let out = Command::new(sandbox_script())
+            .env("MICROSCALE_SANDBOX_OWNER", std::process::id().to_string())
             .args(["up", "--nodes", &nodes.to_string()])
             .args(["--managers", &managers.to_string()])
             .arg("--dir")
@@ -483,9 +511,10 @@ impl Cluster {
 
     /// Which node is the Raft leader, from `docker node ls` on the first manager
     /// that answers within 5 s, asked in order. Managers this cluster killed,
-    /// froze or cut are not asked (a cut manager only knows its own stale view).
-    /// `None` when no manager asked knows a leader ("the swarm does not have a
-    /// leader", during an election).
+    /// froze or cut are not asked (a cut manager only knows its own stale view:
+    /// a cut leader goes on calling itself leader for several seconds). `None`
+    /// when no manager asked knows a leader ("the swarm does not have a leader",
+    /// during an election).
     pub fn leader(&self) -> Option<String> {
         for m in &self.managers {
             if [Fault::Killed, Fault::Frozen, Fault::Cut]
@@ -494,23 +523,51 @@ impl Cluster {
             {
                 continue;
             }
-            let Some(out) = self.docker_within(
-                m,
-                &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
-                Duration::from_secs(5),
-            ) else {
-                continue;
-            };
-            if !out.status.success() {
-                continue;
+            match self.leader_seen_by(m) {
+                Err(()) => continue,
+                Ok(l) => return l,
             }
-            return stdout(&out)
-                .lines()
-                .find_map(|l| l.strip_suffix(" Leader"))
-                .and_then(|h| h.strip_prefix("sandbox-"))
-                .map(String::from);
         }
         None
+    }
+
+    /// The leader in `docker node ls` on manager `from` (whatever `from`
+    /// believes, even cut off): `Ok(Some(node))`, `Ok(None)` when its list shows
+    /// no leader, `Err(())` when it does not answer within 5 s or fails (no
+    /// leader, not a manager).
+    pub fn leader_seen_by(&self, from: &str) -> Result<Option<String>, ()> {
+        let args = ["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"];
+        let out = self
+            .docker_within(from, &args, Duration::from_secs(5))
+            .ok_or(())?;
+        if !out.status.success() {
+            return Err(());
+        }
+        Ok(stdout(&out)
+            .lines()
+            .find_map(|l| l.strip_suffix(" Leader"))
+            .and_then(|h| h.strip_prefix("sandbox-"))
+            .map(String::from))
+    }
+
+    /// Whether the managers agree: every manager names the same leader, and that
+    /// leader sees every manager `Reachable` (itself `Leader`). What a healed
+    /// partition or a restarted manager must come back to.
+    pub fn managers_settled(&self) -> bool {
+        let mut leader = None;
+        for m in &self.managers {
+            match self.leader_seen_by(m) {
+                Ok(Some(l)) if leader.as_ref().is_none_or(|x| *x == l) => leader = Some(l),
+                _ => return false,
+            }
+        }
+        let Some(l) = leader else { return false };
+        self.managers.iter().all(|m| {
+            matches!(
+                self.manager_status_seen_by(&l, m).as_str(),
+                "Leader" | "Reachable"
+            )
+        })
     }
 
     /// Node `node`'s state in the node list of manager `from`:

@@ -5,7 +5,9 @@
 
 mod down_nodes;
 mod engine_stats;
+mod ha;
 mod harness;
+mod sandbox;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +16,9 @@ use harness::*;
 
 /// The swarm the sandbox builds: five nodes Ready, the first three managers, each
 /// node a host of its own (name, address, engine), a global service's task on
-/// every node seeing that node's own engine at `/var/run/docker.sock`; then a
+/// every node seeing that node's own engine at `/var/run/docker.sock`, served on
+/// each node's address by a host-mode published port, and reaching the others on
+/// an overlay network (DNS round robin); then a
 /// worker killed (every manager sees it down) and restarted (ready again), and a
 /// worker frozen (its engine does not answer within 2 s) and thawed.
 #[test]
@@ -121,7 +125,10 @@ fn five_nodes_each_a_host_with_its_own_engine_socket_and_worker_faults() {
     );
 
     // A global service with the usual socket bind mount: a task on every node,
-    // each seeing its own node's engine at /var/run/docker.sock.
+    // each seeing its own node's engine at /var/run/docker.sock. On an overlay
+    // network (DNS round robin: no IPVS here), with a port published in host
+    // mode on every node: busybox httpd serving the task's /etc.
+    ok(c.docker("n1", &["network", "create", "-d", "overlay", "ov"]));
     let out = ok(c.docker(
         "n1",
         &[
@@ -134,6 +141,12 @@ fn five_nodes_each_a_host_with_its_own_engine_socket_and_worker_faults() {
             "sock",
             "--mode",
             "global",
+            "--network",
+            "ov",
+            "--endpoint-mode",
+            "dnsrr",
+            "--publish",
+            "mode=host,target=8080,published=18080",
             "--stop-signal",
             "KILL",
             "--mount",
@@ -141,7 +154,7 @@ fn five_nodes_each_a_host_with_its_own_engine_socket_and_worker_faults() {
             &c.image(),
             "/bin/sh",
             "-c",
-            "test -S /var/run/docker.sock && exec /bin/busybox sleep 1000000",
+            "test -S /var/run/docker.sock && exec /bin/busybox httpd -f -p 8080 -h /etc",
         ],
     ));
     assert!(!stdout(&out).trim().is_empty());
@@ -226,6 +239,79 @@ fn five_nodes_each_a_host_with_its_own_engine_socket_and_worker_faults() {
     sockets.sort();
     sockets.dedup();
     assert_eq!(sockets.len(), 5, "one socket file per node");
+
+    // Host-mode published ports: each node's address serves its own task (the
+    // container's host name is its short ID).
+    for n in c.nodes() {
+        let ctr = stdout(&ok(c.docker(
+            &n,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=sock",
+            ],
+        )));
+        let (status, body) = http_get(&c.addr(&n), 18080, "/hostname")
+            .unwrap_or_else(|| panic!("no answer from {}:18080", c.addr(&n)));
+        assert_eq!(status, 200, "{n}: {body}");
+        assert_eq!(
+            body.trim(),
+            ctr.trim(),
+            "{}:18080 is {n}'s task",
+            c.addr(&n)
+        );
+    }
+    // The overlay spans the nodes: tasks.sock names the five tasks, and the task
+    // on n1 reaches every one of them.
+    let ctr = stdout(&ok(c.docker(
+        "n1",
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=sock",
+        ],
+    )));
+    let ctr = ctr.trim();
+    let lookup = stdout(&ok(c.docker(
+        "n1",
+        &[
+            "exec",
+            ctr,
+            "/bin/busybox",
+            "nslookup",
+            "tasks.sock",
+            "127.0.0.11",
+        ],
+    )));
+    let task_ips: Vec<&str> = lookup
+        .lines()
+        .filter_map(|l| l.strip_prefix("Address:"))
+        .map(str::trim)
+        .filter(|a| !a.starts_with("127."))
+        .collect();
+    assert_eq!(task_ips.len(), 5, "tasks.sock: {lookup}");
+    for ip in &task_ips {
+        assert!(
+            ip.starts_with("198.19."),
+            "overlay address {ip} outside 198.19.0.0/16"
+        );
+        ok(c.docker(
+            "n1",
+            &[
+                "exec",
+                ctr,
+                "/bin/busybox",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                ip,
+            ],
+        ));
+    }
 
     // The plugin, run against a manager, sees the service on five nodes.
     let out = ok(c.plugin(
@@ -341,30 +427,28 @@ fn managers_elect_a_leader_after_the_leader_is_cut_off_or_killed() {
         || c.manager_status_seen_by(&second, &first) == "Unreachable",
     );
 
-    // Healed: the swarm settles with a leader and three reachable managers (the
-    // healed manager may depose the leader first: no pre-vote in Swarm's Raft).
+    // Healed: the swarm settles with one leader all managers agree on and three
+    // reachable managers (the healed manager may depose the leader first: no
+    // pre-vote in Swarm's Raft).
     let t1 = Instant::now();
     c.heal(&first);
     c.wait_until(
-        &format!("a leader and {first} reachable again after the heal"),
+        &format!("the managers agree on a leader and see {first} reachable after the heal"),
         Duration::from_secs(120),
-        || {
-            let Some(l) = c.leader() else { return false };
-            c.managers().iter().all(|m| {
-                matches!(
-                    c.manager_status_seen_by(&l, m).as_str(),
-                    "Leader" | "Reachable"
-                )
-            })
-        },
+        || c.managers_settled(),
     );
     eprintln!(
-        "multinode: {first} healed: a leader and three reachable managers after {:.1} s",
+        "multinode: {first} healed: the managers agree on a leader, all reachable, after {:.1} s",
         t1.elapsed().as_secs_f64()
     );
 
     // The leader dies: the other two elect a new one.
-    let doomed = c.leader().expect("a leader after the heal");
+    let mut doomed = None;
+    c.wait_until("a leader after the heal", Duration::from_secs(90), || {
+        doomed = c.leader();
+        doomed.is_some()
+    });
+    let doomed = doomed.unwrap();
     let t2 = Instant::now();
     c.kill(&doomed);
     let mut next = None;
@@ -389,12 +473,8 @@ fn managers_elect_a_leader_after_the_leader_is_cut_off_or_killed() {
     }
     c.restart(&doomed);
     c.wait_until(
-        &format!("{doomed} reachable again after its restart"),
+        &format!("{doomed} a reachable manager again after its restart"),
         Duration::from_secs(120),
-        || {
-            let Some(l) = c.leader() else { return false };
-            c.manager_status_seen_by(&l, &doomed) == "Reachable"
-                || c.manager_status_seen_by(&l, &doomed) == "Leader"
-        },
+        || c.managers_settled(),
     );
 }
