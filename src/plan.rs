@@ -193,9 +193,13 @@ pub async fn read_metrics(
         }
     }
     let mut out = Readings::default();
-    if !engine_keys.is_empty() {
-        read_engine(engine, snap, &engine_keys, timeout, via, &mut out).await;
-    }
+    // The engine source (every node's stats take a second or two) while the other
+    // sources are read.
+    let engine_read = async {
+        if !engine_keys.is_empty() {
+            read_engine(engine, snap, &engine_keys, timeout, via, &mut out).await;
+        }
+    };
     let others = futures_util::stream::iter(wanted)
         .map(|(key, (_, src))| async move {
             let value = crate::metrics::read(&src, allow, timeout)
@@ -206,8 +210,8 @@ pub async fn read_metrics(
             (key, value)
         })
         .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
+        .collect::<Vec<_>>();
+    let ((), others) = tokio::join!(engine_read, others);
     out.values.extend(others);
     out
 }
