@@ -291,10 +291,32 @@ fn down_leaves_nothing_after_faults_or_a_killed_up() {
             .args(["/bin/busybox", "sleep", "1000"])
             .stdin(Stdio::null());
         let mut sleeper = sleeper.spawn().unwrap();
+        // A container that docker paused sits in a frozen cgroup of its own: a
+        // frozen process does not die of SIGKILL, so down must thaw it (it once
+        // stayed in D state and kept the slot's cgroups busy for good).
+        let image = std::env::var("MICROSCALE_TEST_IMAGE")
+            .unwrap_or_else(|_| "microscale-test/busybox:1".into());
+        let run = c.docker(
+            "n2",
+            &[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                &image,
+                "/bin/busybox",
+                "sleep",
+                "1000",
+            ],
+        );
+        assert!(run.status.success(), "docker run on n2: {}", stderr(&run));
+        let id = String::from_utf8_lossy(&run.stdout).trim().to_string();
+        let paused = c.docker("n2", &["pause", &id]);
+        assert!(paused.status.success(), "docker pause: {}", stderr(&paused));
         c.freeze("n1");
         c.cut("n2");
         c.freeze("n2");
-        down_leaves_nothing(&dir, &slot, "frozen and cut nodes");
+        down_leaves_nothing(&dir, &slot, "frozen and cut nodes, a paused container");
         let status = sleeper.wait().unwrap();
         assert!(!status.success(), "the process on n2 outlived down");
         (dir, slot)
