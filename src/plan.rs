@@ -313,7 +313,8 @@ async fn read_engine(
         } => {
             // A node's measure takes a second or two (the engine's CPU delta).
             let peer_timeout = timeout.max(std::time::Duration::from_secs(5));
-            let got = stats::read_peers(peers, token, &ids, peer_timeout).await;
+            let owners = stats::read_owners(engine, snap).await;
+            let got = stats::read_peers(peers, token, &ids, peer_timeout, &owners).await;
             answers = got.nodes;
             out.peer_failures = got.failures;
             *collector
