@@ -244,6 +244,16 @@ async fn read_engine(
                     if k.total != running_now {
                         continue;
                     }
+                    // The config is untrusted (any manager can write it).
+                    if let Err(why) = k.sane() {
+                        out.notes.entry(id.clone()).or_default().push(format!(
+                            "{}: the agents' reading in config {} is not used: {} (measured through this engine)",
+                            kind.uri(),
+                            crate::render::printable(config),
+                            why
+                        ));
+                        continue;
+                    }
                     let value = match (k.value, &k.error) {
                         (Some(v), _) if v.is_finite() && v >= 0.0 => Ok(v),
                         (_, Some(e)) => Err(crate::render::printable(e)),

@@ -686,6 +686,47 @@ pub struct StoredKind {
     pub error: Option<String>,
 }
 
+impl StoredKind {
+    /// Whether this reading could have been written by an agent (the config is
+    /// untrusted: any manager can write it): a value that is a plausible
+    /// utilisation ([`crate::metrics::engine::plausible_percent`]) from at least one
+    /// measured task, at most as many tasks measured as ran, nodes named missing
+    /// exactly when some were not measured, and no more of them than tasks not
+    /// measured, each name at most 253 characters.
+    ///
+    /// Errors say what is wrong, for the reasons (`plan`: not used).
+    pub fn sane(&self) -> Result<(), String> {
+        if let Some(v) = self.value {
+            if !crate::metrics::engine::plausible_percent(v) {
+                return Err(format!(
+                    "a value of {v} % is not a utilisation (0 to {} %)",
+                    crate::metrics::engine::MAX_PERCENT
+                ));
+            }
+            if self.measured == 0 {
+                return Err("a value from no measured task".into());
+            }
+        }
+        if self.measured > self.total {
+            return Err(format!(
+                "{} tasks measured of {} running",
+                self.measured, self.total
+            ));
+        }
+        let unmeasured = self.total - self.measured;
+        if (unmeasured == 0) != self.missing.is_empty()
+            || self.missing.len() as u64 > unmeasured
+            || self.missing.iter().any(|m| m.is_empty() || m.len() > 253)
+        {
+            return Err(format!(
+                "{} nodes named missing for {unmeasured} tasks not measured",
+                self.missing.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One service's combined readings, as kept in the swarm: label
 /// `microscale.stats.<service ID>`, JSON `{"cpu": {"v": 82.5, "n": 3, "of": 5,
 /// "missing": ["n4", "n5"]}, "memory": {…}}`.
@@ -1468,6 +1509,61 @@ mod tests {
             "microscale-agent-lease-stats"
         );
         assert_eq!(config_name(&"x".repeat(64)).len(), 64);
+    }
+
+    #[test]
+    fn stored_readings_are_checked_for_sanity() {
+        let k = |v: Option<f64>, n: u64, of: u64, missing: &[&str]| StoredKind {
+            value: v,
+            measured: n,
+            total: of,
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+            error: None,
+        };
+        assert_eq!(k(Some(82.5), 3, 5, &["n4", "n5"]).sane(), Ok(()));
+        assert_eq!(k(Some(0.0), 5, 5, &[]).sane(), Ok(()));
+        assert_eq!(k(None, 0, 5, &["n1"]).sane(), Ok(()));
+        for bad in [
+            k(Some(1e308), 5, 5, &[]),
+            k(Some(-1.0), 5, 5, &[]),
+            k(Some(f64::NAN), 5, 5, &[]),
+            k(Some(50.0), 0, 5, &["n1"]),
+            k(Some(50.0), 6, 5, &[]),
+            k(Some(50.0), u64::MAX, 1, &[]),
+            k(Some(50.0), 3, 5, &[]),
+            k(Some(50.0), 5, 5, &["n1"]),
+            k(Some(50.0), 4, 5, &["n1", "n2"]),
+            k(Some(50.0), 4, 5, &[""]),
+            k(Some(50.0), 4, 5, &[&"x".repeat(254)]),
+        ] {
+            assert!(bad.sane().is_err(), "{bad:?}");
+        }
+        // Garbage, huge or future configs parse to something `fresh` refuses, and
+        // never panic.
+        for time in ["NaN", "inf", "-5", "1e300", "", "x", "1e-300"] {
+            let st = parse(&json!({"Spec": {"Labels": {LABEL_TIME: time}}}));
+            assert!(!fresh(st.time, 1_800_000_000.0), "{time}");
+        }
+        let huge: serde_json::Map<String, Value> = (0..20_000)
+            .map(|i| {
+                (
+                    format!("{LABEL_PREFIX}s{i}"),
+                    Value::from(r#"{"cpu":{"v":1e308,"n":1,"of":1}}"#),
+                )
+            })
+            .collect();
+        let st = parse(&json!({"Spec": {"Labels": huge}}));
+        assert_eq!(st.services.len(), 20_000);
+        assert!(
+            st.services
+                .values()
+                .all(|s| s.cpu.as_ref().unwrap().sane().is_err())
+        );
+        assert_eq!(
+            parse(&json!({"Spec": {"Labels": [1, 2]}})),
+            Stored::default()
+        );
+        assert_eq!(parse(&json!("garbage")), Stored::default());
     }
 
     #[test]
