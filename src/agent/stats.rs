@@ -698,8 +698,13 @@ impl StoredKind {
     pub fn sane(&self) -> Result<(), String> {
         if let Some(v) = self.value {
             if !crate::metrics::engine::plausible_percent(v) {
+                let shown = if v.abs() < 1e6 {
+                    format!("{v}")
+                } else {
+                    format!("{v:e}")
+                };
                 return Err(format!(
-                    "a value of {v} % is not a utilisation (0 to {} %)",
+                    "a value of {shown} % is not a utilisation (0 to {} %)",
                     crate::metrics::engine::MAX_PERCENT
                 ));
             }
@@ -1536,7 +1541,8 @@ mod tests {
             k(Some(50.0), 4, 5, &[""]),
             k(Some(50.0), 4, 5, &[&"x".repeat(254)]),
         ] {
-            assert!(bad.sane().is_err(), "{bad:?}");
+            let e = bad.sane().unwrap_err();
+            assert!(e.len() < 100, "{bad:?}: {e}");
         }
         // Garbage, huge or future configs parse to something `fresh` refuses, and
         // never panic.
