@@ -244,6 +244,16 @@ async fn read_engine(
                     if k.total != running_now {
                         continue;
                     }
+                    // The config is untrusted (any manager can write it).
+                    if let Err(why) = k.sane() {
+                        out.notes.entry(id.clone()).or_default().push(format!(
+                            "{}: the agents' reading in config {} is not used: {} (measured through this engine)",
+                            kind.uri(),
+                            crate::render::printable(config),
+                            why
+                        ));
+                        continue;
+                    }
                     let value = match (k.value, &k.error) {
                         (Some(v), _) if v.is_finite() && v >= 0.0 => Ok(v),
                         (_, Some(e)) => Err(crate::render::printable(e)),
@@ -313,7 +323,8 @@ async fn read_engine(
         } => {
             // A node's measure takes a second or two (the engine's CPU delta).
             let peer_timeout = timeout.max(std::time::Duration::from_secs(5));
-            let got = stats::read_peers(peers, token, &ids, peer_timeout).await;
+            let owners = stats::read_owners(engine, snap).await;
+            let got = stats::read_peers(peers, token, &ids, peer_timeout, &owners).await;
             answers = got.nodes;
             out.peer_failures = got.failures;
             *collector

@@ -46,6 +46,17 @@ pub const HALF_LIFE: Duration = Duration::from_secs(600);
 /// The longest time the holder leaves a service alone: 1 hour.
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
+/// The largest reset count a record holds: from the 9th reset the pause is already
+/// [`MAX_PAUSE`], so a higher count (a hand-written `18446744073709551615`) would only
+/// make the memory last longer (64 half-lives, 10 hours) without changing anything
+/// else.
+pub const MAX_RESETS: u64 = 16;
+
+/// How far in the future of the reader's clock a record's time may be (managers'
+/// clocks apart): one [`HALF_LIFE`], 10 minutes. A record from further ahead is not
+/// trusted (it would not decay before that time comes): it counts 0 and is dropped.
+pub const MAX_AHEAD: Duration = HALF_LIFE;
+
 /// How long the holder leaves a service alone after `resets` (decayed) resets: none
 /// before [`BACK_OFF_AFTER`], then a minute, doubling per reset, at most
 /// [`MAX_PAUSE`].
@@ -79,11 +90,22 @@ impl Fight {
         self.last.parse().ok()
     }
 
+    /// When the last reset was seen, unless that is more than [`MAX_AHEAD`] after
+    /// `now` (not trusted).
+    fn trusted_last(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let last = self.last_at()?;
+        let ahead = jiff::SignedDuration::try_from(MAX_AHEAD).ok()?;
+        (last.duration_since(now) <= ahead).then_some(last)
+    }
+
     /// The reset count as it counts at `now`: halved once per whole [`HALF_LIFE`]
     /// since the last reset (a last reset in the future, another manager's clock,
-    /// counts as now). A record whose time cannot be read counts 0.
+    /// counts as now, up to [`MAX_AHEAD`]). A record whose time cannot be read, or is
+    /// further ahead, counts 0.
     pub fn decayed(&self, now: jiff::Timestamp) -> u64 {
-        let Some(last) = self.last_at() else { return 0 };
+        let Some(last) = self.trusted_last(now) else {
+            return 0;
+        };
         let quiet = now.as_second().saturating_sub(last.as_second()).max(0) as u64;
         let halvings = quiet / HALF_LIFE.as_secs();
         if halvings >= 64 {
@@ -98,7 +120,10 @@ impl Fight {
     pub fn after(previous: Option<&Fight>, now: jiff::Timestamp, their_count: u64) -> Fight {
         let now = now.round(jiff::Unit::Second).unwrap_or(now);
         Fight {
-            resets: previous.map_or(0, |p| p.decayed(now)).saturating_add(1),
+            resets: previous
+                .map_or(0, |p| p.decayed(now))
+                .saturating_add(1)
+                .min(MAX_RESETS),
             last: now.to_string(),
             their_count,
         }
@@ -109,17 +134,23 @@ impl Fight {
     /// `None` below [`BACK_OFF_AFTER`] resets.
     pub fn quiet_until(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
         let pause = pause(self.resets)?;
-        let last = self.last_at()?.min(now);
+        let last = self.trusted_last(now)?.min(now);
         last.checked_add(jiff::SignedDuration::try_from(pause).ok()?)
             .ok()
     }
 
-    /// Parses a label value; `None` when it is not one.
+    /// Parses a label value; `None` when it is not one (three fields: a count, an
+    /// RFC 3339 time, a count). The reset count is capped at [`MAX_RESETS`].
     pub fn parse(value: &str) -> Option<Fight> {
         let mut parts = value.split_whitespace();
-        let resets = parts.next()?.parse().ok()?;
-        let last = parts.next()?.to_string();
+        let resets = parts.next()?.parse::<u64>().ok()?.min(MAX_RESETS);
+        let last = parts.next()?;
+        last.parse::<jiff::Timestamp>().ok()?;
+        let last = last.to_string();
         let their_count = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
         Some(Fight {
             resets,
             last,
@@ -387,11 +418,62 @@ mod tests {
         let much_later = Fight::after(Some(&fourth), plus(200 + 3600), 2);
         assert_eq!(much_later.resets, 1);
         assert_eq!(much_later.quiet_until(plus(3800)), None);
-        // A last reset in the future pauses from now, not from then.
+        // A last reset in the future (clocks apart) pauses from now, not from then;
+        // one further ahead than MAX_AHEAD is not trusted (it would pause every pass
+        // until that time comes) and pauses nothing.
         let future = Fight {
-            last: plus(10_000).to_string(),
+            last: plus(500).to_string(),
             ..third.clone()
         };
         assert_eq!(future.quiet_until(t0), Some(plus(60)));
+        let far = Fight {
+            last: plus(10_000).to_string(),
+            ..third.clone()
+        };
+        assert_eq!(far.quiet_until(t0), None);
+    }
+
+    #[test]
+    fn hostile_records_are_bounded() {
+        let now = at("2026-12-07T20:00:00Z");
+        // u64::MAX resets: capped, and a new reset does not overflow.
+        let f =
+            Fight::parse("18446744073709551615 2026-12-07T19:59:00Z 18446744073709551615").unwrap();
+        assert_eq!(f.resets, MAX_RESETS);
+        assert_eq!(f.their_count, u64::MAX);
+        assert_eq!(Fight::after(Some(&f), now, 1).resets, MAX_RESETS);
+        // It decays to nothing within 5 half-lives (50 minutes), not 64.
+        assert_eq!(f.decayed(at("2026-12-07T20:49:00Z")), 0);
+        assert_eq!(
+            f.quiet_until(now),
+            Some(at("2026-12-07T20:59:00Z")),
+            "at most an hour"
+        );
+        // A time far in the future would never decay: it counts 0 and is dropped.
+        let future = Fight::parse("9 9000-01-01T00:00:00Z 1").unwrap();
+        assert_eq!(future.decayed(now), 0);
+        assert_eq!(future.quiet_until(now), None);
+        assert_eq!(Fight::after(Some(&future), now, 1).resets, 1);
+        let mut records = BTreeMap::from([("s".to_string(), future)]);
+        assert!(prune(&mut records, now));
+        let ahead = Fight::parse("9 2026-12-07T20:10:01Z 1").unwrap();
+        assert_eq!(ahead.decayed(now), 0);
+        // Up to 10 minutes ahead (clocks apart) still counts, as now.
+        let near = Fight::parse("4 2026-12-07T20:09:59Z 1").unwrap();
+        assert_eq!(near.decayed(now), 4);
+        assert_eq!(near.quiet_until(now), Some(at("2026-12-07T20:02:00Z")));
+        // Not a record: the time is not one (it would reach `status`), extra fields,
+        // negative or non-numeric counts.
+        for bad in [
+            "3 \u{1b}[31mred 1",
+            "3 yesterday 1",
+            "3 2026-12-07T19:59:00Z 1 extra",
+            "-1 2026-12-07T19:59:00Z 1",
+            "1e3 2026-12-07T19:59:00Z 1",
+            "3 2026-12-07T19:59:00Z NaN",
+            "",
+        ] {
+            assert_eq!(Fight::parse(bad), None, "{bad:?}");
+        }
     }
 }

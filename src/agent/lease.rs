@@ -291,8 +291,14 @@ impl Window {
                     .filter(|w| w.holder == seen.holder && seen.version > w.version)
                     .and_then(|w| {
                         let elapsed = seen.clock?.checked_sub(w.clock?)?;
+                        // A clock label that jumped far ahead (a hand-written
+                        // u64::MAX) would overflow the instant: `returned` then.
                         (elapsed > 0)
-                            .then(|| w.since + self.rate_bound(Duration::from_millis(elapsed)))
+                            .then(|| {
+                                w.since
+                                    .checked_add(self.rate_bound(Duration::from_millis(elapsed)))
+                            })
+                            .flatten()
                     });
                 Watch {
                     version: seen.version,
@@ -1152,6 +1158,50 @@ mod tests {
         assert!(w.expired(t1 + ms(100) + TTL));
         // The standby never holds while watching.
         assert!(!w.holds(t1 + ms(100)));
+    }
+
+    #[test]
+    fn hostile_clock_labels_never_panic_nor_stretch_the_watch() {
+        // Anyone with manager access can write the lease config's labels.
+        let t0 = Instant::now();
+        let returned = t0 + ms(500);
+        for (first, second) in [
+            (0, u64::MAX),
+            (1, u64::MAX / 2),
+            (u64::MAX, 0),
+            (u64::MAX - 1, u64::MAX),
+        ] {
+            let mut w = Window::new(TTL);
+            w.observe(&sight(7, "a", Some(TTL), Some(first)), t0);
+            let expires = w.observe(&sight(8, "a", Some(TTL), Some(second)), returned);
+            // Never later than a full TTL from the read that showed it.
+            assert!(expires <= returned + TTL, "{first} → {second}");
+            assert!(w.expired(returned + TTL), "{first} → {second}");
+        }
+        // Labels that are not a clock or a TTL are ignored (the watch runs from the
+        // read's return, with our own TTL).
+        for (clock, ttl) in [
+            ("NaN", "NaN"),
+            ("-1", "-15"),
+            ("1e300", "1e300"),
+            ("12abc", "inf"),
+            ("", "0"),
+            ("18446744073709551616", "3600.5"),
+        ] {
+            let v = json!({"ID": "x", "Version": {"Index": 3}, "Spec": {"Name": "l",
+                "Labels": {LABEL_HOLDER: "a", LABEL_TTL: ttl, LABEL_CLOCK: clock}}});
+            let cur = parse_config("l", &v).unwrap().unwrap();
+            assert_eq!((cur.clock, cur.ttl), (None, None), "{clock} {ttl}");
+        }
+        let v = json!({"ID": "x", "Version": {"Index": 3}, "Spec": {"Name": "l",
+            "Labels": {LABEL_HOLDER: "a", LABEL_TTL: "1e-300", LABEL_CLOCK: "5"}}});
+        let cur = parse_config("l", &v).unwrap().unwrap();
+        let mut w = Window::new(TTL);
+        assert_eq!(
+            w.observe(&cur.sighting(), t0),
+            t0 + TTL,
+            "a tiny TTL label never shortens ours"
+        );
     }
 
     #[test]

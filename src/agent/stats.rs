@@ -418,13 +418,148 @@ pub struct PeerAnswers {
     pub asked: usize,
 }
 
+/// Which nodes Swarm gives each address to: every running task's network
+/// attachment addresses (`Task.NetworksAttachments[].Addresses`, the prefix length
+/// cut) and every node's own address (`Node.Status.Addr`) → node IDs. An answer from
+/// an address in this table counts only for a node the table names
+/// ([`attribute`]).
+pub type Owners = HashMap<std::net::IpAddr, BTreeSet<String>>;
+
+/// The [`Owners`] of a swarm: `tasks` is the engine's answer to `GET /tasks`
+/// (JSON; bollard's `Task` leaves `NetworksAttachments` out), `nodes` the swarm's
+/// nodes. Only running tasks count (an ended task's address may be another's now).
+pub fn owners(tasks: &Value, nodes: &[bollard::models::Node]) -> Owners {
+    let mut out: Owners = HashMap::new();
+    for t in tasks.as_array().into_iter().flatten() {
+        let Some(node) = t["NodeID"].as_str().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if t["Status"]["State"].as_str() != Some("running") {
+            continue;
+        }
+        for a in t["NetworksAttachments"].as_array().into_iter().flatten() {
+            for addr in a["Addresses"].as_array().into_iter().flatten() {
+                let ip = addr.as_str().unwrap_or_default().split('/').next();
+                if let Some(Ok(ip)) = ip.map(str::parse) {
+                    out.entry(ip).or_default().insert(node.to_string());
+                }
+            }
+        }
+    }
+    for n in nodes {
+        let (Some(id), Some(addr)) = (
+            n.id.as_deref(),
+            n.status.as_ref().and_then(|s| s.addr.as_deref()),
+        ) else {
+            continue;
+        };
+        if let Ok(ip) = addr.parse::<std::net::IpAddr>()
+            && !ip.is_unspecified()
+        {
+            out.entry(ip).or_default().insert(id.to_string());
+        }
+    }
+    out
+}
+
+/// Reads the [`Owners`] of the swarm: `GET /tasks?filters={"desired-state":
+/// ["running"]}` and the nodes of `snap`. When the tasks cannot be read, the nodes'
+/// addresses alone (answers from overlay addresses are then unverified).
+pub async fn read_owners(engine: &Engine, snap: &crate::engine::snapshot::Snapshot) -> Owners {
+    let filters = segment(r#"{"desired-state":["running"]}"#);
+    let tasks = engine
+        .raw_request(
+            http::Method::GET,
+            &format!("/tasks?filters={filters}"),
+            None,
+        )
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    owners(&tasks, &snap.nodes)
+}
+
+/// Which answer counts for which node. A peer says which node it is, and a hostile
+/// peer (a compromised worker) may claim another node's ID to speak for its tasks:
+///
+/// - an answer from an address Swarm gives to other nodes ([`Owners`]) is not used;
+/// - an answer from an address Swarm gives to the node it names is *verified*; of
+///   several verified answers for one node, the latest measure counts;
+/// - an answer from an address Swarm does not know (a `--stats-peers` address
+///   outside the swarm's records, such as a loopback one) counts only when it is the
+///   only answer for its node: beside a verified answer it is dropped, and two or
+///   more such answers for one node cancel each other (the node is then missing, so
+///   no scale-down happens on that partial data).
+///
+/// Each answer not used adds a line to `failures`.
+pub fn attribute(
+    answers: Vec<(SocketAddr, NodeStats)>,
+    owners: &Owners,
+    failures: &mut Vec<String>,
+) -> HashMap<String, NodeStats> {
+    let shown = |id: &str| crate::render::ellipsize(&crate::render::printable(id), 64);
+    // Node ID → (verified answers, unverified answers).
+    type Claims = (Vec<(SocketAddr, NodeStats)>, Vec<(SocketAddr, NodeStats)>);
+    let mut by_node: BTreeMap<String, Claims> = BTreeMap::new();
+    for (addr, stats) in answers {
+        let verified = match owners.get(&addr.ip()) {
+            Some(nodes) if !nodes.contains(&stats.node.id) => {
+                failures.push(format!(
+                    "{addr}: answered as node {}, but Swarm gives that address to {}: not used",
+                    shown(&stats.node.id),
+                    nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let entry = by_node.entry(stats.node.id.clone()).or_default();
+        if verified {
+            entry.0.push((addr, stats));
+        } else {
+            entry.1.push((addr, stats));
+        }
+    }
+    let when = |s: &NodeStats| s.time.parse::<jiff::Timestamp>().ok();
+    let mut out = HashMap::new();
+    for (node, (verified, unverified)) in by_node {
+        if !verified.is_empty() {
+            for (addr, _) in &unverified {
+                failures.push(format!(
+                    "{addr}: answered as node {}, which answered from its own address: not used",
+                    shown(&node)
+                ));
+            }
+            if let Some((_, s)) = verified.into_iter().max_by_key(|(_, s)| when(s)) {
+                out.insert(node, s);
+            }
+        } else if unverified.len() == 1 {
+            if let Some((_, s)) = unverified.into_iter().next() {
+                out.insert(node, s);
+            }
+        } else {
+            let addrs: Vec<String> = unverified.iter().map(|(a, _)| a.to_string()).collect();
+            failures.push(format!(
+                "{}: all answered as node {}, and Swarm gives none of these addresses to it: none is used",
+                addrs.join(", "),
+                shown(&node)
+            ));
+        }
+    }
+    out
+}
+
 /// Asks every peer for its node's stats (of `services` only, when at most
-/// [`MAX_SERVICES_ASKED`]), concurrently, each exchange within `timeout`.
+/// [`MAX_SERVICES_ASKED`]), concurrently, each exchange within `timeout`; which
+/// answer counts for which node is decided by [`attribute`] with `owners`.
 pub async fn read_peers(
     peers: &Peers,
     token: &Token,
     services: &BTreeSet<String>,
     timeout: Duration,
+    owners: &Owners,
 ) -> PeerAnswers {
     use futures_util::StreamExt;
     let mut out = PeerAnswers::default();
@@ -470,21 +605,14 @@ pub async fn read_peers(
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
+    let mut answers = vec![];
     for (addr, r) in results {
         match r {
-            Ok(stats) => {
-                // Two answers for one node (a node listed twice): the later measure.
-                let keep = out
-                    .nodes
-                    .get(&stats.node.id)
-                    .is_none_or(|old| old.time < stats.time);
-                if keep {
-                    out.nodes.insert(stats.node.id.clone(), stats);
-                }
-            }
+            Ok(stats) => answers.push((addr, stats)),
             Err(e) => out.failures.push(format!("{addr}: {e}")),
         }
     }
+    out.nodes = attribute(answers, owners, &mut out.failures);
     out.failures.sort();
     out
 }
@@ -528,8 +656,12 @@ async fn ask(addr: SocketAddr, token: &Token, query: &str) -> Result<NodeStats, 
     }
     let stats: NodeStats = serde_json::from_slice(&body)
         .map_err(|e| format!("the answer is not a node's stats: {e}"))?;
-    if stats.node.id.is_empty() || stats.tasks.len() > MAX_TASKS {
-        return Err("the answer names no node, or too many tasks".into());
+    let id_ok = (1..=64).contains(&stats.node.id.len())
+        && stats.node.id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !id_ok || stats.tasks.len() > MAX_TASKS {
+        return Err(format!(
+            "the answer names no node (a node ID is 1 to 64 letters and digits), or more than {MAX_TASKS} tasks"
+        ));
     }
     Ok(stats)
 }
@@ -552,6 +684,52 @@ pub struct StoredKind {
     /// Why nothing was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl StoredKind {
+    /// Whether this reading could have been written by an agent (the config is
+    /// untrusted: any manager can write it): a value that is a plausible
+    /// utilisation ([`crate::metrics::engine::plausible_percent`]) from at least one
+    /// measured task, at most as many tasks measured as ran, nodes named missing
+    /// exactly when some were not measured, and no more of them than tasks not
+    /// measured, each name at most 253 characters.
+    ///
+    /// Errors say what is wrong, for the reasons (`plan`: not used).
+    pub fn sane(&self) -> Result<(), String> {
+        if let Some(v) = self.value {
+            if !crate::metrics::engine::plausible_percent(v) {
+                let shown = if v.abs() < 1e6 {
+                    format!("{v}")
+                } else {
+                    format!("{v:e}")
+                };
+                return Err(format!(
+                    "a value of {shown} % is not a utilisation (0 to {} %)",
+                    crate::metrics::engine::MAX_PERCENT
+                ));
+            }
+            if self.measured == 0 {
+                return Err("a value from no measured task".into());
+            }
+        }
+        if self.measured > self.total {
+            return Err(format!(
+                "{} tasks measured of {} running",
+                self.measured, self.total
+            ));
+        }
+        let unmeasured = self.total - self.measured;
+        if (unmeasured == 0) != self.missing.is_empty()
+            || self.missing.len() as u64 > unmeasured
+            || self.missing.iter().any(|m| m.is_empty() || m.len() > 253)
+        {
+            return Err(format!(
+                "{} nodes named missing for {unmeasured} tasks not measured",
+                self.missing.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One service's combined readings, as kept in the swarm: label
@@ -832,6 +1010,7 @@ pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crat
             &token,
             &BTreeSet::new(),
             Duration::from_secs(10),
+            &Owners::new(),
         ));
         let millis = start.elapsed().as_secs_f64() * 1000.0;
         answered |= !got.nodes.is_empty();
@@ -1059,6 +1238,219 @@ mod tests {
         assert!(services_asked(Some(&format!("service={many}"))).is_err());
     }
 
+    fn node_answer(id: &str, time: &str, cpu: f64) -> NodeStats {
+        serde_json::from_value(json!({"node": {"id": id, "hostname": format!("h-{id}")},
+            "time": time, "tasks": [{"task": format!("t-{id}"), "service": "s", "cpu": cpu, "memory": 1.0}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_peer_cannot_speak_for_another_node() {
+        let addr = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let owners: Owners = [
+            ("10.0.1.2".parse().unwrap(), ["a".to_string()].into()),
+            ("10.0.1.3".parse().unwrap(), ["b".to_string()].into()),
+        ]
+        .into();
+        // b's agent (compromised) claims to be a, with a measure from the future: a's
+        // own answer from a's address is the one used, b's is refused and named.
+        let mut failures = vec![];
+        let got = attribute(
+            vec![
+                (
+                    addr("10.0.1.2:9091"),
+                    node_answer("a", "2026-12-07T20:40:00Z", 5.0),
+                ),
+                (
+                    addr("10.0.1.3:9091"),
+                    node_answer("a", "9999-12-31T00:00:00Z", 100.0),
+                ),
+                (
+                    addr("10.0.1.3:9092"),
+                    node_answer("b", "2026-12-07T20:40:00Z", 1.0),
+                ),
+            ],
+            &owners,
+            &mut failures,
+        );
+        assert_eq!(got["a"].tasks[0].cpu, Some(5.0));
+        assert_eq!(got["b"].tasks[0].cpu, Some(1.0));
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0]
+                .contains("10.0.1.3:9091: answered as node a, but Swarm gives that address to b"),
+            "{failures:?}"
+        );
+        // Unknown addresses: one alone counts; beside a verified answer it does not;
+        // two claiming one node cancel each other (the node is then missing).
+        let mut failures = vec![];
+        let got = attribute(
+            vec![
+                (
+                    addr("127.0.0.1:1"),
+                    node_answer("a", "2026-12-07T20:40:00Z", 100.0),
+                ),
+                (
+                    addr("10.0.1.2:9091"),
+                    node_answer("a", "2026-12-07T20:39:00Z", 5.0),
+                ),
+                (
+                    addr("127.0.0.1:2"),
+                    node_answer("c", "2026-12-07T20:40:00Z", 7.0),
+                ),
+                (
+                    addr("127.0.0.1:3"),
+                    node_answer("d", "2026-12-07T20:40:00Z", 7.0),
+                ),
+                (
+                    addr("127.0.0.1:4"),
+                    node_answer("d", "2026-12-07T20:40:01Z", 100.0),
+                ),
+            ],
+            &owners,
+            &mut failures,
+        );
+        assert_eq!(got["a"].tasks[0].cpu, Some(5.0));
+        assert_eq!(got["c"].tasks[0].cpu, Some(7.0));
+        assert!(!got.contains_key("d"), "{got:?}");
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("127.0.0.1:3, 127.0.0.1:4: all answered as node d"))
+        );
+        // Two verified answers for one node (an agent on two networks): the later.
+        let owners: Owners = [
+            ("10.0.1.2".parse().unwrap(), ["a".to_string()].into()),
+            ("10.0.2.2".parse().unwrap(), ["a".to_string()].into()),
+        ]
+        .into();
+        let got = attribute(
+            vec![
+                (
+                    addr("10.0.1.2:9091"),
+                    node_answer("a", "2026-12-07T20:40:02Z", 2.0),
+                ),
+                (addr("10.0.2.2:9091"), node_answer("a", "not a time", 3.0)),
+            ],
+            &owners,
+            &mut vec![],
+        );
+        assert_eq!(got["a"].tasks[0].cpu, Some(2.0));
+    }
+
+    #[test]
+    fn owners_come_from_running_tasks_and_nodes() {
+        let tasks = json!([
+            {"ID": "t1", "NodeID": "a", "Status": {"State": "running"},
+             "NetworksAttachments": [{"Addresses": ["10.0.1.2/24", "garbage", 7]}]},
+            {"ID": "t2", "NodeID": "b", "Status": {"State": "shutdown"},
+             "NetworksAttachments": [{"Addresses": ["10.0.1.2/24"]}]},
+            {"ID": "t3", "Status": {"State": "running"}, "NetworksAttachments": "x"},
+        ]);
+        let nodes: Vec<bollard::models::Node> = vec![
+            serde_json::from_value(
+                json!({"ID": "a", "Status": {"State": "ready", "Addr": "198.18.0.2"}}),
+            )
+            .unwrap(),
+            serde_json::from_value(
+                json!({"ID": "b", "Status": {"State": "ready", "Addr": "0.0.0.0"}}),
+            )
+            .unwrap(),
+        ];
+        let o = owners(&tasks, &nodes);
+        assert_eq!(o.len(), 2, "{o:?}");
+        assert_eq!(o[&"10.0.1.2".parse().unwrap()], ["a".to_string()].into());
+        assert_eq!(o[&"198.18.0.2".parse().unwrap()], ["a".to_string()].into());
+        assert!(owners(&json!({"message": "x"}), &[]).is_empty());
+    }
+
+    /// A peer on loopback that answers every connection with `answer` (after
+    /// `delay`), as a hostile agent might.
+    async fn hostile_peer(answer: Vec<u8>, delay: Duration) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let split = answer.len().min(64);
+                    let _ = s.write_all(&answer[..split]).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = s.write_all(&answer[split..]).await;
+                });
+            }
+        });
+        port
+    }
+
+    fn http_ok(body: &[u8]) -> Vec<u8> {
+        let mut v = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[tokio::test]
+    async fn hostile_peers_give_nothing_and_are_named() {
+        let token = Token::new("0123456789abcdef0123456789abcdef").unwrap();
+        let huge = {
+            let mut b = br#"{"node":{"id":"a","hostname":"x"},"time":"t","tasks":["#.to_vec();
+            b.extend(std::iter::repeat_n(b' ', MAX_ANSWER_BYTES + 10));
+            b.extend(b"]}");
+            b
+        };
+        let many_tasks = {
+            let tasks: Vec<Value> = (0..=MAX_TASKS)
+                .map(
+                    |i| json!({"task": format!("t{i}"), "service": "s", "cpu": 1.0, "memory": 1.0}),
+                )
+                .collect();
+            json!({"node": {"id": "m", "hostname": "x"}, "time": "t", "tasks": tasks}).to_string()
+        };
+        let cases: Vec<(&str, Vec<u8>, Duration, &str)> = vec![
+            ("huge", http_ok(&huge), Duration::ZERO, "at most 4194304 bytes"),
+            ("slow", http_ok(br#"{"node":{"id":"a","hostname":"x"},"time":"t","tasks":[]}"#), Duration::from_secs(30), "no answer within"),
+            ("not json", http_ok(b"{\"node\": nan}"), Duration::ZERO, "not a node's stats"),
+            ("nan", http_ok(br#"{"node":{"id":"a","hostname":"x"},"time":"t","tasks":[{"task":"t","service":"s","cpu":NaN,"memory":1}]}"#), Duration::ZERO, "not a node's stats"),
+            ("ansi node", http_ok(br#"{"node":{"id":"a\u001b[31m","hostname":"x"},"time":"t","tasks":[]}"#), Duration::ZERO, "names no node"),
+            ("thousands", http_ok(many_tasks.as_bytes()), Duration::ZERO, "more than 2000 tasks"),
+            ("error page", b"HTTP/1.1 500 x\r\ncontent-length: 9\r\n\r\n\x1b[2Jboom\n".to_vec(), Duration::ZERO, "answered 500: \\u{1b}[2Jboom"),
+        ];
+        for (name, answer, delay, want) in cases {
+            let port = hostile_peer(answer, delay).await;
+            let peers = Peers::parse(&[format!("127.0.0.1:{port}")]).unwrap();
+            let start = std::time::Instant::now();
+            let got = read_peers(
+                &peers,
+                &token,
+                &BTreeSet::new(),
+                Duration::from_millis(800),
+                &Owners::new(),
+            )
+            .await;
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{name}: {:?}",
+                start.elapsed()
+            );
+            assert!(got.nodes.is_empty(), "{name}: {:?}", got.nodes.keys());
+            assert_eq!(got.failures.len(), 1, "{name}: {:?}", got.failures);
+            assert!(got.failures[0].contains(want), "{name}: {:?}", got.failures);
+            assert!(
+                !got.failures[0].contains('\x1b'),
+                "{name}: {:?}",
+                got.failures
+            );
+        }
+    }
+
     #[test]
     fn peers_parse() {
         let p = Peers::parse(&[
@@ -1122,6 +1514,62 @@ mod tests {
             "microscale-agent-lease-stats"
         );
         assert_eq!(config_name(&"x".repeat(64)).len(), 64);
+    }
+
+    #[test]
+    fn stored_readings_are_checked_for_sanity() {
+        let k = |v: Option<f64>, n: u64, of: u64, missing: &[&str]| StoredKind {
+            value: v,
+            measured: n,
+            total: of,
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+            error: None,
+        };
+        assert_eq!(k(Some(82.5), 3, 5, &["n4", "n5"]).sane(), Ok(()));
+        assert_eq!(k(Some(0.0), 5, 5, &[]).sane(), Ok(()));
+        assert_eq!(k(None, 0, 5, &["n1"]).sane(), Ok(()));
+        for bad in [
+            k(Some(1e308), 5, 5, &[]),
+            k(Some(-1.0), 5, 5, &[]),
+            k(Some(f64::NAN), 5, 5, &[]),
+            k(Some(50.0), 0, 5, &["n1"]),
+            k(Some(50.0), 6, 5, &[]),
+            k(Some(50.0), u64::MAX, 1, &[]),
+            k(Some(50.0), 3, 5, &[]),
+            k(Some(50.0), 5, 5, &["n1"]),
+            k(Some(50.0), 4, 5, &["n1", "n2"]),
+            k(Some(50.0), 4, 5, &[""]),
+            k(Some(50.0), 4, 5, &[&"x".repeat(254)]),
+        ] {
+            let e = bad.sane().unwrap_err();
+            assert!(e.len() < 100, "{bad:?}: {e}");
+        }
+        // Garbage, huge or future configs parse to something `fresh` refuses, and
+        // never panic.
+        for time in ["NaN", "inf", "-5", "1e300", "", "x", "1e-300"] {
+            let st = parse(&json!({"Spec": {"Labels": {LABEL_TIME: time}}}));
+            assert!(!fresh(st.time, 1_800_000_000.0), "{time}");
+        }
+        let huge: serde_json::Map<String, Value> = (0..20_000)
+            .map(|i| {
+                (
+                    format!("{LABEL_PREFIX}s{i}"),
+                    Value::from(r#"{"cpu":{"v":1e308,"n":1,"of":1}}"#),
+                )
+            })
+            .collect();
+        let st = parse(&json!({"Spec": {"Labels": huge}}));
+        assert_eq!(st.services.len(), 20_000);
+        assert!(
+            st.services
+                .values()
+                .all(|s| s.cpu.as_ref().unwrap().sane().is_err())
+        );
+        assert_eq!(
+            parse(&json!({"Spec": {"Labels": [1, 2]}})),
+            Stored::default()
+        );
+        assert_eq!(parse(&json!("garbage")), Stored::default());
     }
 
     #[test]

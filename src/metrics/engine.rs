@@ -329,13 +329,26 @@ impl Collector {
     }
 }
 
-/// The value of `kind` in a task's stats.
+/// The largest utilisation (percent) a task's stats may report. A CFS quota
+/// (`NanoCpus`) holds a task near 100 % of its limit, a memory limit holds its
+/// memory under 100 %, and without limits the node's CPUs and memory are 100 %;
+/// beyond twice that, the reading is a fault or a lie (a peer claiming `1e308`),
+/// and the task counts as not measured: its node is named as missing and no
+/// scale-down happens on that partial data.
+pub const MAX_PERCENT: f64 = 200.0;
+
+/// Whether `v` is a utilisation a task can have: finite, 0 to [`MAX_PERCENT`].
+pub fn plausible_percent(v: f64) -> bool {
+    v.is_finite() && (0.0..=MAX_PERCENT).contains(&v)
+}
+
+/// The value of `kind` in a task's stats, when [`plausible_percent`].
 fn of_kind(t: &TaskStats, kind: Kind) -> Option<f64> {
     match kind {
         Kind::Cpu => t.cpu,
         Kind::Memory => t.memory,
     }
-    .filter(|v| v.is_finite() && *v >= 0.0)
+    .filter(|v| plausible_percent(*v))
 }
 
 /// A node's hostname from the snapshot (its ID when the snapshot does not know it).
@@ -383,11 +396,15 @@ pub fn combine(
     let mut missing = BTreeSet::new();
     for t in &running {
         let node = t.node_id.as_deref().unwrap_or_default();
+        // A task the node lists twice is not measured: its answer contradicts itself.
         let value = answers.get(node).and_then(|a| {
-            a.tasks
+            let mut found = a
+                .tasks
                 .iter()
-                .find(|s| Some(s.task.as_str()) == t.id.as_deref() && s.service == service_id)
-                .and_then(|s| of_kind(s, kind))
+                .filter(|s| Some(s.task.as_str()) == t.id.as_deref() && s.service == service_id);
+            let first = found.next()?;
+            found.next().is_none().then_some(first)?;
+            of_kind(first, kind)
         });
         match value {
             Some(v) => values.push(v),
@@ -548,6 +565,60 @@ mod tests {
         );
         let e = combine(&sn, "gone", Kind::Cpu, &all).unwrap_err();
         assert_eq!(e, "no running task to measure");
+    }
+
+    #[test]
+    fn implausible_or_contradictory_task_values_are_not_measured() {
+        let sn = snap(
+            &[
+                ("t1", "web", "a", "running"),
+                ("t2", "web", "b", "running"),
+                ("t3", "web", "b", "running"),
+            ],
+            &[("a", "n1", "ready"), ("b", "n2", "ready")],
+        );
+        // 1e308 twice would overflow the sum to infinity; out of range, a node's
+        // tasks are not measured and its name is given.
+        for lie in [1e308, f64::MAX, f64::INFINITY, f64::NAN, -1.0, -0.5, 200.1] {
+            let answers: HashMap<_, _> = [
+                answer("a", &[("t1", "web", Some(40.0))]),
+                answer("b", &[("t2", "web", Some(lie)), ("t3", "web", Some(lie))]),
+            ]
+            .into();
+            let (v, c) = combine(&sn, "web", Kind::Cpu, &answers).unwrap();
+            assert_eq!((v, c.measured, c.total), (40.0, 1, 3), "{lie}");
+            assert_eq!(c.missing, ["n2"], "{lie}");
+        }
+        // The bounds themselves are plausible.
+        let answers: HashMap<_, _> = [
+            answer("a", &[("t1", "web", Some(MAX_PERCENT))]),
+            answer("b", &[("t2", "web", Some(0.0)), ("t3", "web", Some(0.0))]),
+        ]
+        .into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &answers).unwrap();
+        assert_eq!((v, c.measured), (MAX_PERCENT / 3.0, 3));
+        // A task listed twice (100 % and 0 %) is not measured, whichever comes first.
+        let answers: HashMap<_, _> = [
+            answer("a", &[("t1", "web", Some(100.0)), ("t1", "web", Some(0.0))]),
+            answer("b", &[("t2", "web", Some(10.0)), ("t3", "web", Some(20.0))]),
+        ]
+        .into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &answers).unwrap();
+        assert_eq!((v, c.measured), (15.0, 2));
+        assert_eq!(c.missing, ["n1"]);
+        // Thousands of tasks of other services and nodes in one answer change nothing.
+        let mut big = answer("b", &[("t2", "web", Some(10.0)), ("t3", "web", Some(20.0))]);
+        for i in 0..MAX_TASKS {
+            big.1.tasks.push(TaskStats {
+                task: format!("x{i}"),
+                service: if i % 2 == 0 { "web" } else { "db" }.into(),
+                cpu: Some(100.0),
+                memory: Some(100.0),
+            });
+        }
+        let answers: HashMap<_, _> = [answer("a", &[("t1", "web", Some(0.0))]), big].into();
+        let (v, c) = combine(&sn, "web", Kind::Cpu, &answers).unwrap();
+        assert_eq!((v, c.measured, c.total), (10.0, 3, 3));
     }
 
     #[test]

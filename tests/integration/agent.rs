@@ -1159,3 +1159,82 @@ fn run_once_exits_1_on_a_rule_with_errors() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(replicas(&svc.name), 1);
 }
+
+/// A hand-written `<lease>-stats` config (any manager can write one) claiming a CPU
+/// of 1e308 % over every task: `plan` does not use it, says so, and measures through
+/// its own engine instead; the same config from the future is not used either.
+#[test]
+fn plan_does_not_trust_a_hostile_stored_reading() {
+    let svc = TestService::create(
+        &unique("stats-hostile"),
+        &[
+            "--replicas",
+            "1",
+            "--label",
+            "microscale.min=1",
+            "--label",
+            "microscale.max=5",
+            "--label",
+            "microscale.metric=engine://cpu",
+            "--label",
+            "microscale.target-utilization=50",
+        ],
+    );
+    wait_until("its task runs", Duration::from_secs(60), || {
+        status_json(&svc.name)
+            .first()
+            .is_some_and(|r| r["Running"] == 1)
+    });
+    let lease = unique("hostile-lease");
+    let config = format!("{lease}-stats");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    let data = data.display().to_string();
+    let plan = |time: f64| {
+        let _ = docker(&["config", "rm", &config]);
+        let out = docker(&[
+            "config",
+            "create",
+            "--label",
+            &format!("microscale.stats-time={time:.3}"),
+            "--label",
+            &format!(
+                "microscale.stats.{}={{\"cpu\":{{\"v\":1e308,\"n\":1,\"of\":1}}}}",
+                svc.id
+            ),
+            &config,
+            &data,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = ok(plugin(&[
+            "plan",
+            "--lease-name",
+            &lease,
+            "--format",
+            "json",
+            &svc.name,
+        ]));
+        json_lines(&stdout(&out))[0].clone()
+    };
+    let row = plan(now);
+    let reasons = row["Reasons"].to_string();
+    assert!(
+        reasons.contains("the agents' reading in config")
+            && reasons.contains("is not used: a value of 1e308 %"),
+        "{row}"
+    );
+    assert!(!reasons.contains("combined reading of every node"), "{row}");
+    assert_ne!(row["Desired"], 5, "{row}");
+    let row = plan(now + 3600.0);
+    assert!(
+        !row["Reasons"].to_string().contains("combined reading"),
+        "{row}"
+    );
+    assert_ne!(row["Desired"], 5, "{row}");
+    let _ = docker(&["config", "rm", &config]);
+}
