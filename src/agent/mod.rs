@@ -10,8 +10,9 @@
 //!
 //! Faults: a pass that cannot read the swarm acts on nothing (no stale data) and is
 //! retried with backoff; a metric source that is down makes the rule hold or use its
-//! fallback; a node that is no longer a manager cannot read the swarm, so it acts on
-//! nothing; a service removed or relabelled mid-pass is dropped from the next.
+//! fallback; an agent whose node is no longer a manager stops (exit 0: a worker can
+//! neither read the swarm nor keep the managers' secrets); a service removed or
+//! relabelled mid-pass is dropped from the next.
 //!
 //! `--collector` (the workers' service of deploy/stack.yml) runs none of this: it
 //! only serves its node's task stats ([`stats::serve`]) until stopped, never takes
@@ -172,8 +173,9 @@ struct StatsSide {
     config: String,
     /// The peer failures last logged (to log changes only).
     failures_said: Vec<String>,
-    /// Whether this node was last seen as a worker (logged once).
-    worker_said: bool,
+    /// Whether a pass found this node demoted to worker: the agent then stops, so
+    /// that a worker keeps no manager's agent and none of its secrets.
+    demoted: bool,
 }
 
 impl StatsSide {
@@ -422,7 +424,7 @@ pub async fn run(
             publisher: stats::Publisher::default(),
             config: stats::config_name(&lease_name),
             failures_said: vec![],
-            worker_said: false,
+            demoted: false,
         },
         settings,
     };
@@ -500,6 +502,9 @@ pub async fn run(
             .observe(started.elapsed().as_secs_f64());
         agent.telemetry.passes.inc();
         agent.telemetry.last_pass.set(crate::clock::wall_clock());
+        if agent.stats.demoted {
+            break;
+        }
         if agent.settings.once {
             if !ok || problems {
                 code = Exit::Error;
@@ -806,17 +811,11 @@ impl Agent {
     /// needs fixing (a rule with errors, a named service that does not exist).
     async fn pass(&mut self, engine: &Engine) -> (bool, bool) {
         let snap = match engine.snapshot(&Default::default()).await {
-            Ok(s) => {
-                self.stats.worker_said = false;
-                s
-            }
+            Ok(s) => s,
             Err(e) if !self.settings.once && is_worker(engine).await => {
-                // Demoted: no error loop; the stats are still served.
-                if !self.stats.worker_said {
-                    info!(error = %one_line(&e.to_string()), "this node is no longer a manager: not deciding; its tasks' stats are still served (the agent takes part again once the node is promoted)");
-                    self.stats.worker_said = true;
-                }
-                self.telemetry.pass_ok();
+                // Demoted: the agent stops (docs/agent.md, the collector service).
+                info!(error = %one_line(&e.to_string()), "this node is no longer a manager: the agent stops (a worker's agent cannot decide, and must not keep the managers' secrets); with deploy/stack.yml Swarm runs the node's collector instead");
+                self.stats.demoted = true;
                 return (true, false);
             }
             Err(e) => {
