@@ -632,15 +632,38 @@ fn engine_cpu_is_read_from_every_node() {
     c.wait_until("an agent on n3 again", Duration::from_secs(90), || {
         container_of(&c, "n3", "agent").is_some()
     });
+    // Its engine a manager (the new role's certificate may take a while) …
+    c.wait_until(
+        "n3's engine a manager again",
+        Duration::from_secs(90),
+        || {
+            c.docker_within(
+                "n3",
+                &["info", "--format", "{{.Swarm.ControlAvailable}}"],
+                Duration::from_secs(10),
+            )
+            .is_some_and(|o| stdout(&o).trim() == "true")
+        },
+    );
+    // … a collector still there checks its role every 15 s (its default interval).
     if let Some(id) = container_of(&c, "n3", "collector") {
-        c.wait_until(
-            "n3's collector says it stays a collector",
-            Duration::from_secs(30),
-            || {
-                let out = c.docker("n3", &["logs", &id]);
-                (stdout(&out) + &stderr(&out)).contains("--collector on a manager: collector only")
-            },
+        let said = || {
+            let out = c.docker("n3", &["logs", &id]);
+            stdout(&out) + &stderr(&out)
+        };
+        let start = std::time::Instant::now();
+        while !said().contains("--collector on a manager: collector only")
+            && start.elapsed() < Duration::from_secs(45)
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let log = said();
+        assert!(
+            log.contains("--collector on a manager: collector only")
+                || container_of(&c, "n3", "collector").is_none(),
+            "n3's collector on a manager:\n{log}"
         );
+        assert!(!log.contains("lease acquired"), "{log}");
     }
     let r = stats_read();
     assert_eq!(r["Nodes"], 5, "{r}");
