@@ -585,7 +585,8 @@ const RUN_EXAMPLES: &str = "  docker microscale run
   docker microscale run --interval 5s --capacity 40
   docker microscale run --dry-run --log-format json
   docker microscale run --once queue-worker
-  docker microscale run --listen :9090 --metric-allow prometheus:9090";
+  docker microscale run --listen :9090 --metric-allow prometheus:9090
+  docker microscale run --collector --stats-listen :9091 --stats-token-file /run/secrets/microscale-stats-token";
 
 /// Options of `docker microscale run`.
 #[derive(Debug, Clone, Args)]
@@ -635,13 +636,18 @@ pub struct RunArgs {
     #[arg(long = "stats-listen", value_name = "addr")]
     pub stats_listen: Option<String>,
 
-    /// The agents to read engine stats from while holding the lease: HOST:PORT,... (a name is resolved to all its addresses, e.g. tasks.microscale_agent:9091)
+    /// The agents to read engine stats from while holding the lease: HOST:PORT,... (comma-separated or repeated; a name is resolved to all its addresses, e.g. tasks.agent:9091,tasks.collector:9091)
     #[arg(long = "stats-peers", value_name = "host:port")]
     pub stats_peers: Vec<String>,
 
     /// The file holding the agents' shared stats token (a Swarm secret, e.g. /run/secrets/microscale-stats-token)
     #[arg(long = "stats-token-file", value_name = "path", value_parser = any_path)]
     pub stats_token_file: Option<PathBuf>,
+
+    /// Collector only: serve this node's task stats (--stats-listen) and nothing else; never take the lease or decide, whatever the node's role (the workers' service of deploy/stack.yml)
+    #[arg(long = "collector", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub collector: Option<bool>,
 }
 
 const VERSION_EXAMPLES: &str = "  docker microscale version";

@@ -10,8 +10,14 @@
 //!
 //! Faults: a pass that cannot read the swarm acts on nothing (no stale data) and is
 //! retried with backoff; a metric source that is down makes the rule hold or use its
-//! fallback; a node that is no longer a manager cannot read the swarm, so it acts on
-//! nothing; a service removed or relabelled mid-pass is dropped from the next.
+//! fallback; an agent whose node is no longer a manager stops (exit 0: a worker can
+//! neither read the swarm nor keep the managers' secrets); a service removed or
+//! relabelled mid-pass is dropped from the next.
+//!
+//! `--collector` (the workers' service of deploy/stack.yml) runs none of this: it
+//! only serves its node's task stats ([`stats::serve`]) until stopped, never takes
+//! the lease and reads no metric, whatever its node's role ([`check_collector`]).
+//!
 //! SIGTERM and SIGINT abandon the pass in flight (and a lease renewal in flight),
 //! scale nothing on the way out, release the lease (within [`RELEASE_TIMEOUT`]: an
 //! engine that does not answer is not waited for) and exit 0.
@@ -167,8 +173,9 @@ struct StatsSide {
     config: String,
     /// The peer failures last logged (to log changes only).
     failures_said: Vec<String>,
-    /// Whether this node was last seen as a worker (logged once).
-    worker_said: bool,
+    /// Whether a pass found this node demoted to worker: the agent then stops, so
+    /// that a worker keeps no manager's agent and none of its secrets.
+    demoted: bool,
 }
 
 impl StatsSide {
@@ -282,6 +289,10 @@ pub async fn run(
             "--stats-listen and --stats-peers need --stats-token-file: the agents' stats are read only with their shared token (a Swarm secret; docs/agent.md, Engine stats from every node)".into(),
         ));
     }
+    let collector_only = args.collector == Some(true);
+    if collector_only {
+        check_collector(args).map_err(Failure::Usage)?;
+    }
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     init_logging(json, log_level);
     // Signal handlers before anything else: a signal during startup or the first
@@ -314,6 +325,13 @@ pub async fn run(
     // Engine stats: this node's tasks for the other agents, with the shared token.
     let token = match args.stats_token_file.as_deref().map(stats::Token::read) {
         Some(Ok(t)) => Some(t),
+        // A collector without its token would serve nothing and look healthy: it
+        // fails, so that `docker service ps` shows why and Swarm restarts it.
+        Some(Err(e)) if collector_only => {
+            return Err(Failure::Error(format!(
+                "--collector: no stats token, so nothing to serve: {e}"
+            )));
+        }
         Some(Err(e)) => {
             warn!(error = %one_line(&e), "no stats token: this node's task stats are not served, and other nodes' are not read (engine:// measures this engine's tasks only)");
             None
@@ -334,11 +352,21 @@ pub async fn run(
             debug!("no --stats-listen: this node's task stats are not served to other agents")
         }
     }
+    // `--collector`: this node's stats and nothing else, until stopped, whatever the
+    // node's role.
+    if collector_only {
+        tokio::select! {
+            _ = collect(engine, &telemetry, interval, true, true) => {}
+            _ = &mut cancelled => {}
+        }
+        info!("agent stopped");
+        return Ok(Exit::Ok);
+    }
     // A worker cannot read the swarm: it only serves its tasks' stats, until it is
     // promoted.
     if args.once != Some(true) {
         let collected = tokio::select! {
-            r = collect_while_worker(engine, &telemetry, interval, stats_listen.is_some() && token.is_some()) => r,
+            r = collect(engine, &telemetry, interval, stats_listen.is_some() && token.is_some(), false) => r,
             _ = &mut cancelled => false,
         };
         if !collected {
@@ -396,7 +424,7 @@ pub async fn run(
             publisher: stats::Publisher::default(),
             config: stats::config_name(&lease_name),
             failures_said: vec![],
-            worker_said: false,
+            demoted: false,
         },
         settings,
     };
@@ -474,6 +502,9 @@ pub async fn run(
             .observe(started.elapsed().as_secs_f64());
         agent.telemetry.passes.inc();
         agent.telemetry.last_pass.set(crate::clock::wall_clock());
+        if agent.stats.demoted {
+            break;
+        }
         if agent.settings.once {
             if !ok || problems {
                 code = Exit::Error;
@@ -780,17 +811,11 @@ impl Agent {
     /// needs fixing (a rule with errors, a named service that does not exist).
     async fn pass(&mut self, engine: &Engine) -> (bool, bool) {
         let snap = match engine.snapshot(&Default::default()).await {
-            Ok(s) => {
-                self.stats.worker_said = false;
-                s
-            }
+            Ok(s) => s,
             Err(e) if !self.settings.once && is_worker(engine).await => {
-                // Demoted: no error loop; the stats are still served.
-                if !self.stats.worker_said {
-                    info!(error = %one_line(&e.to_string()), "this node is no longer a manager: not deciding; its tasks' stats are still served (the agent takes part again once the node is promoted)");
-                    self.stats.worker_said = true;
-                }
-                self.telemetry.pass_ok();
+                // Demoted: the agent stops (docs/agent.md, the collector service).
+                info!(error = %one_line(&e.to_string()), "this node is no longer a manager: the agent stops (a worker's agent cannot decide, and must not keep the managers' secrets); with deploy/stack.yml Swarm runs the node's collector instead");
+                self.stats.demoted = true;
                 return (true, false);
             }
             Err(e) => {
@@ -1267,21 +1292,74 @@ async fn is_worker(engine: &Engine) -> bool {
     )
 }
 
-/// On a worker node (`GET /info`: `Swarm.ControlAvailable` false), the agent only
-/// serves its node's task stats: no lease, no decisions, no error loop. Says so once,
-/// keeps `/healthz` healthy while its engine answers, checks the role every
-/// `interval`, and returns `true` when the node is (or becomes) a manager. An engine
-/// that cannot be read at the start is left to the passes (which retry with
-/// backoff).
-async fn collect_while_worker(
+/// Checks the flags of `run --collector`: it needs `--stats-listen` and
+/// `--stats-token-file`, and takes none of the flags of a deciding agent (services,
+/// `--once`, `--dry-run`, the lease, `--stats-peers`, the decision options), so that
+/// a collector is never given a rule's secret or a lease by mistake. Errors: a usage
+/// message naming the flag and the fix.
+fn check_collector(args: &crate::cli::RunArgs) -> Result<(), String> {
+    if args.stats_listen.is_none() || args.stats_token_file.is_none() {
+        return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
+    }
+    let deciding: [(&str, bool); 10] = [
+        ("SERVICE arguments", !args.services.is_empty()),
+        ("--once", args.once.is_some()),
+        ("--dry-run", args.dry_run.is_some()),
+        ("--lease-name", args.lease_name.is_some()),
+        ("--lease-ttl", args.lease_ttl.is_some()),
+        ("--stats-peers", !args.stats_peers.is_empty()),
+        ("--rules", args.decide.rules.is_some()),
+        ("--capacity", args.decide.capacity.is_some()),
+        (
+            "--metric-allow",
+            !args.decide.access.metric_allow.is_empty(),
+        ),
+        (
+            "--metric-secret",
+            !args.decide.access.metric_secret.is_empty(),
+        ),
+    ];
+    match deciding.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(format!(
+            "{flag} cannot be used with --collector: a collector never takes the lease, reads no metric and decides nothing; give {flag} to the managers' agents (the `agent` service of deploy/stack.yml), or leave out --collector"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An agent that only serves its node's task stats: no lease, no decisions, no error
+/// loop. Says so once, keeps `/healthz` healthy while its engine answers, and checks
+/// the node's role (`GET /info`: `Swarm.ControlAvailable`) every `interval`.
+///
+/// Without `--collector` (`collector_only` false) this is a worker's agent: it
+/// returns `true` when the node is (or becomes) a manager, and an engine that cannot
+/// be read at the start is left to the passes (which retry with backoff). With
+/// `--collector` it never returns: on a promoted node it logs once that it still
+/// takes no part in the lease (Swarm replaces it with the managers' service there,
+/// docs/agent.md).
+async fn collect(
     engine: &Engine,
     telemetry: &Telemetry,
     interval: Duration,
     serving: bool,
+    collector_only: bool,
 ) -> bool {
     let mut said = false;
+    let mut manager_said = false;
     loop {
         match crate::metrics::engine::whoami(&engine.renewed()).await {
+            Ok((node, true)) if collector_only => {
+                if !said || !manager_said {
+                    info!(
+                        node = %one_line(&node.hostname),
+                        serving_stats = serving,
+                        "--collector on a manager: collector only (serving its tasks' stats to the lease holder); no lease, no decisions (the managers' agent service decides)"
+                    );
+                    said = true;
+                    manager_said = true;
+                }
+                telemetry.pass_ok();
+            }
             Ok((_, true)) => {
                 if said {
                     info!("this node is a manager now: taking part in the lease");
@@ -1289,17 +1367,18 @@ async fn collect_while_worker(
                 return true;
             }
             Ok((node, false)) => {
-                if !said {
+                if !said || (collector_only && manager_said) {
                     info!(
                         node = %one_line(&node.hostname),
                         serving_stats = serving,
                         "this node is a worker: collector only (serving its tasks' stats to the lease holder); no lease, no decisions"
                     );
                     said = true;
+                    manager_said = false;
                 }
                 telemetry.pass_ok();
             }
-            Err(e) if !said => {
+            Err(e) if !said && !collector_only => {
                 debug!(error = %one_line(&e), "cannot tell this node's role yet: starting as a manager's agent");
                 return true;
             }
@@ -1399,6 +1478,67 @@ fn metric_timeout(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run` flags parsed as the CLI parses them.
+    fn run_args(argv: &[&str]) -> crate::cli::RunArgs {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            run: crate::cli::RunArgs,
+        }
+        use clap::Parser;
+        T::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))
+            .unwrap()
+            .run
+    }
+
+    #[test]
+    fn a_collector_takes_no_flag_of_a_deciding_agent() {
+        let base = [
+            "--collector",
+            "--stats-listen=:9091",
+            "--stats-token-file=/run/secrets/microscale-stats-token",
+        ];
+        let ok = run_args(&base);
+        assert_eq!(ok.collector, Some(true));
+        assert_eq!(check_collector(&ok), Ok(()));
+        // What a collector may still have: its log format, interval, health and
+        // /metrics addresses.
+        let mut more = base.to_vec();
+        more.extend(["--log-format=json", "--interval=5s", "--listen=:9090"]);
+        assert_eq!(check_collector(&run_args(&more)), Ok(()));
+        // It needs something to serve, with the token.
+        for missing in [&base[..2], &[base[0], base[2]][..]] {
+            let e = check_collector(&run_args(missing)).unwrap_err();
+            assert!(
+                e.contains("--collector needs --stats-listen and --stats-token-file"),
+                "{e}"
+            );
+        }
+        for (extra, named) in [
+            ("web", "SERVICE arguments"),
+            ("--once", "--once"),
+            ("--dry-run", "--dry-run"),
+            ("--lease-name=x", "--lease-name"),
+            ("--lease-ttl=5s", "--lease-ttl"),
+            ("--stats-peers=tasks.agent:9091", "--stats-peers"),
+            ("--rules=r.toml", "--rules"),
+            ("--capacity=4", "--capacity"),
+            ("--metric-allow=queue:6379", "--metric-allow"),
+            ("--metric-secret=redis=queue:6379", "--metric-secret"),
+        ] {
+            let mut argv = base.to_vec();
+            argv.push(extra);
+            let e = check_collector(&run_args(&argv)).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{named} cannot be used with --collector")),
+                "{extra}: {e}"
+            );
+            assert!(e.contains("the `agent` service of deploy/stack.yml"), "{e}");
+        }
+        // --collector=false is the ordinary agent.
+        assert_eq!(run_args(&["--collector=false"]).collector, Some(false));
+    }
 
     #[tokio::test]
     async fn the_deadline_is_the_windows_end_and_follows_renewals() {

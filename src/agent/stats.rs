@@ -1,7 +1,8 @@
 //! Engine stats from every node (`docs/agent.md`, "Engine stats from every node").
 //!
 //! Container stats can only be read through the engine of the node a container runs
-//! on, so the agent runs on every node (a global service) and:
+//! on, so an agent runs on every node (deploy/stack.yml: the global service `agent` on
+//! the managers, and `collector`, `run --collector`, on the workers) and:
 //!
 //! - **serves** its own node's running tasks' stats ([`serve`], `--stats-listen`):
 //!   `GET /v1/stats[?service=ID,ID…]` with `Authorization: Bearer TOKEN` answers a
@@ -11,9 +12,9 @@
 //!   missing token: 401. Other paths 404, other methods 405, an engine that cannot be
 //!   read 503.
 //! - **reads** every node's stats, when it holds the lease ([`read_peers`],
-//!   `--stats-peers tasks.microscale_agent:9091`): each name is resolved to all its
-//!   addresses (`tasks.<service>` on an overlay with `endpoint_mode: dnsrr` gives one
-//!   per agent) and each address is asked concurrently, with the token, within a
+//!   `--stats-peers tasks.agent:9091,tasks.collector:9091`): each name is resolved
+//!   to all its addresses (`tasks.<service>` on an overlay with `endpoint_mode:
+//!   dnsrr` gives one per task) and each address is asked concurrently, with the token, within a
 //!   timeout. Peers come from the operator's flags only, never from labels.
 //! - **keeps** the combined reading in the swarm ([`publish`]): a Swarm config
 //!   `<lease>-stats` beside the lease, whose labels hold each service's combined
@@ -366,7 +367,7 @@ impl Peers {
             }
             let bad = || {
                 format!(
-                    "invalid argument \"{}\" for \"--stats-peers\" flag: give HOST:PORT, such as tasks.microscale_agent:9091 or 198.18.0.2:9091",
+                    "invalid argument \"{}\" for \"--stats-peers\" flag: give HOST:PORT, such as tasks.agent:9091,tasks.collector:9091 or 198.18.0.2:9091",
                     crate::render::ellipsize(&crate::render::printable(v), 80)
                 )
             };
@@ -1041,7 +1042,9 @@ pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crat
 /// (for `rules check`); `None` when every ready node has one, or the swarm has one
 /// node. A node has one when a fresh `stored` reading ([`fresh`] at `now`) includes
 /// its answer, or when a global service whose command has `--stats-listen` runs a
-/// task on it (running, or starting: its health check not passed yet).
+/// task on it (running, or starting: its health check not passed yet). Any number of
+/// such services count together: deploy/stack.yml's `agent` (on the managers) and
+/// `collector` (`run --collector`, on the workers).
 pub fn missing_agents(
     snap: &crate::engine::snapshot::Snapshot,
     stored: Option<&Stored>,
@@ -1112,7 +1115,7 @@ pub fn missing_agents(
         .map(|h| crate::render::printable(h))
         .collect();
     Some(format!(
-        "an agent on every node: this swarm has {} ready nodes and {} of them ({}{}) run no agent serving its tasks' stats (no global service with --stats-listen there, and no fresh reading of theirs), so engine:// measures only some tasks and plan, apply and run hold every scale-down on that partial data; deploy the agent with deploy/stack.yml (docs/agent.md, Engine stats from every node)",
+        "an agent on every node: this swarm has {} ready nodes and {} of them ({}{}) run no agent serving its tasks' stats (no task of a global service with --stats-listen there, such as deploy/stack.yml's `agent` on the managers and `collector` on the workers, and no fresh reading of theirs), so engine:// measures only some tasks and plan, apply and run hold every scale-down on that partial data; deploy the agent with deploy/stack.yml (docs/agent.md, Engine stats from every node)",
         live.len(),
         without.len(),
         shown.join(", "),
@@ -1178,6 +1181,61 @@ mod tests {
         // One node: nothing to say.
         snap.nodes.truncate(1);
         assert_eq!(missing_agents(&snap, None, now), None);
+    }
+
+    /// deploy/stack.yml's layout: `agent` on the managers, `collector` (`run
+    /// --collector`, the stats token only) on the workers; their tasks together
+    /// cover the swarm.
+    #[test]
+    fn rules_check_counts_the_agents_and_the_collectors() {
+        use crate::engine::snapshot::Snapshot;
+        let node = |id: &str| {
+            serde_json::from_value(json!({"ID": id, "Description": {"Hostname": format!("host-{id}")}, "Status": {"State": "ready"}})).unwrap()
+        };
+        let global = |id: &str, name: &str, args: &[&str]| {
+            serde_json::from_value(
+                json!({"ID": id, "Spec": {"Name": name, "Mode": {"Global": {}},
+                "TaskTemplate": {"ContainerSpec": {"Image": "x", "Args": args}}}}),
+            )
+            .unwrap()
+        };
+        let task = |service: &str, node: &str| {
+            serde_json::from_value(json!({"ID": format!("{service}-{node}"), "ServiceID": service, "NodeID": node, "Status": {"State": "running"}})).unwrap()
+        };
+        let mut snap = Snapshot {
+            services: vec![
+                global(
+                    "a",
+                    "ms_agent",
+                    &[
+                        "--stats-listen=:9091",
+                        "--stats-peers=tasks.agent:9091,tasks.collector:9091",
+                    ],
+                ),
+                global(
+                    "c",
+                    "ms_collector",
+                    &["--collector", "--stats-listen", ":9091"],
+                ),
+            ],
+            tasks: vec![task("a", "m1"), task("a", "m2"), task("c", "w1")],
+            nodes: vec![node("m1"), node("m2"), node("w1"), node("w2")],
+        };
+        let now = 1_800_000_000.0;
+        let why = missing_agents(&snap, None, now).unwrap();
+        assert!(
+            why.contains("4 ready nodes and 1 of them (host-w2)"),
+            "{why}"
+        );
+        snap.tasks.push(task("c", "w2"));
+        assert_eq!(missing_agents(&snap, None, now), None);
+        // Without the collectors, the workers have no agent.
+        snap.services.truncate(1);
+        let why = missing_agents(&snap, None, now).unwrap();
+        assert!(
+            why.contains("4 ready nodes and 2 of them (host-w1, host-w2)"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -1474,6 +1532,13 @@ mod tests {
             assert!(e.contains("--stats-peers"), "{bad}: {e}");
         }
         assert!(Peers::parse(&[]).unwrap().is_empty());
+        // deploy/stack.yml's holder reads both services; given twice, once.
+        let p = Peers::parse(&[
+            "tasks.agent:9091,tasks.collector:9091".into(),
+            "tasks.collector:9091".into(),
+        ])
+        .unwrap();
+        assert_eq!(p.text(), "tasks.agent:9091,tasks.collector:9091");
     }
 
     #[test]

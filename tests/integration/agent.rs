@@ -755,6 +755,98 @@ fn an_agent_on_a_worker_is_a_collector_only() {
     assert!(!log.contains("\"scaled\""), "{log}");
 }
 
+/// `run --collector` (deploy/stack.yml's workers' service): it serves its node's
+/// task stats with the token and nothing else, and takes no lease even on a
+/// manager; the flags of a deciding agent are refused, and without its token it
+/// fails instead of looking healthy.
+#[test]
+fn a_collector_serves_stats_and_never_takes_the_lease_even_on_a_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "7a1e5c9b3d0f42e8a6c4b2d0e8f6a4c2";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = token_file.display().to_string();
+    let (listen, stats) = (free_port(), free_port());
+    let mut child = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args([
+            "run",
+            "--collector",
+            "--interval",
+            "1s",
+            "--log-format",
+            "json",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--stats-listen", &format!("127.0.0.1:{stats}")])
+        .args(["--stats-token-file", &token_file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the collector answers", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+    });
+    wait_until("the collector is healthy", Duration::from_secs(20), || {
+        http_get(listen, "/healthz").0 == 200
+    });
+    let (code, body) = stats_get(stats, None);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = stats_get(stats, Some(&format!("Bearer {token}")));
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["node"]["hostname"], "sandbox-manager", "{answer}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "the collector exited");
+    signal(child.id(), "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = stderr(&out);
+    assert!(
+        log.contains("--collector on a manager: collector only"),
+        "{log}"
+    );
+    for never in [
+        "agent started",
+        "lease acquired",
+        "standing by",
+        "cannot read or renew the lease",
+        "\"message\":\"decision\"",
+        "\"scaled\"",
+        "cannot read the swarm",
+    ] {
+        assert!(
+            !log.contains(never),
+            "{never:?} in a collector's log: {log}"
+        );
+    }
+
+    // A deciding agent's flag: refused before anything runs.
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["run", "--collector", "--stats-listen", "127.0.0.1:0"])
+        .args(["--stats-token-file", &token_file])
+        .args(["--metric-secret", "redis=queue:6379"])
+        .output()
+        .unwrap();
+    fails(
+        &out,
+        125,
+        "--metric-secret cannot be used with --collector: a collector never takes the lease",
+    );
+    // No token to serve with: exit 1, saying why.
+    let out = clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .args(["run", "--collector", "--stats-listen", "127.0.0.1:0"])
+        .args([
+            "--stats-token-file",
+            &dir.path().join("none").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    fails(&out, 1, "--collector: no stats token, so nothing to serve");
+}
+
 #[test]
 fn a_signal_during_the_first_pass_stops_cleanly_and_releases_the_lease() {
     // A metric source that accepts and never answers keeps the first pass busy.

@@ -324,9 +324,10 @@ fn the_agent_image_runs_as_a_swarm_service_and_acts() {
 }
 
 /// `deploy/stack.yml` is a valid stack file (the docker CLI's own parser) and says
-/// what docs/agent.md says it does.
+/// what docs/agent.md says it does: an `agent` on every manager, with the metric
+/// secrets, and a `collector` on every worker, with the stats token only.
 #[test]
-fn the_stack_file_parses_and_places_one_agent_per_node() {
+fn the_stack_file_parses_into_agents_on_managers_and_collectors_on_workers() {
     let file = repo().join("deploy/stack.yml");
     let out = ok(Command::new("docker")
         .env_clear()
@@ -339,27 +340,76 @@ fn the_stack_file_parses_and_places_one_agent_per_node() {
         .output()
         .expect("run docker stack config"));
     let text = stdout(&out);
-    assert!(
-        !text.contains("node.role == manager"),
-        "the agent runs on every node (workers' agents serve their stats):\n{text}"
-    );
+    // The services, each from its own indented block of the parsed file.
+    let block = |name: &str| -> String {
+        let head = format!("  {name}:");
+        let mut lines = text.lines().skip_while(|l| *l != head);
+        assert!(lines.next().is_some(), "no service {name}:\n{text}");
+        lines
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let agent = block("agent");
+    let collector = block("collector");
     for want in [
         "mode: global",
+        "node.role == manager",
         "endpoint_mode: dnsrr",
         "--stats-listen=:9091",
-        "--stats-peers=tasks.agent:9091",
+        "--stats-peers=tasks.agent:9091,tasks.collector:9091",
         "--stats-token-file=/run/secrets/microscale-stats-token",
-        "microscale-stats-token",
+        "source: microscale-stats-token",
+        "source: microscale-redis-password",
         "/var/run/docker.sock",
         "mode: host",
         "order: stop-first",
-        "secret-file=/run/secrets/redis",
         "--metric-secret=redis=queue:6379",
         "- __healthz",
     ] {
         assert!(
-            text.contains(want),
-            "{want:?} not in the parsed stack:\n{text}"
+            agent.contains(want),
+            "{want:?} not in the agent service:\n{agent}"
         );
     }
+    assert!(!agent.contains("--collector"), "{agent}");
+    for want in [
+        "mode: global",
+        "node.role == worker",
+        "endpoint_mode: dnsrr",
+        "- --collector",
+        "--stats-listen=:9091",
+        "--stats-token-file=/run/secrets/microscale-stats-token",
+        "source: microscale-stats-token",
+        "/var/run/docker.sock",
+        "- __healthz",
+    ] {
+        assert!(
+            collector.contains(want),
+            "{want:?} not in the collector service:\n{collector}"
+        );
+    }
+    // A worker gets no secret but the stats token, publishes nothing, reads no
+    // metric and takes no lease.
+    for absent in [
+        "microscale-redis-password",
+        "--metric-",
+        "--stats-peers",
+        "--lease",
+        "published:",
+        "backend",
+        "node.role == manager",
+    ] {
+        assert!(
+            !collector.contains(absent),
+            "{absent:?} in the collector service:\n{collector}"
+        );
+    }
+    assert_eq!(
+        collector.matches("source: ").count(),
+        2,
+        "the socket mount and the stats token only:\n{collector}"
+    );
+    // The example worker's rule reads the secret the agent has.
+    assert!(text.contains("secret-file=/run/secrets/redis"), "{text}");
 }

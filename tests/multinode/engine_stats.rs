@@ -1,8 +1,9 @@
 //! Engine CPU from every node (issue 15, section 2), on the five-node sandbox, with
-//! the agent deployed as `deploy/stack.yml` deploys it: a global service on every
-//! node (the workers' agents are collectors only), the stats between agents on the
-//! stack's `agents` overlay network (`tasks.agent`, `endpoint_mode: dnsrr`), with the
-//! token from a Swarm secret. The stack file is the repository's, with two
+//! the agent deployed as `deploy/stack.yml` deploys it: the global service `agent`
+//! on the managers and `collector` (`run --collector`) on the workers, the stats
+//! between them on the stack's `agents` overlay network (`tasks.agent` and
+//! `tasks.collector`, `endpoint_mode: dnsrr`), with the token from a Swarm secret,
+//! and the Redis password on no worker. The stack file is the repository's, with two
 //! documented substitutions: the images (`MICROSCALE_AGENT_IMAGE`, `REDIS_IMAGE`,
 //! `WORKER_IMAGE`; nothing can be pulled here) and a 2 s interval and 5 s lease TTL
 //! instead of 15 s and 12 s, so that the test does not wait minutes. The example
@@ -19,7 +20,8 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-/// The stack's name; its agent service is `microscale_agent`.
+/// The stack's name; its services are `microscale_agent` (managers) and
+/// `microscale_collector` (workers).
 const STACK: &str = "microscale";
 
 /// The agents' stats config of the default lease.
@@ -107,7 +109,7 @@ fn deploy_stack(c: &Cluster, image: &str) {
     ));
 }
 
-/// `GET /healthz` on the agent of `node` (its host-mode published port 9090).
+/// `GET /healthz` on the agent of manager `node` (its host-mode published port 9090).
 fn healthz(c: &Cluster, node: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = format!("{}:9090", c.addr(node)).parse().unwrap();
@@ -213,20 +215,70 @@ fn plan_row(c: &Cluster, name: &str, extra: &[&str]) -> Value {
     rows[0].clone()
 }
 
-/// The container of the agent on `node` (its engine's own list).
-fn agent_container(c: &Cluster, node: &str) -> String {
+/// The running container of the stack's `service` (`agent` or `collector`) on `node`
+/// (its engine's own list), if there is one.
+fn container_of(c: &Cluster, node: &str, service: &str) -> Option<String> {
     let out = ok(c.docker(
         node,
         &[
             "ps",
             "-q",
             "--filter",
-            &format!("label=com.docker.swarm.service.name={STACK}_agent"),
+            &format!("label=com.docker.swarm.service.name={STACK}_{service}"),
         ],
     ));
     let id = stdout(&out).trim().to_string();
-    assert!(!id.is_empty() && !id.contains('\n'), "{node}: {id:?}");
-    id
+    assert!(
+        !id.contains('\n'),
+        "{node}: two {service} containers: {id:?}"
+    );
+    (!id.is_empty()).then_some(id)
+}
+
+/// The container serving `node`'s stats: the agent on a manager, the collector on a
+/// worker.
+fn agent_container(c: &Cluster, node: &str) -> String {
+    let service = if c.workers().iter().any(|w| w == node) {
+        "collector"
+    } else {
+        "agent"
+    };
+    container_of(c, node, service).unwrap_or_else(|| panic!("no {service} running on {node}"))
+}
+
+/// Whether `path` exists in `container` on `node` (`docker cp` of it: the image has
+/// no shell to ask).
+fn has_file(c: &Cluster, node: &str, container: &str, path: &str) -> bool {
+    let dest = c
+        .dir()
+        .join(format!("cp-{node}-{}", path.replace('/', "_")));
+    let dest_s = dest.display().to_string();
+    let out = c.docker(node, &["cp", &format!("{container}:{path}"), &dest_s]);
+    let _ = std::fs::remove_file(&dest);
+    if out.status.success() {
+        return true;
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("Could not find the file") || err.contains("No such"),
+        "{node}: docker cp {path}: {err}"
+    );
+    false
+}
+
+/// The secrets of the stack's `service` as Swarm gives them (the service spec).
+fn secrets_of(c: &Cluster, service: &str) -> Vec<String> {
+    let out = ok(c.docker(
+        "n1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}={{.File.Name}} {{end}}",
+            &format!("{STACK}_{service}"),
+        ],
+    ));
+    stdout(&out).split_whitespace().map(String::from).collect()
 }
 
 /// Uniform load, load only on the workers, a node whose agent is down, and an idle
@@ -272,16 +324,76 @@ fn engine_cpu_is_read_from_every_node() {
     let image = agent_image(&c);
     phase("agent image on every node");
     deploy_stack(&c, &image);
-    // An agent on every node, each healthy: the workers' as collectors.
+    // An agent on every manager and a collector on every worker, each healthy: the
+    // managers' on their published port, the collectors' (which publish nothing)
+    // through the image's own health check client inside the container.
     c.wait_until(
-        "a healthy agent on every node",
+        "a healthy agent on every manager",
         Duration::from_secs(120),
         || {
-            c.nodes()
+            c.managers()
                 .iter()
                 .all(|n| healthz(&c, n).is_some_and(|(code, _)| code == 200))
         },
     );
+    c.wait_until(
+        "a healthy collector on every worker",
+        Duration::from_secs(120),
+        || {
+            c.workers().iter().all(|n| {
+                container_of(&c, n, "collector").is_some_and(|id| {
+                    c.docker(n, &["exec", &id, "/docker-microscale", "__healthz"])
+                        .status
+                        .success()
+                })
+            })
+        },
+    );
+    // No manager runs a collector, no worker an agent.
+    for n in c.nodes() {
+        let worker = c.workers().contains(&n);
+        assert_eq!(container_of(&c, &n, "agent").is_some(), !worker, "{n}");
+        assert_eq!(container_of(&c, &n, "collector").is_some(), worker, "{n}");
+    }
+    // The Redis password reaches no worker: the collector's spec has the stats
+    // token only, and no container on a worker has /run/secrets/redis; the
+    // managers' agents have it (the same check finds it there).
+    assert_eq!(
+        secrets_of(&c, "collector"),
+        ["microscale-stats-token=microscale-stats-token"]
+    );
+    let mut agent_secrets = secrets_of(&c, "agent");
+    agent_secrets.sort();
+    assert_eq!(
+        agent_secrets,
+        [
+            "microscale-redis-password=redis",
+            "microscale-stats-token=microscale-stats-token"
+        ]
+    );
+    for n in c.nodes() {
+        let id = agent_container(&c, &n);
+        let worker = c.workers().contains(&n);
+        assert!(
+            has_file(&c, &n, &id, "/run/secrets/microscale-stats-token"),
+            "{n}: the stats token"
+        );
+        assert_eq!(
+            has_file(&c, &n, &id, "/run/secrets/redis"),
+            !worker,
+            "{n}: /run/secrets/redis in its {} container",
+            if worker { "collector" } else { "agent" }
+        );
+    }
+    for n in c.workers() {
+        let all = stdout(&ok(c.docker(&n, &["ps", "-q"])));
+        for id in all.split_whitespace() {
+            assert!(
+                !has_file(&c, &n, id, "/run/secrets/redis"),
+                "{n}: container {id} has the Redis password"
+            );
+        }
+    }
     // Each node's agent log, from its own engine (the agents log on stderr).
     for n in c.nodes() {
         let out = ok(c.docker(&n, &["logs", &agent_container(&c, &n)]));
@@ -432,7 +544,7 @@ fn engine_cpu_is_read_from_every_node() {
             "/docker-microscale",
             "__stats-read",
             "--peers",
-            "tasks.agent:9091",
+            "tasks.agent:9091,tasks.collector:9091",
             "--token-file",
             "/run/secrets/microscale-stats-token",
             "--runs",
@@ -443,7 +555,10 @@ fn engine_cpu_is_read_from_every_node() {
     assert_eq!(reads.len(), 5, "{reads:?}");
     for r in &reads {
         assert_eq!(r["Nodes"], 5, "{r}");
-        assert_eq!(r["Asked"], 5, "tasks.agent: one address per agent: {r}");
+        assert_eq!(
+            r["Asked"], 5,
+            "tasks.agent and tasks.collector: one address per node: {r}"
+        );
         assert_eq!(r["Failures"], serde_json::json!([]), "{r}");
     }
     let mut ms: Vec<f64> = reads
@@ -455,4 +570,102 @@ fn engine_cpu_is_read_from_every_node() {
         "engine_stats: the combined engine-stats read of 5 nodes ({} tasks): median {:.0} ms, min {:.0} ms, max {:.0} ms",
         reads[0]["Tasks"], ms[2], ms[0], ms[4]
     );
+
+    // Demotion: a manager's agent stops (a worker keeps no agent and none of its
+    // secrets), Swarm does not restart it there (node.role == manager) and starts
+    // the node's collector, which the holder reads.
+    phase("stats read measured");
+    let n3_agent = agent_container(&c, "n3");
+    ok(c.docker("n1", &["node", "demote", &Cluster::hostname("n3")]));
+    c.wait_until(
+        "n3's agent gone and its collector running",
+        Duration::from_secs(90),
+        || {
+            container_of(&c, "n3", "agent").is_none()
+                && container_of(&c, "n3", "collector").is_some()
+        },
+    );
+    let out = ok(c.docker("n3", &["logs", &n3_agent]));
+    let logs = stdout(&out) + &stderr(&out);
+    assert!(
+        logs.contains("this node is no longer a manager: the agent stops"),
+        "{logs}"
+    );
+    let code = ok(c.docker(
+        "n3",
+        &["inspect", "--format", "{{.State.ExitCode}}", &n3_agent],
+    ));
+    assert_eq!(stdout(&code).trim(), "0", "{logs}");
+    let all = stdout(&ok(c.docker("n3", &["ps", "-q"])));
+    for id in all.split_whitespace() {
+        assert!(
+            !has_file(&c, "n3", id, "/run/secrets/redis"),
+            "demoted n3: container {id} has the Redis password"
+        );
+    }
+    let stats_read = || {
+        let out = ok(c.docker(
+            "n1",
+            &[
+                "exec",
+                &n1_agent,
+                "/docker-microscale",
+                "__stats-read",
+                "--peers",
+                "tasks.agent:9091,tasks.collector:9091",
+                "--token-file",
+                "/run/secrets/microscale-stats-token",
+                "--runs",
+                "1",
+            ],
+        ));
+        json_lines(&stdout(&out))[0].clone()
+    };
+    c.wait_until(
+        "every node read, n3 through its collector",
+        Duration::from_secs(60),
+        || stats_read()["Nodes"] == 5,
+    );
+    // Promotion: Swarm starts the manager's agent there; a collector still
+    // running on the node takes no part in the lease, and says so.
+    ok(c.docker("n1", &["node", "promote", &Cluster::hostname("n3")]));
+    c.wait_until("an agent on n3 again", Duration::from_secs(90), || {
+        container_of(&c, "n3", "agent").is_some()
+    });
+    // Its engine a manager (the new role's certificate may take a while) …
+    c.wait_until(
+        "n3's engine a manager again",
+        Duration::from_secs(90),
+        || {
+            c.docker_within(
+                "n3",
+                &["info", "--format", "{{.Swarm.ControlAvailable}}"],
+                Duration::from_secs(10),
+            )
+            .is_some_and(|o| stdout(&o).trim() == "true")
+        },
+    );
+    // … a collector still there checks its role every 15 s (its default interval).
+    if let Some(id) = container_of(&c, "n3", "collector") {
+        let said = || {
+            let out = c.docker("n3", &["logs", &id]);
+            stdout(&out) + &stderr(&out)
+        };
+        let start = std::time::Instant::now();
+        while !said().contains("--collector on a manager: collector only")
+            && start.elapsed() < Duration::from_secs(45)
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let log = said();
+        assert!(
+            log.contains("--collector on a manager: collector only")
+                || container_of(&c, "n3", "collector").is_none(),
+            "n3's collector on a manager:\n{log}"
+        );
+        assert!(!log.contains("lease acquired"), "{log}");
+    }
+    let r = stats_read();
+    assert_eq!(r["Nodes"], 5, "{r}");
+    phase("demotion and promotion checked");
 }
