@@ -145,7 +145,9 @@ fn run(args: Vec<OsString>) -> Exit {
             agent::history::bench(&engine, &args).await
         }),
         Command::Healthz(args) => agent::serve::healthcheck(&args),
-        Command::StatsRead(args) => agent::stats::bench(&args),
+        Command::StatsRead(args) => with_runtime(&cli.global, |engine| async move {
+            agent::stats::bench(&engine, &args).await
+        }),
         Command::Replay(args) if replay::needs_swarm(&args) => {
             with_runtime(&cli.global, |engine| async move {
                 replay::run(Some(&engine), &args).await

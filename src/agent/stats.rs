@@ -417,6 +417,9 @@ pub struct PeerAnswers {
     pub failures: Vec<String>,
     /// Addresses asked.
     pub asked: usize,
+    /// Nodes whose answer came from an address Swarm gives that node ([`Owners`]):
+    /// verified, as opposed to taken on the peer's word.
+    pub verified: usize,
 }
 
 /// Which nodes Swarm gives each address to: every running task's network
@@ -493,12 +496,15 @@ pub async fn read_owners(engine: &Engine, snap: &crate::engine::snapshot::Snapsh
 ///   more such answers for one node cancel each other (the node is then missing, so
 ///   no scale-down happens on that partial data).
 ///
-/// Each answer not used adds a line to `failures`.
+/// Each answer not used adds a line to `failures`. Returns node ID → its stats, and
+/// how many of those nodes were verified (their answer came from an address Swarm
+/// gives that node).
 pub fn attribute(
     answers: Vec<(SocketAddr, NodeStats)>,
     owners: &Owners,
     failures: &mut Vec<String>,
-) -> HashMap<String, NodeStats> {
+) -> (HashMap<String, NodeStats>, usize) {
+    let mut verified_nodes = 0;
     let shown = |id: &str| crate::render::ellipsize(&crate::render::printable(id), 64);
     // Node ID → (verified answers, unverified answers).
     type Claims = (Vec<(SocketAddr, NodeStats)>, Vec<(SocketAddr, NodeStats)>);
@@ -535,6 +541,7 @@ pub fn attribute(
             }
             if let Some((_, s)) = verified.into_iter().max_by_key(|(_, s)| when(s)) {
                 out.insert(node, s);
+                verified_nodes += 1;
             }
         } else if unverified.len() == 1 {
             if let Some((_, s)) = unverified.into_iter().next() {
@@ -549,7 +556,7 @@ pub fn attribute(
             ));
         }
     }
-    out
+    (out, verified_nodes)
 }
 
 /// Asks every peer for its node's stats (of `services` only, when at most
@@ -613,7 +620,7 @@ pub async fn read_peers(
             Err(e) => out.failures.push(format!("{addr}: {e}")),
         }
     }
-    out.nodes = attribute(answers, owners, &mut out.failures);
+    (out.nodes, out.verified) = attribute(answers, owners, &mut out.failures);
     out.failures.sort();
     out
 }
@@ -990,29 +997,37 @@ pub fn fresh(time: f64, now: f64) -> bool {
 /// `docker-microscale __stats-read`: reads every peer as the lease holder does (all
 /// tasks, no service filter), `--runs` times one after the other, and prints one
 /// JSON line per read: `{"Run": 1, "Millis": 1234.5, "Asked": 5, "Nodes": 5,
-/// "Tasks": 12, "Failures": []}` (addresses asked, nodes that answered, their tasks). For scripts/bench and the multinode tests, from inside an
-/// agent's container (its network, its token).
+/// "Verified": 5, "Tasks": 12, "Failures": []}` (addresses asked, nodes that
+/// answered, how many of them answered from an address Swarm gives that node, their
+/// tasks). The [`Owners`] come from `engine` (`GET /tasks`, `GET /nodes`), as the
+/// holder's do; when it cannot be read, every answer is unverified. For
+/// scripts/bench and the multinode tests, from inside an agent's container (its
+/// network, its token, its node's engine).
 ///
 /// Errors: bad peers or token file (usage), no node answered in any read.
-pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crate::exit::Failure> {
+pub async fn bench(
+    engine: &Engine,
+    args: &crate::cli::StatsReadArgs,
+) -> Result<crate::exit::Exit, crate::exit::Failure> {
     use crate::exit::Failure;
     let peers = Peers::parse(&args.peers).map_err(Failure::Usage)?;
     let token = Token::read(&args.token_file).map_err(Failure::Usage)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Error(e.to_string()))?;
+    let owners = match engine.snapshot(&Default::default()).await {
+        Ok(snap) => read_owners(engine, &snap).await,
+        Err(_) => Owners::new(),
+    };
     let mut answered = false;
     let mut out = String::new();
     for run in 1..=args.runs.max(1) {
         let start = std::time::Instant::now();
-        let got = rt.block_on(read_peers(
+        let got = read_peers(
             &peers,
             &token,
             &BTreeSet::new(),
             Duration::from_secs(10),
-            &Owners::new(),
-        ));
+            &owners,
+        )
+        .await;
         let millis = start.elapsed().as_secs_f64() * 1000.0;
         answered |= !got.nodes.is_empty();
         out += &format!(
@@ -1022,6 +1037,7 @@ pub fn bench(args: &crate::cli::StatsReadArgs) -> Result<crate::exit::Exit, crat
                 "Millis": (millis * 10.0).round() / 10.0,
                 "Asked": got.asked,
                 "Nodes": got.nodes.len(),
+                "Verified": got.verified,
                 "Tasks": got.nodes.values().map(|n| n.tasks.len()).sum::<usize>(),
                 "Failures": got.failures,
             })
@@ -1313,7 +1329,7 @@ mod tests {
         // b's agent (compromised) claims to be a, with a measure from the future: a's
         // own answer from a's address is the one used, b's is refused and named.
         let mut failures = vec![];
-        let got = attribute(
+        let (got, verified) = attribute(
             vec![
                 (
                     addr("10.0.1.2:9091"),
@@ -1333,6 +1349,7 @@ mod tests {
         );
         assert_eq!(got["a"].tasks[0].cpu, Some(5.0));
         assert_eq!(got["b"].tasks[0].cpu, Some(1.0));
+        assert_eq!(verified, 2, "a and b answered from their own addresses");
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(
             failures[0]
@@ -1342,7 +1359,7 @@ mod tests {
         // Unknown addresses: one alone counts; beside a verified answer it does not;
         // two claiming one node cancel each other (the node is then missing).
         let mut failures = vec![];
-        let got = attribute(
+        let (got, verified) = attribute(
             vec![
                 (
                     addr("127.0.0.1:1"),
@@ -1371,6 +1388,7 @@ mod tests {
         assert_eq!(got["a"].tasks[0].cpu, Some(5.0));
         assert_eq!(got["c"].tasks[0].cpu, Some(7.0));
         assert!(!got.contains_key("d"), "{got:?}");
+        assert_eq!(verified, 1, "only a's answer came from a's address");
         assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(
             failures
@@ -1383,7 +1401,7 @@ mod tests {
             ("10.0.2.2".parse().unwrap(), ["a".to_string()].into()),
         ]
         .into();
-        let got = attribute(
+        let (got, verified) = attribute(
             vec![
                 (
                     addr("10.0.1.2:9091"),
@@ -1395,6 +1413,7 @@ mod tests {
             &mut vec![],
         );
         assert_eq!(got["a"].tasks[0].cpu, Some(2.0));
+        assert_eq!(verified, 1);
     }
 
     #[test]

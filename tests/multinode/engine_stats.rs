@@ -555,6 +555,10 @@ fn engine_cpu_is_read_from_every_node() {
     assert_eq!(reads.len(), 5, "{reads:?}");
     for r in &reads {
         assert_eq!(r["Nodes"], 5, "{r}");
+        // Each answer came from an overlay address Swarm gives that node's agent or
+        // collector task (GET /tasks NetworksAttachments), so none is taken on the
+        // peer's word: a compromised node cannot speak for another.
+        assert_eq!(r["Verified"], 5, "{r}");
         assert_eq!(
             r["Asked"], 5,
             "tasks.agent and tasks.collector: one address per node: {r}"
