@@ -238,7 +238,10 @@ fn the_agent_follows_a_redis_queue_and_prometheus_scrapes_it() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no metric errors counted for {}: {text}", svc.name));
-    assert!(errors >= 3.0, "{errors} metric errors in 5 passes on a dead source");
+    assert!(
+        errors >= 3.0,
+        "{errors} metric errors in 5 passes on a dead source"
+    );
     let lines = agent.lines();
     assert!(
         !lines
