@@ -162,7 +162,7 @@ const SOURCE_WIDTH: usize = 48;
 fn ellipsize_source(s: &str, max: usize) -> String {
     use unicode_width::UnicodeWidthStr;
     match s.rsplit_once('@') {
-        Some((path, rev)) if s.width() > max && rev.width() + 1 <= max / 2 => {
+        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
             format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
         }
         _ => ellipsize(s, max),
