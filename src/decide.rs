@@ -921,7 +921,6 @@ pub fn decide(
     if let (Some(pl), Some(cap)) = (obs.placement, cap)
         && desired > cap
     {
-        desired = cap;
         let mut line = format!(
             "placement allows {cap} (max {} per node × {} node{})",
             pl.max_per_node,
@@ -939,6 +938,21 @@ pub fn decide(
             d.desired = current;
             d.action = Action::Hold;
             return d;
+        }
+        // The cap limits growth; it never takes replicas away by itself. The
+        // eligible nodes drop for moments (a node down; after a Raft leader change,
+        // one of five nodes was ready), and a cap-made scale-down would skip the
+        // windows and steps: a loaded service went 4 → 1 on the five-node sandbox
+        // after a partition healed. Tasks above the cap simply wait in `pending`.
+        // The proposal (after windows and steps) stands as far as it is not above
+        // the current count.
+        if cap < current {
+            desired = desired.min(current);
+            line += &format!(
+                ": {desired}, not less (placement never scales down; the nodes may come back)"
+            );
+        } else {
+            desired = cap;
         }
         d.reasons.push(line);
     }
@@ -1393,7 +1407,8 @@ mod tests {
         });
         o.running = 3;
         let d = once(&r, &o);
-        assert_eq!((d.desired, d.action), (4, Action::Hold));
+        // (The cap never scales down anyway: `a_shrunken_placement_never_scales_down`.)
+        assert_eq!((d.desired, d.action), (4, Action::None));
     }
 
     #[test]
@@ -2036,7 +2051,8 @@ mod tests {
             ]
         );
         assert_eq!((d.desired, d.action), (6, Action::ScaleUp));
-        // More replicas than can be placed, all placeable running: decided, and capped.
+        // More replicas than can be placed, all placeable running: decided, and
+        // held, never scaled down by the cap (nodes come and go).
         let mut o = obs(10, vec![ok("", 100.0)]);
         o.running = 6;
         o.placement = Some(Placement {
@@ -2044,7 +2060,11 @@ mod tests {
             nodes: 3,
         });
         let d = once(&rule(1, 20), &o);
-        assert_eq!((d.desired, d.action), (6, Action::ScaleDown));
+        assert_eq!(
+            d.reasons.last().unwrap(),
+            "placement allows 6 (max 2 per node × 3 nodes): 10, not less (placement never scales down; the nodes may come back)"
+        );
+        assert_eq!((d.desired, d.action), (10, Action::None));
         // Below min: the cap wins, and says so.
         o.placement = Some(Placement {
             max_per_node: 1,
@@ -2057,6 +2077,41 @@ mod tests {
             "placement allows 1 (max 1 per node × 1 node), less than min 2: no decision (check the placement constraints and max replicas per node)"
         );
         assert_eq!((d.desired, d.action), (10, Action::Hold));
+    }
+
+    /// Seen on the five-node sandbox: right after a partition healed, the new Raft
+    /// leader saw one ready node, and a loaded service (max 1 per node) went 4 → 1.
+    #[test]
+    fn a_shrunken_placement_never_scales_down() {
+        let mut r = rule(1, 8);
+        r.metrics[0].target = Target::Utilization(50.0);
+        let mut o = obs(4, vec![ok("", 47.0)]);
+        o.placement = Some(Placement {
+            max_per_node: 1,
+            nodes: 1,
+        });
+        let d = once(&r, &o);
+        assert_eq!(
+            d.reasons.last().unwrap(),
+            "placement allows 1 (max 1 per node × 1 node): 4, not less (placement never scales down; the nodes may come back)"
+        );
+        assert_eq!((d.desired, d.action), (4, Action::None));
+        // A scale-down the metric asks for still happens, to what it asks.
+        let mut o = obs(4, vec![ok("", 30.0)]);
+        o.placement = Some(Placement {
+            max_per_node: 1,
+            nodes: 2,
+        });
+        let d = once(&r, &o);
+        assert_eq!((d.desired, d.action), (3, Action::ScaleDown));
+        // A scale-up is capped as before.
+        let mut o = obs(2, vec![ok("", 100.0)]);
+        o.placement = Some(Placement {
+            max_per_node: 1,
+            nodes: 3,
+        });
+        let d = once(&r, &o);
+        assert_eq!((d.desired, d.action), (3, Action::ScaleUp));
     }
 
     #[test]

@@ -155,6 +155,20 @@ const RULE_WIDTH: usize = 48;
 /// Width at which SOURCE is cut without `--no-trunc`.
 const SOURCE_WIDTH: usize = 48;
 
+/// A SOURCE (`host/path@revision`) cut to `max` columns in its path, so that the
+/// revision, the part that tells builds apart, stays whole (a long path once showed
+/// as `github.com/docker-microscale/docker-microscale@…`). A revision longer than
+/// half of `max` is cut as the rest is.
+fn ellipsize_source(s: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    match s.rsplit_once('@') {
+        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
+            format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
+        }
+        _ => ellipsize(s, max),
+    }
+}
+
 /// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
     let body = rows
@@ -181,7 +195,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
             let source = match (r.source.is_empty(), no_trunc) {
                 (true, _) => "-".to_string(),
                 (false, true) => r.source.clone(),
-                (false, false) => ellipsize(&r.source, SOURCE_WIDTH),
+                (false, false) => ellipsize_source(&r.source, SOURCE_WIDTH),
             };
             // Stale tasks on down nodes are named in REPLICAS (`ServiceRow::replicas`).
             let nodes = r.nodes.to_string();
@@ -350,6 +364,23 @@ mod tests {
         assert!(!t.contains('\u{202e}'), "{t:?}");
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
         assert_eq!(t.lines().count(), 2, "{t:?}");
+    }
+
+    #[test]
+    fn a_long_source_keeps_its_revision() {
+        let s = "github.com/docker-microscale/docker-microscale@4d35d28";
+        let cut = super::ellipsize_source(s, 48);
+        assert_eq!(cut, "github.com/docker-microscale/docker-mic…@4d35d28");
+        assert_eq!(unicode_width::UnicodeWidthStr::width(cut.as_str()), 48);
+        // Short enough: untouched; no revision: cut at the end.
+        assert_eq!(
+            super::ellipsize_source("gitlab.com/a/b@89abcde", 48),
+            "gitlab.com/a/b@89abcde"
+        );
+        assert_eq!(
+            super::ellipsize_source(&"x".repeat(50), 48).chars().last(),
+            Some('…')
+        );
     }
 
     #[test]

@@ -932,7 +932,7 @@ impl Agent {
                     action: row.action.clone(),
                 })
                 .inc();
-            let metric_names = self.record_metrics(&services, row, file, &read);
+            let (metric_names, metric_failed) = self.record_metrics(&services, row, file, &read);
             series.push((row.service.clone(), metric_names));
             if row.action == "error" {
                 self.telemetry
@@ -943,7 +943,7 @@ impl Agent {
                     })
                     .inc();
             }
-            if row.reasons.iter().any(|r| r.contains("cannot read")) {
+            if metric_failed {
                 self.telemetry
                     .errors
                     .get_or_create(&KindLabel {
@@ -1112,41 +1112,42 @@ impl Agent {
         row: &PlanRow,
         file: Option<(&std::path::Path, &RulesFile)>,
         read: &dyn Fn(&str) -> Result<f64, String>,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, bool) {
         let Some(s) = services
             .iter()
             .find(|s| s.id.as_deref() == Some(row.id.as_str()))
         else {
-            return vec![];
+            return (vec![], false);
         };
         let inputs = crate::rules::check::rule_inputs(std::slice::from_ref(s), file);
         let Some((_, labels, _)) = inputs.into_iter().next() else {
-            return vec![];
+            return (vec![], false);
         };
         let Some(rule) =
             crate::rules::parse_labels(&row.service, crate::status::Mode::of(s), &labels).rule
         else {
-            return vec![];
+            return (vec![], false);
         };
         let mut names = vec![];
+        let mut failed = false;
         for m in rule.metrics {
             // Only values a decision can use (a negative or infinite one is refused
             // by the decision core as unreadable).
-            if let Ok(v) = read(&crate::plan::metric_key(s, &m.source))
-                && v.is_finite()
-                && v >= 0.0
-            {
-                self.telemetry
-                    .metric
-                    .get_or_create(&MetricLabel {
-                        service: row.service.clone(),
-                        metric: m.name.clone(),
-                    })
-                    .set(v);
+            match read(&crate::plan::metric_key(s, &m.source)) {
+                Ok(v) if v.is_finite() && v >= 0.0 => {
+                    self.telemetry
+                        .metric
+                        .get_or_create(&MetricLabel {
+                            service: row.service.clone(),
+                            metric: m.name.clone(),
+                        })
+                        .set(v);
+                }
+                _ => failed = true,
             }
             names.push(m.name);
         }
-        names
+        (names, failed)
     }
 
     /// Scales the services of `wanted` concurrently, each from its raw spec, while

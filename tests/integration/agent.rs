@@ -226,6 +226,22 @@ fn the_agent_follows_a_redis_queue_and_prometheus_scrapes_it() {
         3,
         "a dead metric source must not scale down"
     );
+    // Each pass that could not read the metric counts as a metric error.
+    let (_, text) = http_get(agent.port, "/metrics");
+    let errors: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("microscale_errors_total{")
+                && l.contains(&format!("service=\"{}\"", svc.name))
+                && l.contains("kind=\"metric\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric errors counted for {}: {text}", svc.name));
+    assert!(
+        errors >= 3.0,
+        "{errors} metric errors in 5 passes on a dead source"
+    );
     let lines = agent.lines();
     assert!(
         !lines
