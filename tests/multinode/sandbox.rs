@@ -256,6 +256,12 @@ fn sandbox_refuses_bad_names_and_options_and_changes_nothing() {
     let out = sandbox(&["kill", "n1", "--dir", &fresh]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no sandbox in"), "{}", stderr(&out));
+    // A new user who forgot --dir is told where a sandbox elsewhere is named.
+    assert!(
+        stderr(&out).contains("--dir DIR or MICROSCALE_SANDBOX_DIR"),
+        "{}",
+        stderr(&out)
+    );
     let single = tempfile::Builder::new()
         .prefix("mst.")
         .tempdir_in("/tmp")
