@@ -2,12 +2,19 @@
 //!
 //! The plugin is invoked as `docker-microscale [GLOBAL FLAGS] [microscale] COMMAND ...`:
 //! the docker CLI passes its own global flags (`-H`, `--context`, `--config`, `--tls*`,
-//! `-l`, `-D`) in argv before the plugin name. [`crate::argv::normalize`] removes the
+//! `-l`, `-D`) in argv before the plugin name. [`crate::edge::argv::normalize`] removes the
 //! plugin name; the flags below then parse as root-level options.
 
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, Args, CommandFactory, Parser, Subcommand};
+
+pub use crate::agent::RunArgs;
+use crate::edge::argv::{any_path, go_bool};
+pub use crate::engine::connect::GlobalOptions;
+pub use crate::metrics::access::MetricAccess;
+pub use crate::plan::DecideOptions;
+pub use crate::store::lease::LeaseArgs;
 
 /// Help layout modelled on the docker CLI's cobra usage template.
 const ROOT_TEMPLATE: &str = "\
@@ -175,64 +182,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The docker CLI's global options, as they arrive before the plugin name.
-///
-/// Semantics follow docker/cli `cli/flags/options.go`; they are hidden from help
-/// because they belong to `docker`, not to the plugin.
-#[derive(Debug, Clone, Default, Args)]
-pub struct GlobalOptions {
-    /// Daemon socket to connect to (unix://PATH, tcp://HOST:PORT, ssh://...)
-    #[arg(short = 'H', long = "host", value_name = "list", hide = true)]
-    pub host: Vec<String>,
-
-    /// Name of the context to use to connect to the daemon
-    #[arg(short = 'c', long = "context", value_name = "string", hide = true)]
-    pub context: Option<String>,
-
-    /// Location of client config files (default ~/.docker)
-    #[arg(long = "config", value_name = "string", hide = true, value_parser = any_path)]
-    pub config: Option<PathBuf>,
-
-    /// Set the logging level ("trace", "debug", "info", "warn", "error", "fatal", "panic")
-    #[arg(
-        short = 'l',
-        long = "log-level",
-        value_name = "string",
-        hide = true,
-        ignore_case = true,
-        value_parser = ["trace", "debug", "info", "warn", "error", "fatal", "panic"]
-    )]
-    pub log_level: Option<String>,
-
-    /// Enable debug mode (`-D`, `--debug`, `--debug=false`)
-    #[arg(short = 'D', long = "debug", hide = true, num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", value_parser = go_bool)]
-    pub debug: Option<bool>,
-
-    /// Use TLS; implied by --tlsverify (`--tls=false` allowed)
-    #[arg(long = "tls", hide = true, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool)]
-    pub tls: Option<bool>,
-
-    /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY); given at all,
-    /// even as `--tlsverify=false`, it turns TLS on
-    #[arg(long = "tlsverify", hide = true, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool)]
-    pub tlsverify: Option<bool>,
-
-    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
-    #[arg(long = "tlscacert", value_name = "string", hide = true)]
-    pub tlscacert: Option<PathBuf>,
-
-    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
-    #[arg(long = "tlscert", value_name = "string", hide = true)]
-    pub tlscert: Option<PathBuf>,
-
-    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
-    #[arg(long = "tlskey", value_name = "string", hide = true)]
-    pub tlskey: Option<PathBuf>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,21 +287,6 @@ mod tests {
         );
         assert!(!help.contains('<'), "{help}");
         assert!(!help.contains("%OPTIONS%"), "{help}");
-    }
-}
-
-/// A path, empty allowed (`--config=` means "not set", as in the docker CLI).
-fn any_path(value: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(value))
-}
-
-/// A boolean flag value as Go's `strconv.ParseBool` reads it (the docker CLI's flags):
-/// 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False.
-fn go_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        other => Err(format!("invalid boolean \"{other}\" (use true or false)")),
     }
 }
 
@@ -523,31 +457,6 @@ pub struct HistoryBenchArgs {
 const HISTORY_BENCH_EXAMPLES: &str = "  docker-microscale __history-bench
   docker-microscale __history-bench --services 200";
 
-/// Options of the hidden `__lease` command.
-#[derive(Debug, Clone, Args)]
-pub struct LeaseArgs {
-    /// The Swarm config that holds the lease (default microscale-agent-lease, the agent's)
-    #[arg(
-        long = "name",
-        value_name = "string",
-        default_value = crate::agent::lease::DEFAULT_NAME,
-        hide_default_value = true
-    )]
-    pub name: String,
-
-    /// Time to live, e.g. 2s or 15s (default 12s): renewed every third of it; a standby takes over after it passes unrenewed
-    #[arg(long = "ttl", value_name = "duration")]
-    pub ttl: Option<String>,
-
-    /// This process's holder id, unique per process (default HOSTNAME/NODEID/PID-NONCE)
-    #[arg(long = "holder", value_name = "string")]
-    pub holder: Option<String>,
-
-    /// Release the lease and exit 0 after this long, e.g. 30s (default: until interrupted)
-    #[arg(long = "for", value_name = "duration")]
-    pub run_for: Option<String>,
-}
-
 const COMPLETION_EXAMPLES: &str = "  source <(docker-microscale completion bash)
   docker-microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
   docker-microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
@@ -587,68 +496,6 @@ const RUN_EXAMPLES: &str = "  docker microscale run
   docker microscale run --once queue-worker
   docker microscale run --listen :9090 --metric-allow prometheus:9090
   docker microscale run --collector --stats-listen :9091 --stats-token-file /run/secrets/microscale-stats-token";
-
-/// Options of `docker microscale run`.
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// Services to manage, by name or ID (default: every service with a rule)
-    #[arg(value_name = "SERVICE")]
-    pub services: Vec<String>,
-
-    /// Time between passes, from 500ms (default 15s)
-    #[arg(long = "interval", value_name = "duration")]
-    pub interval: Option<String>,
-
-    #[command(flatten)]
-    pub decide: DecideOptions,
-
-    /// Decide and log, change nothing
-    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool, value_name = "")]
-    pub dry_run: Option<bool>,
-
-    /// One pass, then exit: the cron and script form
-    #[arg(long = "once", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool, value_name = "")]
-    pub once: Option<bool>,
-
-    /// Log format: 'text' (default) or 'json' (one object per line, on stderr)
-    #[arg(long = "log-format", value_name = "string")]
-    pub log_format: Option<String>,
-
-    /// Serve /metrics (Prometheus) and /healthz on this address, e.g. :9090 or 127.0.0.1:9090
-    #[arg(long = "listen", value_name = "addr")]
-    pub listen: Option<String>,
-
-    /// Also serve /healthz (and /metrics) on this unix socket, for the container health check (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock; empty: none)
-    #[arg(long = "health-socket", value_name = "path")]
-    pub health_socket: Option<String>,
-
-    /// The Swarm config holding the agents' lease: only its holder acts
-    #[arg(long = "lease-name", value_name = "string")]
-    pub lease_name: Option<String>,
-
-    /// How long a lease outlives a holder that stopped renewing it, from 1s (default 12s)
-    #[arg(long = "lease-ttl", value_name = "duration")]
-    pub lease_ttl: Option<String>,
-
-    /// Serve this node's task stats to the other agents on this address, e.g. :9091 (needs --stats-token-file)
-    #[arg(long = "stats-listen", value_name = "addr")]
-    pub stats_listen: Option<String>,
-
-    /// The agents to read engine stats from while holding the lease: HOST:PORT,... (comma-separated or repeated; a name is resolved to all its addresses, e.g. tasks.agent:9091,tasks.collector:9091)
-    #[arg(long = "stats-peers", value_name = "host:port")]
-    pub stats_peers: Vec<String>,
-
-    /// The file holding the agents' shared stats token (a Swarm secret, e.g. /run/secrets/microscale-stats-token)
-    #[arg(long = "stats-token-file", value_name = "path", value_parser = any_path)]
-    pub stats_token_file: Option<PathBuf>,
-
-    /// Collector only: serve this node's task stats (--stats-listen) and nothing else; never take the lease or decide, whatever the node's role (the workers' service of deploy/stack.yml)
-    #[arg(long = "collector", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool, value_name = "")]
-    pub collector: Option<bool>,
-}
 
 const VERSION_EXAMPLES: &str = "  docker microscale version";
 
@@ -799,20 +646,6 @@ pub struct ReplayArgs {
     pub no_trunc: Option<bool>,
 }
 
-/// Where metrics may be read from and where their secrets may go: the flags of every
-/// command that reads metrics (`metric`, `status --metrics`, `plan`, `apply`, `run`)
-/// and of `rules check` (docs/metrics.md, Threat model).
-#[derive(Debug, Clone, Default, Args)]
-pub struct MetricAccess {
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
-    #[arg(long = "metric-allow", value_name = "list")]
-    pub metric_allow: Vec<String>,
-
-    /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
-    #[arg(long = "metric-secret", value_name = "binding")]
-    pub metric_secret: Vec<String>,
-}
-
 impl MetricAccess {
     /// The checked allow-list and secret bindings; `services` are the swarm's service
     /// names (the default allow-list). Errors: a bad `--metric-allow` or
@@ -847,26 +680,6 @@ pub struct MetricArgs {
     /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
-}
-
-/// The options `plan`, `apply` and `run` share: where the rules come from, which
-/// hosts metrics may be read from, and the capacity budget.
-#[derive(Debug, Clone, Args)]
-pub struct DecideOptions {
-    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
-    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
-    pub rules: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub access: MetricAccess,
-
-    /// Share this many replicas between the services by priority
-    #[arg(
-        long = "capacity",
-        value_name = "replicas",
-        allow_negative_numbers = true
-    )]
-    pub capacity: Option<u64>,
 }
 
 /// Options of `docker microscale plan`.

@@ -6,28 +6,21 @@
 //! one command on a single-threaded tokio runtime.
 
 mod agent;
-mod argv;
-mod badge;
 mod cli;
-mod clock;
-mod complete;
+mod cmd;
 mod decide;
+mod edge;
 mod engine;
-mod exit;
-mod fsutil;
-mod labels;
-mod live;
-mod man;
+mod execute;
 mod metrics;
 mod plan;
 mod provenance;
-mod redact;
 mod registry;
 mod render;
 mod replay;
 mod rules;
-mod scale;
-mod status;
+mod store;
+mod swarm;
 #[cfg(test)]
 mod testutil;
 
@@ -37,7 +30,9 @@ use std::io::Write;
 use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command};
-use crate::exit::{Exit, Failure};
+use crate::cmd::{complete, man, scale, status};
+use crate::edge::exit::{Exit, Failure};
+use crate::edge::{argv, exit};
 
 /// The plugin metadata, from `plugin-metadata/metadata.json` (the single source).
 const METADATA: &str = include_str!("../plugin-metadata/metadata.json");
@@ -106,21 +101,21 @@ fn run(args: Vec<OsString>) -> Exit {
                 .ok()
                 .and_then(|env| engine::connect::config_dir(&cli.global, &env).ok());
             with_runtime(&cli.global, |engine| async move {
-                provenance::run_badge(&engine, &args, config_dir).await
+                cmd::badge::run_badge(&engine, &args, config_dir).await
             })
         }
         Command::Rules {
             command: cli::RulesCommand::Check(args),
         } => with_runtime(&cli.global, |engine| async move {
-            rules::check::run(&engine, &args).await
+            cmd::rules::run(&engine, &args).await
         }),
         Command::Rules {
             command: cli::RulesCommand::History(args),
         } => with_runtime(&cli.global, |engine| async move {
-            rules::history::run(&engine, &args).await
+            cmd::rules::history::run(&engine, &args).await
         }),
         Command::Metric(args) => with_runtime(&cli.global, |engine| async move {
-            metrics::run(&engine, &args).await
+            cmd::metric::run(&engine, &args).await
         }),
         Command::Scale(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
             scale::run(&engine, &args).await
@@ -132,30 +127,30 @@ fn run(args: Vec<OsString>) -> Exit {
                 .clone()
                 .or_else(|| (cli.global.debug == Some(true)).then(|| "debug".to_string()));
             with_runtime_owning_cancel(&cli.global, |engine| async move {
-                agent::run(&engine, &args, level.as_deref()).await
+                cmd::run::run(&engine, &args, level.as_deref()).await
             })
         }
         Command::Apply(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
-            scale::apply::run(&engine, &args).await
+            cmd::apply::run(&engine, &args).await
         }),
         Command::Lease(args) => with_runtime_owning_cancel(&cli.global, |engine| async move {
-            agent::lease::run(&engine, &args).await
+            store::lease::run(&engine, &args).await
         }),
         Command::HistoryBench(args) => with_runtime(&cli.global, |engine| async move {
-            agent::history::bench(&engine, &args).await
+            cmd::internal::history_bench(&engine, &args).await
         }),
-        Command::Healthz(args) => agent::serve::healthcheck(&args),
+        Command::Healthz(args) => cmd::internal::healthcheck(&args),
         Command::StatsRead(args) => with_runtime(&cli.global, |engine| async move {
-            agent::stats::bench(&engine, &args).await
+            cmd::internal::stats_read(&engine, &args).await
         }),
-        Command::Replay(args) if replay::needs_swarm(&args) => {
+        Command::Replay(args) if cmd::replay::needs_swarm(&args) => {
             with_runtime(&cli.global, |engine| async move {
-                replay::run(Some(&engine), &args).await
+                cmd::replay::run(Some(&engine), &args).await
             })
         }
-        Command::Replay(args) => replay::run_offline(&args),
+        Command::Replay(args) => cmd::replay::run_offline(&args),
         Command::Plan(args) => with_runtime(&cli.global, |engine| async move {
-            plan::run(&engine, &args).await
+            cmd::plan::run(&engine, &args).await
         }),
         Command::Provenance(args) => {
             // Registry credentials come from the same config directory as contexts.
@@ -163,7 +158,7 @@ fn run(args: Vec<OsString>) -> Exit {
                 .ok()
                 .and_then(|env| engine::connect::config_dir(&cli.global, &env).ok());
             with_runtime(&cli.global, |engine| async move {
-                provenance::run(&engine, &args, config_dir).await
+                cmd::provenance::run(&engine, &args, config_dir).await
             })
         }
     };

@@ -5,7 +5,7 @@
 //! rules' metrics concurrently (bounded), decides with a per-service history (so
 //! stabilisation windows, step limits and fallbacks work), and, while this agent
 //! holds the lease ([`lease`]), scales the services whose desired count differs, each
-//! from its raw spec ([`crate::scale::update`]). A pass runs every `--interval`, and
+//! from its raw spec ([`crate::execute::update`]). A pass runs every `--interval`, and
 //! at once when the events stream (`type=service`, `type=node`) reports a change.
 //!
 //! Faults: a pass that cannot read the swarm acts on nothing (no stale data) and is
@@ -19,16 +19,12 @@
 //! the lease and reads no metric, whatever its node's role ([`check_collector`]).
 //!
 //! SIGTERM and SIGINT abandon the pass in flight (and a lease renewal in flight),
-//! scale nothing on the way out, release the lease (within [`RELEASE_TIMEOUT`]: an
+//! scale nothing on the way out, release the lease (within [`lease::RELEASE_TIMEOUT`]: an
 //! engine that does not answer is not waited for) and exit 0.
 //!
 //! Logging never stops the agent: a log line that cannot be written (stderr closed
 //! or broken) is dropped ([`LossyStderr`]).
 
-pub mod exclusive;
-pub mod fights;
-pub mod history;
-pub mod lease;
 pub mod serve;
 pub mod stats;
 pub mod telemetry;
@@ -38,16 +34,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::models::Service;
+use clap::Args;
 use futures_util::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use crate::decide::History;
+use crate::edge::argv::{any_path, go_bool};
+use crate::edge::exit::{Exit, Failure};
 use crate::engine::Engine;
 use crate::engine::service::RawService;
-use crate::exit::{Exit, Failure};
+use crate::execute::update::{Convergence, Verdict};
+use crate::plan::DecideOptions;
 use crate::plan::PlanRow;
 use crate::rules::check::{RulesFile, service_name};
-use crate::scale::update::{Convergence, Verdict};
+use crate::store::{fights, history, lease};
+use std::path::PathBuf;
 use telemetry::{ActionLabel, KindLabel, MetricLabel, ServiceLabel, Telemetry};
 
 /// Default time between passes.
@@ -56,10 +57,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Shortest gap between two passes triggered by events.
 const EVENT_DEBOUNCE: Duration = Duration::from_secs(1);
-/// Longest time the agent spends releasing its lease on the way out (SIGTERM): an
-/// engine that does not answer by then is left, and a standby takes over when the
-/// lease expires (one TTL).
-pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings of one agent, from the flags.
 #[derive(Debug, Clone)]
@@ -69,7 +66,7 @@ pub struct Settings {
     /// `--capacity`.
     pub capacity: Option<u64>,
     /// `--metric-allow` and `--metric-secret`.
-    pub access: crate::cli::MetricAccess,
+    pub access: crate::metrics::access::MetricAccess,
     /// `--rules`.
     pub file: Option<(std::path::PathBuf, RulesFile)>,
     /// `--dry-run`.
@@ -198,352 +195,6 @@ impl StatsSide {
     }
 }
 
-/// Runs `docker microscale run`.
-///
-/// Exit codes: 0 after SIGTERM/SIGINT or after `--once`; 1 when `--once` could not
-/// read the swarm, found a rule with errors or a named service missing, or when
-/// `--listen` cannot be bound or the `--health-socket` given cannot be served; 125
-/// for bad flags (`docs/exit-codes.md`).
-pub async fn run(
-    engine: &Engine,
-    args: &crate::cli::RunArgs,
-    log_level: Option<&str>,
-) -> Result<Exit, Failure> {
-    let interval = parse_duration_flag(
-        "interval",
-        args.interval.as_deref(),
-        DEFAULT_INTERVAL,
-        MIN_INTERVAL,
-    )
-    .map_err(Failure::Usage)?;
-    let lease_ttl = parse_duration_flag(
-        "lease-ttl",
-        args.lease_ttl.as_deref(),
-        lease::DEFAULT_TTL,
-        lease::MIN_TTL,
-    )
-    .and_then(|d| {
-        if d > lease::MAX_TTL {
-            Err(format!(
-                "invalid argument \"{}\" for \"--lease-ttl\" flag: at most {}",
-                args.lease_ttl.as_deref().unwrap_or_default(),
-                humantime::format_duration(lease::MAX_TTL)
-            ))
-        } else {
-            Ok(d)
-        }
-    })
-    .map_err(Failure::Usage)?;
-    let json = match args.log_format.as_deref().map(str::trim) {
-        None | Some("") | Some("text") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(Failure::Usage(format!(
-                "invalid argument \"{other}\" for \"--log-format\" flag: use 'text' or 'json'"
-            )));
-        }
-    };
-    let lease_name = match args.lease_name.as_deref().map(str::trim) {
-        None => lease::DEFAULT_NAME.to_string(),
-        Some(n) => check_lease_name(n).map_err(Failure::Usage)?,
-    };
-    let listen = args
-        .listen
-        .as_deref()
-        .map(serve::parse_listen)
-        .transpose()
-        .map_err(Failure::Usage)?;
-    // (path, whether it was asked for): the default one is served when it can be.
-    let health_socket = match args.health_socket.as_deref().map(str::trim) {
-        None => Some((serve::default_socket(), false)),
-        Some("") => None,
-        Some(p) if p.starts_with('/') => Some((std::path::PathBuf::from(p), true)),
-        Some(p) => {
-            return Err(Failure::Usage(format!(
-                "invalid argument \"{}\" for \"--health-socket\" flag: give an absolute path, such as /run/microscale/health.sock, or an empty value for none",
-                crate::render::printable(p)
-            )));
-        }
-    };
-    // Checked before anything runs; the list itself is rebuilt each pass.
-    args.decide
-        .access
-        .allow(Default::default())
-        .map_err(Failure::Usage)?;
-    let stats_listen = args
-        .stats_listen
-        .as_deref()
-        .map(|v| {
-            serve::parse_listen(v).map_err(|_| {
-                format!(
-                    "invalid argument \"{}\" for \"--stats-listen\" flag: give an address such as :9091 or 0.0.0.0:9091",
-                    crate::render::printable(v)
-                )
-            })
-        })
-        .transpose()
-        .map_err(Failure::Usage)?;
-    let peers = stats::Peers::parse(&args.stats_peers).map_err(Failure::Usage)?;
-    if (stats_listen.is_some() || !peers.is_empty()) && args.stats_token_file.is_none() {
-        return Err(Failure::Usage(
-            "--stats-listen and --stats-peers need --stats-token-file: the agents' stats are read only with their shared token (a Swarm secret; docs/agent.md, Engine stats from every node)".into(),
-        ));
-    }
-    let collector_only = args.collector == Some(true);
-    if collector_only {
-        check_collector(args).map_err(Failure::Usage)?;
-    }
-    let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
-    init_logging(json, log_level);
-    // Signal handlers before anything else: a signal during startup or the first
-    // pass ends the agent cleanly too.
-    let cancelled = crate::exit::cancellation();
-    tokio::pin!(cancelled);
-
-    let telemetry = Arc::new(Telemetry::new());
-    let stale = (interval * 3).max(Duration::from_secs(30));
-    // Removed when `run` returns, on every path.
-    let mut _health_socket = None;
-    if let Some((path, asked)) = health_socket.filter(|_| args.once != Some(true)) {
-        match serve::start_socket(&path, telemetry.clone(), stale) {
-            Ok(socket) => {
-                info!(socket = %crate::render::printable(&socket.path().display().to_string()), "serving /healthz on the health socket");
-                _health_socket = Some(socket);
-            }
-            Err(e) if asked => return Err(Failure::Error(e)),
-            Err(e) => {
-                warn!(error = %one_line(&e), "not serving the default health socket: `__healthz` without an address cannot reach this agent");
-            }
-        }
-    }
-    if let Some(addr) = listen {
-        let bound = serve::start(addr, telemetry.clone(), stale)
-            .await
-            .map_err(Failure::Error)?;
-        info!(address = %bound, "serving /metrics and /healthz");
-    }
-    // Engine stats: this node's tasks for the other agents, with the shared token.
-    let token = match args.stats_token_file.as_deref().map(stats::Token::read) {
-        Some(Ok(t)) => Some(t),
-        // A collector without its token would serve nothing and look healthy: it
-        // fails, so that `docker service ps` shows why and Swarm restarts it.
-        Some(Err(e)) if collector_only => {
-            return Err(Failure::Error(format!(
-                "--collector: no stats token, so nothing to serve: {e}"
-            )));
-        }
-        Some(Err(e)) => {
-            warn!(error = %one_line(&e), "no stats token: this node's task stats are not served, and other nodes' are not read (engine:// measures this engine's tasks only)");
-            None
-        }
-        None => None,
-    };
-    match (stats_listen, &token) {
-        (Some(addr), Some(t)) => {
-            let bound = stats::serve(addr, engine.clone(), t.clone())
-                .await
-                .map_err(Failure::Error)?;
-            info!(address = %bound, path = stats::PATH, "serving this node's task stats to the other agents (token required)");
-        }
-        (Some(addr), None) => {
-            warn!(address = %addr, "no stats endpoint: the stats token file cannot be read");
-        }
-        (None, _) => {
-            debug!("no --stats-listen: this node's task stats are not served to other agents")
-        }
-    }
-    // `--collector`: this node's stats and nothing else, until stopped, whatever the
-    // node's role.
-    if collector_only {
-        tokio::select! {
-            _ = collect(engine, &telemetry, interval, true, true) => {}
-            _ = &mut cancelled => {}
-        }
-        info!("agent stopped");
-        return Ok(Exit::Ok);
-    }
-    // A worker cannot read the swarm: it only serves its tasks' stats, until it is
-    // promoted.
-    if args.once != Some(true) {
-        let collected = tokio::select! {
-            r = collect(engine, &telemetry, interval, stats_listen.is_some() && token.is_some(), false) => r,
-            _ = &mut cancelled => false,
-        };
-        if !collected {
-            info!("agent stopped");
-            return Ok(Exit::Ok);
-        }
-    }
-    let holder = tokio::select! {
-        h = lease::default_holder(engine) => h,
-        _ = &mut cancelled => return Ok(Exit::Ok),
-    };
-    let holder = match holder {
-        Ok(h) => h,
-        Err(e) => {
-            warn!(error = %one_line(&e.to_string()), "cannot read the engine's node ID for the lease holder id");
-            format!(
-                "{}/unknown/{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "agent".into()),
-                std::process::id()
-            )
-        }
-    };
-    let settings = Settings {
-        interval,
-        capacity: args.decide.capacity,
-        access: args.decide.access.clone(),
-        file,
-        dry_run: args.dry_run == Some(true),
-        once: args.once == Some(true),
-        services: args.services.clone(),
-    };
-    info!(
-        interval = %humantime::format_duration(interval),
-        dry_run = settings.dry_run,
-        once = settings.once,
-        lease = %lease_name,
-        holder = %one_line(&holder),
-        stats_peers = %peers.text(),
-        "agent started"
-    );
-    let mut agent = Agent {
-        telemetry: telemetry.clone(),
-        histories: HashMap::new(),
-        memory: HashMap::new(),
-        fights: BTreeMap::new(),
-        lease: LeaseView::new(telemetry.clone()),
-        keeper: history::Keeper::new(history::config_name(&lease_name)),
-        holder: holder.clone(),
-        failures: 0,
-        tenure: None,
-        stats: StatsSide {
-            peers,
-            token,
-            collector: crate::metrics::engine::Collector::new(),
-            publisher: stats::Publisher::default(),
-            config: stats::config_name(&lease_name),
-            failures_said: vec![],
-            demoted: false,
-        },
-        settings,
-    };
-    // The lease runs on its own timer (renewals every TTL/3 must not wait for a
-    // pass); the first tick happens before the first pass, so that `--once` can act.
-    let lease_task = if agent.settings.dry_run {
-        None
-    } else {
-        // A standby polls at least every interval (and every TTL/6), so that it sees
-        // each renewal soon after it is written (docs/agent.md, takeover times).
-        let mut l =
-            lease::Lease::new(lease_name, lease_ttl, holder).with_poll(interval.min(lease_ttl / 6));
-        let view = agent.lease.clone();
-        let fresh = engine.renewed();
-        let first = tokio::select! {
-            t = l.tick(&fresh) => Some(t),
-            _ = &mut cancelled => None,
-        };
-        let Some(first) = first else {
-            // The tick abandoned may have taken the lease already: give it back.
-            info!("stopping: signal received while taking the lease; nothing is scaled");
-            release(engine, &mut l).await;
-            info!("agent stopped");
-            return Ok(Exit::Ok);
-        };
-        view.record(&l, first);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(keep_lease(engine.clone(), l, view, stopped));
-        Some((stop, task))
-    };
-
-    let changed = Arc::new(tokio::sync::Notify::new());
-    if !agent.settings.once {
-        tokio::spawn(watch_events(engine.clone(), changed.clone()));
-    }
-    let mut code = Exit::Ok;
-    loop {
-        let started = Instant::now();
-        agent.telemetry.pass_started();
-        // A signal abandons the pass: its metric reads, and any update not yet
-        // answered (a scale either happened or not; the next agent reads which).
-        let fresh = engine.renewed();
-        // A holder's pass ends when its lease window does, whatever it waits for
-        // (an engine cut off from the swarm): nothing outlives the window.
-        let view = agent.lease.clone();
-        let held_at_start = view.holds();
-        let acquired = view.acquired.clone();
-        let result = tokio::select! {
-            biased;
-            r = agent.pass(&fresh) => Some(Some(r)),
-            _ = &mut cancelled => None,
-            _ = view.lost(), if held_at_start => Some(None),
-            // A standby's pass (it writes nothing) that still waits on a leader
-            // that died gives way to a new pass when this agent takes the lease.
-            _ = acquired.notified(), if !held_at_start => {
-                info!("lease acquired during a standby pass: starting a new pass at once");
-                continue;
-            }
-        };
-        let Some(result) = result else {
-            info!(
-                "stopping: signal received during a pass, which is abandoned; nothing more is scaled"
-            );
-            break;
-        };
-        let (ok, problems) = result.unwrap_or_else(|| {
-            let why = "the lease window ended during the pass (the engine did not answer in time): the pass is abandoned, and an update in flight may or may not have been applied; the swarm is read again before anything else is done";
-            warn!(lease = %view.name(), "{why}");
-            agent.telemetry.pass_failed(why.to_string());
-            (false, false)
-        });
-        agent
-            .telemetry
-            .pass_seconds
-            .observe(started.elapsed().as_secs_f64());
-        agent.telemetry.passes.inc();
-        agent.telemetry.last_pass.set(crate::clock::wall_clock());
-        if agent.stats.demoted {
-            break;
-        }
-        if agent.settings.once {
-            if !ok || problems {
-                code = Exit::Error;
-            }
-            break;
-        }
-        let wait = if ok {
-            agent.failures = 0;
-            agent.settings.interval
-        } else {
-            agent.failures = agent.failures.saturating_add(1);
-            // Back off while the engine is away: 1 s doubling, never beyond the
-            // interval.
-            Duration::from_secs(1 << agent.failures.min(6)).min(agent.settings.interval)
-        };
-        let acquired = agent.lease.acquired.clone();
-        let stop = tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
-            _ = changed.notified(), if ok => {
-                tokio::time::sleep(EVENT_DEBOUNCE).await;
-                false
-            }
-            // A new holder acts at once, not an interval later.
-            _ = acquired.notified() => false,
-            _ = &mut cancelled => true,
-        };
-        if stop {
-            info!("stopping: signal received; nothing more is scaled");
-            break;
-        }
-    }
-    if let Some((stop, task)) = lease_task {
-        let _ = stop.send(());
-        let _ = task.await;
-    }
-    info!("agent stopped");
-    Ok(code)
-}
-
 /// The agent's log writer: stderr, where a failed write (a closed pipe, a full disk
 /// behind a redirect) drops the line instead of failing or panicking; the agent goes
 /// on. (tracing-subscriber's own fallback, `eprintln!` of the error, would panic on a
@@ -634,7 +285,7 @@ async fn watch_events(engine: Engine, changed: Arc<tokio::sync::Notify>) {
 
 /// What the agent loop knows of the lease, shared with the task that keeps it.
 #[derive(Clone)]
-struct LeaseView {
+pub(crate) struct LeaseView {
     seen: Arc<std::sync::Mutex<LeaseSeen>>,
     telemetry: Arc<Telemetry>,
     /// Notified each time this agent takes the lease (a new tenure starts).
@@ -790,18 +441,18 @@ async fn keep_lease(
     release(&engine, &mut l).await;
 }
 
-/// Releases the lease on the way out, within [`RELEASE_TIMEOUT`], and logs how it
+/// Releases the lease on the way out, within [`lease::RELEASE_TIMEOUT`], and logs how it
 /// went. This agent stops acting first in any case.
 async fn release(engine: &Engine, l: &mut lease::Lease) {
     let fresh = engine.renewed();
-    match tokio::time::timeout(RELEASE_TIMEOUT, l.release(&fresh)).await {
+    match tokio::time::timeout(lease::RELEASE_TIMEOUT, l.release(&fresh)).await {
         Ok(Ok(true)) => info!(lease = %l.name(), "lease released"),
         Ok(Ok(false)) => {}
         Ok(Err(e)) => {
             warn!(lease = %l.name(), error = %one_line(&e.to_string()), "cannot release the lease: a standby takes over when it expires")
         }
         Err(_) => {
-            warn!(lease = %l.name(), timeout = %humantime::format_duration(RELEASE_TIMEOUT), "cannot release the lease: the engine did not answer in time; a standby takes over when it expires")
+            warn!(lease = %l.name(), timeout = %humantime::format_duration(lease::RELEASE_TIMEOUT), "cannot release the lease: the engine did not answer in time; a standby takes over when it expires")
         }
     }
 }
@@ -829,8 +480,11 @@ impl Agent {
         let holds = !self.settings.dry_run && self.lease.holds();
         self.follow_tenure(engine, holds).await;
 
-        let (mut services, missing) =
-            crate::status::select_services(snap.services.clone(), &self.settings.services, false);
+        let (mut services, missing) = crate::cmd::status::select_services(
+            snap.services.clone(),
+            &self.settings.services,
+            false,
+        );
         let problems = !missing.is_empty();
         for m in missing {
             warn!(problem = %one_line(&m), "a named service is not in the swarm (removed?): carrying on with the others");
@@ -858,7 +512,7 @@ impl Agent {
         .await;
         self.stats.after_read(engine, holds, &readings).await;
         let read = |k: &str| readings.read(k);
-        let now = crate::clock::wall_clock();
+        let now = crate::edge::clock::wall_clock();
         // A new holder continues the windows and steps kept in the swarm.
         if let Some(stored) = self.keeper.on_pass(engine, holds, now).await {
             info!(history = %self.keeper.name, services = stored.len(), "decision history read from the swarm: windows and steps continue");
@@ -1124,7 +778,7 @@ impl Agent {
             return (vec![], false);
         };
         let Some(rule) =
-            crate::rules::parse_labels(&row.service, crate::status::Mode::of(s), &labels).rule
+            crate::rules::parse_labels(&row.service, crate::cmd::status::Mode::of(s), &labels).rule
         else {
             return (vec![], false);
         };
@@ -1184,11 +838,14 @@ impl Agent {
             };
             let outcome = match inspected {
                 Some(Ok(svc)) => {
-                    crate::scale::update::update_within(engine, svc, &decide, lease.lost()).await
+                    crate::execute::update::update_within(engine, svc, &decide, lease.lost()).await
                 }
-                Some(Err(e)) => crate::scale::update::Outcome::failed(&row.service, e.to_string()),
+                Some(Err(e)) => {
+                    crate::execute::update::Outcome::failed(&row.service, e.to_string())
+                }
                 None => {
-                    let mut o = crate::scale::update::Outcome::failed(&row.service, String::new());
+                    let mut o =
+                        crate::execute::update::Outcome::failed(&row.service, String::new());
                     o.error = None;
                     o.held = Some("the lease window ended before the update was sent".into());
                     o
@@ -1291,41 +948,6 @@ async fn is_worker(engine: &Engine) -> bool {
         crate::metrics::engine::whoami(&engine.renewed()).await,
         Ok((_, false))
     )
-}
-
-/// Checks the flags of `run --collector`: it needs `--stats-listen` and
-/// `--stats-token-file`, and takes none of the flags of a deciding agent (services,
-/// `--once`, `--dry-run`, the lease, `--stats-peers`, the decision options), so that
-/// a collector is never given a rule's secret or a lease by mistake. Errors: a usage
-/// message naming the flag and the fix.
-fn check_collector(args: &crate::cli::RunArgs) -> Result<(), String> {
-    if args.stats_listen.is_none() || args.stats_token_file.is_none() {
-        return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
-    }
-    let deciding: [(&str, bool); 10] = [
-        ("SERVICE arguments", !args.services.is_empty()),
-        ("--once", args.once.is_some()),
-        ("--dry-run", args.dry_run.is_some()),
-        ("--lease-name", args.lease_name.is_some()),
-        ("--lease-ttl", args.lease_ttl.is_some()),
-        ("--stats-peers", !args.stats_peers.is_empty()),
-        ("--rules", args.decide.rules.is_some()),
-        ("--capacity", args.decide.capacity.is_some()),
-        (
-            "--metric-allow",
-            !args.decide.access.metric_allow.is_empty(),
-        ),
-        (
-            "--metric-secret",
-            !args.decide.access.metric_secret.is_empty(),
-        ),
-    ];
-    match deciding.iter().find(|(_, given)| *given) {
-        Some((flag, _)) => Err(format!(
-            "{flag} cannot be used with --collector: a collector never takes the lease, reads no metric and decides nothing; give {flag} to the managers' agents (the `agent` service of deploy/stack.yml), or leave out --collector"
-        )),
-        None => Ok(()),
-    }
 }
 
 /// An agent that only serves its node's task stats: no lease, no decisions, no error
@@ -1445,7 +1067,7 @@ fn one_line(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     crate::render::ellipsize(
-        &crate::render::printable(&crate::redact::redact_value(&joined)),
+        &crate::render::printable(&crate::edge::redact::redact_value(&joined)),
         1000,
     )
 }
@@ -1476,16 +1098,462 @@ fn metric_timeout(interval: Duration) -> Duration {
     (interval / 2).clamp(Duration::from_secs(2), crate::metrics::DEFAULT_TIMEOUT)
 }
 
+/// Runs `docker microscale run`.
+///
+/// Exit codes: 0 after SIGTERM/SIGINT or after `--once`; 1 when `--once` could not
+/// read the swarm, found a rule with errors or a named service missing, or when
+/// `--listen` cannot be bound or the `--health-socket` given cannot be served; 125
+/// for bad flags (`docs/exit-codes.md`).
+pub async fn run(
+    engine: &Engine,
+    args: &crate::agent::RunArgs,
+    log_level: Option<&str>,
+) -> Result<Exit, Failure> {
+    let interval = parse_duration_flag(
+        "interval",
+        args.interval.as_deref(),
+        DEFAULT_INTERVAL,
+        MIN_INTERVAL,
+    )
+    .map_err(Failure::Usage)?;
+    let lease_ttl = parse_duration_flag(
+        "lease-ttl",
+        args.lease_ttl.as_deref(),
+        lease::DEFAULT_TTL,
+        lease::MIN_TTL,
+    )
+    .and_then(|d| {
+        if d > lease::MAX_TTL {
+            Err(format!(
+                "invalid argument \"{}\" for \"--lease-ttl\" flag: at most {}",
+                args.lease_ttl.as_deref().unwrap_or_default(),
+                humantime::format_duration(lease::MAX_TTL)
+            ))
+        } else {
+            Ok(d)
+        }
+    })
+    .map_err(Failure::Usage)?;
+    let json = match args.log_format.as_deref().map(str::trim) {
+        None | Some("") | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "invalid argument \"{other}\" for \"--log-format\" flag: use 'text' or 'json'"
+            )));
+        }
+    };
+    let lease_name = match args.lease_name.as_deref().map(str::trim) {
+        None => lease::DEFAULT_NAME.to_string(),
+        Some(n) => check_lease_name(n).map_err(Failure::Usage)?,
+    };
+    let listen = args
+        .listen
+        .as_deref()
+        .map(serve::parse_listen)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    // (path, whether it was asked for): the default one is served when it can be.
+    let health_socket = match args.health_socket.as_deref().map(str::trim) {
+        None => Some((serve::default_socket(), false)),
+        Some("") => None,
+        Some(p) if p.starts_with('/') => Some((std::path::PathBuf::from(p), true)),
+        Some(p) => {
+            return Err(Failure::Usage(format!(
+                "invalid argument \"{}\" for \"--health-socket\" flag: give an absolute path, such as /run/microscale/health.sock, or an empty value for none",
+                crate::render::printable(p)
+            )));
+        }
+    };
+    // Checked before anything runs; the list itself is rebuilt each pass.
+    args.decide
+        .access
+        .allow(Default::default())
+        .map_err(Failure::Usage)?;
+    let stats_listen = args
+        .stats_listen
+        .as_deref()
+        .map(|v| {
+            serve::parse_listen(v).map_err(|_| {
+                format!(
+                    "invalid argument \"{}\" for \"--stats-listen\" flag: give an address such as :9091 or 0.0.0.0:9091",
+                    crate::render::printable(v)
+                )
+            })
+        })
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let peers = stats::Peers::parse(&args.stats_peers).map_err(Failure::Usage)?;
+    if (stats_listen.is_some() || !peers.is_empty()) && args.stats_token_file.is_none() {
+        return Err(Failure::Usage(
+            "--stats-listen and --stats-peers need --stats-token-file: the agents' stats are read only with their shared token (a Swarm secret; docs/agent.md, Engine stats from every node)".into(),
+        ));
+    }
+    let collector_only = args.collector == Some(true);
+    if collector_only {
+        check_collector(args).map_err(Failure::Usage)?;
+    }
+    let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
+    init_logging(json, log_level);
+    // Signal handlers before anything else: a signal during startup or the first
+    // pass ends the agent cleanly too.
+    let cancelled = crate::edge::exit::cancellation();
+    tokio::pin!(cancelled);
+
+    let telemetry = Arc::new(Telemetry::new());
+    let stale = (interval * 3).max(Duration::from_secs(30));
+    // Removed when `run` returns, on every path.
+    let mut _health_socket = None;
+    if let Some((path, asked)) = health_socket.filter(|_| args.once != Some(true)) {
+        match serve::start_socket(&path, telemetry.clone(), stale) {
+            Ok(socket) => {
+                info!(socket = %crate::render::printable(&socket.path().display().to_string()), "serving /healthz on the health socket");
+                _health_socket = Some(socket);
+            }
+            Err(e) if asked => return Err(Failure::Error(e)),
+            Err(e) => {
+                warn!(error = %one_line(&e), "not serving the default health socket: `__healthz` without an address cannot reach this agent");
+            }
+        }
+    }
+    if let Some(addr) = listen {
+        let bound = serve::start(addr, telemetry.clone(), stale)
+            .await
+            .map_err(Failure::Error)?;
+        info!(address = %bound, "serving /metrics and /healthz");
+    }
+    // Engine stats: this node's tasks for the other agents, with the shared token.
+    let token = match args.stats_token_file.as_deref().map(stats::Token::read) {
+        Some(Ok(t)) => Some(t),
+        // A collector without its token would serve nothing and look healthy: it
+        // fails, so that `docker service ps` shows why and Swarm restarts it.
+        Some(Err(e)) if collector_only => {
+            return Err(Failure::Error(format!(
+                "--collector: no stats token, so nothing to serve: {e}"
+            )));
+        }
+        Some(Err(e)) => {
+            warn!(error = %one_line(&e), "no stats token: this node's task stats are not served, and other nodes' are not read (engine:// measures this engine's tasks only)");
+            None
+        }
+        None => None,
+    };
+    match (stats_listen, &token) {
+        (Some(addr), Some(t)) => {
+            let bound = stats::serve(addr, engine.clone(), t.clone())
+                .await
+                .map_err(Failure::Error)?;
+            info!(address = %bound, path = stats::PATH, "serving this node's task stats to the other agents (token required)");
+        }
+        (Some(addr), None) => {
+            warn!(address = %addr, "no stats endpoint: the stats token file cannot be read");
+        }
+        (None, _) => {
+            debug!("no --stats-listen: this node's task stats are not served to other agents")
+        }
+    }
+    // `--collector`: this node's stats and nothing else, until stopped, whatever the
+    // node's role.
+    if collector_only {
+        tokio::select! {
+            _ = collect(engine, &telemetry, interval, true, true) => {}
+            _ = &mut cancelled => {}
+        }
+        info!("agent stopped");
+        return Ok(Exit::Ok);
+    }
+    // A worker cannot read the swarm: it only serves its tasks' stats, until it is
+    // promoted.
+    if args.once != Some(true) {
+        let collected = tokio::select! {
+            r = collect(engine, &telemetry, interval, stats_listen.is_some() && token.is_some(), false) => r,
+            _ = &mut cancelled => false,
+        };
+        if !collected {
+            info!("agent stopped");
+            return Ok(Exit::Ok);
+        }
+    }
+    let holder = tokio::select! {
+        h = lease::default_holder(engine) => h,
+        _ = &mut cancelled => return Ok(Exit::Ok),
+    };
+    let holder = match holder {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %one_line(&e.to_string()), "cannot read the engine's node ID for the lease holder id");
+            format!(
+                "{}/unknown/{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "agent".into()),
+                std::process::id()
+            )
+        }
+    };
+    let settings = Settings {
+        interval,
+        capacity: args.decide.capacity,
+        access: args.decide.access.clone(),
+        file,
+        dry_run: args.dry_run == Some(true),
+        once: args.once == Some(true),
+        services: args.services.clone(),
+    };
+    info!(
+        interval = %humantime::format_duration(interval),
+        dry_run = settings.dry_run,
+        once = settings.once,
+        lease = %lease_name,
+        holder = %one_line(&holder),
+        stats_peers = %peers.text(),
+        "agent started"
+    );
+    let mut agent = Agent {
+        telemetry: telemetry.clone(),
+        histories: HashMap::new(),
+        memory: HashMap::new(),
+        fights: BTreeMap::new(),
+        lease: LeaseView::new(telemetry.clone()),
+        keeper: history::Keeper::new(history::config_name(&lease_name)),
+        holder: holder.clone(),
+        failures: 0,
+        tenure: None,
+        stats: StatsSide {
+            peers,
+            token,
+            collector: crate::metrics::engine::Collector::new(),
+            publisher: stats::Publisher::default(),
+            config: stats::config_name(&lease_name),
+            failures_said: vec![],
+            demoted: false,
+        },
+        settings,
+    };
+    // The lease runs on its own timer (renewals every TTL/3 must not wait for a
+    // pass); the first tick happens before the first pass, so that `--once` can act.
+    let lease_task = if agent.settings.dry_run {
+        None
+    } else {
+        // A standby polls at least every interval (and every TTL/6), so that it sees
+        // each renewal soon after it is written (docs/agent.md, takeover times).
+        let mut l =
+            lease::Lease::new(lease_name, lease_ttl, holder).with_poll(interval.min(lease_ttl / 6));
+        let view = agent.lease.clone();
+        let fresh = engine.renewed();
+        let first = tokio::select! {
+            t = l.tick(&fresh) => Some(t),
+            _ = &mut cancelled => None,
+        };
+        let Some(first) = first else {
+            // The tick abandoned may have taken the lease already: give it back.
+            info!("stopping: signal received while taking the lease; nothing is scaled");
+            release(engine, &mut l).await;
+            info!("agent stopped");
+            return Ok(Exit::Ok);
+        };
+        view.record(&l, first);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(keep_lease(engine.clone(), l, view, stopped));
+        Some((stop, task))
+    };
+
+    let changed = Arc::new(tokio::sync::Notify::new());
+    if !agent.settings.once {
+        tokio::spawn(watch_events(engine.clone(), changed.clone()));
+    }
+    let mut code = Exit::Ok;
+    loop {
+        let started = Instant::now();
+        agent.telemetry.pass_started();
+        // A signal abandons the pass: its metric reads, and any update not yet
+        // answered (a scale either happened or not; the next agent reads which).
+        let fresh = engine.renewed();
+        // A holder's pass ends when its lease window does, whatever it waits for
+        // (an engine cut off from the swarm): nothing outlives the window.
+        let view = agent.lease.clone();
+        let held_at_start = view.holds();
+        let acquired = view.acquired.clone();
+        let result = tokio::select! {
+            biased;
+            r = agent.pass(&fresh) => Some(Some(r)),
+            _ = &mut cancelled => None,
+            _ = view.lost(), if held_at_start => Some(None),
+            // A standby's pass (it writes nothing) that still waits on a leader
+            // that died gives way to a new pass when this agent takes the lease.
+            _ = acquired.notified(), if !held_at_start => {
+                info!("lease acquired during a standby pass: starting a new pass at once");
+                continue;
+            }
+        };
+        let Some(result) = result else {
+            info!(
+                "stopping: signal received during a pass, which is abandoned; nothing more is scaled"
+            );
+            break;
+        };
+        let (ok, problems) = result.unwrap_or_else(|| {
+            let why = "the lease window ended during the pass (the engine did not answer in time): the pass is abandoned, and an update in flight may or may not have been applied; the swarm is read again before anything else is done";
+            warn!(lease = %view.name(), "{why}");
+            agent.telemetry.pass_failed(why.to_string());
+            (false, false)
+        });
+        agent
+            .telemetry
+            .pass_seconds
+            .observe(started.elapsed().as_secs_f64());
+        agent.telemetry.passes.inc();
+        agent
+            .telemetry
+            .last_pass
+            .set(crate::edge::clock::wall_clock());
+        if agent.stats.demoted {
+            break;
+        }
+        if agent.settings.once {
+            if !ok || problems {
+                code = Exit::Error;
+            }
+            break;
+        }
+        let wait = if ok {
+            agent.failures = 0;
+            agent.settings.interval
+        } else {
+            agent.failures = agent.failures.saturating_add(1);
+            // Back off while the engine is away: 1 s doubling, never beyond the
+            // interval.
+            Duration::from_secs(1 << agent.failures.min(6)).min(agent.settings.interval)
+        };
+        let acquired = agent.lease.acquired.clone();
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = changed.notified(), if ok => {
+                tokio::time::sleep(EVENT_DEBOUNCE).await;
+                false
+            }
+            // A new holder acts at once, not an interval later.
+            _ = acquired.notified() => false,
+            _ = &mut cancelled => true,
+        };
+        if stop {
+            info!("stopping: signal received; nothing more is scaled");
+            break;
+        }
+    }
+    if let Some((stop, task)) = lease_task {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    info!("agent stopped");
+    Ok(code)
+}
+
+/// Checks the flags of `run --collector`: it needs `--stats-listen` and
+/// `--stats-token-file`, and takes none of the flags of a deciding agent (services,
+/// `--once`, `--dry-run`, the lease, `--stats-peers`, the decision options), so that
+/// a collector is never given a rule's secret or a lease by mistake. Errors: a usage
+/// message naming the flag and the fix.
+fn check_collector(args: &crate::agent::RunArgs) -> Result<(), String> {
+    if args.stats_listen.is_none() || args.stats_token_file.is_none() {
+        return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
+    }
+    let deciding: [(&str, bool); 10] = [
+        ("SERVICE arguments", !args.services.is_empty()),
+        ("--once", args.once.is_some()),
+        ("--dry-run", args.dry_run.is_some()),
+        ("--lease-name", args.lease_name.is_some()),
+        ("--lease-ttl", args.lease_ttl.is_some()),
+        ("--stats-peers", !args.stats_peers.is_empty()),
+        ("--rules", args.decide.rules.is_some()),
+        ("--capacity", args.decide.capacity.is_some()),
+        (
+            "--metric-allow",
+            !args.decide.access.metric_allow.is_empty(),
+        ),
+        (
+            "--metric-secret",
+            !args.decide.access.metric_secret.is_empty(),
+        ),
+    ];
+    match deciding.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(format!(
+            "{flag} cannot be used with --collector: a collector never takes the lease, reads no metric and decides nothing; give {flag} to the managers' agents (the `agent` service of deploy/stack.yml), or leave out --collector"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Options of `docker microscale run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Services to manage, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Time between passes, from 500ms (default 15s)
+    #[arg(long = "interval", value_name = "duration")]
+    pub interval: Option<String>,
+
+    #[command(flatten)]
+    pub decide: DecideOptions,
+
+    /// Decide and log, change nothing
+    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub dry_run: Option<bool>,
+
+    /// One pass, then exit: the cron and script form
+    #[arg(long = "once", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub once: Option<bool>,
+
+    /// Log format: 'text' (default) or 'json' (one object per line, on stderr)
+    #[arg(long = "log-format", value_name = "string")]
+    pub log_format: Option<String>,
+
+    /// Serve /metrics (Prometheus) and /healthz on this address, e.g. :9090 or 127.0.0.1:9090
+    #[arg(long = "listen", value_name = "addr")]
+    pub listen: Option<String>,
+
+    /// Also serve /healthz (and /metrics) on this unix socket, for the container health check (default /run/microscale/health.sock, or $XDG_RUNTIME_DIR/microscale/health.sock; empty: none)
+    #[arg(long = "health-socket", value_name = "path")]
+    pub health_socket: Option<String>,
+
+    /// The Swarm config holding the agents' lease: only its holder acts
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
+    /// How long a lease outlives a holder that stopped renewing it, from 1s (default 12s)
+    #[arg(long = "lease-ttl", value_name = "duration")]
+    pub lease_ttl: Option<String>,
+
+    /// Serve this node's task stats to the other agents on this address, e.g. :9091 (needs --stats-token-file)
+    #[arg(long = "stats-listen", value_name = "addr")]
+    pub stats_listen: Option<String>,
+
+    /// The agents to read engine stats from while holding the lease: HOST:PORT,... (comma-separated or repeated; a name is resolved to all its addresses, e.g. tasks.agent:9091,tasks.collector:9091)
+    #[arg(long = "stats-peers", value_name = "host:port")]
+    pub stats_peers: Vec<String>,
+
+    /// The file holding the agents' shared stats token (a Swarm secret, e.g. /run/secrets/microscale-stats-token)
+    #[arg(long = "stats-token-file", value_name = "path", value_parser = any_path)]
+    pub stats_token_file: Option<PathBuf>,
+
+    /// Collector only: serve this node's task stats (--stats-listen) and nothing else; never take the lease or decide, whatever the node's role (the workers' service of deploy/stack.yml)
+    #[arg(long = "collector", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub collector: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// `run` flags parsed as the CLI parses them.
-    fn run_args(argv: &[&str]) -> crate::cli::RunArgs {
+    fn run_args(argv: &[&str]) -> crate::agent::RunArgs {
         #[derive(clap::Parser)]
         struct T {
             #[command(flatten)]
-            run: crate::cli::RunArgs,
+            run: crate::agent::RunArgs,
         }
         use clap::Parser;
         T::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))

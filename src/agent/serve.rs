@@ -285,7 +285,7 @@ where
 
 /// Where `__healthz` asks.
 #[derive(Debug, Clone, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     Unix(PathBuf),
     Tcp(SocketAddr),
 }
@@ -302,7 +302,7 @@ impl std::fmt::Display for Target {
 /// `__healthz`'s ADDR: none is the default health socket; `unix:///PATH` or `/PATH`
 /// a health socket; anything else a `--listen` address (all interfaces asked on
 /// loopback).
-fn parse_target(value: Option<&str>) -> Result<Target, String> {
+pub(crate) fn parse_target(value: Option<&str>) -> Result<Target, String> {
     let Some(value) = value else {
         return Ok(Target::Unix(default_socket()));
     };
@@ -333,106 +333,14 @@ fn parse_target(value: Option<&str>) -> Result<Target, String> {
 }
 
 /// Sends `GET /healthz` on `stream` and reads the whole answer (at most 64 KiB).
-fn exchange<S: std::io::Read + std::io::Write>(mut stream: S) -> std::io::Result<String> {
+pub(crate) fn exchange<S: std::io::Read + std::io::Write>(
+    mut stream: S,
+) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
     stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     stream.take(64 * 1024).read_to_string(&mut text)?;
     Ok(text)
-}
-
-/// `docker-microscale __healthz [ADDR] [--timeout D]`: `GET /healthz` on a running
-/// agent, for a container health check without a shell. By default it asks the
-/// agent's health socket ([`default_socket`]), which slow network clients cannot
-/// crowd out; `unix:///PATH` (or `/PATH`) asks another socket, and a `--listen`
-/// address (`:9090`, `127.0.0.1:9090`; an all-interfaces address is asked on
-/// loopback) asks over TCP. Prints the answer and exits 0 on 200; anything else,
-/// or no whole answer within `--timeout` (default 5s, connecting included), is an
-/// error that says what was asked and what came back (exit 1). Bad arguments exit
-/// 125.
-pub fn healthcheck(
-    args: &crate::cli::HealthzArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::Failure;
-    let target = parse_target(args.addr.as_deref()).map_err(Failure::Usage)?;
-    let timeout = match args.timeout.as_deref() {
-        None => Duration::from_secs(5),
-        Some(t) => humantime::parse_duration(t.trim())
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                Failure::Usage(format!(
-                    "invalid argument \"{t}\" for \"--timeout\" flag: a duration up to 1h, such as 5s"
-                ))
-            })?,
-    };
-    let fail = |what: String| Failure::Error(format!("unhealthy: {what}"));
-    let hint = match &target {
-        Target::Unix(_) => "is the agent running, in this container, with this --health-socket?",
-        Target::Tcp(_) => "is the agent running with this --listen address?",
-    };
-    // The whole exchange, connecting included, on a thread of its own: a unix
-    // connect has no timeout of its own (it waits while the backlog is full).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let asked = target.clone();
-    std::thread::spawn(move || {
-        let result = match &asked {
-            Target::Unix(path) => std::os::unix::net::UnixStream::connect(path)
-                .map_err(|e| (true, e))
-                .and_then(|s| {
-                    let _ = s.set_read_timeout(Some(timeout));
-                    let _ = s.set_write_timeout(Some(timeout));
-                    exchange(s).map_err(|e| (false, e))
-                }),
-            Target::Tcp(addr) => std::net::TcpStream::connect_timeout(addr, timeout)
-                .map_err(|e| (true, e))
-                .and_then(|s| {
-                    let _ = s.set_read_timeout(Some(timeout));
-                    let _ = s.set_write_timeout(Some(timeout));
-                    exchange(s).map_err(|e| (false, e))
-                }),
-        };
-        let _ = tx.send(result);
-    });
-    let text = match rx.recv_timeout(timeout) {
-        Ok(Ok(text)) => text,
-        Ok(Err((true, e))) => {
-            return Err(fail(format!(
-                "cannot reach the agent's /healthz on {target}: {e} ({hint})"
-            )));
-        }
-        Ok(Err((false, e))) => {
-            return Err(fail(format!(
-                "no answer from {target}/healthz within {timeout:?}: {e}"
-            )));
-        }
-        Err(_) => {
-            return Err(fail(format!(
-                "no answer from {target}/healthz within {timeout:?} ({hint})"
-            )));
-        }
-    };
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or_default();
-    if status == "200" {
-        return crate::exit::print_stdout(&format!("{}\n", crate::render::printable(&body)));
-    }
-    let status = if status.is_empty() {
-        "nothing usable".to_string()
-    } else {
-        crate::render::printable(&status)
-    };
-    Err(fail(format!(
-        "{target}/healthz answered {status}: {}",
-        crate::render::printable(body.lines().next().unwrap_or_default())
-    )))
 }
 
 fn answer<B>(req: &Request<B>, telemetry: &Telemetry, stale: Duration) -> Response<Full<Bytes>> {
@@ -484,6 +392,7 @@ fn answer<B>(req: &Request<B>, telemetry: &Telemetry, stale: Duration) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::internal::healthcheck;
 
     #[test]
     fn listen_addresses() {
@@ -545,7 +454,7 @@ mod tests {
         };
         t.pass_failed("Cannot connect to the Docker daemon".into());
         match check(addr.to_string()).await.unwrap() {
-            Err(crate::exit::Failure::Error(e)) => assert!(
+            Err(crate::edge::exit::Failure::Error(e)) => assert!(
                 e.starts_with("unhealthy:") && e.contains("503") && e.contains("Cannot connect"),
                 "{e}"
             ),
@@ -554,10 +463,10 @@ mod tests {
         t.pass_ok();
         assert!(matches!(
             check(format!(":{}", addr.port())).await.unwrap(),
-            Ok(crate::exit::Exit::Ok)
+            Ok(crate::edge::exit::Exit::Ok)
         ));
         match check("127.0.0.1:1".into()).await.unwrap() {
-            Err(crate::exit::Failure::Error(e)) => assert!(
+            Err(crate::edge::exit::Failure::Error(e)) => assert!(
                 e.contains("cannot reach the agent's /healthz on http://127.0.0.1:1"),
                 "{e}"
             ),
@@ -628,7 +537,10 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(matches!(checked, Ok(crate::exit::Exit::Ok)), "{checked:?}");
+        assert!(
+            matches!(checked, Ok(crate::edge::exit::Exit::Ok)),
+            "{checked:?}"
+        );
         // A live socket is not taken over.
         let e = start_socket(&path, t.clone(), stale).unwrap_err();
         assert!(

@@ -127,7 +127,7 @@ impl Token {
     /// Errors name the file and say why (missing, not a regular file, too short).
     pub fn read(path: &Path) -> Result<Token, String> {
         let shown = crate::render::printable(&path.display().to_string());
-        let bytes = crate::fsutil::read_regular(path, MAX_TOKEN_FILE, true)
+        let bytes = crate::edge::fsutil::read_regular(path, MAX_TOKEN_FILE, true)
             .map_err(|e| format!("cannot read the stats token file {shown}: {e}"))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| format!("the stats token file {shown} is not UTF-8 text"))?;
@@ -469,7 +469,7 @@ pub fn owners(tasks: &Value, nodes: &[bollard::models::Node]) -> Owners {
 /// Reads the [`Owners`] of the swarm: `GET /tasks?filters={"desired-state":
 /// ["running"]}` and the nodes of `snap`. When the tasks cannot be read, the nodes'
 /// addresses alone (answers from overlay addresses are then unverified).
-pub async fn read_owners(engine: &Engine, snap: &crate::engine::snapshot::Snapshot) -> Owners {
+pub async fn read_owners(engine: &Engine, snap: &crate::swarm::snapshot::Snapshot) -> Owners {
     let filters = segment(r#"{"desired-state":["running"]}"#);
     let tasks = engine
         .raw_request(
@@ -994,66 +994,6 @@ pub fn fresh(time: f64, now: f64) -> bool {
     time > 0.0 && now - time <= FRESH_SECS && time - now <= 5.0
 }
 
-/// `docker-microscale __stats-read`: reads every peer as the lease holder does (all
-/// tasks, no service filter), `--runs` times one after the other, and prints one
-/// JSON line per read: `{"Run": 1, "Millis": 1234.5, "Asked": 5, "Nodes": 5,
-/// "Verified": 5, "Tasks": 12, "Failures": []}` (addresses asked, nodes that
-/// answered, how many of them answered from an address Swarm gives that node, their
-/// tasks). The [`Owners`] come from `engine` (`GET /tasks`, `GET /nodes`), as the
-/// holder's do; when it cannot be read, every answer is unverified. For
-/// scripts/bench and the multinode tests, from inside an agent's container (its
-/// network, its token, its node's engine).
-///
-/// Errors: bad peers or token file (usage), no node answered in any read.
-pub async fn bench(
-    engine: &Engine,
-    args: &crate::cli::StatsReadArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::Failure;
-    let peers = Peers::parse(&args.peers).map_err(Failure::Usage)?;
-    let token = Token::read(&args.token_file).map_err(Failure::Usage)?;
-    let owners = match engine.snapshot(&Default::default()).await {
-        Ok(snap) => read_owners(engine, &snap).await,
-        Err(_) => Owners::new(),
-    };
-    let mut answered = false;
-    let mut out = String::new();
-    for run in 1..=args.runs.max(1) {
-        let start = std::time::Instant::now();
-        let got = read_peers(
-            &peers,
-            &token,
-            &BTreeSet::new(),
-            Duration::from_secs(10),
-            &owners,
-        )
-        .await;
-        let millis = start.elapsed().as_secs_f64() * 1000.0;
-        answered |= !got.nodes.is_empty();
-        out += &format!(
-            "{}\n",
-            json!({
-                "Run": run,
-                "Millis": (millis * 10.0).round() / 10.0,
-                "Asked": got.asked,
-                "Nodes": got.nodes.len(),
-                "Verified": got.verified,
-                "Tasks": got.nodes.values().map(|n| n.tasks.len()).sum::<usize>(),
-                "Failures": got.failures,
-            })
-        );
-    }
-    crate::exit::print_stdout(&out)?;
-    if answered {
-        Ok(crate::exit::Exit::Ok)
-    } else {
-        Err(Failure::Error(format!(
-            "no agent answered at {}",
-            peers.text()
-        )))
-    }
-}
-
 /// Why not every node of a multi-node swarm has an agent serving its tasks' stats
 /// (for `rules check`); `None` when every ready node has one, or the swarm has one
 /// node. A node has one when a fresh `stored` reading ([`fresh`] at `now`) includes
@@ -1062,7 +1002,7 @@ pub async fn bench(
 /// such services count together: deploy/stack.yml's `agent` (on the managers) and
 /// `collector` (`run --collector`, on the workers).
 pub fn missing_agents(
-    snap: &crate::engine::snapshot::Snapshot,
+    snap: &crate::swarm::snapshot::Snapshot,
     stored: Option<&Stored>,
     now: f64,
 ) -> Option<String> {
@@ -1086,7 +1026,7 @@ pub fn missing_agents(
     let collectors: BTreeSet<&str> = snap
         .services
         .iter()
-        .filter(|s| crate::status::Mode::of(s) == crate::status::Mode::Global)
+        .filter(|s| crate::cmd::status::Mode::of(s) == crate::cmd::status::Mode::Global)
         .filter(|s| {
             let c = s
                 .spec
@@ -1145,7 +1085,7 @@ mod tests {
 
     #[test]
     fn rules_check_sees_nodes_without_an_agent() {
-        use crate::engine::snapshot::Snapshot;
+        use crate::swarm::snapshot::Snapshot;
         let node = |id: &str, state: &str| {
             serde_json::from_value(json!({"ID": id, "Description": {"Hostname": format!("host-{id}")}, "Status": {"State": state}})).unwrap()
         };
@@ -1204,7 +1144,7 @@ mod tests {
     /// cover the swarm.
     #[test]
     fn rules_check_counts_the_agents_and_the_collectors() {
-        use crate::engine::snapshot::Snapshot;
+        use crate::swarm::snapshot::Snapshot;
         let node = |id: &str| {
             serde_json::from_value(json!({"ID": id, "Description": {"Hostname": format!("host-{id}")}, "Status": {"State": "ready"}})).unwrap()
         };

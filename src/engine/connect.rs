@@ -16,10 +16,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
+use crate::edge::argv::{any_path, go_bool};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-use crate::cli::GlobalOptions;
 
 /// The default engine address on Linux.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -305,7 +306,7 @@ struct ConfigFile {
 /// unreadable one is reported as a warning and ignored, as the docker CLI does.
 fn current_context(config_dir: &Path, warn: &mut Vec<String>) -> Option<(String, PathBuf)> {
     let path = config_dir.join("config.json");
-    let text = match crate::fsutil::read_config_text(&path) {
+    let text = match crate::edge::fsutil::read_config_text(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -364,7 +365,7 @@ fn load_context(
         .join("meta")
         .join(&hash)
         .join("meta.json");
-    let text = match crate::fsutil::read_config_text(&meta_path) {
+    let text = match crate::edge::fsutil::read_config_text(&meta_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ResolveError::ContextNotFound {
@@ -419,7 +420,7 @@ fn load_context(
         origin,
     };
     let host = parse_host(&docker.host).map_err(|reason| ResolveError::BadHost {
-        host: crate::redact::redact_value(&docker.host),
+        host: crate::edge::redact::redact_value(&docker.host),
         origin: source.to_string(),
         reason,
     })?;
@@ -431,7 +432,7 @@ fn load_context(
 /// unreadable directory) is an error naming the path and what it is. Only metadata
 /// is read: a FIFO never blocks. `origin` says where the path came from.
 fn tls_file(path: PathBuf, origin: &str) -> Result<Option<PathBuf>, ResolveError> {
-    match crate::fsutil::regular_file_present(&path) {
+    match crate::edge::fsutil::regular_file_present(&path) {
         Ok(true) => Ok(Some(path)),
         Ok(false) => Ok(None),
         Err(e) => Err(ResolveError::TlsFileNotRegular {
@@ -533,7 +534,7 @@ pub fn resolve(
         (DEFAULT_HOST.to_string(), HostSource::Default)
     };
     let host = parse_host(&raw).map_err(|reason| ResolveError::BadHost {
-        host: crate::redact::redact_value(&raw),
+        host: crate::edge::redact::redact_value(&raw),
         origin: source.to_string(),
         reason,
     })?;
@@ -542,6 +543,64 @@ pub fn resolve(
         tls: flag_tls(opts, env)?,
         source,
     })
+}
+
+/// The docker CLI's global options, as they arrive before the plugin name.
+///
+/// Semantics follow docker/cli `cli/flags/options.go`; they are hidden from help
+/// because they belong to `docker`, not to the plugin.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOptions {
+    /// Daemon socket to connect to (unix://PATH, tcp://HOST:PORT, ssh://...)
+    #[arg(short = 'H', long = "host", value_name = "list", hide = true)]
+    pub host: Vec<String>,
+
+    /// Name of the context to use to connect to the daemon
+    #[arg(short = 'c', long = "context", value_name = "string", hide = true)]
+    pub context: Option<String>,
+
+    /// Location of client config files (default ~/.docker)
+    #[arg(long = "config", value_name = "string", hide = true, value_parser = any_path)]
+    pub config: Option<PathBuf>,
+
+    /// Set the logging level ("trace", "debug", "info", "warn", "error", "fatal", "panic")
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        value_name = "string",
+        hide = true,
+        ignore_case = true,
+        value_parser = ["trace", "debug", "info", "warn", "error", "fatal", "panic"]
+    )]
+    pub log_level: Option<String>,
+
+    /// Enable debug mode (`-D`, `--debug`, `--debug=false`)
+    #[arg(short = 'D', long = "debug", hide = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = go_bool)]
+    pub debug: Option<bool>,
+
+    /// Use TLS; implied by --tlsverify (`--tls=false` allowed)
+    #[arg(long = "tls", hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool)]
+    pub tls: Option<bool>,
+
+    /// Use TLS and verify the remote (default from DOCKER_TLS_VERIFY); given at all,
+    /// even as `--tlsverify=false`, it turns TLS on
+    #[arg(long = "tlsverify", hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool)]
+    pub tlsverify: Option<bool>,
+
+    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long = "tlscacert", value_name = "string", hide = true)]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long = "tlscert", value_name = "string", hide = true)]
+    pub tlscert: Option<PathBuf>,
+
+    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long = "tlskey", value_name = "string", hide = true)]
+    pub tlskey: Option<PathBuf>,
 }
 
 #[cfg(test)]

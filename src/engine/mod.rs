@@ -3,7 +3,6 @@
 pub mod connect;
 pub mod images;
 pub mod service;
-pub mod snapshot;
 pub mod transport;
 
 use bollard::Docker;
@@ -121,7 +120,7 @@ impl Engine {
     /// The engine address as printed (secrets masked) and where it came from.
     fn place(&self) -> (String, String) {
         (
-            crate::redact::redact_value(&self.endpoint.host),
+            crate::edge::redact::redact_value(&self.endpoint.host),
             self.endpoint.source.to_string(),
         )
     }
@@ -144,7 +143,7 @@ impl Engine {
     /// does. Errors: an unusable TLS file or ssh address, or another scheme.
     pub fn connect(endpoint: Endpoint) -> Result<Engine, EngineError> {
         use transport::Target;
-        let host = crate::redact::redact_value(&endpoint.host);
+        let host = crate::edge::redact::redact_value(&endpoint.host);
         let source = endpoint.source.to_string();
         let (scheme, rest) = endpoint
             .host

@@ -116,7 +116,7 @@ impl tower_service::Service<http::Uri> for Connector {
 const MAX_SSH_STDERR_LINES: usize = 20;
 
 /// Shows what ssh prints on stderr (a refused login, an unknown host) through
-/// [`crate::exit::say`], so that it is masked, escaped and bounded like every other
+/// [`crate::edge::exit::say`], so that it is masked, escaped and bounded like every other
 /// message.
 async fn relay_ssh_stderr(stderr: tokio::process::ChildStderr) {
     use tokio::io::AsyncBufReadExt;
@@ -124,7 +124,7 @@ async fn relay_ssh_stderr(stderr: tokio::process::ChildStderr) {
     let mut shown = 0;
     while let Ok(Some(line)) = lines.next_line().await {
         if shown < MAX_SSH_STDERR_LINES {
-            crate::exit::say(&crate::render::ellipsize(&line, 500));
+            crate::edge::exit::say(&crate::render::ellipsize(&line, 500));
             shown += 1;
         }
     }
@@ -347,13 +347,15 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// device, which could block or never end).
 fn read_small_file(path: &Path) -> Result<String, String> {
     let bytes =
-        crate::fsutil::read_regular(path, MAX_PEM_BYTES, true).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
-            std::io::ErrorKind::InvalidInput if e.to_string().starts_with("larger") => {
-                format!("{} is too large for a PEM file", path.display())
+        crate::edge::fsutil::read_regular(path, MAX_PEM_BYTES, true).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+                std::io::ErrorKind::InvalidInput if e.to_string().starts_with("larger") => {
+                    format!("{} is too large for a PEM file", path.display())
+                }
+                std::io::ErrorKind::InvalidInput => format!("{} is {e}", path.display()),
+                _ => format!("cannot read {}: {e}", path.display()),
             }
-            std::io::ErrorKind::InvalidInput => format!("{} is {e}", path.display()),
-            _ => format!("cannot read {}: {e}", path.display()),
         })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -457,7 +459,7 @@ pub fn ssh_command(url: &str) -> Result<Vec<String>, String> {
     if host.is_empty() {
         return Err("an ssh:// address needs a host".into());
     }
-    let user = user.map(crate::redact::percent_decode);
+    let user = user.map(crate::edge::redact::percent_decode);
     let mut argv = vec!["ssh".to_string()];
     if let Some(u) = user.filter(|u| !u.is_empty()) {
         argv.extend(["-l".into(), u]);
@@ -478,7 +480,7 @@ pub fn ssh_command(url: &str) -> Result<Vec<String>, String> {
     argv.push(host.to_string());
     // The remote command goes through the remote user's shell: quote the socket path
     // in single quotes so that no `$(...)`, backquote or quote in it can run anything.
-    let path = crate::redact::percent_decode(path);
+    let path = crate::edge::redact::percent_decode(path);
     let remote = if path.is_empty() || path == "/" {
         "docker system dial-stdio".to_string()
     } else {

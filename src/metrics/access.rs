@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use clap::Args;
+
 use super::address::{Endpoint, Host, SecretRef, Target, canonical, reserved, split_host_port};
 
 /// A `HOST` or `HOST:PORT` entry of `--metric-allow` or `--metric-secret`.
@@ -364,4 +366,18 @@ impl Allow {
             Host::Ip(ip)
         ))
     }
+}
+
+/// Where metrics may be read from and where their secrets may go: the flags of every
+/// command that reads metrics (`metric`, `status --metrics`, `plan`, `apply`, `run`)
+/// and of `rules check` (docs/metrics.md, Threat model).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricAccess {
+    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    #[arg(long = "metric-allow", value_name = "list")]
+    pub metric_allow: Vec<String>,
+
+    /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
+    #[arg(long = "metric-secret", value_name = "binding")]
+    pub metric_secret: Vec<String>,
 }

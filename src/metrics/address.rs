@@ -335,8 +335,9 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         None => (None, authority),
     };
     // A password as a person meant it counts too (`redis://app:12/34@queue/0` parses
-    // as host `app`, port 12): the decision of crate::redact::split_userinfo.
-    let meant = crate::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'));
+    // as host `app`, port 12): the decision of crate::edge::redact::split_userinfo.
+    let meant =
+        crate::edge::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'));
     if userinfo.is_some_and(|u| u.contains(':')) || meant {
         return Err(
             "a password in the metric URI: put it in a file (a Docker secret) or an environment variable, and name that with the query parameter secret-file or secret-env (docs/metrics.md)".into(),
@@ -358,7 +359,7 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         let url = reqwest::Url::parse(uri).map_err(|e| {
             format!(
                 "the metric URI is not a valid URL ({e}): {}",
-                crate::redact::redact_value(uri)
+                crate::edge::redact::redact_value(uri)
             )
         })?;
         let theirs = url.host_str().map(Host::parse).transpose()?;
@@ -388,8 +389,8 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         fragment = f;
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let named = match pair.split_once('=') {
-                Some(("secret-file", v)) => SecretRef::File(crate::redact::percent_decode(v)),
-                Some(("secret-env", v)) => SecretRef::Env(crate::redact::percent_decode(v)),
+                Some(("secret-file", v)) => SecretRef::File(crate::edge::redact::percent_decode(v)),
+                Some(("secret-env", v)) => SecretRef::Env(crate::edge::redact::percent_decode(v)),
                 Some(("tls", v)) => {
                     tls = matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
                     kept.push(pair);

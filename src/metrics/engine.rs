@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decide::Coverage;
 use crate::engine::Engine;
-use crate::engine::snapshot::Snapshot;
+use crate::swarm::snapshot::Snapshot;
 
 /// What the engine source measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,16 +377,16 @@ pub fn combine(
     answers: &HashMap<String, NodeStats>,
 ) -> Result<(f64, Coverage), String> {
     // The running tasks as every command counts them
-    // ([`crate::engine::snapshot::task_life`]): stale records on down nodes are not
+    // ([`crate::swarm::snapshot::task_life`]): stale records on down nodes are not
     // measured (nor missed).
-    let nodes = crate::engine::snapshot::Nodes::new(&snap.nodes);
+    let nodes = crate::swarm::snapshot::Nodes::new(&snap.nodes);
     let running: Vec<_> = snap
         .tasks
         .iter()
         .filter(|t| t.service_id.as_deref() == Some(service_id))
         .filter(|t| {
-            crate::engine::snapshot::task_life(t, &nodes)
-                == crate::engine::snapshot::TaskLife::Running
+            crate::swarm::snapshot::task_life(t, &nodes)
+                == crate::swarm::snapshot::TaskLife::Running
         })
         .collect();
     if running.is_empty() {

@@ -7,7 +7,7 @@
 //! text), and `timeout` bounds the whole read. Errors are one line that says what
 //! failed, where, and how to fix it, with no secret in it.
 
-mod access;
+pub mod access;
 mod address;
 #[cfg(test)]
 mod address_tests;
@@ -36,7 +36,6 @@ pub struct Sample {
     pub unit: &'static str,
 }
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A [`Sample`] and when it was read.
@@ -65,7 +64,7 @@ pub fn secret(target: &Target) -> Result<Option<String>, String> {
         Some(SecretRef::File(path)) => {
             let shown = crate::render::printable(path);
             let real = address::resolve_secret_file(path)?;
-            let bytes = crate::fsutil::read_regular(&real, MAX_SECRET_BYTES, false)
+            let bytes = crate::edge::fsutil::read_regular(&real, MAX_SECRET_BYTES, false)
                 .map_err(|e| format!("cannot read the secret file {shown}: {e}"))?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("the secret file {shown} is not UTF-8 text"))?;
@@ -123,7 +122,7 @@ pub fn scrub(text: &str, secret: &str, user: Option<&str>) -> String {
     forms.dedup();
     let mut out = text.to_string();
     for f in forms.iter().filter(|f| !f.is_empty()) {
-        out = replace_ignoring_case(&out, f, crate::redact::MASK);
+        out = replace_ignoring_case(&out, f, crate::edge::redact::MASK);
     }
     out
 }
@@ -192,9 +191,87 @@ pub(crate) async fn test_endpoint(uri: &str) -> Result<Endpoint, String> {
 /// How long one metric read may take, by default (seconds).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Reads the metric at `uri` once: parses it once ([`parse_target`]), checks the
+/// host and the secret's binding against `allow`, resolves the host and checks every
+/// address ([`Allow::resolve`]), reads the secret, and asks the source, which
+/// connects only to those addresses; all within `timeout`.
+///
+/// Errors: one line that says what failed and how to fix it (a host or address that
+/// is not allowed, a secret not bound to the host, a secret that cannot be read, the
+/// source's own error, no answer within the timeout). Never contains the secret,
+/// even when the server echoes it.
+pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measured, String> {
+    let target = parse_target(uri)?;
+    if target.scheme == "engine" {
+        return Err("engine:// measures a service's own tasks: read it for a rule (plan, status --metrics), or with metric --service SERVICE".into());
+    }
+    let endpoint = allow.resolve(&target, timeout).await?;
+    let secret = secret(&target)?;
+    let shown = crate::edge::redact::redact_value(&target.uri);
+    let read = read_source(&target, &endpoint, secret.as_deref(), timeout);
+    match tokio::time::timeout(timeout + Duration::from_millis(500), read).await {
+        Ok(Ok(sample)) => Ok(Measured {
+            value: sample.value,
+            unit: sample.unit,
+            time: jiff::Timestamp::now(),
+        }),
+        Ok(Err(e)) => Err(finish_error(&e, secret.as_deref(), &target.uri)),
+        Err(_) => Err(format!(
+            "no answer from {shown} within {} seconds",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// A source's error as it is shown: the secret removed from the whole text
+/// ([`scrub`]), then one short line, passwords masked and control characters
+/// escaped.
+fn finish_error(e: &str, secret: Option<&str>, uri: &str) -> String {
+    let e = match secret {
+        Some(s) => scrub(e, s, user_of(uri).as_deref()),
+        None => e.to_string(),
+    };
+    crate::render::printable(&crate::edge::redact::redact_value(&web::one_line(&e)))
+}
+
+/// The user name before `@` in a URI, percent-decoded (for basic-auth forms of the
+/// secret).
+fn user_of(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (user, _) = authority.rsplit_once('@')?;
+    Some(crate::edge::redact::percent_decode(user))
+}
+
+/// Dispatches to the source of `target.scheme`, which connects only to `endpoint`.
+async fn read_source(
+    target: &Target,
+    endpoint: &Endpoint,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Sample, String> {
+    match target.scheme.as_str() {
+        "redis" | "rediss" => redis::read(&target.uri, endpoint, secret, timeout).await,
+        "prometheus" => prometheus::read(&target.uri, endpoint, secret, timeout).await,
+        "http" | "https" => http_json::read(&target.uri, endpoint, secret, timeout).await,
+        "rabbitmq" => rabbitmq::read(&target.uri, endpoint, secret, timeout).await,
+        "nats" => nats::read(&target.uri, endpoint, secret, timeout).await,
+        "nsq" => nsq::read(&target.uri, endpoint, secret, timeout).await,
+        other => Err(format!(
+            "the {other}:// metric source is not available in this version yet"
+        )),
+    }
+}
+
+/// Whether a coverage is partial (some running tasks not measured).
+pub(crate) fn notes_needed(c: &Option<crate::decide::Coverage>) -> bool {
+    c.as_ref().is_some_and(|c| c.partial())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn t(uri: &str) -> Target {
         parse_target(uri).unwrap()
@@ -387,7 +464,7 @@ mod tests {
         assert!(e.contains("one NAME=HOSTS per flag"), "{e}");
         assert!(e.contains("repeat the flag for each secret"), "{e}");
         // Shown as typed, even through the masking every error line gets.
-        let shown = crate::redact::redact_value(&e);
+        let shown = crate::edge::redact::redact_value(&e);
         assert!(shown.contains("/s/redis=127.0.0.1:26399"), "{shown}");
         let e = Allow::default()
             .with_secrets(&["redis=127.0.0.1:99999".into()])
@@ -568,283 +645,5 @@ mod tests {
             "{e}"
         );
         assert_eq!(scrub("nothing here", "", None), "nothing here");
-    }
-}
-
-/// Reads the metric at `uri` once: parses it once ([`parse_target`]), checks the
-/// host and the secret's binding against `allow`, resolves the host and checks every
-/// address ([`Allow::resolve`]), reads the secret, and asks the source, which
-/// connects only to those addresses; all within `timeout`.
-///
-/// Errors: one line that says what failed and how to fix it (a host or address that
-/// is not allowed, a secret not bound to the host, a secret that cannot be read, the
-/// source's own error, no answer within the timeout). Never contains the secret,
-/// even when the server echoes it.
-pub async fn read(uri: &str, allow: &Allow, timeout: Duration) -> Result<Measured, String> {
-    let target = parse_target(uri)?;
-    if target.scheme == "engine" {
-        return Err("engine:// measures a service's own tasks: read it for a rule (plan, status --metrics), or with metric --service SERVICE".into());
-    }
-    let endpoint = allow.resolve(&target, timeout).await?;
-    let secret = secret(&target)?;
-    let shown = crate::redact::redact_value(&target.uri);
-    let read = read_source(&target, &endpoint, secret.as_deref(), timeout);
-    match tokio::time::timeout(timeout + Duration::from_millis(500), read).await {
-        Ok(Ok(sample)) => Ok(Measured {
-            value: sample.value,
-            unit: sample.unit,
-            time: jiff::Timestamp::now(),
-        }),
-        Ok(Err(e)) => Err(finish_error(&e, secret.as_deref(), &target.uri)),
-        Err(_) => Err(format!(
-            "no answer from {shown} within {} seconds",
-            timeout.as_secs_f64()
-        )),
-    }
-}
-
-/// A source's error as it is shown: the secret removed from the whole text
-/// ([`scrub`]), then one short line, passwords masked and control characters
-/// escaped.
-fn finish_error(e: &str, secret: Option<&str>, uri: &str) -> String {
-    let e = match secret {
-        Some(s) => scrub(e, s, user_of(uri).as_deref()),
-        None => e.to_string(),
-    };
-    crate::render::printable(&crate::redact::redact_value(&web::one_line(&e)))
-}
-
-/// The user name before `@` in a URI, percent-decoded (for basic-auth forms of the
-/// secret).
-fn user_of(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let (user, _) = authority.rsplit_once('@')?;
-    Some(crate::redact::percent_decode(user))
-}
-
-/// Dispatches to the source of `target.scheme`, which connects only to `endpoint`.
-async fn read_source(
-    target: &Target,
-    endpoint: &Endpoint,
-    secret: Option<&str>,
-    timeout: Duration,
-) -> Result<Sample, String> {
-    match target.scheme.as_str() {
-        "redis" | "rediss" => redis::read(&target.uri, endpoint, secret, timeout).await,
-        "prometheus" => prometheus::read(&target.uri, endpoint, secret, timeout).await,
-        "http" | "https" => http_json::read(&target.uri, endpoint, secret, timeout).await,
-        "rabbitmq" => rabbitmq::read(&target.uri, endpoint, secret, timeout).await,
-        "nats" => nats::read(&target.uri, endpoint, secret, timeout).await,
-        "nsq" => nsq::read(&target.uri, endpoint, secret, timeout).await,
-        other => Err(format!(
-            "the {other}:// metric source is not available in this version yet"
-        )),
-    }
-}
-
-/// The output of `docker microscale metric --format json`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct MetricLine {
-    /// The metric URI (secrets masked).
-    source: String,
-    /// The value.
-    value: f64,
-    /// Its unit.
-    unit: &'static str,
-    /// When it was read, RFC 3339.
-    time: String,
-    /// The engine source: the service measured (its name).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    service: Option<String>,
-    /// The engine source: which running tasks the value covers, and where the
-    /// reading came from (`3 of 5 running tasks measured; not measured: tasks on n4,
-    /// n5`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    coverage: Option<String>,
-}
-
-/// Runs `docker microscale metric SOURCE`: reads one source once and prints the value.
-///
-/// Exit 1 with the reason when the source cannot be read within the timeout, or its
-/// host is not allowed.
-pub async fn run(
-    engine: &crate::engine::Engine,
-    args: &crate::cli::MetricArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Failure, print_stdout_async};
-    use crate::render::Format;
-    let format = Format::parse(args.format.as_deref(), crate::render::fields::METRIC)
-        .map_err(Failure::Usage)?;
-    let timeout = match args.timeout.as_deref() {
-        None => DEFAULT_TIMEOUT,
-        Some(t) => humantime::parse_duration(t.trim())
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                Failure::Usage(format!(
-                    "invalid argument \"{t}\" for \"--timeout\" flag: a duration from 1ms to 1h, such as 5s or 500ms"
-                ))
-            })?,
-    };
-    // The default allow-list needs the swarm's service names; without --metric-allow
-    // and without an engine, only loopback is allowed.
-    let services = if args.access.metric_allow.is_empty() {
-        match engine
-            .within_deadline(
-                engine
-                    .docker
-                    .list_services(None::<bollard::query_parameters::ListServicesOptions>),
-            )
-            .await
-        {
-            Ok(Ok(list)) => list
-                .iter()
-                .filter_map(|s| s.spec.as_ref()?.name.clone())
-                .collect(),
-            _ => BTreeSet::new(),
-        }
-    } else {
-        BTreeSet::new()
-    };
-    let allow = args.access.allow(services).map_err(Failure::Usage)?;
-    let shown = crate::redact::redact_value(args.source.trim());
-    if args
-        .source
-        .trim()
-        .to_ascii_lowercase()
-        .starts_with("engine://")
-    {
-        return run_engine(engine, args, &format, timeout).await;
-    }
-    if args.service.is_some() {
-        return Err(Failure::Usage(
-            "--service names the service an engine:// source measures; other sources read what their URI says".into(),
-        ));
-    }
-    let sample = read(&args.source, &allow, timeout)
-        .await
-        .map_err(|e| Failure::Error(format!("cannot read {shown}: {e}")))?;
-    let line = MetricLine {
-        source: shown,
-        value: sample.value,
-        unit: sample.unit,
-        time: sample.time.to_string(),
-        service: None,
-        coverage: None,
-    };
-    let text = format.render(&[line], |_| match sample.unit {
-        "" => format!("{}\n", sample.value),
-        unit => format!("{} {unit}\n", sample.value),
-    })?;
-    print_stdout_async(text).await
-}
-
-/// `metric engine://cpu --service NAME`: the service's utilisation as `plan` reads
-/// it: the agents' combined reading of every node while fresh (`<lease>-stats` of
-/// the default lease), else the tasks on this engine. Prints the value; on stderr,
-/// which tasks it covers and where it came from.
-///
-/// Errors: no `--service` (usage), a service that does not exist, nothing measured.
-async fn run_engine(
-    engine: &crate::engine::Engine,
-    args: &crate::cli::MetricArgs,
-    format: &crate::render::Format,
-    timeout: Duration,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Failure, print_stdout_async, say};
-    let kind = engine::Kind::parse(&args.source).map_err(Failure::Usage)?;
-    let Some(name) = args.service.as_deref() else {
-        return Err(Failure::Usage(format!(
-            "{} measures a service's running tasks: name it with --service SERVICE",
-            kind.uri()
-        )));
-    };
-    let snap = engine
-        .snapshot(&Default::default())
-        .await
-        .map_err(|e| Failure::Error(e.to_string()))?;
-    let (found, missing) =
-        crate::status::select_services(snap.services.clone(), &[name.to_string()], false);
-    let Some(service) = found.first() else {
-        return Err(Failure::Error(missing.join("; ")));
-    };
-    let id = service.id.clone().unwrap_or_default();
-    let via = crate::plan::EngineVia::Stored {
-        config: crate::agent::stats::config_name(crate::agent::lease::DEFAULT_NAME),
-    };
-    let (value, coverage, notes) =
-        crate::plan::read_engine_source(engine, &snap, &id, kind, timeout, &via).await;
-    let service_name = crate::rules::check::service_name(service);
-    let value = value.map_err(|e| {
-        Failure::Error(format!(
-            "cannot read {} for {}: {e}",
-            kind.uri(),
-            crate::render::printable(&service_name)
-        ))
-    })?;
-    let mut about: Vec<String> = coverage.iter().map(|c| c.text()).collect();
-    about.extend(notes);
-    if notes_needed(&coverage) {
-        about.push("on partial data, plan and apply never scale down".into());
-    }
-    let line = MetricLine {
-        source: kind.uri().to_string(),
-        value,
-        unit: "percent",
-        time: jiff::Timestamp::now().to_string(),
-        service: Some(service_name),
-        coverage: (!about.is_empty()).then(|| about.join("; ")),
-    };
-    let text = format.render(std::slice::from_ref(&line), |_| {
-        format!("{value} percent\n")
-    })?;
-    if format.is_table() && !about.is_empty() {
-        say(&about.join("; "));
-    }
-    print_stdout_async(text).await
-}
-
-/// Whether a coverage is partial (some running tasks not measured).
-fn notes_needed(c: &Option<crate::decide::Coverage>) -> bool {
-    c.as_ref().is_some_and(|c| c.partial())
-}
-
-#[cfg(test)]
-mod format_fields_tests {
-    use super::*;
-
-    #[test]
-    fn metric_fields_are_the_json_keys() {
-        let line = MetricLine {
-            source: "redis://x".into(),
-            value: 1.0,
-            unit: "",
-            time: "2020-01-01T00:00:00Z".into(),
-            service: Some("web".into()),
-            coverage: Some("1 of 1 running tasks measured".into()),
-        };
-        crate::render::fields::assert_fields_match(
-            &crate::render::fields::METRIC,
-            &line,
-            &["Service", "Coverage"],
-        );
-    }
-
-    #[test]
-    fn secrets_only_from_secret_places() {
-        for bad in [
-            "redis://q/0?list=a&secret-file=/etc/shadow",
-            "redis://q/0?list=a&secret-file=/run/secrets/../../etc/passwd",
-            "redis://q/0?list=a&secret-file=/run/secrets",
-            "redis://q/0?list=a&secret-file=run/secrets/x",
-            "http://h/x?secret-env=HOME#/a",
-            "http://h/x?secret-env=MICROSCALE_SECRET_#/a",
-        ] {
-            let e = parse_target(bad).unwrap_err();
-            assert!(e.contains("secret"), "{bad}: {e}");
-        }
-        assert!(parse_target("redis://q/0?list=a&secret-file=/run/secrets/redis").is_ok());
     }
 }

@@ -72,7 +72,7 @@ pub async fn read_range(
             Some(s) => scrub(&e, s, None),
             None => e,
         };
-        crate::render::printable(&crate::redact::redact_value(&e))
+        crate::render::printable(&crate::edge::redact::redact_value(&e))
     })
 }
 
@@ -327,7 +327,7 @@ mod tests {
         let allow = Allow::parse(&[], Default::default()).unwrap();
         let t = Duration::from_secs(5);
         let uri = format!("prometheus://127.0.0.1:{port}?query=sum(microscale_range_depth)");
-        let now = || crate::clock::wall_clock().floor();
+        let now = || crate::edge::clock::wall_clock().floor();
         // Until the first scrape is in: a range over the last second has a sample.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let since = loop {

@@ -22,7 +22,7 @@ pub fn parse_uri(uri: &str) -> Result<Url, String> {
     if url.password().is_some() || password_meant(uri) {
         return Err(format!(
             "the metric URI {} holds a password: put it in a file or environment variable, see docs/metrics.md",
-            one_line(&crate::redact::redact_value(uri))
+            one_line(&crate::edge::redact::redact_value(uri))
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -33,19 +33,19 @@ pub fn parse_uri(uri: &str) -> Result<Url, String> {
 
 /// Whether `uri` holds a password as a person reads it, where a URL parser may see
 /// none (`http://ci:1234/5678@prom.example/q` parses as host `ci`, port 1234):
-/// user info with a `:` as [`crate::redact::split_userinfo`] finds it.
+/// user info with a `:` as [`crate::edge::redact::split_userinfo`] finds it.
 fn password_meant(uri: &str) -> bool {
     uri.split_once("://").is_some_and(|(_, rest)| {
-        crate::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'))
+        crate::edge::redact::split_userinfo(rest).is_some_and(|(at, _)| rest[..at].contains(':'))
     })
 }
 
 /// `uri` with anything between `//` and the `@` that ends the user info (as
-/// [`crate::redact::split_userinfo`] decides) hidden, for an error about a URI that
+/// [`crate::edge::redact::split_userinfo`] decides) hidden, for an error about a URI that
 /// does not even parse.
 fn redact_uri(uri: &str) -> String {
     if let Some((scheme, rest)) = uri.split_once("://")
-        && let Some((at, host)) = crate::redact::split_userinfo(rest)
+        && let Some((at, host)) = crate::edge::redact::split_userinfo(rest)
     {
         return format!("{scheme}://…{}{}", &rest[at..host], &rest[host..]);
     }
@@ -251,7 +251,7 @@ pub async fn get(
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(crate::redact::redact_value)
+            .map(crate::edge::redact::redact_value)
             .unwrap_or_default();
         return Err(format!(
             "{what} redirected ({status}) to {to:?}; redirects are not followed (each address must pass --metric-allow): put the final address in the rule"

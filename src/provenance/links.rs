@@ -3,7 +3,7 @@
 //! Accepted repository forms: `https://host[:port]/path`, `http://…`, `git+https://…`,
 //! `ssh://[user@]host[:port]/path`, `git://host/path` and scp-like `user@host:path`
 //! (`git@github.com:org/repo.git`). Credentials in the URL are dropped, where a
-//! person meant them to end ([`crate::redact::split_userinfo`], the decision the
+//! person meant them to end ([`crate::edge::redact::split_userinfo`], the decision the
 //! masking uses too): nothing parsed here ever carries a user name or password, and
 //! `https://ci:1234/5678@gitlab.com/g` is on gitlab.com. Pure: no I/O.
 
@@ -49,7 +49,7 @@ impl Repository {
         // a password may hold blanks, the rest may not.
         let stripped;
         let url = match url.find("://") {
-            Some(i) => match crate::redact::split_userinfo(&url[i + 3..]) {
+            Some(i) => match crate::edge::redact::split_userinfo(&url[i + 3..]) {
                 Some((_, host)) => {
                     stripped = format!("{}{}", &url[..i + 3], &url[i + 3 + host..]);
                     stripped.as_str()

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::models::{Node, Service};
 use serde::Serialize;
 
+use crate::edge::redact::{redact_label, redact_value};
 use crate::engine::Engine;
-use crate::engine::snapshot::Snapshot;
-use crate::redact::{redact_label, redact_value};
+use crate::swarm::snapshot::Snapshot;
 use drift::{Drift, split_digest};
 use origins::LabelRow;
 use record::Record;
@@ -533,7 +533,7 @@ pub fn parse_require(values: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// How many services `provenance` reads at a time.
-const CONCURRENT_READS: usize = 8;
+pub(crate) const CONCURRENT_READS: usize = 8;
 
 /// Why a required field's value is unusable, if it is: `created` must be an RFC 3339
 /// time, `source` a repository URL (any accepted form) or an http(s) URL, and the
@@ -557,257 +557,7 @@ pub fn invalid_reason(field: &str, value: &str) -> Option<&'static str> {
 /// The default `--require` fields.
 pub const DEFAULT_REQUIRE: &[&str] = &["source", "revision", "created"];
 
-/// Runs `docker microscale provenance`.
-///
-/// Exit 0 when every named service was found and its image read; 1 when a service is
-/// unknown, an image could not be read, or (with `--check`) a required field is
-/// missing. The other services are always shown.
-pub async fn run(
-    engine: &Engine,
-    args: &crate::cli::ProvenanceArgs,
-    config_dir: Option<std::path::PathBuf>,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Exit, Failure, print_stdout_async, say};
-    use crate::render::Format;
-
-    let format = Format::parse(args.format.as_deref(), crate::render::fields::PROVENANCE)
-        .map_err(Failure::Usage)?;
-    let check = args.check == Some(true);
-    let require = match (&args.require, check) {
-        (r, false) if !r.is_empty() => {
-            return Err(Failure::Usage("--require needs --check".into()));
-        }
-        (r, true) if !r.is_empty() => parse_require(r).map_err(Failure::Usage)?,
-        _ => DEFAULT_REQUIRE.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut snap = engine
-        .snapshot(&Default::default())
-        .await
-        .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing_services) =
-        crate::status::select_services(std::mem::take(&mut snap.services), &args.services, false);
-    let mut services = kept;
-    let name = |s: &Service| {
-        s.spec
-            .as_ref()
-            .and_then(|s| s.name.clone())
-            .unwrap_or_default()
-    };
-    // Named services in the order given (as `docker service inspect`), else by name.
-    let rank = |s: &Service| {
-        let id = s.id.clone().unwrap_or_default();
-        args.services
-            .iter()
-            .position(|w| *w == id || *w == name(s))
-            .or_else(|| {
-                args.services
-                    .iter()
-                    .position(|w| !w.is_empty() && id.starts_with(w.as_str()))
-            })
-            .unwrap_or(usize::MAX)
-    };
-    services.sort_by(|a, b| {
-        rank(a)
-            .cmp(&rank(b))
-            .then_with(|| crate::render::natural_cmp(&name(a), &name(b)))
-    });
-    let remote = remote::Remote::new(engine, config_dir);
-    let no_trunc = args.no_trunc == Some(true);
-    // Engine reads first, all of them: slow registries must not use up the command's
-    // time before the engine has been asked.
-    {
-        use futures_util::StreamExt;
-        let candidates: std::collections::BTreeSet<String> = services
-            .iter()
-            .filter_map(|s| drift::spec_image(s))
-            .filter(|i| check_reference(i).is_ok())
-            .flat_map(local_candidates)
-            .collect();
-        let _: Vec<_> = futures_util::stream::iter(&candidates)
-            .map(|c| remote.local(c))
-            .buffer_unordered(CONCURRENT_READS)
-            .collect()
-            .await;
-    }
-    // A few services at a time: engine reads are quick, registry reads may not be.
-    use futures_util::StreamExt;
-    let mut results: Vec<ServiceProvenance> = futures_util::stream::iter(&services)
-        .map(|s| service_provenance(engine, &remote, &snap, s, no_trunc))
-        .buffered(CONCURRENT_READS)
-        .collect()
-        .await;
-    if check {
-        for p in results.iter_mut().filter(|p| p.error.is_none()) {
-            p.missing = require
-                .iter()
-                .filter(|f| p.provenance.get(f).is_some_and(|v| v.is_none()))
-                .cloned()
-                .collect();
-            p.invalid = require
-                .iter()
-                .filter_map(|f| {
-                    let field = p.provenance.get(f)?.as_ref()?;
-                    let why = invalid_reason(f, &field.value)?;
-                    Some(format!("{f}: {why}"))
-                })
-                .collect();
-        }
-    }
-    let text = format.render(&results, |results| {
-        if check {
-            render::check_table(results, &require, no_trunc)
-        } else {
-            render::pretty(results, no_trunc)
-        }
-    })?;
-    let mut code = if results.is_empty() && !missing_services.is_empty() {
-        Exit::Ok
-    } else {
-        print_stdout_async(text).await?
-    };
-    for p in &results {
-        if let Some(e) = &p.error {
-            say(&format!("service {}: {e}", p.name));
-            code = Exit::Error;
-        }
-    }
-    if check
-        && results
-            .iter()
-            .any(|p| !p.missing.is_empty() || !p.invalid.is_empty())
-    {
-        code = Exit::Error;
-    }
-    for m in &missing_services {
-        say(m);
-        code = Exit::Error;
-    }
-    Ok(code)
-}
-
 pub mod render;
-
-/// The OCI label key that supplies a badge of `kind`.
-pub fn badge_key(kind: crate::cli::BadgeKind) -> &'static str {
-    use crate::cli::BadgeKind as K;
-    match kind {
-        K::Commit => "org.opencontainers.image.revision",
-        K::Version => "org.opencontainers.image.version",
-        K::License => "org.opencontainers.image.licenses",
-        K::Source => "org.opencontainers.image.source",
-    }
-}
-
-/// The value a badge of `kind` shows, from the record: the revision (7 characters of
-/// a commit id), the version, the licenses, or the source as `host/path`.
-/// Errors: the field is not set; the message names the label keys to set.
-pub fn badge_value(record: &Record, kind: crate::cli::BadgeKind) -> Result<String, String> {
-    use crate::cli::BadgeKind as K;
-    let (field, keys) = match kind {
-        K::Commit => (
-            &record.revision,
-            "org.opencontainers.image.revision (or org.label-schema.vcs-ref)",
-        ),
-        K::Version => (
-            &record.version,
-            "org.opencontainers.image.version (or org.label-schema.version)",
-        ),
-        K::License => (&record.licenses, "org.opencontainers.image.licenses"),
-        K::Source => (
-            &record.source,
-            "org.opencontainers.image.source (or org.label-schema.vcs-url)",
-        ),
-    };
-    let field = field
-        .as_ref()
-        .ok_or_else(|| format!("the image has no {keys} label"))?;
-    Ok(match kind {
-        K::Commit => {
-            let v = &field.value;
-            if v.len() > 7 && v.bytes().all(|c| c.is_ascii_hexdigit()) {
-                v[..7].to_string()
-            } else {
-                v.clone()
-            }
-        }
-        K::Source => links::Repository::parse(&field.value)
-            .map(|r| r.short())
-            .unwrap_or_else(|| field.value.clone()),
-        _ => field.value.clone(),
-    })
-}
-
-/// Runs `docker microscale badge`: writes one SVG badge for one service, to `-o FILE`
-/// (written whole, through a temporary file in the same directory) or to stdout.
-///
-/// Exit 1, writing nothing, when the service is unknown, its image cannot be read or
-/// lacks the label, or stdout is a terminal and no `-o` was given.
-pub async fn run_badge(
-    engine: &Engine,
-    args: &crate::cli::BadgeArgs,
-    config_dir: Option<std::path::PathBuf>,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::cli::BadgeKind as K;
-    use crate::exit::{Exit, Failure};
-    use std::io::IsTerminal;
-
-    if args.output.is_none() && std::io::stdout().is_terminal() {
-        return Err(Failure::Error(
-            "cowardly refusing to write an SVG badge to a terminal: use -o FILE.svg or redirect the output".into(),
-        ));
-    }
-    if args
-        .output
-        .as_ref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(Failure::Usage(
-            "invalid argument \"\" for \"--output\" flag: give a file name".into(),
-        ));
-    }
-    let snap = engine
-        .snapshot(&Default::default())
-        .await
-        .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing) = crate::status::select_services(
-        snap.services.clone(),
-        std::slice::from_ref(&args.service),
-        false,
-    );
-    if let Some(m) = missing.first() {
-        return Err(Failure::Error(m.clone()));
-    }
-    let service = &kept[0];
-    let remote = remote::Remote::new(engine, config_dir);
-    let p = service_provenance(engine, &remote, &snap, service, false).await;
-    if let Some(e) = p.error {
-        return Err(Failure::Error(format!("service {}: {e}", p.name)));
-    }
-    let kind = match args.kind {
-        K::Commit => crate::badge::Kind::Commit,
-        K::Version => crate::badge::Kind::Version,
-        K::License => crate::badge::Kind::License,
-        K::Source => crate::badge::Kind::Source,
-    };
-    let value = badge_value(&p.provenance, args.kind).map_err(|e| {
-        Failure::Error(format!(
-            "service {}: cannot make a {} badge: {e}.\nSet it when building the image, for example `docker build --label {}=...`.",
-            p.name,
-            kind.label(),
-            badge_key(args.kind)
-        ))
-    })?;
-    let svg = crate::badge::render(kind.label(), &value, kind.color());
-    match &args.output {
-        None => crate::exit::print_stdout_async(svg + "\n").await,
-        Some(path) => {
-            crate::fsutil::write_replacing(path, format!("{svg}\n").as_bytes()).map_err(|e| {
-                Failure::Error(format!("cannot write the badge to {}: {e}", path.display()))
-            })?;
-            Ok(Exit::Ok)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -835,7 +585,8 @@ mod tests {
             let record = Record::from_labels(&labels);
             let json = serde_json::to_string(&record).unwrap();
             let column = source_column(&record, false);
-            let badge = badge_value(&record, crate::cli::BadgeKind::Source).unwrap();
+            let badge =
+                crate::cmd::badge::badge_value(&record, crate::cli::BadgeKind::Source).unwrap();
             for out in [&json, &column, &badge] {
                 assert!(
                     !out.contains(secret) && !out.contains("1234"),

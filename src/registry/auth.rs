@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::RegistryError;
 use super::reference::DOCKER_HUB_AUTH_KEY;
-use crate::redact::redact_value;
+use crate::edge::redact::redact_value;
 
 /// One challenge of a `WWW-Authenticate` header: a scheme (lowercased, `basic` or
 /// `bearer`) and its parameters (names lowercased, values unquoted).
@@ -211,7 +211,7 @@ impl CredentialSource {
             return Ok(None);
         };
         let path = dir.join("config.json");
-        let text = match crate::fsutil::read_config_text(&path) {
+        let text = match crate::edge::fsutil::read_config_text(&path) {
             Ok(t) if t.trim().is_empty() => return Ok(None), // as the docker CLI
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -42,7 +42,7 @@ impl Cache {
     pub fn get(&self, digest: &str, limit: u64) -> Option<Vec<u8>> {
         let path = self.path(digest)?;
         // A regular file only (not a FIFO, a device or a symlink planted there).
-        let bytes = match crate::fsutil::read_regular(&path, limit, false) {
+        let bytes = match crate::edge::fsutil::read_regular(&path, limit, false) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(_) => {

@@ -2,7 +2,7 @@
 //!
 //! Every message says what failed, where (registry, repository, reference, file) and,
 //! where there is one, how to fix it. Messages never contain secrets: URLs and reasons
-//! that come from outside pass through [`crate::redact::redact_value`].
+//! that come from outside pass through [`crate::edge::redact::redact_value`].
 
 /// An error from the registry client ([`super::Client`]).
 #[derive(Debug, thiserror::Error)]

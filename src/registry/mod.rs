@@ -38,7 +38,7 @@ pub use platform::Platform;
 pub use provenance::Provenance;
 pub use reference::Reference;
 
-use crate::redact::redact_value;
+use crate::edge::redact::redact_value;
 use auth::CredentialSource;
 use cache::{Cache, sha256_digest};
 

@@ -28,7 +28,7 @@ const fn list(name: &'static str) -> Field {
     }
 }
 
-/// `status` ([`crate::status::ServiceRow`]).
+/// `status` ([`crate::cmd::status::ServiceRow`]).
 pub const STATUS: Fields = Fields {
     command: "status",
     list: &[
@@ -127,7 +127,7 @@ pub const METRIC: Fields = Fields {
     ],
 };
 
-/// `scale` and `apply` ([`crate::scale::update::Outcome`]).
+/// `scale` and `apply` ([`crate::execute::update::Outcome`]).
 pub const SCALE: Fields = Fields {
     command: "scale",
     list: &[
@@ -206,12 +206,12 @@ mod tests {
             "ID": "abc", "Spec": {"Name": "web", "Labels": {"microscale.min": "1"}},
         }))
         .unwrap();
-        let snap = crate::engine::snapshot::Snapshot {
+        let snap = crate::swarm::snapshot::Snapshot {
             services: vec![service],
             tasks: vec![],
             nodes: vec![],
         };
-        let rows = crate::status::build_rows(&snap, false);
+        let rows = crate::cmd::status::build_rows(&snap, false);
         assert_fields_match(&STATUS, &rows[0], &[]);
     }
 
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn scale_fields_are_the_json_keys() {
-        let mut o = crate::scale::update::Outcome::failed("web", "boom".into());
+        let mut o = crate::execute::update::Outcome::failed("web", "boom".into());
         o.held = Some("why".into());
         o.reasons = vec!["r".into()];
         o.warnings = vec!["w".into()];

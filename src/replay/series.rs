@@ -62,7 +62,7 @@ pub fn read_file(path: &Path) -> Result<Series, String> {
     let shown = crate::render::printable(&path.display().to_string());
     // A regular file of at most 256 MiB, opened without blocking: a FIFO or
     // /dev/zero is refused, not read forever.
-    let bytes = crate::fsutil::read_regular(path, MAX_SERIES_BYTES, true).map_err(|e| {
+    let bytes = crate::edge::fsutil::read_regular(path, MAX_SERIES_BYTES, true).map_err(|e| {
         format!("cannot read the series file {shown}: {e} (a regular file of at most 256 MiB)")
     })?;
     let text = String::from_utf8(bytes)

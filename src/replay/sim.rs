@@ -8,9 +8,9 @@
 use serde::Serialize;
 
 use super::series::{Point, Series};
+use crate::cmd::status::Mode;
 use crate::decide::{self, Action, Decision, History, Observation, Reading};
 use crate::rules::model::{Rule, Target};
-use crate::status::Mode;
 
 /// How the replayed service behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,7 +5,6 @@
 //! Microscaling agent's `com.microscaling.*` labels are read too.
 
 pub mod check;
-pub mod history;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -13,8 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::labels::{LEGACY_PREFIX, PREFIX};
-use crate::redact::{redact_label, redact_value};
+use crate::edge::redact::{redact_label, redact_value};
+use crate::swarm::labels::{LEGACY_PREFIX, PREFIX};
 use model::{Fallback, MetricRule, Rule, Select, Step, StepAmount, Target};
 
 /// How bad a problem is.
@@ -234,7 +233,7 @@ fn suggestion(key: &str, known: &[&str]) -> Option<String> {
 /// error, or when the labels declare no rule.
 pub fn parse_labels(
     service: &str,
-    mode: crate::status::Mode,
+    mode: crate::cmd::status::Mode,
     labels: &BTreeMap<String, String>,
 ) -> Parsed {
     let mut ctx = Ctx {
@@ -284,7 +283,7 @@ pub fn parse_labels(
     };
     if matches!(
         mode,
-        crate::status::Mode::Global | crate::status::Mode::GlobalJob
+        crate::cmd::status::Mode::Global | crate::cmd::status::Mode::GlobalJob
     ) {
         ctx.error(
             &format!("{PREFIX}*"),
@@ -292,7 +291,7 @@ pub fn parse_labels(
             "a replicated service: a global service runs one task per node and is never scaled; remove the rule or make the service replicated",
         );
     }
-    if mode == crate::status::Mode::ReplicatedJob {
+    if mode == crate::cmd::status::Mode::ReplicatedJob {
         ctx.push(
             &format!("{PREFIX}*"),
             mode.as_str(),
@@ -802,7 +801,7 @@ fn parse_legacy(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule>
 pub fn read_rules_file(
     path: &std::path::Path,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
-    let text = crate::fsutil::read_config_text(path)
+    let text = crate::edge::fsutil::read_config_text(path)
         .map_err(|e| format!("cannot read the rules file {}: {e}", path.display()))?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         format!(
@@ -864,7 +863,7 @@ fn flatten(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Mode;
+    use crate::cmd::status::Mode;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::redact::{redact_label, redact_value};
+use crate::edge::redact::{redact_label, redact_value};
 
 /// Prefix of this project's rule labels.
 pub const PREFIX: &str = "microscale.";
@@ -13,7 +13,7 @@ pub const PREFIX: &str = "microscale.";
 pub const LEGACY_PREFIX: &str = "com.microscaling.";
 
 /// The rule labels of a service (both prefixes), with secrets masked
-/// ([`crate::redact::redact_label`]).
+/// ([`crate::edge::redact::redact_label`]).
 pub fn rule_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels
         .iter()

@@ -6,7 +6,6 @@
 //! rollback` now means, and unless `--detach` the command waits for convergence
 //! ([`watch::watch`]).
 
-pub mod apply;
 pub mod update;
 pub mod watch;
 
@@ -16,9 +15,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use crate::edge::exit::{Exit, Failure, say};
 use crate::engine::service::RawService;
 use crate::engine::{Engine, EngineError};
-use crate::exit::{Exit, Failure, say};
 use crate::render::Format;
 use crate::rules::check::RulesFile;
 use update::{Change, Convergence, Decide, Outcome, Verdict};
@@ -182,7 +181,7 @@ pub fn check_bounds(
     if !crate::rules::is_managed(&labels) {
         return Ok(());
     }
-    let parsed = crate::rules::parse_labels(&svc.name, crate::status::Mode::of(s), &labels);
+    let parsed = crate::rules::parse_labels(&svc.name, crate::cmd::status::Mode::of(s), &labels);
     let Some(rule) = parsed.rule else {
         let flag = if source == "labels" {
             String::new()
@@ -266,7 +265,7 @@ pub fn decide_scale(
 }
 
 /// Phrases an error reading a service by the name the user typed.
-fn read_error(service: &str, err: EngineError) -> String {
+pub(crate) fn read_error(service: &str, err: EngineError) -> String {
     match err {
         EngineError::Daemon { status: 404, .. } => format!("no such service: {service}"),
         other => other.to_string(),
@@ -275,137 +274,8 @@ fn read_error(service: &str, err: EngineError) -> String {
 
 /// Whether `err` concerns the engine as a whole (unreachable, not a manager), not
 /// one service: it is then reported once.
-fn engine_wide(err: &EngineError) -> bool {
+pub(crate) fn engine_wide(err: &EngineError) -> bool {
     !matches!(err, EngineError::Daemon { .. })
-}
-
-/// Runs `docker microscale scale`.
-///
-/// Every target is read and checked first; if any is wrong (no such service, a
-/// global service, a bound, a rolling update), nothing changes and the command
-/// exits 1. Then all services are updated concurrently and watched. Exit 1 if any
-/// update failed or did not converge within `--timeout`; 130 when interrupted (the
-/// updates stand).
-pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
-    let format = Format::parse(args.format.as_deref(), crate::render::fields::SCALE)
-        .map_err(Failure::Usage)?;
-    let timeout = parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
-    check_detach_timeout(args.detach, &args.timeout)?;
-    let mut targets = vec![];
-    for arg in &args.targets {
-        let t = parse_target(arg).map_err(Failure::Usage)?;
-        if targets.iter().any(|x: &Target| x.service == t.service) {
-            return Err(Failure::Usage(format!(
-                "{} is given twice; give each service once",
-                t.service
-            )));
-        }
-        targets.push(t);
-    }
-    let file = crate::rules::check::load_rules_flag(args.rules.as_deref())?;
-    let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
-    let force = args.force == Some(true);
-
-    let cancelled = crate::exit::cancellation();
-    tokio::pin!(cancelled);
-    let reads = tokio::select! {
-        r = futures_util::stream::iter(
-            targets
-                .iter()
-                .map(|t| engine.inspect_service_raw(&t.service)),
-        )
-        .buffered(MAX_IN_FLIGHT)
-        .collect::<Vec<_>>() => r,
-        _ = &mut cancelled => return Err(Failure::Interrupted),
-    };
-    let mut errors: Vec<String> = vec![];
-    // One outcome per target, in the order given, for JSON when a target is wrong.
-    let mut checked: Vec<Outcome> = vec![];
-    let mut jobs: Vec<(RawService, Change, &str)> = vec![];
-    for (t, read) in targets.iter().zip(reads) {
-        match read {
-            Ok(svc) => {
-                if let Some((_, _, first)) = jobs.iter().find(|(s, _, _)| s.id == svc.id) {
-                    let e = format!(
-                        "{first} and {} name the same service ({}); give each service once",
-                        t.service, svc.name
-                    );
-                    errors.push(e.clone());
-                    checked.push(Outcome::failed(&t.service, e));
-                    continue;
-                }
-                let mut o = Outcome::new(&svc);
-                if let Err(e) = decide_scale(&svc, t.change, force, file_ref) {
-                    errors.push(format!("{}: {e}", svc.name));
-                    o.error = Some(e);
-                    o.convergence = Convergence::Failed;
-                }
-                checked.push(o);
-                jobs.push((svc, t.change, t.service.as_str()));
-            }
-            Err(e) if engine_wide(&e) => return Err(Failure::Error(e.to_string())),
-            Err(e) => {
-                let e = read_error(&t.service, e);
-                errors.push(e.clone());
-                checked.push(Outcome::failed(&t.service, e));
-            }
-        }
-    }
-    if !errors.is_empty() {
-        if !format.is_table() {
-            for o in checked.iter_mut().filter(|o| o.error.is_none()) {
-                o.error =
-                    Some("not updated: another target is wrong, so nothing was changed".into());
-                o.convergence = Convergence::Failed;
-            }
-            let text = format.render(&checked, |_| String::new())?;
-            crate::exit::print_stdout_async(text).await?;
-        }
-        for e in &errors {
-            say(e);
-        }
-        say(if targets.len() > 1 {
-            "Nothing was changed: fix the targets above and run the command again."
-        } else {
-            "Nothing was changed."
-        });
-        return Ok(Exit::Error);
-    }
-    if force {
-        for (svc, change, _) in &jobs {
-            if let Err(e) = decide_scale(svc, *change, false, file_ref) {
-                let e = e
-                    .trim_end_matches("; use --force to go beyond it")
-                    .trim_end_matches("; use --force to go below it")
-                    .trim_end_matches("; or use --force");
-                say(&format!(
-                    "{}: going ahead because of --force, although {e}",
-                    svc.name
-                ));
-            }
-        }
-    }
-    let deciders: Vec<Box<Decide<'_>>> = jobs
-        .iter()
-        .map(|(_, change, _)| {
-            let change = *change;
-            Box::new(move |svc: &RawService| decide_scale(svc, change, force, file_ref))
-                as Box<Decide<'_>>
-        })
-        .collect();
-    let work: Vec<(RawService, &Decide<'_>)> = jobs
-        .into_iter()
-        .map(|(s, _, _)| s)
-        .zip(deciders.iter().map(|d| d.as_ref()))
-        .collect();
-    let options = Options {
-        format,
-        detach: args.detach == Some(true),
-        quiet: args.quiet == Some(true),
-        timeout,
-        window: None,
-    };
-    execute(engine, work, vec![], vec![], &options, cancelled).await
 }
 
 /// How [`execute`] reports and waits.
@@ -420,7 +290,7 @@ pub struct Options {
     /// `--timeout`: most time to wait for convergence.
     pub timeout: Option<Duration>,
     /// The end of the lease window the updates must not outlive (`apply` holds
-    /// the agents' lease: [`crate::agent::exclusive::Exclusive::window`]), shared
+    /// the agents' lease: [`crate::store::exclusive::Exclusive::window`]), shared
     /// with the task that renews it: `None` inside means no window (lost). Each
     /// update then runs within it ([`update::update_within`]). `None`: no deadline
     /// (`scale`).
@@ -482,7 +352,7 @@ fn outcome_line(o: &Outcome) -> Option<String> {
 /// plan's reasons for `work[i]` (`apply`), carried into its outcome.
 ///
 /// `cancelled` completes on Ctrl-C or the docker CLI's cancel
-/// ([`crate::exit::cancellation`]): it then says that the updates made stand and that
+/// ([`crate::edge::exit::cancellation`]): it then says that the updates made stand and that
 /// Swarm converges in the background, prints the JSON so far, and returns
 /// [`Failure::Interrupted`].
 pub async fn execute(
@@ -597,7 +467,7 @@ pub async fn execute(
     let all = outcomes.into_inner();
     if !table {
         let text = options.format.render(&all, |_| String::new())?;
-        crate::exit::print_stdout_async(text).await?;
+        crate::edge::exit::print_stdout_async(text).await?;
     }
     if let Some(e) = write_failed.into_inner() {
         say(&e);
@@ -619,7 +489,7 @@ fn report_update(o: &Outcome, table: bool) -> Result<(), String> {
         say(&format!("{}: warning: {w}", o.service));
     }
     if table && let Some(line) = outcome_line(o) {
-        crate::exit::print_stdout(&format!("{line}\n")).map_err(|e| match e {
+        crate::edge::exit::print_stdout(&format!("{line}\n")).map_err(|e| match e {
             Failure::Error(m) | Failure::Usage(m) => m,
             Failure::Interrupted => "interrupted".into(),
         })?;
@@ -681,7 +551,7 @@ fn interrupt(
     if !options.format.is_table()
         && let Ok(text) = options.format.render(&all, |_| String::new())
     {
-        let _ = crate::exit::print_stdout(&text);
+        let _ = crate::edge::exit::print_stdout(&text);
     }
     Err(Failure::Interrupted)
 }

@@ -197,7 +197,7 @@ pub fn encode_all(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, String>
 
 /// `encode` without the newest recommendation's time: what must be written at once
 /// when it changes (the time alone is refreshed every [`REFRESH_SECS`]).
-fn fingerprint(encoded: &str) -> String {
+pub(crate) fn fingerprint(encoded: &str) -> String {
     let Ok(mut v) = serde_json::from_str::<Value>(encoded) else {
         return encoded.to_string();
     };
@@ -529,7 +529,7 @@ pub fn down_windows(
         .into_iter()
         .map(|(s, labels, _)| {
             let name = crate::rules::check::service_name(s);
-            let w = crate::rules::parse_labels(&name, crate::status::Mode::of(s), &labels)
+            let w = crate::rules::parse_labels(&name, crate::cmd::status::Mode::of(s), &labels)
                 .rule
                 .map_or(300.0, |r| r.scale_down.window.as_secs_f64());
             (s.id.clone().unwrap_or_default(), w)
@@ -680,13 +680,13 @@ impl Keeper {
 }
 
 /// A service ID of Swarm's length (25 characters) for the bench.
-fn bench_id(i: usize) -> String {
+pub(crate) fn bench_id(i: usize) -> String {
     format!("{i:0>25}")
 }
 
 /// The worst case a service can store: [`MAX_RECOMMENDATIONS`] recommendations and
 /// [`MAX_EVENTS`] events (times with microseconds), failures and a count set.
-fn worst_entry(now: f64) -> Entry {
+pub(crate) fn worst_entry(now: f64) -> Entry {
     let h: History = serde_json::from_value(json!({
         "recommendations": (0..MAX_RECOMMENDATIONS)
             .map(|i| json!([now - 300.0 + i as f64 * 15.123457, 40 - i as u64]))
@@ -703,112 +703,11 @@ fn worst_entry(now: f64) -> Entry {
     }
 }
 
-/// `__history-bench`: writes a history of `services` steady services (one
-/// recommendation each), then of as many worst-case ones, to the config `name` on
-/// the engine, five times each, and prints one JSON line: bytes and median
-/// milliseconds of a write, of a read, and the CPU milliseconds of a pass that
-/// writes nothing (encoding and comparing every entry). The config is removed at
-/// the end.
-pub async fn bench(
-    engine: &Engine,
-    args: &crate::cli::HistoryBenchArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::Failure;
-    use std::time::Instant;
-    let fail = |e: EngineError| Failure::Error(e.to_string());
-    let now = crate::clock::wall_clock();
-    let ids: Vec<String> = (0..args.services).map(bench_id).collect();
-    let present: HashSet<String> = ids.iter().cloned().collect();
-    let steady: BTreeMap<String, Entry> = ids
-        .iter()
-        .map(|id| {
-            let mut h = History::default();
-            h.recommendations_mut().push_back((now, 3).into());
-            (
-                id.clone(),
-                Entry {
-                    history: h,
-                    set: Some(3),
-                },
-            )
-        })
-        .collect();
-    let worst: BTreeMap<String, Entry> = ids
-        .iter()
-        .map(|id| (id.clone(), worst_entry(now)))
-        .collect();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let mut report = serde_json::Map::new();
-    report.insert("Services".into(), json!(args.services));
-    for (label, entries) in [("Steady", &steady), ("Worst", &worst)] {
-        let started = Instant::now();
-        let ours = encode_all(entries);
-        let prints: usize = ours.values().map(|t| fingerprint(t).len()).sum();
-        let cpu = started.elapsed().as_secs_f64() * 1000.0;
-        let mut times = vec![];
-        let mut bytes = 0;
-        for _ in 0..5 {
-            let t = Instant::now();
-            bytes = write(
-                engine,
-                &args.name,
-                "bench",
-                Some(REFRESH_SECS),
-                now,
-                &ours,
-                &present,
-            )
-            .await
-            .map_err(fail)?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        let mut reads = vec![];
-        for _ in 0..5 {
-            let t = Instant::now();
-            let stored = read(engine, &args.name).await.map_err(fail)?;
-            reads.push(t.elapsed().as_secs_f64() * 1000.0);
-            if stored.entries.len() != args.services || !stored.bad.is_empty() {
-                return Err(Failure::Error(format!(
-                    "read back {} entries ({} bad) of {}",
-                    stored.entries.len(),
-                    stored.bad.len(),
-                    args.services
-                )));
-            }
-        }
-        report.insert(
-            label.into(),
-            json!({
-                "Bytes": bytes,
-                "WriteMillis": median(times),
-                "ReadMillis": median(reads),
-                "EncodeCompareCpuMillis": cpu,
-                "FingerprintBytes": prints,
-            }),
-        );
-    }
-    let _ = engine
-        .raw_request(
-            http::Method::DELETE,
-            &format!("/configs/{}", segment(&args.name)),
-            None,
-        )
-        .await;
-    report.insert(
-        "DecideCpuMillis".into(),
-        json!(decide_cpu_millis(&worst, now)),
-    );
-    crate::exit::print_stdout_async(Value::Object(report).to_string() + "\n").await
-}
-
 /// CPU milliseconds (median of 5) of one agent pass's decisions over `entries`: the
 /// pure core ([`crate::decide::decide`]) for each service, with its full history
 /// (cloned, as a dry run does), a rule with a 5-minute window and steps, and a
 /// metric that asks to scale down.
-fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> f64 {
+pub(crate) fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> f64 {
     use crate::decide::{Observation, Reading, decide};
     let labels: BTreeMap<String, String> = [
         ("microscale.min", "1"),
@@ -822,12 +721,12 @@ fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> f64 {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let Some(rule) =
-        crate::rules::parse_labels("bench", crate::status::Mode::Replicated, &labels).rule
+        crate::rules::parse_labels("bench", crate::cmd::status::Mode::Replicated, &labels).rule
     else {
         return f64::NAN;
     };
     let obs = Observation {
-        mode: crate::status::Mode::Replicated,
+        mode: crate::cmd::status::Mode::Replicated,
         replicas: 20,
         running: 20,
         update: None,

@@ -49,23 +49,25 @@ pub fn request_in_docker_argv(argv: &[String]) -> Option<DockerCliRequest> {
         .iter()
         .position(|w| w == super::REQUEST || w == super::REQUEST_NO_DESC)?;
     let descriptions = words.remove(request) == super::REQUEST;
-    let n = crate::argv::global_flags_len(&words);
-    (words.get(n).map(String::as_str) == Some(crate::argv::PLUGIN_NAME)).then(|| DockerCliRequest {
-        globals: words[..n].to_vec(),
-        descriptions,
+    let n = crate::edge::argv::global_flags_len(&words);
+    (words.get(n).map(String::as_str) == Some(crate::edge::argv::PLUGIN_NAME)).then(|| {
+        DockerCliRequest {
+            globals: words[..n].to_vec(),
+            descriptions,
+        }
     })
 }
 
 /// The docker CLI's global options given by `words` (`-H URL`, `--context NAME`, ...);
 /// words that do not parse give the defaults (environment and config decide).
-pub fn global_options(words: &[String]) -> crate::cli::GlobalOptions {
+pub fn global_options(words: &[String]) -> crate::engine::connect::GlobalOptions {
     let argv = std::iter::once(OsString::from("docker microscale"))
         .chain(words.iter().map(OsString::from))
         .chain(std::iter::once(OsString::from("version")));
     crate::cli::command()
         .try_get_matches_from(argv)
         .ok()
-        .and_then(|m| crate::cli::GlobalOptions::from_arg_matches(&m).ok())
+        .and_then(|m| crate::engine::connect::GlobalOptions::from_arg_matches(&m).ok())
         .unwrap_or_default()
 }
 

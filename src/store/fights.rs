@@ -13,7 +13,7 @@
 //!
 //! Only the lease holder counts fights (a standby acts on nothing, so it fights
 //! nobody), and a count set by another agent of the same lease is never a fight
-//! (the agent checks the shared decision history, `crate::agent::history`, first).
+//! (the agent checks the shared decision history, `crate::store::history`, first).
 //! A record's reset count halves for every [`HALF_LIFE`] without a reset
 //! ([`Fight::decayed`]); a new reset counts from the decayed count
 //! ([`Fight::after`]), and a record that has decayed to 0 is dropped. From the

@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cli::StatusArgs;
+use crate::cmd::status::{Mode, ServiceRow};
+use crate::edge::exit::{Exit, Failure};
 use crate::engine::Engine;
-use crate::engine::snapshot::Filters;
-use crate::exit::{Exit, Failure};
 use crate::render::Format;
-use crate::status::{Mode, ServiceRow};
+use crate::swarm::snapshot::Filters;
 
 /// `--interval` when not given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
@@ -87,11 +87,11 @@ async fn refresh(
     filters: &Filters,
     modes: &[Mode],
     metrics: bool,
-) -> Result<crate::status::Read, Failure> {
+) -> Result<crate::cmd::status::Read, Failure> {
     let mut engine = engine.clone();
     engine.deadline =
         tokio::time::Instant::now() + Duration::from_secs(crate::engine::request_timeout_secs());
-    crate::status::read_rows(&engine, args, filters, modes, metrics).await
+    crate::cmd::status::read_rows(&engine, args, filters, modes, metrics).await
 }
 
 fn failure_text(f: &Failure) -> String {
@@ -115,13 +115,13 @@ async fn run_plain(
         let started = tokio::time::Instant::now();
         match refresh(engine, args, filters, modes, metrics).await {
             Ok(read) => {
-                let mut text = crate::status::rows_text(&read.rows, args, format)?;
+                let mut text = crate::cmd::status::rows_text(&read.rows, args, format)?;
                 if !first && *format != Format::Json {
                     text.insert(0, '\n');
                 }
                 first = false;
                 for m in &read.missing {
-                    crate::exit::say(m);
+                    crate::edge::exit::say(m);
                 }
                 if !write_stdout(text).await? {
                     // The reader went away (`| head`): done.
@@ -129,7 +129,7 @@ async fn run_plain(
                 }
             }
             Err(Failure::Usage(m)) => return Err(Failure::Usage(m)),
-            Err(e) => crate::exit::say(&format!(
+            Err(e) => crate::edge::exit::say(&format!(
                 "{} (trying again in {})",
                 failure_text(&e),
                 humantime::format_duration(interval)

@@ -81,12 +81,17 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::cli::LeaseArgs;
+use crate::edge::exit::{Exit, Failure};
 use crate::engine::service::{is_out_of_sequence, segment};
 use crate::engine::{Engine, EngineError};
-use crate::exit::{Exit, Failure};
+use clap::Args;
 
 /// The name of the Swarm config the `run` agent uses as its lease.
+/// Longest time the agent spends releasing its lease on the way out (SIGTERM): an
+/// engine that does not answer by then is left, and a standby takes over when the
+/// lease expires (one TTL).
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub const DEFAULT_NAME: &str = "microscale-agent-lease";
 
 /// The TTL the `run` agent uses unless told otherwise: 12 seconds (docs/agent.md,
@@ -767,7 +772,7 @@ impl Lease {
         match tokio::time::timeout(limit, engine.raw_request(method, &path, body)).await {
             Ok(r) => r,
             Err(_) => Err(EngineError::Unreachable {
-                host: crate::redact::redact_value(&engine.endpoint.host),
+                host: crate::edge::redact::redact_value(&engine.endpoint.host),
                 source_desc: engine.endpoint.source.to_string(),
                 reason: format!(
                     "no answer to the lease request within {} (a Raft election, a manager cut off from the leader, an overloaded engine)",
@@ -821,7 +826,7 @@ pub async fn default_holder(engine: &Engine) -> Result<String, EngineError> {
 }
 
 /// A duration flag: a bare number of seconds or a humantime duration (`2s`, `1m30s`).
-fn parse_duration_flag(
+pub(crate) fn parse_duration_flag(
     flag: &str,
     value: &str,
     min: Duration,
@@ -846,7 +851,7 @@ fn parse_duration_flag(
 
 /// One line of `__lease` output (one JSON object per line).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-struct Report {
+pub(crate) struct Report {
     /// When this was printed, RFC 3339 UTC with milliseconds.
     #[serde(rename = "Time")]
     time: String,
@@ -953,13 +958,13 @@ impl Report {
 }
 
 /// Prints one [`Report`] line.
-fn print_report(report: Report) {
+pub(crate) fn print_report(report: Report) {
     let line = serde_json::to_string(&report).unwrap_or_default();
-    let _ = crate::exit::print_stdout(&format!("{line}\n"));
+    let _ = crate::edge::exit::print_stdout(&format!("{line}\n"));
 }
 
 /// Prints one [`Report`] line for `lease` as it is now.
-fn emit(lease: &Lease, event: &'static str, leader: String, error: Option<String>) {
+pub(crate) fn emit(lease: &Lease, event: &'static str, leader: String, error: Option<String>) {
     let held = lease.holds();
     print_report(Report::now(
         event,
@@ -1011,7 +1016,7 @@ pub async fn run(engine: &Engine, args: &LeaseArgs) -> Result<Exit, Failure> {
     };
     let mut lease = Lease::new(args.name.clone(), ttl, holder);
     let end = stop_after.map(|d| tokio::time::Instant::now() + d);
-    let cancelled = crate::exit::cancellation();
+    let cancelled = crate::edge::exit::cancellation();
     tokio::pin!(cancelled);
     let mut printed = Printed::default();
     let mut ticked_once = false;
@@ -1090,6 +1095,31 @@ pub async fn run(engine: &Engine, args: &LeaseArgs) -> Result<Exit, Failure> {
     } else {
         Ok(Exit::Ok)
     }
+}
+
+/// Options of the hidden `__lease` command.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseArgs {
+    /// The Swarm config that holds the lease (default microscale-agent-lease, the agent's)
+    #[arg(
+        long = "name",
+        value_name = "string",
+        default_value = crate::store::lease::DEFAULT_NAME,
+        hide_default_value = true
+    )]
+    pub name: String,
+
+    /// Time to live, e.g. 2s or 15s (default 12s): renewed every third of it; a standby takes over after it passes unrenewed
+    #[arg(long = "ttl", value_name = "duration")]
+    pub ttl: Option<String>,
+
+    /// This process's holder id, unique per process (default HOSTNAME/NODEID/PID-NONCE)
+    #[arg(long = "holder", value_name = "string")]
+    pub holder: Option<String>,
+
+    /// Release the lease and exit 0 after this long, e.g. 30s (default: until interrupted)
+    #[arg(long = "for", value_name = "duration")]
+    pub run_for: Option<String>,
 }
 
 #[cfg(test)]

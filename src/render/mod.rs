@@ -5,8 +5,9 @@ use std::cmp::Ordering;
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 
-use crate::status::ServiceRow;
+use crate::cmd::status::ServiceRow;
 
+pub mod badge;
 pub mod fields;
 pub mod tabwriter;
 pub mod template;
@@ -57,13 +58,13 @@ impl Format {
         &self,
         rows: &[T],
         table: impl FnOnce(&[T]) -> String,
-    ) -> Result<String, crate::exit::Failure> {
+    ) -> Result<String, crate::edge::exit::Failure> {
         match self {
             Format::Table => Ok(table(rows)),
             Format::Json => Ok(json_lines(rows)),
             Format::Template(t) => t
                 .render(rows)
-                .map_err(|e| crate::exit::Failure::Usage(e.to_string())),
+                .map_err(|e| crate::edge::exit::Failure::Usage(e.to_string())),
         }
     }
 }

@@ -62,7 +62,7 @@ impl Exclusive {
 
     /// The end of this process's lease window (monotonic), shared with the task
     /// that renews it; `None` inside once it is lost or released. `apply` bounds
-    /// each update by it (`crate::scale::Options::window`).
+    /// each update by it (`crate::execute::Options::window`).
     pub fn window(&self) -> Arc<Mutex<Option<Instant>>> {
         self.valid.clone()
     }
@@ -148,7 +148,7 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
     let alive_agent = |(h, ttl, renewed): &(String, f64, Option<String>)| {
         !h.is_empty()
             && !h.starts_with(APPLY_PREFIX)
-            && recently_renewed(renewed.as_deref(), *ttl, crate::clock::wall_clock())
+            && recently_renewed(renewed.as_deref(), *ttl, crate::edge::clock::wall_clock())
     };
     if let Some(seen) = peek(engine, name).await?
         && alive_agent(&seen)
@@ -218,7 +218,7 @@ pub async fn take(engine: &Engine, name: &str) -> Result<Taken, EngineError> {
         if let Ok(mut v) = shared.lock() {
             *v = None;
         }
-        let _ = tokio::time::timeout(super::RELEASE_TIMEOUT, l.release(&engine)).await;
+        let _ = tokio::time::timeout(super::lease::RELEASE_TIMEOUT, l.release(&engine)).await;
     });
     Ok(Taken::Held(Exclusive {
         valid,

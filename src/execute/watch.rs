@@ -2,7 +2,7 @@
 //! running == desired, then `UpdateConfig.Monitor` more
 //! to see that the tasks stay up. A replicated job converges when this run's
 //! completions are all done. Running is counted as every command counts it
-//! ([`crate::engine::snapshot::task_life`]): a task the engine still reports running
+//! ([`crate::swarm::snapshot::task_life`]): a task the engine still reports running
 //! on a down node is stale and ignored, and one line per service says which.
 //!
 //! Each tick makes three Engine API calls for all watched services together:
@@ -18,8 +18,8 @@ use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasks
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::update::{Convergence, Outcome};
-use crate::engine::snapshot::{Nodes, TaskLife, task_life};
 use crate::engine::{Engine, request_timeout_secs};
+use crate::swarm::snapshot::{Nodes, TaskLife, task_life};
 
 /// Time between two reads of the swarm while waiting.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -128,7 +128,7 @@ pub fn stale_line(service: &str, c: &Count) -> Option<String> {
     (c.stale > 0).then(|| {
         format!(
             "{service}: ignoring{} (the engine still reports {} running; Swarm has replaced {})",
-            crate::status::stale_note(c.stale, &c.stale_nodes)
+            crate::cmd::status::stale_note(c.stale, &c.stale_nodes)
                 .trim_end_matches(')')
                 .replacen(" (", " ", 1),
             if c.stale == 1 { "it" } else { "them" },
@@ -218,7 +218,7 @@ pub async fn watch(
         Some(m) => {
             let _ = m.println(crate::render::printable(text));
         }
-        None if progress == Progress::Lines => crate::exit::say(text),
+        None if progress == Progress::Lines => crate::edge::exit::say(text),
         None => {}
     };
     let mut failing_since: Option<Instant> = None;

@@ -3,7 +3,7 @@
 //! budget between services by priority (Microscaling).
 //!
 //! Nothing here does I/O or reads a clock. Time is `now: f64`, **seconds since the
-//! Unix epoch** (UTC; what [`crate::clock::wall_clock`] returns). Callers that keep a
+//! Unix epoch** (UTC; what [`crate::edge::clock::wall_clock`] returns). Callers that keep a
 //! [`History`] across restarts or hand it to another agent must use that epoch, as
 //! reasons print the times at which windows end; every time handed to one
 //! [`History`] ([`Observation::converging_since`] included) must use it, and must be
@@ -104,8 +104,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cmd::status::Mode;
 use crate::rules::model::{Policy, Rule, Select, StepAmount, Target};
-use crate::status::Mode;
 
 /// Most recommendations and most scale events a [`History`] keeps (each); beyond
 /// that, the oldest are forgotten even inside their window. Deciding every 15 s, a
@@ -243,7 +243,7 @@ pub struct ScaleEvent {
 /// Serialisable (serde) with stable field names, `recommendations` (`[[at,
 /// replicas], ...]`), `events` (`[{at, from, to}]`) and `failures`, so that callers
 /// can keep it across restarts (the agent keeps it in the swarm:
-/// `crate::agent::history`); every field may be missing (then empty or 0).
+/// `crate::store::history`); every field may be missing (then empty or 0).
 ///
 /// First sight: a history without recommendations is seeded by [`decide`] itself
 /// with the current count at `now` (as HPA does), so a new service, or a new agent
@@ -279,7 +279,7 @@ impl History {
         &self.recommendations
     }
 
-    /// The recommendations, to compact or extend them (`crate::agent::history`).
+    /// The recommendations, to compact or extend them (`crate::store::history`).
     pub fn recommendations_mut(&mut self) -> &mut VecDeque<Recommendation> {
         &mut self.recommendations
     }
@@ -1189,7 +1189,7 @@ pub fn allocate(capacity: u64, wants: &[Want]) -> Vec<Grant> {
 }
 
 #[cfg(test)]
-#[path = "decide_hpa_tests.rs"]
+#[path = "hpa_tests.rs"]
 mod hpa_cases;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! `microscale`) so that clap sees `[GLOBAL FLAGS] COMMAND ...` in every case.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// The plugin name the docker CLI puts in argv (`docker-<name>` is the binary).
 pub const PLUGIN_NAME: &str = "microscale";
@@ -122,6 +123,21 @@ fn help_to_flag(mut args: Vec<OsString>, mut i: usize) -> Vec<OsString> {
         args.push(OsString::from("--help"));
     }
     args
+}
+
+/// A path, empty allowed (`--config=` means "not set", as in the docker CLI).
+pub fn any_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// A boolean flag value as Go's `strconv.ParseBool` reads it (the docker CLI's flags):
+/// 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False.
+pub fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("invalid boolean \"{other}\" (use true or false)")),
+    }
 }
 
 #[cfg(test)]

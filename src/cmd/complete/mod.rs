@@ -170,7 +170,7 @@ pub struct Request {
 /// sends it) is dropped. No arguments at all means completing an empty word.
 pub fn split_args(args: &[String]) -> (Vec<String>, String) {
     let args = match args.first() {
-        Some(first) if first == crate::argv::PLUGIN_NAME => &args[1..],
+        Some(first) if first == crate::edge::argv::PLUGIN_NAME => &args[1..],
         _ => args,
     };
     match args.split_last() {

@@ -3,13 +3,15 @@
 //! Everything here is pure (no I/O), so the row logic is unit-tested directly and the
 //! integration tests check it against a real swarm.
 
+pub mod live;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{EndpointPortConfigPublishModeEnum, Service, ServiceUpdateStatusStateEnum};
 use serde::Serialize;
 
-use crate::engine::snapshot::{Filters, Nodes, Snapshot, count_running};
-use crate::labels;
+use crate::swarm::labels;
+use crate::swarm::snapshot::{Filters, Nodes, Snapshot, count_running};
 
 /// The service mode, as `docker service ls` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,7 +82,7 @@ pub struct ServiceRow {
     /// tasks, which a note then names: `3/3 (1 stale task on down node w1)` where
     /// `docker service ls` says `4/3` ([`stale_note`]).
     pub replicas: String,
-    /// Tasks that really run ([`crate::engine::snapshot::task_life`]):
+    /// Tasks that really run ([`crate::swarm::snapshot::task_life`]):
     /// `ServiceStatus.RunningTasks` minus `tasks_on_down_nodes`.
     pub running: u64,
     /// Desired tasks (`ServiceStatus.DesiredTasks`).
@@ -146,7 +148,7 @@ pub struct FightRow {
 /// Adds the agent's fight records to the rows (by full service ID).
 pub fn fill_fights(
     rows: &mut [ServiceRow],
-    fights: &BTreeMap<String, crate::agent::fights::Fight>,
+    fights: &BTreeMap<String, crate::store::fights::Fight>,
 ) {
     for row in rows.iter_mut().filter(|r| !r.id.is_empty()) {
         // Row IDs may be truncated; 12 characters of a swarm ID are unique.
@@ -463,7 +465,7 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
 /// value or reason, and which tasks an engine reading covers); `None`: metrics are
 /// not read, and a rule with a metric holds in DESIRED.
 pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot, values: Option<&crate::plan::Readings>) {
-    let now = crate::clock::wall_clock();
+    let now = crate::edge::clock::wall_clock();
     let planned = match values {
         Some(v) => crate::plan::plan_with_history(
             &snap.services,
@@ -541,7 +543,7 @@ pub fn fill_sources(
             let labels = img
                 .labels
                 .iter()
-                .map(|(k, v)| (k.clone(), crate::redact::redact_label(k, v)))
+                .map(|(k, v)| (k.clone(), crate::edge::redact::redact_label(k, v)))
                 .collect();
             row.source = source_column(&Record::from_labels(&labels), full);
         } else if !row.image_name.is_empty() {
@@ -594,7 +596,7 @@ pub async fn fill_sources_from_cache(
                 .map(|m| {
                     m.iter()
                         .filter_map(|(k, v)| {
-                            Some((k.clone(), crate::redact::redact_label(k, v.as_str()?)))
+                            Some((k.clone(), crate::edge::redact::redact_label(k, v.as_str()?)))
                         })
                         .collect()
                 })
@@ -666,23 +668,24 @@ pub fn select_services(
 }
 
 /// Runs `docker microscale status`: reads a snapshot, selects and prints the rows;
-/// with `--watch`, again at each interval ([`crate::live`]).
+/// with `--watch`, again at each interval ([`crate::cmd::status::live`]).
 ///
 /// Exit 1 when a named service does not exist (the others are still printed).
 pub async fn run(
     engine: &crate::engine::Engine,
     args: &crate::cli::StatusArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Exit, Failure, print_stdout_async};
+) -> Result<crate::edge::exit::Exit, crate::edge::exit::Failure> {
+    use crate::edge::exit::{Exit, Failure, print_stdout_async};
     use crate::render::Format;
 
     // Every flag is checked before the engine is asked anything.
     let format = Format::parse(args.format.as_deref(), crate::render::fields::STATUS)
         .map_err(Failure::Usage)?;
     let (filters, modes) = parse_filters(&args.filter).map_err(Failure::Usage)?;
-    let interval = crate::live::parse_interval(args).map_err(Failure::Usage)?;
+    let interval = crate::cmd::status::live::parse_interval(args).map_err(Failure::Usage)?;
     if let Some(interval) = interval {
-        return crate::live::run(engine, args, &format, &filters, &modes, interval).await;
+        return crate::cmd::status::live::run(engine, args, &format, &filters, &modes, interval)
+            .await;
     }
     let read = read_rows(engine, args, &filters, &modes, args.metrics == Some(true)).await?;
     let text = rows_text(&read.rows, args, &format)?;
@@ -696,7 +699,7 @@ pub async fn run(
         Ok(code)
     } else {
         for m in &read.missing {
-            crate::exit::say(m);
+            crate::edge::exit::say(m);
         }
         Ok(Exit::Error)
     }
@@ -716,7 +719,7 @@ pub struct Read {
 /// when `metrics` is set (at most [`STATUS_METRIC_TIMEOUT`] per source, from the
 /// hosts `--metric-allow` allows).
 ///
-/// Errors: the engine cannot be read ([`crate::exit::Failure::Error`]), or a bad
+/// Errors: the engine cannot be read ([`crate::edge::exit::Failure::Error`]), or a bad
 /// `--metric-allow` (usage).
 pub async fn read_rows(
     engine: &crate::engine::Engine,
@@ -724,8 +727,8 @@ pub async fn read_rows(
     filters: &Filters,
     modes: &[Mode],
     metrics: bool,
-) -> Result<Read, crate::exit::Failure> {
-    use crate::exit::Failure;
+) -> Result<Read, crate::edge::exit::Failure> {
+    use crate::edge::exit::Failure;
     // The image store is read beside the snapshot (one more call) for SOURCE.
     let over_ssh = engine.endpoint.host.starts_with("ssh://");
     // And the `run` agent's fight records (one more call; no records: none).
@@ -735,7 +738,7 @@ pub async fn read_rows(
             Ok(s) => (
                 Ok(s),
                 engine.list_images().await,
-                crate::agent::fights::read(engine).await,
+                crate::store::fights::read(engine).await,
             ),
             Err(e) => (Err(e), Ok(vec![]), Ok(Default::default())),
         }
@@ -743,7 +746,7 @@ pub async fn read_rows(
         tokio::join!(
             engine.snapshot(filters),
             engine.list_images(),
-            crate::agent::fights::read(engine)
+            crate::store::fights::read(engine)
         )
     };
     let mut snap = snap.map_err(|e| Failure::Error(e.to_string()))?;
@@ -780,7 +783,7 @@ pub async fn read_rows(
                 &allow,
                 STATUS_METRIC_TIMEOUT,
                 &crate::plan::EngineVia::Stored {
-                    config: crate::agent::stats::config_name(crate::agent::lease::DEFAULT_NAME),
+                    config: crate::agent::stats::config_name(crate::store::lease::DEFAULT_NAME),
                 },
             )
             .await,
@@ -800,7 +803,7 @@ pub fn rows_text(
     rows: &[ServiceRow],
     args: &crate::cli::StatusArgs,
     format: &crate::render::Format,
-) -> Result<String, crate::exit::Failure> {
+) -> Result<String, crate::edge::exit::Failure> {
     if args.quiet == Some(true) {
         return Ok(rows.iter().map(|r| format!("{}\n", r.id)).collect());
     }
@@ -1017,7 +1020,7 @@ mod tests {
         }
         let counted = snap.running_tasks(&snap.services[0]);
         let reason = crate::plan::stale_reason(&counted).unwrap();
-        let plan = crate::plan::table(
+        let plan = crate::cmd::plan::table(
             &[crate::plan::PlanRow {
                 id: "s1".into(),
                 service: "web".into(),
@@ -1032,7 +1035,7 @@ mod tests {
             true,
         );
         assert!(!raw(&plan) && plan.lines().count() == 2, "{plan:?}");
-        let c = crate::scale::watch::Count {
+        let c = crate::execute::watch::Count {
             desired: 1,
             done: counted.running,
             stopping: 0,
@@ -1040,7 +1043,7 @@ mod tests {
             stale_nodes: counted.stale_nodes.clone(),
             job: false,
         };
-        let line = crate::scale::watch::stale_line("web", &c).unwrap();
+        let line = crate::execute::watch::stale_line("web", &c).unwrap();
         // The wait prints it with `say` or the progress bars' println, both through
         // `printable`.
         assert!(!raw(&crate::render::printable(&line)));

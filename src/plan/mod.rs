@@ -5,20 +5,25 @@
 //! become a [`decide::Observation`]; the pure [`decide::decide`] makes the decision;
 //! with `--capacity N`, [`decide::allocate`] then shares N replicas by priority.
 //! `plan` and `apply` decide with the history the agents keep in the swarm
-//! ([`crate::agent::history`]), so windows and steps hold across cron runs; `plan`
+//! ([`crate::store::history`]), so windows and steps hold across cron runs; `plan`
 //! never writes it, `apply` writes it back. `status` decides without it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{Node, NodeSpecAvailabilityEnum, NodeState, Service};
+use clap::Args;
 use serde::Serialize;
+use std::path::PathBuf;
 
+use crate::edge::argv::any_path;
+use crate::metrics::access::MetricAccess;
+
+use crate::cmd::status::Mode;
 use crate::decide::{self, Action, History, Observation, Placement, Reading};
-use crate::engine::snapshot::Snapshot;
 use crate::rules::check::{RulesFile, rule_inputs, service_name};
 use crate::rules::model::{Rule, Target};
 use crate::rules::{Severity, parse_labels};
-use crate::status::Mode;
+use crate::swarm::snapshot::Snapshot;
 
 /// Seconds a service may take to converge (running = desired) before the plan says
 /// it has not.
@@ -35,7 +40,7 @@ pub struct PlanRow {
     pub service: String,
     /// Replicas of the spec now.
     pub current: u64,
-    /// Tasks that really run now ([`crate::engine::snapshot::task_life`]): stale tasks
+    /// Tasks that really run now ([`crate::swarm::snapshot::task_life`]): stale tasks
     /// on down nodes, which `ServiceStatus.RunningTasks` still counts, are left out
     /// (and a reason names them).
     pub running: u64,
@@ -63,7 +68,7 @@ pub fn unread_metric(key: &str) -> Result<f64, String> {
     };
     Err(format!(
         "{} not read (status reads metrics with --metrics; plan always does)",
-        crate::redact::redact_value(source)
+        crate::edge::redact::redact_value(source)
     ))
 }
 
@@ -206,7 +211,7 @@ pub async fn read_metrics(
                 .await
                 .map(|m| m.value)
                 // The cause first: a table cuts long reasons at the end.
-                .map_err(|e| format!("{e} (reading {})", crate::redact::redact_value(&src)));
+                .map_err(|e| format!("{e} (reading {})", crate::edge::redact::redact_value(&src)));
             (key, value)
         })
         .buffer_unordered(8)
@@ -229,7 +234,7 @@ async fn read_engine(
     use crate::agent::stats;
     use crate::metrics::engine::{self as eng, Collector};
     let ids: std::collections::BTreeSet<String> = keys.values().map(|(id, _)| id.clone()).collect();
-    let now = crate::clock::wall_clock();
+    let now = crate::edge::clock::wall_clock();
     // The agents' reading, for the services it covers with the tasks running now.
     let mut stored_used: std::collections::BTreeSet<String> = Default::default();
     if let EngineVia::Stored { config } = via {
@@ -432,16 +437,16 @@ pub async fn read_engine_source(
 }
 
 /// Running tasks of the service `id` as every command counts them
-/// ([`crate::engine::snapshot::task_life`]: stale records on down nodes left out):
+/// ([`crate::swarm::snapshot::task_life`]: stale records on down nodes left out):
 /// what the engine source can measure.
 fn running_tasks(snap: &Snapshot, id: &str) -> u64 {
-    let nodes = crate::engine::snapshot::Nodes::new(&snap.nodes);
+    let nodes = crate::swarm::snapshot::Nodes::new(&snap.nodes);
     snap.tasks
         .iter()
         .filter(|t| t.service_id.as_deref() == Some(id))
         .filter(|t| {
-            crate::engine::snapshot::task_life(t, &nodes)
-                == crate::engine::snapshot::TaskLife::Running
+            crate::swarm::snapshot::task_life(t, &nodes)
+                == crate::swarm::snapshot::TaskLife::Running
         })
         .count() as u64
 }
@@ -536,7 +541,7 @@ pub fn observe(
 pub fn observe_counted(
     service: &Service,
     snap: &Snapshot,
-    counted: &crate::engine::snapshot::RunningTasks,
+    counted: &crate::swarm::snapshot::RunningTasks,
     readings: Vec<Reading>,
     now: f64,
 ) -> Observation {
@@ -564,7 +569,7 @@ pub fn observe_counted(
     // Tasks the engine still reports running on down nodes are stale, never
     // replicas: a dead worker must not hold the decision as "not converged".
     let running = counted.running;
-    let update = crate::status::update_text(service);
+    let update = crate::cmd::status::update_text(service);
     // One-shot: converging since the spec last changed.
     let converging_since = (running != replicas).then(|| {
         service
@@ -595,11 +600,11 @@ pub fn observe_counted(
 
 /// The reason that says which stale tasks were not counted as running: tasks the
 /// engine still reports running on nodes that are down (`None` without any).
-pub fn stale_reason(counted: &crate::engine::snapshot::RunningTasks) -> Option<String> {
+pub fn stale_reason(counted: &crate::swarm::snapshot::RunningTasks) -> Option<String> {
     (counted.stale > 0).then(|| {
         format!(
             "not counted as running:{} (Swarm keeps the record until the node returns)",
-            crate::status::stale_note(counted.stale, &counted.stale_nodes)
+            crate::cmd::status::stale_note(counted.stale, &counted.stale_nodes)
                 .trim_end_matches(')')
                 .replacen(" (", " ", 1)
         )
@@ -811,16 +816,16 @@ pub struct Computed {
     pub file: Option<(std::path::PathBuf, RulesFile)>,
     /// When the plan was made (seconds since the epoch).
     pub now: f64,
-    /// The history config's name ([`crate::agent::history::config_name`]).
+    /// The history config's name ([`crate::store::history::config_name`]).
     pub history_name: String,
     /// Each service's history as read, before this plan's decisions (by service ID).
     pub histories_before: HashMap<String, History>,
     /// After this plan's decisions, with the counts agents last set: what `apply`
     /// writes back. `None` when the stored history could not be read (then nothing
     /// is written).
-    pub histories_after: Option<std::collections::BTreeMap<String, crate::agent::history::Entry>>,
+    pub histories_after: Option<std::collections::BTreeMap<String, crate::store::history::Entry>>,
     /// What the stored history allows (scale-downs are held when it is unreadable).
-    pub trust: crate::agent::history::Trust,
+    pub trust: crate::store::history::Trust,
 }
 
 impl Computed {
@@ -843,7 +848,7 @@ impl Computed {
             &self.readings,
             &mut histories,
         );
-        let windows = crate::agent::history::down_windows(services, self.file_ref());
+        let windows = crate::store::history::down_windows(services, self.file_ref());
         self.trust.guard(&mut rows, self.now, &|id| {
             windows.get(id).copied().unwrap_or(300.0)
         });
@@ -852,15 +857,15 @@ impl Computed {
 }
 
 /// The history config `plan` and `apply` read: that of `--lease-name` (default
-/// [`crate::agent::lease::DEFAULT_NAME`]).
+/// [`crate::store::lease::DEFAULT_NAME`]).
 ///
 /// Errors: a lease name Swarm would refuse (a usage error).
 pub fn history_name(lease: Option<&str>) -> Result<String, String> {
     let lease = match lease.map(str::trim) {
-        None => crate::agent::lease::DEFAULT_NAME.to_string(),
+        None => crate::store::lease::DEFAULT_NAME.to_string(),
         Some(n) => crate::agent::check_lease_name(n)?,
     };
-    Ok(crate::agent::history::config_name(&lease))
+    Ok(crate::store::history::config_name(&lease))
 }
 
 /// The lease name `--lease-name` gives (checked by [`history_name`] first), or the
@@ -868,7 +873,7 @@ pub fn history_name(lease: Option<&str>) -> Result<String, String> {
 fn lease_name(lease: Option<&str>) -> String {
     lease
         .map(|l| l.trim().to_string())
-        .unwrap_or_else(|| crate::agent::lease::DEFAULT_NAME.to_string())
+        .unwrap_or_else(|| crate::store::lease::DEFAULT_NAME.to_string())
 }
 
 /// Reads the swarm and the metrics, and plans the services named in `args` (all
@@ -878,8 +883,8 @@ fn lease_name(lease: Option<&str>) -> String {
 pub async fn compute(
     engine: &crate::engine::Engine,
     args: &crate::cli::PlanArgs,
-) -> Result<Computed, crate::exit::Failure> {
-    use crate::exit::Failure;
+) -> Result<Computed, crate::edge::exit::Failure> {
+    use crate::edge::exit::Failure;
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
     let history_name = history_name(args.lease_name.as_deref()).map_err(Failure::Usage)?;
     let snap = engine
@@ -887,9 +892,9 @@ pub async fn compute(
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
     let (mut services, missing) =
-        crate::status::select_services(snap.services.clone(), &args.services, false);
+        crate::cmd::status::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
-    let now = crate::clock::wall_clock();
+    let now = crate::edge::clock::wall_clock();
     let no_trunc = args.no_trunc == Some(true);
     let names = snap.services.iter().map(service_name).collect();
     let allow = args.decide.access.allow(names).map_err(Failure::Usage)?;
@@ -911,7 +916,7 @@ pub async fn compute(
     .await;
     // The history the agents keep; unreadable: decided on an empty one, with every
     // scale-down held.
-    use crate::agent::history;
+    use crate::store::history;
     let (stored, trust) = match history::read(engine, &history_name).await {
         Ok(s) => {
             let trust = history::Trust::of(&s, now);
@@ -973,81 +978,24 @@ pub async fn compute(
     Ok(computed)
 }
 
-/// The plan as a table: SERVICE CURRENT METRIC DESIRED ACTION REASON (reasons cut
-/// at 100 characters unless `no_trunc`).
-pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
-    use crate::render::{docker_table, ellipsize};
-    docker_table(
-        &[
-            "SERVICE", "CURRENT", "METRIC", "DESIRED", "ACTION", "REASON",
-        ],
-        rows.iter()
-            .map(|r| {
-                let reason = r.reasons.join("; ");
-                vec![
-                    r.service.clone(),
-                    r.current.to_string(),
-                    r.metric.clone().unwrap_or_else(|| "-".into()),
-                    r.desired.to_string(),
-                    r.action.clone(),
-                    if no_trunc {
-                        reason
-                    } else {
-                        ellipsize(&reason, 100)
-                    },
-                ]
-            })
-            .collect(),
-    )
-}
+/// The options `plan`, `apply` and `run` share: where the rules come from, which
+/// hosts metrics may be read from, and the capacity budget.
+#[derive(Debug, Clone, Args)]
+pub struct DecideOptions {
+    /// A TOML rules file for services whose labels cannot be changed (it wins over their labels)
+    #[arg(long = "rules", value_name = "file", value_parser = any_path)]
+    pub rules: Option<PathBuf>,
 
-/// Runs `docker microscale plan`.
-///
-/// Exit codes: 0, or with `--detailed-exitcode` 0 when nothing would change and 2
-/// when changes are pending; 1 when a rule has errors or a named service does not
-/// exist, and with `--detailed-exitcode` also when a metric could not be read (as
-/// `apply` does: a CI gate must not pass on a held service).
-pub async fn run(
-    engine: &crate::engine::Engine,
-    args: &crate::cli::PlanArgs,
-) -> Result<crate::exit::Exit, crate::exit::Failure> {
-    use crate::exit::{Exit, Failure, print_stdout_async, say};
-    use crate::render::Format;
+    #[command(flatten)]
+    pub access: MetricAccess,
 
-    let format = Format::parse(args.format.as_deref(), crate::render::fields::PLAN)
-        .map_err(Failure::Usage)?;
-    let computed = compute(engine, args).await?;
-    let rows = &computed.rows;
-    let text = format.render(rows, |rows| table(rows, args.no_trunc == Some(true)))?;
-    let code = print_stdout_async(text).await?;
-    let errors = rows.iter().any(|r| r.action == "error") || !computed.missing.is_empty();
-    for m in &computed.missing {
-        say(m);
-    }
-    if errors {
-        return Ok(Exit::Error);
-    }
-    if code != Exit::Ok {
-        return Ok(code);
-    }
-    let unreadable: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.reasons.iter().any(|x| x.contains(" unreadable: ")))
-        .map(|r| r.service.as_str())
-        .collect();
-    if args.detailed_exitcode == Some(true) && !unreadable.is_empty() {
-        say(&format!(
-            "a metric could not be read for {}: held (see the reasons)",
-            unreadable.join(", ")
-        ));
-        return Ok(Exit::Error);
-    }
-    let pending = rows.iter().any(|r| r.desired != r.current);
-    Ok(if args.detailed_exitcode == Some(true) && pending {
-        Exit::ChangesPending
-    } else {
-        Exit::Ok
-    })
+    /// Share this many replicas between the services by priority
+    #[arg(
+        long = "capacity",
+        value_name = "replicas",
+        allow_negative_numbers = true
+    )]
+    pub capacity: Option<u64>,
 }
 
 #[cfg(test)]

@@ -58,14 +58,14 @@ pub fn print_stdout(text: &str) -> Result<Exit, Failure> {
 const MAX_MESSAGE_CHARS: usize = 4000;
 
 /// Writes `text` and a newline to stderr, made safe first: secrets are masked
-/// ([`crate::redact::redact_value`]), control and bidi characters escaped (line
+/// ([`crate::edge::redact::redact_value`]), control and bidi characters escaped (line
 /// breaks kept), and very long messages cut. Errors are ignored: when stderr itself
 /// is closed or full there is nowhere left to report them, and the exit code still
 /// says what happened.
 pub fn say(text: &str) {
     let mut safe: String = text
         .split('\n')
-        .map(|line| crate::render::printable(&crate::redact::redact_value(line)))
+        .map(|line| crate::render::printable(&crate::edge::redact::redact_value(line)))
         .collect::<Vec<_>>()
         .join("\n");
     if safe.chars().count() > MAX_MESSAGE_CHARS {

@@ -1,5 +1,5 @@
 //! `docker microscale rules history [SERVICE...]`: what the decision history kept in
-//! the swarm ([`crate::agent::history`]) holds for each service, and until when each
+//! the swarm ([`crate::store::history`]) holds for each service, and until when each
 //! entry binds: a recommendation holds scale-downs (at or above it) until its time
 //! plus the scale-down window, and scale-ups (at or below it) until its time plus the
 //! scale-up window; a scale event counts against `max-step` until its time plus the
@@ -7,11 +7,11 @@
 
 use serde::Serialize;
 
-use crate::agent::history::{self, Entry, epoch_text};
+use crate::edge::exit::{Exit, Failure, print_stdout_async, say};
 use crate::engine::Engine;
-use crate::exit::{Exit, Failure, print_stdout_async, say};
 use crate::render::{docker_table, printable};
 use crate::rules::check::{rule_inputs, service_name};
+use crate::store::history::{self, Entry, epoch_text};
 
 /// One recommendation of `--format json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -219,16 +219,16 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesHistoryArgs) -> Result
             "cannot read the decision history (swarm config {name}): {e}"
         ))
     })?;
-    let now = crate::clock::wall_clock();
+    let now = crate::edge::clock::wall_clock();
     let (mut services, missing) =
-        crate::status::select_services(snap.services.clone(), &args.services, false);
+        crate::cmd::status::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
     let mut list = vec![];
     for (s, labels, _) in rule_inputs(&services, file_ref) {
         let id = s.id.clone().unwrap_or_default();
         let sname = service_name(s);
-        let spans = crate::rules::parse_labels(&sname, crate::status::Mode::of(s), &labels)
+        let spans = crate::rules::parse_labels(&sname, crate::cmd::status::Mode::of(s), &labels)
             .rule
             .map(|r| {
                 (

@@ -42,7 +42,7 @@ use std::collections::{BTreeSet, HashMap};
 use bollard::models::{Node, NodeState, Service, Task, TaskState};
 use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
 
-use super::{Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 
 /// The swarm as read at one moment.
 #[derive(Debug, Clone, Default)]
@@ -304,7 +304,7 @@ impl Engine {
         }
         if services.iter().any(|s| s.service_status.is_none()) {
             return Err(EngineError::TooOld {
-                host: crate::redact::redact_value(&self.endpoint.host),
+                host: crate::edge::redact::redact_value(&self.endpoint.host),
             });
         }
         Ok(Snapshot {

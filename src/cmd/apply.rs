@@ -7,20 +7,20 @@
 //! metric readings, and within `--capacity` never above the share it was granted.
 //!
 //! `apply` decides with the history the agents keep in the swarm and writes it back
-//! before it scales ([`crate::agent::history`]), so that windows and steps hold
+//! before it scales ([`crate::store::history`]), so that windows and steps hold
 //! across cron runs. It never races an agent: it holds the agents' lease while it
 //! decides and scales, and refuses (exit 3) while an agent holds it
-//! ([`crate::agent::exclusive`]).
+//! ([`crate::store::exclusive`]).
 
+use crate::edge::exit::{Exit, Failure, say};
 use crate::engine::Engine;
 use crate::engine::service::RawService;
-use crate::exit::{Exit, Failure, say};
 use crate::plan::{Computed, PlanRow};
 use crate::render::Format;
 
 use futures_util::StreamExt;
 
-use super::update::{Convergence, Decide, Outcome, Verdict};
+use crate::execute::update::{Convergence, Decide, Outcome, Verdict};
 
 /// Whether a plan row asks for an update.
 fn wants_update(row: &PlanRow) -> bool {
@@ -65,32 +65,32 @@ fn decide_again(
 pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, Failure> {
     let plan_args = args.plan_args();
     if args.dry_run == Some(true) {
-        let cancelled = crate::exit::cancellation();
+        let cancelled = crate::edge::exit::cancellation();
         return tokio::select! {
-            r = crate::plan::run(engine, &plan_args) => r,
+            r = crate::cmd::plan::run(engine, &plan_args) => r,
             _ = cancelled => Err(Failure::Interrupted),
         };
     }
     let format = Format::parse(args.format.as_deref(), crate::render::fields::APPLY)
         .map_err(Failure::Usage)?;
-    let timeout = super::parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
-    super::check_detach_timeout(args.detach, &args.timeout)?;
-    let cancelled = crate::exit::cancellation();
+    let timeout = crate::execute::parse_timeout(args.timeout.as_deref()).map_err(Failure::Usage)?;
+    crate::execute::check_detach_timeout(args.detach, &args.timeout)?;
+    let cancelled = crate::edge::exit::cancellation();
     tokio::pin!(cancelled);
     // Never race an agent: hold its lease while deciding and scaling.
     let lease_name = match args.lease_name.as_deref().map(str::trim) {
-        None => crate::agent::lease::DEFAULT_NAME.to_string(),
+        None => crate::store::lease::DEFAULT_NAME.to_string(),
         Some(n) => crate::agent::check_lease_name(n).map_err(Failure::Usage)?,
     };
     let taken = tokio::select! {
-        t = crate::agent::exclusive::take(engine, &lease_name) => t,
+        t = crate::store::exclusive::take(engine, &lease_name) => t,
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
     let exclusive = match taken
         .map_err(|e| Failure::Error(format!("cannot take the agents' lease {lease_name}: {e}")))?
     {
-        crate::agent::exclusive::Taken::Held(x) => x,
-        crate::agent::exclusive::Taken::Other { holder, renewed } => {
+        crate::store::exclusive::Taken::Held(x) => x,
+        crate::store::exclusive::Taken::Other { holder, renewed } => {
             say(&format!(
                 "an agent holds the lease {lease_name}: {holder}{}. apply does not race it: nothing was changed.\nLet the agent scale (`docker microscale plan` shows what it decides), or stop it first (`docker service rm microscale_agent`, or `run --dry-run`); see docs/agent.md.",
                 renewed
@@ -105,7 +105,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
     if format.is_table() {
-        crate::exit::print_stdout_async(crate::plan::table(
+        crate::edge::exit::print_stdout_async(crate::cmd::plan::table(
             &computed.rows,
             args.no_trunc == Some(true),
         ))
@@ -117,7 +117,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     // Named services that have no rule: say so (an empty plan is not an answer).
     let mut errors = !computed.missing.is_empty();
     let (named, _) =
-        crate::status::select_services(computed.snap.services.clone(), &args.services, false);
+        crate::cmd::status::select_services(computed.snap.services.clone(), &args.services, false);
     for s in named.iter().take(if args.services.is_empty() {
         0
     } else {
@@ -152,7 +152,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
                 Some(s) => {
                     let mut o = Outcome::failed(&row.service, String::new());
                     o.id = s.id.clone().unwrap_or_default();
-                    o.mode = crate::status::Mode::of(s).as_str().to_string();
+                    o.mode = crate::cmd::status::Mode::of(s).as_str().to_string();
                     o
                 }
                 None => Outcome::failed(&row.service, String::new()),
@@ -194,7 +194,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         r = futures_util::stream::iter(
             wanted.iter().map(|(_, id, _)| engine.inspect_service_raw(id)),
         )
-        .buffered(super::MAX_IN_FLIGHT)
+        .buffered(crate::execute::MAX_IN_FLIGHT)
         .collect::<Vec<_>>() => r,
         _ = &mut cancelled => return Err(Failure::Interrupted),
     };
@@ -231,13 +231,13 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             .iter()
             .filter_map(|s| s.id.clone())
             .collect();
-        let ours = crate::agent::history::encode_all(&entries);
+        let ours = crate::store::history::encode_all(&entries);
         if !exclusive.holds() {
             return Err(Failure::Error(format!(
                 "apply lost the lease {lease_name} while deciding (the engine was slow): nothing was changed; run it again"
             )));
         }
-        if let Err(e) = crate::agent::history::write(
+        if let Err(e) = crate::store::history::write(
             engine,
             &computed.history_name,
             exclusive.holder(),
@@ -286,7 +286,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
             say("Nothing to change.");
         }
     }
-    let options = super::Options {
+    let options = crate::execute::Options {
         format,
         detach: args.detach == Some(true),
         quiet: args.quiet == Some(true),
@@ -295,7 +295,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
         window: Some(exclusive.window()),
     };
     let reasons: Vec<Vec<String>> = rows.iter().map(|r| r.reasons.clone()).collect();
-    let code = super::execute(engine, jobs, pre, reasons, &options, cancelled).await;
+    let code = crate::execute::execute(engine, jobs, pre, reasons, &options, cancelled).await;
     drop(deciders);
     exclusive.release().await;
     let code = code?;
