@@ -13,7 +13,7 @@ pub use crate::agent::RunArgs;
 use crate::edge::argv::{any_path, go_bool};
 pub use crate::engine::connect::GlobalOptions;
 pub use crate::metrics::access::MetricAccess;
-pub use crate::plan::DecideOptions;
+pub use crate::plan::{DecideOptions, PlanArgs};
 pub use crate::store::lease::LeaseArgs;
 
 /// Help layout modelled on the docker CLI's cobra usage template.
@@ -680,35 +680,6 @@ pub struct MetricArgs {
     /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
-}
-
-/// Options of `docker microscale plan`.
-#[derive(Debug, Clone, Args)]
-pub struct PlanArgs {
-    /// Services to plan, by name or ID (default: every service with a rule)
-    #[arg(value_name = "SERVICE")]
-    pub services: Vec<String>,
-
-    #[command(flatten)]
-    pub decide: DecideOptions,
-
-    /// The agents' lease; the decision history read is the Swarm config <lease>-history (default microscale-agent-lease)
-    #[arg(long = "lease-name", value_name = "string")]
-    pub lease_name: Option<String>,
-
-    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
-    #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool, value_name = "")]
-    pub detailed_exitcode: Option<bool>,
-
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
-    #[arg(long = "format", value_name = "string")]
-    pub format: Option<String>,
-
-    /// Don't truncate output
-    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = go_bool, value_name = "")]
-    pub no_trunc: Option<bool>,
 }
 
 const SCALE_EXAMPLES: &str = "  docker microscale scale web=5

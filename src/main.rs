@@ -69,6 +69,10 @@ fn main() {
 }
 
 fn run(args: Vec<OsString>) -> Exit {
+    exit::set_command_tree(exit::CommandTree {
+        root: cli::command,
+        help_text: cli::help_text,
+    });
     let args = argv::normalize(args);
     let matches = cli::command().try_get_matches_from(
         std::iter::once(OsString::from("docker microscale")).chain(args.iter().cloned()),

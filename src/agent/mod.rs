@@ -159,13 +159,13 @@ struct Agent {
 /// reading in the swarm ([`stats`]).
 struct StatsSide {
     /// `--stats-peers`.
-    peers: stats::Peers,
+    peers: crate::metrics::nodes::Peers,
     /// The token of `--stats-token-file`, when it could be read.
-    token: Option<stats::Token>,
+    token: Option<crate::metrics::nodes::Token>,
     /// This node's own stats, when no peer answered for it.
     collector: crate::metrics::engine::Collector,
     /// Writes of the combined reading.
-    publisher: stats::Publisher,
+    publisher: crate::store::stats::Publisher,
     /// The stats config's name (`<lease>-stats`).
     config: String,
     /// The peer failures last logged (to log changes only).
@@ -480,7 +480,7 @@ impl Agent {
         let holds = !self.settings.dry_run && self.lease.holds();
         self.follow_tenure(engine, holds).await;
 
-        let (mut services, missing) = crate::cmd::status::select_services(
+        let (mut services, missing) = crate::swarm::service::select_services(
             snap.services.clone(),
             &self.settings.services,
             false,
@@ -545,7 +545,7 @@ impl Agent {
         crate::plan::add_notes(&mut rows, &readings.notes);
         if holds {
             let windows = history::down_windows(&services, file);
-            self.keeper.trust.guard(&mut rows, now, &|id| {
+            crate::plan::guard(&self.keeper.trust, &mut rows, now, &|id| {
                 windows.get(id).copied().unwrap_or(300.0)
             });
         }
@@ -778,7 +778,8 @@ impl Agent {
             return (vec![], false);
         };
         let Some(rule) =
-            crate::rules::parse_labels(&row.service, crate::cmd::status::Mode::of(s), &labels).rule
+            crate::rules::parse_labels(&row.service, crate::swarm::service::Mode::of(s), &labels)
+                .rule
         else {
             return (vec![], false);
         };
@@ -1018,7 +1019,7 @@ async fn collect(
 /// A decision like the service's previous one (same action and counts) is logged at
 /// DEBUG, so that a steady swarm does not fill the log; a change is logged at INFO.
 fn log_decision(row: &PlanRow, dry_run: bool, holds: bool, changed: bool) {
-    let reasons = crate::render::printable(&row.reasons.join("; "));
+    let reasons = crate::edge::text::printable(&row.reasons.join("; "));
     let metric = row.metric.clone().unwrap_or_default();
     if !changed {
         debug!(
@@ -1066,30 +1067,10 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    crate::render::ellipsize(
-        &crate::render::printable(&crate::edge::redact::redact_value(&joined)),
+    crate::edge::text::ellipsize(
+        &crate::edge::text::printable(&crate::edge::redact::redact_value(&joined)),
         1000,
     )
-}
-
-/// Checks `--lease-name` as Swarm checks a config name, and keeps the names the
-/// agent uses for other things.
-pub(crate) fn check_lease_name(n: &str) -> Result<String, String> {
-    let ok = !n.is_empty()
-        && n.len() <= 64
-        && n.as_bytes()[0].is_ascii_alphanumeric()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && n != fights::CONFIG_NAME;
-    if ok {
-        Ok(n.to_string())
-    } else {
-        Err(format!(
-            "invalid argument \"{}\" for \"--lease-name\" flag: a Swarm config name (a letter or digit, then letters, digits, '-', '_' and '.'; at most 64), other than {}",
-            crate::render::ellipsize(&crate::render::printable(n), 80),
-            fights::CONFIG_NAME
-        ))
-    }
 }
 
 /// How long one metric read may take in a pass: half the interval, from 2 to 10
@@ -1145,7 +1126,7 @@ pub async fn run(
     };
     let lease_name = match args.lease_name.as_deref().map(str::trim) {
         None => lease::DEFAULT_NAME.to_string(),
-        Some(n) => check_lease_name(n).map_err(Failure::Usage)?,
+        Some(n) => lease::check_lease_name(n).map_err(Failure::Usage)?,
     };
     let listen = args
         .listen
@@ -1161,7 +1142,7 @@ pub async fn run(
         Some(p) => {
             return Err(Failure::Usage(format!(
                 "invalid argument \"{}\" for \"--health-socket\" flag: give an absolute path, such as /run/microscale/health.sock, or an empty value for none",
-                crate::render::printable(p)
+                crate::edge::text::printable(p)
             )));
         }
     };
@@ -1177,13 +1158,13 @@ pub async fn run(
             serve::parse_listen(v).map_err(|_| {
                 format!(
                     "invalid argument \"{}\" for \"--stats-listen\" flag: give an address such as :9091 or 0.0.0.0:9091",
-                    crate::render::printable(v)
+                    crate::edge::text::printable(v)
                 )
             })
         })
         .transpose()
         .map_err(Failure::Usage)?;
-    let peers = stats::Peers::parse(&args.stats_peers).map_err(Failure::Usage)?;
+    let peers = crate::metrics::nodes::Peers::parse(&args.stats_peers).map_err(Failure::Usage)?;
     if (stats_listen.is_some() || !peers.is_empty()) && args.stats_token_file.is_none() {
         return Err(Failure::Usage(
             "--stats-listen and --stats-peers need --stats-token-file: the agents' stats are read only with their shared token (a Swarm secret; docs/agent.md, Engine stats from every node)".into(),
@@ -1207,7 +1188,7 @@ pub async fn run(
     if let Some((path, asked)) = health_socket.filter(|_| args.once != Some(true)) {
         match serve::start_socket(&path, telemetry.clone(), stale) {
             Ok(socket) => {
-                info!(socket = %crate::render::printable(&socket.path().display().to_string()), "serving /healthz on the health socket");
+                info!(socket = %crate::edge::text::printable(&socket.path().display().to_string()), "serving /healthz on the health socket");
                 _health_socket = Some(socket);
             }
             Err(e) if asked => return Err(Failure::Error(e)),
@@ -1223,7 +1204,11 @@ pub async fn run(
         info!(address = %bound, "serving /metrics and /healthz");
     }
     // Engine stats: this node's tasks for the other agents, with the shared token.
-    let token = match args.stats_token_file.as_deref().map(stats::Token::read) {
+    let token = match args
+        .stats_token_file
+        .as_deref()
+        .map(crate::metrics::nodes::Token::read)
+    {
         Some(Ok(t)) => Some(t),
         // A collector without its token would serve nothing and look healthy: it
         // fails, so that `docker service ps` shows why and Swarm restarts it.
@@ -1243,7 +1228,7 @@ pub async fn run(
             let bound = stats::serve(addr, engine.clone(), t.clone())
                 .await
                 .map_err(Failure::Error)?;
-            info!(address = %bound, path = stats::PATH, "serving this node's task stats to the other agents (token required)");
+            info!(address = %bound, path = crate::metrics::nodes::PATH, "serving this node's task stats to the other agents (token required)");
         }
         (Some(addr), None) => {
             warn!(address = %addr, "no stats endpoint: the stats token file cannot be read");
@@ -1321,8 +1306,8 @@ pub async fn run(
             peers,
             token,
             collector: crate::metrics::engine::Collector::new(),
-            publisher: stats::Publisher::default(),
-            config: stats::config_name(&lease_name),
+            publisher: crate::store::stats::Publisher::default(),
+            config: crate::store::stats::config_name(&lease_name),
             failures_said: vec![],
             demoted: false,
         },

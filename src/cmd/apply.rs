@@ -80,7 +80,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     // Never race an agent: hold its lease while deciding and scaling.
     let lease_name = match args.lease_name.as_deref().map(str::trim) {
         None => crate::store::lease::DEFAULT_NAME.to_string(),
-        Some(n) => crate::agent::check_lease_name(n).map_err(Failure::Usage)?,
+        Some(n) => crate::store::lease::check_lease_name(n).map_err(Failure::Usage)?,
     };
     let taken = tokio::select! {
         t = crate::store::exclusive::take(engine, &lease_name) => t,
@@ -116,8 +116,11 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
     }
     // Named services that have no rule: say so (an empty plan is not an answer).
     let mut errors = !computed.missing.is_empty();
-    let (named, _) =
-        crate::cmd::status::select_services(computed.snap.services.clone(), &args.services, false);
+    let (named, _) = crate::swarm::service::select_services(
+        computed.snap.services.clone(),
+        &args.services,
+        false,
+    );
     for s in named.iter().take(if args.services.is_empty() {
         0
     } else {
@@ -152,7 +155,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ApplyArgs) -> Result<Exit, 
                 Some(s) => {
                     let mut o = Outcome::failed(&row.service, String::new());
                     o.id = s.id.clone().unwrap_or_default();
-                    o.mode = crate::cmd::status::Mode::of(s).as_str().to_string();
+                    o.mode = crate::swarm::service::Mode::of(s).as_str().to_string();
                     o
                 }
                 None => Outcome::failed(&row.service, String::new()),

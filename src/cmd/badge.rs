@@ -38,7 +38,7 @@ pub async fn run_badge(
         .snapshot(&Default::default())
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing) = crate::cmd::status::select_services(
+    let (kept, missing) = crate::swarm::service::select_services(
         snap.services.clone(),
         std::slice::from_ref(&args.service),
         false,

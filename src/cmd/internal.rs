@@ -9,9 +9,13 @@ use crate::decide::History;
 use crate::engine::service::segment;
 use crate::engine::{Engine, EngineError};
 #[allow(unused_imports)]
+use crate::metrics::nodes::*;
+#[allow(unused_imports)]
 use crate::store::history::*;
 #[allow(unused_imports)]
 use crate::store::lease::*;
+#[allow(unused_imports)]
+use crate::store::stats::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -99,16 +103,19 @@ pub fn healthcheck(
         .map(|(_, b)| b.trim().to_string())
         .unwrap_or_default();
     if status == "200" {
-        return crate::edge::exit::print_stdout(&format!("{}\n", crate::render::printable(&body)));
+        return crate::edge::exit::print_stdout(&format!(
+            "{}\n",
+            crate::edge::text::printable(&body)
+        ));
     }
     let status = if status.is_empty() {
         "nothing usable".to_string()
     } else {
-        crate::render::printable(&status)
+        crate::edge::text::printable(&status)
     };
     Err(fail(format!(
         "{target}/healthz answered {status}: {}",
-        crate::render::printable(body.lines().next().unwrap_or_default())
+        crate::edge::text::printable(body.lines().next().unwrap_or_default())
     )))
 }
 

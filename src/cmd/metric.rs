@@ -130,13 +130,13 @@ async fn run_engine(
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
     let (found, missing) =
-        crate::cmd::status::select_services(snap.services.clone(), &[name.to_string()], false);
+        crate::swarm::service::select_services(snap.services.clone(), &[name.to_string()], false);
     let Some(service) = found.first() else {
         return Err(Failure::Error(missing.join("; ")));
     };
     let id = service.id.clone().unwrap_or_default();
     let via = crate::plan::EngineVia::Stored {
-        config: crate::agent::stats::config_name(crate::store::lease::DEFAULT_NAME),
+        config: crate::store::stats::config_name(crate::store::lease::DEFAULT_NAME),
     };
     let (value, coverage, notes) =
         crate::plan::read_engine_source(engine, &snap, &id, kind, timeout, &via).await;
@@ -145,7 +145,7 @@ async fn run_engine(
         Failure::Error(format!(
             "cannot read {} for {}: {e}",
             kind.uri(),
-            crate::render::printable(&service_name)
+            crate::edge::text::printable(&service_name)
         ))
     })?;
     let mut about: Vec<String> = coverage.iter().map(|c| c.text()).collect();

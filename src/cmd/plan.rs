@@ -57,7 +57,8 @@ pub async fn run(
 /// The plan as a table: SERVICE CURRENT METRIC DESIRED ACTION REASON (reasons cut
 /// at 100 characters unless `no_trunc`).
 pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
-    use crate::render::{docker_table, ellipsize};
+    use crate::edge::text::ellipsize;
+    use crate::render::docker_table;
     docker_table(
         &[
             "SERVICE", "CURRENT", "METRIC", "DESIRED", "ACTION", "REASON",

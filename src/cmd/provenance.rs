@@ -33,7 +33,7 @@ pub async fn run(
         .snapshot(&Default::default())
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
-    let (kept, missing_services) = crate::cmd::status::select_services(
+    let (kept, missing_services) = crate::swarm::service::select_services(
         std::mem::take(&mut snap.services),
         &args.services,
         false,

@@ -104,8 +104,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::status::Mode;
+pub use crate::metrics::Coverage;
+
 use crate::rules::model::{Policy, Rule, Select, StepAmount, Target};
+use crate::swarm::service::Mode;
 
 /// Most recommendations and most scale events a [`History`] keeps (each); beyond
 /// that, the oldest are forgotten even inside their window. Deciding every 15 s, a
@@ -125,42 +127,6 @@ pub struct Reading {
     /// service's running tasks the value (their average) covers. `None`: the value
     /// covers the whole service, as for every other source.
     pub coverage: Option<Coverage>,
-}
-
-/// Which running tasks a per-task reading measured: the data the decision needs to
-/// treat partial data as HPA treats missing pods, more cautiously (see the module
-/// docs, steps 4 and 9).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Coverage {
-    /// Running tasks measured (tasks); the reading's value is their average.
-    pub measured: u64,
-    /// Running tasks of the service when it was measured (tasks on nodes that are
-    /// not down).
-    pub total: u64,
-    /// Where the tasks not measured run, for the reason: node hostnames (node IDs when
-    /// the hostname is unknown), sorted, each once.
-    pub missing: Vec<String>,
-}
-
-impl Coverage {
-    /// Whether some running tasks were not measured.
-    pub fn partial(&self) -> bool {
-        self.measured < self.total
-    }
-
-    /// `3 of 5 running tasks measured; not measured: tasks on n4, n5` (at most 8
-    /// nodes named).
-    pub fn text(&self) -> String {
-        let mut line = format!("{} of {} running tasks measured", self.measured, self.total);
-        if !self.missing.is_empty() {
-            let named: Vec<String> = self.missing.iter().take(8).map(|n| one_line(n)).collect();
-            line += &format!("; not measured: tasks on {}", named.join(", "));
-            if self.missing.len() > 8 {
-                line += &format!(" and {} more nodes", self.missing.len() - 8);
-            }
-        }
-        line
-    }
 }
 
 /// How many tasks the placement constraints allow (`Placement.MaxReplicas`).

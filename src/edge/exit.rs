@@ -65,11 +65,11 @@ const MAX_MESSAGE_CHARS: usize = 4000;
 pub fn say(text: &str) {
     let mut safe: String = text
         .split('\n')
-        .map(|line| crate::render::printable(&crate::edge::redact::redact_value(line)))
+        .map(|line| crate::edge::text::printable(&crate::edge::redact::redact_value(line)))
         .collect::<Vec<_>>()
         .join("\n");
     if safe.chars().count() > MAX_MESSAGE_CHARS {
-        safe = crate::render::ellipsize(&safe, MAX_MESSAGE_CHARS);
+        safe = crate::edge::text::ellipsize(&safe, MAX_MESSAGE_CHARS);
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{safe}");
@@ -109,10 +109,36 @@ pub async fn print_stdout_async(text: String) -> Result<Exit, Failure> {
         })
 }
 
+/// The command line's clap tree and help formatter, given once by `main`
+/// ([`set_command_tree`]): usage errors name the subcommand and its usage line, and
+/// help goes out in the docker CLI's layout. The edge does not know the commands.
+#[derive(Clone, Copy)]
+pub struct CommandTree {
+    /// Builds the root `docker microscale` command.
+    pub root: fn() -> clap::Command,
+    /// Turns clap's rendered help into the docker CLI's layout.
+    pub help_text: fn(&str) -> String,
+}
+
+static COMMAND_TREE: std::sync::OnceLock<CommandTree> = std::sync::OnceLock::new();
+
+/// Sets the clap tree usage errors and help use (once, before parsing; later calls
+/// are ignored).
+pub fn set_command_tree(tree: CommandTree) {
+    let _ = COMMAND_TREE.set(tree);
+}
+
+fn command_tree() -> CommandTree {
+    *COMMAND_TREE.get().unwrap_or(&CommandTree {
+        root: || clap::Command::new("docker microscale"),
+        help_text: |s| s.to_string(),
+    })
+}
+
 /// The (innermost) subcommand named in `args`, if any, and its path
 /// (`docker microscale rules check`), for usage lines in error messages.
 fn subcommand_path_in(args: &[OsString]) -> Option<(clap::Command, String)> {
-    let mut cmd = crate::cli::command();
+    let mut cmd = (command_tree().root)();
     let mut path = String::from("docker microscale");
     let mut found = false;
     for a in args.iter().filter_map(|a| a.to_str()) {
@@ -165,7 +191,7 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
         ClapKind::DisplayHelp
         | ClapKind::DisplayVersion
         | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            match print_stdout(&crate::cli::help_text(&err.render().to_string())) {
+            match print_stdout(&(command_tree().help_text)(&err.render().to_string())) {
                 Ok(code) => code,
                 Err(Failure::Error(msg)) => {
                     say(&msg);

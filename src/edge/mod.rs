@@ -10,3 +10,4 @@ pub mod clock;
 pub mod exit;
 pub mod fsutil;
 pub mod redact;
+pub mod text;

@@ -245,7 +245,7 @@ impl Engine {
                 message,
             } => EngineError::Daemon {
                 status: status_code,
-                message: crate::render::printable(message.trim_end()),
+                message: crate::edge::text::printable(message.trim_end()),
             },
             other
                 if self.endpoint.host.starts_with("ssh://")

@@ -124,7 +124,7 @@ async fn relay_ssh_stderr(stderr: tokio::process::ChildStderr) {
     let mut shown = 0;
     while let Ok(Some(line)) = lines.next_line().await {
         if shown < MAX_SSH_STDERR_LINES {
-            crate::edge::exit::say(&crate::render::ellipsize(&line, 500));
+            crate::edge::exit::say(&crate::edge::text::ellipsize(&line, 500));
             shown += 1;
         }
     }

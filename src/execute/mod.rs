@@ -51,7 +51,7 @@ pub fn check_service_ref(s: &str) -> Result<(), String> {
     {
         return Err(format!(
             "invalid service name {}: service names and IDs hold only letters, digits, '-' and '_'",
-            crate::render::ellipsize(&format!("{s:?}"), 80)
+            crate::edge::text::ellipsize(&format!("{s:?}"), 80)
         ));
     }
     Ok(())
@@ -62,7 +62,7 @@ pub fn check_service_ref(s: &str) -> Result<(), String> {
 /// Errors (usage errors): no `=`, a bad service name, a count that is not a whole
 /// number.
 pub fn parse_target(arg: &str) -> Result<Target, String> {
-    let shown = crate::render::ellipsize(arg, 80);
+    let shown = crate::edge::text::ellipsize(arg, 80);
     let Some((service, value)) = arg.split_once('=') else {
         return Err(format!(
             "invalid scale specifier '{shown}': use SERVICE=REPLICAS, SERVICE=+N or SERVICE=-N"
@@ -77,7 +77,7 @@ pub fn parse_target(arg: &str) -> Result<Target, String> {
     let bad = || {
         format!(
             "invalid replicas value for {service}: {:?}: give a whole number such as 3, +2 or -1",
-            crate::render::ellipsize(value, 40)
+            crate::edge::text::ellipsize(value, 40)
         )
     };
     let digits = |s: &str| -> Result<u64, String> {
@@ -181,7 +181,7 @@ pub fn check_bounds(
     if !crate::rules::is_managed(&labels) {
         return Ok(());
     }
-    let parsed = crate::rules::parse_labels(&svc.name, crate::cmd::status::Mode::of(s), &labels);
+    let parsed = crate::rules::parse_labels(&svc.name, crate::swarm::service::Mode::of(s), &labels);
     let Some(rule) = parsed.rule else {
         let flag = if source == "labels" {
             String::new()
@@ -320,7 +320,7 @@ fn outcome_line(o: &Outcome) -> Option<String> {
     } else {
         ""
     };
-    let name = crate::render::printable(&o.service);
+    let name = crate::edge::text::printable(&o.service);
     if let Some(reason) = &o.held {
         return Some(format!("{name} held: {reason}"));
     }

@@ -128,7 +128,7 @@ pub fn stale_line(service: &str, c: &Count) -> Option<String> {
     (c.stale > 0).then(|| {
         format!(
             "{service}: ignoring{} (the engine still reports {} running; Swarm has replaced {})",
-            crate::cmd::status::stale_note(c.stale, &c.stale_nodes)
+            crate::swarm::service::stale_note(c.stale, &c.stale_nodes)
                 .trim_end_matches(')')
                 .replacen(" (", " ", 1),
             if c.stale == 1 { "it" } else { "them" },
@@ -207,7 +207,7 @@ pub async fn watch(
             bar.set_style(style.clone());
             bar.set_prefix(format!(
                 "{:width$}",
-                crate::render::printable(&t.name),
+                crate::edge::text::printable(&t.name),
                 width = width
             ));
             bar.set_message("waiting");
@@ -216,7 +216,7 @@ pub async fn watch(
     }
     let note = |text: &str| match &multi {
         Some(m) => {
-            let _ = m.println(crate::render::printable(text));
+            let _ = m.println(crate::edge::text::printable(text));
         }
         None if progress == Progress::Lines => crate::edge::exit::say(text),
         None => {}

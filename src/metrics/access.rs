@@ -32,7 +32,7 @@ impl HostPort {
         Self::parse_bare(entry).map_err(|why| {
             format!(
                 "invalid argument \"{}\" for \"{flag}\" flag: {why}",
-                crate::render::printable(entry)
+                crate::edge::text::printable(entry)
             )
         })
     }
@@ -50,7 +50,7 @@ impl HostPort {
             Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
                 format!(
                     "the port \"{}\" is not a number from 1 to 65535",
-                    crate::render::printable(p)
+                    crate::edge::text::printable(p)
                 )
             })?),
             None => None,
@@ -141,7 +141,7 @@ impl Allow {
             let bad = |why: &str| {
                 format!(
                     "invalid argument for \"--metric-secret\" flag: {why}, in --metric-secret {}; give NAME=HOST[:PORT],..., e.g. redis=queue:6379 for /run/secrets/redis, and repeat the flag for each secret",
-                    crate::render::printable(v)
+                    crate::edge::text::printable(v)
                 )
             };
             let Some((name, hosts)) = v.split_once('=') else {
@@ -209,7 +209,7 @@ impl Allow {
                 .services
                 .iter()
                 .filter(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
-                .map(|s| crate::render::printable(s))
+                .map(|s| crate::edge::text::printable(s))
                 .collect();
             let numeric = match named.len() {
                 0 => String::new(),
@@ -259,7 +259,7 @@ impl Allow {
         {
             return Ok(());
         }
-        let name = crate::render::printable(secret.name());
+        let name = crate::edge::text::printable(secret.name());
         if bound.is_empty() {
             // A binding by the file's last name, for a file that is not a Docker
             // secret: NAME means /run/secrets/NAME.
@@ -287,7 +287,7 @@ impl Allow {
             .join(",");
         Err(format!(
             "--metric-secret binds {secret} to {to} only, so it is not sent to {host}:{port}: a label cannot choose where a secret goes; if {host}:{port} is meant to get it too, bind it: --metric-secret {}={to},{host}:{port}",
-            crate::render::printable(&bound[0].name)
+            crate::edge::text::printable(&bound[0].name)
         ))
     }
 

@@ -48,7 +48,7 @@ impl Host {
     /// `@`, blanks, non-ASCII: write IDN names in their `xn--` form), an empty label,
     /// or a number that is no IPv4 address (`256.1.1.1`, `1.2.3.4.5`, `08`).
     pub fn parse(text: &str) -> Result<Host, String> {
-        let shown = crate::render::printable(text);
+        let shown = crate::edge::text::printable(text);
         let lower = text.to_ascii_lowercase();
         if let Some(inner) = lower.strip_prefix('[') {
             let inner = inner
@@ -231,8 +231,8 @@ impl fmt::Display for SecretRef {
     /// `secret-file=PATH` or `secret-env=NAME`, as the rule writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SecretRef::File(p) => write!(f, "secret-file={}", crate::render::printable(p)),
-            SecretRef::Env(v) => write!(f, "secret-env={}", crate::render::printable(v)),
+            SecretRef::File(p) => write!(f, "secret-file={}", crate::edge::text::printable(p)),
+            SecretRef::Env(v) => write!(f, "secret-env={}", crate::edge::text::printable(v)),
         }
     }
 }
@@ -349,7 +349,7 @@ pub fn parse_target(uri: &str) -> Result<Target, String> {
         Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
             format!(
                 "bad port \"{}\" in the metric URI: a number from 1 to 65535",
-                crate::render::printable(p)
+                crate::edge::text::printable(p)
             )
         })?),
         None => None,
@@ -471,7 +471,7 @@ fn outside_secret_dirs(path: &str, resolved: Option<&std::path::Path>) -> String
         .unwrap_or_default()
         .split(':')
         .filter(|d| !d.is_empty() && !d.starts_with('/'))
-        .map(crate::render::printable)
+        .map(crate::edge::text::printable)
         .collect();
     let ignored = if ignored.is_empty() {
         String::new()
@@ -486,13 +486,13 @@ fn outside_secret_dirs(path: &str, resolved: Option<&std::path::Path>) -> String
         .map(|r| {
             format!(
                 " (it resolves to {})",
-                crate::render::printable(&r.display().to_string())
+                crate::edge::text::printable(&r.display().to_string())
             )
         })
         .unwrap_or_default();
     format!(
         "secret-file={}{via} is outside the secret directories ({dirs}{ignored}): a rule may only name a Docker secret (/run/secrets/NAME), or a file in a directory the operator lists in MICROSCALE_SECRET_DIRS",
-        crate::render::printable(path)
+        crate::edge::text::printable(path)
     )
 }
 
@@ -517,7 +517,7 @@ pub fn resolve_secret_file(path: &str) -> Result<std::path::PathBuf, String> {
     let real = std::fs::canonicalize(path).map_err(|e| {
         format!(
             "cannot read the secret file {}: {e}",
-            crate::render::printable(path)
+            crate::edge::text::printable(path)
         )
     })?;
     let inside = secret_dirs()
@@ -542,6 +542,6 @@ fn check_secret_env(name: &str) -> Result<(), String> {
     }
     Err(format!(
         "secret-env={}: a rule may only name environment variables whose names start with {SECRET_ENV_PREFIX} (or that the operator lists in MICROSCALE_SECRET_ENV), so that a service label cannot read the agent's other variables",
-        crate::render::printable(name)
+        crate::edge::text::printable(name)
     ))
 }

@@ -25,8 +25,8 @@ use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions, 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::decide::Coverage;
 use crate::engine::Engine;
+use crate::metrics::Coverage;
 use crate::swarm::snapshot::Snapshot;
 
 /// What the engine source measures.

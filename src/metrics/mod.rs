@@ -14,6 +14,7 @@ mod address_tests;
 pub mod engine;
 pub mod http_json;
 pub mod nats;
+pub mod nodes;
 pub mod nsq;
 pub mod prometheus;
 pub mod rabbitmq;
@@ -37,6 +38,51 @@ pub struct Sample {
 }
 
 use std::time::Duration;
+
+/// Which running tasks a per-task reading measured: the data the decision needs to
+/// treat partial data as HPA treats missing pods, more cautiously (see the module
+/// docs, steps 4 and 9).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Coverage {
+    /// Running tasks measured (tasks); the reading's value is their average.
+    pub measured: u64,
+    /// Running tasks of the service when it was measured (tasks on nodes that are
+    /// not down).
+    pub total: u64,
+    /// Where the tasks not measured run, for the reason: node hostnames (node IDs when
+    /// the hostname is unknown), sorted, each once.
+    pub missing: Vec<String>,
+}
+
+impl Coverage {
+    /// Whether some running tasks were not measured.
+    pub fn partial(&self) -> bool {
+        self.measured < self.total
+    }
+
+    /// `3 of 5 running tasks measured; not measured: tasks on n4, n5` (at most 8
+    /// nodes named).
+    pub fn text(&self) -> String {
+        let mut line = format!("{} of {} running tasks measured", self.measured, self.total);
+        if !self.missing.is_empty() {
+            let named: Vec<String> = self
+                .missing
+                .iter()
+                .take(8)
+                .map(|n| {
+                    n.chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect()
+                })
+                .collect();
+            line += &format!("; not measured: tasks on {}", named.join(", "));
+            if self.missing.len() > 8 {
+                line += &format!(" and {} more nodes", self.missing.len() - 8);
+            }
+        }
+        line
+    }
+}
 
 /// A [`Sample`] and when it was read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,7 +108,7 @@ const MAX_SECRET_BYTES: u64 = 64 << 10;
 pub fn secret(target: &Target) -> Result<Option<String>, String> {
     match &target.secret {
         Some(SecretRef::File(path)) => {
-            let shown = crate::render::printable(path);
+            let shown = crate::edge::text::printable(path);
             let real = address::resolve_secret_file(path)?;
             let bytes = crate::edge::fsutil::read_regular(&real, MAX_SECRET_BYTES, false)
                 .map_err(|e| format!("cannot read the secret file {shown}: {e}"))?;
@@ -74,7 +120,7 @@ pub fn secret(target: &Target) -> Result<Option<String>, String> {
             Ok(v) => Ok(Some(v)),
             Err(_) => Err(format!(
                 "the environment variable {} (secret-env) is not set for docker-microscale",
-                crate::render::printable(name)
+                crate::edge::text::printable(name)
             )),
         },
         None => Ok(None),
@@ -231,7 +277,7 @@ fn finish_error(e: &str, secret: Option<&str>, uri: &str) -> String {
         Some(s) => scrub(e, s, user_of(uri).as_deref()),
         None => e.to_string(),
     };
-    crate::render::printable(&crate::edge::redact::redact_value(&web::one_line(&e)))
+    crate::edge::text::printable(&crate::edge::redact::redact_value(&web::one_line(&e)))
 }
 
 /// The user name before `@` in a URI, percent-decoded (for basic-auth forms of the
@@ -264,7 +310,7 @@ async fn read_source(
 }
 
 /// Whether a coverage is partial (some running tasks not measured).
-pub(crate) fn notes_needed(c: &Option<crate::decide::Coverage>) -> bool {
+pub(crate) fn notes_needed(c: &Option<crate::metrics::Coverage>) -> bool {
     c.as_ref().is_some_and(|c| c.partial())
 }
 

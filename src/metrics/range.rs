@@ -72,7 +72,7 @@ pub async fn read_range(
             Some(s) => scrub(&e, s, None),
             None => e,
         };
-        crate::render::printable(&crate::edge::redact::redact_value(&e))
+        crate::edge::text::printable(&crate::edge::redact::redact_value(&e))
     })
 }
 

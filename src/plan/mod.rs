@@ -15,14 +15,14 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::edge::argv::any_path;
+use crate::edge::argv::{any_path, go_bool};
 use crate::metrics::access::MetricAccess;
 
-use crate::cmd::status::Mode;
 use crate::decide::{self, Action, History, Observation, Placement, Reading};
 use crate::rules::check::{RulesFile, rule_inputs, service_name};
 use crate::rules::model::{Rule, Target};
 use crate::rules::{Severity, parse_labels};
+use crate::swarm::service::Mode;
 use crate::swarm::snapshot::Snapshot;
 
 /// Seconds a service may take to converge (running = desired) before the plan says
@@ -95,7 +95,7 @@ pub struct Readings {
     /// Service ID → lines for its reasons (where an engine reading came from).
     pub notes: HashMap<String, Vec<String>>,
     /// The engine readings read from every node's agent now (`None` otherwise).
-    pub combined: Option<crate::agent::stats::Stored>,
+    pub combined: Option<crate::store::stats::Stored>,
     /// Peers that gave nothing usable (one line each), when they were read.
     pub peer_failures: Vec<String>,
 }
@@ -154,9 +154,9 @@ pub enum EngineVia<'a> {
     /// Every node's agent, now (the lease holder).
     Peers {
         /// `--stats-peers`.
-        peers: &'a crate::agent::stats::Peers,
+        peers: &'a crate::metrics::nodes::Peers,
         /// `--stats-token-file`.
-        token: &'a crate::agent::stats::Token,
+        token: &'a crate::metrics::nodes::Token,
         /// This agent's collector, for its own node when no peer answered for it.
         collector: &'a crate::metrics::engine::Collector,
         /// This holder's id, for the stored reading.
@@ -231,8 +231,9 @@ async fn read_engine(
     via: &EngineVia<'_>,
     out: &mut Readings,
 ) {
-    use crate::agent::stats;
     use crate::metrics::engine::{self as eng, Collector};
+    use crate::metrics::nodes;
+    use crate::store::stats;
     let ids: std::collections::BTreeSet<String> = keys.values().map(|(id, _)| id.clone()).collect();
     let now = crate::edge::clock::wall_clock();
     // The agents' reading, for the services it covers with the tasks running now.
@@ -254,14 +255,14 @@ async fn read_engine(
                         out.notes.entry(id.clone()).or_default().push(format!(
                             "{}: the agents' reading in config {} is not used: {} (measured through this engine)",
                             kind.uri(),
-                            crate::render::printable(config),
+                            crate::edge::text::printable(config),
                             why
                         ));
                         continue;
                     }
                     let value = match (k.value, &k.error) {
                         (Some(v), _) if v.is_finite() && v >= 0.0 => Ok(v),
-                        (_, Some(e)) => Err(crate::render::printable(e)),
+                        (_, Some(e)) => Err(crate::edge::text::printable(e)),
                         _ => Err("no running task could be measured".into()),
                     };
                     out.values.insert(
@@ -278,7 +279,7 @@ async fn read_engine(
                             missing: k
                                 .missing
                                 .iter()
-                                .map(|m| crate::render::printable(m))
+                                .map(|m| crate::edge::text::printable(m))
                                 .collect(),
                         },
                     );
@@ -328,8 +329,8 @@ async fn read_engine(
         } => {
             // A node's measure takes a second or two (the engine's CPU delta).
             let peer_timeout = timeout.max(std::time::Duration::from_secs(5));
-            let owners = stats::read_owners(engine, snap).await;
-            let got = stats::read_peers(peers, token, &ids, peer_timeout, &owners).await;
+            let owners = nodes::read_owners(engine, snap).await;
+            let got = nodes::read_peers(peers, token, &ids, peer_timeout, &owners).await;
             answers = got.nodes;
             out.peer_failures = got.failures;
             *collector
@@ -384,7 +385,7 @@ async fn read_engine(
             },
             Err(e) => stats::StoredKind {
                 total: running_tasks(snap, id),
-                error: Some(crate::render::ellipsize(e, 300)),
+                error: Some(crate::edge::text::ellipsize(e, 300)),
                 ..Default::default()
             },
         };
@@ -569,7 +570,7 @@ pub fn observe_counted(
     // Tasks the engine still reports running on down nodes are stale, never
     // replicas: a dead worker must not hold the decision as "not converged".
     let running = counted.running;
-    let update = crate::cmd::status::update_text(service);
+    let update = crate::swarm::service::update_text(service);
     // One-shot: converging since the spec last changed.
     let converging_since = (running != replicas).then(|| {
         service
@@ -604,7 +605,7 @@ pub fn stale_reason(counted: &crate::swarm::snapshot::RunningTasks) -> Option<St
     (counted.stale > 0).then(|| {
         format!(
             "not counted as running:{} (Swarm keeps the record until the node returns)",
-            crate::cmd::status::stale_note(counted.stale, &counted.stale_nodes)
+            crate::swarm::service::stale_note(counted.stale, &counted.stale_nodes)
                 .trim_end_matches(')')
                 .replacen(" (", " ", 1)
         )
@@ -849,7 +850,7 @@ impl Computed {
             &mut histories,
         );
         let windows = crate::store::history::down_windows(services, self.file_ref());
-        self.trust.guard(&mut rows, self.now, &|id| {
+        guard(&self.trust, &mut rows, self.now, &|id| {
             windows.get(id).copied().unwrap_or(300.0)
         });
         rows
@@ -863,7 +864,7 @@ impl Computed {
 pub fn history_name(lease: Option<&str>) -> Result<String, String> {
     let lease = match lease.map(str::trim) {
         None => crate::store::lease::DEFAULT_NAME.to_string(),
-        Some(n) => crate::agent::check_lease_name(n)?,
+        Some(n) => crate::store::lease::check_lease_name(n)?,
     };
     Ok(crate::store::history::config_name(&lease))
 }
@@ -882,7 +883,7 @@ fn lease_name(lease: Option<&str>) -> String {
 /// Errors: a bad `--rules` file or `--metric-allow`, an engine error.
 pub async fn compute(
     engine: &crate::engine::Engine,
-    args: &crate::cli::PlanArgs,
+    args: &PlanArgs,
 ) -> Result<Computed, crate::edge::exit::Failure> {
     use crate::edge::exit::Failure;
     let file = crate::rules::check::load_rules_flag(args.decide.rules.as_deref())?;
@@ -892,7 +893,7 @@ pub async fn compute(
         .await
         .map_err(|e| Failure::Error(e.to_string()))?;
     let (mut services, missing) =
-        crate::cmd::status::select_services(snap.services.clone(), &args.services, false);
+        crate::swarm::service::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
     let now = crate::edge::clock::wall_clock();
     let no_trunc = args.no_trunc == Some(true);
@@ -902,7 +903,7 @@ pub async fn compute(
     // The engine source: the agents' combined reading of every node while fresh,
     // else what this engine can see.
     let via = EngineVia::Stored {
-        config: crate::agent::stats::config_name(&lease_name(args.lease_name.as_deref())),
+        config: crate::store::stats::config_name(&lease_name(args.lease_name.as_deref())),
     };
     let readings = read_metrics(
         engine,
@@ -925,7 +926,7 @@ pub async fn compute(
         Err(e) => (
             None,
             history::Trust {
-                unreadable: Some(crate::render::printable(&e.to_string())),
+                unreadable: Some(crate::edge::text::printable(&e.to_string())),
                 ..Default::default()
             },
         ),
@@ -958,7 +959,7 @@ pub async fn compute(
         &mut histories,
     );
     let windows = history::down_windows(&services, computed.file_ref());
-    computed.trust.guard(&mut rows, now, &|id| {
+    guard(&computed.trust, &mut rows, now, &|id| {
         windows
             .iter()
             .find(|(full, _)| full.starts_with(id) && !id.is_empty())
@@ -996,6 +997,72 @@ pub struct DecideOptions {
         allow_negative_numbers = true
     )]
     pub capacity: Option<u64>,
+}
+
+/// Turns the scale-downs of `rows` that an unreadable history (`trust`) does not allow
+/// into holds, saying why and until when. `down_window(id)` is the service's
+/// scale-down window (seconds); a service whose stored entry was unreadable
+/// decides on a fresh history, so it may scale down once that history covers a
+/// whole window.
+pub fn guard(
+    trust: &crate::store::history::Trust,
+    rows: &mut [PlanRow],
+    now: f64,
+    down_window: &dyn Fn(&str) -> f64,
+) {
+    for row in rows.iter_mut().filter(|r| r.action == "scale down") {
+        let why = if let Some(e) = &trust.unreadable {
+            Some(format!(
+                "the decision history in the swarm cannot be read ({e}): no scale-down on an unknown window; holding {}",
+                row.current
+            ))
+        } else {
+            trust.bad.iter().find(|(id, _)| id.starts_with(&row.id) && !row.id.is_empty()).and_then(|(_, (since, e))| {
+                let until = since + down_window(&row.id);
+                (now < until).then(|| {
+                    format!(
+                        "the stored decision history cannot be read ({e}): no scale-down before {} (a whole scale-down window of fresh history); holding {}",
+                        crate::store::history::epoch_text(until),
+                        row.current
+                    )
+                })
+            })
+        };
+        if let Some(why) = why {
+            row.reasons.push(crate::edge::text::printable(&why));
+            row.desired = row.current;
+            row.action = "hold".into();
+        }
+    }
+}
+
+/// Options of `docker microscale plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Services to plan, by name or ID (default: every service with a rule)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    #[command(flatten)]
+    pub decide: DecideOptions,
+
+    /// The agents' lease; the decision history read is the Swarm config <lease>-history (default microscale-agent-lease)
+    #[arg(long = "lease-name", value_name = "string")]
+    pub lease_name: Option<String>,
+
+    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on errors
+    #[arg(long = "detailed-exitcode", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub detailed_exitcode: Option<bool>,
+
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    #[arg(long = "format", value_name = "string")]
+    pub format: Option<String>,
+
+    /// Don't truncate output
+    #[arg(long = "no-trunc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub no_trunc: Option<bool>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! --pretty`), and the `--check` table.
 
 use super::ServiceProvenance;
-use crate::render::{docker_table, ellipsize, printable};
+use crate::edge::text::{ellipsize, printable};
+use crate::render::docker_table;
 
 /// Width at which long values (label values, images) are cut without `--no-trunc`.
 const VALUE_WIDTH: usize = 72;

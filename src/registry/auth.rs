@@ -386,13 +386,13 @@ pub fn token_url(challenge: &Challenge, repository: &str) -> Result<reqwest::Url
     let mut url = reqwest::Url::parse(realm).map_err(|e| {
         format!(
             "the token service address (realm) \"{}\" is not a URL: {e}",
-            crate::render::printable(&redact_value(realm))
+            crate::edge::text::printable(&redact_value(realm))
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the token service address (realm) \"{}\" is not an http(s) URL",
-            crate::render::printable(&redact_value(realm))
+            crate::edge::text::printable(&redact_value(realm))
         ));
     }
     {

@@ -1030,7 +1030,7 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
     } else {
         // The registry's words: one line, no terminal control, no secrets.
         let text: String = messages.join("; ").chars().take(500).collect();
-        format!(": {}", crate::render::printable(&redact_value(&text)))
+        format!(": {}", crate::edge::text::printable(&redact_value(&text)))
     };
     (codes, message)
 }

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 
-use crate::cmd::status::ServiceRow;
+use crate::edge::text::{is_unsafe, printable};
 
 pub mod badge;
 pub mod fields;
@@ -91,142 +91,6 @@ pub fn docker_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Makes text safe for a terminal: control characters (escape sequences, carriage
-/// returns, newlines, tabs) and bidirectional overrides are shown escaped (`\u{1b}`)
-/// instead of acting on the terminal or breaking table columns.
-pub fn printable(s: &str) -> String {
-    if !s.chars().any(is_unsafe) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if matches!(c, '\n' | '\r' | '\t') {
-                c.escape_default().to_string()
-            } else if is_unsafe(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// Control characters, the bidirectional formatting characters that reorder what a
-/// terminal shows (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), invisible ones
-/// that make two texts look alike (U+200B..U+200D, U+2060..U+2064, U+FEFF), and the
-/// line and paragraph separators (U+2028, U+2029).
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{200b}'..='\u{200f}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-}
-
-/// Shortens `s` to `max` terminal columns (wide characters count two), ending with
-/// `…` when cut.
-pub fn ellipsize(s: &str, max: usize) -> String {
-    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
-    if s.width() <= max {
-        return s.to_string();
-    }
-    let mut out = String::new();
-    let mut width = 0;
-    for c in s.chars() {
-        let w = c.width().unwrap_or(0);
-        if width + w > max.saturating_sub(1) {
-            break;
-        }
-        width += w;
-        out.push(c);
-    }
-    out.push('…');
-    out
-}
-
-/// Widest RULE shown before it is cut (unless `--no-trunc`).
-const RULE_WIDTH: usize = 48;
-/// Width at which SOURCE is cut without `--no-trunc`.
-const SOURCE_WIDTH: usize = 48;
-
-/// A SOURCE (`host/path@revision`) cut to `max` columns in its path, so that the
-/// revision, the part that tells builds apart, stays whole (a long path once showed
-/// as `github.com/docker-microscale/docker-microscale@…`). A revision longer than
-/// half of `max` is cut as the rest is.
-fn ellipsize_source(s: &str, max: usize) -> String {
-    use unicode_width::UnicodeWidthStr;
-    match s.rsplit_once('@') {
-        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
-            format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
-        }
-        _ => ellipsize(s, max),
-    }
-}
-
-/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
-pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
-    let body = rows
-        .iter()
-        .map(|r| {
-            let image = if r.digest.is_empty() {
-                r.image_name.clone()
-            } else if no_trunc {
-                format!("{}@{}", r.image_name, r.digest)
-            } else {
-                let short: String = r
-                    .digest
-                    .trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect();
-                format!("{}@sha256:{short}", r.image_name)
-            };
-            let rule = if no_trunc {
-                r.rule.clone()
-            } else {
-                ellipsize(&r.rule, RULE_WIDTH)
-            };
-            let source = match (r.source.is_empty(), no_trunc) {
-                (true, _) => "-".to_string(),
-                (false, true) => r.source.clone(),
-                (false, false) => ellipsize_source(&r.source, SOURCE_WIDTH),
-            };
-            // Stale tasks on down nodes are named in REPLICAS (`ServiceRow::replicas`).
-            let nodes = r.nodes.to_string();
-            vec![
-                r.name.clone(),
-                r.mode.as_str().to_string(),
-                r.replicas.clone(),
-                image,
-                match (&r.fight, r.update.is_empty()) {
-                    (None, _) => r.update.clone(),
-                    (Some(f), true) => format!("fight ({} resets)", f.resets),
-                    (Some(f), false) => format!("{}, fight ({} resets)", r.update, f.resets),
-                },
-                source,
-                rule,
-                r.metric.clone().unwrap_or_else(|| "-".into()),
-                r.rule_desired
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                nodes,
-            ]
-        })
-        .collect();
-    docker_table(
-        &[
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
-            "NODES",
-        ],
-        body,
-    )
 }
 
 /// One compact JSON object per line ([`json_text`]).
@@ -317,6 +181,7 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edge::text::ellipsize;
 
     #[test]
     fn natural_order_like_docker() {
@@ -368,23 +233,6 @@ mod tests {
     }
 
     #[test]
-    fn a_long_source_keeps_its_revision() {
-        let s = "github.com/docker-microscale/docker-microscale@4d35d28";
-        let cut = super::ellipsize_source(s, 48);
-        assert_eq!(cut, "github.com/docker-microscale/docker-mic…@4d35d28");
-        assert_eq!(unicode_width::UnicodeWidthStr::width(cut.as_str()), 48);
-        // Short enough: untouched; no revision: cut at the end.
-        assert_eq!(
-            super::ellipsize_source("gitlab.com/a/b@89abcde", 48),
-            "gitlab.com/a/b@89abcde"
-        );
-        assert_eq!(
-            super::ellipsize_source(&"x".repeat(50), 48).chars().last(),
-            Some('…')
-        );
-    }
-
-    #[test]
     fn ellipsize_counts_columns() {
         assert_eq!(ellipsize("abcdef", 4), "abc…");
         assert_eq!(ellipsize("abc", 4), "abc");
@@ -395,7 +243,7 @@ mod tests {
 
 #[cfg(test)]
 mod invisible_tests {
-    use super::printable;
+    use crate::edge::text::printable;
 
     #[test]
     fn invisible_and_separator_characters_are_shown_escaped() {

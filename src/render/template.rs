@@ -120,8 +120,8 @@ impl std::fmt::Display for TemplateError {
         write!(f, "template parsing error: {}", self.message)?;
         if let Some(pos) = self.pos {
             let pos = pos.min(self.template.len());
-            let before = super::printable(&self.template[..pos]);
-            let shown = super::printable(&self.template);
+            let before = crate::edge::text::printable(&self.template[..pos]);
+            let shown = crate::edge::text::printable(&self.template);
             write!(f, "\n  {shown}\n  {}^", " ".repeat(before.width()))?;
         }
         Ok(())
@@ -240,7 +240,7 @@ impl Template {
     /// template, a header line first, and columns aligned as Go's tabwriter aligns
     /// them (minimum width 10, padding 3).
     ///
-    /// What an action prints is made terminal-safe with [`super::printable`] when it
+    /// What an action prints is made terminal-safe with [`crate::edge::text::printable`] when it
     /// comes from the data (a field, a variable, a function of one); the template's
     /// own text, literals and the text `print`, `printf`, `println`, `join` and `pad`
     /// make (they escape the data they format) are kept, so a template's tabs and
@@ -1242,7 +1242,7 @@ struct Exec<'a> {
 }
 
 /// A value and whether it comes from the data (a field, a variable, or a function
-/// of one): data is escaped with [`super::printable`] when printed; literals of the
+/// of one): data is escaped with [`crate::edge::text::printable`] when printed; literals of the
 /// template and the text `print`, `printf`, `println`, `join` and `pad` make (which
 /// escape the data in them) are printed as they are.
 type Tainted = (Val, bool);
@@ -1329,7 +1329,7 @@ impl Exec<'_> {
                         let text = show(&v);
                         self.spend(text.len() as u64, pipe.pos)?;
                         if tainted {
-                            self.emit(&super::printable(&text), pipe.pos)?;
+                            self.emit(&crate::edge::text::printable(&text), pipe.pos)?;
                         } else {
                             self.emit(&text, pipe.pos)?;
                         }
@@ -1562,7 +1562,7 @@ impl Exec<'_> {
 
     /// Calls function `name`. The result comes from the data when an argument does,
     /// except for `print`, `printf`, `println`, `join` and `pad`, which escape the
-    /// data they format ([`super::printable`]) and keep the template's own text (a
+    /// data they format ([`crate::edge::text::printable`]) and keep the template's own text (a
     /// tab or newline in a format or separator). Each call is a step, and its result
     /// is charged to [`MAX_WORK`].
     fn call(
@@ -1595,7 +1595,11 @@ impl Exec<'_> {
         // Text of argument `i` as print shows it, escaped when it comes from the data.
         let shown = |i: usize| {
             let t = show(&args[i]);
-            if taints[i] { super::printable(&t) } else { t }
+            if taints[i] {
+                crate::edge::text::printable(&t)
+            } else {
+                t
+            }
         };
         let work = self.budget.work;
         let too_big = |what: &str| {
@@ -1688,7 +1692,7 @@ impl Exec<'_> {
                 want(2)?;
                 let mut sep = string(&args[1], "the separator")?;
                 if taints[1] {
-                    sep = super::printable(&sep);
+                    sep = crate::edge::text::printable(&sep);
                 }
                 match &args[0] {
                     Some(Value::Array(a)) => {
@@ -1699,7 +1703,7 @@ impl Exec<'_> {
                             }
                             let t = show_value(x);
                             if taints[0] {
-                                out.push_str(&super::printable(&t));
+                                out.push_str(&crate::edge::text::printable(&t));
                             } else {
                                 out.push_str(&t);
                             }
@@ -1735,7 +1739,7 @@ impl Exec<'_> {
                 want(3)?;
                 let mut text = string(&args[0], "the text")?;
                 if taints[0] {
-                    text = super::printable(&text);
+                    text = crate::edge::text::printable(&text);
                 }
                 let before = int(&args[1], "the space before")?.max(0);
                 let after = int(&args[2], "the space after")?.max(0);
@@ -1908,7 +1912,7 @@ impl Exec<'_> {
                 // A format from the data is escaped whole (escaping twice changes
                 // nothing).
                 s(if taints[0] {
-                    super::printable(&text)
+                    crate::edge::text::printable(&text)
                 } else {
                     text
                 })
@@ -2136,7 +2140,7 @@ fn printf_number(
 /// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %d %q %f %t %x %%`, with
 /// the `-` and `0` flags, a width and a precision (digits or `*`, at most
 /// [`MAX_WIDTH`]). Arguments whose `taints` entry is set are shown escaped
-/// ([`super::printable`]) before they are padded.
+/// ([`crate::edge::text::printable`]) before they are padded.
 ///
 /// Errors: a width or precision above [`MAX_WIDTH`] or a bad `*` argument, and a
 /// result longer than `limit` bytes.
@@ -2218,7 +2222,7 @@ fn printf(format: &str, args: &[Val], taints: &[bool], limit: u64) -> Result<Str
             (other, _) => format!("%!{other}({})", show(arg)),
         };
         if tainted {
-            text = super::printable(&text);
+            text = crate::edge::text::printable(&text);
         }
         if let Some(w) = width {
             let w = w as usize;
@@ -2246,7 +2250,11 @@ fn printf(format: &str, args: &[Val], taints: &[bool], limit: u64) -> Result<Str
             .zip(taints[next..].iter())
             .map(|(a, t)| {
                 let s = show(a);
-                if *t { super::printable(&s) } else { s }
+                if *t {
+                    crate::edge::text::printable(&s)
+                } else {
+                    s
+                }
             })
             .collect();
         let _ = write!(out, "%!(EXTRA {})", extra.join(", "));

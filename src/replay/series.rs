@@ -59,7 +59,7 @@ pub struct Series {
 /// Errors: the file cannot be read; a malformed line (`FILE:LINE: …`); a file with
 /// no point.
 pub fn read_file(path: &Path) -> Result<Series, String> {
-    let shown = crate::render::printable(&path.display().to_string());
+    let shown = crate::edge::text::printable(&path.display().to_string());
     // A regular file of at most 256 MiB, opened without blocking: a FIFO or
     // /dev/zero is refused, not read forever.
     let bytes = crate::edge::fsutil::read_regular(path, MAX_SERIES_BYTES, true).map_err(|e| {
@@ -111,7 +111,7 @@ fn parse_time(text: &str) -> Result<(f64, bool), String> {
         Ok(ts) => Ok((ts.as_millisecond() as f64 / 1000.0, true)),
         Err(_) => Err(format!(
             "time {:?} is neither seconds nor an RFC 3339 time such as 2024-05-01T12:00:00Z",
-            crate::render::printable(t)
+            crate::edge::text::printable(t)
         )),
     }
 }
@@ -123,7 +123,7 @@ fn parse_value(text: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() => Ok(x),
         _ => Err(format!(
             "value {:?} is not a finite number (leave it empty for a failed read)",
-            crate::render::printable(v)
+            crate::edge::text::printable(v)
         )),
     }
 }
@@ -138,7 +138,7 @@ fn parse_metric(text: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "metric {:?} is not a metric name (letters, digits, - and _, as in microscale.metric.NAME)",
-            crate::render::printable(m)
+            crate::edge::text::printable(m)
         ))
     }
 }
@@ -200,7 +200,7 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Series, String> {
                         other => {
                             return Err(format!(
                                 "{at}: unknown column {:?}: the columns are time, value, metric and error",
-                                crate::render::printable(other)
+                                crate::edge::text::printable(other)
                             ));
                         }
                     };
@@ -283,7 +283,7 @@ pub fn parse_json_lines(text: &str, file: &str) -> Result<Series, String> {
         {
             return Err(format!(
                 "{at}: unknown key {:?}: the keys are time, value, metric and error",
-                crate::render::printable(k)
+                crate::edge::text::printable(k)
             ));
         }
         let (time, absolute) = match obj.get("time") {
@@ -318,7 +318,7 @@ pub fn parse_json_lines(text: &str, file: &str) -> Result<Series, String> {
             (Some(other), _) => {
                 return Err(format!(
                     "{at}: value {} is not a number (leave it out, or null, for a failed read)",
-                    crate::render::printable(&other.to_string())
+                    crate::edge::text::printable(&other.to_string())
                 ));
             }
         };

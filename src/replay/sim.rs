@@ -8,9 +8,9 @@
 use serde::Serialize;
 
 use super::series::{Point, Series};
-use crate::cmd::status::Mode;
 use crate::decide::{self, Action, Decision, History, Observation, Reading};
 use crate::rules::model::{Rule, Target};
+use crate::swarm::service::Mode;
 
 /// How the replayed service behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,7 +121,7 @@ fn metric_of<'a>(rule: &'a Rule, p: &Point) -> Result<&'a str, String> {
     }
     Err(format!(
         "the series has metric {:?}, which the rule does not have (it has {})",
-        crate::render::printable(&p.metric),
+        crate::edge::text::printable(&p.metric),
         shown(&names)
     ))
 }

@@ -233,7 +233,7 @@ fn suggestion(key: &str, known: &[&str]) -> Option<String> {
 /// error, or when the labels declare no rule.
 pub fn parse_labels(
     service: &str,
-    mode: crate::cmd::status::Mode,
+    mode: crate::swarm::service::Mode,
     labels: &BTreeMap<String, String>,
 ) -> Parsed {
     let mut ctx = Ctx {
@@ -283,7 +283,7 @@ pub fn parse_labels(
     };
     if matches!(
         mode,
-        crate::cmd::status::Mode::Global | crate::cmd::status::Mode::GlobalJob
+        crate::swarm::service::Mode::Global | crate::swarm::service::Mode::GlobalJob
     ) {
         ctx.error(
             &format!("{PREFIX}*"),
@@ -291,7 +291,7 @@ pub fn parse_labels(
             "a replicated service: a global service runs one task per node and is never scaled; remove the rule or make the service replicated",
         );
     }
-    if mode == crate::cmd::status::Mode::ReplicatedJob {
+    if mode == crate::swarm::service::Mode::ReplicatedJob {
         ctx.push(
             &format!("{PREFIX}*"),
             mode.as_str(),
@@ -863,7 +863,7 @@ fn flatten(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::status::Mode;
+    use crate::swarm::service::Mode;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

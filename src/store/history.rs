@@ -314,7 +314,7 @@ fn parse(name: &str, value: &Value) -> Result<Stored, EngineError> {
                     sid.to_string(),
                     format!(
                         "label {k} of config {name}: {}",
-                        crate::render::ellipsize(&crate::render::printable(&why), 200)
+                        crate::edge::text::ellipsize(&crate::edge::text::printable(&why), 200)
                     ),
                 );
             }
@@ -468,43 +468,6 @@ impl Trust {
                 .collect(),
         }
     }
-
-    /// Turns the scale-downs of `rows` that an unreadable history does not allow
-    /// into holds, saying why and until when. `down_window(id)` is the service's
-    /// scale-down window (seconds); a service whose stored entry was unreadable
-    /// decides on a fresh history, so it may scale down once that history covers a
-    /// whole window.
-    pub fn guard(
-        &self,
-        rows: &mut [crate::plan::PlanRow],
-        now: f64,
-        down_window: &dyn Fn(&str) -> f64,
-    ) {
-        for row in rows.iter_mut().filter(|r| r.action == "scale down") {
-            let why = if let Some(e) = &self.unreadable {
-                Some(format!(
-                    "the decision history in the swarm cannot be read ({e}): no scale-down on an unknown window; holding {}",
-                    row.current
-                ))
-            } else {
-                self.bad.iter().find(|(id, _)| id.starts_with(&row.id) && !row.id.is_empty()).and_then(|(_, (since, e))| {
-                    let until = since + down_window(&row.id);
-                    (now < until).then(|| {
-                        format!(
-                            "the stored decision history cannot be read ({e}): no scale-down before {} (a whole scale-down window of fresh history); holding {}",
-                            epoch_text(until),
-                            row.current
-                        )
-                    })
-                })
-            };
-            if let Some(why) = why {
-                row.reasons.push(crate::render::printable(&why));
-                row.desired = row.current;
-                row.action = "hold".into();
-            }
-        }
-    }
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (whole seconds).
@@ -529,7 +492,7 @@ pub fn down_windows(
         .into_iter()
         .map(|(s, labels, _)| {
             let name = crate::rules::check::service_name(s);
-            let w = crate::rules::parse_labels(&name, crate::cmd::status::Mode::of(s), &labels)
+            let w = crate::rules::parse_labels(&name, crate::swarm::service::Mode::of(s), &labels)
                 .rule
                 .map_or(300.0, |r| r.scale_down.window.as_secs_f64());
             (s.id.clone().unwrap_or_default(), w)
@@ -608,7 +571,7 @@ impl Keeper {
                 Some(stored.histories(now))
             }
             Err(e) => {
-                self.trust.unreadable = Some(crate::render::printable(&e.to_string()));
+                self.trust.unreadable = Some(crate::edge::text::printable(&e.to_string()));
                 None
             }
         }
@@ -721,12 +684,12 @@ pub(crate) fn decide_cpu_millis(entries: &BTreeMap<String, Entry>, now: f64) -> 
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let Some(rule) =
-        crate::rules::parse_labels("bench", crate::cmd::status::Mode::Replicated, &labels).rule
+        crate::rules::parse_labels("bench", crate::swarm::service::Mode::Replicated, &labels).rule
     else {
         return f64::NAN;
     };
     let obs = Observation {
-        mode: crate::cmd::status::Mode::Replicated,
+        mode: crate::swarm::service::Mode::Replicated,
         replicas: 20,
         running: 20,
         update: None,

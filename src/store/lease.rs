@@ -1122,6 +1122,26 @@ pub struct LeaseArgs {
     pub run_for: Option<String>,
 }
 
+/// Checks `--lease-name` as Swarm checks a config name, and keeps the names the
+/// agent uses for other things.
+pub(crate) fn check_lease_name(n: &str) -> Result<String, String> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && n != super::fights::CONFIG_NAME;
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(format!(
+            "invalid argument \"{}\" for \"--lease-name\" flag: a Swarm config name (a letter or digit, then letters, digits, '-', '_' and '.'; at most 64), other than {}",
+            crate::edge::text::ellipsize(&crate::edge::text::printable(n), 80),
+            super::fights::CONFIG_NAME
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

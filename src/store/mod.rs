@@ -7,3 +7,4 @@ pub mod exclusive;
 pub mod fights;
 pub mod history;
 pub mod lease;
+pub mod stats;

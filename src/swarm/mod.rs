@@ -3,4 +3,5 @@
 //! `microscale.*` labels as people read them ([`labels`]).
 
 pub mod labels;
+pub mod service;
 pub mod snapshot;

@@ -16,7 +16,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::ReplayArgs;
-use crate::cmd::status::Mode;
 use crate::edge::exit::{Exit, Failure, print_stdout};
 use crate::engine::Engine;
 use crate::render::Format;
@@ -26,6 +25,7 @@ use crate::replay::sim::{Options, Step, Summary};
 use crate::replay::{chart, series, sim};
 use crate::rules::model::{Rule, Target};
 use crate::rules::{Severity, parse_labels};
+use crate::swarm::service::Mode;
 
 /// Longest a Prometheus range request may take (each request of at most 10 000
 /// points).
@@ -123,7 +123,7 @@ fn duration_flag(value: &str, flag: &str, min: Duration) -> Result<Duration, Fai
         .ok_or_else(|| {
             Failure::Usage(format!(
                 "invalid argument \"{}\" for \"{flag}\" flag: a duration from {} to 366 days, such as 15s, 5m or 1h30m",
-                crate::render::printable(v),
+                crate::edge::text::printable(v),
                 humantime::format_duration(min)
             ))
         })
@@ -136,7 +136,7 @@ fn time_flag(value: &str, flag: &str, now_secs: f64) -> Result<f64, Failure> {
     let bad = || {
         Failure::Usage(format!(
             "invalid argument \"{}\" for \"{flag}\" flag: an RFC 3339 time (2024-05-01T12:00:00Z), Unix seconds, now, or now-DURATION (now-7d)",
-            crate::render::printable(v)
+            crate::edge::text::printable(v)
         ))
     };
     if v == "now" {
@@ -162,14 +162,14 @@ pub fn labels_flag(values: &[String]) -> Result<BTreeMap<String, String>, Failur
         let Some((k, val)) = v.split_once('=') else {
             return Err(Failure::Usage(format!(
                 "invalid argument \"{}\" for \"--label\" flag: give a rule key, = and its value, e.g. --label max=10 or --label microscale.target=50",
-                crate::render::printable(v)
+                crate::edge::text::printable(v)
             )));
         };
         let k = k.trim();
         if k.is_empty() {
             return Err(Failure::Usage(format!(
                 "invalid argument \"{}\" for \"--label\" flag: the key is empty",
-                crate::render::printable(v)
+                crate::edge::text::printable(v)
             )));
         }
         let key = if k.starts_with("microscale.") || k.starts_with("com.microscaling.") {
@@ -180,7 +180,7 @@ pub fn labels_flag(values: &[String]) -> Result<BTreeMap<String, String>, Failur
         if out.insert(key.clone(), val.to_string()).is_some() {
             return Err(Failure::Usage(format!(
                 "--label {} given twice: give each key once",
-                crate::render::printable(&key)
+                crate::edge::text::printable(&key)
             )));
         }
     }
@@ -268,8 +268,11 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
         return Ok(offline("replay".into(), rule));
     }
     if let Some((path, file)) = crate::rules::check::load_rules_flag(args.rules.as_deref())? {
-        let shown = crate::render::printable(&path.display().to_string());
-        let tables: Vec<String> = file.keys().map(|k| crate::render::printable(k)).collect();
+        let shown = crate::edge::text::printable(&path.display().to_string());
+        let tables: Vec<String> = file
+            .keys()
+            .map(|k| crate::edge::text::printable(k))
+            .collect();
         let name = match &args.service {
             Some(s) => s.clone(),
             None if file.len() == 1 => file.keys().next().cloned().unwrap_or_default(),
@@ -284,7 +287,7 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
         let Some(labels) = file.get(&name) else {
             return Err(Failure::Error(format!(
                 "the rules file {shown} has no table [{}]; its tables: {}",
-                crate::render::printable(&name),
+                crate::edge::text::printable(&name),
                 if tables.is_empty() {
                     "none".into()
                 } else {
@@ -319,7 +322,7 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
         .iter()
         .map(crate::rules::check::service_name)
         .collect();
-    let (found, missing) = crate::cmd::status::select_services(
+    let (found, missing) = crate::swarm::service::select_services(
         snap.services.clone(),
         std::slice::from_ref(name),
         false,
@@ -327,13 +330,13 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
     if let Some(m) = missing.first() {
         return Err(Failure::Error(format!(
             "no such service: {}",
-            crate::render::printable(m)
+            crate::edge::text::printable(m)
         )));
     }
     let Some(svc) = found.first() else {
         return Err(Failure::Error(format!(
             "no such service: {}",
-            crate::render::printable(name)
+            crate::edge::text::printable(name)
         )));
     };
     let svc_name = crate::rules::check::service_name(svc);
@@ -341,7 +344,7 @@ async fn source(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Source, Fa
     if mode != Mode::Replicated {
         return Err(Failure::Error(format!(
             "{} is a {} service: only replicated services are scaled, so there is nothing to replay",
-            crate::render::printable(&svc_name),
+            crate::edge::text::printable(&svc_name),
             mode.as_str()
         )));
     }
@@ -363,7 +366,7 @@ fn prometheus_uri(url: &str, query: &str) -> Result<String, Failure> {
     let bad = |why: &str| {
         Failure::Usage(format!(
             "invalid argument \"{}\" for \"--prometheus\" flag: {why}",
-            crate::edge::redact::redact_value(&crate::render::printable(url))
+            crate::edge::redact::redact_value(&crate::edge::text::printable(url))
         ))
     };
     let (scheme, rest) = url
@@ -584,7 +587,7 @@ fn table(lines: &[StepLine], no_trunc: bool) -> String {
                     if no_trunc {
                         reason
                     } else {
-                        crate::render::ellipsize(&reason, 100)
+                        crate::edge::text::ellipsize(&reason, 100)
                     },
                 ]
             })
@@ -607,7 +610,7 @@ fn name_points(series: &mut Series, rule: &Rule, metric: Option<&str>) -> Result
             .collect();
         return Err(Failure::Usage(format!(
             "--metric {}: the rule has no such metric (it has {})",
-            crate::render::printable(name),
+            crate::edge::text::printable(name),
             have.join(", ")
         )));
     }
@@ -667,7 +670,7 @@ pub async fn run(engine: Option<&Engine>, args: &ReplayArgs) -> Result<Exit, Fai
         std::fs::write(path, svg).map_err(|e| {
             Failure::Error(format!(
                 "cannot write the chart to {}: {e}",
-                crate::render::printable(&path.display().to_string())
+                crate::edge::text::printable(&path.display().to_string())
             ))
         })?;
     }

@@ -8,8 +8,9 @@
 use serde::Serialize;
 
 use crate::edge::exit::{Exit, Failure, print_stdout_async, say};
+use crate::edge::text::printable;
 use crate::engine::Engine;
-use crate::render::{docker_table, printable};
+use crate::render::docker_table;
 use crate::rules::check::{rule_inputs, service_name};
 use crate::store::history::{self, Entry, epoch_text};
 
@@ -221,14 +222,14 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesHistoryArgs) -> Result
     })?;
     let now = crate::edge::clock::wall_clock();
     let (mut services, missing) =
-        crate::cmd::status::select_services(snap.services.clone(), &args.services, false);
+        crate::swarm::service::select_services(snap.services.clone(), &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
     let file_ref = file.as_ref().map(|(p, m)| (p.as_path(), m));
     let mut list = vec![];
     for (s, labels, _) in rule_inputs(&services, file_ref) {
         let id = s.id.clone().unwrap_or_default();
         let sname = service_name(s);
-        let spans = crate::rules::parse_labels(&sname, crate::cmd::status::Mode::of(s), &labels)
+        let spans = crate::rules::parse_labels(&sname, crate::swarm::service::Mode::of(s), &labels)
             .rule
             .map(|r| {
                 (

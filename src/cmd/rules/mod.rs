@@ -1,12 +1,12 @@
 //! `docker microscale rules check [SERVICE...]` (here) and `rules history` ([`history`]).
 
-use crate::cmd::status::Mode;
 use crate::edge::exit::{Exit, Failure, print_stdout_async};
 use crate::engine::Engine;
 use crate::render::{Format, docker_table};
 #[allow(unused_imports)]
 use crate::rules::check::*;
 use crate::rules::{Problem, Severity, parse_labels};
+use crate::swarm::service::Mode;
 use serde::Serialize;
 
 pub mod history;
@@ -39,19 +39,19 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
         .map_err(Failure::Usage)?;
     // engine:// on a multi-node swarm needs an agent on every node.
     let agents = {
-        let config = crate::agent::stats::config_name(crate::store::lease::DEFAULT_NAME);
-        let stored = crate::agent::stats::read_stored(engine, &config)
+        let config = crate::store::stats::config_name(crate::store::lease::DEFAULT_NAME);
+        let stored = crate::store::stats::read_stored(engine, &config)
             .await
             .ok()
             .flatten();
-        crate::agent::stats::missing_agents(
+        crate::store::stats::missing_agents(
             &snap,
             stored.as_ref(),
             crate::edge::clock::wall_clock(),
         )
     };
     let (mut services, missing) =
-        crate::cmd::status::select_services(snap.services, &args.services, false);
+        crate::swarm::service::select_services(snap.services, &args.services, false);
     services.sort_by(|a, b| crate::render::natural_cmp(&service_name(a), &service_name(b)));
     let mut checked = vec![];
     let inputs = rule_inputs(&services, file.as_ref().map(|(p, m)| (p.as_path(), m)));
@@ -179,7 +179,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::RulesCheckArgs) -> Result<E
                         p.service.clone(),
                         sev.to_string(),
                         key,
-                        crate::render::ellipsize(&p.value, 60),
+                        crate::edge::text::ellipsize(&p.value, 60),
                         p.expected.clone(),
                     ]
                 })

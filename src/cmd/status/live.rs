@@ -274,7 +274,7 @@ fn frame(view: &View, width: usize, height: usize) -> Vec<String> {
     // Rows below the screen are not shown: the table is built for those that fit.
     let shown = &view.rows[..view.rows.len().min(height)];
     lines.extend(
-        crate::render::status_table(shown, view.no_trunc)
+        super::status_table(shown, view.no_trunc)
             .lines()
             .map(str::to_string),
     );
@@ -323,9 +323,9 @@ fn frame(view: &View, width: usize, height: usize) -> Vec<String> {
     lines
         .into_iter()
         .map(|l| {
-            let safe = crate::render::printable(&l);
+            let safe = crate::edge::text::printable(&l);
             if unicode_width::UnicodeWidthStr::width(safe.as_str()) > width {
-                crate::render::ellipsize(&safe, width)
+                crate::edge::text::ellipsize(&safe, width)
             } else {
                 safe
             }

@@ -5,62 +5,16 @@
 
 pub mod live;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{EndpointPortConfigPublishModeEnum, Service, ServiceUpdateStatusStateEnum};
+use bollard::models::{EndpointPortConfigPublishModeEnum, Service};
 use serde::Serialize;
 
+use crate::edge::text::ellipsize;
+use crate::render::docker_table;
 use crate::swarm::labels;
+use crate::swarm::service::{Mode, select_services, stale_note, update_text};
 use crate::swarm::snapshot::{Filters, Nodes, Snapshot, count_running};
-
-/// The service mode, as `docker service ls` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Mode {
-    #[serde(rename = "replicated")]
-    Replicated,
-    #[serde(rename = "global")]
-    Global,
-    #[serde(rename = "replicated job")]
-    ReplicatedJob,
-    #[serde(rename = "global job")]
-    GlobalJob,
-}
-
-impl Mode {
-    /// The mode of a service spec (`Spec.Mode`); a spec without a mode is replicated,
-    /// as the engine defaults it.
-    pub fn of(service: &Service) -> Mode {
-        let mode = service.spec.as_ref().and_then(|s| s.mode.as_ref());
-        match mode {
-            Some(m) if m.global.is_some() => Mode::Global,
-            Some(m) if m.replicated_job.is_some() => Mode::ReplicatedJob,
-            Some(m) if m.global_job.is_some() => Mode::GlobalJob,
-            _ => Mode::Replicated,
-        }
-    }
-
-    /// The text shown in the MODE column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Replicated => "replicated",
-            Mode::Global => "global",
-            Mode::ReplicatedJob => "replicated job",
-            Mode::GlobalJob => "global job",
-        }
-    }
-
-    /// Parses a `--filter mode=` value: `replicated`, `global`, `replicated-job`,
-    /// `global-job` (the engine's names; a space may stand for the dash).
-    pub fn parse_filter(value: &str) -> Option<Mode> {
-        match value.replace(' ', "-").as_str() {
-            "replicated" => Some(Mode::Replicated),
-            "global" => Some(Mode::Global),
-            "replicated-job" => Some(Mode::ReplicatedJob),
-            "global-job" => Some(Mode::GlobalJob),
-            _ => None,
-        }
-    }
-}
 
 /// One line of `status`; also the JSON object printed by `--format json`.
 ///
@@ -259,48 +213,6 @@ fn replicas_text(
             None => format!("{running}/{desired}"),
         },
     }
-}
-
-/// The note the REPLICAS column adds for stale tasks (last reported running on down
-/// nodes, not counted as running): ` (1 stale task on down node w1)`,
-/// ` (3 stale tasks on down nodes w1, w2)`; at most [`NOTE_NODES`] hostnames, then
-/// `and N more`. Empty without stale tasks.
-pub fn stale_note(stale: u64, nodes: &[String]) -> String {
-    if stale == 0 {
-        return String::new();
-    }
-    let mut names = nodes
-        .iter()
-        .take(NOTE_NODES)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if nodes.len() > NOTE_NODES {
-        names += &format!(" and {} more", nodes.len() - NOTE_NODES);
-    }
-    format!(
-        " ({stale} stale task{} on down node{} {names})",
-        if stale == 1 { "" } else { "s" },
-        if nodes.len() == 1 { "" } else { "s" },
-    )
-}
-
-/// Most hostnames [`stale_note`] names.
-pub const NOTE_NODES: usize = 3;
-
-/// The UPDATE column: `updating`, `paused`, `rolling back`, `rollback paused`, `rolled back`, or empty
-/// (`UpdateStatus.State`).
-pub fn update_text(service: &Service) -> String {
-    use ServiceUpdateStatusStateEnum as S;
-    match service.update_status.as_ref().and_then(|u| u.state) {
-        Some(S::UPDATING) => "updating",
-        Some(S::PAUSED) => "paused",
-        Some(S::ROLLBACK_STARTED) => "rolling back",
-        Some(S::ROLLBACK_PAUSED) => "rollback paused",
-        Some(S::ROLLBACK_COMPLETED) => "rolled back",
-        _ => "",
-    }
-    .to_string()
 }
 
 /// The PORTS of `docker service ls` (docker/cli `service/formatter.go`): ingress
@@ -606,67 +518,6 @@ pub async fn fill_sources_from_cache(
     }
 }
 
-/// Keeps the services named on the command line, looked up as the docker CLI does:
-/// full ID, then exact name, then unique ID prefix.
-///
-/// Returns the kept services and one error line per argument that matched nothing
-/// (`no such service: X`) or an ambiguous prefix. `filtered` says that `services` was
-/// already narrowed by `--filter`, which the error then mentions.
-pub fn select_services(
-    services: Vec<Service>,
-    wanted: &[String],
-    filtered: bool,
-) -> (Vec<Service>, Vec<String>) {
-    if wanted.is_empty() {
-        return (services, vec![]);
-    }
-    let id_of = |s: &Service| s.id.clone().unwrap_or_default();
-    let name_of = |s: &Service| s.spec.as_ref().and_then(|sp| sp.name.clone());
-    let mut keep = BTreeSet::new();
-    let mut errors = vec![];
-    for w in wanted {
-        let by = |pred: &dyn Fn(&Service) -> bool| -> Vec<usize> {
-            services
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| pred(s))
-                .map(|(i, _)| i)
-                .collect()
-        };
-        let mut found = by(&|s| id_of(s) == *w);
-        if found.is_empty() {
-            found = by(&|s| name_of(s).as_deref() == Some(w.as_str()));
-        }
-        if found.is_empty() && !w.is_empty() {
-            found = by(&|s| id_of(s).starts_with(w.as_str()));
-        }
-        let shown = if w.trim().is_empty() {
-            format!("{w:?}")
-        } else {
-            w.clone()
-        };
-        match found.len() {
-            0 if filtered => errors.push(format!(
-                "no such service: {shown} (among the services that match --filter)"
-            )),
-            0 => errors.push(format!("no such service: {shown}")),
-            1 => {
-                keep.insert(found[0]);
-            }
-            n => errors.push(format!(
-                "service ID prefix {shown} is ambiguous ({n} services match): give more characters of the ID, or the name"
-            )),
-        }
-    }
-    let kept = services
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, s)| s)
-        .collect();
-    (kept, errors)
-}
-
 /// Runs `docker microscale status`: reads a snapshot, selects and prints the rows;
 /// with `--watch`, again at each interval ([`crate::cmd::status::live`]).
 ///
@@ -783,7 +634,7 @@ pub async fn read_rows(
                 &allow,
                 STATUS_METRIC_TIMEOUT,
                 &crate::plan::EngineVia::Stored {
-                    config: crate::agent::stats::config_name(crate::store::lease::DEFAULT_NAME),
+                    config: crate::store::stats::config_name(crate::store::lease::DEFAULT_NAME),
                 },
             )
             .await,
@@ -808,12 +659,108 @@ pub fn rows_text(
         return Ok(rows.iter().map(|r| format!("{}\n", r.id)).collect());
     }
     let no_trunc = args.no_trunc == Some(true);
-    format.render(rows, |rows| crate::render::status_table(rows, no_trunc))
+    format.render(rows, |rows| status_table(rows, no_trunc))
+}
+
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
+pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
+    let body = rows
+        .iter()
+        .map(|r| {
+            let image = if r.digest.is_empty() {
+                r.image_name.clone()
+            } else if no_trunc {
+                format!("{}@{}", r.image_name, r.digest)
+            } else {
+                let short: String = r
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                format!("{}@sha256:{short}", r.image_name)
+            };
+            let rule = if no_trunc {
+                r.rule.clone()
+            } else {
+                ellipsize(&r.rule, RULE_WIDTH)
+            };
+            let source = match (r.source.is_empty(), no_trunc) {
+                (true, _) => "-".to_string(),
+                (false, true) => r.source.clone(),
+                (false, false) => ellipsize_source(&r.source, SOURCE_WIDTH),
+            };
+            // Stale tasks on down nodes are named in REPLICAS (`ServiceRow::replicas`).
+            let nodes = r.nodes.to_string();
+            vec![
+                r.name.clone(),
+                r.mode.as_str().to_string(),
+                r.replicas.clone(),
+                image,
+                match (&r.fight, r.update.is_empty()) {
+                    (None, _) => r.update.clone(),
+                    (Some(f), true) => format!("fight ({} resets)", f.resets),
+                    (Some(f), false) => format!("{}, fight ({} resets)", r.update, f.resets),
+                },
+                source,
+                rule,
+                r.metric.clone().unwrap_or_else(|| "-".into()),
+                r.rule_desired
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                nodes,
+            ]
+        })
+        .collect();
+    docker_table(
+        &[
+            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
+            "NODES",
+        ],
+        body,
+    )
+}
+
+/// Widest RULE shown before it is cut (unless `--no-trunc`).
+const RULE_WIDTH: usize = 48;
+
+/// Width at which SOURCE is cut without `--no-trunc`.
+const SOURCE_WIDTH: usize = 48;
+
+/// A SOURCE (`host/path@revision`) cut to `max` columns in its path, so that the
+/// revision, the part that tells builds apart, stays whole (a long path once showed
+/// as `github.com/docker-microscale/docker-microscale@…`). A revision longer than
+/// half of `max` is cut as the rest is.
+fn ellipsize_source(s: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    match s.rsplit_once('@') {
+        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
+            format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
+        }
+        _ => ellipsize(s, max),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_source_keeps_its_revision() {
+        let s = "github.com/docker-microscale/docker-microscale@4d35d28";
+        let cut = ellipsize_source(s, 48);
+        assert_eq!(cut, "github.com/docker-microscale/docker-mic…@4d35d28");
+        assert_eq!(unicode_width::UnicodeWidthStr::width(cut.as_str()), 48);
+        // Short enough: untouched; no revision: cut at the end.
+        assert_eq!(
+            ellipsize_source("gitlab.com/a/b@89abcde", 48),
+            "gitlab.com/a/b@89abcde"
+        );
+        assert_eq!(
+            ellipsize_source(&"x".repeat(50), 48).chars().last(),
+            Some('…')
+        );
+    }
 
     #[test]
     fn image_split_and_familiar_names() {
@@ -951,7 +898,7 @@ mod tests {
         assert_eq!(rows[0].tasks_on_down_nodes, 1);
         assert_eq!(rows[0].down_nodes, ["c"]);
         assert_eq!(rows[0].replicas, "3/3 (1 stale task on down node c)");
-        let table = crate::render::status_table(&rows, false);
+        let table = status_table(&rows, false);
         assert!(
             table.contains("3/3 (1 stale task on down node c)"),
             "{table}"
@@ -989,7 +936,7 @@ mod tests {
             text.chars()
                 .any(|c| matches!(c, '\u{1b}' | '\u{7}' | '\u{9b}' | '\u{202e}'))
         };
-        let table = crate::render::status_table(&rows, false);
+        let table = status_table(&rows, false);
         assert!(!raw(&table), "{table:?}");
         assert!(
             table.contains(r"w1\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}x\ny"),
@@ -1010,9 +957,7 @@ mod tests {
         ] {
             let f = crate::render::Format::parse(Some(template), crate::render::fields::STATUS)
                 .unwrap();
-            let out = f
-                .render(&rows, |r| crate::render::status_table(r, false))
-                .unwrap();
+            let out = f.render(&rows, |r| status_table(r, false)).unwrap();
             assert!(
                 !raw(&out) && out.lines().count() == 1,
                 "{template}: {out:?}"
@@ -1046,7 +991,7 @@ mod tests {
         let line = crate::execute::watch::stale_line("web", &c).unwrap();
         // The wait prints it with `say` or the progress bars' println, both through
         // `printable`.
-        assert!(!raw(&crate::render::printable(&line)));
+        assert!(!raw(&crate::edge::text::printable(&line)));
     }
 
     #[test]
