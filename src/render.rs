@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::status::ServiceRow;
 
 pub mod fields;
-pub mod tabwriter;
 pub mod template;
 
 pub use template::Fields;
