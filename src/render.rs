@@ -168,10 +168,21 @@ fn ellipsize_source(s: &str, max: usize) -> String {
     }
 }
 
+/// The `status` table's header: its columns, in order.
+pub const STATUS_HEADER: [&str; 10] = [
+    "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED", "NODES",
+];
+
 /// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
-    let body = rows
-        .iter()
+    docker_table(&STATUS_HEADER, status_cells(rows, no_trunc))
+}
+
+/// The cells of the `status` table, one line of [`STATUS_HEADER`]'s columns per row,
+/// as the data has them (not yet made [`printable`]): IMAGE with a 12-digit digest,
+/// RULE and SOURCE cut (unless `no_trunc`), `-` for what is missing.
+pub fn status_cells(rows: &[ServiceRow], no_trunc: bool) -> Vec<Vec<String>> {
+    rows.iter()
         .map(|r| {
             let image = if r.digest.is_empty() {
                 r.image_name.clone()
@@ -217,14 +228,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 nodes,
             ]
         })
-        .collect();
-    docker_table(
-        &[
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
-            "NODES",
-        ],
-        body,
-    )
+        .collect()
 }
 
 /// One compact JSON object per line ([`json_text`]).

@@ -159,6 +159,11 @@ impl Template {
         with_stack(|| Template::parse_here(format, fields))
     }
 
+    /// Whether the template is a table (`table ...`: a header line, aligned columns).
+    pub fn is_table(&self) -> bool {
+        self.table
+    }
+
     fn parse_here(format: &str, fields: Fields) -> Result<Template, TemplateError> {
         let (table, rest) = match format.strip_prefix("table") {
             Some(rest) => (true, rest),
