@@ -16,10 +16,10 @@
 //!
 //! When the status table is wider than the terminal, its columns give way in this
 //! order (what an autoscaling user watches stays longest): SOURCE, IMAGE and UPDATE
-//! are cut (with `…`) and then left out, in that order; then RULE, NAME and METRIC
-//! are cut to 20, 20 and 12 columns; then MODE, NODES, RULE, DESIRED, METRIC and
-//! REPLICAS are left out, in that order. NAME always stays, cut by the screen's edge
-//! at worst. The plain table (not a terminal) always has every column.
+//! are cut (with `…`) and then left out, in that order; then RULE, NAME, METRIC and
+//! REPLICAS are cut to 20, 20, 12 and 20 columns; then MODE, NODES, RULE, DESIRED,
+//! METRIC and REPLICAS are left out, in that order. NAME always stays, cut by the
+//! screen's edge at worst. The plain table (not a terminal) always has every column.
 //!
 //! Otherwise (a pipe, a file, `--format json` or a template without `table`, `-q`),
 //! the plain output again at each interval, frames separated by a blank line, until
@@ -282,9 +282,10 @@ struct GiveWay {
 }
 
 /// The order in which the status table's columns give way (see the module doc):
-/// SOURCE, IMAGE and UPDATE go first; then RULE, NAME and METRIC are cut; then MODE,
+/// SOURCE, IMAGE and UPDATE go first; then RULE, NAME, METRIC and REPLICAS are cut
+/// (REPLICAS names the down nodes of stale tasks); then MODE,
 /// NODES, RULE, DESIRED, METRIC and REPLICAS go, in that order; NAME stays.
-const GIVE_WAY: [GiveWay; 12] = [
+const GIVE_WAY: [GiveWay; 13] = [
     GiveWay {
         column: "SOURCE",
         min: 20,
@@ -313,6 +314,11 @@ const GIVE_WAY: [GiveWay; 12] = [
     GiveWay {
         column: "METRIC",
         min: 12,
+        drop: false,
+    },
+    GiveWay {
+        column: "REPLICAS",
+        min: 20,
         drop: false,
     },
     GiveWay {
@@ -577,15 +583,16 @@ fn render_sparklines(frame: &mut Frame, view: &View, managed: &[&ServiceRow], ar
         (view.interval.as_millis() as u64).saturating_mul(marks as u64),
     ));
     // The headers name the time the marks span when there is room for it.
-    let head = |what: &str| {
-        let long = format!("{what}, LAST {span}");
-        if long.len() <= marks {
-            long
+    let long = format!("RUNNING, LAST {span}").len();
+    let (metric_head, running_head) =
+        if name_w.min(30) + 2 * marks.max(long) + now1 + now2 + 4 * GAP <= width {
+            (
+                format!("METRIC, LAST {span}"),
+                format!("RUNNING, LAST {span}"),
+            )
         } else {
-            what.to_string()
-        }
-    };
-    let (metric_head, running_head) = (head("METRIC"), head("RUNNING"));
+            ("METRIC".to_string(), "RUNNING".to_string())
+        };
     let (spark1, spark2) = (marks.max(metric_head.len()), marks.max(running_head.len()));
     // A long name is cut to leave the sparklines their room.
     let name_w = name_w.min(
@@ -1176,6 +1183,14 @@ mod tests {
             [
                 "NAME", "MODE", "REPLICAS", "RULE", "METRIC", "DESIRED", "NODES"
             ]
+        );
+        // A long REPLICAS (stale tasks on down nodes) is cut before MODE goes.
+        let mut long = natural;
+        long[2] = 60;
+        let at = fit_columns(&long, 120);
+        assert_eq!(
+            at,
+            [(0, 20), (1, 10), (2, 30), (6, 20), (7, 10), (8, 7), (9, 5)]
         );
         // RULE is cut before MODE goes: at 100, to 22 columns.
         let at = fit_columns(&natural, 100);
