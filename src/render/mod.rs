@@ -9,7 +9,6 @@ use crate::edge::text::{is_unsafe, printable};
 
 pub mod badge;
 pub mod fields;
-pub mod tabwriter;
 pub mod template;
 
 pub use template::Fields;

@@ -159,6 +159,11 @@ impl Template {
         with_stack(|| Template::parse_here(format, fields))
     }
 
+    /// Whether the template is a table (`table ...`: a header line, aligned columns).
+    pub fn is_table(&self) -> bool {
+        self.table
+    }
+
     fn parse_here(format: &str, fields: Fields) -> Result<Template, TemplateError> {
         let (table, rest) = match format.strip_prefix("table") {
             Some(rest) => (true, rest),
@@ -272,8 +277,7 @@ impl Template {
             out.push('\n');
         }
         if self.table {
-            super::tabwriter::align(&out, 10, 3, MAX_OUTPUT as usize)
-                .map_err(|e| err_at(&self.text, e, 0))
+            align(&out, 10, 3, MAX_OUTPUT as usize).map_err(|e| err_at(&self.text, e, 0))
         } else {
             Ok(out)
         }
@@ -333,6 +337,86 @@ pub const MAX_WORK: u64 = 256 << 20;
 /// The most bytes of output one render may print over all its rows, after
 /// escaping (and after table alignment): 64 MiB.
 pub const MAX_OUTPUT: u64 = 64 << 20;
+
+/// The most cells a line of a `table` template's output may have.
+pub const MAX_COLUMNS: usize = 1000;
+
+/// Aligns `text` (lines separated by `\n`, cells by `\t`) as Go's `text/tabwriter`
+/// does for the docker CLI (`tabwriter.NewWriter(out, min_width, 1, padding, ' ', 0)`),
+/// with the [`tabwriter`] crate: a cell ends with its tab, the text after a line's
+/// last tab is in no column, a column block is a run of consecutive lines that all
+/// have a cell in that column, and each cell of a block is padded with spaces to the
+/// block's width: its widest cell plus `padding`, at least `min_width`. A trailing
+/// newline is kept; a last line without one is written without one.
+///
+/// Widths are terminal columns, the sum of each character's width (wide characters
+/// count two, control characters none; Go counts runes). ANSI escape sequences are
+/// counted as their characters, as in Go (the crate's `ansi` mode is off).
+///
+/// Errors (a message): a line with more than [`MAX_COLUMNS`] cells, or an aligned
+/// text longer than `max_bytes` (padding can make it much longer than `text`).
+pub fn align(
+    text: &str,
+    min_width: usize,
+    padding: usize,
+    max_bytes: usize,
+) -> Result<String, String> {
+    if let Some((i, cells)) = text
+        .split('\n')
+        .map(|l| l.matches('\t').count() + 1)
+        .enumerate()
+        .find(|(_, cells)| *cells > MAX_COLUMNS)
+    {
+        return Err(format!(
+            "table line {} has {cells} columns, more than {MAX_COLUMNS}; print fewer tabs",
+            i + 1
+        ));
+    }
+    let too_large = || {
+        format!(
+            "template output too large: the aligned table passes {} MiB; print \
+             fewer or narrower columns, or use --format json",
+            max_bytes >> 20
+        )
+    };
+    // The crate pads a cell to max(its minimum width, widest cell) + padding; Go to
+    // max(min_width, widest cell + padding): the same with the minimum lowered by
+    // the padding.
+    let mut writer = tabwriter::TabWriter::new(Bounded {
+        out: Vec::with_capacity((text.len() + text.len() / 2).min(max_bytes)),
+        max: max_bytes,
+    })
+    .minwidth(min_width.saturating_sub(padding))
+    .padding(padding)
+    .alignment(tabwriter::Alignment::Left)
+    .ansi(false);
+    std::io::Write::write_all(&mut writer, text.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut writer))
+        .map_err(|_| too_large())?;
+    let out = writer.into_inner().map_err(|_| too_large())?.out;
+    // Only whole UTF-8 text and ASCII spaces and newlines were written.
+    String::from_utf8(out).map_err(|e| format!("aligned table is not UTF-8: {e}"))
+}
+
+/// A `Vec<u8>` writer that refuses to grow past `max` bytes.
+struct Bounded {
+    out: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.max {
+            return Err(std::io::Error::other("output too large"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 fn too_deep() -> String {
     format!(

@@ -659,3 +659,78 @@ fn json_in_a_template_is_the_json_output_and_data_is_escaped_when_printed() {
     assert_eq!(tpl("{{join .Nodes \"\\x0a\"}}"), "a\\u{1b}]0;t\\u{7}\nb\n");
     assert_eq!(tpl("{{println .Replicas}}"), "1/1\n\n");
 }
+
+/// [`align`] with a generous bound.
+fn al(text: &str, min_width: usize, padding: usize) -> String {
+    align(text, min_width, padding, 1 << 20).unwrap()
+}
+
+#[test]
+fn align_columns_are_at_least_min_width_and_padded_by_three() {
+    assert_eq!(
+        al("NAME\tMODE\nweb\treplicated\n", 10, 3),
+        "NAME      MODE\nweb       replicated\n"
+    );
+    assert_eq!(
+        al("NAME\tX\nqueue-worker\ty\n", 10, 3),
+        "NAME           X\nqueue-worker   y\n"
+    );
+    // A cell wider than the minimum less the padding: widest + padding.
+    assert_eq!(al("12345678\tx\n", 10, 3), "12345678   x\n");
+    assert_eq!(al("1234567\tx\n", 10, 3), "1234567   x\n");
+}
+
+#[test]
+fn align_last_cell_is_not_aligned_and_blocks_end_at_short_lines() {
+    // Line 2 has no tab: it ends the block; lines 3-4 form a new one.
+    let t = al("a\tb\nlonger line\nccccccccccccc\td\ne\tf\n", 4, 1);
+    assert_eq!(
+        t,
+        format!(
+            "a   b\nlonger line\nccccccccccccc d\ne{}f\n",
+            " ".repeat(13)
+        )
+    );
+    // A block of column 1 inside one of column 0 ends where a line has fewer cells.
+    assert_eq!(
+        al("a\tb\tc\nd\te\nf\tgggg\th\n", 1, 1),
+        "a b c\nd e\nf gggg h\n"
+    );
+}
+
+#[test]
+fn align_nested_blocks_and_wide_characters() {
+    // Wide characters take two terminal columns.
+    let t = al("a\tb\tc\naa\tbbbbbb\n日本\tx\ty\n", 1, 1);
+    assert_eq!(t, "a    b c\naa   bbbbbb\n日本 x y\n");
+}
+
+#[test]
+fn align_keeps_a_missing_trailing_newline_missing() {
+    assert_eq!(al("a\tb", 2, 1), "a b");
+    assert_eq!(al("", 2, 1), "");
+    assert_eq!(al("\n\n", 2, 1), "\n\n");
+}
+
+#[test]
+fn align_bounds_columns_and_output() {
+    let e = align(&format!("{}x\n", "\t".repeat(MAX_COLUMNS)), 1, 1, 1 << 20).unwrap_err();
+    assert!(
+        e.contains("table line 1 has 1001 columns, more than 1000"),
+        "{e}"
+    );
+    assert!(
+        align(
+            &format!("{}x\n", "\t".repeat(MAX_COLUMNS - 1)),
+            1,
+            1,
+            1 << 20
+        )
+        .is_ok()
+    );
+    // 100 lines padded to 1000 columns: 100 kB of output from 1 kB of text.
+    let text = format!("{}\tx\n{}", "y".repeat(997), "\tx\n".repeat(99));
+    assert_eq!(align(&text, 10, 3, 200_000).unwrap().len(), 100 * 1002);
+    let e = align(&text, 10, 3, 100_000).unwrap_err();
+    assert!(e.contains("template output too large"), "{e}");
+}

@@ -159,6 +159,14 @@ fn live_view_shows_services_and_sparklines_and_q_restores_the_terminal() {
             .any(|l| l.starts_with("NAME ") && l.contains("REPLICAS")),
         "{screen}"
     );
+    // In a 200-column pane, what an autoscaling user watches is all there.
+    let header = screen.lines().find(|l| l.starts_with("NAME ")).unwrap();
+    for column in ["MODE", "RULE", "METRIC", "DESIRED", "NODES"] {
+        assert!(
+            header.split_whitespace().any(|w| w == column),
+            "{column} missing at 200 columns:\n{screen}"
+        );
+    }
     assert!(
         screen.lines().any(|l| l.starts_with(&plain.name)),
         "{screen}"
@@ -232,6 +240,65 @@ fn live_view_through_the_docker_cli_ctrl_c_exits_130_and_restores_the_terminal()
     assert!(screen.contains("EXITED=130"), "{screen}");
     assert!(screen.lines().any(|l| l == "icanon"), "{screen}");
     assert_eq!(tmux.pane("alternate_on"), "0");
+}
+
+#[test]
+fn live_view_follows_a_table_template() {
+    let redis = crate::harness::Redis::start();
+    redis.cli(&["RPUSH", "jobs", "a", "b", "c"]);
+    let svc = rule_service(redis.port);
+    let tmux = Tmux::start(&watch_command(&format!(
+        "--interval 500ms --format 'table {{{{.Name}}}}\\t{{{{.Metric}}}}\\t{{{{.RuleDesired}}}}' {}",
+        svc.name
+    )));
+    // The template's columns, live: the title, its header, the service's row with
+    // its metric (3 / 10), and the sparklines below.
+    let screen = tmux.wait_for("the template's table", Duration::from_secs(60), |s| {
+        s.lines()
+            .any(|l| l.starts_with(&svc.name) && l.contains("3 / 10") && !l.contains('█'))
+    });
+    assert!(
+        screen.starts_with("docker microscale status --watch · every 500ms"),
+        "{screen}"
+    );
+    let header = screen.lines().find(|l| l.starts_with("NAME ")).unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "METRIC", "DESIRED"],
+        "{screen}"
+    );
+    assert!(!screen.contains("REPLICAS"), "{screen}");
+    assert!(screen.contains("METRIC, LAST"), "{screen}");
+    assert_eq!(
+        tmux.pane("alternate_on"),
+        "1",
+        "the live screen, not frames"
+    );
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the watch to end", Duration::from_secs(20), |s| {
+        s.contains("EXITED=") && s.lines().any(|l| l == "icanon" || l == "-icanon")
+    });
+    assert!(screen.contains("EXITED=0"), "{screen}");
+    assert_eq!(tmux.pane("alternate_on"), "0");
+}
+
+#[test]
+fn live_view_left_on_a_template_error_restores_the_terminal() {
+    let svc = TestService::create(&unique("watch-tplerr"), &["--replicas", "0"]);
+    // The header prints; the first row fails (no 6th down node): a usage error.
+    let tmux = Tmux::start(&watch_command(&format!(
+        "--format 'table {{{{.Name}}}}\\t{{{{index .DownNodes 5}}}}' {}",
+        svc.name
+    )));
+    let screen = tmux.wait_for("the watch to end", Duration::from_secs(60), |s| {
+        s.contains("EXITED=") && s.lines().any(|l| l == "icanon" || l == "-icanon")
+    });
+    assert!(screen.contains("EXITED=125"), "{screen}");
+    assert!(screen.contains("index"), "the error is shown: {screen}");
+    assert!(screen.lines().any(|l| l == "icanon"), "{screen}");
+    assert!(!screen.contains("q to quit"), "{screen}");
+    assert_eq!(tmux.pane("alternate_on"), "0");
+    assert_eq!(tmux.pane("cursor_flag"), "1");
 }
 
 /// Reads stdout lines of `child` on a thread.

@@ -1,17 +1,29 @@
 //! `docker microscale status --watch [--interval DURATION]`: the status again at each
 //! interval, until interrupted.
 //!
-//! On a terminal (stdout a TTY, the default table format, no `-q`), a live
-//! full-screen view: the alternate screen, redrawn in place without flicker (cursor
-//! home, each line overwritten and cleared to its end, the rest of the screen
-//! cleared; never a full clear), the status table at the top and, for each
-//! rule-managed service, sparklines of its metric and its running replicas over the
-//! last minutes. `q` leaves (exit 0), Ctrl-C too (exit 130, as everywhere); the
-//! terminal is restored on every way out, errors and panics included.
+//! On a terminal (stdout a TTY, the default table format or a `table ...` template,
+//! no `-q`), a live full-screen view drawn with ratatui on its crossterm backend:
+//! the alternate screen, redrawn in place without flicker (ratatui writes only the
+//! cells that changed; the screen is cleared only when the terminal is resized),
+//! the status table at the top and, for each rule-managed service, sparklines of its
+//! metric and its running replicas over the last minutes. With `--format 'table
+//! ...'` the template's own columns take the status table's place, aligned as
+//! `status --format` prints them (lines too long for the screen end in `…`). `q`
+//! leaves (exit 0), Ctrl-C too (exit 130, as everywhere); the terminal is restored
+//! on every way out, errors and panics included. Every text from the swarm (names,
+//! labels, rules, errors) is shown through [`crate::edge::text::printable`]: no control,
+//! bidirectional or invisible character reaches the terminal.
 //!
-//! Otherwise (a pipe, a file, `--format json` or a template, `-q`), the plain output
-//! again at each interval, frames separated by a blank line, until Ctrl-C or SIGTERM
-//! (exit 130) or a closed pipe (exit 0).
+//! When the status table is wider than the terminal, its columns give way in this
+//! order (what an autoscaling user watches stays longest): SOURCE, IMAGE and UPDATE
+//! are cut (with `…`) and then left out, in that order; then RULE, NAME, METRIC and
+//! REPLICAS are cut to 20, 20, 12 and 20 columns; then MODE, NODES, RULE, DESIRED,
+//! METRIC and REPLICAS are left out, in that order. NAME always stays, cut by the
+//! screen's edge at worst. The plain table (not a terminal) always has every column.
+//!
+//! Otherwise (a pipe, a file, `--format json` or a template without `table`, `-q`),
+//! the plain output again at each interval, frames separated by a blank line, until
+//! Ctrl-C or SIGTERM (exit 130) or a closed pipe (exit 0).
 //!
 //! An engine that cannot be read does not end the watch: the view shows the error
 //! (stderr in plain mode) and the next interval tries again.
@@ -22,11 +34,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Text};
+use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
+
 use crate::cli::StatusArgs;
-use crate::cmd::status::{Mode, ServiceRow};
+use crate::cmd::status::ServiceRow;
 use crate::edge::exit::{Exit, Failure};
 use crate::engine::Engine;
 use crate::render::Format;
+use crate::swarm::service::Mode;
 use crate::swarm::snapshot::Filters;
 
 /// `--interval` when not given.
@@ -71,12 +89,26 @@ pub async fn run(
 ) -> Result<Exit, Failure> {
     // The sparklines need the metric: read unless --metrics=false.
     let metrics = args.metrics != Some(false);
-    let live = std::io::stdout().is_terminal() && format.is_table() && args.quiet != Some(true);
-    if live {
-        run_live(engine, args, filters, modes, interval, metrics).await
+    if live_screen(
+        std::io::stdout().is_terminal(),
+        format,
+        args.quiet == Some(true),
+    ) {
+        run_live(engine, args, format, filters, modes, interval, metrics).await
     } else {
         run_plain(engine, args, format, filters, modes, interval, metrics).await
     }
+}
+
+/// Whether the watch takes the live screen: stdout is a terminal, no `-q`, and the
+/// format is the status table or a `table ...` template.
+fn live_screen(terminal: bool, format: &Format, quiet: bool) -> bool {
+    let table = match format {
+        Format::Table => true,
+        Format::Template(t) => t.is_table(),
+        Format::Json => false,
+    };
+    terminal && table && !quiet
 }
 
 /// One refresh: the engine client gets a fresh deadline (the command's deadline
@@ -213,29 +245,161 @@ pub fn metric_value(cell: &str) -> Option<f64> {
     first.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-
-/// A sparkline of `values` (oldest first), one character each, scaled from 0 (or
-/// the lowest value when negative) to the highest; a gap for a missing value.
-pub fn sparkline(values: &[Option<f64>]) -> String {
+/// The sparkline levels of `values` (oldest first): 1 (the lowest mark) to 8 (a
+/// full bar), scaled from 0 (or the lowest value when negative) to the highest;
+/// `None` (a gap) for a missing value. Drawn with ratatui's [`Sparkline`] at its
+/// [`SPARK_MAX`], so 1 is `▁` and 8 is `█`.
+pub fn spark_levels(values: &[Option<f64>]) -> Vec<Option<u64>> {
     let present = values.iter().flatten().copied();
     let hi = present.clone().fold(f64::MIN, f64::max);
     let lo = present.fold(0.0_f64, f64::min);
     values
         .iter()
         .map(|v| match v {
-            None => ' ',
-            Some(_) if hi <= lo => BARS[0],
-            Some(v) => {
-                let level = ((v - lo) / (hi - lo) * 7.0).round() as usize;
-                BARS[level.min(7)]
-            }
+            None => None,
+            Some(_) if hi <= lo => Some(1),
+            Some(v) => Some(1 + ((v - lo) / (hi - lo) * 7.0).round().clamp(0.0, 7.0) as u64),
         })
         .collect()
 }
 
+/// The level of a full sparkline bar ([`spark_levels`]).
+pub const SPARK_MAX: u64 = 8;
+
 // ---------------------------------------------------------------------------------
 // The live view
+
+/// Columns between two table columns (as the docker CLI's tables).
+const GAP: usize = 3;
+
+/// How the status table gives way when the terminal is too narrow, in order: a
+/// column is first cut (with `…`) down to at least its minimum width, and then,
+/// where `drop` is set, left out. Columns that do not fit after all of it are cut
+/// by the edge of the screen.
+struct GiveWay {
+    column: &'static str,
+    min: usize,
+    drop: bool,
+}
+
+/// The order in which the status table's columns give way (see the module doc):
+/// SOURCE, IMAGE and UPDATE go first; then RULE, NAME, METRIC and REPLICAS are cut
+/// (REPLICAS names the down nodes of stale tasks); then MODE,
+/// NODES, RULE, DESIRED, METRIC and REPLICAS go, in that order; NAME stays.
+const GIVE_WAY: [GiveWay; 13] = [
+    GiveWay {
+        column: "SOURCE",
+        min: 20,
+        drop: true,
+    },
+    GiveWay {
+        column: "IMAGE",
+        min: 20,
+        drop: true,
+    },
+    GiveWay {
+        column: "UPDATE",
+        min: 12,
+        drop: true,
+    },
+    GiveWay {
+        column: "RULE",
+        min: 20,
+        drop: false,
+    },
+    GiveWay {
+        column: "NAME",
+        min: 20,
+        drop: false,
+    },
+    GiveWay {
+        column: "METRIC",
+        min: 12,
+        drop: false,
+    },
+    GiveWay {
+        column: "REPLICAS",
+        min: 20,
+        drop: false,
+    },
+    GiveWay {
+        column: "MODE",
+        min: usize::MAX,
+        drop: true,
+    },
+    GiveWay {
+        column: "NODES",
+        min: usize::MAX,
+        drop: true,
+    },
+    GiveWay {
+        column: "RULE",
+        min: usize::MAX,
+        drop: true,
+    },
+    GiveWay {
+        column: "DESIRED",
+        min: usize::MAX,
+        drop: true,
+    },
+    GiveWay {
+        column: "METRIC",
+        min: usize::MAX,
+        drop: true,
+    },
+    GiveWay {
+        column: "REPLICAS",
+        min: usize::MAX,
+        drop: true,
+    },
+];
+
+/// The status columns shown in `width` terminal columns, given each column's
+/// `natural` width (its widest cell or header, in the order of
+/// [`super::STATUS_HEADER`]): `(column index, width)` in table order, the
+/// columns [`GIVE_WAY`] leaves. A column is never cut below its header.
+fn fit_columns(natural: &[usize], width: usize) -> Vec<(usize, usize)> {
+    let header = super::STATUS_HEADER;
+    let mut shown: Vec<Option<usize>> = natural.iter().map(|w| Some(*w)).collect();
+    let total = |shown: &[Option<usize>]| {
+        let n = shown.iter().flatten().count();
+        shown.iter().flatten().sum::<usize>() + GAP * n.saturating_sub(1)
+    };
+    for step in &GIVE_WAY {
+        let excess = total(&shown).saturating_sub(width);
+        if excess == 0 {
+            break;
+        }
+        let Some(i) = header.iter().position(|h| *h == step.column) else {
+            continue;
+        };
+        let Some(w) = shown[i] else { continue };
+        let floor = step.min.max(header[i].len()).min(w);
+        shown[i] = Some(w - excess.min(w - floor));
+        if step.drop && total(&shown) > width {
+            shown[i] = None;
+        }
+    }
+    // Only NAME is left: the screen's width.
+    if total(&shown) > width {
+        shown[0] = shown[0].map(|w| w.min(width));
+    }
+    shown
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| w.map(|w| (i, w)))
+        .collect()
+}
+
+/// Terminal columns of `s`.
+fn width_of(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` made [`crate::edge::text::printable`] and cut to `max` columns (with `…`).
+fn cell(s: &str, max: usize) -> String {
+    crate::edge::text::ellipsize(&crate::edge::text::printable(s), max)
+}
 
 /// What is on screen.
 struct View {
@@ -246,120 +410,243 @@ struct View {
     interval: Duration,
     updated: Option<String>,
     no_trunc: bool,
+    /// A `table ...` template's output for `rows` (already aligned and escaped),
+    /// shown instead of the status table; `None` without one.
+    template: Option<Vec<String>>,
 }
 
-/// The lines of one frame for a `width` x `height` terminal: a title line, an error
-/// line when the last refresh failed, the status table, then a sparkline table of
-/// the rule-managed services. Each line is cut to `width` columns, and the frame to
-/// `height` lines.
-fn frame(view: &View, width: usize, height: usize) -> Vec<String> {
+/// Heights of the frame's parts for an area `height` lines high: the lines at the
+/// top (title, error, missing services), the status table (header and rows) and
+/// the sparkline table (header and rows), each cut to what is left, with a blank
+/// line before each table when there is room for it.
+fn heights(top: usize, table: usize, sparks: usize, height: usize) -> [usize; 5] {
+    let take = |left: &mut usize, want: usize| {
+        let got = want.min(*left);
+        *left -= got;
+        got
+    };
+    let mut left = height;
+    let top = take(&mut left, top);
+    let gap1 = take(&mut left, 1);
+    let table = take(&mut left, table);
+    // The sparklines only with room for their header and a row.
+    let (gap2, sparks) = if sparks > 0 && left >= 3 {
+        (take(&mut left, 1), take(&mut left, sparks))
+    } else {
+        (0, 0)
+    };
+    [top, gap1, table, gap2, sparks]
+}
+
+/// Draws one frame of the view into `frame`: a title line, the error of the last
+/// refresh when it failed, the missing services, the status table (or the table
+/// template's lines) and a sparkline table of the rule-managed services. Rows below
+/// the screen are not shown; the status table's columns give way by [`GIVE_WAY`].
+fn render_view(frame: &mut Frame, view: &View) {
+    let area = frame.area();
+    let width = area.width as usize;
     let every = humantime::format_duration(view.interval).to_string();
-    let mut lines = vec![format!(
+    let mut top = vec![format!(
         "docker microscale status --watch · every {every} · {} · q to quit",
         view.updated.as_deref().unwrap_or("reading the swarm…")
     )];
     if let Some(e) = &view.error {
         for (i, l) in e.lines().enumerate() {
             let prefix = if i == 0 { "! " } else { "  " };
-            lines.push(format!("{prefix}{l}"));
+            top.push(format!("{prefix}{l}"));
         }
-        lines.push(format!(
+        top.push(format!(
             "  (showing the last status read; trying again every {every})"
         ));
     }
     for m in &view.missing {
-        lines.push(format!("! {m}"));
+        top.push(format!("! {m}"));
     }
-    lines.push(String::new());
-    // Rows below the screen are not shown: the table is built for those that fit.
-    let shown = &view.rows[..view.rows.len().min(height)];
-    lines.extend(
-        super::status_table(shown, view.no_trunc)
-            .lines()
-            .map(str::to_string),
-    );
-    let managed: Vec<&ServiceRow> = view
-        .rows
+    let managed: Vec<&ServiceRow> = view.rows.iter().filter(|r| r.metric.is_some()).collect();
+    let table_lines = match &view.template {
+        Some(lines) => lines.len(),
+        None => 1 + view.rows.len(),
+    };
+    let spark_lines = if managed.is_empty() {
+        0
+    } else {
+        1 + managed.len()
+    };
+    let [h_top, h_gap1, h_table, h_gap2, h_sparks] =
+        heights(top.len(), table_lines, spark_lines, area.height as usize);
+    let [top_area, _, table_area, _, spark_area] = Layout::vertical([
+        Constraint::Length(h_top as u16),
+        Constraint::Length(h_gap1 as u16),
+        Constraint::Length(h_table as u16),
+        Constraint::Length(h_gap2 as u16),
+        Constraint::Length(h_sparks as u16),
+    ])
+    .areas(area);
+    let top: Vec<Line> = top
         .iter()
-        .filter(|r| r.metric.is_some())
-        .take(height)
+        .take(h_top)
+        .map(|l| Line::raw(cell(l, width)))
         .collect();
-    if !managed.is_empty() {
-        // The sparklines share what the other columns leave of the width.
-        let marks = (width.saturating_sub(50) / 2).clamp(8, HISTORY);
-        let span = humantime::format_duration(Duration::from_millis(
-            (view.interval.as_millis() as u64).saturating_mul(marks as u64),
-        ));
-        lines.push(String::new());
-        let body = managed
-            .iter()
-            .map(|r| {
-                let samples = view.history.of(&r.id);
-                let samples = &samples[samples.len().saturating_sub(marks)..];
-                let metric: Vec<Option<f64>> = samples.iter().map(|s| s.metric).collect();
-                let running: Vec<Option<f64>> =
-                    samples.iter().map(|s| Some(s.running as f64)).collect();
-                vec![
-                    r.name.clone(),
-                    format!("{:<marks$}", sparkline(&metric)),
-                    r.metric.clone().unwrap_or_default(),
-                    format!("{:<marks$}", sparkline(&running)),
-                    r.replicas.clone(),
-                ]
-            })
-            .collect();
-        let metric_head = format!("METRIC, LAST {span}");
-        let replicas_head = format!("RUNNING, LAST {span}");
-        lines.extend(
-            crate::render::docker_table(
-                &["SERVICE", &metric_head, "NOW", &replicas_head, "NOW"],
-                body,
-            )
-            .lines()
-            .map(str::to_string),
-        );
-    }
-    lines.truncate(height.max(1));
-    lines
-        .into_iter()
-        .map(|l| {
-            let safe = crate::edge::text::printable(&l);
-            if unicode_width::UnicodeWidthStr::width(safe.as_str()) > width {
-                crate::edge::text::ellipsize(&safe, width)
-            } else {
-                safe
-            }
-        })
-        .collect()
-}
-
-/// The bytes that draw `lines` over the previous frame: cursor home, each line
-/// written and cleared to its end, then the rest of the screen cleared. No full
-/// clear, so the screen never flashes blank.
-fn draw_bytes(lines: &[String]) -> Vec<u8> {
-    use crossterm::{cursor, queue, style, terminal};
-    let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 16).sum());
-    let _ = queue!(out, cursor::MoveTo(0, 0));
-    for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
-            let _ = queue!(out, style::Print("\r\n"));
+    frame.render_widget(Paragraph::new(Text::from(top)), top_area);
+    match &view.template {
+        Some(lines) => {
+            // The template's own columns, as `status --format` prints them.
+            let lines: Vec<Line> = lines
+                .iter()
+                .take(h_table)
+                .map(|l| Line::raw(cell(l, width)))
+                .collect();
+            frame.render_widget(Paragraph::new(Text::from(lines)), table_area);
         }
-        let _ = queue!(
-            out,
-            style::Print(line),
-            terminal::Clear(terminal::ClearType::UntilNewLine)
-        );
+        None => render_status_table(
+            frame,
+            &view.rows[..view.rows.len().min(h_table.saturating_sub(1))],
+            view.no_trunc,
+            table_area,
+        ),
     }
-    let _ = queue!(out, terminal::Clear(terminal::ClearType::FromCursorDown));
-    out
+    if h_sparks > 0 {
+        render_sparklines(frame, view, &managed[..h_sparks - 1], spark_area);
+    }
 }
 
-fn draw(view: &View) -> Result<(), Failure> {
-    let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
-    let bytes = draw_bytes(&frame(view, w as usize, h as usize));
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|_| out.flush())
+/// The status table of `rows` in `area`, its columns fitted by [`fit_columns`].
+fn render_status_table(frame: &mut Frame, rows: &[ServiceRow], no_trunc: bool, area: Rect) {
+    let header = super::STATUS_HEADER;
+    let cells: Vec<Vec<String>> = super::status_cells(rows, no_trunc)
+        .into_iter()
+        .map(|r| r.iter().map(|c| crate::edge::text::printable(c)).collect())
+        .collect();
+    let natural: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| width_of(&r[i]))
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let columns = fit_columns(&natural, area.width as usize);
+    let row_of = |texts: Vec<&str>| {
+        Row::new(
+            columns
+                .iter()
+                .zip(texts)
+                .map(|((_, w), t)| crate::edge::text::ellipsize(t, *w)),
+        )
+    };
+    let body = cells
+        .iter()
+        .map(|r| row_of(columns.iter().map(|(i, _)| r[*i].as_str()).collect()));
+    let table = Table::new(
+        body,
+        columns.iter().map(|(_, w)| Constraint::Length(*w as u16)),
+    )
+    .header(row_of(columns.iter().map(|(i, _)| header[*i]).collect()))
+    .column_spacing(GAP as u16);
+    frame.render_widget(table, area);
+}
+
+/// The sparkline table of the `managed` services in `area`: SERVICE, the metric's
+/// sparkline and value now, the running replicas' sparkline and REPLICAS now. The
+/// sparklines get what the other columns leave of the width, 8 to [`HISTORY`] marks.
+fn render_sparklines(frame: &mut Frame, view: &View, managed: &[&ServiceRow], area: Rect) {
+    let width = area.width as usize;
+    let names: Vec<String> = managed
+        .iter()
+        .map(|r| crate::edge::text::printable(&r.name))
+        .collect();
+    let metrics: Vec<String> = managed
+        .iter()
+        .map(|r| crate::edge::text::printable(r.metric.as_deref().unwrap_or_default()))
+        .collect();
+    let replicas: Vec<String> = managed
+        .iter()
+        .map(|r| crate::edge::text::printable(&r.replicas))
+        .collect();
+    let widest = |head: &str, texts: &[String]| {
+        texts
+            .iter()
+            .map(|t| width_of(t))
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let now1 = widest("NOW", &metrics);
+    let now2 = widest("NOW", &replicas);
+    let name_w = widest("SERVICE", &names);
+    // The sparklines share what the other columns leave of the width (a name counts
+    // at most 30 there), 8 to HISTORY marks each.
+    let rest = name_w.min(30) + now1 + now2 + 4 * GAP;
+    let marks = (width.saturating_sub(rest) / 2).clamp(8, HISTORY);
+    let span = humantime::format_duration(Duration::from_millis(
+        (view.interval.as_millis() as u64).saturating_mul(marks as u64),
+    ));
+    // The headers name the time the marks span when there is room for it.
+    let long = format!("RUNNING, LAST {span}").len();
+    let (metric_head, running_head) =
+        if name_w.min(30) + 2 * marks.max(long) + now1 + now2 + 4 * GAP <= width {
+            (
+                format!("METRIC, LAST {span}"),
+                format!("RUNNING, LAST {span}"),
+            )
+        } else {
+            ("METRIC".to_string(), "RUNNING".to_string())
+        };
+    let (spark1, spark2) = (marks.max(metric_head.len()), marks.max(running_head.len()));
+    // A long name is cut to leave the sparklines their room.
+    let name_w = name_w.min(
+        width
+            .saturating_sub(spark1 + now1 + spark2 + now2 + 4 * GAP)
+            .max("SERVICE".len()),
+    );
+    let widths = [name_w, spark1, now1, spark2, now2];
+    let layout =
+        Layout::horizontal(widths.map(|w| Constraint::Length(w as u16))).spacing(GAP as u16);
+    let rows = Layout::vertical(vec![Constraint::Length(1); 1 + managed.len()]).split(area);
+    let head = [
+        "SERVICE",
+        metric_head.as_str(),
+        "NOW",
+        running_head.as_str(),
+        "NOW",
+    ];
+    let cols: [Rect; 5] = layout.areas(rows[0]);
+    for (text, (rect, w)) in head.iter().zip(cols.iter().zip(widths)) {
+        frame.render_widget(Line::raw(cell(text, w)), *rect);
+    }
+    for (k, r) in managed.iter().enumerate() {
+        let cols: [Rect; 5] = layout.areas(rows[k + 1]);
+        let samples = view.history.of(&r.id);
+        let samples = &samples[samples.len().saturating_sub(marks)..];
+        let metric: Vec<Option<f64>> = samples.iter().map(|s| s.metric).collect();
+        let running: Vec<Option<f64>> = samples.iter().map(|s| Some(s.running as f64)).collect();
+        frame.render_widget(Line::raw(cell(&names[k], name_w)), cols[0]);
+        frame.render_widget(spark(&metric), cols[1]);
+        frame.render_widget(Line::raw(cell(&metrics[k], now1)), cols[2]);
+        frame.render_widget(spark(&running), cols[3]);
+        frame.render_widget(Line::raw(cell(&replicas[k], now2)), cols[4]);
+    }
+}
+
+/// A one-line [`Sparkline`] of `values` ([`spark_levels`]), a blank for a gap.
+fn spark(values: &[Option<f64>]) -> Sparkline<'static> {
+    Sparkline::default()
+        .data(spark_levels(values))
+        .max(SPARK_MAX)
+        .absent_value_symbol(" ")
+}
+
+/// Draws `view` on `terminal`: ratatui writes only the cells that changed since
+/// the last frame (the whole screen is cleared only when the terminal was resized).
+fn draw<B: ratatui::backend::Backend>(
+    terminal: &mut ratatui::Terminal<B>,
+    view: &View,
+) -> Result<(), Failure> {
+    terminal
+        .draw(|frame| render_view(frame, view))
+        .map(|_| ())
         .map_err(|e| Failure::Error(format!("cannot write to the terminal: {e}")))
 }
 
@@ -467,12 +754,21 @@ fn read_keys(stop: &AtomicBool, tx: &tokio::sync::mpsc::UnboundedSender<Key>) {
 async fn run_live(
     engine: &Engine,
     args: &StatusArgs,
+    format: &Format,
     filters: &Filters,
     modes: &[Mode],
     interval: Duration,
     metrics: bool,
 ) -> Result<Exit, Failure> {
     let (_screen, mut keys) = Screen::enter()?;
+    // Dropped before the screen: the terminal is put back after ratatui is done.
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+            .map_err(|e| Failure::Error(format!("cannot set up the terminal: {e}")))?;
+    let template = match format {
+        Format::Template(t) if t.is_table() => Some(t.as_ref()),
+        _ => None,
+    };
     let mut view = View {
         rows: vec![],
         error: None,
@@ -481,8 +777,9 @@ async fn run_live(
         interval,
         updated: None,
         no_trunc: args.no_trunc == Some(true),
+        template: template.map(|t| template_lines(t, &[])).transpose()?,
     };
-    draw(&view)?;
+    draw(&mut terminal, &view)?;
     let mut keys_open = true;
     loop {
         let started = tokio::time::Instant::now();
@@ -493,7 +790,7 @@ async fn run_live(
                 tokio::select! {
                     r = &mut reading => break r,
                     k = keys.recv(), if keys_open => {
-                        if let Some(done) = on_key(k, &view, &mut keys_open)? {
+                        if let Some(done) = on_key(k, &mut terminal, &view, &mut keys_open)? {
                             return done;
                         }
                     }
@@ -502,6 +799,10 @@ async fn run_live(
         };
         match read {
             Ok(read) => {
+                if let Some(t) = template {
+                    // A template that fails on the rows is a usage error, as in plain mode.
+                    view.template = Some(template_lines(t, &read.rows)?);
+                }
                 view.history.record(&read.rows);
                 view.rows = read.rows;
                 view.missing = read.missing;
@@ -511,13 +812,13 @@ async fn run_live(
             Err(e) => view.error = Some(failure_text(&e)),
         }
         view.updated = Some(clock_now());
-        draw(&view)?;
+        draw(&mut terminal, &view)?;
         let next = started + interval;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => break,
                 k = keys.recv(), if keys_open => {
-                    if let Some(done) = on_key(k, &view, &mut keys_open)? {
+                    if let Some(done) = on_key(k, &mut terminal, &view, &mut keys_open)? {
                         return done;
                     }
                 }
@@ -526,18 +827,33 @@ async fn run_live(
     }
 }
 
+/// The lines a `table ...` template prints for `rows` (a header line first), aligned
+/// and escaped as `status --format` prints them.
+///
+/// Errors (usage): the template fails on a row.
+fn template_lines(
+    template: &crate::render::template::Template,
+    rows: &[ServiceRow],
+) -> Result<Vec<String>, Failure> {
+    let text = template
+        .render(rows)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
 /// Handles a key: `Some` ends the watch (`q`: exit 0; Ctrl-C: interrupted); a
 /// resize redraws; a closed reader (no terminal input) leaves only Ctrl-C and
 /// SIGTERM to end it.
-fn on_key(
+fn on_key<B: ratatui::backend::Backend>(
     key: Option<Key>,
+    terminal: &mut ratatui::Terminal<B>,
     view: &View,
     open: &mut bool,
 ) -> Result<Option<Result<Exit, Failure>>, Failure> {
     match key {
         Some(Key::Quit) => Ok(Some(Ok(Exit::Ok))),
         Some(Key::Interrupt) => Ok(Some(Err(Failure::Interrupted))),
-        Some(Key::Resize) => draw(view).map(|_| None),
+        Some(Key::Resize) => draw(terminal, view).map(|_| None),
         None => {
             *open = false;
             Ok(None)
@@ -554,6 +870,9 @@ fn clock_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
 
     fn args(watch: Option<bool>, interval: Option<&str>) -> StatusArgs {
         StatusArgs {
@@ -592,16 +911,29 @@ mod tests {
         );
     }
 
+    /// `values` drawn as [`spark`] draws them, one line.
+    fn spark_text(values: &[Option<f64>]) -> String {
+        let mut buf = Buffer::empty(Rect::new(0, 0, values.len() as u16, 1));
+        ratatui::widgets::Widget::render(spark(values), buf.area, &mut buf);
+        (0..values.len() as u16)
+            .map(|x| buf[(x, 0)].symbol().to_string())
+            .collect()
+    }
+
     #[test]
     fn sparklines_scale_from_zero_and_show_gaps() {
+        let values = [Some(0.0), Some(1.0), Some(7.0), None, Some(3.5)];
         assert_eq!(
-            sparkline(&[Some(0.0), Some(1.0), Some(7.0), None, Some(3.5)]),
-            "▁▂█ ▅"
+            spark_levels(&values),
+            [Some(1), Some(2), Some(8), None, Some(5)]
         );
-        assert_eq!(sparkline(&[Some(3.0), Some(3.0)]), "██");
-        assert_eq!(sparkline(&[Some(0.0), Some(0.0)]), "▁▁");
-        assert_eq!(sparkline(&[None, None]), "  ");
-        assert_eq!(sparkline(&[]), "");
+        assert_eq!(spark_text(&values), "▁▂█ ▅");
+        assert_eq!(spark_text(&[Some(3.0), Some(3.0)]), "██");
+        assert_eq!(spark_text(&[Some(0.0), Some(0.0)]), "▁▁");
+        assert_eq!(spark_text(&[None, None]), "  ");
+        assert_eq!(spark_levels(&[]), []);
+        // Below zero: scaled from the lowest value.
+        assert_eq!(spark_text(&[Some(-2.0), Some(0.0), Some(2.0)]), "▁▅█");
     }
 
     #[test]
@@ -668,70 +1000,390 @@ mod tests {
         );
     }
 
-    #[test]
-    fn frame_fits_the_terminal_and_redraws_in_place() {
-        let mut view = View {
-            rows: vec![
-                row("a", "queue-worker", Some("120 / 50"), 3),
-                row("b", "idle", None, 0),
-            ],
-            error: Some("cannot connect to the engine".into()),
-            missing: vec![],
-            history: History::default(),
-            interval: Duration::from_secs(2),
-            updated: Some("12:00:00".into()),
-            no_trunc: false,
-        };
-        view.history.record(&view.rows.clone());
-        let lines = frame(&view, 60, 100);
-        assert!(lines[0].contains("every 2s"), "{lines:?}");
-        assert!(lines[1].starts_with("! cannot connect"), "{lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("NAME")), "{lines:?}");
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("queue-worker") && l.contains('█')),
-            "{lines:?}"
-        );
-        for l in &lines {
-            assert!(
-                unicode_width::UnicodeWidthStr::width(l.as_str()) <= 60,
-                "{l}"
-            );
-        }
-        assert_eq!(frame(&view, 60, 3).len(), 3);
-        let bytes = String::from_utf8(draw_bytes(&lines)).unwrap();
-        assert!(bytes.starts_with("\u{1b}[1;1H"), "{bytes:?}");
-        assert!(bytes.ends_with("\u{1b}[J"), "{bytes:?}");
-        assert!(!bytes.contains("\u{1b}[2J"), "no full clear: {bytes:?}");
-        assert_eq!(bytes.matches("\u{1b}[K").count(), lines.len());
-    }
-
-    /// What a redraw costs for 1000 services (printed with `--nocapture`).
-    #[test]
-    fn redraw_of_a_thousand_services_is_cheap() {
-        let rows: Vec<ServiceRow> = (0..1000)
-            .map(|i| row(&format!("id{i}"), &format!("svc-{i}"), Some("5 / 10"), 2))
-            .collect();
+    fn view(rows: Vec<ServiceRow>) -> View {
         let mut view = View {
             rows,
             error: None,
             missing: vec![],
             history: History::default(),
             interval: Duration::from_secs(2),
-            updated: None,
+            updated: Some("12:00:00".into()),
             no_trunc: false,
+            template: None,
         };
-        for _ in 0..HISTORY {
-            view.history.record(&view.rows.clone());
-        }
-        let start = std::time::Instant::now();
-        let bytes = draw_bytes(&frame(&view, 200, 50));
-        let took = start.elapsed();
-        eprintln!(
-            "frame of 1000 services (200x50): {took:?}, {} bytes",
-            bytes.len()
+        view.history.record(&view.rows.clone());
+        view
+    }
+
+    /// The screen a `width` x `height` terminal shows for `view`, line by line (a
+    /// wide character once; trailing blanks kept).
+    fn screen(view: &View, width: u16, height: u16) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        draw(&mut terminal, view).unwrap();
+        let buf = terminal.backend().buffer();
+        (0..height)
+            .map(|y| {
+                let mut line = String::new();
+                let mut x = 0;
+                while x < width {
+                    let symbol = buf[(x, y)].symbol();
+                    line.push_str(symbol);
+                    x += (width_of(symbol) as u16).max(1);
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// A service as an autoscaling user runs it: a long image with a digest, a
+    /// SOURCE, a rule, a metric, a desired count.
+    fn managed_row(id: &str, name: &str) -> ServiceRow {
+        let mut r = row(id, name, Some("120 / 50"), 3);
+        r.image_name = "registry.example.com/platform/queue-worker:1.4.2".into();
+        r.digest = format!("sha256:{}", "ab12".repeat(16));
+        r.update = "completed 3m ago".into();
+        r.source = "github.com/example-org/queue-worker@4f2a9c1d0e7b".into();
+        r.rule = "3..12 by redis://redis.internal:6379/0?list=jobs, 50 per replica".into();
+        r.rule_desired = Some(6);
+        r.nodes = 3;
+        r
+    }
+
+    fn header_line(lines: &[String]) -> &str {
+        lines
+            .iter()
+            .find(|l| l.starts_with("NAME "))
+            .unwrap_or_else(|| panic!("no header: {lines:#?}"))
+    }
+
+    #[test]
+    fn at_200_columns_rule_metric_desired_and_nodes_are_shown() {
+        let v = view(vec![
+            managed_row("a", "queue-worker"),
+            row("b", "idle", None, 0),
+        ]);
+        let lines = screen(&v, 200, 50);
+        assert!(
+            lines[0].starts_with("docker microscale status --watch · every 2s · 12:00:00"),
+            "{lines:#?}"
         );
+        let header = header_line(&lines);
+        for column in [
+            "NAME", "MODE", "REPLICAS", "RULE", "METRIC", "DESIRED", "NODES",
+        ] {
+            assert!(
+                header.split_whitespace().any(|w| w == column),
+                "{column} missing at 200 columns:\n{}",
+                lines.join("\n")
+            );
+        }
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with("queue-worker ") && l.contains("replicated"))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        // Each value under its column's header.
+        let row: Vec<char> = row.chars().collect();
+        let under = |column: &str, len: usize| -> String {
+            let at = header.find(column).unwrap();
+            row[at..(at + len).min(row.len())].iter().collect()
+        };
+        assert_eq!(under("METRIC", 8), "120 / 50", "{row:?}");
+        assert_eq!(under("DESIRED", 2), "6 ", "{row:?}");
+        assert_eq!(under("NODES", 10).trim_end(), "3", "{row:?}");
+        assert_eq!(under("RULE", 14), "3..12 by redis", "{row:?}");
+        // The sparkline table below it.
+        assert!(
+            lines.iter().any(|l| l.starts_with("SERVICE ")
+                && l.contains("METRIC, LAST")
+                && l.contains("RUNNING, LAST")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("queue-worker ")
+                && l.contains('█')
+                && l.contains("120 / 50")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn at_100_columns_image_goes_before_desired() {
+        let v = view(vec![managed_row("a", "queue-worker")]);
+        let lines = screen(&v, 100, 30);
+        let header = header_line(&lines);
+        let words: Vec<&str> = header.split_whitespace().collect();
+        for column in ["NAME", "REPLICAS", "RULE", "METRIC", "DESIRED", "NODES"] {
+            assert!(
+                words.contains(&column),
+                "{column} missing:\n{}",
+                lines.join("\n")
+            );
+        }
+        for column in ["IMAGE", "SOURCE"] {
+            assert!(
+                !words.contains(&column),
+                "{column} shown:\n{}",
+                lines.join("\n")
+            );
+        }
+        // Nothing runs off the screen: the last column ends within it.
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with("queue-worker "))
+            .unwrap();
+        assert_eq!(row.split_whitespace().last(), Some("3"), "{row}");
+    }
+
+    #[test]
+    fn columns_give_way_in_priority_order_as_the_terminal_narrows() {
+        let header = crate::cmd::status::STATUS_HEADER;
+        let natural = [20, 10, 8, 62, 16, 45, 48, 10, 7, 5];
+        let full: usize = natural.iter().sum::<usize>() + GAP * 9;
+        assert_eq!(
+            fit_columns(&natural, full),
+            natural.iter().copied().enumerate().collect::<Vec<_>>()
+        );
+        let shown = |width| -> Vec<&str> {
+            fit_columns(&natural, width)
+                .iter()
+                .map(|(i, _)| header[*i])
+                .collect()
+        };
+        let mut gone: Vec<&str> = vec![];
+        for width in (1..full).rev() {
+            let now = shown(width);
+            let fitted = fit_columns(&natural, width);
+            let used: usize =
+                fitted.iter().map(|(_, w)| w).sum::<usize>() + GAP * (fitted.len() - 1);
+            assert!(used <= width, "{width}: {fitted:?}");
+            assert_eq!(now[0], "NAME", "{width}");
+            for (i, w) in &fitted {
+                assert!(*w <= natural[*i]);
+                assert!(*w >= header[*i].len().min(width), "{width}: {fitted:?}");
+            }
+            // A column that went never comes back at a narrower width.
+            for column in header {
+                if !now.contains(&column) && !gone.contains(&column) {
+                    gone.push(column);
+                }
+                if gone.contains(&column) {
+                    assert!(!now.contains(&column), "{column} back at {width}");
+                }
+            }
+        }
+        assert_eq!(
+            gone,
+            [
+                "SOURCE", "IMAGE", "UPDATE", "MODE", "NODES", "RULE", "DESIRED", "METRIC",
+                "REPLICAS"
+            ]
+        );
+        // At 100 columns: IMAGE, SOURCE and UPDATE are gone, the rest stays.
+        assert_eq!(
+            shown(100),
+            [
+                "NAME", "MODE", "REPLICAS", "RULE", "METRIC", "DESIRED", "NODES"
+            ]
+        );
+        // A long REPLICAS (stale tasks on down nodes) is cut before MODE goes.
+        let mut long = natural;
+        long[2] = 60;
+        let at = fit_columns(&long, 120);
+        assert_eq!(
+            at,
+            [(0, 20), (1, 10), (2, 30), (6, 20), (7, 10), (8, 7), (9, 5)]
+        );
+        // RULE is cut before MODE goes: at 100, to 22 columns.
+        let at = fit_columns(&natural, 100);
+        assert!(at.contains(&(1, 10)) && at.contains(&(6, 22)), "{at:?}");
+    }
+
+    #[test]
+    fn a_table_template_drives_the_live_screen() {
+        let rows = vec![managed_row("a", "queue-worker"), row("b", "idle", None, 0)];
+        let format = Format::parse(
+            Some("table {{.Name}}\\t{{.RuleDesired}}\\t{{.Metric}}"),
+            crate::render::fields::STATUS,
+        )
+        .unwrap();
+        let Format::Template(t) = &format else {
+            panic!("a template")
+        };
+        let mut v = view(rows.clone());
+        v.template = Some(template_lines(t, &rows).unwrap());
+        let lines = screen(&v, 120, 20);
+        let header = header_line(&lines);
+        assert_eq!(
+            header.split_whitespace().collect::<Vec<_>>(),
+            ["NAME", "DESIRED", "METRIC"],
+            "{lines:#?}"
+        );
+        // The template's rows, as `status --format` aligns them.
+        let printed =
+            crate::cmd::status::rows_text(&rows, &args(Some(true), None), &format).unwrap();
+        for l in printed.lines() {
+            assert!(
+                lines.iter().any(|s| s.trim_end() == l.trim_end()),
+                "{l:?} in {lines:#?}"
+            );
+        }
+        assert!(!lines.iter().any(|l| l.contains("REPLICAS")), "{lines:#?}");
+        // The live screen takes table formats on a terminal only.
+        assert!(live_screen(true, &format, false));
+        assert!(live_screen(true, &Format::Table, false));
+        assert!(!live_screen(true, &format, true), "-q");
+        assert!(!live_screen(false, &format, false), "a pipe");
+        assert!(!live_screen(true, &Format::Json, false));
+        let bare = Format::parse(Some("{{.Name}}"), crate::render::fields::STATUS).unwrap();
+        assert!(!live_screen(true, &bare, false), "a template without table");
+    }
+
+    /// Characters that must never reach the terminal as they are.
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+
+    #[test]
+    fn hostile_label_text_is_shown_escaped() {
+        let mut evil = managed_row("a", "evil\u{1b}[2J\u{202e}name");
+        evil.rule = "3..12 by redis://x\u{9b}31m\u{7}/0".into();
+        evil.metric = Some("5\u{1b}]0;pwned\u{7} / 10".into());
+        evil.source = "github.com/x/y\u{2066}@abc".into();
+        let mut v = view(vec![evil.clone()]);
+        v.error = Some("engine said \u{1b}[31mno\u{202e}".into());
+        v.missing = vec!["no such service: a\u{1b}[Hb".into()];
+        let check = |lines: Vec<String>| {
+            let all = lines.join("\n");
+            for l in &lines {
+                assert!(!l.chars().any(unsafe_char), "{l:?}");
+            }
+            assert!(all.contains("evil\\u{1b}[2J\\u{202e}name"), "{all}");
+            assert!(all.contains("engine said \\u{1b}[31mno\\u{202e}"), "{all}");
+            assert!(all.contains("no such service: a\\u{1b}[Hb"), "{all}");
+        };
+        check(screen(&v, 250, 30));
+        // And through a template.
+        let format = Format::parse(
+            Some("table {{.Name}}\\t{{.Rule}}\\t{{.Metric}}"),
+            crate::render::fields::STATUS,
+        )
+        .unwrap();
+        let Format::Template(t) = &format else {
+            panic!("a template")
+        };
+        v.template = Some(template_lines(t, &[evil]).unwrap());
+        let lines = screen(&v, 250, 30);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("redis://x\\u{9b}31m\\u{7}/0")),
+            "{lines:#?}"
+        );
+        check(lines);
+    }
+
+    #[test]
+    fn errors_are_shown_and_the_frame_fits_a_short_terminal() {
+        let mut v = view(vec![
+            row("a", "queue-worker", Some("120 / 50"), 3),
+            row("b", "idle", None, 0),
+        ]);
+        v.error = Some("cannot connect to the engine\nis it running?".into());
+        let lines = screen(&v, 60, 40);
+        assert!(lines[1].starts_with("! cannot connect"), "{lines:#?}");
+        assert!(lines[2].starts_with("  is it running?"), "{lines:#?}");
+        assert!(lines[3].contains("trying again every 2s"), "{lines:#?}");
+        assert!(lines.iter().any(|l| l.starts_with("NAME ")), "{lines:#?}");
+        // A long title is cut with an ellipsis at the edge.
+        let narrow = screen(&v, 30, 10);
+        assert!(narrow[0].ends_with('…'), "{narrow:#?}");
+        // Three lines: the title, the error; the table and sparklines do not fit.
+        let short = screen(&v, 60, 3);
+        assert!(short[2].starts_with("  is it running?"), "{short:#?}");
+        // The heights: rows below the screen are not shown, the sparklines only
+        // with room for their header and a row.
+        assert_eq!(heights(1, 11, 3, 50), [1, 1, 11, 1, 3]);
+        assert_eq!(heights(1, 11, 3, 10), [1, 1, 8, 0, 0]);
+        assert_eq!(heights(1, 3, 3, 8), [1, 1, 3, 1, 2]);
+        assert_eq!(heights(4, 3, 3, 2), [2, 0, 0, 0, 0]);
+    }
+
+    /// A `Write` whose bytes the test can read while the terminal owns it.
+    #[derive(Clone, Default)]
+    struct Tape(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Tape {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Tape {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+        }
+    }
+
+    #[test]
+    fn redraws_write_only_what_changed_and_never_clear_the_screen() {
+        let tape = Tape::default();
+        let mut terminal = Terminal::with_options(
+            ratatui::backend::CrosstermBackend::new(tape.clone()),
+            ratatui::TerminalOptions {
+                viewport: ratatui::Viewport::Fixed(Rect::new(0, 0, 100, 20)),
+            },
+        )
+        .unwrap();
+        let mut v = view(vec![managed_row("a", "queue-worker")]);
+        draw(&mut terminal, &v).unwrap();
+        let first = tape.take();
+        assert!(first.contains("queue-worker"), "{first:?}");
+        assert!(!first.contains("\u{1b}[2J"), "no full clear: {first:?}");
+        // The same view again: no cell is written.
+        draw(&mut terminal, &v).unwrap();
+        let again = tape.take();
+        assert!(
+            !again.contains("queue-worker") && !again.contains("12:00:00"),
+            "{again:?}"
+        );
+        // A new time and metric: those cells, not the name.
+        v.updated = Some("12:00:02".into());
+        v.rows[0].metric = Some("130 / 50".into());
+        v.history.record(&v.rows.clone());
+        draw(&mut terminal, &v).unwrap();
+        let next = tape.take();
+        assert!(next.contains('2') && next.contains('3'), "{next:?}");
+        assert!(
+            !next.contains("queue-worker") && !next.contains("\u{1b}[2J"),
+            "{next:?}"
+        );
+    }
+
+    /// What a redraw costs for 1000 services (printed with `--nocapture`).
+    #[test]
+    fn redraw_of_a_thousand_services_is_cheap() {
+        let rows: Vec<ServiceRow> = (0..1000)
+            .map(|i| managed_row(&format!("id{i}"), &format!("svc-{i}")))
+            .collect();
+        let mut v = view(rows);
+        for _ in 0..HISTORY {
+            v.history.record(&v.rows.clone());
+        }
+        let mut terminal = Terminal::new(TestBackend::new(200, 50)).unwrap();
+        let start = std::time::Instant::now();
+        draw(&mut terminal, &v).unwrap();
+        let took = start.elapsed();
+        eprintln!("frame of 1000 services (200x50): {took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
+        let lines = screen(&v, 200, 50);
+        assert!(
+            lines[49].starts_with("svc-"),
+            "the table fills the screen: {lines:#?}"
+        );
     }
 }

@@ -662,10 +662,40 @@ pub fn rows_text(
     format.render(rows, |rows| status_table(rows, no_trunc))
 }
 
+/// Widest RULE shown before it is cut (unless `--no-trunc`).
+const RULE_WIDTH: usize = 48;
+/// Width at which SOURCE is cut without `--no-trunc`.
+const SOURCE_WIDTH: usize = 48;
+
+/// A SOURCE (`host/path@revision`) cut to `max` columns in its path, so that the
+/// revision, the part that tells builds apart, stays whole (a long path once showed
+/// as `github.com/docker-microscale/docker-microscale@…`). A revision longer than
+/// half of `max` is cut as the rest is.
+fn ellipsize_source(s: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    match s.rsplit_once('@') {
+        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
+            format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
+        }
+        _ => ellipsize(s, max),
+    }
+}
+
+/// The `status` table's header: its columns, in order.
+pub const STATUS_HEADER: [&str; 10] = [
+    "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED", "NODES",
+];
+
 /// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
-    let body = rows
-        .iter()
+    docker_table(&STATUS_HEADER, status_cells(rows, no_trunc))
+}
+
+/// The cells of the `status` table, one line of [`STATUS_HEADER`]'s columns per row,
+/// as the data has them (not yet made [`printable`]): IMAGE with a 12-digit digest,
+/// RULE and SOURCE cut (unless `no_trunc`), `-` for what is missing.
+pub fn status_cells(rows: &[ServiceRow], no_trunc: bool) -> Vec<Vec<String>> {
+    rows.iter()
         .map(|r| {
             let image = if r.digest.is_empty() {
                 r.image_name.clone()
@@ -711,34 +741,7 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 nodes,
             ]
         })
-        .collect();
-    docker_table(
-        &[
-            "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
-            "NODES",
-        ],
-        body,
-    )
-}
-
-/// Widest RULE shown before it is cut (unless `--no-trunc`).
-const RULE_WIDTH: usize = 48;
-
-/// Width at which SOURCE is cut without `--no-trunc`.
-const SOURCE_WIDTH: usize = 48;
-
-/// A SOURCE (`host/path@revision`) cut to `max` columns in its path, so that the
-/// revision, the part that tells builds apart, stays whole (a long path once showed
-/// as `github.com/docker-microscale/docker-microscale@…`). A revision longer than
-/// half of `max` is cut as the rest is.
-fn ellipsize_source(s: &str, max: usize) -> String {
-    use unicode_width::UnicodeWidthStr;
-    match s.rsplit_once('@') {
-        Some((path, rev)) if s.width() > max && rev.width() < max / 2 => {
-            format!("{}@{rev}", ellipsize(path, max - rev.width() - 1))
-        }
-        _ => ellipsize(s, max),
-    }
+        .collect()
 }
 
 #[cfg(test)]
