@@ -811,18 +811,37 @@ pub struct MetricAccess {
     /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
     #[arg(long = "metric-secret", value_name = "binding")]
     pub metric_secret: Vec<String>,
+
+    /// Trust the CA certificates in this PEM file, besides the system's roots, for metric sources over TLS (rediss://, https://, tls=true)
+    #[arg(long = "metric-tlscacert", value_name = "file")]
+    pub metric_tlscacert: Option<PathBuf>,
+
+    /// Send this client certificate (PEM) to metric sources over TLS that ask for one; needs --metric-tlskey
+    #[arg(long = "metric-tlscert", value_name = "file")]
+    pub metric_tlscert: Option<PathBuf>,
+
+    /// The private key (PEM, unencrypted) of --metric-tlscert
+    #[arg(long = "metric-tlskey", value_name = "file")]
+    pub metric_tlskey: Option<PathBuf>,
 }
 
 impl MetricAccess {
-    /// The checked allow-list and secret bindings; `services` are the swarm's service
-    /// names (the default allow-list). Errors: a bad `--metric-allow` or
-    /// `--metric-secret` value (a usage error).
+    /// The checked allow-list, secret bindings and TLS settings (the CA and client
+    /// certificate files are read here, each time); `services` are the swarm's
+    /// service names (the default allow-list). Errors: a bad `--metric-allow` or
+    /// `--metric-secret` value, a TLS file that cannot be used (a usage error).
     pub fn allow(
         &self,
         services: std::collections::BTreeSet<String>,
     ) -> Result<crate::metrics::Allow, String> {
-        crate::metrics::Allow::parse(&self.metric_allow, services)?
-            .with_secrets(&self.metric_secret)
+        let mut allow = crate::metrics::Allow::parse(&self.metric_allow, services)?
+            .with_secrets(&self.metric_secret)?;
+        allow.tls = std::sync::Arc::new(crate::metrics::tls::MetricTls::load(
+            self.metric_tlscacert.as_deref(),
+            self.metric_tlscert.as_deref(),
+            self.metric_tlskey.as_deref(),
+        )?);
+        Ok(allow)
     }
 }
 

@@ -99,6 +99,9 @@ pub struct Allow {
     pub services: BTreeSet<String>,
     /// `--metric-secret` bindings. A secret without one is never sent.
     pub secrets: Vec<SecretBinding>,
+    /// `--metric-tlscacert`, `--metric-tlscert`, `--metric-tlskey`: what a source
+    /// over TLS trusts and sends ([`Endpoint::tls`]).
+    pub tls: std::sync::Arc<super::tls::MetricTls>,
 }
 
 impl Allow {
@@ -127,6 +130,7 @@ impl Allow {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             secrets: vec![],
+            tls: Default::default(),
         })
     }
 
@@ -340,7 +344,12 @@ impl Allow {
             Host::Ip(ip) => Host::Ip(canonical(*ip)),
             name => name.clone(),
         };
-        Ok(Endpoint { host, port, addrs })
+        Ok(Endpoint {
+            host,
+            port,
+            addrs,
+            tls: self.tls.clone(),
+        })
     }
 
     /// Refuses a reserved address ([`reserved`]) unless `--metric-allow` lists it.

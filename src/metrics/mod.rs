@@ -19,6 +19,7 @@ pub mod prometheus;
 pub mod rabbitmq;
 pub mod range;
 pub mod redis;
+pub mod tls;
 mod web;
 
 use serde::Serialize;
@@ -186,6 +187,7 @@ pub(crate) async fn test_endpoint(uri: &str) -> Result<Endpoint, String> {
         host: target.host,
         port,
         addrs,
+        tls: Default::default(),
     })
 }
 
