@@ -646,19 +646,6 @@ pub struct ReplayArgs {
     pub no_trunc: Option<bool>,
 }
 
-impl MetricAccess {
-    /// The checked allow-list and secret bindings; `services` are the swarm's service
-    /// names (the default allow-list). Errors: a bad `--metric-allow` or
-    /// `--metric-secret` value (a usage error).
-    pub fn allow(
-        &self,
-        services: std::collections::BTreeSet<String>,
-    ) -> Result<crate::metrics::Allow, String> {
-        crate::metrics::Allow::parse(&self.metric_allow, services)?
-            .with_secrets(&self.metric_secret)
-    }
-}
-
 /// Options of `docker microscale metric`.
 #[derive(Debug, Clone, Args)]
 pub struct MetricArgs {

@@ -65,7 +65,7 @@ pub struct Settings {
     pub interval: Duration,
     /// `--capacity`.
     pub capacity: Option<u64>,
-    /// `--metric-allow` and `--metric-secret`.
+    /// `--metric-allow`, `--metric-secret` and the `--metric-tls*` files.
     pub access: crate::metrics::access::MetricAccess,
     /// `--rules`.
     pub file: Option<(std::path::PathBuf, RulesFile)>,
@@ -494,7 +494,7 @@ impl Agent {
         let allow = match self.settings.access.allow(names) {
             Ok(a) => a,
             Err(e) => {
-                error!(error = %one_line(&e), "bad --metric-allow or --metric-secret");
+                error!(error = %one_line(&e), "bad --metric-allow, --metric-secret or --metric-tls* flag");
                 return (true, true);
             }
         };
@@ -1437,11 +1437,11 @@ pub async fn run(
 /// `--once`, `--dry-run`, the lease, `--stats-peers`, the decision options), so that
 /// a collector is never given a rule's secret or a lease by mistake. Errors: a usage
 /// message naming the flag and the fix.
-fn check_collector(args: &crate::agent::RunArgs) -> Result<(), String> {
+fn check_collector(args: &RunArgs) -> Result<(), String> {
     if args.stats_listen.is_none() || args.stats_token_file.is_none() {
         return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
     }
-    let deciding: [(&str, bool); 10] = [
+    let deciding: [(&str, bool); 13] = [
         ("SERVICE arguments", !args.services.is_empty()),
         ("--once", args.once.is_some()),
         ("--dry-run", args.dry_run.is_some()),
@@ -1457,6 +1457,18 @@ fn check_collector(args: &crate::agent::RunArgs) -> Result<(), String> {
         (
             "--metric-secret",
             !args.decide.access.metric_secret.is_empty(),
+        ),
+        (
+            "--metric-tlscacert",
+            args.decide.access.metric_tlscacert.is_some(),
+        ),
+        (
+            "--metric-tlscert",
+            args.decide.access.metric_tlscert.is_some(),
+        ),
+        (
+            "--metric-tlskey",
+            args.decide.access.metric_tlskey.is_some(),
         ),
     ];
     match deciding.iter().find(|(_, given)| *given) {
@@ -1580,6 +1592,9 @@ mod tests {
             ("--capacity=4", "--capacity"),
             ("--metric-allow=queue:6379", "--metric-allow"),
             ("--metric-secret=redis=queue:6379", "--metric-secret"),
+            ("--metric-tlscacert=/run/secrets/ca", "--metric-tlscacert"),
+            ("--metric-tlscert=/run/secrets/cert", "--metric-tlscert"),
+            ("--metric-tlskey=/run/secrets/key", "--metric-tlskey"),
         ] {
             let mut argv = base.to_vec();
             argv.push(extra);

@@ -320,16 +320,7 @@ pub fn tls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let certs = read_certs(cert, "a certificate")?;
-            let text = read_small_file(key)?;
-            if text.contains("ENCRYPTED") {
-                return Err(format!(
-                    "{} is an encrypted key; the docker CLI and this plugin need an unencrypted one (openssl pkey -in KEY -out key.pem)",
-                    key.display()
-                ));
-            }
-            let key = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
-                format!("{} is not a private key in PEM format: {e}", key.display())
-            })?;
+            let key = read_key(key)?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| format!("the client certificate and key do not fit together: {e}"))
@@ -360,7 +351,24 @@ fn read_small_file(path: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Reads a private key (PEM: PKCS#1, SEC1 or PKCS#8) from `path`, a regular file of
+/// at most 1 MiB. Errors name the file: missing, too large, encrypted, not a key.
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let text = read_small_file(path)?;
+    if text.contains("ENCRYPTED") {
+        return Err(format!(
+            "{} is an encrypted key; the docker CLI and this plugin need an unencrypted one (openssl pkey -in KEY -out key.pem)",
+            path.display()
+        ));
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes())
+        .map_err(|e| format!("{} is not a private key in PEM format: {e}", path.display()))
+}
+
+/// Reads the certificates (PEM, one or more; `what` names them in errors, "a CA
+/// certificate") from `path`, a regular file of at most 1 MiB. Errors name the file:
+/// missing, too large, not PEM, no certificate in it.
+pub(crate) fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let text = read_small_file(path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()

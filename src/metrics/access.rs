@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -101,6 +102,9 @@ pub struct Allow {
     pub services: BTreeSet<String>,
     /// `--metric-secret` bindings. A secret without one is never sent.
     pub secrets: Vec<SecretBinding>,
+    /// `--metric-tlscacert`, `--metric-tlscert`, `--metric-tlskey`: what a source
+    /// over TLS trusts and sends ([`Endpoint::tls`]).
+    pub tls: std::sync::Arc<super::tls::MetricTls>,
 }
 
 impl Allow {
@@ -129,6 +133,7 @@ impl Allow {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             secrets: vec![],
+            tls: Default::default(),
         })
     }
 
@@ -342,7 +347,12 @@ impl Allow {
             Host::Ip(ip) => Host::Ip(canonical(*ip)),
             name => name.clone(),
         };
-        Ok(Endpoint { host, port, addrs })
+        Ok(Endpoint {
+            host,
+            port,
+            addrs,
+            tls: self.tls.clone(),
+        })
     }
 
     /// Refuses a reserved address ([`reserved`]) unless `--metric-allow` lists it.
@@ -380,4 +390,36 @@ pub struct MetricAccess {
     /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
     #[arg(long = "metric-secret", value_name = "binding")]
     pub metric_secret: Vec<String>,
+
+    /// Trust the CA certificates in this PEM file, besides the system's roots, for metric sources over TLS (rediss://, https://, tls=true)
+    #[arg(long = "metric-tlscacert", value_name = "file")]
+    pub metric_tlscacert: Option<PathBuf>,
+
+    /// Send this client certificate (PEM) to metric sources over TLS that ask for one; needs --metric-tlskey
+    #[arg(long = "metric-tlscert", value_name = "file")]
+    pub metric_tlscert: Option<PathBuf>,
+
+    /// The private key (PEM, unencrypted) of --metric-tlscert
+    #[arg(long = "metric-tlskey", value_name = "file")]
+    pub metric_tlskey: Option<PathBuf>,
+}
+
+impl MetricAccess {
+    /// The checked allow-list, secret bindings and TLS settings (the CA and client
+    /// certificate files are read here, each time); `services` are the swarm's
+    /// service names (the default allow-list). Errors: a bad `--metric-allow` or
+    /// `--metric-secret` value, a TLS file that cannot be used (a usage error).
+    pub fn allow(
+        &self,
+        services: std::collections::BTreeSet<String>,
+    ) -> Result<crate::metrics::Allow, String> {
+        let mut allow = crate::metrics::Allow::parse(&self.metric_allow, services)?
+            .with_secrets(&self.metric_secret)?;
+        allow.tls = std::sync::Arc::new(crate::metrics::tls::MetricTls::load(
+            self.metric_tlscacert.as_deref(),
+            self.metric_tlscert.as_deref(),
+            self.metric_tlskey.as_deref(),
+        )?);
+        Ok(allow)
+    }
 }

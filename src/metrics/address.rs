@@ -279,7 +279,7 @@ impl Target {
 
 /// A checked place to connect to: the target's host and port, and the addresses
 /// that passed every check (for a name, what it resolved to). A source connects
-/// only to these.
+/// only to these, and over TLS trusts what `tls` says (the operator's flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// The host, as checked.
@@ -288,6 +288,9 @@ pub struct Endpoint {
     pub port: u16,
     /// The addresses to connect to, in order; never empty.
     pub addrs: Vec<SocketAddr>,
+    /// For a source over TLS: the CAs trusted and the client certificate sent
+    /// (`--metric-tlscacert`, `--metric-tlscert`, `--metric-tlskey`).
+    pub tls: std::sync::Arc<super::tls::MetricTls>,
 }
 
 impl Endpoint {
@@ -298,6 +301,7 @@ impl Endpoint {
             host: Host::Ip(ip),
             port,
             addrs: vec![SocketAddr::new(ip, port)],
+            tls: Default::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod prometheus;
 pub mod rabbitmq;
 pub mod range;
 pub mod redis;
+pub mod tls;
 mod web;
 
 use serde::Serialize;
@@ -231,6 +232,7 @@ pub(crate) async fn test_endpoint(uri: &str) -> Result<Endpoint, String> {
         host: target.host,
         port,
         addrs,
+        tls: Default::default(),
     })
 }
 

@@ -31,8 +31,15 @@
 //!   variable the rule names.
 //! - Key, group and user names may be percent-encoded (`%20`, `%26`, …); an IPv6
 //!   host is written in brackets (`redis://[::1]:6379`).
-//! - `rediss://` (TLS) is not supported yet.
-//! - The whole read (connect, authenticate, commands) is bounded by the timeout.
+//! - `rediss://` is the same over TLS (`tls-port` in redis.conf), through the `redis`
+//!   crate's rustls support. The server's certificate must be valid for the URI's
+//!   host and signed by a CA the reader trusts: the system's roots, plus the
+//!   operator's `--metric-tlscacert` file; the operator's `--metric-tlscert` and
+//!   `--metric-tlskey` are sent when the server asks for a client certificate
+//!   (Redis's default, `tls-auth-clients yes`). See [`super::tls`]. A label chooses
+//!   neither: it only says `rediss://`.
+//! - The whole read (connect, TLS handshake, authenticate, commands) is bounded by
+//!   the timeout.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,6 +53,8 @@ const UNIT: &str = "entries";
 /// What to read, parsed from the URI.
 #[derive(Debug, Clone, PartialEq)]
 struct Target {
+    /// `rediss://`: over TLS.
+    tls: bool,
     host: String,
     port: u16,
     db: i64,
@@ -102,18 +111,20 @@ fn percent_decode(s: &str, what: &str) -> Result<String, String> {
 }
 
 fn parse(uri: &str) -> Result<Target, String> {
-    const SHAPE: &str = "expected redis://HOST[:PORT][/DB]?list=KEY or ?stream=KEY[&group=GROUP]";
-    let rest = if let Some(rest) = uri.strip_prefix("redis://") {
-        rest
-    } else if uri.starts_with("rediss://") {
-        return Err(
-            "redis metric URI: rediss:// (TLS) is not supported yet: use redis:// on a trusted network"
-                .to_string(),
-        );
+    const SHAPE: &str = "expected redis://HOST[:PORT][/DB]?list=KEY or ?stream=KEY[&group=GROUP] (rediss:// over TLS)";
+    let (tls, rest) = if let Some(rest) = uri.strip_prefix("redis://") {
+        (false, rest)
+    } else if let Some(rest) = uri.strip_prefix("rediss://") {
+        (true, rest)
     } else {
         return Err(format!("redis metric URI {uri:?}: {SHAPE}"));
     };
     if rest.contains('#') {
+        if tls {
+            // The redis crate reads `rediss://…/#insecure` as "check no certificate";
+            // the URI never reaches it, and nothing in a label turns the check off.
+            return Err("redis metric URI: a #fragment means nothing here (and #insecure is not honoured: the server's certificate is always checked): remove it".to_string());
+        }
         return Err("redis metric URI: a #fragment means nothing here: remove it".to_string());
     }
     let (before_query, query) = match rest.split_once('?') {
@@ -186,6 +197,18 @@ fn parse(uri: &str) -> Result<Target, String> {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
             format!("redis metric URI: the parameter {pair:?} has no value: write NAME=VALUE")
         })?;
+        // ssl_ca_certs=, ssl_cert_reqs=none, tls=, insecure=, cacert=, key=, ...
+        let lower = k.to_ascii_lowercase();
+        let tls_setting = ["tls", "ssl", "insecure", "verify"]
+            .iter()
+            .any(|w| lower.starts_with(w))
+            || lower.contains("cert")
+            || ["ca", "cafile", "capath", "key", "keyfile"].contains(&lower.as_str());
+        if tls_setting {
+            return Err(format!(
+                "redis metric URI: {k:?}: TLS settings do not come from a URI: the reader's operator gives the CA and client certificate with --metric-tlscacert, --metric-tlscert and --metric-tlskey, and the server's certificate is always checked; write rediss:// for TLS"
+            ));
+        }
         if !["list", "stream", "group", "measure", "missing"].contains(&k) {
             return Err(format!(
                 "redis metric URI: unknown parameter {k:?}: known are list, stream, group, measure, missing"
@@ -253,6 +276,7 @@ fn parse(uri: &str) -> Result<Target, String> {
         },
     };
     Ok(Target {
+        tls,
         host: host.to_string(),
         port,
         db,
@@ -274,6 +298,12 @@ pub async fn read(
     let target = parse(uri)?;
     match tokio::time::timeout(timeout, read_target(&target, endpoint, secret)).await {
         Ok(result) => result,
+        // A plain port waits for a command that a TLS handshake never ends.
+        Err(_) if target.tls => Err(format!(
+            "no answer from redis at {} within {}: over TLS (rediss://), is this the server's TLS port (tls-port)?",
+            target.at(),
+            humantime::format_duration(timeout)
+        )),
         Err(_) => Err(format!(
             "no answer from redis at {} within {}",
             target.at(),
@@ -297,21 +327,48 @@ async fn read_target(
     if let Some(secret) = secret {
         settings = settings.set_password(secret);
     }
-    // The caller's timeout bounds the whole read; the crate's own shorter defaults
-    // would cut it early with a different message.
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(None)
-        .set_response_timeout(None);
+    // TLS: the host's name (or address) is what the certificate must be valid for;
+    // the connection still goes only to the checked addresses, which the resolver
+    // below hands the crate for that name.
+    let server_name = match &endpoint.host {
+        super::Host::Name(n) => n.clone(),
+        super::Host::Ip(ip) => ip.to_string(),
+    };
+    let certificates = t.tls.then(|| endpoint.tls.redis_certificates());
+    let fail = |e: &redis::RedisError| describe(e, t, secret.is_some(), &endpoint.tls);
     // Only the endpoint's checked addresses, in order; the next one only when
     // nothing listens at the previous one.
     let mut connected = None;
     let mut last_error = None;
     for addr in &endpoint.addrs {
-        let info = ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
+        // The caller's timeout bounds the whole read; the crate's own shorter
+        // defaults would cut it early with a different message.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None)
+            .set_dns_resolver(Pinned {
+                name: server_name.clone(),
+                addr: *addr,
+            });
+        let client = match &certificates {
+            None => ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
+                .into_connection_info()
+                .and_then(|info| redis::Client::open(info.set_redis_settings(settings.clone()))),
+            Some(certificates) => ConnectionAddr::TcpTls {
+                host: server_name.clone(),
+                port: addr.port(),
+                insecure: false,
+                tls_params: None,
+            }
             .into_connection_info()
-            .map_err(|e| format!("redis at {at}: {e}"))?
-            .set_redis_settings(settings.clone());
-        let client = redis::Client::open(info).map_err(|e| format!("redis at {at}: {e}"))?;
+            .and_then(|info| {
+                redis::Client::build_with_tls(
+                    info.set_redis_settings(settings.clone()),
+                    certificates.clone(),
+                )
+            }),
+        }
+        .map_err(|e| format!("redis at {at}: {e}"))?;
         match client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -321,12 +378,12 @@ async fn read_target(
                 break;
             }
             Err(e) if e.is_connection_refusal() => last_error = Some(e),
-            Err(e) => return Err(describe(&e, t, secret.is_some())),
+            Err(e) => return Err(fail(&e)),
         }
     }
     let mut con = match (connected, last_error) {
         (Some(c), _) => c,
-        (None, Some(e)) => return Err(describe(&e, t, secret.is_some())),
+        (None, Some(e)) => return Err(fail(&e)),
         (None, None) => return Err(format!("redis at {at}: no address to connect to")),
     };
 
@@ -341,7 +398,7 @@ async fn read_target(
         .arg(key)
         .query_async(&mut con)
         .await
-        .map_err(|e| describe(&e, t, secret.is_some()))?;
+        .map_err(|e| fail(&e))?;
     if kind == "none" {
         if t.missing_is_zero {
             return Ok(Sample {
@@ -371,12 +428,12 @@ async fn read_target(
             .arg(k)
             .query_async(&mut con)
             .await
-            .map_err(|e| describe(&e, t, secret.is_some()))?,
+            .map_err(|e| fail(&e))?,
         What::Stream(k) => redis::cmd("XLEN")
             .arg(k)
             .query_async(&mut con)
             .await
-            .map_err(|e| describe(&e, t, secret.is_some()))?,
+            .map_err(|e| fail(&e))?,
         What::Group {
             stream,
             group,
@@ -387,7 +444,7 @@ async fn read_target(
                 .arg(stream)
                 .query_async(&mut con)
                 .await
-                .map_err(|e| describe(&e, t, secret.is_some()))?;
+                .map_err(|e| fail(&e))?;
             let info = groups
                 .iter()
                 .find(|g| matches!(g.get("name"), Some(v) if value_str(v).as_deref() == Some(group.as_str())))
@@ -417,7 +474,7 @@ async fn read_target(
                     })?;
                     count_after(&mut con, stream, &last)
                         .await
-                        .map_err(|e| describe(&e, t, secret.is_some()))?
+                        .map_err(|e| fail(&e))?
                         .ok_or_else(|| {
                             format!(
                                 "redis at {at} cannot say the lag of the group {group} on the stream {stream}, and more than {COUNT_CAP} entries follow its last-delivered ID: use measure=pending"
@@ -441,6 +498,36 @@ async fn read_target(
         value: value as f64,
         unit: UNIT,
     })
+}
+
+/// Hands the `redis` crate the one checked address for the name it connects to
+/// (over TLS the crate connects by name, to check the certificate against it), and
+/// resolves nothing else: no name is looked up again after `--metric-allow` checked it.
+struct Pinned {
+    name: String,
+    addr: std::net::SocketAddr,
+}
+
+impl redis::io::AsyncDNSResolver for Pinned {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        host: &'b str,
+        port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = std::net::SocketAddr> + Send + 'a>> {
+        let known = (host == self.name || host.parse().ok() == Some(self.addr.ip()))
+            && port == self.addr.port();
+        let addr = self.addr;
+        Box::pin(async move {
+            if known {
+                Ok(Box::new(std::iter::once(addr))
+                    as Box<dyn Iterator<Item = std::net::SocketAddr> + Send>)
+            } else {
+                Err(redis::RedisError::from(std::io::Error::other(format!(
+                    "{host}:{port} was not checked against --metric-allow: not resolved"
+                ))))
+            }
+        })
+    }
 }
 
 /// The most entries [`count_after`] pages through before giving up.
@@ -476,6 +563,21 @@ async fn count_after(
     }
 }
 
+/// Whether an error's text is rustls's (a certificate, an alert, a handshake, a
+/// peer that does not speak TLS).
+fn is_tls_failure(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "fatal alert",
+        "corrupt message",
+        "handshake",
+        "tls",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+}
+
 fn value_str(v: &redis::Value) -> Option<String> {
     match v {
         redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
@@ -484,11 +586,23 @@ fn value_str(v: &redis::Value) -> Option<String> {
     }
 }
 
-/// One line for a failed connect or command, with no secret in it.
-fn describe(e: &redis::RedisError, t: &Target, had_secret: bool) -> String {
+/// One line for a failed connect or command, with no secret in it; `tls` are the
+/// settings a `rediss://` connection was made with (for how to fix a TLS failure).
+fn describe(
+    e: &redis::RedisError,
+    t: &Target,
+    had_secret: bool,
+    tls: &super::tls::MetricTls,
+) -> String {
     let at = t.at();
     let code = e.code().unwrap_or("");
     let text = e.to_string();
+    if t.tls && is_tls_failure(&text) {
+        return format!(
+            "TLS with redis at {at} failed: {text}: {}",
+            super::tls::hint(&text, tls)
+        );
+    }
     if code == "WRONGPASS"
         || text.contains("WRONGPASS")
         || e.kind() == redis::ErrorKind::AuthenticationFailed && had_secret
@@ -523,6 +637,22 @@ fn describe(e: &redis::RedisError, t: &Target, had_secret: bool) -> String {
         );
     }
     if e.is_io_error() {
+        if t.tls {
+            return format!(
+                "cannot reach redis at {at} over TLS: {text}: {}",
+                super::tls::hint(&text, tls)
+            );
+        }
+        let lower = text.to_ascii_lowercase();
+        if ["reset", "broken pipe", "closed", "end of file", "eof"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            // A TLS port drops a client that does not start with a handshake.
+            return format!(
+                "cannot reach redis at {at}: {text}: if this is the server's TLS port (tls-port), use rediss://"
+            );
+        }
         return format!("cannot reach redis at {at}: {text}");
     }
     format!("redis at {at}: {text}")
@@ -542,6 +672,8 @@ mod tests {
         )
         .await
     }
+    use crate::metrics::tls::MetricTls;
+    use crate::testutil::{Issued, TestCa};
     use std::net::{TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
@@ -570,14 +702,36 @@ mod tests {
             }
         );
         assert!(t.missing_is_zero);
+        assert!(!t.tls);
+        // rediss:// is the same URI over TLS, on the same default port.
+        let t = parse("rediss://worker@q.example/1?list=jobs").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.host.as_str(), t.port, t.db), ("q.example", 6379, 1));
+        assert_eq!(t.user.as_deref(), Some("worker"));
+        assert_eq!(t.what, What::List("jobs".into()));
+        let e = parse("rediss://:pw@h?list=a").unwrap_err();
+        assert!(e.contains("password in the URI is refused"), "{e}");
         for (bad, says) in [
             (
                 "redis://u:pw@h?list=a",
                 "put the password in a file or environment variable: see docs/metrics.md",
             ),
             ("redis://:pw@h?list=a", "password"),
-            ("rediss://h?list=a", "not supported yet"),
             ("http://h?list=a", "expected redis://"),
+            ("redisss://h?list=a", "(rediss:// over TLS)"),
+            ("rediss://h", "expected redis://"),
+            ("rediss://h?list=a#insecure", "#insecure is not honoured"),
+            (
+                "rediss://h?list=a&tlscacert=/tmp/ca.pem",
+                "--metric-tlscacert",
+            ),
+            (
+                "rediss://h?list=a&ssl_ca_certs=/tmp/ca.pem",
+                "TLS settings do not come from a URI",
+            ),
+            ("rediss://h?list=a&ssl_cert_reqs=none", "always checked"),
+            ("redis://h?list=a&tls=true", "write rediss:// for TLS"),
+            ("rediss://h?list=a&insecure=true", "always checked"),
             ("redis://h", "expected redis://"),
             ("redis://h?list=a&stream=b", "not both"),
             ("redis://h?list=a&group=g", "go with stream="),
@@ -607,6 +761,8 @@ mod tests {
     struct Server {
         child: Child,
         port: u16,
+        /// The TLS port ([`tls_server`]); 0 without TLS.
+        tls_port: u16,
         _dir: tempfile::TempDir,
     }
 
@@ -644,8 +800,15 @@ mod tests {
         let server = Server {
             child,
             port,
+            tls_port: 0,
             _dir: dir,
         };
+        wait_for(port);
+        Some(server)
+    }
+
+    /// Waits until something listens on 127.0.0.1:`port`, at most 10 s.
+    fn wait_for(port: u16) {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -654,7 +817,233 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+    }
+
+    /// A server with a plain port (to set tests up) and a TLS port, presenting
+    /// `cert`; with `client_certs`, it asks clients for a certificate signed by
+    /// `ca` (Redis's default, `tls-auth-clients yes`).
+    fn tls_server(cert: &Issued, ca: &std::path::Path, client_certs: bool) -> Server {
+        crate::testutil::require_program("redis-server", "redis-server");
+        let dir = tempfile::tempdir().unwrap();
+        let (port, tls_port) = (free_port(), free_port());
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--tls-port", &tls_port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&cert.cert)
+            .arg("--tls-key-file")
+            .arg(&cert.key)
+            .arg("--tls-ca-cert-file")
+            .arg(ca)
+            .args([
+                "--tls-auth-clients",
+                if client_certs { "yes" } else { "no" },
+            ])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = Server {
+            child,
+            port,
+            tls_port,
+            _dir: dir,
+        };
+        wait_for(port);
+        wait_for(tls_port);
+        server
+    }
+
+    /// `super::read` from the URI's own host, over TLS with `tls`.
+    async fn read_tls(uri: &str, tls: MetricTls) -> Result<Sample, String> {
+        let mut endpoint = crate::metrics::test_endpoint(uri).await?;
+        endpoint.tls = std::sync::Arc::new(tls);
+        super::read(uri, &endpoint, None, T)
+            .await
+            .map_err(|e| crate::metrics::finish_error(&e, None, uri))
+    }
+
+    /// A CA, a server certificate it signs for localhost and 127.0.0.1, a client
+    /// certificate it signs, and another CA that signs nothing here.
+    struct Pki {
+        _dir: tempfile::TempDir,
+        ca: TestCa,
+        server: Issued,
+        client: Issued,
+        other_ca: TestCa,
+    }
+
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path(), "ca");
+        let server = ca.issue("server", &["DNS:localhost", "IP:127.0.0.1"]);
+        let client = ca.issue("client", &["DNS:reader.example"]);
+        let other_ca = TestCa::new(dir.path(), "other-ca");
+        Pki {
+            _dir: dir,
+            ca,
+            server,
+            client,
+            other_ca,
+        }
+    }
+
+    fn trust(ca: &std::path::Path) -> MetricTls {
+        MetricTls::load(Some(ca), None, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rediss_reads_a_list_with_the_operators_ca() {
+        let pki = pki();
+        let s = tls_server(&pki.server, &pki.ca.cert, false);
+        setup(s.port, None, &[&["RPUSH", "jobs", "a", "b", "c"]]).await;
+        let tp = s.tls_port;
+        // By name and by address: the certificate names both.
+        for host in ["localhost", "127.0.0.1"] {
+            let uri = format!("rediss://{host}:{tp}/0?list=jobs");
+            assert_eq!(
+                read_tls(&uri, trust(&pki.ca.cert)).await,
+                Ok(entries(3.0)),
+                "{uri}"
+            );
+        }
+        // A stream and a consumer group's lag read the same way.
+        setup(
+            s.port,
+            None,
+            &[
+                &["XADD", "events", "*", "n", "1"],
+                &["XGROUP", "CREATE", "events", "workers", "0"],
+            ],
+        )
+        .await;
+        let uri = format!("rediss://localhost:{tp}?stream=events&group=workers");
+        assert_eq!(read_tls(&uri, trust(&pki.ca.cert)).await, Ok(entries(1.0)));
+    }
+
+    #[tokio::test]
+    async fn rediss_with_a_wrong_ca_or_none_says_which_flag_fixes_it() {
+        let pki = pki();
+        let s = tls_server(&pki.server, &pki.ca.cert, false);
+        setup(s.port, None, &[&["RPUSH", "jobs", "a"]]).await;
+        let tp = s.tls_port;
+        let uri = format!("rediss://localhost:{tp}?list=jobs");
+        let e = read_tls(&uri, trust(&pki.other_ca.cert)).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("TLS with redis at localhost:{tp} failed: ")),
+            "{e}"
+        );
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        assert!(
+            e.ends_with(&format!(
+                "the server's certificate is signed by no CA this reader trusts (the system's roots and --metric-tlscacert {}): give the CA that signs it with --metric-tlscacert FILE",
+                pki.other_ca.cert.display()
+            )),
+            "{e}"
+        );
+        // Without --metric-tlscacert: the system's roots do not know the test CA.
+        let e = read_tls(&uri, MetricTls::default()).await.unwrap_err();
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        assert!(
+            e.contains("(the system's roots; no --metric-tlscacert is given): give the CA that signs it with --metric-tlscacert FILE"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rediss_checks_the_uri_host_and_connects_only_to_the_checked_address() {
+        let pki = pki();
+        let s = tls_server(&pki.server, &pki.ca.cert, false);
+        setup(s.port, None, &[&["RPUSH", "jobs", "a"]]).await;
+        let tp = s.tls_port;
+        // The name checked against the certificate is the URI's; the connection
+        // goes to the endpoint's address. queue.example never resolves: only the
+        // pinned address is used, and the certificate does not name it.
+        let uri = format!("rediss://queue.example:{tp}?list=jobs");
+        let mut endpoint = crate::metrics::Endpoint::ip([127, 0, 0, 1].into(), tp);
+        endpoint.host = crate::metrics::Host::Name("queue.example".into());
+        endpoint.tls = std::sync::Arc::new(trust(&pki.ca.cert));
+        let e = super::read(&uri, &endpoint, None, T).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("TLS with redis at queue.example:{tp} failed: ")),
+            "{e}"
+        );
+        assert!(e.contains("not valid for the host the URI names"), "{e}");
+        // localhost pinned to 127.0.0.1 is what the certificate names.
+        let uri = format!("rediss://localhost:{tp}?list=jobs");
+        endpoint.host = crate::metrics::Host::Name("localhost".into());
+        assert_eq!(
+            super::read(&uri, &endpoint, None, T).await,
+            Ok(entries(1.0))
+        );
+    }
+
+    #[tokio::test]
+    async fn rediss_client_certificate_from_the_flags() {
+        let pki = pki();
+        let s = tls_server(&pki.server, &pki.ca.cert, true);
+        setup(s.port, None, &[&["RPUSH", "jobs", "a", "b"]]).await;
+        let uri = format!("rediss://localhost:{}?list=jobs", s.tls_port);
+        let e = read_tls(&uri, trust(&pki.ca.cert)).await.unwrap_err();
+        assert!(
+            e.contains("give one it trusts with --metric-tlscert FILE and --metric-tlskey FILE"),
+            "{e}"
+        );
+        let with_cert = MetricTls::load(
+            Some(&pki.ca.cert),
+            Some(&pki.client.cert),
+            Some(&pki.client.key),
+        )
+        .unwrap();
+        assert_eq!(read_tls(&uri, with_cert).await, Ok(entries(2.0)));
+        // A certificate the server's CA did not sign is refused by the server.
+        let stranger = pki.other_ca.issue("stranger", &["DNS:reader.example"]);
+        let wrong = MetricTls::load(
+            Some(&pki.ca.cert),
+            Some(&stranger.cert),
+            Some(&stranger.key),
+        )
+        .unwrap();
+        let e = read_tls(&uri, wrong).await.unwrap_err();
+        assert!(
+            e.contains("does it trust the CA that signs the --metric-tlscert certificate?"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_and_plain_ports_mixed_up() {
+        let pki = pki();
+        let s = tls_server(&pki.server, &pki.ca.cert, false);
+        setup(s.port, None, &[&["RPUSH", "jobs", "a"]]).await;
+        // rediss:// to the plain port: the server waits for a command that the
+        // TLS handshake never ends.
+        let uri = format!("rediss://127.0.0.1:{}?list=jobs", s.port);
+        let endpoint = crate::metrics::Endpoint::ip([127, 0, 0, 1].into(), s.port);
+        let e = super::read(&uri, &endpoint, None, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "no answer from redis at 127.0.0.1:{} within 500ms: over TLS (rediss://), is this the server's TLS port (tls-port)?",
+                s.port
+            )
+        );
+        // redis:// to the TLS port.
+        let uri = format!("redis://127.0.0.1:{}?list=jobs", s.tls_port);
+        let e = read(&uri, None, T).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("cannot reach redis at 127.0.0.1:{}: ", s.tls_port)),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("if this is the server's TLS port (tls-port), use rediss://"),
+            "{e}"
+        );
     }
 
     /// Runs commands on the server to set a test up.

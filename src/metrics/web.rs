@@ -244,7 +244,10 @@ pub async fn get(
             req = req.basic_auth(user, pass.map(|p| p.trim_end_matches(['\r', '\n'])));
         }
     }
-    let mut resp = req.send().await.map_err(|e| describe(&e, &what, timeout))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| describe(&e, &what, timeout, &endpoint.tls))?;
     let status = resp.status();
     if status.is_redirection() {
         let to = resp
@@ -266,7 +269,7 @@ pub async fn get(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| describe(&e, &what, timeout))?
+        .map_err(|e| describe(&e, &what, timeout, &endpoint.tls))?
     {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(format!(
@@ -329,42 +332,42 @@ fn client(
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("docker-microscale/", env!("CARGO_PKG_VERSION")));
     if https {
-        let tls = crate::engine::connect::TlsSettings {
-            ca: None,
-            cert: None,
-            key: None,
-            verify: true,
-        };
-        let cfg = crate::engine::transport::tls_config(&tls)
-            .map_err(|e| format!("TLS: {e} (install the ca-certificates package)"))?;
+        // The system's roots plus the operator's --metric-tlscacert, never a label's.
+        let cfg = endpoint.tls.rustls_config()?;
         builder = builder.use_preconfigured_tls(cfg);
     }
     builder.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// A one-line reason for a transport error.
-fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> String {
+fn describe(
+    e: &reqwest::Error,
+    what: &str,
+    timeout: Duration,
+    tls: &super::tls::MetricTls,
+) -> String {
     if e.is_timeout() {
         return no_answer(what, timeout);
     }
     let root = crate::engine::root_cause(e);
     let lower = root.to_ascii_lowercase();
     let hint = if lower.contains("connection refused") {
-        "nothing listens there: is the server running, and is the port right?"
+        "nothing listens there: is the server running, and is the port right?".to_string()
     } else if lower.contains("dns error")
         || lower.contains("lookup")
         || lower.contains("name or service not known")
         || lower.contains("no address associated")
     {
-        "the host name does not resolve"
+        "the host name does not resolve".to_string()
     } else if lower.contains("certificate")
         || lower.contains("tls")
         || lower.contains("ssl")
         || lower.contains("corrupt message")
+        || lower.contains("fatal alert")
     {
-        "TLS failed: is the server's certificate trusted, and does it speak TLS at all?"
+        format!("TLS failed: {}", super::tls::hint(&root, tls))
     } else {
-        "check the address and the network"
+        "check the address and the network".to_string()
     };
     format!("{what}: {root} ({hint})")
 }

@@ -288,25 +288,148 @@ pub fn serve_json(body: &'static str) -> u16 {
     port
 }
 
+/// `openssl req` making a self-signed (or, with `-CA`, a CA-signed) certificate and
+/// a new P-256 key, valid for two days.
+const NEW_CERT: &str = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2";
+
+/// Runs `openssl NEW_CERT ARGS` ([`NEW_CERT`]) in `dir`; a failure fails the test
+/// with openssl's stderr.
+fn openssl(dir: &Path, args: &[&str]) {
+    require("openssl", "openssl");
+    let out = std::process::Command::new("openssl")
+        .args(NEW_CERT.split_whitespace())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway CA made with openssl in `dir`: `NAME.pem` (returned) and
+/// `NAME.key`, a P-256 key, valid for two days.
+pub fn test_ca(dir: &Path, name: &str) -> PathBuf {
+    let subject = format!("/CN={name}");
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+    dir.join(cert)
+}
+
+/// A certificate for localhost and 127.0.0.1 signed by the CA `ca` (made by
+/// [`test_ca`] in `dir`): `NAME.pem` and `NAME.key` in `dir`.
+pub fn test_cert(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
+    let subject = format!("/CN={name}");
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "-subj",
+            &subject,
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth,clientAuth",
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+    (dir.join(cert), dir.join(key))
+}
+
 /// A private redis-server on a free loopback port, stopped when dropped.
 pub struct Redis {
     pub port: u16,
+    /// The TLS port ([`Redis::start_tls`]); 0 without TLS.
+    pub tls_port: u16,
     child: std::process::Child,
+}
+
+fn free_loopback_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        Redis::start_with(&[], 0)
+    }
+
+    /// A server that also listens over TLS (`tls_port`), with a certificate for
+    /// localhost and 127.0.0.1 signed by a CA made in `dir` (`dir/ca.pem`); it
+    /// asks clients for no certificate (`tls-auth-clients no`).
+    pub fn start_tls(dir: &Path) -> Redis {
+        let ca = test_ca(dir, "ca");
+        let (cert, key) = test_cert(dir, "ca", "server");
+        let tls_port = free_loopback_port();
+        let port = tls_port.to_string();
+        let (ca, cert, key) = (
+            ca.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+        );
+        let r = Redis::start_with(
+            &[
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ],
+            tls_port,
+        );
+        wait_until(
+            "redis-server listens over TLS",
+            std::time::Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok(),
+        );
+        r
+    }
+
+    fn start_with(extra: &[&str], tls_port: u16) -> Redis {
+        let port = free_loopback_port();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed: scripts/sandbox installs it");
-        let r = Redis { port, child };
+        let r = Redis {
+            port,
+            tls_port,
+            child,
+        };
         wait_until(
             "redis-server answers",
             std::time::Duration::from_secs(20),

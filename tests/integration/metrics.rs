@@ -162,6 +162,84 @@ fn plan_scales_on_a_real_redis_queue() {
 }
 
 #[test]
+fn rediss_reads_a_real_tls_redis_with_the_operators_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start_tls(dir.path());
+    redis.cli(&["RPUSH", "jobs", "a", "b", "c"]);
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let tp = redis.tls_port;
+    let uri = format!("rediss://localhost:{tp}/0?list=jobs");
+    let out = ok(plugin(&["metric", "--metric-tlscacert", ca, &uri]));
+    assert_eq!(stdout(&out), "3 entries\n");
+
+    // A rule reads it the same way, with the reader's flag (a label cannot name a CA).
+    let svc = TestService::create(
+        &unique("metric-rediss"),
+        &[
+            "--replicas",
+            "0",
+            "--label",
+            "microscale.min=0",
+            "--label",
+            "microscale.max=5",
+            "--label",
+            &format!("microscale.metric={uri}"),
+            "--label",
+            "microscale.target=1",
+        ],
+    );
+    let out = plugin(&[
+        "plan",
+        "--format",
+        "json",
+        "--metric-tlscacert",
+        ca,
+        &svc.name,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let row = &json_lines(&stdout(&out))[0];
+    assert_eq!(row["Metric"], "3 / 1", "{row}");
+
+    // A wrong CA: the error names the host, the port, the cause and the flag.
+    let other = test_ca(dir.path(), "other-ca");
+    let other = other.to_str().unwrap();
+    fails(
+        &plugin(&["metric", "--metric-tlscacert", other, &uri]),
+        1,
+        &format!(
+            "cannot read rediss://localhost:{tp}/0?list=jobs: TLS with redis at localhost:{tp} failed: invalid peer certificate: UnknownIssuer: the server's certificate is signed by no CA this reader trusts (the system's roots and --metric-tlscacert {other}): give the CA that signs it with --metric-tlscacert FILE"
+        ),
+    );
+    // Without the flag, the system's roots do not know the test CA.
+    fails(
+        &plugin(&["metric", &uri]),
+        1,
+        "(the system's roots; no --metric-tlscacert is given): give the CA that signs it with --metric-tlscacert FILE",
+    );
+    // The plan holds the service and says why.
+    let out = plugin(&[
+        "plan",
+        "--format",
+        "json",
+        "--metric-tlscacert",
+        other,
+        &svc.name,
+    ]);
+    let row = &json_lines(&stdout(&out))[0];
+    assert!(
+        row["Reasons"].to_string().contains("UnknownIssuer"),
+        "{row}"
+    );
+    // A CA file that cannot be read is a usage error, before anything is read.
+    fails(
+        &plugin(&["metric", "--metric-tlscacert", "/nonexistent/ca.pem", &uri]),
+        125,
+        "invalid argument for \"--metric-tlscacert\" flag: /nonexistent/ca.pem does not exist",
+    );
+}
+
+#[test]
 fn http_json_sources_are_read_by_metric_and_plan() {
     let port = serve_json(r#"{"queue":{"depth":"37","name":"jobs"}}"#);
     let uri = format!("http://127.0.0.1:{port}/stats#/queue/depth");
