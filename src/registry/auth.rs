@@ -2,6 +2,22 @@
 //! token auth, distribution `docs/spec/auth/token.md` and `oauth.md`) and credentials
 //! from the docker config file (`auths`, `credHelpers`, `credsStore`) and
 //! docker-credential-helpers (`docker-credential-NAME get`).
+//!
+//! `auths` entries are decoded by the `docker_credential` crate. The rest is ours,
+//! because the crates cannot do what the tests pin:
+//!
+//! - challenges: `http-auth` (oci-client's parser) refuses an unquoted realm such as
+//!   `Bearer realm=http://x/t`, which docker's own parser accepts;
+//! - the token request: `oci-client` has no OAuth2 identity tokens (the
+//!   `grant_type=refresh_token` POST); it sends Basic credentials to whatever realm
+//!   a challenge names (plain http to another host included) with no cap on the
+//!   answer; its pulls drop a failed token request (the GET then fails with a bare
+//!   401) and `auth()` returns the refusal's body without its status;
+//! - helpers: `docker_credential` runs `docker-credential-NAME` from `PATH` only
+//!   (the tests use a helper directory), without a time limit; a helper that is not
+//!   installed is a `HelperCommunicationError` that names nothing; a failing
+//!   helper's output (which may hold a secret) is carried in its error; and a name
+//!   containing `/` is run as a path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
