@@ -637,78 +637,17 @@ impl Client {
         let mut renewed = false;
         loop {
             let (oci, access, fresh) = self.access(r).await?;
-            let image = if id.starts_with("sha256:") {
-                oci_client::Reference::with_digest(
-                    r.registry.clone(),
-                    r.repository.clone(),
-                    id.to_string(),
-                )
-            } else {
-                oci_client::Reference::with_tag(
-                    r.registry.clone(),
-                    r.repository.clone(),
-                    id.to_string(),
-                )
-            };
-            let result = tokio::time::timeout(self.timeout, async {
-                if what == "manifest" {
-                    let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
-                    let (bytes, _) = oci
-                        .pull_manifest_raw(&image, &access.auth, &accept)
-                        .await
-                        .map_err(Failure::Oci)?;
-                    if bytes.len() as u64 > limit {
-                        return Err(Failure::TooLarge);
-                    }
-                    Ok(bytes)
-                } else {
-                    self.read_blob(oci, &image, id, limit).await
-                }
-            })
-            .await;
-            let failure = match result {
-                Ok(Ok(bytes)) => {
+            let got =
+                tokio::time::timeout(self.timeout, self.get(oci, &access, r, id, limit, what))
+                    .await
+                    .map_err(|_| self.out_of_time(r, &format!("{what} {id}")))?;
+            let answer = match got {
+                Ok(bytes) => {
                     self.fetches.fetch_add(1, Ordering::Relaxed);
                     return Ok(bytes);
                 }
-                Ok(Err(f)) => f,
-                Err(_) => {
-                    return Err(RegistryError::Unreachable {
-                        registry: r.registry.clone(),
-                        reason: format!(
-                            "{what} {id}: no answer within {} seconds (MICROSCALE_TIMEOUT)",
-                            self.timeout.as_secs()
-                        ),
-                    });
-                }
-            };
-            let answer = match failure {
-                Failure::TooLarge => {
-                    return Err(RegistryError::TooLarge {
-                        what,
-                        digest_or_tag: id.to_string(),
-                        registry: r.registry.clone(),
-                        limit,
-                    });
-                }
-                Failure::Digest { actual } => {
-                    return Err(RegistryError::DigestMismatch {
-                        what,
-                        registry: r.registry.clone(),
-                        expected: id.to_string(),
-                        actual,
-                    });
-                }
-                Failure::Read(e) => {
-                    return Err(RegistryError::Unreachable {
-                        registry: r.registry.clone(),
-                        reason: redact_value(&format!("reading {what} {id}: {e}")),
-                    });
-                }
-                Failure::Oci(e) => match self.answer(r, e, what) {
-                    Ok(answer) => answer,
-                    Err(e) => return Err(e),
-                },
+                Err(Failure::Error(e)) => return Err(e),
+                Err(Failure::Answer(answer)) => answer,
             };
             if matches!(answer.status, Some(401 | 403)) {
                 let key = (r.registry.clone(), r.repository.clone());
@@ -722,69 +661,98 @@ impl Client {
         }
     }
 
-    /// Streams a blob through `oci-client` (which checks it against its digest and
-    /// `Docker-Content-Digest`), refusing more than `limit` bytes.
-    async fn read_blob(
+    /// The GET of [`Client::pull`]. A blob is streamed (`oci-client` checks it
+    /// against its digest and `Docker-Content-Digest`) and cut off past `limit`; a
+    /// manifest is read whole by `oci-client` (checked against
+    /// `Docker-Content-Digest` or the digest asked for), then held to `limit`.
+    async fn get(
         &self,
         oci: &oci_client::Client,
-        image: &oci_client::Reference,
-        digest: &str,
+        access: &Access,
+        r: &Reference,
+        id: &str,
         limit: u64,
+        what: &'static str,
     ) -> Result<Vec<u8>, Failure> {
+        let too_large = || {
+            Failure::Error(RegistryError::TooLarge {
+                what,
+                digest_or_tag: id.to_string(),
+                registry: r.registry.clone(),
+                limit,
+            })
+        };
+        let image = oci_reference(r, id);
+        if what == "manifest" {
+            let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+            let (bytes, _) = oci
+                .pull_manifest_raw(&image, &access.auth, &accept)
+                .await
+                .map_err(|e| self.failure(r, e, what))?;
+            if bytes.len() as u64 > limit {
+                return Err(too_large());
+            }
+            return Ok(bytes);
+        }
         let descriptor = OciDescriptor {
-            digest: digest.to_string(),
+            digest: id.to_string(),
             ..OciDescriptor::default()
         };
         let mut stream = oci
-            .pull_blob_stream(image, &descriptor)
+            .pull_blob_stream(&image, &descriptor)
             .await
-            .map_err(Failure::Oci)?;
+            .map_err(|e| self.failure(r, e, what))?;
         if stream.content_length.is_some_and(|n| n > limit) {
-            return Err(Failure::TooLarge);
+            return Err(too_large());
         }
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if out.len() as u64 + chunk.len() as u64 > limit {
-                        return Err(Failure::TooLarge);
-                    }
-                    out.extend_from_slice(&chunk);
-                }
-                Err(e)
-                    if e.get_ref()
-                        .and_then(|inner| inner.downcast_ref::<DigestError>())
-                        .is_some() =>
-                {
-                    return Err(Failure::Digest {
+            let chunk = chunk.map_err(|e| {
+                Failure::Error(if e.get_ref().is_some_and(|i| i.is::<DigestError>()) {
+                    RegistryError::DigestMismatch {
+                        what,
+                        registry: r.registry.clone(),
+                        expected: id.to_string(),
                         actual: sha256_digest(&out),
-                    });
-                }
-                Err(e) => return Err(Failure::Read(crate::engine::root_cause(&e))),
+                    }
+                } else {
+                    RegistryError::Unreachable {
+                        registry: r.registry.clone(),
+                        reason: redact_value(&format!(
+                            "reading {what} {id}: {}",
+                            crate::engine::root_cause(&e)
+                        )),
+                    }
+                })
+            })?;
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
             }
+            out.extend_from_slice(&chunk);
         }
         Ok(out)
     }
 
-    /// What an `oci-client` error says the registry answered; transport errors and
-    /// content errors become their [`RegistryError`] at once.
-    fn answer(
-        &self,
-        r: &Reference,
-        e: OciDistributionError,
-        what: &'static str,
-    ) -> Result<Answer, RegistryError> {
-        let status = |code: u16| Answer {
-            status: Some(code),
-            codes: vec![],
-            message: String::new(),
+    /// What an `oci-client` error says: the registry's answer (status, error codes,
+    /// message), or at once the [`RegistryError`] of a transport or content error.
+    fn failure(&self, r: &Reference, e: OciDistributionError, what: &'static str) -> Failure {
+        let answer = |status: u16, message: &str| {
+            Failure::Answer(Answer {
+                status: Some(status),
+                codes: vec![],
+                message: registry_errors(message.as_bytes()).1,
+            })
         };
         match e {
-            OciDistributionError::UnauthorizedError { .. } => Ok(status(401)),
-            OciDistributionError::ServerError { code, message, .. } => Ok(Answer {
-                message: registry_errors(message.as_bytes()).1,
-                ..status(code)
-            }),
+            OciDistributionError::UnauthorizedError { .. } => answer(401, ""),
+            OciDistributionError::ServerError { code, message, .. } => answer(code, &message),
+            OciDistributionError::RequestError(e) => match e.status() {
+                Some(status) => answer(status.as_u16(), ""),
+                None => Failure::Error(RegistryError::Unreachable {
+                    registry: r.registry.clone(),
+                    reason: self.describe(&e, &format!("{what} from {}", r.registry)),
+                }),
+            },
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<String> = envelope
                     .errors
@@ -792,10 +760,8 @@ impl Client {
                     .filter_map(|e| serde_json::to_value(&e.code).ok())
                     .filter_map(|c| c.as_str().map(str::to_string))
                     .collect();
-                let messages: Vec<String> =
-                    envelope.errors.iter().map(|e| e.message.clone()).collect();
                 let has = |c: &str| codes.iter().any(|x| x == c);
-                let code = if has("UNAUTHORIZED") {
+                let status = if has("UNAUTHORIZED") {
                     Some(401)
                 } else if has("DENIED") {
                     Some(403)
@@ -805,36 +771,31 @@ impl Client {
                     "BLOB_UNKNOWN",
                     "NOT_FOUND",
                 ]
-                .iter()
-                .any(|c| has(c))
+                .into_iter()
+                .any(has)
                 {
                     Some(404)
                 } else {
                     None
                 };
-                Ok(Answer {
-                    status: code,
+                let messages: Vec<String> =
+                    envelope.errors.iter().map(|e| e.message.clone()).collect();
+                Failure::Answer(Answer {
+                    status,
                     codes,
                     message: one_line(&messages),
                 })
             }
-            OciDistributionError::RequestError(e) if e.status().is_some() => {
-                Ok(status(e.status().map_or(0, |s| s.as_u16())))
-            }
-            OciDistributionError::RequestError(e) => Err(RegistryError::Unreachable {
-                registry: r.registry.clone(),
-                reason: self.describe(&e, &format!("{what} from {}", r.registry)),
-            }),
             OciDistributionError::DigestError(DigestError::VerificationError {
                 expected,
                 actual,
-            }) => Err(RegistryError::DigestMismatch {
+            }) => Failure::Error(RegistryError::DigestMismatch {
                 what,
                 registry: r.registry.clone(),
                 expected,
                 actual,
             }),
-            other => Err(self.protocol(r, format!("{what}: {other}"))),
+            other => Failure::Error(self.protocol(r, format!("{what}: {other}"))),
         }
     }
 
@@ -848,7 +809,7 @@ impl Client {
         what: &'static str,
         id: &str,
     ) -> RegistryError {
-        let status_text = match answer.status {
+        let status = match answer.status {
             Some(code) => reqwest::StatusCode::from_u16(code)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|_| code.to_string()),
@@ -860,12 +821,12 @@ impl Client {
                 let key_name = auth::auth_key(&r.registry);
                 let reason = if credentials {
                     format!(
-                        "the credentials stored for {key_name} were refused ({status_text}{message}); run `docker login {}` again",
+                        "the credentials stored for {key_name} were refused ({status}{message}); run `docker login {}` again",
                         r.registry
                     )
                 } else {
                     format!(
-                        "pull access denied ({status_text}{message}); the repository may not exist, or needs `docker login {}`",
+                        "pull access denied ({status}{message}); the repository may not exist, or needs `docker login {}`",
                         r.registry
                     )
                 };
@@ -878,12 +839,12 @@ impl Client {
             Some(404) => {
                 let what = if answer.codes.iter().any(|c| c == "NAME_UNKNOWN") {
                     "repository"
-                } else if what == "manifest" && !id.starts_with("sha256:") {
-                    "tag"
-                } else if what == "manifest" {
+                } else if what != "manifest" {
+                    "blob"
+                } else if id.starts_with("sha256:") {
                     "manifest"
                 } else {
-                    "blob"
+                    "tag"
                 };
                 let reference = match what {
                     "repository" => format!("{} (registry {})", r.familiar_name(), r.registry),
@@ -892,18 +853,18 @@ impl Client {
                 };
                 RegistryError::NotFound { what, reference }
             }
-            _ => self.protocol(
-                r,
-                format!(
-                    "GET /v2/{}/{} answered {status_text}{message}",
-                    r.repository,
-                    if what == "manifest" {
-                        format!("manifests/{id}")
-                    } else {
-                        format!("blobs/{id}")
-                    }
-                ),
-            ),
+            _ => {
+                let path = if what == "manifest" {
+                    "manifests"
+                } else {
+                    "blobs"
+                };
+                let repo = &r.repository;
+                self.protocol(
+                    r,
+                    format!("GET /v2/{repo}/{path}/{id} answered {status}{message}"),
+                )
+            }
         }
     }
 
@@ -917,68 +878,63 @@ impl Client {
     ) -> Result<(&oci_client::Client, Access, bool), RegistryError> {
         let key = (r.registry.clone(), r.repository.clone());
         let kept = self.access.lock().expect("access lock").get(&key).cloned();
-        let (access, fresh) = match kept {
-            Some(access) => (access, false),
-            None => {
-                let (scheme, challenges) = self.ping(r).await?;
-                let access = if challenges.is_empty() {
-                    Access {
-                        auth: RegistryAuth::Anonymous,
-                        credentials: false,
-                    }
-                } else {
-                    self.authenticate(r, &challenges, scheme).await?
-                };
-                if !matches!(access.auth, RegistryAuth::Anonymous) {
-                    // Hands the token (or, for Basic, the user and password) to
-                    // oci-client for this repository.
-                    let oci = self.oci_for(r, scheme).await?;
-                    let image = oci_client::Reference::with_tag(
-                        r.registry.clone(),
-                        r.repository.clone(),
-                        "latest".into(),
-                    );
-                    let op = oci_client::RegistryOperation::Pull;
-                    match tokio::time::timeout(self.timeout, oci.auth(&image, &access.auth, op))
-                        .await
-                    {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            let answer = self.answer(r, e, "authorization")?;
-                            return Err(self.refusal(
-                                r,
-                                answer,
-                                access.credentials,
-                                "manifest",
-                                r.manifest_reference(),
-                            ));
-                        }
-                        Err(_) => {
-                            return Err(RegistryError::Unreachable {
-                                registry: r.registry.clone(),
-                                reason: format!(
-                                    "no answer within {} seconds (MICROSCALE_TIMEOUT)",
-                                    self.timeout.as_secs()
-                                ),
-                            });
-                        }
-                    }
-                }
-                self.access
-                    .lock()
-                    .expect("access lock")
-                    .insert(key, access.clone());
-                (access, true)
+        if let Some(access) = kept {
+            let scheme = self
+                .schemes
+                .lock()
+                .expect("scheme lock")
+                .get(&r.registry)
+                .copied();
+            return Ok((
+                self.oci_for(r, scheme.unwrap_or("https")).await?,
+                access,
+                false,
+            ));
+        }
+        let (scheme, challenges) = self.ping(r).await?;
+        let oci = self.oci_for(r, scheme).await?;
+        let access = if challenges.is_empty() {
+            Access {
+                auth: RegistryAuth::Anonymous,
+                credentials: false,
             }
+        } else {
+            let access = self.authenticate(r, &challenges, scheme).await?;
+            // Hands the token (or, for Basic, the user and password) to oci-client
+            // for this repository.
+            let (image, op) = (
+                oci_reference(r, "latest"),
+                oci_client::RegistryOperation::Pull,
+            );
+            let handed = tokio::time::timeout(self.timeout, oci.auth(&image, &access.auth, op))
+                .await
+                .map_err(|_| self.out_of_time(r, "authorization"))?;
+            if let Err(e) = handed {
+                return Err(match self.failure(r, e, "authorization") {
+                    Failure::Error(e) => e,
+                    Failure::Answer(a) => {
+                        self.refusal(r, a, access.credentials, "manifest", r.manifest_reference())
+                    }
+                });
+            }
+            access
         };
-        let scheme = self
-            .schemes
+        self.access
             .lock()
-            .expect("scheme lock")
-            .get(&r.registry)
-            .copied()
-            .unwrap_or("https");
-        Ok((self.oci_for(r, scheme).await?, access, fresh))
+            .expect("access lock")
+            .insert(key, access.clone());
+        Ok((oci, access, true))
+    }
+
+    /// [`RegistryError::Unreachable`] for `what` that got no answer in time.
+    fn out_of_time(&self, r: &Reference, what: &str) -> RegistryError {
+        RegistryError::Unreachable {
+            registry: r.registry.clone(),
+            reason: format!(
+                "{what}: no answer within {} seconds (MICROSCALE_TIMEOUT)",
+                self.timeout.as_secs()
+            ),
+        }
     }
 
     /// The `oci-client` client for `scheme` and `r`'s registry.
@@ -1387,6 +1343,16 @@ fn config_platform(config: &Value) -> Option<Platform> {
     ))
 }
 
+/// `r`'s repository at `id` (a tag or a digest), as `oci-client` names it.
+fn oci_reference(r: &Reference, id: &str) -> oci_client::Reference {
+    let (registry, repository) = (r.registry.clone(), r.repository.clone());
+    if id.starts_with("sha256:") {
+        oci_client::Reference::with_digest(registry, repository, id.to_string())
+    } else {
+        oci_client::Reference::with_tag(registry, repository, id.to_string())
+    }
+}
+
 /// `host` of `host[:port]` (`[v6]:port` gives the bare address).
 fn host_of(registry: &str) -> &str {
     if let Some(rest) = registry.strip_prefix('[') {
@@ -1434,14 +1400,10 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
 
 /// Why a manifest or blob GET through `oci-client` did not give the content.
 enum Failure {
-    /// What `oci-client` said: a transport error or the registry's answer.
-    Oci(OciDistributionError),
-    /// Over the size limit (declared or read).
-    TooLarge,
-    /// The blob read does not hash to its digest; `actual` is what it hashed to.
-    Digest { actual: String },
-    /// Reading the blob failed midway.
-    Read(String),
+    /// The registry answered something else (to be told by [`Client::refusal`]).
+    Answer(Answer),
+    /// The error itself (unreachable, too large, digest mismatch, protocol).
+    Error(RegistryError),
 }
 
 /// A registry's answer other than the content: the HTTP status when known, the
