@@ -519,6 +519,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn auths_keys_match_by_host_and_docker_hub_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::json!({"auths": {
+                "docker.io": {"auth": b64("hubuser:hubpass")},
+                "https://reg.example/v1/": {"auth": "", "username": "u", "password": "p"},
+                "mixed.example": {"auth": b64("a:b"), "username": "a", "password": "other"},
+                "empty.example": {"auth": "", "identitytoken": ""}
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let s = source(dir.path(), None);
+        assert_eq!(
+            s.lookup("registry-1.docker.io").await.unwrap(),
+            Some(Credential::Basic {
+                username: "hubuser".into(),
+                password: "hubpass".into()
+            })
+        );
+        // An empty "auth" is absent: the user name and password count.
+        assert_eq!(
+            s.lookup("reg.example").await.unwrap(),
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
+        );
+        assert_eq!(s.lookup("empty.example").await.unwrap(), None);
+        let e = s.lookup("mixed.example").await.unwrap_err().to_string();
+        assert!(
+            e.contains("does not match") && e.contains("docker login mixed.example"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_missing_helper_is_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
