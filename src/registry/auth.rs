@@ -2,6 +2,22 @@
 //! token auth, distribution `docs/spec/auth/token.md` and `oauth.md`) and credentials
 //! from the docker config file (`auths`, `credHelpers`, `credsStore`) and
 //! docker-credential-helpers (`docker-credential-NAME get`).
+//!
+//! `auths` entries are decoded by the `docker_credential` crate. The rest is ours,
+//! because the crates cannot do what the tests pin:
+//!
+//! - challenges: `http-auth` (oci-client's parser) refuses an unquoted realm such as
+//!   `Bearer realm=http://x/t`, which docker's own parser accepts;
+//! - the token request: `oci-client` has no OAuth2 identity tokens (the
+//!   `grant_type=refresh_token` POST); it sends Basic credentials to whatever realm
+//!   a challenge names (plain http to another host included) with no cap on the
+//!   answer; its pulls drop a failed token request (the GET then fails with a bare
+//!   401) and `auth()` returns the refusal's body without its status;
+//! - helpers: `docker_credential` runs `docker-credential-NAME` from `PATH` only
+//!   (the tests use a helper directory), without a time limit; a helper that is not
+//!   installed is a `HelperCommunicationError` that names nothing; a failing
+//!   helper's output (which may hold a secret) is carried in its error; and a name
+//!   containing `/` is run as a path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,26 +148,16 @@ impl Credential {
     }
 }
 
+/// The parts of the docker config file this client reads itself: which credential
+/// helper serves a registry. `auths` entries are decoded by `docker_credential`.
 #[derive(Debug, Deserialize, Default)]
 struct ConfigFile {
     #[serde(default)]
-    auths: BTreeMap<String, AuthEntry>,
+    auths: serde_json::Map<String, serde_json::Value>,
     #[serde(rename = "credHelpers", default)]
     cred_helpers: BTreeMap<String, String>,
     #[serde(rename = "credsStore", default)]
     creds_store: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct AuthEntry {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    identitytoken: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,46 +248,7 @@ impl CredentialSource {
         {
             return Ok(Some(cred));
         }
-        let entry = config.auths.get(&key).or_else(|| {
-            config
-                .auths
-                .iter()
-                .find(|(k, _)| same_registry(k, registry))
-                .map(|(_, v)| v)
-        });
-        let Some(entry) = entry else {
-            return Ok(None);
-        };
-        if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-            return Ok(Some(Credential::IdentityToken(token.clone())));
-        }
-        if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
-            let bad = |why: &str| RegistryError::Credentials {
-                registry: registry.to_string(),
-                source_name: path.display().to_string(),
-                reason: format!(
-                    "the \"auth\" entry for {key} {why}; run `docker login {registry}` again"
-                ),
-            };
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|_| bad("is not base64"))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| bad("is not UTF-8"))?;
-            let (user, pass) = decoded
-                .split_once(':')
-                .ok_or_else(|| bad("is not user:password"))?;
-            return Ok(Some(Credential::Basic {
-                username: user.to_string(),
-                password: pass.to_string(),
-            }));
-        }
-        match (&entry.username, &entry.password) {
-            (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Credential::Basic {
-                username: u.clone(),
-                password: p.clone(),
-            })),
-            _ => Ok(None),
-        }
+        from_auths(config.auths, registry, &key, &path)
     }
 
     /// Runs `docker-credential-<helper> get` with `key` on stdin.
@@ -362,6 +329,41 @@ impl CredentialSource {
             username: reply.username,
             password: reply.secret,
         }))
+    }
+}
+
+/// The `auths` entry for `registry`, decoded by `docker_credential` (which also
+/// matches keys by host name: `https://host/v1/`, `http://host/v2/` and Docker
+/// Hub's aliases). Entries with empty strings count as absent, as in the docker CLI.
+fn from_auths(
+    mut auths: serde_json::Map<String, serde_json::Value>,
+    registry: &str,
+    key: &str,
+    path: &Path,
+) -> Result<Option<Credential>, RegistryError> {
+    for entry in auths.values_mut() {
+        if let Some(fields) = entry.as_object_mut() {
+            fields.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+        }
+    }
+    let config = serde_json::json!({ "auths": auths }).to_string();
+    let bad = |why: &str| RegistryError::Credentials {
+        registry: registry.to_string(),
+        source_name: path.display().to_string(),
+        reason: format!("the \"auth\" entry for {key} {why}; run `docker login {registry}` again"),
+    };
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential as D};
+    match docker_credential::get_credential_from_reader(config.as_bytes(), registry) {
+        Ok(D::IdentityToken(token)) => Ok(Some(Credential::IdentityToken(token))),
+        Ok(D::UsernamePassword(username, password)) => {
+            Ok(Some(Credential::Basic { username, password }))
+        }
+        Err(E::NoCredentialConfigured) => Ok(None),
+        Err(E::CredentialDecodingError) => Err(bad("is not base64 of user:password")),
+        Err(E::CredentialMismatchError) => {
+            Err(bad("does not match its \"username\" and \"password\""))
+        }
+        Err(e) => Err(bad(&format!("cannot be read ({e})"))),
     }
 }
 
@@ -512,6 +514,45 @@ mod tests {
             .to_string();
         assert!(
             e.contains("config.json") && e.contains("not valid JSON"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn auths_keys_match_by_host_and_docker_hub_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::json!({"auths": {
+                "docker.io": {"auth": b64("hubuser:hubpass")},
+                "https://reg.example/v1/": {"auth": "", "username": "u", "password": "p"},
+                "mixed.example": {"auth": b64("a:b"), "username": "a", "password": "other"},
+                "empty.example": {"auth": "", "identitytoken": ""}
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let s = source(dir.path(), None);
+        assert_eq!(
+            s.lookup("registry-1.docker.io").await.unwrap(),
+            Some(Credential::Basic {
+                username: "hubuser".into(),
+                password: "hubpass".into()
+            })
+        );
+        // An empty "auth" is absent: the user name and password count.
+        assert_eq!(
+            s.lookup("reg.example").await.unwrap(),
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
+        );
+        assert_eq!(s.lookup("empty.example").await.unwrap(), None);
+        let e = s.lookup("mixed.example").await.unwrap_err().to_string();
+        assert!(
+            e.contains("does not match") && e.contains("docker login mixed.example"),
             "{e}"
         );
     }

@@ -11,6 +11,23 @@
 //! [`Platform`], fetches its config, and reads the SLSA provenance that BuildKit
 //! stored next to it. Everything fetched by digest is verified and kept in an
 //! on-disk content-addressed cache, so a digest is never fetched twice.
+//!
+//! The manifest and blob GETs, their `Accept` and `Authorization` headers, the
+//! registry's error bodies and the manifest documents (`OciImageIndex`,
+//! `OciImageManifest`) are the `oci-client` crate's; `auths` credentials are decoded
+//! by `docker_credential`. This module keeps what those crates cannot do for us:
+//!
+//! - which scheme and TLS checks a registry gets (`insecure`: the engine's
+//!   `insecure-registries`, CIDRs included, https then plain http, loopback always),
+//!   and the first `GET /v2/` that learns it ([`Client::new`], `send`);
+//! - the token request ([`auth`]): OAuth2 identity tokens (`grant_type=refresh_token`
+//!   POST), no credentials over plain http to another host, the token service's
+//!   refusal told apart from the registry's, a size cap on its answer;
+//! - credential helpers ([`auth`]): a time limit, a helper directory, "not installed"
+//!   named, and nothing a helper prints repeated;
+//! - the size caps ([`MANIFEST_LIMIT`], [`BLOB_LIMIT`]), the sha256 check of every
+//!   document before it is trusted or cached, and the cache ([`cache`]);
+//! - reference parsing ([`reference`]) and platform matching ([`platform`]).
 
 mod auth;
 mod cache;
@@ -30,6 +47,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use oci_client::errors::{DigestError, OciDistributionError};
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
 use serde_json::Value;
 
 pub use auth::{Challenge, Credential, parse_challenges, token_url};
@@ -43,21 +64,24 @@ use auth::CredentialSource;
 use cache::{Cache, sha256_digest};
 
 /// Largest manifest or index accepted, in bytes (4 MiB, as containerd and the
-/// distribution spec's recommended limit).
+/// distribution spec's recommended limit). A descriptor that declares more is
+/// refused before the GET; an answer over it is refused once read (`oci-client`
+/// reads a manifest answer whole).
 pub const MANIFEST_LIMIT: u64 = 4 << 20;
-/// Largest config or attestation blob accepted, in bytes (16 MiB).
+/// Largest config or attestation blob accepted, in bytes (16 MiB), checked against
+/// the descriptor, the answer's `Content-Length` and while reading.
 pub const BLOB_LIMIT: u64 = 16 << 20;
 /// Largest token-endpoint answer accepted, in bytes.
 const TOKEN_LIMIT: u64 = 1 << 20;
 
 /// OCI image index (`application/vnd.oci.image.index.v1+json`).
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE;
+/// OCI image manifest (`application/vnd.oci.image.manifest.v1+json`).
+pub const OCI_MANIFEST: &str = oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
 /// Docker manifest list (schema 2).
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_LIST: &str = oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE;
 /// Docker image manifest v2 schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST: &str = oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
 
 /// Settings for [`Client::new`].
 #[derive(Debug, Clone)]
@@ -120,19 +144,42 @@ pub struct RemoteImage {
     pub attestation_errors: Vec<String>,
 }
 
-/// The kind of a manifest document.
-enum Kind {
-    Index,
-    Manifest,
+/// A manifest document, as `oci-client` types it.
+enum Document {
+    Index(OciImageIndex),
+    Manifest(Box<OciImageManifest>),
+}
+
+/// The `oci-client` clients, one per way of reaching a registry.
+struct Oci {
+    /// https with certificate checks (the system's roots); an error when the
+    /// system has no roots.
+    verified: Result<oci_client::Client, String>,
+    /// https without certificate checks, for insecure registries.
+    unverified: oci_client::Client,
+    /// Plain http, for insecure registries that do not speak TLS.
+    http: oci_client::Client,
+}
+
+/// How one repository is read: the `oci-client` credentials, and whether stored
+/// credentials went into them.
+#[derive(Clone)]
+struct Access {
+    auth: RegistryAuth,
+    credentials: bool,
 }
 
 /// A registry client. Cheap to share (`&Client` across tasks); it keeps the scheme
-/// that worked for each registry and the Authorization header for each repository.
+/// that worked for each registry, its authentication challenges, and the
+/// credentials for each repository.
 pub struct Client {
-    /// Verifying TLS (system roots); an error when the system has no roots.
+    /// Verifying TLS (system roots), for the first `GET /v2/` and token requests;
+    /// an error when the system has no roots.
     secure: Result<reqwest::Client, String>,
     /// TLS without certificate checks, for insecure registries.
     unverified: reqwest::Client,
+    /// Manifest and blob GETs.
+    oci: Oci,
     creds: CredentialSource,
     cache: Option<Cache>,
     insecure_hosts: Vec<String>,
@@ -142,8 +189,10 @@ pub struct Client {
     fetches: AtomicU64,
     /// registry -> "https" or "http", once a request got an answer.
     schemes: Mutex<HashMap<String, &'static str>>,
-    /// (registry, repository) -> Authorization header value.
-    auth: Mutex<HashMap<(String, String), String>>,
+    /// registry -> the challenges of its `GET /v2/` (empty: no authentication).
+    challenges: Mutex<HashMap<String, Vec<Challenge>>>,
+    /// (registry, repository) -> how it is read.
+    access: Mutex<HashMap<(String, String), Access>>,
 }
 
 impl Client {
@@ -155,6 +204,7 @@ impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
         use crate::engine::connect::TlsSettings;
         use crate::engine::transport::tls_config;
+        use oci_client::client::{ClientConfig, ClientProtocol};
         let mut insecure_hosts = vec![];
         let mut insecure_nets = vec![
             "127.0.0.0/8".parse::<ipnet::IpNet>().expect("CIDR"),
@@ -177,13 +227,30 @@ impl Client {
                 insecure_hosts.push(e.to_ascii_lowercase());
             }
         }
+        const USER_AGENT: &str = concat!("docker-microscale/", env!("CARGO_PKG_VERSION"));
         let build = |cfg: rustls::ClientConfig| {
             reqwest::Client::builder()
                 .use_preconfigured_tls(cfg)
                 .timeout(opts.timeout)
                 .connect_timeout(opts.timeout)
-                .user_agent(concat!("docker-microscale/", env!("CARGO_PKG_VERSION")))
+                .user_agent(USER_AGENT)
                 .build()
+                .map_err(|e| RegistryError::Setup(format!("HTTP client: {e}")))
+        };
+        // Our reqwest has no roots of its own (`rustls-tls-manual-roots`): a verifying
+        // client gets the system's, as `tls_config` trusts them.
+        let oci = |protocol: ClientProtocol, verify: bool| {
+            let config = ClientConfig {
+                protocol,
+                accept_invalid_certificates: !verify,
+                extra_root_certificates: if verify { system_roots() } else { vec![] },
+                platform_resolver: None,
+                connect_timeout: Some(opts.timeout),
+                read_timeout: Some(opts.timeout),
+                user_agent: USER_AGENT,
+                ..ClientConfig::default()
+            };
+            oci_client::Client::try_from(config)
                 .map_err(|e| RegistryError::Setup(format!("HTTP client: {e}")))
         };
         let mut tls = TlsSettings {
@@ -193,12 +260,12 @@ impl Client {
             verify: true,
         };
         // Offline, no request is made: skip loading the system's trusted roots.
-        let secure = if opts.offline {
-            Err("offline".to_string())
+        let (secure, verified) = if opts.offline {
+            (Err("offline".to_string()), Err("offline".to_string()))
         } else {
             match tls_config(&tls) {
-                Ok(cfg) => Ok(build(cfg)?),
-                Err(e) => Err(e),
+                Ok(cfg) => (Ok(build(cfg)?), Ok(oci(ClientProtocol::Https, true)?)),
+                Err(e) => (Err(e.clone()), Err(e)),
             }
         };
         tls.verify = false;
@@ -210,6 +277,11 @@ impl Client {
         Ok(Client {
             secure,
             unverified,
+            oci: Oci {
+                verified,
+                unverified: oci(ClientProtocol::Https, false)?,
+                http: oci(ClientProtocol::Http, false)?,
+            },
             creds: CredentialSource {
                 config_dir,
                 helper_dir: opts.credential_helper_dir.clone(),
@@ -222,12 +294,13 @@ impl Client {
             offline: opts.offline,
             fetches: AtomicU64::new(0),
             schemes: Mutex::new(HashMap::new()),
-            auth: Mutex::new(HashMap::new()),
+            challenges: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
         })
     }
 
     /// How many manifests and blobs were fetched over the network so far (cache
-    /// hits and token requests do not count). For tests.
+    /// hits, `GET /v2/` and token requests do not count). For tests.
     #[cfg(test)]
     pub fn network_fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
@@ -258,16 +331,11 @@ impl Client {
     ) -> Result<RemoteImage, RegistryError> {
         let (top_digest, top_bytes) = self.manifest(r, r.manifest_reference()).await?;
         let top = self.parse_manifest(r, r.manifest_reference(), &top_bytes)?;
-        let (index_digest, manifest_digest, manifest, entry_platform, att_entries) = match top.0 {
-            Kind::Manifest => (None, top_digest, top.1, None, vec![]),
-            Kind::Index => {
-                let entries = top
-                    .1
-                    .get("manifests")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let images: Vec<(&Value, Platform)> = entries
+        let (index_digest, manifest_digest, manifest, entry_platform, att_entries) = match top {
+            Document::Manifest(m) => (None, top_digest, m, None, vec![]),
+            Document::Index(index) => {
+                let images: Vec<(&ImageIndexEntry, Platform)> = index
+                    .manifests
                     .iter()
                     .filter(|e| !is_attestation(e))
                     .filter_map(|e| entry_platform(e).map(|p| (e, p)))
@@ -288,26 +356,24 @@ impl Client {
                         },
                     });
                 };
-                let digest = self.descriptor_digest(r, chosen, "index entry")?;
-                self.check_size(r, chosen, MANIFEST_LIMIT, "manifest", &digest)?;
+                let digest = self.descriptor_digest(r, &chosen.digest, "index entry")?;
+                self.check_size(r, chosen.size, MANIFEST_LIMIT, "manifest", &digest)?;
                 let (_, bytes) = self.manifest(r, &digest).await?;
-                let (kind, manifest) = self.parse_manifest(r, &digest, &bytes)?;
-                if !matches!(kind, Kind::Manifest) {
+                let Document::Manifest(manifest) = self.parse_manifest(r, &digest, &bytes)? else {
                     return Err(self.protocol(
-                            r,
-                            format!(
-                                "index entry {digest} of {} is itself an index; nested indexes are not supported",
-                                r.familiar()
-                            ),
-                        ));
-                }
-                let atts: Vec<Value> = entries
+                        r,
+                        format!(
+                            "index entry {digest} of {} is itself an index; nested indexes are not supported",
+                            r.familiar()
+                        ),
+                    ));
+                };
+                let atts: Vec<ImageIndexEntry> = index
+                    .manifests
                     .iter()
                     .filter(|e| {
                         is_attestation(e)
-                            && e.pointer("/annotations")
-                                .and_then(|a| a.get(provenance::REFERENCE_DIGEST))
-                                .and_then(Value::as_str)
+                            && annotation(e.annotations.as_ref(), provenance::REFERENCE_DIGEST)
                                 == Some(digest.as_str())
                     })
                     .cloned()
@@ -321,11 +387,9 @@ impl Client {
                 )
             }
         };
-        let config_desc = manifest
-            .get("config")
-            .ok_or_else(|| self.protocol(r, format!("manifest {manifest_digest} has no config")))?;
-        let config_digest = self.descriptor_digest(r, config_desc, "config descriptor")?;
-        self.check_size(r, config_desc, BLOB_LIMIT, "config", &config_digest)?;
+        let config_desc = &manifest.config;
+        let config_digest = self.descriptor_digest(r, &config_desc.digest, "config descriptor")?;
+        self.check_size(r, config_desc.size, BLOB_LIMIT, "config", &config_digest)?;
         let config_bytes = self.blob(r, &config_digest, BLOB_LIMIT, "config").await?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| self.protocol(r, format!("config {config_digest} is not JSON: {e}")))?;
@@ -340,7 +404,7 @@ impl Client {
                 }
                 Err(e) => attestation_errors.push(format!(
                     "attestation manifest {}: {e}",
-                    entry.get("digest").and_then(Value::as_str).unwrap_or("?")
+                    redact_value(&entry.digest)
                 )),
             }
         }
@@ -359,26 +423,31 @@ impl Client {
     async fn attestations(
         &self,
         r: &Reference,
-        entry: &Value,
+        entry: &ImageIndexEntry,
     ) -> Result<(Vec<Provenance>, Vec<String>), RegistryError> {
-        let digest = self.descriptor_digest(r, entry, "attestation entry")?;
-        self.check_size(r, entry, MANIFEST_LIMIT, "attestation manifest", &digest)?;
+        let digest = self.descriptor_digest(r, &entry.digest, "attestation entry")?;
+        self.check_size(
+            r,
+            entry.size,
+            MANIFEST_LIMIT,
+            "attestation manifest",
+            &digest,
+        )?;
         let (_, bytes) = self.manifest(r, &digest).await?;
-        let (_, manifest) = self.parse_manifest(r, &digest, &bytes)?;
+        let layers = match self.parse_manifest(r, &digest, &bytes)? {
+            Document::Manifest(m) => m.layers,
+            Document::Index(_) => vec![],
+        };
         let mut found = vec![];
         let mut errors = vec![];
-        let layers = manifest
-            .get("layers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         for layer in &layers {
-            let Some(predicate_type) = provenance::slsa_layer_type(layer) else {
+            let layer_json = serde_json::to_value(layer).unwrap_or_default();
+            let Some(predicate_type) = provenance::slsa_layer_type(&layer_json) else {
                 continue;
             };
             let result = async {
-                let d = self.descriptor_digest(r, layer, "attestation layer")?;
-                self.check_size(r, layer, BLOB_LIMIT, "attestation", &d)?;
+                let d = self.descriptor_digest(r, &layer.digest, "attestation layer")?;
+                self.check_size(r, layer.size, BLOB_LIMIT, "attestation", &d)?;
                 let bytes = self.blob(r, &d, BLOB_LIMIT, "attestation").await?;
                 Ok::<_, RegistryError>((d, bytes))
             }
@@ -396,14 +465,15 @@ impl Client {
         Ok((found, errors))
     }
 
-    /// Parses a manifest document and tells its kind from `mediaType` (or, for
-    /// OCI documents without it, from `manifests`/`config`).
+    /// Parses a manifest document into `oci-client`'s types, telling its kind from
+    /// `mediaType` (or, for OCI documents without it, from `manifests`/`config`).
+    /// Schema 1 manifests and other media types are refused with what they are.
     fn parse_manifest(
         &self,
         r: &Reference,
         id: &str,
         bytes: &[u8],
-    ) -> Result<(Kind, Value), RegistryError> {
+    ) -> Result<Document, RegistryError> {
         let name = r.familiar_name();
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| self.protocol(r, format!("manifest {name}@{id} is not JSON: {e}")))?;
@@ -418,11 +488,11 @@ impl Client {
                 ),
             ));
         }
-        let kind = match media {
-            OCI_INDEX | DOCKER_LIST => Kind::Index,
-            OCI_MANIFEST | DOCKER_MANIFEST => Kind::Manifest,
-            "" if v.get("manifests").is_some() => Kind::Index,
-            "" if v.get("config").is_some() => Kind::Manifest,
+        let index = match media {
+            OCI_INDEX | DOCKER_LIST => true,
+            OCI_MANIFEST | DOCKER_MANIFEST => false,
+            "" if v.get("manifests").is_some() => true,
+            "" if v.get("config").is_some() => false,
             other => {
                 return Err(self.protocol(
                     r,
@@ -432,18 +502,36 @@ impl Client {
                 ));
             }
         };
-        Ok((kind, v))
+        let invalid = |e: serde_json::Error| {
+            let kind = if index {
+                "image index"
+            } else {
+                "image manifest"
+            };
+            self.protocol(
+                r,
+                format!("manifest {name}@{id} is not a valid {kind}: {e}"),
+            )
+        };
+        if index {
+            serde_json::from_value(v)
+                .map(Document::Index)
+                .map_err(invalid)
+        } else {
+            serde_json::from_value(v)
+                .map(|m| Document::Manifest(Box::new(m)))
+                .map_err(invalid)
+        }
     }
 
     /// The `digest` of a descriptor, checked to be `sha256:<hex>`.
     fn descriptor_digest(
         &self,
         r: &Reference,
-        desc: &Value,
+        digest: &str,
         what: &str,
     ) -> Result<String, RegistryError> {
-        let d = desc.get("digest").and_then(Value::as_str).unwrap_or("");
-        reference::parse_digest(d)
+        reference::parse_digest(digest)
             .map_err(|e| self.protocol(r, format!("{what} in {}: {e}", r.familiar())))
     }
 
@@ -451,20 +539,20 @@ impl Client {
     fn check_size(
         &self,
         r: &Reference,
-        desc: &Value,
+        size: i64,
         limit: u64,
         what: &'static str,
         digest: &str,
     ) -> Result<(), RegistryError> {
-        match desc.get("size").and_then(Value::as_u64) {
-            Some(size) if size > limit => Err(RegistryError::TooLarge {
+        if u64::try_from(size).is_ok_and(|size| size > limit) {
+            return Err(RegistryError::TooLarge {
                 what,
                 digest_or_tag: digest.to_string(),
                 registry: r.registry.clone(),
                 limit,
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(())
     }
 
     fn protocol(&self, r: &Reference, detail: String) -> RegistryError {
@@ -475,8 +563,9 @@ impl Client {
     }
 
     /// A manifest by tag or digest: `(digest, bytes)`. By digest: from the cache
-    /// when there, else fetched and verified. By tag: always fetched; the digest is
-    /// the sha256 of the bytes, checked against `Docker-Content-Digest`.
+    /// when there, else fetched and verified. By tag: always fetched; `oci-client`
+    /// checks the bytes against `Docker-Content-Digest`, and the digest is their
+    /// sha256.
     async fn manifest(&self, r: &Reference, id: &str) -> Result<(String, Vec<u8>), RegistryError> {
         let by_digest = id.starts_with("sha256:");
         if by_digest
@@ -484,30 +573,13 @@ impl Client {
         {
             return Ok((id.to_string(), bytes));
         }
-        let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
-        let (bytes, header_digest) = self
-            .fetch(
-                r,
-                &format!("manifests/{id}"),
-                Some(&accept),
-                MANIFEST_LIMIT,
-                "manifest",
-                id,
-            )
-            .await?;
+        let bytes = self.pull(r, id, MANIFEST_LIMIT, "manifest").await?;
         let actual = sha256_digest(&bytes);
-        let expected = if by_digest {
-            Some(id.to_string())
-        } else {
-            header_digest.filter(|d| d.starts_with("sha256:"))
-        };
-        if let Some(expected) = expected
-            && expected != actual
-        {
+        if by_digest && actual != id {
             return Err(RegistryError::DigestMismatch {
                 what: "manifest",
                 registry: r.registry.clone(),
-                expected,
+                expected: id.to_string(),
                 actual,
             });
         }
@@ -528,9 +600,7 @@ impl Client {
         if let Some(bytes) = self.cache.as_ref().and_then(|c| c.get(digest, limit)) {
             return Ok(bytes);
         }
-        let (bytes, _) = self
-            .fetch(r, &format!("blobs/{digest}"), None, limit, what, digest)
-            .await?;
+        let bytes = self.pull(r, digest, limit, what).await?;
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(RegistryError::DigestMismatch {
@@ -546,17 +616,17 @@ impl Client {
         Ok(bytes)
     }
 
-    /// `GET /v2/<repository>/<path>`, authenticating on 401 and retrying once.
-    /// Returns the body (at most `limit` bytes) and `Docker-Content-Digest`.
-    async fn fetch(
+    /// One manifest (`what` is "manifest"; `id` a tag or digest) or blob (`id` its
+    /// digest) from the registry through `oci-client`: authenticated, within the
+    /// time limit, at most `limit` bytes. A 401 with credentials kept from an
+    /// earlier request is answered once with fresh ones.
+    async fn pull(
         &self,
         r: &Reference,
-        path: &str,
-        accept: Option<&str>,
+        id: &str,
         limit: u64,
         what: &'static str,
-        id: &str,
-    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+    ) -> Result<Vec<u8>, RegistryError> {
         if self.offline {
             return Err(RegistryError::NotCached {
                 what,
@@ -564,84 +634,381 @@ impl Client {
                 id: id.to_string(),
             });
         }
-        let url_path = format!("/v2/{}/{path}", r.repository);
-        let key = (r.registry.clone(), r.repository.clone());
-        let cached = self.auth.lock().expect("auth lock").get(&key).cloned();
-        let (mut resp, scheme) = self.send(r, &url_path, accept, cached.as_deref()).await?;
-        let mut sent_credentials = None;
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let challenges: Vec<Challenge> = resp
-                .headers()
-                .get_all(reqwest::header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(parse_challenges)
-                .collect();
-            let (header, had_credentials) = self.authenticate(r, &challenges, scheme).await?;
-            self.auth
-                .lock()
-                .expect("auth lock")
-                .insert(key.clone(), header.clone());
-            sent_credentials = Some(had_credentials);
-            resp = self.send(r, &url_path, accept, Some(&header)).await?.0;
-        }
-        let status = resp.status();
-        if status.is_success() {
-            let header_digest = resp
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = self.read_limited(r, resp, limit, what, id).await?;
-            self.fetches.fetch_add(1, Ordering::Relaxed);
-            return Ok((bytes, header_digest));
-        }
-        let body = self
-            .read_limited(r, resp, 64 << 10, what, id)
-            .await
-            .unwrap_or_default();
-        let (codes, message) = registry_errors(&body);
-        match status.as_u16() {
-            401 | 403 => {
-                if status.as_u16() == 401 || sent_credentials.is_some() {
-                    self.auth.lock().expect("auth lock").remove(&key);
+        let mut renewed = false;
+        loop {
+            let (oci, access, fresh) = self.access(r).await?;
+            let got =
+                tokio::time::timeout(self.timeout, self.get(oci, &access, r, id, limit, what))
+                    .await
+                    .map_err(|_| self.out_of_time(r, &format!("{what} {id}")))?;
+            let answer = match got {
+                Ok(bytes) => {
+                    self.fetches.fetch_add(1, Ordering::Relaxed);
+                    return Ok(bytes);
                 }
+                Err(Failure::Error(e)) => return Err(e),
+                Err(Failure::Answer(answer)) => answer,
+            };
+            if matches!(answer.status, Some(401 | 403)) {
+                let key = (r.registry.clone(), r.repository.clone());
+                self.access.lock().expect("access lock").remove(&key);
+                if answer.status == Some(401) && !fresh && !renewed {
+                    renewed = true;
+                    continue;
+                }
+            }
+            return Err(self.refusal(r, answer, access.credentials, what, id));
+        }
+    }
+
+    /// The GET of [`Client::pull`]. A blob is streamed (`oci-client` checks it
+    /// against its digest and `Docker-Content-Digest`) and cut off past `limit`; a
+    /// manifest is read whole by `oci-client` (checked against
+    /// `Docker-Content-Digest` or the digest asked for), then held to `limit`.
+    async fn get(
+        &self,
+        oci: &oci_client::Client,
+        access: &Access,
+        r: &Reference,
+        id: &str,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, Failure> {
+        let too_large = || {
+            Failure::Error(RegistryError::TooLarge {
+                what,
+                digest_or_tag: id.to_string(),
+                registry: r.registry.clone(),
+                limit,
+            })
+        };
+        let image = oci_reference(r, id);
+        if what == "manifest" {
+            let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+            let (bytes, _) = oci
+                .pull_manifest_raw(&image, &access.auth, &accept)
+                .await
+                .map_err(|e| self.failure(r, e, what))?;
+            if bytes.len() as u64 > limit {
+                return Err(too_large());
+            }
+            return Ok(bytes);
+        }
+        let descriptor = OciDescriptor {
+            digest: id.to_string(),
+            ..OciDescriptor::default()
+        };
+        let mut stream = oci
+            .pull_blob_stream(&image, &descriptor)
+            .await
+            .map_err(|e| self.failure(r, e, what))?;
+        if stream.content_length.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Failure::Error(if e.get_ref().is_some_and(|i| i.is::<DigestError>()) {
+                    RegistryError::DigestMismatch {
+                        what,
+                        registry: r.registry.clone(),
+                        expected: id.to_string(),
+                        actual: sha256_digest(&out),
+                    }
+                } else {
+                    RegistryError::Unreachable {
+                        registry: r.registry.clone(),
+                        reason: redact_value(&format!(
+                            "reading {what} {id}: {}",
+                            crate::engine::root_cause(&e)
+                        )),
+                    }
+                })
+            })?;
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// What an `oci-client` error says: the registry's answer (status, error codes,
+    /// message), or at once the [`RegistryError`] of a transport or content error.
+    fn failure(&self, r: &Reference, e: OciDistributionError, what: &'static str) -> Failure {
+        let answer = |status: u16, message: &str| {
+            Failure::Answer(Answer {
+                status: Some(status),
+                codes: vec![],
+                message: registry_errors(message.as_bytes()).1,
+            })
+        };
+        match e {
+            OciDistributionError::UnauthorizedError { .. } => answer(401, ""),
+            OciDistributionError::ServerError { code, message, .. } => answer(code, &message),
+            OciDistributionError::RequestError(e) => match e.status() {
+                Some(status) => answer(status.as_u16(), ""),
+                None => Failure::Error(RegistryError::Unreachable {
+                    registry: r.registry.clone(),
+                    reason: self.describe(&e, &format!("{what} from {}", r.registry)),
+                }),
+            },
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<String> = envelope
+                    .errors
+                    .iter()
+                    .filter_map(|e| serde_json::to_value(&e.code).ok())
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect();
+                let has = |c: &str| codes.iter().any(|x| x == c);
+                let status = if has("UNAUTHORIZED") {
+                    Some(401)
+                } else if has("DENIED") {
+                    Some(403)
+                } else if [
+                    "NAME_UNKNOWN",
+                    "MANIFEST_UNKNOWN",
+                    "BLOB_UNKNOWN",
+                    "NOT_FOUND",
+                ]
+                .into_iter()
+                .any(has)
+                {
+                    Some(404)
+                } else {
+                    None
+                };
+                let messages: Vec<String> =
+                    envelope.errors.iter().map(|e| e.message.clone()).collect();
+                Failure::Answer(Answer {
+                    status,
+                    codes,
+                    message: one_line(&messages),
+                })
+            }
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => Failure::Error(RegistryError::DigestMismatch {
+                what,
+                registry: r.registry.clone(),
+                expected,
+                actual,
+            }),
+            other => Failure::Error(self.protocol(r, format!("{what}: {other}"))),
+        }
+    }
+
+    /// The error for an answer other than the content: 401/403 (refused), 404 (not
+    /// found: repository, tag, manifest or blob), anything else.
+    fn refusal(
+        &self,
+        r: &Reference,
+        answer: Answer,
+        credentials: bool,
+        what: &'static str,
+        id: &str,
+    ) -> RegistryError {
+        let status = match answer.status {
+            Some(code) => reqwest::StatusCode::from_u16(code)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| code.to_string()),
+            None => answer.codes.join(", "),
+        };
+        let message = &answer.message;
+        match answer.status {
+            Some(401 | 403) => {
                 let key_name = auth::auth_key(&r.registry);
-                let reason = match sent_credentials {
-                    Some(true) => format!(
+                let reason = if credentials {
+                    format!(
                         "the credentials stored for {key_name} were refused ({status}{message}); run `docker login {}` again",
                         r.registry
-                    ),
-                    _ => format!(
+                    )
+                } else {
+                    format!(
                         "pull access denied ({status}{message}); the repository may not exist, or needs `docker login {}`",
                         r.registry
-                    ),
+                    )
                 };
-                Err(RegistryError::AuthRefused {
+                RegistryError::AuthRefused {
                     registry: r.registry.clone(),
                     repository: r.repository.clone(),
                     reason,
-                })
+                }
             }
-            404 => {
-                let what = if codes.iter().any(|c| c == "NAME_UNKNOWN") {
+            Some(404) => {
+                let what = if answer.codes.iter().any(|c| c == "NAME_UNKNOWN") {
                     "repository"
-                } else if what == "manifest" && !id.starts_with("sha256:") {
-                    "tag"
-                } else if what == "manifest" {
+                } else if what != "manifest" {
+                    "blob"
+                } else if id.starts_with("sha256:") {
                     "manifest"
                 } else {
-                    "blob"
+                    "tag"
                 };
                 let reference = match what {
                     "repository" => format!("{} (registry {})", r.familiar_name(), r.registry),
                     "tag" => format!("{}:{id}", r.familiar_name()),
                     _ => format!("{}@{id}", r.familiar_name()),
                 };
-                Err(RegistryError::NotFound { what, reference })
+                RegistryError::NotFound { what, reference }
             }
-            _ => Err(self.protocol(r, format!("GET {url_path} answered {status}{message}"))),
+            _ => {
+                let path = if what == "manifest" {
+                    "manifests"
+                } else {
+                    "blobs"
+                };
+                let repo = &r.repository;
+                self.protocol(
+                    r,
+                    format!("GET /v2/{repo}/{path}/{id} answered {status}{message}"),
+                )
+            }
         }
+    }
+
+    /// The `oci-client` client for `r`'s registry and how to read its repository:
+    /// on first contact `GET /v2/` learns the scheme and the challenges, and a
+    /// challenge is answered for the repository ([`Client::authenticate`]); the
+    /// result is kept. The flag says whether it was made just now.
+    async fn access(
+        &self,
+        r: &Reference,
+    ) -> Result<(&oci_client::Client, Access, bool), RegistryError> {
+        let key = (r.registry.clone(), r.repository.clone());
+        let kept = self.access.lock().expect("access lock").get(&key).cloned();
+        if let Some(access) = kept {
+            let scheme = self
+                .schemes
+                .lock()
+                .expect("scheme lock")
+                .get(&r.registry)
+                .copied();
+            return Ok((
+                self.oci_for(r, scheme.unwrap_or("https")).await?,
+                access,
+                false,
+            ));
+        }
+        let (scheme, challenges) = self.ping(r).await?;
+        let oci = self.oci_for(r, scheme).await?;
+        let access = if challenges.is_empty() {
+            Access {
+                auth: RegistryAuth::Anonymous,
+                credentials: false,
+            }
+        } else {
+            let access = self.authenticate(r, &challenges, scheme).await?;
+            // Hands the token (or, for Basic, the user and password) to oci-client
+            // for this repository.
+            let (image, op) = (
+                oci_reference(r, "latest"),
+                oci_client::RegistryOperation::Pull,
+            );
+            let handed = tokio::time::timeout(self.timeout, oci.auth(&image, &access.auth, op))
+                .await
+                .map_err(|_| self.out_of_time(r, "authorization"))?;
+            if let Err(e) = handed {
+                return Err(match self.failure(r, e, "authorization") {
+                    Failure::Error(e) => e,
+                    Failure::Answer(a) => {
+                        self.refusal(r, a, access.credentials, "manifest", r.manifest_reference())
+                    }
+                });
+            }
+            access
+        };
+        self.access
+            .lock()
+            .expect("access lock")
+            .insert(key, access.clone());
+        Ok((oci, access, true))
+    }
+
+    /// [`RegistryError::Unreachable`] for `what` that got no answer in time.
+    fn out_of_time(&self, r: &Reference, what: &str) -> RegistryError {
+        RegistryError::Unreachable {
+            registry: r.registry.clone(),
+            reason: format!(
+                "{what}: no answer within {} seconds (MICROSCALE_TIMEOUT)",
+                self.timeout.as_secs()
+            ),
+        }
+    }
+
+    /// The `oci-client` client for `scheme` and `r`'s registry.
+    async fn oci_for(
+        &self,
+        r: &Reference,
+        scheme: &str,
+    ) -> Result<&oci_client::Client, RegistryError> {
+        if scheme == "http" {
+            return Ok(&self.oci.http);
+        }
+        if self.is_insecure(&r.registry).await {
+            return Ok(&self.oci.unverified);
+        }
+        self.oci
+            .verified
+            .as_ref()
+            .map_err(|e| RegistryError::Unreachable {
+                registry: r.registry.clone(),
+                reason: format!("TLS: {e} (install the ca-certificates package)"),
+            })
+    }
+
+    /// `GET /v2/` of `r`'s registry, once: the scheme that answered, and the
+    /// challenges of a 401 (none: no authentication needed).
+    async fn ping(&self, r: &Reference) -> Result<(&'static str, Vec<Challenge>), RegistryError> {
+        let kept = self
+            .challenges
+            .lock()
+            .expect("challenge lock")
+            .get(&r.registry)
+            .cloned();
+        if let Some(challenges) = kept {
+            let scheme = self
+                .schemes
+                .lock()
+                .expect("scheme lock")
+                .get(&r.registry)
+                .copied();
+            return Ok((scheme.unwrap_or("https"), challenges));
+        }
+        let (resp, scheme) = self.send(r, "/v2/").await?;
+        let status = resp.status();
+        let challenges: Vec<Challenge> = if status == reqwest::StatusCode::UNAUTHORIZED {
+            let found: Vec<Challenge> = resp
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(parse_challenges)
+                .collect();
+            if found.is_empty() {
+                return Err(self.protocol(
+                    r,
+                    "the registry answered 401 without an authentication challenge (WWW-Authenticate) this client knows".into(),
+                ));
+            }
+            found
+        } else if status.is_success() {
+            vec![]
+        } else {
+            return Err(self.protocol(
+                r,
+                format!(
+                    "GET /v2/ answered {status}; is {} an OCI distribution (docker) registry?",
+                    r.registry
+                ),
+            ));
+        };
+        self.challenges
+            .lock()
+            .expect("challenge lock")
+            .insert(r.registry.clone(), challenges.clone());
+        Ok((scheme, challenges))
     }
 
     /// Reads a response body, refusing more than `limit` bytes.
@@ -682,14 +1049,13 @@ impl Client {
         }
     }
 
-    /// Sends one GET to the registry, choosing the scheme: https, and for an
-    /// insecure registry http when https cannot connect or handshake.
+    /// Sends one GET without credentials to the registry, choosing the scheme:
+    /// https, and for an insecure registry http when https cannot connect or
+    /// handshake (as dockerd does for its `insecure-registries`).
     async fn send(
         &self,
         r: &Reference,
         path: &str,
-        accept: Option<&str>,
-        auth: Option<&str>,
     ) -> Result<(reqwest::Response, &'static str), RegistryError> {
         let remembered = self
             .schemes
@@ -706,22 +1072,8 @@ impl Client {
         let mut last_err = String::new();
         for (i, scheme) in schemes.iter().enumerate() {
             let url = format!("{scheme}://{}{path}", r.registry);
-            if auth.is_some_and(|a| a.starts_with("Basic "))
-                && !credentials_allowed(scheme, &r.registry)
-            {
-                return Err(RegistryError::PlainHttpCredentials {
-                    registry: r.registry.clone(),
-                    url: redact_value(&url),
-                });
-            }
             let client = self.client_for(*scheme == "https" && insecure, &r.registry)?;
-            let mut req = client.get(&url);
-            if let Some(a) = accept {
-                req = req.header(reqwest::header::ACCEPT, a);
-            }
-            if let Some(a) = auth {
-                req = req.header(reqwest::header::AUTHORIZATION, a);
-            }
+            let req = client.get(&url);
             match req.send().await {
                 Ok(resp) => {
                     self.schemes
@@ -817,14 +1169,15 @@ impl Client {
             .any(|ip| self.insecure_nets.iter().any(|n| n.contains(ip)))
     }
 
-    /// Answers a 401: the Authorization header to retry with, and whether stored
-    /// credentials went into it.
+    /// Answers the challenges of a registry for `r`'s repository: a Bearer token
+    /// from the token service (with the stored user and password, an identity token
+    /// as an OAuth2 refresh token, or none), or Basic credentials.
     async fn authenticate(
         &self,
         r: &Reference,
         challenges: &[Challenge],
         scheme: &str,
-    ) -> Result<(String, bool), RegistryError> {
+    ) -> Result<Access, RegistryError> {
         let refused = |reason: String| RegistryError::AuthRefused {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -923,18 +1276,24 @@ impl Client {
                     "the authorization service answered without a token".into(),
                 )
             })?;
-            return Ok((format!("Bearer {token}"), cred.is_some()));
+            return Ok(Access {
+                auth: RegistryAuth::Bearer(token),
+                credentials: cred.is_some(),
+            });
         }
         if basic.is_some() {
             return match cred {
-                Some(c @ Credential::Basic { .. }) => {
+                Some(Credential::Basic { username, password }) => {
                     if !credentials_allowed(scheme, &r.registry) {
                         return Err(RegistryError::PlainHttpCredentials {
                             registry: r.registry.clone(),
                             url: format!("http://{}", r.registry),
                         });
                     }
-                    Ok((c.basic_header().unwrap_or_default(), true))
+                    Ok(Access {
+                        auth: RegistryAuth::Basic(username, password),
+                        credentials: true,
+                    })
                 }
                 Some(Credential::IdentityToken(_)) => Err(refused(format!(
                     "the registry wants a user name and password, but only an identity token is stored for {key_name}; run `docker login {}`",
@@ -951,27 +1310,26 @@ impl Client {
 }
 
 /// Whether an index entry is a BuildKit attestation manifest.
-fn is_attestation(entry: &Value) -> bool {
-    entry
-        .pointer("/annotations")
-        .and_then(|a| a.get(provenance::REFERENCE_TYPE))
-        .and_then(Value::as_str)
+fn is_attestation(entry: &ImageIndexEntry) -> bool {
+    annotation(entry.annotations.as_ref(), provenance::REFERENCE_TYPE)
         == Some(provenance::ATTESTATION_MANIFEST)
 }
 
+/// The value of annotation `key`, if any.
+fn annotation<'a>(
+    annotations: Option<&'a std::collections::BTreeMap<String, String>>,
+    key: &str,
+) -> Option<&'a str> {
+    annotations?.get(key).map(String::as_str)
+}
+
 /// The `platform` of an index entry; `None` when absent or `unknown/unknown`.
-fn entry_platform(entry: &Value) -> Option<Platform> {
-    let p = entry.get("platform")?;
-    let os = p.get("os").and_then(Value::as_str)?;
-    let arch = p.get("architecture").and_then(Value::as_str)?;
-    if os == "unknown" || arch == "unknown" {
+fn entry_platform(entry: &ImageIndexEntry) -> Option<Platform> {
+    let p = entry.platform.as_ref()?;
+    if p.os == "unknown" || p.architecture == "unknown" {
         return None;
     }
-    Some(Platform::new(
-        os,
-        arch,
-        p.get("variant").and_then(Value::as_str),
-    ))
+    Some(Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
 }
 
 /// The platform an image config declares (`os`, `architecture`, `variant`).
@@ -983,6 +1341,16 @@ fn config_platform(config: &Value) -> Option<Platform> {
         arch,
         config.get("variant").and_then(Value::as_str),
     ))
+}
+
+/// `r`'s repository at `id` (a tag or a digest), as `oci-client` names it.
+fn oci_reference(r: &Reference, id: &str) -> oci_client::Reference {
+    let (registry, repository) = (r.registry.clone(), r.repository.clone());
+    if id.starts_with("sha256:") {
+        oci_client::Reference::with_digest(registry, repository, id.to_string())
+    } else {
+        oci_client::Reference::with_tag(registry, repository, id.to_string())
+    }
 }
 
 /// `host` of `host[:port]` (`[v6]:port` gives the bare address).
@@ -1021,16 +1389,57 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
         .iter()
         .filter_map(|e| e.get("code").and_then(Value::as_str).map(str::to_string))
         .collect();
-    let messages: Vec<&str> = errors
+    let messages: Vec<String> = errors
         .iter()
         .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .map(str::to_string)
         .collect();
-    let message = if messages.is_empty() {
-        String::new()
-    } else {
-        // The registry's words: one line, no terminal control, no secrets.
-        let text: String = messages.join("; ").chars().take(500).collect();
-        format!(": {}", crate::edge::text::printable(&redact_value(&text)))
-    };
+    let message = one_line(&messages);
     (codes, message)
+}
+
+/// Why a manifest or blob GET through `oci-client` did not give the content.
+enum Failure {
+    /// The registry answered something else (to be told by [`Client::refusal`]).
+    Answer(Answer),
+    /// The error itself (unreachable, too large, digest mismatch, protocol).
+    Error(RegistryError),
+}
+
+/// A registry's answer other than the content: the HTTP status when known, the
+/// distribution-spec error codes, and a `: message` suffix (redacted, one line).
+struct Answer {
+    status: Option<u16>,
+    codes: Vec<String>,
+    message: String,
+}
+
+/// The system's trusted roots (as [`crate::engine::transport::tls_config`] loads
+/// them) as DER certificates for `oci-client`; certificates rustls cannot use are
+/// left out.
+fn system_roots() -> Vec<oci_client::client::Certificate> {
+    rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .filter(|cert| rustls::RootCertStore::empty().add(cert.clone()).is_ok())
+        .map(|cert| oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Der,
+            data: cert.to_vec(),
+        })
+        .collect()
+}
+
+/// `: message` for the registry's own words: one line, no terminal control, no
+/// secrets, at most 500 characters; empty for none.
+fn one_line(messages: &[String]) -> String {
+    let messages: Vec<&str> = messages
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if messages.is_empty() {
+        return String::new();
+    }
+    let text: String = messages.join("; ").chars().take(500).collect();
+    format!(": {}", crate::edge::text::printable(&redact_value(&text)))
 }
