@@ -170,8 +170,18 @@ fn ellipsize_source(s: &str, max: usize) -> String {
     }
 }
 
-/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES,
+/// then, when a metric could not be read ([`ServiceRow::metric_error`]), a blank line
+/// and one numbered note per distinct reason, which METRIC refers to: `- (1)` in the
+/// table, `(1) metric unreadable: …` under it (shown whole, made [`printable`]).
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
+    let notes = metric_notes(rows);
+    let note_of = |r: &ServiceRow| {
+        r.metric_error
+            .as_ref()
+            .and_then(|e| notes.iter().position(|n| n == e))
+            .map(|i| i + 1)
+    };
     let body = rows
         .iter()
         .map(|r| {
@@ -207,12 +217,18 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
                 image,
                 match (&r.fight, r.update.is_empty()) {
                     (None, _) => r.update.clone(),
-                    (Some(f), true) => format!("fight ({} resets)", f.resets),
-                    (Some(f), false) => format!("{}, fight ({} resets)", r.update, f.resets),
+                    (Some(f), true) => fight_text(f.resets),
+                    (Some(f), false) => format!("{}, {}", r.update, fight_text(f.resets)),
                 },
                 source,
                 rule,
-                r.metric.clone().unwrap_or_else(|| "-".into()),
+                {
+                    let metric = r.metric.clone().unwrap_or_else(|| "-".into());
+                    match note_of(r) {
+                        Some(n) => format!("{metric} ({n})"),
+                        None => metric,
+                    }
+                },
                 r.rule_desired
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -220,12 +236,40 @@ pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
             ]
         })
         .collect();
-    docker_table(
+    let mut out = docker_table(
         &[
             "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED",
             "NODES",
         ],
         body,
+    );
+    if !notes.is_empty() {
+        out.push('\n');
+        for (i, note) in notes.iter().enumerate() {
+            out.push_str(&format!("({}) {}\n", i + 1, printable(note)));
+        }
+    }
+    out
+}
+
+/// The distinct reasons why metrics could not be read, in the order of `rows`: the
+/// notes under the `status` table (services sharing a source share a note).
+pub fn metric_notes(rows: &[ServiceRow]) -> Vec<String> {
+    let mut notes: Vec<String> = vec![];
+    for e in rows.iter().filter_map(|r| r.metric_error.as_ref()) {
+        if !notes.contains(e) {
+            notes.push(e.clone());
+        }
+    }
+    notes
+}
+
+/// The UPDATE text of a fight the `run` agent recorded: `fight (1 reset)`,
+/// `fight (3 resets)`.
+pub fn fight_text(resets: u64) -> String {
+    format!(
+        "fight ({resets} reset{})",
+        if resets == 1 { "" } else { "s" }
     )
 }
 

@@ -77,4 +77,3 @@ pub fn load_rules_flag(
         None => Ok(None),
     }
 }
-
