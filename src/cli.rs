@@ -516,7 +516,8 @@ const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
 
 const BADGE_EXAMPLES: &str = "  docker microscale badge web --kind commit -o commit.svg
   docker microscale badge web --kind version -o version.svg
-  docker microscale badge web --kind license > license.svg";
+  docker microscale badge web --kind license > license.svg
+  docker microscale badge web -o - | gzip > commit.svg.gz";
 
 /// What a badge shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -547,7 +548,7 @@ pub struct BadgeArgs {
     )]
     pub kind: BadgeKind,
 
-    /// Write to a file instead of STDOUT
+    /// Write to a file instead of STDOUT ("-": STDOUT)
     #[arg(short = 'o', long = "output", value_name = "string", value_parser = any_path)]
     pub output: Option<PathBuf>,
 }
