@@ -1031,7 +1031,8 @@ pub struct DecideOptions {
     #[arg(
         long = "capacity",
         value_name = "replicas",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::edge::argv::replica_count
     )]
     pub capacity: Option<u64>,
 }
