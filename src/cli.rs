@@ -620,6 +620,7 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
   docker microscale status --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
+  docker microscale status --format 'table {{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}\\t{{.Image}}\\t{{.Ports}}'
   docker microscale status --watch --interval 5s
   docker --context prod microscale status";
 
@@ -681,7 +682,7 @@ const METRIC_EXAMPLES: &str = "  docker microscale metric --metric-secret redis=
 
 const REPLAY_EXAMPLES: &str = "  docker microscale replay web --series web-rps.csv
   docker microscale replay --rules rules.toml web --series week.jsonl --interval 15s -o web.svg
-  docker microscale replay --label max=20 --label target=50 --series demand.csv --summary
+  docker microscale replay --label max=20 --label 'metric=redis://queue:6379/0?list=jobs' --label target=50 --series demand.csv --summary
   docker microscale replay queue-worker --prometheus http://127.0.0.1:9090 --query 'sum(redis_queue_length)' --start now-7d --step 15s
   docker microscale replay web --series web-rps.csv --converge 45s --format json | jq -c 'select(.Action == \"scale up\")'";
 
