@@ -619,7 +619,7 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
-  docker microscale status --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
+  docker microscale status --metrics --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
   docker microscale status --format 'table {{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}\\t{{.Image}}\\t{{.Ports}}'
   docker microscale status --watch --interval 5s
   docker --context prod microscale status";
