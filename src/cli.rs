@@ -16,7 +16,8 @@ pub use crate::metrics::access::MetricAccess;
 pub use crate::plan::{DecideOptions, PlanArgs};
 pub use crate::store::lease::LeaseArgs;
 
-/// Help layout modelled on the docker CLI's cobra usage template.
+/// Help layout modelled on the docker CLI's cobra usage template ([`command`] adds
+/// the root's Options).
 const ROOT_TEMPLATE: &str = "\
 Usage:  {usage}
 
@@ -28,6 +29,20 @@ Commands:
 Run 'docker microscale COMMAND --help' for more information on a command.
 ";
 
+/// What `docker microscale version`, `--version` and `-v` print:
+/// `docker-microscale 0.1.0 (commit 0123456789ab)` and a newline (no commit when the
+/// build had no git checkout).
+pub fn version_line() -> String {
+    format!(
+        "docker-microscale {}{}\n",
+        env!("CARGO_PKG_VERSION"),
+        match env!("MICROSCALE_GIT_COMMIT") {
+            "" => String::new(),
+            c => format!(" (commit {c})"),
+        }
+    )
+}
+
 /// The clap command with Docker's help conventions: no `help` subcommand (argv
 /// normalisation turns `help COMMAND` into `COMMAND --help`), `-h/--help`
 /// accepted everywhere but not listed, and options laid out as docker lays them out.
@@ -38,7 +53,22 @@ pub fn command() -> clap::Command {
         .action(ArgAction::Help)
         .hide(true)
         .global(true);
-    let mut cmd = Cli::command().disable_help_flag(true).arg(help);
+    // `docker --version` has `-v, --version`; on the root only, as in docker (the
+    // `version` command says the same).
+    let version = Arg::new("version")
+        .short('v')
+        .long("version")
+        .action(ArgAction::Version)
+        .help("Print version information and quit");
+    let mut cmd = Cli::command()
+        .disable_help_flag(true)
+        .arg(help)
+        .version(env!("CARGO_PKG_VERSION"))
+        .arg(version);
+    let options = docker_options(&cmd);
+    cmd = cmd.help_template(format!(
+        "Usage:  {{usage}}\n\n{{about}}\n\nOptions:\n{options}\n\nCommands:\n{{subcommands}}\n\nRun 'docker microscale COMMAND --help' for more information on a command.\n"
+    ));
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|c| c.get_name().to_string())
@@ -185,6 +215,7 @@ pub struct Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
 
     /// Every command that runs something (leaf commands, hidden ones included) shows
     /// an Examples section in its `--help`: command lines, at least one of them using
@@ -255,6 +286,90 @@ mod tests {
                 "no example of `{path}` in its help: {examples:?}"
             );
         }
+    }
+
+    /// The words after `docker` (or `docker-microscale`) in an example line, up to
+    /// the first shell operator: what the plugin receives.
+    fn example_argv(line: &str) -> Vec<String> {
+        let start = ["docker-microscale ", "docker "]
+            .iter()
+            .filter_map(|p| line.find(p).map(|i| i + p.len()))
+            .min()
+            .unwrap_or_else(|| panic!("{line:?} does not run docker"));
+        let words = shlex::split(&line[start..]).unwrap_or_else(|| panic!("{line:?}"));
+        let mut argv = vec![];
+        for w in words {
+            if matches!(w.as_str(), "|" | ">" | "&&" | "||") {
+                break;
+            }
+            if let Some(w) = w.strip_suffix(';').or_else(|| w.strip_suffix(')')) {
+                argv.push(w.to_string());
+                break;
+            }
+            argv.push(w);
+        }
+        argv
+    }
+
+    /// Every example of every command, hidden ones and those the integration test
+    /// cannot run included, is a command line that parses: no unknown flag, no bad
+    /// value, no missing argument (tests/integration/cli.rs runs them).
+    #[test]
+    fn every_example_parses() {
+        fn paths(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let p = format!("{prefix} {}", sub.get_name()).trim().to_string();
+                out.push(p.clone());
+                paths(sub, &p, out);
+            }
+        }
+        let mut all = vec![];
+        paths(&command(), "", &mut all);
+        let mut checked = 0;
+        for path in all {
+            for line in examples(&path).lines() {
+                let argv = crate::edge::argv::normalize(
+                    example_argv(line).into_iter().map(Into::into).collect(),
+                );
+                let parsed = command()
+                    .try_get_matches_from(
+                        std::iter::once(std::ffi::OsString::from("docker microscale"))
+                            .chain(argv.iter().cloned()),
+                    )
+                    .and_then(|m| Cli::from_arg_matches(&m));
+                if let Err(e) = parsed {
+                    panic!("`{path}` example {line:?} does not parse: {e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 50, "{checked}");
+        assert_eq!(
+            example_argv("docker microscale plan --detailed-exitcode; [ $? -eq 2 ]"),
+            ["microscale", "plan", "--detailed-exitcode"]
+        );
+        assert_eq!(
+            example_argv("source <(docker-microscale completion bash)"),
+            ["completion", "bash"]
+        );
+    }
+
+    #[test]
+    fn version_flags_on_the_root_only() {
+        for flag in ["--version", "-v"] {
+            let e = command()
+                .try_get_matches_from(["docker microscale", flag])
+                .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion, "{flag}");
+        }
+        let e = command()
+            .try_get_matches_from(["docker microscale", "status", "--version"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(
+            version_line().starts_with(&format!("docker-microscale {}", env!("CARGO_PKG_VERSION")))
+        );
+        assert!(version_line().ends_with('\n'));
     }
 
     #[test]
@@ -413,7 +528,7 @@ pub struct StatsReadArgs {
     pub token_file: PathBuf,
 
     /// How many reads, one after the other
-    #[arg(long = "runs", value_name = "int", default_value_t = 5)]
+    #[arg(long = "runs", value_name = "int", default_value_t = 5, value_parser = crate::edge::argv::count::<u32>)]
     pub runs: u32,
 }
 
@@ -442,7 +557,7 @@ const LEASE_EXAMPLES: &str = "  docker-microscale __lease
 #[derive(Debug, Clone, Args)]
 pub struct HistoryBenchArgs {
     /// How many services the history holds
-    #[arg(long = "services", value_name = "int", default_value_t = 1000)]
+    #[arg(long = "services", value_name = "int", default_value_t = 1000, value_parser = crate::edge::argv::count::<usize>)]
     pub services: usize,
 
     /// The Swarm config written (removed at the end)
@@ -504,7 +619,8 @@ const STATUS_EXAMPLES: &str = "  docker microscale status
   docker microscale status --filter label=microscale.enable=true
   docker microscale status --filter mode=global -q
   docker microscale status --format json | jq -r .Name
-  docker microscale status --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
+  docker microscale status --metrics --format 'table {{.Name}}\\t{{.Replicas}}\\t{{.RuleDesired}}'
+  docker microscale status --format 'table {{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}\\t{{.Image}}\\t{{.Ports}}'
   docker microscale status --watch --interval 5s
   docker --context prod microscale status";
 
@@ -516,7 +632,8 @@ const PROVENANCE_EXAMPLES: &str = "  docker microscale provenance web
 
 const BADGE_EXAMPLES: &str = "  docker microscale badge web --kind commit -o commit.svg
   docker microscale badge web --kind version -o version.svg
-  docker microscale badge web --kind license > license.svg";
+  docker microscale badge web --kind license > license.svg
+  docker microscale badge web -o - | gzip > commit.svg.gz";
 
 /// What a badge shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -547,7 +664,7 @@ pub struct BadgeArgs {
     )]
     pub kind: BadgeKind,
 
-    /// Write to a file instead of STDOUT
+    /// Write to a file instead of STDOUT ("-": STDOUT)
     #[arg(short = 'o', long = "output", value_name = "string", value_parser = any_path)]
     pub output: Option<PathBuf>,
 }
@@ -565,7 +682,7 @@ const METRIC_EXAMPLES: &str = "  docker microscale metric --metric-secret redis=
 
 const REPLAY_EXAMPLES: &str = "  docker microscale replay web --series web-rps.csv
   docker microscale replay --rules rules.toml web --series week.jsonl --interval 15s -o web.svg
-  docker microscale replay --label max=20 --label target=50 --series demand.csv --summary
+  docker microscale replay --label max=20 --label 'metric=redis://queue:6379/0?list=jobs' --label target=50 --series demand.csv --summary
   docker microscale replay queue-worker --prometheus http://127.0.0.1:9090 --query 'sum(redis_queue_length)' --start now-7d --step 15s
   docker microscale replay web --series web-rps.csv --converge 45s --format json | jq -c 'select(.Action == \"scale up\")'";
 
@@ -613,7 +730,8 @@ pub struct ReplayArgs {
     pub metric: Option<String>,
 
     /// Replicas before the first step (default: the live service's, else the rule's min)
-    #[arg(long = "replicas", value_name = "n")]
+    #[arg(long = "replicas", value_name = "n", allow_negative_numbers = true,
+          value_parser = crate::edge::argv::replica_count)]
     pub replicas: Option<u64>,
 
     /// How long new tasks take to start after a scale-up (default 0s: at once)
@@ -688,7 +806,7 @@ pub struct ScaleArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub detach: Option<bool>,
 
-    /// Go beyond the rule's microscale.min/max and scale during a rolling update
+    /// Go beyond the rule's microscale.min/max and the placement's max replicas per node, and scale during a rolling update
     #[arg(long = "force", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub force: Option<bool>,

@@ -72,6 +72,7 @@ fn run(args: Vec<OsString>) -> Exit {
     exit::set_command_tree(exit::CommandTree {
         root: cli::command,
         help_text: cli::help_text,
+        version_line: cli::version_line,
     });
     let args = argv::normalize(args);
     let matches = cli::command().try_get_matches_from(
@@ -82,14 +83,7 @@ fn run(args: Vec<OsString>) -> Exit {
         Err(err) => return exit::clap_error(err, &args),
     };
     let result = match cli.command {
-        Command::Version => exit::print_stdout(&format!(
-            "docker-microscale {}{}\n",
-            env!("CARGO_PKG_VERSION"),
-            match env!("MICROSCALE_GIT_COMMIT") {
-                "" => String::new(),
-                c => format!(" (commit {c})"),
-            }
-        )),
+        Command::Version => exit::print_stdout(&cli::version_line()),
         Command::Completion(args) => exit::print_stdout(complete::scripts::script(args.shell)),
         Command::Man(args) => man::write_pages(&args.dir)
             .map_err(Failure::Error)

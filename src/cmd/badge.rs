@@ -6,11 +6,12 @@ use crate::provenance::record::Record;
 #[allow(unused_imports)]
 use crate::provenance::*;
 
-/// Runs `docker microscale badge`: writes one SVG badge for one service, to `-o FILE`
-/// (written whole, through a temporary file in the same directory) or to stdout.
+/// Runs `docker microscale badge`: writes one SVG badge for one service, ending with
+/// a newline, to `-o FILE` (written whole, through a temporary file in the same
+/// directory) or to stdout (no `-o`, or `-o -`).
 ///
 /// Exit 1, writing nothing, when the service is unknown, its image cannot be read or
-/// lacks the label, or stdout is a terminal and no `-o` was given.
+/// lacks the label, or the badge would go to stdout and stdout is a terminal.
 pub async fn run_badge(
     engine: &Engine,
     args: &crate::cli::BadgeArgs,
@@ -20,7 +21,9 @@ pub async fn run_badge(
     use crate::edge::exit::{Exit, Failure};
     use std::io::IsTerminal;
 
-    if args.output.is_none() && std::io::stdout().is_terminal() {
+    // `-o -` is stdout, as for tar, curl and most tools that take an output file.
+    let output = args.output.as_ref().filter(|p| p.as_os_str() != "-");
+    if output.is_none() && std::io::stdout().is_terminal() {
         return Err(Failure::Error(
             "cowardly refusing to write an SVG badge to a terminal: use -o FILE.svg or redirect the output".into(),
         ));
@@ -67,7 +70,7 @@ pub async fn run_badge(
         ))
     })?;
     let svg = crate::render::badge::render(kind.label(), &value, kind.color());
-    match &args.output {
+    match output {
         None => crate::edge::exit::print_stdout_async(svg + "\n").await,
         Some(path) => {
             crate::edge::fsutil::write_replacing(path, format!("{svg}\n").as_bytes()).map_err(

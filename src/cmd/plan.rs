@@ -54,10 +54,9 @@ pub async fn run(
     })
 }
 
-/// The plan as a table: SERVICE CURRENT METRIC DESIRED ACTION REASON (reasons cut
-/// at 100 characters unless `no_trunc`).
+/// The plan as a table: SERVICE CURRENT METRIC DESIRED ACTION REASON (the cause
+/// first, cut at [`REASON_WIDTH`] columns unless `no_trunc`: [`reason_cell`]).
 pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
-    use crate::edge::text::ellipsize;
     use crate::render::docker_table;
     docker_table(
         &[
@@ -65,18 +64,13 @@ pub fn table(rows: &[PlanRow], no_trunc: bool) -> String {
         ],
         rows.iter()
             .map(|r| {
-                let reason = r.reasons.join("; ");
                 vec![
                     r.service.clone(),
                     r.current.to_string(),
                     r.metric.clone().unwrap_or_else(|| "-".into()),
                     r.desired.to_string(),
                     r.action.clone(),
-                    if no_trunc {
-                        reason
-                    } else {
-                        ellipsize(&reason, 100)
-                    },
+                    reason_cell(&r.reasons, (!no_trunc).then_some(REASON_WIDTH)),
                 ]
             })
             .collect(),

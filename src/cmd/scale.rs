@@ -4,7 +4,7 @@
 use crate::edge::exit::{Exit, Failure, say};
 use crate::engine::Engine;
 use crate::engine::service::RawService;
-use crate::execute::update::{Change, Convergence, Decide, Outcome};
+use crate::execute::update::{Change, Convergence, Decide, Outcome, Verdict};
 #[allow(unused_imports)]
 use crate::execute::*;
 use crate::render::Format;
@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 /// Runs `docker microscale scale`.
 ///
 /// Every target is read and checked first; if any is wrong (no such service, a
-/// global service, a bound, a rolling update), nothing changes and the command
-/// exits 1. Then all services are updated concurrently and watched. Exit 1 if any
+/// global service, a bound, a rolling update, more replicas than its placement can
+/// place: [`check_placement`]), nothing changes and the command exits 1. Then all services are updated concurrently and watched. Exit 1 if any
 /// update failed or did not converge within `--timeout`; 130 when interrupted (the
 /// updates stand).
 pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, Failure> {
@@ -39,15 +39,42 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
 
     let cancelled = crate::edge::exit::cancellation();
     tokio::pin!(cancelled);
-    let reads = tokio::select! {
-        r = futures_util::stream::iter(
-            targets
-                .iter()
-                .map(|t| engine.inspect_service_raw(&t.service)),
-        )
-        .buffered(MAX_IN_FLIGHT)
-        .collect::<Vec<_>>() => r,
+    // The services, and the nodes their placement caps depend on (`GET /nodes`).
+    let inspect = futures_util::stream::iter(
+        targets
+            .iter()
+            .map(|t| engine.inspect_service_raw(&t.service)),
+    )
+    .buffered(MAX_IN_FLIGHT)
+    .collect::<Vec<_>>();
+    let list_nodes = async {
+        engine
+            .within_deadline(
+                engine
+                    .docker
+                    .list_nodes(None::<bollard::query_parameters::ListNodesOptions>),
+            )
+            .await?
+            .map_err(|e| engine.classify(e))
+    };
+    let (reads, nodes) = tokio::select! {
+        r = async { tokio::join!(inspect, list_nodes) } => r,
         _ = &mut cancelled => return Err(Failure::Interrupted),
+    };
+    // Without the nodes, a service's own error (no such service) still comes first.
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) if reads.iter().all(|r| r.is_ok()) => return Err(Failure::Error(e.to_string())),
+        Err(_) => vec![],
+    };
+    // The checks of a target: the rule's bounds and rolling updates
+    // ([`decide_scale`]), then, unless `--force`, the placement cap.
+    let decide = |svc: &RawService, change: Change, force: bool| {
+        let verdict = decide_scale(svc, change, force, file_ref)?;
+        if let (Verdict::Scale(target), false) = (&verdict, force) {
+            check_placement(svc, *target, &nodes)?;
+        }
+        Ok::<Verdict, String>(verdict)
     };
     let mut errors: Vec<String> = vec![];
     // One outcome per target, in the order given, for JSON when a target is wrong.
@@ -66,7 +93,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
                     continue;
                 }
                 let mut o = Outcome::new(&svc);
-                if let Err(e) = decide_scale(&svc, t.change, force, file_ref) {
+                if let Err(e) = decide(&svc, t.change, force) {
                     errors.push(format!("{}: {e}", svc.name));
                     o.error = Some(e);
                     o.convergence = Convergence::Failed;
@@ -104,7 +131,7 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
     }
     if force {
         for (svc, change, _) in &jobs {
-            if let Err(e) = decide_scale(svc, *change, false, file_ref) {
+            if let Err(e) = decide(svc, *change, false) {
                 let e = e
                     .trim_end_matches("; use --force to go beyond it")
                     .trim_end_matches("; use --force to go below it")
@@ -113,6 +140,19 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
                     "{}: going ahead because of --force, although {e}",
                     svc.name
                 ));
+                let unplaceable = decide_scale(svc, *change, true, file_ref)
+                    .ok()
+                    .and_then(|v| match v {
+                        Verdict::Scale(target) => check_placement(svc, target, &nodes).err(),
+                        _ => None,
+                    })
+                    .is_some();
+                if unplaceable && args.detach != Some(true) && timeout.is_none() {
+                    say(&format!(
+                        "{}: the wait for tasks that cannot be placed does not end: Ctrl-C stops waiting (the scale stands), or give --detach or --timeout",
+                        svc.name
+                    ));
+                }
             }
         }
     }
@@ -120,8 +160,8 @@ pub async fn run(engine: &Engine, args: &crate::cli::ScaleArgs) -> Result<Exit, 
         .iter()
         .map(|(_, change, _)| {
             let change = *change;
-            Box::new(move |svc: &RawService| decide_scale(svc, change, force, file_ref))
-                as Box<Decide<'_>>
+            let decide = &decide;
+            Box::new(move |svc: &RawService| decide(svc, change, force)) as Box<Decide<'_>>
         })
         .collect();
     let work: Vec<(RawService, &Decide<'_>)> = jobs

@@ -130,6 +130,36 @@ pub fn any_path(value: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(value))
 }
 
+/// A number of replicas (`--capacity`, `replay --replicas`): a whole number, 0 or
+/// more. Errors say what is expected, not Rust's `invalid digit found in string`.
+pub fn replica_count(value: &str) -> Result<u64, String> {
+    whole_number(value)
+        .map_err(|why| format!("{why}: give a number of replicas, 0 or more, such as 20"))
+}
+
+/// A count (`--runs`, `--services` of the hidden commands): a whole number, 0 or
+/// more, that fits `T`.
+pub fn count<T: TryFrom<u64>>(value: &str) -> Result<T, String> {
+    let n = whole_number(value).map_err(|why| format!("{why}: give a whole number, 0 or more"))?;
+    T::try_from(n).map_err(|_| format!("{n} is too large"))
+}
+
+/// `value` as a whole number, or what is wrong with it.
+fn whole_number(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err("a number is missing".into());
+    }
+    if v.starts_with('-') && v[1..].bytes().all(|b| b.is_ascii_digit()) && v.len() > 1 {
+        return Err("a negative number".into());
+    }
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a whole number".into());
+    }
+    v.parse::<u64>()
+        .map_err(|_| format!("more than {}", u64::MAX))
+}
+
 /// A boolean flag value as Go's `strconv.ParseBool` reads it (the docker CLI's flags):
 /// 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False.
 pub fn go_bool(value: &str) -> Result<bool, String> {
@@ -266,6 +296,35 @@ mod tests {
         assert_eq!(
             norm(&["microscale", "status", "microscale"]),
             ["status", "microscale"]
+        );
+    }
+
+    #[test]
+    fn counts_say_what_is_expected() {
+        assert_eq!(replica_count("20"), Ok(20));
+        assert_eq!(replica_count(" 0 "), Ok(0));
+        for (bad, why) in [
+            ("abc", "not a whole number"),
+            ("2.5", "not a whole number"),
+            ("-3", "a negative number"),
+            ("", "a number is missing"),
+            ("99999999999999999999999", "more than 18446744073709551615"),
+        ] {
+            let e = replica_count(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!("{why}: give a number of replicas, 0 or more, such as 20"),
+                "{bad}"
+            );
+        }
+        assert_eq!(count::<u32>("5"), Ok(5));
+        assert_eq!(
+            count::<u32>("5000000000"),
+            Err("5000000000 is too large".into())
+        );
+        assert_eq!(
+            count::<usize>("x"),
+            Err("not a whole number: give a whole number, 0 or more".into())
         );
     }
 }

@@ -118,6 +118,8 @@ pub struct CommandTree {
     pub root: fn() -> clap::Command,
     /// Turns clap's rendered help into the docker CLI's layout.
     pub help_text: fn(&str) -> String,
+    /// What `--version` prints (the `version` command's line).
+    pub version_line: fn() -> String,
 }
 
 static COMMAND_TREE: std::sync::OnceLock<CommandTree> = std::sync::OnceLock::new();
@@ -132,6 +134,7 @@ fn command_tree() -> CommandTree {
     *COMMAND_TREE.get().unwrap_or(&CommandTree {
         root: || clap::Command::new("docker microscale"),
         help_text: |s| s.to_string(),
+        version_line: String::new,
     })
 }
 
@@ -188,9 +191,16 @@ pub fn usage_error(message: &str, args: &[OsString]) -> Exit {
 /// with exit 0; everything else is a usage error (exit 125).
 pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
     match err.kind() {
-        ClapKind::DisplayHelp
-        | ClapKind::DisplayVersion
-        | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        // `--version` and `-v`, as `docker --version`: the `version` command's line.
+        ClapKind::DisplayVersion => match print_stdout(&(command_tree().version_line)()) {
+            Ok(code) => code,
+            Err(Failure::Error(msg)) => {
+                say(&msg);
+                Exit::Error
+            }
+            Err(_) => Exit::Error,
+        },
+        ClapKind::DisplayHelp | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             match print_stdout(&(command_tree().help_text)(&err.render().to_string())) {
                 Ok(code) => code,
                 Err(Failure::Error(msg)) => {
@@ -254,11 +264,28 @@ pub fn clap_error(err: clap::Error, args: &[OsString]) -> Exit {
             }
         }
         ClapKind::InvalidSubcommand => {
-            let cmd = context_string(&err, ContextKind::InvalidSubcommand);
-            usage_error(
-                &format!("unknown command \"{cmd}\" for \"docker microscale\""),
-                args,
-            )
+            // The group the word was given to (`docker microscale rules`), and what it
+            // may have meant, as cobra says it.
+            let word = context_string(&err, ContextKind::InvalidSubcommand);
+            let (group, parent) = subcommand_path_in(args)
+                .unwrap_or_else(|| ((command_tree().root)(), "docker microscale".into()));
+            // Hidden commands (`__stats-read`) are never suggested.
+            let suggestions: Vec<String> = match err.get(ContextKind::SuggestedSubcommand) {
+                Some(ContextValue::Strings(s)) => s.clone(),
+                Some(ContextValue::String(s)) => vec![s.clone()],
+                _ => vec![],
+            }
+            .into_iter()
+            .filter(|s| group.find_subcommand(s).is_some_and(|c| !c.is_hide_set()))
+            .collect();
+            let mut message = format!("unknown command \"{word}\" for \"{parent}\"");
+            if !suggestions.is_empty() {
+                message.push_str("\n\nDid you mean this?");
+                for s in suggestions {
+                    message.push_str(&format!("\n  {s}"));
+                }
+            }
+            usage_error(&message, args)
         }
         _ => {
             let rendered = err.render().to_string();

@@ -118,7 +118,10 @@ pub fn read_config_text(path: &Path) -> std::io::Result<String> {
 /// - anything else (a device such as `/dev/stdout`, a FIFO): written directly.
 ///
 /// Errors: the directory does not exist or is not writable, the path is a
-/// directory, or a write fails (the target is then left as it was).
+/// directory, or a write fails (the target is then left as it was). An error about
+/// the temporary file names its directory and the cause (`cannot create a file in
+/// /srv/badges: Permission denied (os error 13)`), never the temporary file's name,
+/// which the user never chose and which no longer exists.
 pub fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
@@ -144,24 +147,48 @@ pub fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
+    // tempfile names the temporary file in its errors: say the directory instead.
+    let in_dir = |what: &str, e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot {what} in {}: {}", dir.display(), cause_of(&e)),
+        )
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".docker-microscale-")
-        .tempfile_in(&dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
+        .tempfile_in(&dir)
+        .map_err(|e| in_dir("create a file", e))?;
+    let file = tmp.as_file_mut();
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| in_dir("write a file", e))?;
     if let Some(m) = existing {
         let f = tmp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| in_dir("set the mode of a file", e))?;
         // Keep the owner when we may (as root); otherwise the file becomes ours.
         let _ = std::os::unix::fs::fchown(f, Some(m.uid()), Some(m.gid()));
     } else {
         // A new file gets the usual mode (0666 minus the umask), not tempfile's 0600.
         let umask = unsafe_umask();
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o666 & !umask))?;
+            .set_permissions(std::fs::Permissions::from_mode(0o666 & !umask))
+            .map_err(|e| in_dir("set the mode of a file", e))?;
     }
-    tmp.persist(&target).map_err(|e| e.error)?;
+    tmp.persist(&target)
+        .map_err(|e| in_dir("rename a file", e.error))?;
     Ok(())
+}
+
+/// The cause of an I/O error without the path tempfile adds to it (`Permission
+/// denied (os error 13) at path "/dir/.docker-microscale-Ab12Cd"`: the operating
+/// system's error, then ` at path` and the temporary file's name).
+fn cause_of(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at path \"") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
 }
 
 /// The process umask (read by setting and restoring it).
@@ -236,5 +263,32 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_named_not_the_temporary_file() {
+        // /sys takes no new files, even from root; a directory without write
+        // permission does not either, for anyone else.
+        let mut places = vec![Path::new("/sys").to_path_buf()];
+        let dir = tempfile::tempdir().unwrap();
+        let locked = dir.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            places.push(locked.clone());
+        }
+        for place in places {
+            let e = write_replacing(&place.join("badge.svg"), b"x").unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("cannot create a file in {}: ", place.display())),
+                "{text}"
+            );
+            assert!(!text.contains(".docker-microscale"), "{text}");
+            assert!(text.contains("(os error "), "the cause: {text}");
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{text}");
+        }
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

@@ -227,6 +227,55 @@ pub fn check_bounds(
     Ok(())
 }
 
+/// Checks that `target` replicas of `svc` can all be placed. With
+/// `Placement.MaxReplicas` (`--replicas-max-per-node`) set, Swarm places at most that
+/// many tasks on each eligible node ([`crate::plan::eligible_nodes`] of `nodes`, as
+/// `GET /nodes` lists them: ready, active, and matching the `node.role` and
+/// `node.hostname` constraints); the tasks past that cap stay pending ("no suitable
+/// node") for good, and a scale would wait for them for ever. `plan` and `apply`
+/// cap at the same number.
+///
+/// Only a scale up past the cap is refused: the error says the cap, how it is made
+/// and how to change it (ending `; or use --force`).
+pub fn check_placement(
+    svc: &RawService,
+    target: u64,
+    nodes: &[bollard::models::Node],
+) -> Result<(), String> {
+    let crate::engine::service::Count::Replicas(current) = svc.count() else {
+        return Ok(());
+    };
+    let max = svc.spec()["TaskTemplate"]["Placement"]["MaxReplicas"]
+        .as_u64()
+        .filter(|m| *m > 0);
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let eligible = crate::plan::eligible_nodes(&svc.typed(), nodes);
+    let cap = crate::decide::Placement {
+        max_per_node: max,
+        nodes: eligible,
+    }
+    .cap();
+    if target <= cap || target <= current {
+        return Ok(());
+    }
+    let name = &svc.name;
+    let which = "ready, active and matching its node.role and node.hostname constraints";
+    if eligible == 0 {
+        return Err(format!(
+            "{target} replicas cannot be placed: no node is eligible ({which}), so every task would stay pending and scale would wait for ever; check `docker node ls` and the service's constraints (`docker service inspect --format '{{{{json .Spec.TaskTemplate.Placement}}}}' {name}`); or use --force"
+        ));
+    }
+    let per_node = target.div_ceil(eligible);
+    Err(format!(
+        "{target} replicas cannot all be placed: at most {max} per node (--replicas-max-per-node) on {eligible} eligible node{} ({which}) is {cap}, so {} task{} would stay pending and scale would wait for ever; raise the limit (`docker service update --replicas-max-per-node {per_node} {name}`) or make more nodes eligible; or use --force",
+        if eligible == 1 { "" } else { "s" },
+        target - cap,
+        if target - cap == 1 { "" } else { "s" },
+    ))
+}
+
 /// Decides a scale of `svc` by `change`: the new count, or why not (a global
 /// service, a count below 0, and unless `force`, a rolling update or the rule's
 /// bounds).
@@ -696,5 +745,80 @@ mod tests {
             Ok(Verdict::Scale(2))
         );
         assert!(decide_scale(&s, Change::Add(-5), false, None).is_err());
+    }
+
+    #[test]
+    fn a_scale_past_the_placement_cap_is_refused_with_the_cap_and_the_fix() {
+        let placed = |replicas: u64, placement: serde_json::Value| {
+            RawService::from_value(json!({
+                "ID": "id1", "Version": {"Index": 3},
+                "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": replicas}},
+                         "TaskTemplate": {"ContainerSpec": {"Image": "x"}, "Placement": placement}}
+            }))
+            .unwrap()
+        };
+        let node = |host: &str, role: &str, state: &str, availability: &str| {
+            serde_json::from_value::<bollard::models::Node>(json!({
+                "ID": host, "Description": {"Hostname": host},
+                "Spec": {"Role": role, "Availability": availability},
+                "Status": {"State": state}
+            }))
+            .unwrap()
+        };
+        let nodes = vec![
+            node("m1", "manager", "ready", "active"),
+            node("w1", "worker", "ready", "active"),
+            node("w2", "worker", "down", "active"),
+            node("w3", "worker", "ready", "drain"),
+        ];
+        // 2 per node on the 2 nodes that can take tasks: 4.
+        let s = placed(3, json!({"MaxReplicas": 2}));
+        assert_eq!(check_placement(&s, 4, &nodes), Ok(()));
+        let e = check_placement(&s, 5, &nodes).unwrap_err();
+        assert!(
+            e.starts_with("5 replicas cannot all be placed: at most 2 per node (--replicas-max-per-node) on 2 eligible nodes (ready, active and matching its node.role and node.hostname constraints) is 4, so 1 task would stay pending"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`docker service update --replicas-max-per-node 3 web`")
+                && e.ends_with("; or use --force"),
+            "{e}"
+        );
+        // A constraint leaves one node: 2.
+        let s = placed(
+            1,
+            json!({"MaxReplicas": 2, "Constraints": ["node.role==manager"]}),
+        );
+        let e = check_placement(&s, 4, &nodes).unwrap_err();
+        assert!(
+            e.contains("on 1 eligible node (") && e.contains("so 2 tasks"),
+            "{e}"
+        );
+        assert!(e.contains("--replicas-max-per-node 4 web"), "{e}");
+        // No node at all.
+        let s = placed(
+            1,
+            json!({"MaxReplicas": 1, "Constraints": ["node.hostname==nowhere"]}),
+        );
+        let e = check_placement(&s, 2, &nodes).unwrap_err();
+        assert!(
+            e.starts_with("2 replicas cannot be placed: no node is eligible"),
+            "{e}"
+        );
+        assert!(e.contains("{{json .Spec.TaskTemplate.Placement}}"), "{e}");
+        // Down (or level) is always allowed, even above the cap; no limit, no cap.
+        let s = placed(6, json!({"MaxReplicas": 1}));
+        assert_eq!(check_placement(&s, 5, &nodes), Ok(()));
+        assert_eq!(check_placement(&s, 6, &nodes), Ok(()));
+        let s = placed(1, json!({}));
+        assert_eq!(check_placement(&s, 500, &nodes), Ok(()));
+        // Jobs are not capped here (their tasks complete and make room).
+        let job = RawService::from_value(json!({
+            "ID": "id1", "Version": {"Index": 3},
+            "Spec": {"Name": "j", "Mode": {"ReplicatedJob": {"TotalCompletions": 1}},
+                     "TaskTemplate": {"Placement": {"MaxReplicas": 1}}}
+        }))
+        .unwrap();
+        assert_eq!(check_placement(&job, 10, &nodes), Ok(()));
     }
 }

@@ -72,6 +72,44 @@ pub fn unread_metric(key: &str) -> Result<f64, String> {
     ))
 }
 
+/// The reasons of a plan row that say a metric of the rule could not be read, as
+/// [`decide::decide`] words them: `metric unreadable: WHY` or `metric "NAME"
+/// unreadable: WHY` (WHY ends with the source read, `(reading redis://…)`).
+pub fn metric_failures(reasons: &[String]) -> Vec<&str> {
+    reasons
+        .iter()
+        .filter(|r| r.starts_with("metric") && r.contains(" unreadable: "))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Widest REASON cell of the `plan` and `replay` tables without `--no-trunc`.
+pub const REASON_WIDTH: usize = 100;
+
+/// The REASON cell of a table (`plan`, `apply --dry-run`, `replay`): the reasons
+/// joined with `; `, those that say why something failed first (a metric that could
+/// not be read, [`metric_failures`]; a rule with errors), then the others in their
+/// order; cut to `max` columns (`None`: whole). A long chain of readings once
+/// pushed the cause past the cut (`…; metric "queue" unreadable: cannot connect to
+/// redis at 127.0…`); first, it is what the cell shows. `--format json` keeps the
+/// reasons in their order.
+pub fn reason_cell(reasons: &[String], max: Option<usize>) -> String {
+    let failed = |r: &String| {
+        (r.starts_with("metric") && r.contains(" unreadable: ")) || r.starts_with("the rule has ")
+    };
+    let ordered: Vec<&str> = reasons
+        .iter()
+        .filter(|r| failed(r))
+        .chain(reasons.iter().filter(|r| !failed(r)))
+        .map(String::as_str)
+        .collect();
+    let text = ordered.join("; ");
+    match max {
+        Some(max) => crate::edge::text::ellipsize(&text, max),
+        None => text,
+    }
+}
+
 /// The key a metric reading is kept under: the source URI, and for the engine
 /// source (which measures the service itself) the URI and the service ID.
 pub fn metric_key(service: &Service, source: &str) -> String {
@@ -994,7 +1032,8 @@ pub struct DecideOptions {
     #[arg(
         long = "capacity",
         value_name = "replicas",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::edge::argv::replica_count
     )]
     pub capacity: Option<u64>,
 }
@@ -1336,5 +1375,70 @@ mod tests {
         assert!(total <= 10, "{rows:?}");
         assert_eq!(rows[0].desired, 8);
         assert_eq!(rows[1].desired, 2);
+    }
+
+    #[test]
+    fn the_reason_cell_shows_the_cause_before_it_cuts() {
+        // Two metrics: the readable one is reasoned first, and the cause of the other
+        // came after 80 columns of it, where the cut fell.
+        let s = vec![service(
+            "orders-api",
+            json!({"microscale.max": "10",
+                   "microscale.metric.http-requests": "prometheus://127.0.0.1:9090?query=sum(rate(http_requests_total[1m]))",
+                   "microscale.target.http-requests": "100",
+                   "microscale.metric.queue": "redis://127.0.0.1:6379/0?list=jobs",
+                   "microscale.target.queue": "50"}),
+            2,
+            2,
+        )];
+        let sn = snap(s.clone());
+        let read = |key: &str| {
+            if key.starts_with("redis") {
+                Err("cannot connect to redis at 127.0.0.1:6379: connection refused: is redis running there? (reading redis://127.0.0.1:6379/0?list=jobs)".to_string())
+            } else {
+                Ok(150.0)
+            }
+        };
+        let rows = plan(&s, &sn, None, None, 2e9, false, &read);
+        let reasons = &rows[0].reasons;
+        let failed = reasons
+            .iter()
+            .position(|r| r.contains("unreadable"))
+            .unwrap();
+        assert!(
+            failed > 0,
+            "the readable metric is reasoned first: {reasons:?}"
+        );
+        let end_cut = crate::edge::text::ellipsize(&reasons.join("; "), REASON_WIDTH);
+        assert!(!end_cut.contains("connection refused"), "{end_cut}");
+
+        let cell = reason_cell(reasons, Some(REASON_WIDTH));
+        assert!(
+            cell.starts_with(r#"metric "queue" unreadable: cannot connect to redis at 127.0.0.1:6379: connection refused"#),
+            "{cell}"
+        );
+        assert!(unicode_width::UnicodeWidthStr::width(cell.as_str()) <= REASON_WIDTH);
+        let table = crate::cmd::plan::table(&rows, false);
+        assert!(table.contains("connection refused"), "{table}");
+        // Whole with --no-trunc: every reason, the cause still first; JSON keeps
+        // the order.
+        let whole = reason_cell(reasons, None);
+        assert!(whole.starts_with(r#"metric "queue" unreadable"#), "{whole}");
+        assert!(whole.contains("http-requests"), "{whole}");
+        assert_eq!(whole.len(), reasons.join("; ").len());
+        // Nothing failed: the order stays.
+        let fine = vec![
+            "metric 5 / target 10 → 1".to_string(),
+            "capped by min 2".into(),
+        ];
+        assert_eq!(reason_cell(&fine, Some(100)), fine.join("; "));
+        let broken = vec![
+            "converging".to_string(),
+            "the rule has 1 error: run x".into(),
+        ];
+        assert_eq!(
+            reason_cell(&broken, Some(100)),
+            "the rule has 1 error: run x; converging"
+        );
     }
 }

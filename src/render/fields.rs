@@ -47,6 +47,7 @@ pub const STATUS: Fields = Fields {
         scalar("Rule"),
         object("RuleLabels"),
         scalar("Metric"),
+        scalar("MetricError"),
         Field {
             name: "RuleDesired",
             kind: Kind::Scalar,

@@ -2,6 +2,7 @@
 //! `scripts/test`), through the real docker CLI where the plugin protocol matters.
 
 mod agent;
+mod cli;
 mod complete;
 mod deploy;
 mod format;

@@ -122,13 +122,15 @@ fn plan_scales_on_a_real_redis_queue() {
         "{row}"
     );
 
-    // status: METRIC and DESIRED from the same code, metrics read only with --metrics
+    // status: METRIC and DESIRED from the same code, metrics read only with
+    // --metrics; without them the rule's decision is not made, and DESIRED says so
     let row = &status_json(&svc.name)[0];
     assert_eq!(
         (row["Metric"].as_str(), row["RuleDesired"].as_u64()),
-        (Some("-"), Some(0)),
+        (Some("-"), None),
         "{row}"
     );
+    assert!(row["MetricError"].is_null(), "{row}");
     let out = ok(plugin(&[
         "status",
         "--metrics",
@@ -142,6 +144,7 @@ fn plan_scales_on_a_real_redis_queue() {
         (Some("130 / 10"), Some(4)),
         "{row}"
     );
+    assert!(row["MetricError"].is_null(), "{row}");
 
     // a wrong queue name is an error, not a silent zero: the service holds
     let wrong = format!("redis://127.0.0.1:{}/0?list=jbos", redis.port);
@@ -159,6 +162,33 @@ fn plan_scales_on_a_real_redis_queue() {
         "cannot read redis://127.0.0.1",
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // status --metrics says why it has no value: a numbered note under the table,
+    // and MetricError
+    let out = ok(plugin(&["status", "--metrics", &svc.name]));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let metric_col = lines[0].find("METRIC").unwrap();
+    // (columns: RULE is cut with a multi-byte `…`)
+    let metric: String = lines[1].chars().skip(metric_col).collect();
+    assert!(
+        metric.starts_with("- (1) "),
+        "METRIC marks the note: {text}"
+    );
+    assert_eq!(lines[2], "", "{text}");
+    assert!(
+        lines[3].starts_with("(1) metric unreadable: ") && lines[3].contains(&uri),
+        "{text}"
+    );
+    let row = &json_lines(&stdout(&ok(plugin(&[
+        "status",
+        "--metrics",
+        "--format",
+        "{{json .}}",
+        &svc.name,
+    ]))))[0];
+    let why = row["MetricError"].as_str().unwrap();
+    assert_eq!(format!("(1) {why}"), lines[3], "{row}");
+    assert_eq!(row["Metric"], "-");
 }
 
 #[test]

@@ -527,9 +527,33 @@ fn badge_writes_an_svg_of_the_commit_and_refuses_what_is_missing() {
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     assert!(svg.contains(">0123456<"), "{svg}");
     assert!(svg.contains(">commit<"), "{svg}");
-    // to stdout when it is not a terminal
+    assert!(svg.ends_with("</svg>\n"), "a text file ends with a newline");
+    // to stdout when it is not a terminal, and with `-o -`: the same bytes, and no
+    // file named `-`
     let out = ok(plugin(&["badge", &svc.name, "--kind", "license"]));
     assert!(stdout(&out).contains(">Apache-2.0<"));
+    assert!(stdout(&out).ends_with("</svg>\n"));
+    let dash = ok(clean(plugin_bin(), plugin_config())
+        .env("DOCKER_HOST", manager_host())
+        .current_dir(dir.path())
+        .args(["badge", &svc.name, "-o", "-"])
+        .output()
+        .unwrap());
+    assert_eq!(stdout(&dash), svg, "-o - writes the badge to stdout");
+    assert!(!dir.path().join("-").exists(), "no file named -");
+    // A directory that takes no file: the error names it and the cause, not the
+    // temporary file (/sys refuses new files, even to root).
+    let out = plugin(&["badge", &svc.name, "-o", "/sys/commit.svg"]);
+    fails(
+        &out,
+        1,
+        "cannot write the badge to /sys/commit.svg: cannot create a file in /sys: Permission denied",
+    );
+    assert!(
+        !stderr(&out).contains(".docker-microscale"),
+        "{}",
+        stderr(&out)
+    );
 
     let missing = dir.path().join("none.svg");
     let out = plugin(&[

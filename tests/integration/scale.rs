@@ -549,6 +549,95 @@ fn a_rules_file_bounds_a_scale() {
 }
 
 #[test]
+fn a_scale_past_the_placement_cap_is_refused_at_once() {
+    // At most 1 task per node, on the manager only: 1 can be placed.
+    let svc = TestService::create(
+        &unique("scale-placed"),
+        &[
+            "--replicas",
+            "1",
+            "--replicas-max-per-node",
+            "1",
+            "--constraint",
+            "node.role==manager",
+        ],
+    );
+    wait_running(&svc.id, 1);
+    let version = inspect(&svc.id)["Version"]["Index"].clone();
+    let started = std::time::Instant::now();
+    let out = plugin(&["scale", &format!("{}=+1", svc.name)]);
+    fails(
+        &out,
+        1,
+        &format!(
+            "{}: 2 replicas cannot all be placed: at most 1 per node (--replicas-max-per-node) on 1 eligible node (ready, active and matching its node.role and node.hostname constraints) is 1, so 1 task would stay pending and scale would wait for ever; raise the limit (`docker service update --replicas-max-per-node 2 {}`) or make more nodes eligible; or use --force",
+            svc.name, svc.name
+        ),
+    );
+    fails(&out, 1, "Nothing was changed.");
+    assert!(started.elapsed() < Duration::from_secs(20), "no wait");
+    assert_eq!(inspect(&svc.id)["Version"]["Index"], version);
+    assert_eq!(replicas(&svc.id), 1);
+    // JSON says it too, for each target.
+    let (out, rows) = scale_json(&[&format!("{}=3", svc.name)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        rows[0]["Error"]
+            .as_str()
+            .unwrap()
+            .contains("3 replicas cannot all be placed"),
+        "{rows:?}"
+    );
+
+    // What the error says fixes it.
+    ok(docker(&[
+        "service",
+        "update",
+        "-d",
+        "-q",
+        "--replicas-max-per-node",
+        "2",
+        &svc.id,
+    ]));
+    wait_until("the update to end", Duration::from_secs(30), || {
+        inspect(&svc.id)["UpdateStatus"]["State"] != "updating"
+    });
+    let out = ok(plugin(&[
+        "scale",
+        "--timeout",
+        "60s",
+        &format!("{}=+1", svc.name),
+    ]));
+    assert!(
+        stdout(&out).contains("scaled from 1 to 2"),
+        "{}",
+        stdout(&out)
+    );
+
+    // --force goes ahead and says the wait would not end.
+    let out = ok(plugin(&[
+        "scale",
+        "--force",
+        "--detach",
+        &format!("{}=3", svc.name),
+    ]));
+    assert!(
+        stderr(&out)
+            .contains("going ahead because of --force, although 3 replicas cannot all be placed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(replicas(&svc.id), 3);
+    // A scale down from past the cap is never refused.
+    let out = ok(plugin(&["scale", "--detach", &format!("{}=2", svc.name)]));
+    assert!(
+        stdout(&out).contains("scaled from 3 to 2"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn a_rolling_update_in_progress_is_not_scaled_unless_forced() {
     let svc = TestService::create(
         &unique("scale-rolling"),

@@ -576,7 +576,6 @@ fn table(lines: &[StepLine], no_trunc: bool) -> String {
         lines
             .iter()
             .map(|l| {
-                let reason = l.reasons.join("; ");
                 vec![
                     l.at.clone(),
                     l.metric.clone().unwrap_or_else(|| "-".into()),
@@ -584,11 +583,10 @@ fn table(lines: &[StepLine], no_trunc: bool) -> String {
                     l.running.to_string(),
                     l.desired.to_string(),
                     l.action.clone(),
-                    if no_trunc {
-                        reason
-                    } else {
-                        crate::edge::text::ellipsize(&reason, 100)
-                    },
+                    crate::plan::reason_cell(
+                        &l.reasons,
+                        (!no_trunc).then_some(crate::plan::REASON_WIDTH),
+                    ),
                 ]
             })
             .collect(),

@@ -962,6 +962,7 @@ mod tests {
             rule: "-".into(),
             rule_labels: Default::default(),
             metric: metric.map(str::to_string),
+            metric_error: None,
             rule_desired: None,
             nodes: 1,
             tasks_on_down_nodes: 0,

@@ -5,7 +5,7 @@
 
 pub mod live;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{EndpointPortConfigPublishModeEnum, Service};
 use serde::Serialize;
@@ -68,8 +68,16 @@ pub struct ServiceRow {
     /// The rule's winning metric as `value / target` (`-` in the table when none was
     /// read); `null` for services without a rule. From the same code as `plan`.
     pub metric: Option<String>,
+    /// Why a metric of the rule could not be read (`--metrics`): `plan`'s reasons
+    /// that say so, joined with `; `, e.g. `metric unreadable: cannot connect to
+    /// redis at 127.0.0.1:6379: connection refused (reading redis://…)`. The table
+    /// marks METRIC `- (1)` and prints the reason under it. `null` when every metric
+    /// was read, when metrics were not read, and for services without a rule.
+    pub metric_error: Option<String>,
     /// The replicas the rule would set now (the DESIRED column; `plan`'s `Desired`);
-    /// `null` for services without a rule or with a rule that has errors.
+    /// `null` for services without a rule, with a rule that has errors, and for a
+    /// rule with metrics when they were not read (`status` without `--metrics`):
+    /// the rule's decision needs them.
     pub rule_desired: Option<u64>,
     /// Number of distinct nodes that really run a task of this service (nodes that
     /// are down are not counted).
@@ -357,6 +365,7 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
                 rule_labels: labels::rule_labels(&svc_labels),
                 metric: None,
+                metric_error: None,
                 rule_desired: None,
                 nodes: counted.nodes,
                 tasks_on_down_nodes: counted.stale as usize,
@@ -370,12 +379,13 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
     rows
 }
 
-/// Fills METRIC and DESIRED from the plan of each rule-managed service
+/// Fills METRIC, its error and DESIRED from the plan of each rule-managed service
 /// ([`crate::plan::plan`], the code of `docker microscale plan`).
 ///
 /// `values`: the metric readings for `--metrics` (by [`crate::plan::metric_key`]:
 /// value or reason, and which tasks an engine reading covers); `None`: metrics are
-/// not read, and a rule with a metric holds in DESIRED.
+/// not read, and DESIRED is left empty for a rule with metrics (its decision needs
+/// them; a rule without metrics still has its bounds applied).
 pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot, values: Option<&crate::plan::Readings>) {
     let now = crate::edge::clock::wall_clock();
     let planned = match values {
@@ -399,10 +409,32 @@ pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot, values: Option<&crate
             &crate::plan::unread_metric,
         ),
     };
+    // Without readings: the services whose rule needs a metric for its decision.
+    let needs_metric: BTreeSet<String> = if values.is_some() {
+        BTreeSet::new()
+    } else {
+        crate::rules::check::rule_inputs(&snap.services, None)
+            .into_iter()
+            .filter(|(s, labels, _)| {
+                crate::rules::parse_labels(
+                    &crate::rules::check::service_name(s),
+                    Mode::of(s),
+                    labels,
+                )
+                .rule
+                .is_some_and(|r| !r.metrics.is_empty())
+            })
+            .filter_map(|(s, _, _)| s.id.clone())
+            .collect()
+    };
     for p in planned {
         if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {
-            row.metric = Some(p.metric.unwrap_or_else(|| "-".into()));
-            row.rule_desired = (p.action != "error").then_some(p.desired);
+            row.metric = Some(p.metric.clone().unwrap_or_else(|| "-".into()));
+            let failures = crate::plan::metric_failures(&p.reasons);
+            row.metric_error =
+                (values.is_some() && !failures.is_empty()).then(|| failures.join("; "));
+            let computed = p.action != "error" && !needs_metric.contains(&p.id);
+            row.rule_desired = computed.then_some(p.desired);
         }
     }
 }
@@ -686,15 +718,37 @@ pub const STATUS_HEADER: [&str; 10] = [
     "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE", "SOURCE", "RULE", "METRIC", "DESIRED", "NODES",
 ];
 
-/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES.
+/// The `status` table: NAME MODE REPLICAS IMAGE UPDATE SOURCE RULE METRIC DESIRED NODES,
+/// then, when a metric could not be read ([`ServiceRow::metric_error`]), a blank line
+/// and one numbered note per distinct reason, which METRIC refers to: `- (1)` in the
+/// table, `(1) metric unreadable: …` under it (shown whole, made printable).
 pub fn status_table(rows: &[ServiceRow], no_trunc: bool) -> String {
-    docker_table(&STATUS_HEADER, status_cells(rows, no_trunc))
+    let mut out = docker_table(&STATUS_HEADER, status_cells(rows, no_trunc));
+    let notes = metric_notes(rows);
+    if !notes.is_empty() {
+        out.push('\n');
+        for (i, note) in notes.iter().enumerate() {
+            out.push_str(&format!(
+                "({}) {}\n",
+                i + 1,
+                crate::edge::text::printable(note)
+            ));
+        }
+    }
+    out
 }
 
 /// The cells of the `status` table, one line of [`STATUS_HEADER`]'s columns per row,
 /// as the data has them (not yet made [`printable`]): IMAGE with a 12-digit digest,
 /// RULE and SOURCE cut (unless `no_trunc`), `-` for what is missing.
 pub fn status_cells(rows: &[ServiceRow], no_trunc: bool) -> Vec<Vec<String>> {
+    let notes = metric_notes(rows);
+    let note_of = |r: &ServiceRow| {
+        r.metric_error
+            .as_ref()
+            .and_then(|e| notes.iter().position(|n| n == e))
+            .map(|i| i + 1)
+    };
     rows.iter()
         .map(|r| {
             let image = if r.digest.is_empty() {
@@ -729,12 +783,18 @@ pub fn status_cells(rows: &[ServiceRow], no_trunc: bool) -> Vec<Vec<String>> {
                 image,
                 match (&r.fight, r.update.is_empty()) {
                     (None, _) => r.update.clone(),
-                    (Some(f), true) => format!("fight ({} resets)", f.resets),
-                    (Some(f), false) => format!("{}, fight ({} resets)", r.update, f.resets),
+                    (Some(f), true) => fight_text(f.resets),
+                    (Some(f), false) => format!("{}, {}", r.update, fight_text(f.resets)),
                 },
                 source,
                 rule,
-                r.metric.clone().unwrap_or_else(|| "-".into()),
+                {
+                    let metric = r.metric.clone().unwrap_or_else(|| "-".into());
+                    match note_of(r) {
+                        Some(n) => format!("{metric} ({n})"),
+                        None => metric,
+                    }
+                },
                 r.rule_desired
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -742,6 +802,27 @@ pub fn status_cells(rows: &[ServiceRow], no_trunc: bool) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// The distinct reasons why metrics could not be read, in the order of `rows`: the
+/// notes under the `status` table (services sharing a source share a note).
+pub fn metric_notes(rows: &[ServiceRow]) -> Vec<String> {
+    let mut notes: Vec<String> = vec![];
+    for e in rows.iter().filter_map(|r| r.metric_error.as_ref()) {
+        if !notes.contains(e) {
+            notes.push(e.clone());
+        }
+    }
+    notes
+}
+
+/// The UPDATE text of a fight the `run` agent recorded: `fight (1 reset)`,
+/// `fight (3 resets)`.
+pub fn fight_text(resets: u64) -> String {
+    format!(
+        "fight ({resets} reset{})",
+        if resets == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(test)]
@@ -1071,5 +1152,185 @@ mod tests {
         let (kept, errs) = select_services(all, &["abc123".into()], false);
         assert!(errs.is_empty());
         assert_eq!(kept[0].id.as_deref(), Some("abc123"));
+    }
+
+    fn ruled(id: &str, name: &str, labels: serde_json::Value, replicas: u64) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "ID": id,
+            "UpdatedAt": "2020-01-01T00:00:00Z",
+            "Spec": {"Name": name, "Labels": labels,
+                     "Mode": {"Replicated": {"Replicas": replicas}},
+                     "TaskTemplate": {"ContainerSpec": {"Image": "x"}}},
+            "ServiceStatus": {"RunningTasks": replicas, "DesiredTasks": replicas}
+        }))
+        .unwrap()
+    }
+
+    fn running_tasks(id: &str, n: u64) -> Vec<bollard::models::Task> {
+        (0..n)
+            .map(|_| task(id, "n1", "running", "running"))
+            .collect()
+    }
+
+    #[test]
+    fn desired_is_not_computed_without_the_metrics_it_needs() {
+        let redis = "redis://127.0.0.1:6399/0?list=jobs";
+        let snap = Snapshot {
+            services: vec![
+                ruled(
+                    "s1",
+                    "web",
+                    serde_json::json!({"microscale.max": "5", "microscale.metric": redis, "microscale.target": "10"}),
+                    1,
+                ),
+                // A rule without a metric: only its bounds, which need no reading.
+                ruled(
+                    "s2",
+                    "legacy",
+                    serde_json::json!({"com.microscaling.is-scalable": "true", "com.microscaling.min-containers": "2", "com.microscaling.max-containers": "4"}),
+                    1,
+                ),
+                ruled("s3", "plain", serde_json::json!({}), 1),
+            ],
+            tasks: [
+                running_tasks("s1", 1),
+                running_tasks("s2", 1),
+                running_tasks("s3", 1),
+            ]
+            .concat(),
+            nodes: vec![node("n1", "a", "ready")],
+        };
+        let mut rows = build_rows(&snap, false);
+        fill_plan(&mut rows, &snap, None);
+        let by = |rows: &[ServiceRow], n: &str| rows.iter().find(|r| r.name == n).unwrap().clone();
+        let web = by(&rows, "web");
+        assert_eq!((web.metric.as_deref(), web.rule_desired), (Some("-"), None));
+        assert_eq!(web.metric_error, None, "not read is not an error");
+        assert_eq!(by(&rows, "legacy").rule_desired, Some(2));
+        assert_eq!(by(&rows, "plain").rule_desired, None);
+        let table = status_table(&rows, false);
+        let header = table.lines().next().unwrap();
+        let line = table.lines().find(|l| l.starts_with("web")).unwrap();
+        let at = |col: &str| {
+            line.chars()
+                .skip(header.find(col).unwrap())
+                .collect::<String>()
+        };
+        assert!(at("METRIC").starts_with("- "), "{table}");
+        assert!(at("DESIRED").starts_with("- "), "{table}");
+        assert!(!table.contains("(1)"), "{table}");
+
+        // With --metrics: read, the value or why not.
+        let mut readings = crate::plan::Readings::default();
+        readings.values.insert(
+            redis.into(),
+            Err(format!("cannot connect to redis at 127.0.0.1:6399: connection refused\u{1b}[2J\nhint (reading {redis})")),
+        );
+        let mut rows = build_rows(&snap, false);
+        fill_plan(&mut rows, &snap, Some(&readings));
+        let web = by(&rows, "web");
+        assert_eq!(
+            web.rule_desired,
+            Some(1),
+            "held at its count, as plan holds"
+        );
+        let why = web.metric_error.clone().unwrap();
+        assert!(
+            why.starts_with(
+                "metric unreadable: cannot connect to redis at 127.0.0.1:6399: connection refused"
+            ),
+            "{why}"
+        );
+        assert_eq!(by(&rows, "legacy").metric_error, None);
+        let table = status_table(&rows, false);
+        let lines: Vec<&str> = table.lines().collect();
+        let line = lines.iter().find(|l| l.starts_with("web")).unwrap();
+        let at = |col: &str| {
+            line.chars()
+                .skip(lines[0].find(col).unwrap())
+                .collect::<String>()
+        };
+        assert!(at("METRIC").starts_with("- (1) "), "{table}");
+        assert!(at("DESIRED").starts_with("1 "), "{table}");
+        // The note under the table, after a blank line, escaped.
+        assert_eq!(lines[lines.len() - 2], "", "{table}");
+        let note = lines[lines.len() - 1];
+        assert!(
+            note.starts_with("(1) metric unreadable: cannot connect to redis at 127.0.0.1:6399: connection refused")
+                && note.ends_with(&format!("(reading {redis}): holding 1")),
+            "{note}"
+        );
+        assert!(!table.contains('\u{1b}'), "{table:?}");
+        let json = crate::render::json_lines(&rows);
+        assert!(
+            json.contains(r#""MetricError":"metric unreadable: cannot connect"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""MetricError":null"#), "{json}");
+    }
+
+    #[test]
+    fn services_with_the_same_unreadable_source_share_a_note() {
+        let mut rows = build_rows(
+            &Snapshot {
+                services: vec![svc("a", "one"), svc("b", "two"), svc("c", "three")],
+                tasks: vec![],
+                nodes: vec![],
+            },
+            false,
+        );
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["one", "three", "two"]);
+        for (row, why) in rows.iter_mut().zip([
+            "metric unreadable: timeout",
+            "metric unreadable: refused\u{1b}]0;x\u{7}\nby peer",
+            "metric unreadable: timeout",
+        ]) {
+            row.metric = Some("-".into());
+            row.metric_error = Some(why.into());
+        }
+        let table = status_table(&rows, false);
+        // One note per reason, in the order of the rows, made printable.
+        assert!(
+            table.ends_with("\n\n(1) metric unreadable: timeout\n(2) metric unreadable: refused\\u{1b}]0;x\\u{7}\\nby peer\n"),
+            "{table}"
+        );
+        let marks: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .take(3)
+            .map(|l| {
+                if l.contains("- (1)") {
+                    "1"
+                } else if l.contains("- (2)") {
+                    "2"
+                } else {
+                    "?"
+                }
+            })
+            .collect();
+        assert_eq!(marks, ["1", "2", "1"], "{table}");
+    }
+
+    #[test]
+    fn a_fight_counts_its_resets_in_words() {
+        assert_eq!(fight_text(1), "fight (1 reset)");
+        assert_eq!(fight_text(3), "fight (3 resets)");
+        let mut rows = build_rows(
+            &Snapshot {
+                services: vec![svc("a", "web")],
+                tasks: vec![],
+                nodes: vec![],
+            },
+            false,
+        );
+        rows[0].fight = Some(FightRow {
+            resets: 1,
+            last: "2026-01-01T00:00:00Z".into(),
+            their_replicas: 1,
+        });
+        rows[0].update = "updating".into();
+        let table = status_table(&rows, false);
+        assert!(table.contains("updating, fight (1 reset) "), "{table}");
     }
 }
