@@ -8,6 +8,9 @@
 #[path = "integration/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../src/testutil.rs"]
+#[allow(dead_code)]
+mod testutil;
 
 use std::time::Duration;
 

@@ -259,14 +259,7 @@ pub fn status_json(prefix: &str) -> Vec<serde_json::Value> {
 
 /// Fails unless `program` is on PATH: tests never skip (scripts/sandbox installs it).
 pub fn require(program: &str, package: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: install the Debian package {package} (scripts/sandbox does)"
-    );
+    crate::testutil::require_program(program, package);
 }
 
 /// Serves `body` as JSON to every HTTP request on a loopback port, in a thread.
@@ -286,80 +279,6 @@ pub fn serve_json(body: &'static str) -> u16 {
         }
     });
     port
-}
-
-/// `openssl req` making a self-signed (or, with `-CA`, a CA-signed) certificate and
-/// a new P-256 key, valid for two days.
-const NEW_CERT: &str = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2";
-
-/// Runs `openssl NEW_CERT ARGS` ([`NEW_CERT`]) in `dir`; a failure fails the test
-/// with openssl's stderr.
-fn openssl(dir: &Path, args: &[&str]) {
-    require("openssl", "openssl");
-    let out = std::process::Command::new("openssl")
-        .args(NEW_CERT.split_whitespace())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throwaway CA made with openssl in `dir`: `NAME.pem` (returned) and
-/// `NAME.key`, a P-256 key, valid for two days.
-pub fn test_ca(dir: &Path, name: &str) -> PathBuf {
-    let subject = format!("/CN={name}");
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "-subj",
-            &subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-        ],
-    );
-    dir.join(cert)
-}
-
-/// A certificate for localhost and 127.0.0.1 signed by the CA `ca` (made by
-/// [`test_ca`] in `dir`): `NAME.pem` and `NAME.key` in `dir`.
-pub fn test_cert(dir: &Path, ca: &str, name: &str) -> (PathBuf, PathBuf) {
-    let subject = format!("/CN={name}");
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "-subj",
-            &subject,
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth,clientAuth",
-            "-CA",
-            &ca_cert,
-            "-CAkey",
-            &ca_key,
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-        ],
-    );
-    (dir.join(cert), dir.join(key))
 }
 
 /// A private redis-server on a free loopback port, stopped when dropped.
@@ -384,8 +303,9 @@ impl Redis {
     /// localhost and 127.0.0.1 signed by a CA made in `dir` (`dir/ca.pem`); it
     /// asks clients for no certificate (`tls-auth-clients no`).
     pub fn start_tls(dir: &Path) -> Redis {
-        let ca = test_ca(dir, "ca");
-        let (cert, key) = test_cert(dir, "ca", "server");
+        let authority = crate::testutil::TestCa::new(dir, "ca");
+        let server = authority.issue("server", &["DNS:localhost", "IP:127.0.0.1"]);
+        let (ca, cert, key) = (authority.cert, server.cert, server.key);
         let tls_port = free_loopback_port();
         let port = tls_port.to_string();
         let (ca, cert, key) = (

@@ -8,6 +8,7 @@ mod deploy;
 mod format;
 mod ha;
 mod harness;
+// The helpers unit tests use too (require_program, TestCa): one copy.
 mod history;
 mod hostile;
 mod lease;
@@ -18,6 +19,9 @@ mod replay;
 mod rules;
 mod scale;
 mod ssh;
+#[path = "../../src/testutil.rs"]
+#[allow(dead_code)]
+mod testutil;
 mod watch;
 
 use std::time::Duration;

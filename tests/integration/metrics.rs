@@ -232,7 +232,7 @@ fn rediss_reads_a_real_tls_redis_with_the_operators_ca() {
     assert_eq!(row["Metric"], "3 / 1", "{row}");
 
     // A wrong CA: the error names the host, the port, the cause and the flag.
-    let other = test_ca(dir.path(), "other-ca");
+    let other = crate::testutil::TestCa::new(dir.path(), "other-ca").cert;
     let other = other.to_str().unwrap();
     fails(
         &plugin(&["metric", "--metric-tlscacert", other, &uri]),

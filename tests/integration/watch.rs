@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// Fails (never skips) when `program` is not installed, naming its Debian package;
-/// `scripts/sandbox` installs it.
-fn require_program(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is missing: install the Debian package {package} (apt-get install {package}), or run the tests with scripts/test, which installs it"
-    );
-}
+use crate::testutil::require_program;
 
 /// A tmux server of its own (`tmux -L NAME`), killed when dropped.
 struct Tmux {
