@@ -34,10 +34,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::engine::Engine;
 use crate::metrics::engine::Collector;
-#[allow(unused_imports)]
-use crate::metrics::nodes::*;
-#[allow(unused_imports)]
-use crate::store::stats::*;
+use crate::metrics::nodes::{MAX_SERVICES_ASKED, PATH, Token};
 
 /// Most connections open at once on the stats endpoint; beyond, the oldest is closed.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -259,6 +256,11 @@ async fn answer<B>(req: &Request<B>, endpoint: &Endpoint) -> Response<Full<Bytes
 mod tests {
     use super::*;
     use crate::metrics::engine::{Kind, MAX_TASKS, NodeStats};
+    use crate::metrics::nodes::{MAX_ANSWER_BYTES, Owners, Peers, attribute, owners, read_peers};
+    use crate::store::stats::{
+        LABEL_PREFIX, LABEL_TIME, Stored, StoredKind, StoredService, config_name, fresh, labels_of,
+        missing_agents, parse,
+    };
     use serde_json::{Value, json};
 
     #[test]

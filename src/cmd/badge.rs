@@ -3,8 +3,7 @@
 
 use crate::engine::Engine;
 use crate::provenance::record::Record;
-#[allow(unused_imports)]
-use crate::provenance::*;
+use crate::provenance::{links, remote, service_provenance};
 
 /// Runs `docker microscale badge`: writes one SVG badge for one service, ending with
 /// a newline, to `-o FILE` (written whole, through a temporary file in the same

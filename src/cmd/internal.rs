@@ -1,21 +1,15 @@
 //! The hidden commands that tests, benchmarks and the stack file's health check
 //! use: `__healthz`, `__lease`, `__history-bench`, `__stats-read`.
 
-#[allow(unused_imports)]
-use crate::agent::serve::*;
-#[allow(unused_imports)]
-use crate::agent::stats::*;
+use crate::agent::serve::{Target, exchange, parse_target};
 use crate::decide::History;
 use crate::engine::service::segment;
 use crate::engine::{Engine, EngineError};
-#[allow(unused_imports)]
-use crate::metrics::nodes::*;
-#[allow(unused_imports)]
-use crate::store::history::*;
-#[allow(unused_imports)]
-use crate::store::lease::*;
-#[allow(unused_imports)]
-use crate::store::stats::*;
+use crate::metrics::nodes::{Owners, Peers, Token, read_owners, read_peers};
+use crate::store::history::{
+    Entry, REFRESH_SECS, bench_id, decide_cpu_millis, encode_all, fingerprint, read, worst_entry,
+    write,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;

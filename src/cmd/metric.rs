@@ -1,8 +1,7 @@
 //! `docker microscale metric SOURCE [--service NAME]`: reads one metric source once,
 //! to debug a rule.
 
-#[allow(unused_imports)]
-use crate::metrics::*;
+use crate::metrics::{DEFAULT_TIMEOUT, engine, notes_needed, read};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -173,6 +172,7 @@ async fn run_engine(
 #[cfg(test)]
 mod format_fields_tests {
     use super::*;
+    use crate::metrics::parse_target;
 
     #[test]
     fn metric_fields_are_the_json_keys() {

@@ -2,8 +2,7 @@
 //! and why, from the swarm's snapshot, the rules, their metrics and the history the
 //! agents keep ([`crate::plan::compute`]).
 
-#[allow(unused_imports)]
-use crate::plan::*;
+use crate::plan::{PlanRow, REASON_WIDTH, compute, reason_cell};
 
 /// Runs `docker microscale plan`.
 ///

@@ -2,8 +2,10 @@
 //! service with its origin, the OCI / Label Schema record, drift and attestations.
 
 use crate::engine::Engine;
-#[allow(unused_imports)]
-use crate::provenance::*;
+use crate::provenance::{
+    CONCURRENT_READS, DEFAULT_REQUIRE, ServiceProvenance, check_reference, drift, invalid_reason,
+    local_candidates, parse_require, remote, render, service_provenance,
+};
 use bollard::models::Service;
 
 /// Runs `docker microscale provenance`.

@@ -5,8 +5,10 @@ use crate::edge::exit::{Exit, Failure, say};
 use crate::engine::Engine;
 use crate::engine::service::RawService;
 use crate::execute::update::{Change, Convergence, Decide, Outcome, Verdict};
-#[allow(unused_imports)]
-use crate::execute::*;
+use crate::execute::{
+    MAX_IN_FLIGHT, Options, Target, check_detach_timeout, check_placement, decide_scale,
+    engine_wide, execute, parse_target, parse_timeout, read_error,
+};
 use crate::render::Format;
 use futures_util::StreamExt;
 

@@ -3,8 +3,7 @@
 use crate::edge::exit::{Exit, Failure, print_stdout_async};
 use crate::engine::Engine;
 use crate::render::{Format, docker_table};
-#[allow(unused_imports)]
-use crate::rules::check::*;
+use crate::rules::check::{Checked, load_rules_flag, rule_inputs, service_name};
 use crate::rules::{Problem, Severity, parse_labels};
 use crate::swarm::service::Mode;
 use serde::Serialize;
