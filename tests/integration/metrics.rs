@@ -352,8 +352,10 @@ fn engine_cpu_and_memory_of_a_service_s_own_tasks() {
         .unwrap_or_else(|| panic!("no metric: {row}"));
     assert!(metric.ends_with("% / 50%"), "{row}");
     let used: f64 = metric.split('%').next().unwrap().trim().parse().unwrap();
+    // A busy loop takes its whole 0.5 CPU on an idle machine (~100 %); on a loaded one
+    // (2 cores shared with builds) it was seen at 57 %. An idle task reads ~0 %.
     assert!(
-        used > 60.0 && used < 130.0,
+        used > 20.0 && used < 130.0,
         "a busy loop under a 0.5 CPU limit: {row}"
     );
     // ceil(1 running × used / 50), within max 4
