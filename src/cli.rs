@@ -804,9 +804,14 @@ pub struct ReplayArgs {
 /// and of `rules check` (docs/metrics.md, Threat model).
 #[derive(Debug, Clone, Default, Args)]
 pub struct MetricAccess {
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    /// More hosts metrics may be read from, HOST[:PORT],...; added to the defaults: the swarm's services (and tasks.SERVICE) and loopback
     #[arg(long = "metric-allow", value_name = "list")]
     pub metric_allow: Vec<String>,
+
+    /// Allow only the --metric-allow hosts: not the swarm's services, not loopback
+    #[arg(long = "metric-allow-only", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool, value_name = "")]
+    pub metric_allow_only: Option<bool>,
 
     /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
     #[arg(long = "metric-secret", value_name = "binding")]
@@ -815,14 +820,22 @@ pub struct MetricAccess {
 
 impl MetricAccess {
     /// The checked allow-list and secret bindings; `services` are the swarm's service
-    /// names (the default allow-list). Errors: a bad `--metric-allow` or
-    /// `--metric-secret` value (a usage error).
+    /// names (allowed by default, with loopback). Errors: a bad `--metric-allow` or
+    /// `--metric-secret` value, `--metric-allow-only` without `--metric-allow` (usage
+    /// errors).
     pub fn allow(
         &self,
         services: std::collections::BTreeSet<String>,
     ) -> Result<crate::metrics::Allow, String> {
         crate::metrics::Allow::parse(&self.metric_allow, services)?
+            .only_listed(self.metric_allow_only == Some(true))?
             .with_secrets(&self.metric_secret)
+    }
+
+    /// Whether the swarm's service names are needed: they are allowed unless
+    /// `--metric-allow-only`.
+    pub fn needs_services(&self) -> bool {
+        self.metric_allow_only != Some(true)
     }
 }
 

@@ -1302,7 +1302,7 @@ fn check_collector(args: &crate::cli::RunArgs) -> Result<(), String> {
     if args.stats_listen.is_none() || args.stats_token_file.is_none() {
         return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
     }
-    let deciding: [(&str, bool); 10] = [
+    let deciding: [(&str, bool); 11] = [
         ("SERVICE arguments", !args.services.is_empty()),
         ("--once", args.once.is_some()),
         ("--dry-run", args.dry_run.is_some()),
@@ -1314,6 +1314,10 @@ fn check_collector(args: &crate::cli::RunArgs) -> Result<(), String> {
         (
             "--metric-allow",
             !args.decide.access.metric_allow.is_empty(),
+        ),
+        (
+            "--metric-allow-only",
+            args.decide.access.metric_allow_only.is_some(),
         ),
         (
             "--metric-secret",
@@ -1526,6 +1530,7 @@ mod tests {
             ("--rules=r.toml", "--rules"),
             ("--capacity=4", "--capacity"),
             ("--metric-allow=queue:6379", "--metric-allow"),
+            ("--metric-allow-only", "--metric-allow-only"),
             ("--metric-secret=redis=queue:6379", "--metric-secret"),
         ] {
             let mut argv = base.to_vec();
