@@ -607,7 +607,7 @@ pub struct RunArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub dry_run: Option<bool>,
 
-    /// One pass, then exit: the cron and script form
+    /// One pass, then exit: the cron and script form (exit 3 when another agent holds the lease: nothing scaled)
     #[arg(long = "once", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub once: Option<bool>,

@@ -116,7 +116,7 @@ pub fn printable(s: &str) -> String {
 /// terminal shows (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), invisible ones
 /// that make two texts look alike (U+200B..U+200D, U+2060..U+2064, U+FEFF), and the
 /// line and paragraph separators (U+2028, U+2029).
-fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
