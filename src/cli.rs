@@ -428,7 +428,7 @@ pub enum Command {
     #[command(
         name = "__man",
         hide = true,
-        override_usage = "docker-microscale __man DIR"
+        override_usage = "docker-microscale __man [--section 1|7] DIR"
     )]
     Man(ManArgs),
 
@@ -571,14 +571,20 @@ pub struct CompletionArgs {
     pub shell: Shell,
 }
 
-const MAN_EXAMPLES: &str = "  docker-microscale __man ~/.local/share/man/man1";
+const MAN_EXAMPLES: &str = "  docker-microscale __man ~/.local/share/man/man1
+  docker-microscale __man --section 7 ~/.local/share/man/man7";
 
 /// Options of the hidden `__man` command (used by install.sh).
 #[derive(Debug, Clone, Args)]
 pub struct ManArgs {
-    /// The directory to write docker-microscale.1 and docker-microscale-COMMAND.1 into (created if missing)
+    /// The directory to write the pages into (created if missing): docker-microscale.1 and docker-microscale-COMMAND.1, or with --section 7 docker-microscale-TOPIC.7
     #[arg(value_name = "DIR", value_parser = any_path, value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+
+    /// The section to write: 1 (the commands, default) or 7 (the reference: rules, metrics, agent, formats, exit codes, environment)
+    #[arg(long = "section", value_name = "n", default_value = "1",
+          value_parser = clap::builder::PossibleValuesParser::new(["1", "7"]))]
+    pub section: String,
 }
 
 const RUN_EXAMPLES: &str = "  docker microscale run

@@ -18,6 +18,7 @@ mod fsutil;
 mod labels;
 mod live;
 mod man;
+mod man_md;
 mod metrics;
 mod plan;
 mod provenance;
@@ -92,7 +93,7 @@ fn run(args: Vec<OsString>) -> Exit {
             }
         )),
         Command::Completion(args) => exit::print_stdout(complete::scripts::script(args.shell)),
-        Command::Man(args) => man::write_pages(&args.dir)
+        Command::Man(args) => man::write_pages(&args.dir, if args.section == "7" { 7 } else { 1 })
             .map_err(Failure::Error)
             .and_then(|paths| {
                 let list: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();

@@ -642,7 +642,13 @@ mod tests {
         assert_eq!(values(&done("badge", "--k")), ["--kind"]);
         assert_eq!(
             values(&done("rules check", "--")),
-            ["--rules", "--metric-allow", "--metric-secret", "--format"]
+            [
+                "--rules",
+                "--metric-allow",
+                "--metric-allow-only",
+                "--metric-secret",
+                "--format"
+            ]
         );
         assert_eq!(values(&done("scale", "--d")), ["--detach"]);
         assert!(values(&done("scale", "-")).contains(&"-d"));
