@@ -19,6 +19,9 @@ Commands:
 {subcommands}
 
 Run 'docker microscale COMMAND --help' for more information on a command.
+Reference: 'man docker-microscale' (and the docker-microscale-*(7) pages it lists:
+rules, metrics, agent, format, exit-codes, environment...), or the Markdown docs at
+https://github.com/docker-microscale/docker-microscale/tree/main/docs
 ";
 
 /// The clap command with Docker's help conventions: no `help` subcommand (argv
@@ -54,16 +57,16 @@ pub fn command() -> clap::Command {
                     );
                 rules
                     .mut_subcommand("check", |check| {
-                        docker_template(check, None, examples("rules check"))
+                        docker_template(check, None, "rules check")
                     })
                     .mut_subcommand("history", |history| {
-                        docker_template(history, None, examples("rules history"))
+                        docker_template(history, None, "rules history")
                     })
             });
             continue;
         }
-        let examples = examples(&name);
-        cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, examples));
+        let path = name.clone();
+        cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, &path));
     }
     cmd
 }
@@ -95,9 +98,12 @@ pub fn examples(path: &str) -> &'static str {
     }
 }
 
-/// docker/cli's usage template for one command: Usage, description, Aliases,
-/// Examples, Options; a flag given twice keeps its last value, as in the docker CLI.
-fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) -> clap::Command {
+/// docker/cli's usage template for one command (`path` below `docker microscale`:
+/// `status`, `rules check`): Usage, description, Aliases, Examples, Options, then
+/// where its man pages are; a flag given twice keeps its last value, as in the
+/// docker CLI.
+fn docker_template(sub: clap::Command, aliases: Option<&str>, path: &str) -> clap::Command {
+    let examples = examples(path);
     let mut template = String::from("Usage:  {usage}\n\n{about}\n");
     if let Some(aliases) = aliases {
         template.push_str(&format!("\nAliases:\n  {aliases}\n"));
@@ -112,6 +118,18 @@ fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) ->
     let options = docker_options(&sub);
     if !options.is_empty() {
         template.push_str(&format!("\nOptions:\n{options}\n"));
+    }
+    // Hidden commands (`__man`, ...) have no page.
+    if !sub.is_hide_set() {
+        let page = format!("docker-microscale-{}", path.replace(' ', "-"));
+        template.push_str(&format!("\nManual: 'man {page}'"));
+        if let Some(topic) = crate::man::topics(path)
+            .first()
+            .filter(|t| **t != "exit-codes")
+        {
+            template.push_str(&format!("; reference: 'man 7 docker-microscale-{topic}'"));
+        }
+        template.push('\n');
     }
     // A flag given twice: the last value wins, as with the docker CLI's flags.
     sub.help_template(template).args_override_self(true)
@@ -795,7 +813,7 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub access: MetricAccess,
 
-    /// Format output: 'table' (default), 'json' (one object per step, then the summary) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per step, then the summary) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -848,7 +866,7 @@ impl MetricAccess {
 /// Options of `docker microscale metric`.
 #[derive(Debug, Clone, Args)]
 pub struct MetricArgs {
-    /// The metric source URI, as in a microscale.metric label (docs/metrics.md)
+    /// The metric source URI, as in a microscale.metric label (man 7 docker-microscale-metrics)
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -863,7 +881,7 @@ pub struct MetricArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
+    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -907,7 +925,7 @@ pub struct PlanArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub detailed_exitcode: Option<bool>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -954,7 +972,7 @@ pub struct ScaleArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -998,7 +1016,7 @@ pub struct ApplyArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -1076,7 +1094,7 @@ pub struct RulesCheckArgs {
     #[command(flatten)]
     pub access: MetricAccess,
 
-    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -1088,7 +1106,7 @@ pub struct ProvenanceArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -1118,7 +1136,7 @@ pub struct StatusArgs {
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 

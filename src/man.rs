@@ -138,7 +138,7 @@ const REFERENCE_FORMAT: &str = include_str!("../docs/format.md");
 
 /// The reference pages (section 7) a command's page points at, by its path below
 /// `docker microscale`; every one for the plugin's own page.
-fn topics(path: &str) -> Vec<&'static str> {
+pub(crate) fn topics(path: &str) -> Vec<&'static str> {
     let some: &[&str] = match path {
         "" => {
             return crate::man_md::REFERENCE
