@@ -566,9 +566,9 @@ pub struct LeaseArgs {
     pub run_for: Option<String>,
 }
 
-const COMPLETION_EXAMPLES: &str = "  source <(docker-microscale completion bash)
-  docker-microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
-  docker-microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
+const COMPLETION_EXAMPLES: &str = "  source <(docker microscale completion bash)
+  docker microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
+  docker microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
 
 /// A shell `completion` writes a script for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

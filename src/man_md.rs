@@ -192,10 +192,8 @@ impl Writer<'_> {
             Event::Text(t) => self.text(&t, false),
             Event::Code(t) => self.text(&t, true),
             Event::SoftBreak => self.text(" ", false),
-            Event::HardBreak => {
-                if self.heading.is_none() && self.code.is_none() {
-                    self.cur.push(roff::line_break());
-                }
+            Event::HardBreak if self.heading.is_none() && self.code.is_none() => {
+                self.cur.push(roff::line_break());
             }
             Event::Rule => {
                 self.flush();
