@@ -123,7 +123,7 @@ fn docker_template(sub: clap::Command, aliases: Option<&str>, path: &str) -> cla
     if !sub.is_hide_set() {
         let page = format!("docker-microscale-{}", path.replace(' ', "-"));
         template.push_str(&format!("\nManual: 'man {page}'"));
-        if let Some(topic) = crate::man::topics(path)
+        if let Some(topic) = reference_topics(path)
             .first()
             .filter(|t| **t != "exit-codes")
         {
@@ -133,6 +133,28 @@ fn docker_template(sub: clap::Command, aliases: Option<&str>, path: &str) -> cla
     }
     // A flag given twice: the last value wins, as with the docker CLI's flags.
     sub.help_template(template).args_override_self(true)
+}
+
+/// The reference pages (section 7, `docker-microscale-TOPIC(7)`) a command's help and
+/// man page point at, by its path below `docker microscale` (`status`, `rules check`),
+/// the most specific first, then `exit-codes` and `environment`. (The plugin's own
+/// page lists every one: `crate::man_md::REFERENCE`.)
+pub fn reference_topics(path: &str) -> Vec<&'static str> {
+    let some: &[&str] = match path {
+        "status" => &["format", "status-json", "rules"],
+        "provenance" | "badge" => &["provenance-json", "format"],
+        "plan" | "apply" => &["rules", "metrics", "scale", "format"],
+        "scale" => &["scale", "format"],
+        "replay" => &["replay", "rules", "metrics"],
+        "run" => &["agent", "rules", "metrics"],
+        "metric" => &["metrics", "format"],
+        "rules" | "rules check" => &["rules", "metrics", "format"],
+        "rules history" => &["agent", "rules"],
+        _ => &[],
+    };
+    let mut v = some.to_vec();
+    v.extend(["exit-codes", "environment"]);
+    v
 }
 
 /// Stands for `{` in help templates (a private-use character no help text has).

@@ -115,11 +115,15 @@ fn render(cmd: clap::Command, display: &str, path: &str) -> Page {
     if !path.is_empty() {
         see_also.push("docker-microscale(1)".into());
     }
-    see_also.extend(
-        topics(path)
+    let topics: Vec<&str> = if path.is_empty() {
+        crate::man_md::REFERENCE
             .iter()
-            .map(|t| format!("docker-microscale-{t}(7)")),
-    );
+            .map(|(n, _, _)| *n)
+            .collect()
+    } else {
+        crate::cli::reference_topics(path)
+    };
+    see_also.extend(topics.iter().map(|t| format!("docker-microscale-{t}(7)")));
     see_also.push("docker(1)".into());
     let _ = writeln!(buf, "{}", see_also.join(", ").replace('-', "\\-"));
     let _ = writeln!(
@@ -134,33 +138,7 @@ fn render(cmd: clap::Command, display: &str, path: &str) -> Page {
 
 /// `docs/format.md`, whose `## \`COMMAND\`` sections are the FIELDS of the command
 /// pages.
-const REFERENCE_FORMAT: &str = include_str!("../docs/format.md");
-
-/// The reference pages (section 7) a command's page points at, by its path below
-/// `docker microscale`; every one for the plugin's own page.
-pub(crate) fn topics(path: &str) -> Vec<&'static str> {
-    let some: &[&str] = match path {
-        "" => {
-            return crate::man_md::REFERENCE
-                .iter()
-                .map(|(n, _, _)| *n)
-                .collect();
-        }
-        "status" => &["format", "status-json", "rules"],
-        "provenance" | "badge" => &["provenance-json", "format"],
-        "plan" | "apply" => &["rules", "metrics", "scale", "format"],
-        "scale" => &["scale", "format"],
-        "replay" => &["replay", "rules", "metrics"],
-        "run" => &["agent", "rules", "metrics"],
-        "metric" => &["metrics", "format"],
-        "rules" | "rules check" => &["rules", "metrics", "format"],
-        "rules history" => &["agent", "rules"],
-        _ => &[],
-    };
-    let mut v = some.to_vec();
-    v.extend(["exit-codes", "environment"]);
-    v
-}
+const REFERENCE_FORMAT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/format.md"));
 
 /// The reference pages, section 7: `docker-microscale-NAME.7` for each doc of
 /// [`crate::man_md::REFERENCE`], converted from its Markdown.

@@ -18,52 +18,55 @@ use roff::{Inline, Roff, bold, italic, roman};
 pub const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "rules",
-        include_str!("../docs/rules.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")),
         "scaling rules: the microscale.* label keys, rules files, rules check and plan",
     ),
     (
         "metrics",
-        include_str!("../docs/metrics.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")),
         "metric sources, credentials, and the hosts metrics may be read from",
     ),
     (
         "agent",
-        include_str!("../docs/agent.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/agent.md")),
         "the run agent deployed on the swarm: image, stack, flags, lease, logs, /metrics",
     ),
     (
         "format",
-        include_str!("../docs/format.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/format.md")),
         "--format: tables, JSON and Go templates, and each command's fields",
     ),
     (
         "status-json",
-        include_str!("../docs/status-json.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-json.md")),
         "the fields of status --format json",
     ),
     (
         "provenance-json",
-        include_str!("../docs/provenance-json.md"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/provenance-json.md"
+        )),
         "the fields of provenance --format json",
     ),
     (
         "scale",
-        include_str!("../docs/scale.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scale.md")),
         "what scale and apply change, their checks and convergence",
     ),
     (
         "replay",
-        include_str!("../docs/replay.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/replay.md")),
         "replay: what a rule would have done on a metric series",
     ),
     (
         "exit-codes",
-        include_str!("../docs/exit-codes.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/exit-codes.md")),
         "the exit codes of every command",
     ),
     (
         "environment",
-        include_str!("../docs/environment.md"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/environment.md")),
         "environment variables and files",
     ),
 ];
