@@ -27,6 +27,9 @@ Commands:
 {subcommands}
 
 Run 'docker microscale COMMAND --help' for more information on a command.
+Reference: 'man docker-microscale' (and the docker-microscale-*(7) pages it lists:
+rules, metrics, agent, format, exit-codes, environment...), or the Markdown docs at
+https://github.com/docker-microscale/docker-microscale/tree/main/docs
 ";
 
 /// What `docker microscale version`, `--version` and `-v` print:
@@ -91,16 +94,16 @@ pub fn command() -> clap::Command {
                     );
                 rules
                     .mut_subcommand("check", |check| {
-                        docker_template(check, None, examples("rules check"))
+                        docker_template(check, None, "rules check")
                     })
                     .mut_subcommand("history", |history| {
-                        docker_template(history, None, examples("rules history"))
+                        docker_template(history, None, "rules history")
                     })
             });
             continue;
         }
-        let examples = examples(&name);
-        cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, examples));
+        let path = name.clone();
+        cmd = cmd.mut_subcommand(name, |sub| docker_template(sub, aliases, &path));
     }
     cmd
 }
@@ -132,9 +135,12 @@ pub fn examples(path: &str) -> &'static str {
     }
 }
 
-/// docker/cli's usage template for one command: Usage, description, Aliases,
-/// Examples, Options; a flag given twice keeps its last value, as in the docker CLI.
-fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) -> clap::Command {
+/// docker/cli's usage template for one command (`path` below `docker microscale`:
+/// `status`, `rules check`): Usage, description, Aliases, Examples, Options, then
+/// where its man pages are; a flag given twice keeps its last value, as in the
+/// docker CLI.
+fn docker_template(sub: clap::Command, aliases: Option<&str>, path: &str) -> clap::Command {
+    let examples = examples(path);
     let mut template = String::from("Usage:  {usage}\n\n{about}\n");
     if let Some(aliases) = aliases {
         template.push_str(&format!("\nAliases:\n  {aliases}\n"));
@@ -150,8 +156,42 @@ fn docker_template(sub: clap::Command, aliases: Option<&str>, examples: &str) ->
     if !options.is_empty() {
         template.push_str(&format!("\nOptions:\n{options}\n"));
     }
+    // Hidden commands (`__man`, ...) have no page.
+    if !sub.is_hide_set() {
+        let page = format!("docker-microscale-{}", path.replace(' ', "-"));
+        template.push_str(&format!("\nManual: 'man {page}'"));
+        if let Some(topic) = reference_topics(path)
+            .first()
+            .filter(|t| **t != "exit-codes")
+        {
+            template.push_str(&format!("; reference: 'man 7 docker-microscale-{topic}'"));
+        }
+        template.push('\n');
+    }
     // A flag given twice: the last value wins, as with the docker CLI's flags.
     sub.help_template(template).args_override_self(true)
+}
+
+/// The reference pages (section 7, `docker-microscale-TOPIC(7)`) a command's help and
+/// man page point at, by its path below `docker microscale` (`status`, `rules check`),
+/// the most specific first, then `exit-codes` and `environment`. (The plugin's own
+/// page lists every one: `crate::cmd::man_md::REFERENCE`.)
+pub fn reference_topics(path: &str) -> Vec<&'static str> {
+    let some: &[&str] = match path {
+        "status" => &["format", "status-json", "rules"],
+        "provenance" | "badge" => &["provenance-json", "format"],
+        "plan" | "apply" => &["rules", "metrics", "scale", "format"],
+        "scale" => &["scale", "format"],
+        "replay" => &["replay", "rules", "metrics"],
+        "run" => &["agent", "rules", "metrics"],
+        "metric" => &["metrics", "format"],
+        "rules" | "rules check" => &["rules", "metrics", "format"],
+        "rules history" => &["agent", "rules"],
+        _ => &[],
+    };
+    let mut v = some.to_vec();
+    v.extend(["exit-codes", "environment"]);
+    v
 }
 
 /// Stands for `{` in help templates (a private-use character no help text has).
@@ -477,7 +517,7 @@ pub enum Command {
     #[command(
         name = "__man",
         hide = true,
-        override_usage = "docker-microscale __man DIR"
+        override_usage = "docker-microscale __man [--section 1|7] DIR"
     )]
     Man(ManArgs),
 
@@ -572,9 +612,9 @@ pub struct HistoryBenchArgs {
 const HISTORY_BENCH_EXAMPLES: &str = "  docker-microscale __history-bench
   docker-microscale __history-bench --services 200";
 
-const COMPLETION_EXAMPLES: &str = "  source <(docker-microscale completion bash)
-  docker-microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
-  docker-microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
+const COMPLETION_EXAMPLES: &str = "  source <(docker microscale completion bash)
+  docker microscale completion zsh > \"${fpath[1]}/_docker-microscale\"
+  docker microscale completion fish > ~/.config/fish/completions/docker-microscale.fish";
 
 /// A shell `completion` writes a script for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -595,14 +635,20 @@ pub struct CompletionArgs {
     pub shell: Shell,
 }
 
-const MAN_EXAMPLES: &str = "  docker-microscale __man ~/.local/share/man/man1";
+const MAN_EXAMPLES: &str = "  docker-microscale __man ~/.local/share/man/man1
+  docker-microscale __man --section 7 ~/.local/share/man/man7";
 
 /// Options of the hidden `__man` command (used by install.sh).
 #[derive(Debug, Clone, Args)]
 pub struct ManArgs {
-    /// The directory to write docker-microscale.1 and docker-microscale-COMMAND.1 into (created if missing)
+    /// The directory to write the pages into (created if missing): docker-microscale.1 and docker-microscale-COMMAND.1, or with --section 7 docker-microscale-TOPIC.7
     #[arg(value_name = "DIR", value_parser = any_path, value_hint = clap::ValueHint::DirPath)]
     pub dir: PathBuf,
+
+    /// The section to write: 1 (the commands, default) or 7 (the reference: rules, metrics, agent, formats, exit codes, environment)
+    #[arg(long = "section", value_name = "n", default_value = "1",
+          value_parser = clap::builder::PossibleValuesParser::new(["1", "7"]))]
+    pub section: String,
 }
 
 const RUN_EXAMPLES: &str = "  docker microscale run
@@ -754,7 +800,7 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub access: MetricAccess,
 
-    /// Format output: 'table' (default), 'json' (one object per step, then the summary) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per step, then the summary) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -767,7 +813,7 @@ pub struct ReplayArgs {
 /// Options of `docker microscale metric`.
 #[derive(Debug, Clone, Args)]
 pub struct MetricArgs {
-    /// The metric source URI, as in a microscale.metric label (docs/metrics.md)
+    /// The metric source URI, as in a microscale.metric label (man 7 docker-microscale-metrics)
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -782,7 +828,7 @@ pub struct MetricArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (docs/format.md)
+    /// Format output: 'table' (default: the value and its unit), 'json' or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -824,7 +870,7 @@ pub struct ScaleArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default: a line per service), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -868,7 +914,7 @@ pub struct ApplyArgs {
     #[arg(long = "timeout", value_name = "duration")]
     pub timeout: Option<String>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -946,7 +992,7 @@ pub struct RulesCheckArgs {
     #[command(flatten)]
     pub access: MetricAccess,
 
-    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one problem per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 }
@@ -958,7 +1004,7 @@ pub struct ProvenanceArgs {
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 
-    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default: a block per service; a table with --check), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 
@@ -988,7 +1034,7 @@ pub struct StatusArgs {
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 

@@ -85,7 +85,7 @@ fn run(args: Vec<OsString>) -> Exit {
     let result = match cli.command {
         Command::Version => exit::print_stdout(&cli::version_line()),
         Command::Completion(args) => exit::print_stdout(complete::scripts::script(args.shell)),
-        Command::Man(args) => man::write_pages(&args.dir)
+        Command::Man(args) => man::write_pages(&args.dir, if args.section == "7" { 7 } else { 1 })
             .map_err(Failure::Error)
             .and_then(|paths| {
                 let list: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();

@@ -25,6 +25,7 @@
 //! Logging never stops the agent: a log line that cannot be written (stderr closed
 //! or broken) is dropped ([`LossyStderr`]).
 
+pub mod logfmt;
 pub mod serve;
 pub mod stats;
 pub mod telemetry;
@@ -112,6 +113,9 @@ struct Memory {
     peer_counts: Vec<u64>,
     /// The last decision logged at INFO: (action, current, desired).
     logged: Option<(String, u64, u64)>,
+    /// This agent's last update of the service, until its tasks run: the count it
+    /// set and when it sent the update (logged as `converged` when seen).
+    converging: Option<(u64, Instant)>,
 }
 
 /// A difference between the count the agents of this lease set and the count the
@@ -243,6 +247,7 @@ fn init_logging(json: bool, level: Option<&str>) {
     } else {
         builder
             .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(logfmt::LogfmtFields)
             .try_init()
     };
 }
@@ -640,6 +645,7 @@ impl Agent {
             }
             // The previous holder's counts excuse only the first look of a tenure.
             mem.peer_counts.clear();
+            log_converged(mem, row);
             let key = (row.action.clone(), row.current, row.desired);
             let changed = mem.logged.as_ref() != Some(&key);
             mem.logged = Some(key);
@@ -897,11 +903,14 @@ impl Agent {
             } else if let Some(h) = &outcome.held {
                 info!(service = %row.service, reason = %h, "not scaled");
             }
-            (row.id.clone(), outcome)
+            (row.id.clone(), outcome, started)
         }))
         .await;
-        for ((id, outcome), row) in results.into_iter().zip(wanted) {
+        for ((id, outcome, started), row) in results.into_iter().zip(wanted) {
             let mem = self.memory.entry(id).or_default();
+            if let (true, Some(to)) = (outcome.updated, outcome.after) {
+                mem.converging = Some((to, started));
+            }
             if outcome.convergence == Convergence::Unknown {
                 // Applied or not: the next look takes either count as this agent's.
                 mem.peer_counts = mem.set_by_us.into_iter().chain([row.desired]).collect();
@@ -1014,20 +1023,71 @@ async fn collect(
     }
 }
 
+/// The exit code of `run --once` after its pass: 1 when the pass failed or found
+/// problems; else, when it could not act (`acting` false: not holding the lease,
+/// without `--dry-run`), 3 when another agent (`standing_by`) holds the lease, as
+/// `apply` exits then, and 1 when the lease could not be taken; else 0
+/// (`docs/exit-codes.md`).
+fn once_exit(ok: bool, problems: bool, acting: bool, standing_by: &Option<String>) -> Exit {
+    if !ok || problems {
+        return Exit::Error;
+    }
+    if acting {
+        return Exit::Ok;
+    }
+    match standing_by {
+        Some(holder) => {
+            warn!(
+                holder = %one_line(holder),
+                "--once: another agent holds the lease, so this pass only decided and nothing was scaled (exit 3); that agent scales (see docs/agent.md, High availability)"
+            );
+            Exit::AgentActive
+        }
+        None => {
+            warn!("--once: the lease could not be taken, so nothing was scaled (exit 1)");
+            Exit::Error
+        }
+    }
+}
+
+/// Logs `converged` (service, replicas, seconds since this agent's update) when a
+/// pass first sees the tasks of a service this agent scaled all running at the
+/// count it set; forgets the update when the count changed since (another update,
+/// another writer). The seconds are an upper bound: passes run every `--interval`
+/// and on service events, not on task events.
+fn log_converged(mem: &mut Memory, row: &PlanRow) {
+    let Some((to, since)) = mem.converging else {
+        return;
+    };
+    if row.current != to {
+        mem.converging = None;
+    } else if row.running == to {
+        let seconds = (since.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        info!(
+            service = %row.service,
+            replicas = to,
+            seconds,
+            "converged"
+        );
+        mem.converging = None;
+    }
+}
+
 /// One log line per decision, with its reasons.
 ///
 /// A decision like the service's previous one (same action and counts) is logged at
 /// DEBUG, so that a steady swarm does not fill the log; a change is logged at INFO.
 fn log_decision(row: &PlanRow, dry_run: bool, holds: bool, changed: bool) {
     let reasons = crate::edge::text::printable(&row.reasons.join("; "));
-    let metric = row.metric.clone().unwrap_or_default();
+    // No metric read: no `metric` field (text and JSON).
+    let metric = row.metric.as_deref();
     if !changed {
         debug!(
             service = %row.service,
             current = row.current,
             desired = row.desired,
             action = %row.action,
-            metric = %metric,
+            metric = metric,
             reasons = %reasons,
             "decision"
         );
@@ -1040,7 +1100,7 @@ fn log_decision(row: &PlanRow, dry_run: bool, holds: bool, changed: bool) {
             current = row.current,
             desired = row.desired,
             action = %row.action,
-            metric = %metric,
+            metric = metric,
             dry_run,
             acting = holds && !dry_run,
             reasons = %reasons,
@@ -1051,7 +1111,7 @@ fn log_decision(row: &PlanRow, dry_run: bool, holds: bool, changed: bool) {
             current = row.current,
             desired = row.desired,
             action = %row.action,
-            metric = %metric,
+            metric = metric,
             reasons = %reasons,
             "decision"
         ),
@@ -1082,9 +1142,10 @@ fn metric_timeout(interval: Duration) -> Duration {
 /// Runs `docker microscale run`.
 ///
 /// Exit codes: 0 after SIGTERM/SIGINT or after `--once`; 1 when `--once` could not
-/// read the swarm, found a rule with errors or a named service missing, or when
-/// `--listen` cannot be bound or the `--health-socket` given cannot be served; 125
-/// for bad flags (`docs/exit-codes.md`).
+/// read the swarm, found a rule with errors or a named service missing, or could not
+/// take the lease, or when `--listen` cannot be bound or the `--health-socket` given
+/// cannot be served; 3 when `--once` (without `--dry-run`) found another agent
+/// holding the lease and so scaled nothing; 125 for bad flags (`docs/exit-codes.md`).
 pub async fn run(
     engine: &Engine,
     args: &crate::agent::RunArgs,
@@ -1315,6 +1376,8 @@ pub async fn run(
     };
     // The lease runs on its own timer (renewals every TTL/3 must not wait for a
     // pass); the first tick happens before the first pass, so that `--once` can act.
+    // `--once` as a standby exits 3, as `apply` does: the holder it stood by for.
+    let mut standing_by: Option<String> = None;
     let lease_task = if agent.settings.dry_run {
         None
     } else {
@@ -1335,6 +1398,9 @@ pub async fn run(
             info!("agent stopped");
             return Ok(Exit::Ok);
         };
+        if let Ok(lease::LeaseState::Other(h)) = &first {
+            standing_by = Some(h.clone());
+        }
         view.record(&l, first);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(keep_lease(engine.clone(), l, view, stopped));
@@ -1394,9 +1460,12 @@ pub async fn run(
             break;
         }
         if agent.settings.once {
-            if !ok || problems {
-                code = Exit::Error;
-            }
+            code = once_exit(
+                ok,
+                problems,
+                held_at_start || agent.settings.dry_run,
+                &standing_by,
+            );
             break;
         }
         let wait = if ok {
@@ -1441,7 +1510,7 @@ fn check_collector(args: &RunArgs) -> Result<(), String> {
     if args.stats_listen.is_none() || args.stats_token_file.is_none() {
         return Err("--collector needs --stats-listen and --stats-token-file: a collector only serves its node's task stats to the agents that hold the token (docs/agent.md, Engine stats from every node)".into());
     }
-    let deciding: [(&str, bool); 13] = [
+    let deciding: [(&str, bool); 14] = [
         ("SERVICE arguments", !args.services.is_empty()),
         ("--once", args.once.is_some()),
         ("--dry-run", args.dry_run.is_some()),
@@ -1453,6 +1522,10 @@ fn check_collector(args: &RunArgs) -> Result<(), String> {
         (
             "--metric-allow",
             !args.decide.access.metric_allow.is_empty(),
+        ),
+        (
+            "--metric-allow-only",
+            args.decide.access.metric_allow_only.is_some(),
         ),
         (
             "--metric-secret",
@@ -1498,7 +1571,7 @@ pub struct RunArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub dry_run: Option<bool>,
 
-    /// One pass, then exit: the cron and script form
+    /// One pass, then exit: the cron and script form (exit 3 when another agent holds the lease: nothing scaled)
     #[arg(long = "once", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub once: Option<bool>,
@@ -1544,6 +1617,22 @@ pub struct RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn once_exits_3_as_a_standby_like_apply() {
+        let other = Some("agent-a".to_string());
+        // Holding (or --dry-run): 0, or 1 on problems.
+        assert_eq!(once_exit(true, false, true, &None), Exit::Ok);
+        assert_eq!(once_exit(true, true, true, &None), Exit::Error);
+        assert_eq!(once_exit(false, false, true, &None), Exit::Error);
+        // Another agent holds the lease: nothing was scaled, exit 3 (apply's code).
+        assert_eq!(once_exit(true, false, false, &other), Exit::AgentActive);
+        assert_eq!(Exit::AgentActive as i32, 3);
+        // Errors still win: the rule needs fixing whoever scales.
+        assert_eq!(once_exit(true, true, false, &other), Exit::Error);
+        // The lease could not be taken (an engine error): 1.
+        assert_eq!(once_exit(true, false, false, &None), Exit::Error);
+    }
 
     /// `run` flags parsed as the CLI parses them.
     fn run_args(argv: &[&str]) -> crate::agent::RunArgs {
@@ -1591,6 +1680,7 @@ mod tests {
             ("--rules=r.toml", "--rules"),
             ("--capacity=4", "--capacity"),
             ("--metric-allow=queue:6379", "--metric-allow"),
+            ("--metric-allow-only", "--metric-allow-only"),
             ("--metric-secret=redis=queue:6379", "--metric-secret"),
             ("--metric-tlscacert=/run/secrets/ca", "--metric-tlscacert"),
             ("--metric-tlscert=/run/secrets/cert", "--metric-tlscert"),
@@ -1648,11 +1738,55 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_path_is_shown_and_a_secret_is_masked_in_log_fields() {
+        // deploy/stack.yml's rule: the path says where the secret is; it is no secret.
+        let reasons = "metric unreadable: WRONGPASS invalid username-password pair (reading redis://queue:6379/0?list=jobs&missing=zero&secret-file=/run/secrets/redis)";
+        let field = logfmt::quote(&one_line(reasons));
+        assert!(field.contains("secret-file=/run/secrets/redis)"), "{field}");
+        // A password in a URI is still masked, and label text stays escaped.
+        let field = logfmt::quote(&one_line("reading redis://:hunter2@queue/0 \u{1b}[2J"));
+        assert!(
+            !field.contains("hunter2") && field.contains("xxxxx"),
+            "{field}"
+        );
+        assert!(field.contains("\\\\u{1b}[2J"), "{field}");
+    }
+
+    #[test]
+    fn the_end_of_a_convergence_is_logged_once() {
+        let row = |current: u64, running: u64| PlanRow {
+            id: "x".into(),
+            service: "web".into(),
+            current,
+            running,
+            metric: None,
+            desired: current,
+            action: "none".into(),
+            reasons: vec![],
+            source: "labels".into(),
+        };
+        let mut mem = Memory {
+            converging: Some((3, Instant::now())),
+            ..Default::default()
+        };
+        // Tasks still starting: kept.
+        log_converged(&mut mem, &row(3, 1));
+        assert!(mem.converging.is_some());
+        // All running at the count set: logged, then forgotten.
+        log_converged(&mut mem, &row(3, 3));
+        assert!(mem.converging.is_none());
+        // Another count since (another writer, another update): forgotten.
+        mem.converging = Some((3, Instant::now()));
+        log_converged(&mut mem, &row(5, 3));
+        assert!(mem.converging.is_none());
+    }
+
+    #[test]
     fn counts_set_by_a_peer_of_the_lease_are_not_fights() {
         let mem = |set: Option<u64>, peer: &[u64]| Memory {
             set_by_us: set,
             peer_counts: peer.to_vec(),
-            logged: None,
+            ..Default::default()
         };
         // Nothing set by the agents (a standby, a fresh service): nothing to say.
         assert_eq!(classify_reset(&mem(None, &[4]), 2), Reset::None);

@@ -51,9 +51,9 @@ pub async fn run(
                 ))
             })?,
     };
-    // The default allow-list needs the swarm's service names; without --metric-allow
-    // and without an engine, only loopback is allowed.
-    let services = if args.access.metric_allow.is_empty() {
+    // The default allow-list needs the swarm's service names (not read with
+    // --metric-allow-only); without an engine, loopback and --metric-allow remain.
+    let services = if args.access.needs_services() {
         match engine
             .within_deadline(
                 engine

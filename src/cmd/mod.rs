@@ -7,6 +7,7 @@ pub mod badge;
 pub mod complete;
 pub mod internal;
 pub mod man;
+pub mod man_md;
 pub mod metric;
 pub mod plan;
 pub mod provenance;

@@ -90,15 +90,20 @@ pub struct SecretBinding {
     pub hosts: Vec<HostPort>,
 }
 
-/// Where a source may connect, and where each secret may go: the `--metric-allow`
-/// list (else the swarm's own service names and loopback) and the
-/// `--metric-secret` bindings.
+/// Where a source may connect, and where each secret may go: the swarm's own
+/// service names and loopback (the defaults), the hosts `--metric-allow` adds to
+/// them (`--metric-allow-only`: those hosts only), and the `--metric-secret`
+/// bindings.
 #[derive(Debug, Clone, Default)]
 pub struct Allow {
-    /// `--metric-allow` entries. When not empty, only these are allowed.
+    /// `--metric-allow` entries: allowed besides the defaults (instead of them with
+    /// [`Allow::only`]).
     pub listed: Vec<HostPort>,
-    /// The swarm's service names (also allowed as `tasks.NAME`), used when `listed`
-    /// is empty.
+    /// `--metric-allow-only`: only `listed` is allowed; the swarm's service names and
+    /// loopback are not.
+    pub only: bool,
+    /// The swarm's service names (also allowed as `tasks.NAME`), allowed unless
+    /// `only`.
     pub services: BTreeSet<String>,
     /// `--metric-secret` bindings. A secret without one is never sent.
     pub secrets: Vec<SecretBinding>,
@@ -108,7 +113,8 @@ pub struct Allow {
 }
 
 impl Allow {
-    /// Parses `--metric-allow HOST[:PORT],...` values. Errors: an entry with a
+    /// Parses `--metric-allow HOST[:PORT],...` values: hosts allowed besides the
+    /// defaults (the swarm's `services` and loopback). Errors: an entry with a
     /// scheme, a path, a wildcard, blanks, a bad host or a bad port.
     pub fn parse(values: &[String], services: BTreeSet<String>) -> Result<Allow, String> {
         if values
@@ -116,7 +122,7 @@ impl Allow {
             .any(|v| v.split(',').all(|e| e.trim().is_empty()))
         {
             return Err(
-                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out for the default (the swarm's services and loopback)".into(),
+                "invalid argument \"\" for \"--metric-allow\" flag: give HOST or HOST:PORT, comma-separated; leave the flag out to allow only the defaults (the swarm's services and loopback)".into(),
             );
         }
         let mut listed = vec![];
@@ -128,6 +134,7 @@ impl Allow {
         }
         Ok(Allow {
             listed,
+            only: false,
             services: services
                 .into_iter()
                 .map(|s| s.to_ascii_lowercase())
@@ -135,6 +142,17 @@ impl Allow {
             secrets: vec![],
             tls: Default::default(),
         })
+    }
+
+    /// `--metric-allow-only`: when `only`, the listed hosts are the only ones allowed
+    /// (not the swarm's services, not loopback). Errors: `only` without a
+    /// `--metric-allow` entry, which would allow nothing.
+    pub fn only_listed(mut self, only: bool) -> Result<Allow, String> {
+        if only && self.listed.is_empty() {
+            return Err("--metric-allow-only needs --metric-allow HOST[:PORT],...: it allows only the hosts listed there (without it, nothing could be read); leave it out to allow the swarm's services and loopback too".into());
+        }
+        self.only = only;
+        Ok(self)
     }
 
     /// Adds `--metric-secret NAME=HOST[:PORT],...` bindings (the flag may be given
@@ -192,12 +210,13 @@ impl Allow {
     }
 
     /// The host half of [`Allow::check`]: whether `target`'s host and port are
-    /// allowed.
+    /// allowed: a default (the swarm's services, `tasks.SERVICE`, loopback; not with
+    /// `--metric-allow-only`) or a `--metric-allow` entry.
     pub fn check_host(&self, target: &Target) -> Result<(), String> {
         let (host, port) = (&target.host, target.port_or_default());
         let at = format!("{host}:{port}");
-        if self.listed.is_empty() {
-            let ok = match host {
+        let default = !self.only
+            && match host {
                 Host::Ip(ip) => canonical(*ip).is_loopback(),
                 Host::Name(n) => {
                     n == "localhost"
@@ -206,43 +225,49 @@ impl Allow {
                             .is_some_and(|s| self.services.contains(s))
                 }
             };
-            if ok {
-                return Ok(());
-            }
-            // A service named like a number is not reached by that name.
-            let named: Vec<String> = self
-                .services
-                .iter()
-                .filter(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
-                .map(|s| crate::edge::text::printable(s))
-                .collect();
-            let numeric = match named.len() {
-                0 => String::new(),
-                1 => format!(
-                    " (the service named {} is not reached by that name: a host written as a number is an address)",
-                    named[0]
-                ),
-                _ => format!(
-                    " (the services named {} are not reached by those names: a host written as a number is an address)",
-                    named.join(", ")
-                ),
-            };
+        if default || self.listed.iter().any(|e| e.covers(host, port)) {
+            return Ok(());
+        }
+        let listed = self
+            .listed
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if self.only {
             return Err(format!(
-                "{host} is not allowed{numeric}: by default metrics are read only from the swarm's own services and loopback; allow it with --metric-allow {at}"
+                "{at} is not in --metric-allow ({listed}), and --metric-allow-only allows nothing else (not the swarm's services, not loopback); add it to --metric-allow"
             ));
         }
-        if self.listed.iter().any(|e| e.covers(host, port)) {
-            Ok(())
+        // A service named like a number is not reached by that name.
+        let named: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| Host::parse(s).is_ok_and(|h| h.ip().is_some() && h.ip() == host.ip()))
+            .map(|s| crate::edge::text::printable(s))
+            .collect();
+        let numeric = match named.len() {
+            0 => String::new(),
+            1 => format!(
+                " (the service named {} is not reached by that name: a host written as a number is an address)",
+                named[0]
+            ),
+            _ => format!(
+                " (the services named {} are not reached by those names: a host written as a number is an address)",
+                named.join(", ")
+            ),
+        };
+        let from = if self.listed.is_empty() {
+            "by default metrics are read only from the swarm's own services and loopback"
+                .to_string()
         } else {
-            Err(format!(
-                "{at} is not in --metric-allow ({})",
-                self.listed
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ))
-        }
+            format!(
+                "metrics are read only from the swarm's own services, loopback and --metric-allow ({listed})"
+            )
+        };
+        Err(format!(
+            "{host} is not allowed{numeric}: {from}; allow it with --metric-allow {at}"
+        ))
     }
 
     /// The secret half of [`Allow::check`]: whether the secret `target` names (if
@@ -383,9 +408,14 @@ impl Allow {
 /// and of `rules check` (docs/metrics.md, Threat model).
 #[derive(Debug, Clone, Default, Args)]
 pub struct MetricAccess {
-    /// Hosts metrics may be read from, HOST[:PORT],... (default: the swarm's services and loopback)
+    /// More hosts metrics may be read from, HOST[:PORT],...; added to the defaults: the swarm's services (and tasks.SERVICE) and loopback
     #[arg(long = "metric-allow", value_name = "list")]
     pub metric_allow: Vec<String>,
+
+    /// Allow only the --metric-allow hosts: not the swarm's services, not loopback
+    #[arg(long = "metric-allow-only", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = crate::edge::argv::go_bool, value_name = "")]
+    pub metric_allow_only: Option<bool>,
 
     /// Bind a secret to the hosts it may be sent to, NAME=HOST[:PORT],... (NAME: /run/secrets/NAME, a file path or a secret-env variable); a rule's secret goes nowhere else
     #[arg(long = "metric-secret", value_name = "binding")]
@@ -407,13 +437,15 @@ pub struct MetricAccess {
 impl MetricAccess {
     /// The checked allow-list, secret bindings and TLS settings (the CA and client
     /// certificate files are read here, each time); `services` are the swarm's
-    /// service names (the default allow-list). Errors: a bad `--metric-allow` or
-    /// `--metric-secret` value, a TLS file that cannot be used (a usage error).
+    /// service names (allowed by default, with loopback). Errors: a bad
+    /// `--metric-allow` or `--metric-secret` value, `--metric-allow-only` without
+    /// `--metric-allow`, a TLS file that cannot be used (usage errors).
     pub fn allow(
         &self,
         services: std::collections::BTreeSet<String>,
     ) -> Result<crate::metrics::Allow, String> {
         let mut allow = crate::metrics::Allow::parse(&self.metric_allow, services)?
+            .only_listed(self.metric_allow_only == Some(true))?
             .with_secrets(&self.metric_secret)?;
         allow.tls = std::sync::Arc::new(crate::metrics::tls::MetricTls::load(
             self.metric_tlscacert.as_deref(),
@@ -421,5 +453,11 @@ impl MetricAccess {
             self.metric_tlskey.as_deref(),
         )?);
         Ok(allow)
+    }
+
+    /// Whether the swarm's service names are needed: they are allowed unless
+    /// `--metric-allow-only`.
+    pub fn needs_services(&self) -> bool {
+        self.metric_allow_only != Some(true)
     }
 }

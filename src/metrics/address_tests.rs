@@ -164,7 +164,11 @@ fn reached_by(host: &Host) -> Option<Ipv4Addr> {
 #[test]
 fn the_host_connected_to_is_the_host_checked() {
     let listeners = Listeners::new();
-    let allow = Allow::parse(&["127.0.0.2,localhost".into()], BTreeSet::new()).unwrap();
+    // Only these two: loopback as a whole (a default) would allow 127.0.0.3.
+    let allow = Allow::parse(&["127.0.0.2,localhost".into()], BTreeSet::new())
+        .unwrap()
+        .only_listed(true)
+        .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

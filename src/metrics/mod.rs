@@ -424,10 +424,48 @@ mod tests {
         // No port written: the source's default port is what is checked.
         assert!(a.check(&t("prometheus://prom.example?query=x")).is_err());
         assert!(a.check(&t("redis://redis:1/0")).is_ok());
-        assert!(
-            a.check(&t("redis://queue:6379/0")).is_err(),
-            "a list replaces the default"
+        // A list adds to the defaults (deploy/stack.yml lists its stack-local alias;
+        // every other rule in the swarm must still read).
+        for ok in [
+            "redis://queue:6379/0",
+            "redis://tasks.queue/0",
+            "http://127.0.0.1:1/#/a",
+        ] {
+            assert!(
+                a.check(&t(ok)).is_ok(),
+                "{ok}: a list replaced the defaults"
+            );
+        }
+        let e = a.check(&t("http://elsewhere:8080/#/a")).unwrap_err();
+        assert_eq!(
+            e,
+            "elsewhere is not allowed: metrics are read only from the swarm's own services, loopback and --metric-allow (prom.example:9090,redis); allow it with --metric-allow elsewhere:8080"
         );
+        // --metric-allow-only: the list and nothing else.
+        let only = a.clone().only_listed(true).unwrap();
+        assert!(
+            only.check(&t("prometheus://prom.example:9090?query=x"))
+                .is_ok()
+        );
+        for refused in ["redis://queue:6379/0", "http://127.0.0.1:1/#/a"] {
+            let e = only.check(&t(refused)).unwrap_err();
+            assert!(
+                e.contains("is not in --metric-allow (prom.example:9090,redis), and --metric-allow-only allows nothing else"),
+                "{refused}: {e}"
+            );
+        }
+        // ... which needs a list: alone it would allow nothing.
+        let e = Allow::parse(&[], BTreeSet::new())
+            .unwrap()
+            .only_listed(true)
+            .unwrap_err();
+        assert!(
+            e.starts_with("--metric-allow-only needs --metric-allow"),
+            "{e}"
+        );
+        // Reserved addresses still need their exact address listed, list or not.
+        let e = a.check(&t("http://169.254.169.254/#/a")).unwrap_err();
+        assert!(e.contains("--metric-allow 169.254.169.254:80"), "{e}");
         for bad in ["http://x", "x:99999", "x:0", "a@b", "1.2.3.4.5", "h%41"] {
             assert!(
                 Allow::parse(&[bad.into()], BTreeSet::new()).is_err(),

@@ -1094,7 +1094,7 @@ pub struct PlanArgs {
           default_missing_value = "true", value_parser = go_bool, value_name = "")]
     pub detailed_exitcode: Option<bool>,
 
-    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (docs/format.md)
+    /// Format output: 'table' (default), 'json' (one object per line) or a Go template (man 7 docker-microscale-format)
     #[arg(long = "format", value_name = "string")]
     pub format: Option<String>,
 

@@ -323,6 +323,12 @@ fn once_dry_run_and_a_worker() {
         &svc.name,
     ]));
     assert!(stderr(&out).contains("scale up"), "{}", stderr(&out));
+    // Text logs quote values with blanks (logfmt), so that fields can be told apart.
+    assert!(
+        stderr(&out).contains(r#"action="scale up" metric="20 / 10" dry_run=true acting=false reasons="metric 20 / target 10"#),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(replicas(&svc.name), 1, "--dry-run changes nothing");
     let out = ok(plugin(&[
         "run",

@@ -377,3 +377,128 @@ fn man_pages_render_with_man_and_list_the_commands() {
         "{status}"
     );
 }
+
+/// `install.sh --binary` (the binary under test, no release build) into a fresh HOME,
+/// then what a new user does: the man pages, the reference, and the README's
+/// completion recipe, with the plugin only in `~/.docker/cli-plugins` (not on PATH).
+#[test]
+fn install_sh_into_a_fresh_home_then_man_pages_and_completion_work() {
+    require("bash", "bash");
+    require("man", "man-db");
+    let home = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("DOCKER_HOST", manager_host())
+            .env("MANWIDTH", "100")
+            .env("MANPAGER", "cat")
+            .env("MANPATH", home.path().join(".local/share/man"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let install = repo.join("install.sh");
+    let install = install.to_str().unwrap();
+    let bin = plugin_bin();
+    let out = ok(run("bash", &[install, "--binary", bin.to_str().unwrap()]));
+    let said = stdout(&out);
+    let plugin = home.path().join(".docker/cli-plugins/docker-microscale");
+    assert!(plugin.is_file(), "{said}");
+    assert!(said.contains("docker microscale version: "), "{said}");
+    let man1 = home.path().join(".local/share/man/man1");
+    let man7 = home.path().join(".local/share/man/man7");
+    assert!(man1.join("docker-microscale-status.1").is_file(), "{said}");
+    assert!(man7.join("docker-microscale-rules.7").is_file(), "{said}");
+
+    // man finds them; backspace overstrikes (bold) taken out.
+    let man = |args: &[&str]| {
+        let text = stdout(&ok(run("man", args)));
+        let mut plain = String::new();
+        for c in text.chars() {
+            if c == '\u{8}' {
+                plain.pop();
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    };
+    let rules = man(&["7", "docker-microscale-rules"]);
+    for key in [
+        "microscale.min",
+        "microscale.target-utilization",
+        "microscale.scale-down.window",
+        "microscale.fallback.after",
+    ] {
+        assert!(
+            rules.contains(key),
+            "{key} not in man 7 docker-microscale-rules:\n{rules}"
+        );
+    }
+    let root = man(&["docker-microscale"]);
+    for want in [
+        "ENVIRONMENT",
+        "MICROSCALE_TIMEOUT",
+        "MICROSCALE_SECRET_DIRS",
+        "FILES",
+        "docker-microscale-metrics(7)",
+    ] {
+        assert!(
+            root.contains(want),
+            "{want} not in man docker-microscale:\n{root}"
+        );
+    }
+    let status = man(&["docker-microscale-status"]);
+    assert!(
+        status.contains("FIELDS") && status.contains("RuleDesired"),
+        "{status}"
+    );
+    // --help says where the page is.
+    let help = stdout(&ok(run("docker", &["microscale", "status", "--help"])));
+    assert!(
+        help.contains("Manual: 'man docker-microscale-status'"),
+        "{help}"
+    );
+
+    // Completion: the plugin is not on PATH, so the old recipe fails...
+    let old = run(
+        "bash",
+        &["-c", "source <(docker-microscale completion bash)"],
+    );
+    assert!(
+        stderr(&old).contains("docker-microscale: command not found"),
+        "{}",
+        stderr(&old)
+    );
+    // ... and the README's works, by path (~ too) and for service names.
+    let svc = TestService::create(&unique("tabinst"), &["--replicas", "0"]);
+    let bash = |line: &str| {
+        let script = format!(
+            "source <(docker microscale completion bash) && COMP_LINE=\"{line}\" && \
+             COMP_POINT=${{#COMP_LINE}} && _docker_microscale; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        stdout(&ok(run("bash", &["-c", &script])))
+    };
+    assert_eq!(
+        bash("~/.docker/cli-plugins/docker-microscale sta"),
+        "status\n"
+    );
+    assert_eq!(
+        bash(&format!("{} status {}", plugin.display(), svc.name)),
+        format!("{}\n", svc.name)
+    );
+
+    // --uninstall takes all of it away.
+    let out = ok(run("bash", &[install, "--uninstall"]));
+    assert!(!plugin.exists(), "{}", stdout(&out));
+    let left: Vec<_> = [&man1, &man7]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -71,6 +71,114 @@ fn build_image(tag: &str) {
         "a debug build is dynamic: {}",
         stderr(&out)
     );
+    // No builder: imported as one layer, without the legacy builder's warning.
+    assert!(
+        stderr(&out).contains("one layer, FROM scratch") && !stderr(&out).contains("DEPRECATED"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `scripts/agent-image` without `--binary` reuses a release binary newer than every
+/// input of the build, and builds (here: would build, and finds no cargo) when one
+/// input is newer. A copy of the script in a tree of its own, with old inputs.
+#[test]
+fn the_agent_image_reuses_an_up_to_date_release_binary() {
+    require("bash", "bash");
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    for dir in [
+        "scripts",
+        "deploy",
+        "src",
+        "docs",
+        "plugin-metadata",
+        "target/release",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::copy(
+        repo().join("scripts/agent-image"),
+        root.join("scripts/agent-image"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("deploy/Dockerfile"),
+        root.join("deploy/Dockerfile"),
+    )
+    .unwrap();
+    let inputs = [
+        "src/main.rs",
+        "docs/agent.md",
+        "build.rs",
+        "Cargo.toml",
+        "Cargo.lock",
+        "plugin-metadata/metadata.json",
+    ];
+    for f in inputs {
+        std::fs::write(root.join(f), "").unwrap();
+    }
+    let touch = |date: &str, f: &str| {
+        ok(std::process::Command::new("touch")
+            .args(["-d", date])
+            .arg(root.join(f))
+            .output()
+            .unwrap());
+    };
+    for f in inputs {
+        touch("2001-01-01", f);
+    }
+    let release = root.join("target/release/docker-microscale");
+    std::fs::copy(plugin_bin(), &release).unwrap();
+    touch("2002-01-01", "target/release/docker-microscale");
+    let tag = format!("microscale-test/agent:{}", unique("fresh"));
+    let _image = Deployed {
+        image: tag.clone(),
+        service: None,
+    };
+    // No cargo on PATH: a rebuild would fail at once, and say why.
+    let script = |tag: &str| {
+        clean(root.join("scripts/agent-image"), plugin_config())
+            .env(
+                "PATH",
+                "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+            )
+            .env("DOCKER_HOST", manager_host())
+            .args(["--tag", tag])
+            .output()
+            .expect("run scripts/agent-image")
+    };
+    let out = ok(script(&tag));
+    assert_eq!(stdout(&out).trim(), tag, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("reusing {}", release.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("DEPRECATED"), "{}", stderr(&out));
+    let created = ok(docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"org.opencontainers.image.version\"}} {{json .Config.Entrypoint}}",
+        &tag,
+    ]));
+    assert_eq!(
+        stdout(&created).trim(),
+        format!(
+            "{} [\"/docker-microscale\",\"run\"]",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    // A source file changed since: not reused.
+    touch("2003-01-01", "src/main.rs");
+    let out = script(&format!("{tag}-stale"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("src/main.rs is newer") && stderr(&out).contains("cargo not found"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The agent's JSON log lines, from `docker service logs --raw`.

@@ -389,6 +389,46 @@ fn lease_clean_release_hands_over_at_once() {
 }
 
 #[test]
+fn run_once_while_another_agent_holds_the_lease_scales_nothing_and_exits_3() {
+    let name = unique("lease");
+    let _cleanup = Config(name.clone());
+    let port = serve_json(r#"{"depth": 30}"#);
+    let svc = queue_service("once-standby", port, 4);
+    wait_until("the service to run", Duration::from_secs(30), || {
+        docker_service_ls(&svc.name)
+            .first()
+            .is_some_and(|r| r["Replicas"] == "1/1")
+    });
+    let mut a = Agent::start(&name, "30s", "agent-a", &[]);
+    a.wait_for("acquired", Duration::from_secs(10));
+    // The rule asks for 3 replicas; the holder (agent-a) scales, not this pass.
+    let out = plugin(&["run", "--once", "--lease-name", &name, &svc.name]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another agent holds the lease") && stderr(&out).contains("agent-a"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(replicas(&svc.name), 1, "a standby --once scaled");
+    // --dry-run takes no lease and acts on nothing: 0, as before.
+    let out = plugin(&[
+        "run",
+        "--once",
+        "--dry-run",
+        "--lease-name",
+        &name,
+        &svc.name,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The lease released: the same --once takes it and scales (0).
+    a.signal(libc::SIGINT);
+    assert_eq!(a.wait_exit(Duration::from_secs(10)).code(), Some(130));
+    let out = plugin(&["run", "--once", "--lease-name", &name, &svc.name]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(replicas(&svc.name), 3, "{}", stderr(&out));
+}
+
+#[test]
 fn lease_held_by_a_silent_holder_is_waited_out_for_its_own_longer_ttl() {
     let name = unique("lease");
     // A holder that never renews (a crashed agent of an earlier run), with a 3s TTL.

@@ -950,3 +950,71 @@ fn status_makes_five_api_calls_however_many_services() {
         "{second:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// scripts/sandbox env: a user's shell gets DOCKER_HOST, the harness its own file
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn sandbox_env_gives_a_shell_docker_host_only_and_the_tests_their_own_file() {
+    let dir = std::env::var("MICROSCALE_SANDBOX_DIR").expect("scripts/test sets it");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sandbox");
+    let env = |extra: &[&str]| {
+        let out = clean(&script, plugin_config())
+            .args(["env", "--dir", &dir])
+            .args(extra)
+            .output()
+            .unwrap();
+        stdout(&ok(out))
+    };
+    // What `eval "$(scripts/sandbox env)"` does to a shell: DOCKER_HOST, no more.
+    let user = env(&[]);
+    let exports: Vec<&str> = user.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        exports,
+        [format!("export DOCKER_HOST={}", manager_host()).as_str()],
+        "{user}"
+    );
+    assert!(
+        user.contains("env --test") && user.contains("unset DOCKER_HOST"),
+        "{user}"
+    );
+    let shell = ok(clean("bash", plugin_config())
+        .args([
+            "-c",
+            "eval \"$1\"; env | grep -E '^(DOCKER_|MICROSCALE_)' | sort",
+            "sh",
+            &user,
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(
+        stdout(&shell),
+        format!(
+            "DOCKER_CONFIG={}\nDOCKER_HOST={}\n",
+            plugin_config().display(),
+            manager_host()
+        )
+    );
+    // The harness's variables, as scripts/test sources them.
+    let test = env(&["--test"]);
+    for want in [
+        format!("export MICROSCALE_TEST_HOST={}", manager_host()),
+        format!("export MICROSCALE_SANDBOX_DIR={dir}"),
+        "export MICROSCALE_TEST_IMAGE=".to_string(),
+        "export MICROSCALE_TEST_REGISTRY=".to_string(),
+    ] {
+        assert!(test.contains(&want), "{want} not in:\n{test}");
+    }
+    // --test belongs to env only.
+    let out = clean(&script, plugin_config())
+        .args(["status", "--test", "--dir", &dir])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("--test is an option of env only"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -8,16 +8,41 @@ fn hosts_outside_the_allow_list_are_never_contacted() {
     let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
+    // --metric-allow-only: the list and nothing else, not even the rest of loopback.
     let out = plugin(&[
         "metric",
         "--metric-allow",
         "127.0.0.1",
+        "--metric-allow-only",
         &format!("redis://127.0.0.2:{port}/0?list=jobs"),
     ]);
     fails(
         &out,
         1,
-        &format!("127.0.0.2:{port} is not in --metric-allow (127.0.0.1)"),
+        &format!(
+            "127.0.0.2:{port} is not in --metric-allow (127.0.0.1), and --metric-allow-only allows nothing else"
+        ),
+    );
+    fails(
+        &plugin(&[
+            "metric",
+            "--metric-allow-only",
+            "redis://127.0.0.1/0?list=a",
+        ]),
+        125,
+        "--metric-allow-only needs --metric-allow",
+    );
+    // A list outside loopback and the swarm.
+    let out = plugin(&[
+        "metric",
+        "--metric-allow",
+        "queue:6379",
+        "redis://192.0.2.1:6379/0?list=jobs",
+    ]);
+    fails(
+        &out,
+        1,
+        "192.0.2.1 is not allowed: metrics are read only from the swarm's own services, loopback and --metric-allow (queue:6379); allow it with --metric-allow 192.0.2.1:6379",
     );
     assert!(listener.accept().is_err(), "the host was contacted");
     // By default: the swarm's services and loopback only.
@@ -114,6 +139,18 @@ fn plan_scales_on_a_real_redis_queue() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let row = &json_lines(&stdout(&out))[0];
     assert_eq!(row["Metric"], "130 / 10", "{row}");
+    // --metric-allow adds to the defaults: deploy/stack.yml's agent lists its
+    // stack-local alias, and a rule on loopback (or any service of the swarm) still
+    // reads.
+    let out = plugin(&[
+        "plan",
+        "--metric-allow=queue:6379",
+        "--format",
+        "json",
+        &svc.name,
+    ]);
+    let with_list = &json_lines(&stdout(&ok(out)))[0];
+    assert_eq!(with_list["Metric"], "130 / 10", "{with_list}");
     // 13, capped by max 12, then HPA's default scale-up limit from 0: +4.
     assert_eq!(row["Desired"], 4, "{row}");
     assert_eq!(row["Action"], "scale up");

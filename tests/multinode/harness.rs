@@ -212,10 +212,12 @@ impl Cluster {
             up_time.as_secs_f64(),
             dir.display()
         );
-        let env = read_env(&dir.join("env"));
+        // The harness's variables (`scripts/sandbox env --test`); DIR/env holds only
+        // what a user's shell needs.
+        let env = read_env(&dir.join("test-env"));
         let list = |k: &str| -> Vec<String> {
             env.get(k)
-                .unwrap_or_else(|| panic!("{k} missing from {}/env", dir.display()))
+                .unwrap_or_else(|| panic!("{k} missing from {}/test-env", dir.display()))
                 .split_whitespace()
                 .map(String::from)
                 .collect()
@@ -282,7 +284,7 @@ impl Cluster {
     fn env_of(&self, key: &str) -> String {
         self.env
             .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from {}/env", self.dir.display()))
+            .unwrap_or_else(|| panic!("{key} missing from {}/test-env", self.dir.display()))
             .clone()
     }
 
@@ -699,7 +701,7 @@ fn sandbox_down(dir: &Path) -> String {
     }
 }
 
-/// The `export KEY=VALUE` lines of `DIR/env` (values possibly in double quotes).
+/// The `export KEY=VALUE` lines of `DIR/test-env` (values possibly in double quotes).
 fn read_env(path: &Path) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));

@@ -179,10 +179,19 @@ fn sandbox_refuses_bad_names_and_options_and_changes_nothing() {
         &dir,
     ]));
     assert!(stderr(&out).contains("is already up"), "{}", stderr(&out));
+    // It prints what a user's shell needs (DOCKER_HOST: n1); `env --test` the
+    // harness's variables.
     assert!(
-        stdout(&out).contains("MICROSCALE_NODES=\"n1 n2\""),
+        stdout(&out).contains(&format!("export DOCKER_HOST=unix://{dir}/n1/docker.sock"))
+            && !stdout(&out).contains("MICROSCALE_"),
         "{}",
         stdout(&out)
+    );
+    let test_env = ok(sandbox(&["env", "--test", "--dir", &dir]));
+    assert!(
+        stdout(&test_env).contains("MICROSCALE_NODES=\"n1 n2\""),
+        "{}",
+        stdout(&test_env)
     );
     assert_eq!(c.engine_pid("n1"), Some(pid1), "up replaced n1's dockerd");
 

@@ -645,6 +645,7 @@ mod tests {
             [
                 "--rules",
                 "--metric-allow",
+                "--metric-allow-only",
                 "--metric-secret",
                 "--metric-tlscacert",
                 "--metric-tlscert",

@@ -600,7 +600,7 @@ pub struct Read {
 /// except over ssh), the rows for the selected services, SOURCE from the store or the
 /// provenance cache, and METRIC/DESIRED from the plan; the rules' metrics are read
 /// when `metrics` is set (at most [`STATUS_METRIC_TIMEOUT`] per source, from the
-/// hosts `--metric-allow` allows).
+/// swarm's services, loopback and the hosts `--metric-allow` adds).
 ///
 /// Errors: the engine cannot be read ([`crate::edge::exit::Failure::Error`]), or a bad
 /// `--metric-allow` (usage).
