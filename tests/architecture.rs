@@ -249,14 +249,13 @@ impl Walk<'_> {
             let mut path_attr = None;
             for a in &m.attrs {
                 if a.path().is_ident("path") {
-                    if let syn::Meta::NameValue(nv) = &a.meta {
-                        if let syn::Expr::Lit(syn::ExprLit {
+                    if let syn::Meta::NameValue(nv) = &a.meta
+                        && let syn::Expr::Lit(syn::ExprLit {
                             lit: syn::Lit::Str(s),
                             ..
                         }) = &nv.value
-                        {
-                            path_attr = Some(s.value());
-                        }
+                    {
+                        path_attr = Some(s.value());
                     }
                 } else if a.path().is_ident("cfg_attr") {
                     self.problem(
@@ -526,15 +525,16 @@ fn violations(files: &[(PathBuf, String)]) -> Vec<Violation> {
     for unit in &walk.units {
         let toks: Vec<TokenTree> = unit.tokens.clone().into_iter().collect();
         for w in toks.windows(3) {
-            if is_ident(Some(&w[0]), "macro_rules") && is_punct(Some(&w[1]), '!') {
-                if let TokenTree::Ident(name) = &w[2] {
-                    let layer = unit
-                        .module
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| "main".into());
-                    macros.insert(name.to_string(), layer);
-                }
+            if is_ident(Some(&w[0]), "macro_rules")
+                && is_punct(Some(&w[1]), '!')
+                && let TokenTree::Ident(name) = &w[2]
+            {
+                let layer = unit
+                    .module
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "main".into());
+                macros.insert(name.to_string(), layer);
             }
         }
     }
@@ -695,7 +695,9 @@ fn a_planted_upward_import_fails() {
 #[test]
 fn hidden_upward_imports_are_found() {
     let alias = "(the crate root under another name";
-    let cases: &[(&str, &[(&str, &str)], (&str, usize, &str))] = &[
+    // (what, files added, (file, line, the start of `to`) wanted)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], (&'a str, usize, &'a str));
+    let cases: &[Case] = &[
         (
             "use group over several lines (rustfmt's own layout)",
             &[(
