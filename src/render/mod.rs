@@ -118,8 +118,12 @@ pub fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         if is_unsafe(c) {
-            // Every such character is in the Basic Multilingual Plane.
-            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", c as u32));
+            // JSON escapes UTF-16 units: a character past the Basic Multilingual Plane
+            // (the tag characters U+E0000..) is a surrogate pair.
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{unit:04x}"));
+            }
         } else {
             out.push(c);
         }
@@ -181,6 +185,22 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::edge::text::ellipsize;
+
+    /// Unsafe characters past the Basic Multilingual Plane (tag characters, which
+    /// can hide text in a label) are escaped as a UTF-16 surrogate pair, so the JSON
+    /// still decodes to the same value; bidi and C1 controls as one escape.
+    #[test]
+    fn json_escapes_unsafe_characters_outside_the_bmp_as_surrogate_pairs() {
+        let label = "svc\u{e0041}\u{e007f}\u{61c}\u{202e}\u{9b}x";
+        let text = json_text(label);
+        assert_eq!(
+            text,
+            "\"svc\\udb40\\udc41\\udb40\\udc7f\\u061c\\u202e\\u009bx\""
+        );
+        assert!(!text.chars().any(crate::edge::text::is_unsafe), "{text}");
+        let back: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, label);
+    }
 
     #[test]
     fn natural_order_like_docker() {
