@@ -312,6 +312,9 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
     let mut max = None;
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
     let mut bad_sources: std::collections::BTreeSet<String> = Default::default();
+    // Metrics whose target is set but invalid: that error is enough, not a second
+    // one saying the target is missing.
+    let mut bad_targets: std::collections::BTreeSet<String> = Default::default();
     let mut targets: BTreeMap<String, (String, Target)> = BTreeMap::new();
     let mut after = None;
     let mut fallback = None;
@@ -461,6 +464,9 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                     let t = parse_f64(ctx, &full, v, "percent")
                         .filter(|t| *t > 0.0 && *t <= 100.0)
                         .map(Target::Utilization);
+                    if t.is_none() {
+                        bad_targets.insert(name.clone());
+                    }
                     set_target(
                         ctx,
                         &mut targets,
@@ -475,6 +481,9 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                     let t = parse_f64(ctx, &full, v, "the metric value one replica can carry")
                         .filter(|t| *t > 0.0)
                         .map(Target::PerReplica);
+                    if t.is_none() {
+                        bad_targets.insert(name.clone());
+                    }
                     set_target(
                         ctx,
                         &mut targets,
@@ -513,6 +522,7 @@ fn parse_ours(ctx: &mut Ctx, labels: &BTreeMap<&str, &String>) -> Option<Rule> {
                 source: source.clone(),
                 target: *target,
             }),
+            None if bad_targets.contains(name) => {}
             None => ctx.error(
                 &format!("{PREFIX}{}", target_key("metric", name)),
                 source,
@@ -1002,6 +1012,33 @@ mod tests {
         assert!(
             e.iter().any(|(k, x)| k == "microscale.targt.queue"
                 && x.contains("did you mean microscale.target.queue?")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_target_is_one_error_not_also_a_missing_one() {
+        for (key, value) in [
+            ("microscale.target", "-5"),
+            ("microscale.target", "lots"),
+            ("microscale.target-utilization", "150"),
+        ] {
+            let e = errors(&parse(&[
+                ("microscale.max", "4"),
+                ("microscale.metric", "redis://q/0?list=a"),
+                (key, value),
+            ]));
+            assert_eq!(e.len(), 1, "{key}={value}: {e:?}");
+            assert_eq!(e[0].0, key, "{e:?}");
+        }
+        // A metric with no target at all still says to set one.
+        let e = errors(&parse(&[
+            ("microscale.max", "4"),
+            ("microscale.metric", "redis://q/0?list=a"),
+        ]));
+        assert!(
+            e.iter().any(|(k, x)| k == "microscale.metric"
+                && x.starts_with("a target for this metric")),
             "{e:?}"
         );
     }

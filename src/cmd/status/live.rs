@@ -463,9 +463,20 @@ fn render_view(frame: &mut Frame, view: &View) {
         top.push(format!("! {m}"));
     }
     let managed: Vec<&ServiceRow> = view.rows.iter().filter(|r| r.metric.is_some()).collect();
+    // The notes METRIC's `- (N)` refers to, under the rows after a blank line, as
+    // the plain table prints them (`super::status_table`).
+    let notes: Vec<String> = match &view.template {
+        Some(_) => vec![],
+        None => super::metric_notes(&view.rows)
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("({}) {n}", i + 1))
+            .collect(),
+    };
     let table_lines = match &view.template {
         Some(lines) => lines.len(),
-        None => 1 + view.rows.len(),
+        None if notes.is_empty() => 1 + view.rows.len(),
+        None => 1 + view.rows.len() + 1 + notes.len(),
     };
     let spark_lines = if managed.is_empty() {
         0
@@ -498,12 +509,32 @@ fn render_view(frame: &mut Frame, view: &View) {
                 .collect();
             frame.render_widget(Paragraph::new(Text::from(lines)), table_area);
         }
-        None => render_status_table(
-            frame,
-            &view.rows[..view.rows.len().min(h_table.saturating_sub(1))],
-            view.no_trunc,
-            table_area,
-        ),
+        None => {
+            // The rows first; the notes get what is left of the table's lines.
+            let h_rows = h_table.min(1 + view.rows.len());
+            let rows_area = Rect {
+                height: h_rows as u16,
+                ..table_area
+            };
+            let below = (h_rows as u16 + 1).min(table_area.height);
+            let notes_area = Rect {
+                y: table_area.y + below,
+                height: table_area.height - below,
+                ..table_area
+            };
+            render_status_table(
+                frame,
+                &view.rows[..view.rows.len().min(h_rows.saturating_sub(1))],
+                view.no_trunc,
+                rows_area,
+            );
+            let notes: Vec<Line> = notes
+                .iter()
+                .take(notes_area.height as usize)
+                .map(|l| Line::raw(cell(l, width)))
+                .collect();
+            frame.render_widget(Paragraph::new(Text::from(notes)), notes_area);
+        }
     }
     if h_sparks > 0 {
         render_sparklines(frame, view, &managed[..h_sparks - 1], spark_area);
@@ -1308,6 +1339,38 @@ mod tests {
         assert_eq!(heights(1, 11, 3, 10), [1, 1, 8, 0, 0]);
         assert_eq!(heights(1, 3, 3, 8), [1, 1, 3, 1, 2]);
         assert_eq!(heights(4, 3, 3, 2), [2, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn unreadable_metrics_are_explained_under_the_table() {
+        let mut a = row("a", "queue-worker", Some("-"), 2);
+        a.metric_error = Some("metric unreadable: cannot connect to redis\u{1b}[2J".into());
+        let mut b = row("b", "web", Some("-"), 3);
+        b.metric_error = Some("metric unreadable: timeout".into());
+        let c = row("c", "idle", None, 0);
+        let v = view(vec![a, b, c]);
+        let lines = screen(&v, 120, 20);
+        let header = lines.iter().position(|l| l.starts_with("NAME ")).unwrap();
+        assert!(lines[header + 1].contains("- (1)"), "{lines:#?}");
+        assert!(lines[header + 2].contains("- (2)"), "{lines:#?}");
+        assert!(lines[header + 3].starts_with("idle "), "{lines:#?}");
+        assert_eq!(lines[header + 4].trim(), "", "{lines:#?}");
+        assert!(
+            lines[header + 5]
+                .starts_with("(1) metric unreadable: cannot connect to redis\\u{1b}[2J"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[header + 6].starts_with("(2) metric unreadable: timeout"),
+            "{lines:#?}"
+        );
+        // The sparklines still follow, after a blank line.
+        assert_eq!(lines[header + 7].trim(), "", "{lines:#?}");
+        assert!(lines[header + 8].starts_with("SERVICE "), "{lines:#?}");
+        // On a short screen the rows come first and the notes are cut.
+        let short = screen(&v, 120, 6);
+        assert!(short.iter().any(|l| l.starts_with("idle ")), "{short:#?}");
+        assert!(!short.iter().any(|l| l.starts_with("(2)")), "{short:#?}");
     }
 
     /// A `Write` whose bytes the test can read while the terminal owns it.
