@@ -65,6 +65,81 @@ fn looks_like_credential(word: &str) -> bool {
 
 /// Whether a name (label key, query parameter) names a secret.
 pub fn is_secret_name(name: &str) -> bool {
+    // Label keys and query parameters are nearly always plain ASCII: the same rules
+    // without the allocations (`status` asks this for every label of every service).
+    if name.is_ascii() && !name.contains('%') {
+        return is_secret_ascii_name(name);
+    }
+    is_secret_decoded_name(name)
+}
+
+/// [`is_secret_name`], remembered per thread for the names asked before (at most
+/// [`MEMO_NAMES`] of them): label keys repeat from service to service, and `status`
+/// asks about each label of each service several times.
+pub fn is_secret_label_key(name: &str) -> bool {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static MEMO: RefCell<HashMap<String, bool>> = RefCell::new(HashMap::new());
+    }
+    MEMO.with(|memo| {
+        if let Some(&known) = memo.borrow().get(name) {
+            return known;
+        }
+        let secret = is_secret_name(name);
+        let mut memo = memo.borrow_mut();
+        if memo.len() < MEMO_NAMES {
+            memo.insert(name.to_string(), secret);
+        }
+        secret
+    })
+}
+
+/// Most names [`is_secret_label_key`] remembers per thread.
+const MEMO_NAMES: usize = 4096;
+
+/// [`is_secret_name`] for an ASCII name without `%` (percent-decoding leaves it as it
+/// is, and lower case is ASCII lower case): the same rules, words compared in place.
+fn is_secret_ascii_name(name: &str) -> bool {
+    if name.eq_ignore_ascii_case("secret-file") || name.eq_ignore_ascii_case("secret-env") {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    if SECRET_PARTS.iter().any(|p| lower.contains(p))
+        || lower.ends_with("pass")
+        || lower.ends_with("pwd")
+    {
+        return true;
+    }
+    // Words split as in `is_secret_decoded_name`: at characters that are not letters
+    // or digits, and before an upper-case letter that follows a lower-case letter or
+    // a digit.
+    let bytes = name.as_bytes();
+    let is_word = |w: &str| SECRET_WORDS.contains(&w);
+    let mut start = 0;
+    let mut prev_lower = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !b.is_ascii_alphanumeric() {
+            if start < i && is_word(&lower[start..i]) {
+                return true;
+            }
+            start = i + 1;
+            prev_lower = false;
+            continue;
+        }
+        if b.is_ascii_uppercase() && prev_lower && start < i {
+            if is_word(&lower[start..i]) {
+                return true;
+            }
+            start = i;
+        }
+        prev_lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+    }
+    start < bytes.len() && is_word(&lower[start..])
+}
+
+/// [`is_secret_name`] for any name: percent-decoded, lower-cased with Unicode rules.
+fn is_secret_decoded_name(name: &str) -> bool {
     let decoded = percent_decode(name);
     let lower = decoded.to_lowercase();
     // A metric URI's `secret-file=PATH` and `secret-env=NAME` say where a secret
@@ -103,7 +178,7 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// Redacts a label value, masking it whole when the key names a secret.
 pub fn redact_label(key: &str, value: &str) -> String {
-    if is_secret_name(key) {
+    if is_secret_label_key(key) {
         MASK.to_string()
     } else {
         redact_value(value)
@@ -121,6 +196,14 @@ pub fn redact_label(key: &str, value: &str) -> String {
 /// Text that only looks similar is kept: `host:port/path@x`, `registry/@scope`,
 /// `/path/w:k@z`, `name@sha256:...`, `user@example.com`.
 pub fn redact_value(value: &str) -> String {
+    // One word with no `@`, `=` or `://` has nothing any rule below masks (every rule
+    // needs one of them, or a blank before the word): most label values (`10`,
+    // `web`, `true`) are returned as they are.
+    if !value.contains(|c: char| c.is_whitespace() || c == '@' || c == '=')
+        && !value.contains("://")
+    {
+        return value.to_string();
+    }
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     let mut after_prefix = false;
@@ -854,5 +937,84 @@ mod tests {
             "word ".repeat(100_000)
         );
         assert!(redact_value(&long).ends_with("https://ci:xxxxx@gitlab.com/g"));
+    }
+
+    /// The ASCII fast path of `is_secret_name` decides as the general one: over
+    /// every name built from secret words, separators, case changes and digits.
+    #[test]
+    fn ascii_secret_names_decide_as_the_general_rules() {
+        let parts = [
+            "", "a", "key", "Key", "KEY", "api", "Api", "token", "Pass", "pwd", "monkey", "keys",
+            "db", "9", "x9", "sig", "Sig", "session", "auth", "secret", "file", "env", "pw", "ok",
+            "jwt", "private", "value", "label",
+        ];
+        let seps = ["", ".", "-", "_", " ", "[", "]", "/", ":"];
+        let mut checked = 0;
+        for a in parts {
+            for sep in seps {
+                for b in parts {
+                    for tail in ["", "Z", "1", "."] {
+                        let name = format!("{a}{sep}{b}{tail}");
+                        assert_eq!(
+                            is_secret_ascii_name(&name),
+                            is_secret_decoded_name(&name),
+                            "{name:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 20_000);
+        for name in [
+            "secret-file",
+            "SECRET-ENV",
+            "accessKey",
+            "apiKEY",
+            "myPASS",
+            "dbPwd",
+            "x-pw",
+            "microscale.metric",
+            "microscale.max",
+            "com.docker.stack.namespace",
+            "dbpassword",
+            "Authorization",
+            "pw9",
+            "9pw",
+            "key9Key",
+        ] {
+            assert_eq!(
+                is_secret_ascii_name(name),
+                is_secret_decoded_name(name),
+                "{name}"
+            );
+        }
+        // Names the fast path does not take: percent-encoded or not ASCII.
+        assert!(is_secret_name("api%5Fkey"));
+        // The Kelvin sign lower-cases to `k`: `\u{212a}ey` is `key`.
+        assert!(is_secret_name("\u{212a}ey"));
+    }
+
+    /// A value of one word without `@`, `=` or `://` comes back unchanged from the
+    /// fast path; the same word in a longer value is kept the same way.
+    #[test]
+    fn plain_words_are_kept() {
+        for v in [
+            "10",
+            "web",
+            "true",
+            "queue:6379",
+            "a/b:c",
+            "S3CRET",
+            "Bearer",
+            "x,y;z",
+        ] {
+            assert_eq!(redact_value(v), v);
+            assert_eq!(redact_value(&format!("{v} {v}")), format!("{v} {v}"));
+        }
+        // A blank, an `@`, an `=` or `://` takes the full rules.
+        assert_eq!(redact_value("Bearer S3CRET9xyz"), "Bearer xxxxx");
+        assert_eq!(redact_value("u:S3C@host.example"), "u:xxxxx@host.example");
+        assert_eq!(redact_value("token=S3C"), "token=xxxxx");
     }
 }
