@@ -902,6 +902,27 @@ impl CountingProxy {
     }
 }
 
+/// The request lines' paths, without queries, sorted.
+fn request_paths(lines: &[String]) -> Vec<String> {
+    let mut paths: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l.split(' ')
+                .nth(1)
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Four concurrent reads (services with their status, tasks, nodes, the agent's
+/// fight records), then one image inspect per distinct image: five calls for one
+/// service as for nine that share an image.
 #[test]
 fn status_makes_five_api_calls_however_many_services() {
     let proxy = CountingProxy::start();
@@ -928,22 +949,15 @@ fn status_makes_five_api_calls_however_many_services() {
     let second = proxy.take();
     assert_eq!(first.len(), 5, "{first:#?}");
     assert_eq!(second.len(), 5, "{second:#?}");
-    let mut paths: Vec<String> = second
-        .iter()
-        .map(|l| {
-            l.split(' ')
-                .nth(1)
-                .unwrap()
-                .split('?')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    paths.sort();
     assert_eq!(
-        paths,
-        ["/configs", "/images/json", "/nodes", "/services", "/tasks"]
+        request_paths(&second),
+        [
+            "/configs".to_string(),
+            format!("/images/{}/json", image()),
+            "/nodes".into(),
+            "/services".into(),
+            "/tasks".into()
+        ]
     );
     assert!(
         second.iter().any(|l| l.contains("status=true")),
@@ -1017,4 +1031,67 @@ fn sandbox_env_gives_a_shell_docker_host_only_and_the_tests_their_own_file() {
         "{}",
         stderr(&out)
     );
+}
+
+/// SOURCE from the image store: up to 16 distinct images are inspected one by one,
+/// more are found in one list of the store; either way each service shows the same
+/// SOURCE (the test image's labels; `?` for images the engine does not have).
+#[test]
+fn status_inspects_few_images_and_lists_the_store_for_many() {
+    let proxy = CountingProxy::start();
+    let p = unique("imgs");
+    let mut services = vec![TestService::create(&format!("{p}-a"), &["--replicas", "0"])];
+    for i in 0..17 {
+        services.push(TestService::create_full(
+            &format!("{p}-m{i:02}"),
+            &["--replicas", "0"],
+            &format!("microscale-test/{p}-missing-{i}:1"),
+            &["/bin/busybox", "sleep", "1000000"],
+        ));
+    }
+    let status = |filter: &str| {
+        let out = ok(clean(plugin_bin(), plugin_config())
+            .env("DOCKER_HOST", &proxy.host)
+            .args(["status", "--format", "{{.Name}} {{.Source}}", "--filter"])
+            .arg(format!("name={filter}"))
+            .output()
+            .unwrap());
+        (stdout(&out), proxy.take())
+    };
+    // One image, which the engine does not have: inspected (404), `?`.
+    let (few, calls) = status(&format!("{p}-m00"));
+    assert_eq!(few.trim(), format!("{p}-m00 ?"), "{few}");
+    assert_eq!(
+        request_paths(&calls)
+            .iter()
+            .filter(|c| c.starts_with("/images/"))
+            .count(),
+        1,
+        "{calls:#?}"
+    );
+    let (one, calls) = status(&format!("{p}-a"));
+    let source = one
+        .trim()
+        .strip_prefix(&format!("{p}-a "))
+        .unwrap()
+        .to_string();
+    assert!(source.starts_with("github.com/"), "{one}");
+    assert!(
+        request_paths(&calls).contains(&format!("/images/{}/json", image())),
+        "{calls:#?}"
+    );
+    // Eighteen distinct images: one list of the store, the same SOURCE for each.
+    let (many, calls) = status(&p);
+    let images: Vec<String> = request_paths(&calls)
+        .into_iter()
+        .filter(|c| c.starts_with("/images"))
+        .collect();
+    assert_eq!(images, ["/images/json"], "{calls:#?}");
+    let lines: Vec<&str> = many.lines().collect();
+    assert_eq!(lines.len(), 18, "{many}");
+    assert_eq!(lines[0], format!("{p}-a {source}"));
+    for (i, line) in lines[1..].iter().enumerate() {
+        assert_eq!(*line, format!("{p}-m{i:02} ?"));
+    }
+    drop(services);
 }

@@ -295,41 +295,40 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
         }
     }
 
-    let mut rows: Vec<ServiceRow> = snap
+    let no_labels = HashMap::new();
+    let rows: Vec<ServiceRow> = snap
         .services
         .iter()
         .map(|s| {
-            let id = s.id.clone().unwrap_or_default();
-            let spec = s.spec.clone().unwrap_or_default();
+            // Read in place: a row takes a few fields, not a copy of the spec.
+            let id = s.id.as_deref().unwrap_or_default();
+            let spec = s.spec.as_ref();
             let mode = Mode::of(s);
-            let status = s.service_status.clone().unwrap_or_default();
-            let desired = status.desired_tasks.unwrap_or(0);
-            let completed = status.completed_tasks.unwrap_or(0);
-            let task_template = spec.task_template.clone().unwrap_or_default();
+            let status = s.service_status.as_ref();
+            let desired = status.and_then(|st| st.desired_tasks).unwrap_or(0);
+            let completed = status.and_then(|st| st.completed_tasks).unwrap_or(0);
+            let task_template = spec.and_then(|sp| sp.task_template.as_ref());
             let max_per_node = task_template
-                .placement
-                .as_ref()
+                .and_then(|t| t.placement.as_ref())
                 .and_then(|p| p.max_replicas)
                 .filter(|m| *m > 0)
                 .map(|m| m as u64);
             let total = spec
-                .mode
-                .as_ref()
+                .and_then(|sp| sp.mode.as_ref())
                 .and_then(|m| m.replicated_job.as_ref())
                 .and_then(|j| j.total_completions)
                 .map(|t| t.max(0) as u64);
             let is_job = matches!(mode, Mode::ReplicatedJob | Mode::GlobalJob);
             let image_ref = task_template
-                .container_spec
-                .as_ref()
-                .and_then(|c| c.image.clone())
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.image.as_deref())
                 .unwrap_or_default();
-            let (image_name, digest) = split_image(&image_ref);
-            let image = docker_image_display(&image_ref, &image_name);
-            let svc_labels = spec.labels.clone().unwrap_or_default();
+            let (image_name, digest) = split_image(image_ref);
+            let image = docker_image_display(image_ref, &image_name);
+            let svc_labels = spec.and_then(|sp| sp.labels.as_ref()).unwrap_or(&no_labels);
 
             let tasks = tasks_by_service
-                .get(id.as_str())
+                .get(id)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             // One definition of a running task for every command: tasks the engine
@@ -339,11 +338,11 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
 
             ServiceRow {
                 id: if full_ids {
-                    id.clone()
+                    id.to_string()
                 } else {
                     id.chars().take(SHORT_ID).collect()
                 },
-                name: spec.name.clone().unwrap_or_default(),
+                name: spec.and_then(|sp| sp.name.clone()).unwrap_or_default(),
                 mode,
                 replicas: replicas_text(
                     mode,
@@ -362,8 +361,8 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
                 digest,
                 update: update_text(s),
                 source: String::new(),
-                rule: labels::rule_summary(&svc_labels).unwrap_or_else(|| "-".into()),
-                rule_labels: labels::rule_labels(&svc_labels),
+                rule: labels::rule_summary(svc_labels).unwrap_or_else(|| "-".into()),
+                rule_labels: labels::rule_labels(svc_labels),
                 metric: None,
                 metric_error: None,
                 rule_desired: None,
@@ -375,8 +374,14 @@ pub fn build_rows(snap: &Snapshot, full_ids: bool) -> Vec<ServiceRow> {
             }
         })
         .collect();
-    rows.sort_by(|a, b| crate::render::natural_cmp(&a.name, &b.name).then(a.id.cmp(&b.id)));
-    rows
+    // Sorted through their indices: a row is large, and moving it once is enough.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&rows[a], &rows[b]);
+        crate::render::natural_cmp(&a.name, &b.name).then(a.id.cmp(&b.id))
+    });
+    let mut slots: Vec<Option<ServiceRow>> = rows.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Fills METRIC, its error and DESIRED from the plan of each rule-managed service
@@ -427,8 +432,18 @@ pub fn fill_plan(rows: &mut [ServiceRow], snap: &Snapshot, values: Option<&crate
             .filter_map(|(s, _, _)| s.id.clone())
             .collect()
     };
+    // Rows by ID (whole, or its first SHORT_ID characters): one lookup per plan row,
+    // not a scan of the rows.
+    let index: HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, r)| (r.id.clone(), i))
+        .collect();
     for p in planned {
-        if let Some(row) = rows.iter_mut().find(|r| p.id.starts_with(&r.id)) {
+        let short: String = p.id.chars().take(SHORT_ID).collect();
+        let found = index.get(&p.id).or_else(|| index.get(&short));
+        if let Some(row) = found.map(|&i| &mut rows[i]) {
             row.metric = Some(p.metric.clone().unwrap_or_else(|| "-".into()));
             let failures = crate::plan::metric_failures(&p.reasons);
             row.metric_error =
@@ -445,22 +460,76 @@ pub const STATUS_METRIC_TIMEOUT: std::time::Duration = std::time::Duration::from
 /// SOURCE of an image that is not in the engine's image store.
 pub const NOT_IN_STORE: &str = "?";
 
-/// Fills the SOURCE of each row from the engine's image store (`GET /images/json`):
-/// the image is found by `repository@digest` in `RepoDigests` when the spec is pinned,
-/// else by `name:tag` in `RepoTags`. The record is built by the same code as
-/// `provenance` ([`crate::provenance::source_column`]).
+/// The reference under which SOURCE looks an image up in the engine's image store:
+/// `repository@digest` (found in `RepoDigests`) when the spec is pinned, else
+/// `name:tag` (found in `RepoTags`; `:latest` when untagged). Names are familiar
+/// (`docker.io/library/` removed), as the engine lists them.
+fn store_reference(image_name: &str, digest: &str) -> String {
+    use crate::provenance::strip_tag;
+    let name = familiar(image_name);
+    if digest.is_empty() {
+        if strip_tag(name) == name {
+            format!("{name}:latest")
+        } else {
+            name.to_string()
+        }
+    } else {
+        format!("{}@{digest}", strip_tag(name))
+    }
+}
+
+fn familiar(r: &str) -> &str {
+    r.strip_prefix("docker.io/library/")
+        .or_else(|| r.strip_prefix("docker.io/"))
+        .unwrap_or(r)
+}
+
+/// Most distinct images [`read_images`] inspects (all at once: as many calls in
+/// flight as `scale` allows); with more, it lists the whole store in one call.
+pub const INSPECT_LIMIT: usize = 16;
+
+/// The images of `rows` from the engine's image store, for [`fill_sources`]: each
+/// distinct image inspected (`GET /images/{name}/json`, concurrently) when there are
+/// at most [`INSPECT_LIMIT`] of them, else the whole store listed (`GET /images/json`;
+/// its cost grows with the images on the host, not with the services shown). Over
+/// ssh (one login per concurrent call), the list. Images the engine does not have are
+/// left out.
+///
+/// Errors: the engine is unreachable or answers with an error other than 404.
+pub async fn read_images(
+    engine: &crate::engine::Engine,
+    rows: &[ServiceRow],
+) -> Result<Vec<crate::engine::images::LocalImage>, crate::engine::EngineError> {
+    let wanted: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| !r.image_name.is_empty())
+        .map(|r| store_reference(&r.image_name, &r.digest))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(vec![]);
+    }
+    if wanted.len() > INSPECT_LIMIT || engine.endpoint.host.starts_with("ssh://") {
+        return engine.list_images().await;
+    }
+    let found =
+        futures_util::future::join_all(wanted.iter().map(|r| engine.inspect_image(r))).await;
+    let mut images = vec![];
+    for image in found {
+        images.extend(image?);
+    }
+    Ok(images)
+}
+
+/// Fills the SOURCE of each row from the engine's image store ([`read_images`]): the
+/// image is found by `repository@digest` in `RepoDigests` when the spec is pinned,
+/// else by `name:tag` in `RepoTags` ([`store_reference`]). The record is built by the
+/// same code as `provenance` ([`crate::provenance::source_column`]).
 pub fn fill_sources(
     rows: &mut [ServiceRow],
     images: &[crate::engine::images::LocalImage],
     full: bool,
 ) {
-    use crate::provenance::{record::Record, source_column, strip_tag};
-    let familiar = |r: &str| {
-        r.strip_prefix("docker.io/library/")
-            .or_else(|| r.strip_prefix("docker.io/"))
-            .unwrap_or(r)
-            .to_string()
-    };
+    use crate::provenance::{record::Record, source_column};
     // Many services share an image: each image reference is looked up once.
     let mut memo: HashMap<(String, String), String> = HashMap::new();
     for row in rows.iter_mut() {
@@ -469,16 +538,10 @@ pub fn fill_sources(
             row.source = source.clone();
             continue;
         }
-        let name = familiar(&row.image_name);
+        let want = store_reference(&row.image_name, &row.digest);
         let found = if row.digest.is_empty() {
-            let tagged = if strip_tag(&name) == name {
-                format!("{name}:latest")
-            } else {
-                name.clone()
-            };
-            images.iter().find(|i| i.repo_tags.contains(&tagged))
+            images.iter().find(|i| i.repo_tags.contains(&want))
         } else {
-            let want = format!("{}@{}", strip_tag(&name), row.digest);
             images
                 .iter()
                 .find(|i| i.repo_digests.iter().any(|d| familiar(d) == want))
@@ -578,14 +641,18 @@ pub async fn run(
     } else {
         print_stdout_async(text).await?
     };
-    if read.missing.is_empty() {
+    let result = if read.missing.is_empty() {
         Ok(code)
     } else {
         for m in &read.missing {
             crate::edge::exit::say(m);
         }
         Ok(Exit::Error)
-    }
+    };
+    // The process exits next: freeing thousands of specs and rows one by one would
+    // only delay it.
+    std::mem::forget(read);
+    result
 }
 
 /// What one read of the swarm gives `status`.
@@ -594,10 +661,15 @@ pub struct Read {
     pub rows: Vec<ServiceRow>,
     /// One line per named service that does not exist (or is ambiguous).
     pub missing: Vec<String>,
+    /// The snapshot the rows were built from, kept with them so that the caller
+    /// decides when it is freed (`status` exits without freeing it).
+    #[allow(dead_code)]
+    pub snapshot: Snapshot,
 }
 
-/// Reads the swarm once for `status`: the snapshot and the image store (concurrently,
-/// except over ssh), the rows for the selected services, SOURCE from the store or the
+/// Reads the swarm once for `status`: the snapshot and the agent's fight records
+/// (concurrently, except over ssh), the rows for the selected services, SOURCE from
+/// the image store ([`read_images`], once the rows name their images) or the
 /// provenance cache, and METRIC/DESIRED from the plan; the rules' metrics are read
 /// when `metrics` is set (at most [`STATUS_METRIC_TIMEOUT`] per source, from the
 /// swarm's services, loopback and the hosts `--metric-allow` adds).
@@ -612,28 +684,21 @@ pub async fn read_rows(
     metrics: bool,
 ) -> Result<Read, crate::edge::exit::Failure> {
     use crate::edge::exit::Failure;
-    // The image store is read beside the snapshot (one more call) for SOURCE.
+    // The `run` agent's fight records are read beside the snapshot (one more call; no
+    // records: none). They are read even when no service has rule labels: an agent
+    // with a rules file (`run --rules`) manages services without any.
     let over_ssh = engine.endpoint.host.starts_with("ssh://");
-    // And the `run` agent's fight records (one more call; no records: none).
-    let (snap, images, fights) = if over_ssh {
+    let (snap, fights) = if over_ssh {
+        // One ssh login at a time.
         let snap = engine.snapshot(filters).await;
         match snap {
-            Ok(s) => (
-                Ok(s),
-                engine.list_images().await,
-                crate::store::fights::read(engine).await,
-            ),
-            Err(e) => (Err(e), Ok(vec![]), Ok(Default::default())),
+            Ok(s) => (Ok(s), crate::store::fights::read(engine).await),
+            Err(e) => (Err(e), Ok(Default::default())),
         }
     } else {
-        tokio::join!(
-            engine.snapshot(filters),
-            engine.list_images(),
-            crate::store::fights::read(engine)
-        )
+        tokio::join!(engine.snapshot(filters), crate::store::fights::read(engine))
     };
     let mut snap = snap.map_err(|e| Failure::Error(e.to_string()))?;
-    let images = images.map_err(|e| Failure::Error(e.to_string()))?;
     let filtered = !args.filter.is_empty();
     snap.services
         .retain(|s| modes.is_empty() || modes.contains(&Mode::of(s)));
@@ -643,6 +708,10 @@ pub async fn read_rows(
     let no_trunc = args.no_trunc == Some(true);
     let mut rows = build_rows(&snap, no_trunc);
     fill_fights(&mut rows, &fights.unwrap_or_default());
+    // SOURCE: the images of the rows shown, once their names are known.
+    let images = read_images(engine, &rows)
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
     fill_sources(&mut rows, &images, no_trunc);
     let platform = snap.nodes.iter().find_map(|n| {
         let p = n.description.as_ref()?.platform.as_ref()?;
@@ -675,7 +744,11 @@ pub async fn read_rows(
         None
     };
     fill_plan(&mut rows, &snap, values.as_ref());
-    Ok(Read { rows, missing })
+    Ok(Read {
+        rows,
+        missing,
+        snapshot: snap,
+    })
 }
 
 /// The text `status` prints for `rows`: IDs with `-q`, else the table, JSON lines or
@@ -860,6 +933,84 @@ mod tests {
             split_image("docker.io/me/app@sha256:ff"),
             ("me/app".into(), "sha256:ff".into())
         );
+    }
+
+    /// The reference SOURCE inspects is the one it then finds in `RepoTags` or
+    /// `RepoDigests`: familiar, `:latest` when untagged, the tag dropped when pinned.
+    #[test]
+    fn store_references_are_familiar_and_complete() {
+        let r = |spec: &str| {
+            let (name, digest) = split_image(spec);
+            store_reference(&name, &digest)
+        };
+        assert_eq!(r("nginx"), "nginx:latest");
+        assert_eq!(r("docker.io/library/nginx:1.25"), "nginx:1.25");
+        assert_eq!(r("docker.io/me/app:2@sha256:ab"), "me/app@sha256:ab");
+        assert_eq!(r("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(
+            r("localhost:5000/app:3@sha256:cd"),
+            "localhost:5000/app@sha256:cd"
+        );
+    }
+
+    /// METRIC and DESIRED land on the row of their service, by whole or short ID.
+    #[test]
+    fn plan_rows_find_their_service_rows_by_id() {
+        let row = |id: &str, name: &str| ServiceRow {
+            id: id.into(),
+            name: name.into(),
+            mode: Mode::Replicated,
+            metric_error: None,
+            replicas: String::new(),
+            running: 0,
+            desired: 0,
+            completed: None,
+            max_per_node: None,
+            image: String::new(),
+            image_name: String::new(),
+            digest: String::new(),
+            update: String::new(),
+            source: String::new(),
+            rule: String::new(),
+            rule_labels: BTreeMap::new(),
+            metric: None,
+            rule_desired: None,
+            nodes: 0,
+            tasks_on_down_nodes: 0,
+            down_nodes: vec![],
+            ports: String::new(),
+            fight: None,
+        };
+        let service = |id: &str, name: &str, replicas: i64| {
+            serde_json::from_value::<Service>(serde_json::json!({
+                "ID": id,
+                "Spec": {
+                    "Name": name,
+                    "Labels": {"microscale.min": replicas.to_string(), "microscale.max": "9"},
+                    "Mode": {"Replicated": {"Replicas": replicas}}
+                },
+                "ServiceStatus": {"RunningTasks": 0, "DesiredTasks": replicas}
+            }))
+            .unwrap()
+        };
+        let snap = Snapshot {
+            services: vec![
+                service("aaaaaaaaaaaaaaaaaaaa", "a", 2),
+                service("bbbbbbbbbbbbbbbbbbbb", "b", 3),
+            ],
+            ..Default::default()
+        };
+        for (ida, idb) in [
+            ("aaaaaaaaaaaa", "bbbbbbbbbbbb"),
+            ("aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb"),
+        ] {
+            let mut rows = vec![row(idb, "b"), row(ida, "a"), row("cccccccccccc", "c")];
+            fill_plan(&mut rows, &snap, None);
+            assert_eq!(rows[0].rule_desired, Some(3), "{idb}");
+            assert_eq!(rows[1].rule_desired, Some(2), "{ida}");
+            assert_eq!(rows[2].rule_desired, None);
+            assert!(rows[0].metric.is_some() && rows[2].metric.is_none());
+        }
     }
 
     #[test]
