@@ -586,16 +586,23 @@ pub async fn fill_sources_from_cache(
     let platform = platform
         .map(|(os, arch)| Platform::from_node(&os, &arch))
         .unwrap_or_else(|| Platform::new("linux", "amd64", None));
+    // Services often share an image: each pinned image is looked up once (the cache
+    // is content-addressed, so the answer cannot change within one read).
+    let mut memo: HashMap<(String, String), String> = HashMap::new();
     for row in rows
         .iter_mut()
         .filter(|r| r.source == NOT_IN_STORE && !r.digest.is_empty())
     {
-        let Ok(reference) =
-            format!("{}@{}", strip_tag(&row.image_name), row.digest).parse::<Reference>()
-        else {
+        let key = (row.image_name.clone(), row.digest.clone());
+        if let Some(source) = memo.get(&key) {
+            row.source = source.clone();
             continue;
-        };
-        if let Ok(img) = client.image(&reference, &platform).await {
+        }
+        let reference =
+            format!("{}@{}", strip_tag(&row.image_name), row.digest).parse::<Reference>();
+        if let Ok(reference) = reference
+            && let Ok(img) = client.image(&reference, &platform).await
+        {
             let labels = img
                 .config
                 .pointer("/config/Labels")
@@ -610,6 +617,7 @@ pub async fn fill_sources_from_cache(
                 .unwrap_or_default();
             row.source = source_column(&Record::from_labels(&labels), full);
         }
+        memo.insert(key, row.source.clone());
     }
 }
 
