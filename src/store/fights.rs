@@ -26,8 +26,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::engine::{Engine, EngineError};
 
@@ -239,56 +238,30 @@ pub async fn publish(
     in_swarm: &HashSet<&str>,
 ) -> Result<(), EngineError> {
     for _ in 0..5 {
-        let result = match find(engine).await? {
-            None => {
-                let mut labels = serde_json::Map::new();
-                merged_labels(&mut labels, fights, ours, in_swarm);
-                let body = json!({
-                    "Name": CONFIG_NAME,
-                    "Labels": labels,
-                    "Data": base64::engine::general_purpose::STANDARD
-                        .encode("fight records of docker microscale run; see its labels\n"),
-                });
-                engine
-                    .raw_request(
-                        http::Method::POST,
-                        "/configs/create",
-                        Some(serde_json::to_vec(&body).unwrap_or_default()),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-            Some(config) => {
-                let id = config["ID"].as_str().unwrap_or_default().to_string();
-                let version = config["Version"]["Index"].as_u64().unwrap_or(0);
-                let mut spec = config["Spec"].clone();
-                if !spec["Labels"].is_object() {
-                    spec["Labels"] = json!({});
-                }
-                if let Some(labels) = spec["Labels"].as_object_mut() {
-                    merged_labels(labels, fights, ours, in_swarm);
-                }
-                engine
-                    .raw_request(
-                        http::Method::POST,
-                        &format!(
-                            "/configs/{}/update?version={version}",
-                            crate::engine::service::segment(&id)
-                        ),
-                        Some(serde_json::to_vec(&spec).unwrap_or_default()),
-                    )
-                    .await
-                    .map(|_| ())
-            }
-        };
+        let config = find(engine).await?;
+        let mut labels = config
+            .as_ref()
+            .and_then(|c| c["Spec"]["Labels"].as_object().cloned())
+            .unwrap_or_default();
+        merged_labels(&mut labels, fights, ours, in_swarm);
+        let current = config.as_ref().map(|c| {
+            (
+                c["ID"].as_str().unwrap_or_default(),
+                c["Version"]["Index"].as_u64().unwrap_or(0),
+                &c["Spec"],
+            )
+        });
+        let result = super::put_config_labels(
+            engine,
+            CONFIG_NAME,
+            current,
+            &labels,
+            "fight records of docker microscale run; see its labels\n",
+        )
+        .await;
         match result {
             Ok(()) => return Ok(()),
-            Err(e)
-                if crate::engine::service::is_out_of_sequence(&e)
-                    || matches!(e, EngineError::Daemon { status: 409, .. }) =>
-            {
-                continue;
-            }
+            Err(e) if super::is_conflict(&e) => continue,
             Err(e) => return Err(e),
         }
     }
@@ -303,6 +276,7 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn records_round_trip_through_labels() {

@@ -45,12 +45,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::decide::History;
-use crate::engine::service::{is_out_of_sequence, segment};
+use crate::engine::service::segment;
 use crate::engine::{Engine, EngineError};
 
 /// Label prefix of one service's entry (the service ID follows).
@@ -392,37 +391,12 @@ pub async fn write(
     let mut last = None;
     for _ in 0..3 {
         let stored = read(engine, name).await?;
-        let (labels, result) = match &stored.config {
-            None => {
-                let labels = merged_labels(None, ours, present, &meta);
-                let body = json!({
-                    "Name": name,
-                    "Labels": labels,
-                    "Data": base64::engine::general_purpose::STANDARD.encode(DATA),
-                });
-                let r = engine
-                    .raw_request(
-                        http::Method::POST,
-                        "/configs/create",
-                        Some(body.to_string().into_bytes()),
-                    )
-                    .await;
-                (labels, r)
-            }
-            Some((id, version, spec)) => {
-                let labels = merged_labels(Some(spec), ours, present, &meta);
-                let mut spec = spec.clone();
-                spec["Labels"] = Value::Object(labels.clone());
-                let r = engine
-                    .raw_request(
-                        http::Method::POST,
-                        &format!("/configs/{}/update?version={version}", segment(id)),
-                        Some(spec.to_string().into_bytes()),
-                    )
-                    .await;
-                (labels, r)
-            }
-        };
+        let labels = merged_labels(stored.config.as_ref().map(|c| &c.2), ours, present, &meta);
+        let current = stored
+            .config
+            .as_ref()
+            .map(|(id, v, spec)| (id.as_str(), *v, spec));
+        let result = super::put_config_labels(engine, name, current, &labels, DATA).await;
         match result {
             Ok(_) => {
                 return Ok(labels
@@ -430,12 +404,7 @@ pub async fn write(
                     .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
                     .sum());
             }
-            Err(e)
-                if is_out_of_sequence(&e)
-                    || matches!(e, EngineError::Daemon { status: 409, .. }) =>
-            {
-                last = Some(e)
-            }
+            Err(e) if super::is_conflict(&e) => last = Some(e),
             Err(e) => return Err(e),
         }
     }

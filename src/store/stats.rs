@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::engine::service::{is_out_of_sequence, segment};
+use crate::engine::service::segment;
 use crate::engine::{Engine, EngineError};
 use crate::metrics::engine::Kind;
 
@@ -246,43 +245,17 @@ pub async fn write_stored(
             Err(EngineError::Daemon { status: 404, .. }) => None,
             Err(e) => return Err(e),
         };
-        let result = match current {
-            None => {
-                let body = json!({
-                    "Name": name,
-                    "Labels": labels,
-                    "Data": base64::engine::general_purpose::STANDARD.encode(DATA),
-                });
-                engine
-                    .raw_request(
-                        http::Method::POST,
-                        "/configs/create",
-                        Some(body.to_string().into_bytes()),
-                    )
-                    .await
-            }
-            Some(v) => {
-                let id = v["ID"].as_str().unwrap_or_default().to_string();
-                let version = v["Version"]["Index"].as_u64().unwrap_or_default();
-                let mut spec = v["Spec"].clone();
-                spec["Labels"] = Value::Object(labels.clone());
-                engine
-                    .raw_request(
-                        http::Method::POST,
-                        &format!("/configs/{}/update?version={version}", segment(&id)),
-                        Some(spec.to_string().into_bytes()),
-                    )
-                    .await
-            }
-        };
+        let current = current.as_ref().map(|v| {
+            (
+                v["ID"].as_str().unwrap_or_default(),
+                v["Version"]["Index"].as_u64().unwrap_or_default(),
+                &v["Spec"],
+            )
+        });
+        let result = super::put_config_labels(engine, name, current, &labels, DATA).await;
         match result {
             Ok(_) => return Ok(bytes),
-            Err(e)
-                if is_out_of_sequence(&e)
-                    || matches!(e, EngineError::Daemon { status: 409, .. }) =>
-            {
-                last = Some(e)
-            }
+            Err(e) if super::is_conflict(&e) => last = Some(e),
             Err(e) => return Err(e),
         }
     }
